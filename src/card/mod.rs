@@ -1,0 +1,289 @@
+//! Reading a social security card: select the application, read the issuer file, choose the
+//! profile by 规范版本 (and region), read the rest as the profile says, decode every item.
+//!
+//! The card layer knows the reading procedure; the layout comes from [`crate::profile`] and
+//! the bytes go through [`crate::apdu::Exchanger`].
+
+mod checks;
+mod files;
+mod ireadcardbas;
+mod model;
+mod records;
+
+pub use checks::{card_no_check_char, card_no_warning};
+pub use ireadcardbas::{TerminalInfo, ireadcardbas_string};
+pub use model::{CardRead, Holder, historical_bytes};
+
+use crate::apdu::{ApduError, Command, Exchanger, StatusWord};
+use crate::codes::ReaderCode;
+use crate::profile::{
+    Access, CARD_ID_FIELD, DecodeError, FileSpec, Profile, ProfileError, ProfileSet, VERSION_FIELD,
+    decode,
+};
+use crate::reader::ReaderError;
+use files::FileReader;
+use records::Records;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Everything that can stop a card read, in the operator's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("not a social security card: the SSSE application is missing ({message})")]
+    NotSocialSecurityCard { sw: StatusWord, message: String },
+    #[error(transparent)]
+    Apdu(#[from] ApduError),
+    #[error("card file {file} cannot be selected: {message}")]
+    FileUnavailable {
+        file: String,
+        sw: StatusWord,
+        message: String,
+    },
+    #[error("card file {file} needs authentication the reader cannot give ({sw})")]
+    AccessDenied { file: String, sw: StatusWord },
+    #[error("card file {file} cannot be read: every read method was refused ({refusals})")]
+    NoReadStrategy { file: String, refusals: String },
+    #[error("card file {file} is malformed: {detail}")]
+    Malformed { file: String, detail: String },
+    #[error("card field {field} ({label}, file {file} tag {tag:02X}) is unreadable: {source}")]
+    Decode {
+        file: String,
+        field: String,
+        label: String,
+        tag: u8,
+        source: DecodeError,
+    },
+    #[error("the card lacks {label} (file {file} tag {tag:02X}), which every card must carry")]
+    MissingItem {
+        file: String,
+        label: String,
+        tag: u8,
+    },
+    #[error("unsupported card version {version:?}: no profile in apdu-specs matches it")]
+    UnknownVersion { version: String },
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+}
+
+impl From<ReaderError> for ReadError {
+    fn from(e: ReaderError) -> ReadError {
+        ReadError::Apdu(ApduError::Reader(e))
+    }
+}
+
+impl ReadError {
+    /// The national reader-interface code for this failure.
+    pub fn reader_code(&self) -> ReaderCode {
+        match self {
+            ReadError::NotSocialSecurityCard { .. } | ReadError::UnknownVersion { .. } => {
+                ReaderCode::NOT_SOCIAL_SECURITY_CARD
+            }
+            ReadError::Apdu(e) => apdu_code(e),
+            ReadError::FileUnavailable { sw, .. } | ReadError::AccessDenied { sw, .. } => {
+                ReaderCode::from_status(*sw)
+            }
+            ReadError::NoReadStrategy { .. } => ReaderCode(-13),
+            ReadError::Malformed { .. } | ReadError::Decode { .. } => ReaderCode::CHECKSUM,
+            ReadError::MissingItem { .. } => ReaderCode::CARD_DATA_MISMATCH,
+            ReadError::Profile(_) => ReaderCode::LOAD_ERROR,
+        }
+    }
+}
+
+/// Reader-layer failures mapped to the national codes.
+pub fn reader_error_code(e: &ReaderError) -> ReaderCode {
+    match e {
+        ReaderError::NoCard(_) => ReaderCode::NO_CARD,
+        ReaderError::CardRemoved | ReaderError::Unresponsive(_) => ReaderCode::CARD_NOT_RESPONDING,
+        _ => ReaderCode::READER_CONNECT,
+    }
+}
+
+fn apdu_code(e: &ApduError) -> ReaderCode {
+    match e {
+        ApduError::Reader(r) => reader_error_code(r),
+        ApduError::CardGone(..) | ApduError::EndlessResponse(_) => ReaderCode::CARD_NOT_RESPONDING,
+        ApduError::Status { sw, .. } => ReaderCode::from_status(*sw),
+    }
+}
+
+/// Reads cards by a set of profiles.
+pub struct CardReader<'p> {
+    profiles: &'p ProfileSet,
+}
+
+impl<'p> CardReader<'p> {
+    pub fn new(profiles: &'p ProfileSet) -> CardReader<'p> {
+        CardReader { profiles }
+    }
+
+    /// Reads and decodes the card behind `ex`.
+    pub fn read(&self, ex: &mut Exchanger<'_>) -> Result<CardRead, ReadError> {
+        let started = Instant::now();
+        let atr = hex::encode_upper(ex.atr());
+        let mut files = FileReader::new(ex);
+        let detection = self.profiles.detection();
+        select_application(&mut files, detection)?;
+
+        let (profile, mut records) = self.identify(&mut files, detection)?;
+        let mut card = CardRead {
+            atr,
+            profile: profile.name.clone(),
+            ..CardRead::default()
+        };
+        for file in &profile.files {
+            let file_records = records.entry(file.fid).or_default();
+            match file.access {
+                Access::Free => {}
+                Access::ExternalAuth { .. } => {
+                    card.needs_psam.extend(locked_fields(file));
+                    continue;
+                }
+                Access::Pin => continue,
+            }
+            let items: Vec<_> = file.items.iter().collect();
+            files.read(file, &items, file_records)?;
+            decode_file(file, file_records, &mut card)?;
+        }
+        finish(&mut card);
+        card.apdus = files.exchanger().apdu_count();
+        card.elapsed_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        tracing::debug!(
+            profile = %card.profile,
+            card_no = %card.card_no.as_deref().map(crate::mask::certno).unwrap_or_default(),
+            certno = %card.holder.certno.as_deref().map(crate::mask::certno).unwrap_or_default(),
+            apdus = card.apdus,
+            "card read"
+        );
+        Ok(card)
+    }
+
+    /// Reads the version (and card id, for regional profiles) and picks the profile.
+    fn identify(
+        &self,
+        files: &mut FileReader<'_, '_>,
+        detection: &Profile,
+    ) -> Result<(&'p Profile, BTreeMap<u16, Records>), ReadError> {
+        let Some(version_file) = detection.version_file() else {
+            return Err(ReadError::UnknownVersion {
+                version: String::new(),
+            });
+        };
+        let wanted: Vec<_> = [VERSION_FIELD, CARD_ID_FIELD]
+            .iter()
+            .filter_map(|field| version_file.item_for_field(field))
+            .collect();
+        let mut records = Records::default();
+        files.read(version_file, &wanted, &mut records)?;
+        let version = field_value(version_file, &records, VERSION_FIELD)?.unwrap_or_default();
+        let card_id = field_value(version_file, &records, CARD_ID_FIELD)?;
+        let region = card_id.as_deref().and_then(|id| id.get(..6));
+        let profile = self
+            .profiles
+            .choose(&version, region)
+            .ok_or(ReadError::UnknownVersion { version })?;
+        Ok((profile, BTreeMap::from([(version_file.fid, records)])))
+    }
+}
+
+fn select_application(files: &mut FileReader<'_, '_>, profile: &Profile) -> Result<(), ReadError> {
+    let command = Command::select_by_name(&profile.application.df_name_bytes());
+    let response = files.exchanger().exchange(&command)?;
+    if !response.is_ok() {
+        return Err(ReadError::NotSocialSecurityCard {
+            sw: response.sw,
+            message: response.sw.describe(),
+        });
+    }
+    files.application_selected();
+    Ok(())
+}
+
+/// The decoded value of one field of a file (all its items concatenated).
+fn field_value(
+    file: &FileSpec,
+    records: &Records,
+    field: &str,
+) -> Result<Option<String>, ReadError> {
+    let items: Vec<_> = file.items.iter().filter(|i| i.field == field).collect();
+    let Some(first) = items.first() else {
+        return Ok(None);
+    };
+    let mut joined = Vec::new();
+    for item in &items {
+        if let Some(value) = records.get(item.tag) {
+            joined.extend(item.format.strip_padding(value));
+        }
+    }
+    let present = items.iter().any(|i| records.get(i.tag).is_some());
+    if !present {
+        return match items.iter().find(|i| i.required) {
+            Some(item) => Err(ReadError::MissingItem {
+                file: file.name.clone(),
+                label: item.label.clone(),
+                tag: item.tag,
+            }),
+            None => Ok(None),
+        };
+    }
+    decode(first.format, &joined, first.lenient).map_err(|source| ReadError::Decode {
+        file: file.name.clone(),
+        field: field.to_owned(),
+        label: first.label.clone(),
+        tag: first.tag,
+        source,
+    })
+}
+
+fn decode_file(file: &FileSpec, records: &Records, card: &mut CardRead) -> Result<(), ReadError> {
+    let mut seen = Vec::new();
+    for item in &file.items {
+        if seen.contains(&item.field.as_str()) {
+            continue;
+        }
+        seen.push(item.field.as_str());
+        let value = field_value(file, records, &item.field)?;
+        card.set_field(&item.field, value);
+    }
+    Ok(())
+}
+
+/// The fields of a file that cannot be read without a PSAM or PIN.
+fn locked_fields(file: &FileSpec) -> Vec<String> {
+    let mut fields: Vec<String> = Vec::new();
+    for item in &file.items {
+        if !fields.contains(&item.field) {
+            fields.push(item.field.clone());
+        }
+    }
+    fields
+}
+
+/// Derived fields and soft checks.
+fn finish(card: &mut CardRead) {
+    card.issuer_admdvs = card
+        .card_id
+        .as_deref()
+        .and_then(|id| id.get(..6))
+        .map(str::to_owned);
+    if let Some(warning) = card.card_no.as_deref().and_then(card_no_warning) {
+        card.warnings.push(warning);
+    }
+    if !card.needs_psam.is_empty() {
+        card.warnings.push(format!(
+            "持卡人信息需PSAM外部认证 / the holder's {} need a PSAM (RKSSSE external authentication) to read",
+            card.needs_psam.join(", ")
+        ));
+    }
+}
+
+/// Connects to the card in `reader`, reads it within one transaction and disconnects.
+pub fn read_in_reader(
+    backend: &mut dyn crate::reader::ReaderBackend,
+    reader: &str,
+    profiles: &ProfileSet,
+) -> Result<CardRead, ReadError> {
+    crate::reader::with_card(backend, reader, |channel| {
+        CardReader::new(profiles).read(&mut Exchanger::new(channel))
+    })?
+}

@@ -1,0 +1,36 @@
+//! Command-line front ends. Presentation lives here; the library below knows nothing of it.
+
+pub mod bench;
+pub mod demo;
+pub mod profiles;
+pub mod read;
+pub mod sim;
+
+use medcard::profile::{ProfileError, ProfileSet};
+use std::path::Path;
+
+/// The built-in profiles, plus a directory's when one is given.
+pub fn load_profiles(dir: Option<&Path>) -> Result<ProfileSet, ProfileError> {
+    match dir {
+        Some(dir) => ProfileSet::built_in_and_dir(dir),
+        None => ProfileSet::built_in(),
+    }
+}
+
+/// A card image named by a fixture file path or a built-in card name (`xiaowang`, `gen3`, …).
+pub fn load_card(spec: &str) -> Result<medcard::sim::CardImage, medcard::sim::SimError> {
+    let path = Path::new(spec);
+    if path.exists() {
+        medcard::sim::CardImage::load(path)
+    } else {
+        medcard::sim::built_in_card(spec)
+    }
+}
+
+/// pcscd for a command that drives the real stack: the machine-wide lock, then a running
+/// pcscd (started here when none runs, stopped again when the guard drops).
+pub fn real_stack() -> Result<(medcard::pcscd::StackLock, medcard::pcscd::Pcscd), String> {
+    let lock = medcard::pcscd::StackLock::acquire().map_err(|e| e.to_string())?;
+    let pcscd = medcard::pcscd::Pcscd::ensure_running().map_err(|e| e.to_string())?;
+    Ok((lock, pcscd))
+}

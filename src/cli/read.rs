@@ -1,0 +1,186 @@
+//! `medcard read`: read the card in a reader and print it.
+
+use clap::{Args, ValueEnum};
+use medcard::card::{
+    CardRead, TerminalInfo, ireadcardbas_string, read_in_reader, reader_error_code,
+};
+use medcard::codes::ReaderCode;
+use medcard::reader::pcsc_reader::PcscReaders;
+use medcard::reader::virtual_reader::VirtualReaders;
+use medcard::reader::{ReaderBackend, ReaderError, choose_reader};
+use medcard::sim::{CardImage, VirtualCard};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Read the social security card in a reader.
+///
+/// Selects the SSSE application, reads the issuer file (EF05) and the holder file (EF06) as
+/// the matching profile says, and prints the result. Without --reader, the only reader that
+/// holds a card is used. Exit status 0 on success, otherwise the magnitude of the national
+/// reader-interface code (1 not a social security card, 2 no card, 4 card stopped answering,
+/// 5 profile error, 11 reader/pcscd error, 15 corrupt card data, 22 required item missing)
+/// or 100 when the card answered a status word (the code is then −SW, e.g. −27266 for 6A82).
+#[derive(Args)]
+pub struct ReadArgs {
+    /// PC/SC reader name (as `pcsc_scan` or `opensc-tool -l` show it).
+    #[arg(long, value_name = "NAME")]
+    reader: Option<String>,
+    /// Output format: json (one object), text (for people), ireadcardbas (the national
+    /// interface's 11-field `|` string that HIS software already parses).
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
+    /// Wait up to this many seconds for a card to be inserted (0: fail at once if none).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    wait: f64,
+    /// Extra card profiles (apdu-specs/*.toml) besides the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    profiles: Option<PathBuf>,
+    /// Read a virtual card from a fixture file in-process instead of a PC/SC reader.
+    #[arg(long, value_name = "CARD.toml", conflicts_with = "reader")]
+    card_file: Option<PathBuf>,
+    /// 终端设备号 for the ireadcardbas string (empty by default).
+    #[arg(long, default_value = "")]
+    device_id: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Json,
+    Text,
+    Ireadcardbas,
+}
+
+/// A failed read as the operator sees it.
+struct Failure {
+    code: ReaderCode,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: ReaderCode, message: impl ToString) -> Failure {
+        Failure {
+            code,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<ReaderError> for Failure {
+    fn from(e: ReaderError) -> Failure {
+        Failure::new(reader_error_code(&e), e)
+    }
+}
+
+pub fn run(args: ReadArgs) -> ExitCode {
+    match read(&args) {
+        Ok(card) => {
+            print_card(&card, &args);
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            print_failure(&failure, args.format);
+            ExitCode::from(failure.code.exit_status())
+        }
+    }
+}
+
+fn read(args: &ReadArgs) -> Result<CardRead, Failure> {
+    let profiles = super::load_profiles(args.profiles.as_deref())
+        .map_err(|e| Failure::new(ReaderCode::LOAD_ERROR, e))?;
+    let mut backend = backend(args)?;
+    let reader = if args.wait > 0.0 {
+        backend.wait_for_card(args.reader.as_deref(), Duration::from_secs_f64(args.wait))?
+    } else {
+        choose_reader(&backend.readers()?, args.reader.as_deref())?
+    };
+    read_in_reader(backend.as_mut(), &reader, &profiles)
+        .map_err(|e| Failure::new(e.reader_code(), e))
+}
+
+fn backend(args: &ReadArgs) -> Result<Box<dyn ReaderBackend>, Failure> {
+    let Some(path) = &args.card_file else {
+        return Ok(Box::new(PcscReaders::new()));
+    };
+    let image = CardImage::load(path).map_err(|e| Failure::new(ReaderCode::LOAD_ERROR, e))?;
+    Ok(Box::new(VirtualReaders::with_card(
+        "medcard virtual reader",
+        VirtualCard::new(image),
+    )))
+}
+
+fn print_card(card: &CardRead, args: &ReadArgs) {
+    match args.format {
+        Format::Json => match serde_json::to_string_pretty(card) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("medcard: cannot format the card as JSON: {e}"),
+        },
+        Format::Text => print!("{}", text_report(card)),
+        Format::Ireadcardbas => {
+            let terminal = TerminalInfo {
+                terminal_no: None,
+                device_id: args.device_id.clone(),
+            };
+            println!("{}", ireadcardbas_string(card, &terminal));
+        }
+    }
+}
+
+fn print_failure(failure: &Failure, format: Format) {
+    match format {
+        Format::Json => println!(
+            "{}",
+            json!({"error": {
+                "code": failure.code,
+                "message": failure.message,
+                "message_zh": failure.code.message_zh(),
+            }})
+        ),
+        _ => eprintln!(
+            "medcard: {} ({}，错误码 {})",
+            failure.message,
+            failure.code.message_zh(),
+            failure.code.0
+        ),
+    }
+}
+
+pub fn text_report(card: &CardRead) -> String {
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".to_owned());
+    let gender = match card.holder.gend.as_deref() {
+        Some("1") => "男 (1)".to_owned(),
+        Some("2") => "女 (2)".to_owned(),
+        other => or_dash(&other.map(str::to_owned)),
+    };
+    let rows = [
+        ("姓名 name", or_dash(&card.holder.psn_name)),
+        ("社会保障号码 certno", or_dash(&card.holder.certno)),
+        ("性别 gender", gender),
+        ("民族 ethnicity", or_dash(&card.holder.naty)),
+        ("出生日期 birth date", or_dash(&card.holder.brdy)),
+        ("出生地 birthplace", or_dash(&card.holder.birthplace)),
+        ("卡号 card no", or_dash(&card.card_no)),
+        ("卡识别码 card id", or_dash(&card.card_id)),
+        ("发卡地区 issuer", or_dash(&card.issuer_admdvs)),
+        ("规范版本 version", or_dash(&card.spec_version)),
+        ("发卡日期 issued", or_dash(&card.issue_date)),
+        ("卡有效期 expires", or_dash(&card.expiry_date)),
+        ("ATR", card.atr.clone()),
+        (
+            "read",
+            format!(
+                "profile {}, {} APDUs, {} ms",
+                card.profile, card.apdus, card.elapsed_ms
+            ),
+        ),
+    ];
+    let mut out = String::new();
+    for (label, value) in rows {
+        out.push_str(&format!("{label:<24} {value}\n"));
+    }
+    for warning in &card.warnings {
+        out.push_str(&format!("warning: {warning}\n"));
+    }
+    out
+}

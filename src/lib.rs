@@ -1,0 +1,20 @@
+//! medcard: smart-card terminal middleware for the Chinese social security card (社会保障卡).
+//!
+//! Data flows one way through the layers below; each module's doc comment says what it owns.
+//!
+//! ```text
+//! reader (PC/SC, virtual) → apdu (T=0, status words) → profile (layouts as data)
+//!        → card (read + decode a card) → cli / later: cache, insurer, settlement, socket
+//! ```
+//!
+//! `sim` is the other side of the wire: a virtual card that answers APDUs, served in-process
+//! (through [`reader::virtual_reader`]) or to the real pcscd through vpcd.
+
+pub mod apdu;
+pub mod card;
+pub mod codes;
+pub mod mask;
+pub mod pcscd;
+pub mod profile;
+pub mod reader;
+pub mod sim;

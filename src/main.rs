@@ -1,0 +1,56 @@
+//! The `medcard` command: read cards, serve a virtual card, check profiles, benchmark.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// medcard — social security card (社会保障卡 / 医保卡) middleware for hospital counters.
+///
+/// Reads the card through PC/SC (pcscd) with ISO 7816 APDUs, following card layouts kept
+/// as data in apdu-specs/. Run `medcard <command> --help` for each command.
+#[derive(Parser)]
+#[command(name = "medcard", version, about, long_about)]
+struct Cli {
+    /// Log filter (tracing syntax: error, warn, info, debug, trace; e.g. medcard=debug).
+    /// Personal data is masked at every level.
+    #[arg(long, global = true, env = "MEDCARD_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read the card in a reader and print it (JSON, text or the iReadCardBas string).
+    Read(cli::read::ReadArgs),
+    /// Serve a virtual card from a fixture file to pcscd through vsmartcard's vpcd driver.
+    Sim(cli::sim::SimArgs),
+    /// Validate and list card profiles (apdu-specs).
+    Profiles(cli::profiles::ProfilesArgs),
+    /// Measure medcard: `bench read` times card reads through pcscd + vpcd.
+    Bench(cli::bench::BenchArgs),
+    /// Show medcard reading the built-in virtual cards through pcscd + vpcd.
+    Demo(cli::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    match cli.command {
+        Command::Read(args) => cli::read::run(args),
+        Command::Sim(args) => cli::sim::run(args),
+        Command::Profiles(args) => cli::profiles::run(args),
+        Command::Bench(args) => cli::bench::run(args),
+        Command::Demo(args) => cli::demo::run(args),
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

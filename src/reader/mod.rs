@@ -1,0 +1,191 @@
+//! Reader backends: where APDU bytes go. One small trait, two implementations:
+//! [`pcsc_reader`] (the real PC/SC stack through pcscd) and [`virtual_reader`] (cards held
+//! in-process, for fast tests). Everything above this layer works on a [`CardChannel`].
+//!
+//! The calls here block; the daemon runs them on a thread of their own, never on the async
+//! runtime.
+
+pub mod pcsc_reader;
+pub mod virtual_reader;
+
+use std::time::{Duration, Instant};
+
+/// Errors of the reader layer, in the terms of what happened at the counter.
+#[derive(Debug, thiserror::Error)]
+pub enum ReaderError {
+    #[error("PC/SC service (pcscd) is not available: {0}")]
+    NoService(String),
+    #[error("no card reader found")]
+    NoReaders,
+    #[error("reader {0:?} not found")]
+    UnknownReader(String),
+    #[error("several readers hold a card ({0}); name one with --reader")]
+    AmbiguousReader(String),
+    #[error("no card in reader {0:?}")]
+    NoCard(String),
+    #[error("the card was removed during the read")]
+    CardRemoved,
+    #[error("the card does not respond: {0}")]
+    Unresponsive(String),
+    #[error("reader error: {0}")]
+    Other(String),
+}
+
+/// What a reader currently shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderStatus {
+    pub name: String,
+    /// The ATR when a card is present.
+    pub atr: Option<Vec<u8>>,
+}
+
+/// A connected card inside an exclusive transaction: bytes in, bytes out.
+pub trait CardChannel {
+    /// The ATR the card answered at power-up.
+    fn atr(&self) -> &[u8];
+    /// Sends one command APDU and returns the raw response (data ‖ SW1 SW2). A response
+    /// shorter than two bytes is passed up unchanged: the APDU layer decides what it means.
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, ReaderError>;
+}
+
+/// A source of readers and cards.
+pub trait ReaderBackend {
+    /// Every reader and, where a card is present, its ATR.
+    fn readers(&mut self) -> Result<Vec<ReaderStatus>, ReaderError>;
+
+    /// Connects (shared) to the card in `reader`, begins a transaction, runs `work` on the
+    /// channel, ends the transaction and disconnects leaving the card powered.
+    fn with_card(
+        &mut self,
+        reader: &str,
+        work: &mut dyn FnMut(&mut dyn CardChannel),
+    ) -> Result<(), ReaderError>;
+
+    /// Waits up to `timeout` for a card to be present in `reader` (or in any reader when
+    /// `None`) and returns the reader that holds it.
+    fn wait_for_card(
+        &mut self,
+        reader: Option<&str>,
+        timeout: Duration,
+    ) -> Result<String, ReaderError>;
+
+    /// Waits up to `timeout` until `reader` holds no card (pcscd notices a removal at its
+    /// next poll, up to 400 ms later).
+    fn wait_for_removal(&mut self, reader: &str, timeout: Duration) -> Result<(), ReaderError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let present = self
+                .readers()?
+                .iter()
+                .any(|r| r.name == reader && r.atr.is_some());
+            if !present {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(ReaderError::Other(format!(
+                    "the card is still in reader {reader:?} after {timeout:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Runs `work` on the card in `reader` and returns its result.
+pub fn with_card<T>(
+    backend: &mut dyn ReaderBackend,
+    reader: &str,
+    work: impl FnOnce(&mut dyn CardChannel) -> T,
+) -> Result<T, ReaderError> {
+    let mut work = Some(work);
+    let mut result = None;
+    backend.with_card(reader, &mut |channel| {
+        if let Some(work) = work.take() {
+            result = Some(work(channel));
+        }
+    })?;
+    result.ok_or_else(|| ReaderError::Other("reader backend did not run the card work".into()))
+}
+
+/// Picks the reader to use: the named one, or the only reader holding a card.
+pub fn choose_reader(
+    readers: &[ReaderStatus],
+    wanted: Option<&str>,
+) -> Result<String, ReaderError> {
+    if readers.is_empty() {
+        return Err(ReaderError::NoReaders);
+    }
+    if let Some(name) = wanted {
+        return match readers.iter().find(|r| r.name == name) {
+            Some(reader) if reader.atr.is_some() => Ok(reader.name.clone()),
+            Some(_) => Err(ReaderError::NoCard(name.to_owned())),
+            None => Err(ReaderError::UnknownReader(name.to_owned())),
+        };
+    }
+    let holding: Vec<&ReaderStatus> = readers.iter().filter(|r| r.atr.is_some()).collect();
+    match holding.as_slice() {
+        [] => Err(ReaderError::NoCard(
+            readers
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+        [one] => Ok(one.name.clone()),
+        many => Err(ReaderError::AmbiguousReader(
+            many.iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(name: &str, present: bool) -> ReaderStatus {
+        ReaderStatus {
+            name: name.into(),
+            atr: present.then(|| vec![0x3B]),
+        }
+    }
+
+    #[test]
+    fn chooses_the_only_reader_with_a_card() {
+        let readers = [status("a", false), status("b", true)];
+        assert_eq!(choose_reader(&readers, None).unwrap(), "b");
+    }
+
+    #[test]
+    fn refuses_to_guess_between_two_cards() {
+        let readers = [status("a", true), status("b", true)];
+        assert!(matches!(
+            choose_reader(&readers, None),
+            Err(ReaderError::AmbiguousReader(_))
+        ));
+        assert_eq!(choose_reader(&readers, Some("a")).unwrap(), "a");
+    }
+
+    #[test]
+    fn names_missing_readers_and_cards() {
+        assert!(matches!(
+            choose_reader(&[], None),
+            Err(ReaderError::NoReaders)
+        ));
+        let readers = [status("a", false)];
+        assert!(matches!(
+            choose_reader(&readers, None),
+            Err(ReaderError::NoCard(_))
+        ));
+        assert!(matches!(
+            choose_reader(&readers, Some("a")),
+            Err(ReaderError::NoCard(_))
+        ));
+        assert!(matches!(
+            choose_reader(&readers, Some("x")),
+            Err(ReaderError::UnknownReader(_))
+        ));
+    }
+}

@@ -1,0 +1,289 @@
+//! In-process readers holding [`VirtualCard`]s: the [`ReaderBackend`] for fast tests and
+//! `medcard read --card-file`, with no pcscd involved.
+//!
+//! A card that vanishes mid-command behaves as through vpcd: that transmit returns an empty
+//! response, the slot is empty from then on and later transmits fail with
+//! [`ReaderError::CardRemoved`].
+
+use super::{CardChannel, ReaderBackend, ReaderError, ReaderStatus};
+use crate::sim::VirtualCard;
+use std::time::{Duration, Instant};
+
+/// How often `wait_for_card` looks again.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Named reader slots, each maybe holding a card.
+#[derive(Debug, Default)]
+pub struct VirtualReaders {
+    slots: Vec<Slot>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    name: String,
+    card: Option<VirtualCard>,
+}
+
+impl VirtualReaders {
+    /// No readers at all.
+    pub fn new() -> VirtualReaders {
+        VirtualReaders::default()
+    }
+
+    /// One reader named `name` holding `card`.
+    pub fn with_card(name: &str, card: VirtualCard) -> VirtualReaders {
+        let mut readers = VirtualReaders::new();
+        readers.insert(name, card);
+        readers
+    }
+
+    /// Adds an empty reader (nothing happens if it exists).
+    pub fn add_reader(&mut self, name: &str) {
+        if self.slot(name).is_none() {
+            self.slots.push(Slot {
+                name: name.to_owned(),
+                card: None,
+            });
+        }
+    }
+
+    /// Puts `card` into reader `name` (added if missing); returns the card it held before.
+    pub fn insert(&mut self, name: &str, mut card: VirtualCard) -> Option<VirtualCard> {
+        self.add_reader(name);
+        card.insert();
+        self.slot_mut(name).and_then(|slot| slot.card.replace(card))
+    }
+
+    /// Takes the card out of reader `name`.
+    pub fn remove(&mut self, name: &str) -> Option<VirtualCard> {
+        self.slot_mut(name).and_then(|slot| slot.card.take())
+    }
+
+    /// The card in reader `name`, to look at (e.g. how many APDUs it has seen).
+    pub fn card(&self, name: &str) -> Option<&VirtualCard> {
+        self.slot(name).and_then(|slot| slot.card.as_ref())
+    }
+
+    fn slot(&self, name: &str) -> Option<&Slot> {
+        self.slots.iter().find(|slot| slot.name == name)
+    }
+
+    fn slot_mut(&mut self, name: &str) -> Option<&mut Slot> {
+        self.slots.iter_mut().find(|slot| slot.name == name)
+    }
+
+    /// The reader that holds a card: `reader` itself, or the first one holding one.
+    fn holding(&self, reader: Option<&str>) -> Result<Option<String>, ReaderError> {
+        if let Some(name) = reader
+            && self.slot(name).is_none()
+        {
+            return Err(ReaderError::UnknownReader(name.to_owned()));
+        }
+        Ok(self
+            .slots
+            .iter()
+            .filter(|slot| reader.is_none_or(|name| slot.name == name))
+            .find(|slot| slot.card.is_some())
+            .map(|slot| slot.name.clone()))
+    }
+
+    fn names(&self) -> String {
+        let names: Vec<&str> = self.slots.iter().map(|slot| slot.name.as_str()).collect();
+        names.join(", ")
+    }
+}
+
+impl ReaderBackend for VirtualReaders {
+    fn readers(&mut self) -> Result<Vec<ReaderStatus>, ReaderError> {
+        Ok(self
+            .slots
+            .iter()
+            .map(|slot| ReaderStatus {
+                name: slot.name.clone(),
+                atr: slot.card.as_ref().map(|card| card.atr().to_vec()),
+            })
+            .collect())
+    }
+
+    fn with_card(
+        &mut self,
+        reader: &str,
+        work: &mut dyn FnMut(&mut dyn CardChannel),
+    ) -> Result<(), ReaderError> {
+        let slot = self
+            .slot_mut(reader)
+            .ok_or_else(|| ReaderError::UnknownReader(reader.to_owned()))?;
+        let card = slot
+            .card
+            .as_mut()
+            .ok_or_else(|| ReaderError::NoCard(reader.to_owned()))?;
+        card.power_on();
+        let atr = card.atr().to_vec();
+        let mut channel = VirtualChannel {
+            slot: &mut slot.card,
+            atr,
+        };
+        work(&mut channel);
+        Ok(())
+    }
+
+    fn wait_for_card(
+        &mut self,
+        reader: Option<&str>,
+        timeout: Duration,
+    ) -> Result<String, ReaderError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(name) = self.holding(reader)? {
+                return Ok(name);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let wanted = reader.map_or_else(|| self.names(), str::to_owned);
+                return Err(ReaderError::NoCard(wanted));
+            }
+            std::thread::sleep(POLL.min(deadline - now));
+        }
+    }
+}
+
+/// A connection to the card in one slot.
+struct VirtualChannel<'s> {
+    slot: &'s mut Option<VirtualCard>,
+    atr: Vec<u8>,
+}
+
+impl CardChannel for VirtualChannel<'_> {
+    fn atr(&self) -> &[u8] {
+        &self.atr
+    }
+
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, ReaderError> {
+        let card = self.slot.as_mut().ok_or(ReaderError::CardRemoved)?;
+        match card.process(command) {
+            Some(response) => Ok(response),
+            None => {
+                // Gone mid-command: an empty answer now, "removed" from then on.
+                *self.slot = None;
+                Ok(Vec::new())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::with_card;
+    use crate::sim::CardImage;
+
+    const SELECT_SSSE: &str = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF";
+
+    fn card(behaviour: &str) -> VirtualCard {
+        let text = format!(
+            "description = \"t\"\natr = \"3B 6D 00 00 01\"\n[ssse]\n[[ssse.ef05]]\ntag = 3\nan = \"2.00\"\n{behaviour}"
+        );
+        VirtualCard::new(CardImage::from_toml_str(&text, "t").unwrap())
+    }
+
+    fn transmit(channel: &mut dyn CardChannel, apdu: &str) -> Result<String, ReaderError> {
+        channel
+            .transmit(&hex::decode(apdu).unwrap())
+            .map(hex::encode_upper)
+    }
+
+    #[test]
+    fn lists_readers_with_their_atrs() {
+        let mut readers = VirtualReaders::with_card("r0", card(""));
+        readers.add_reader("r1");
+        let statuses = readers.readers().unwrap();
+        assert_eq!(statuses.len(), 2);
+        assert_eq!(statuses[0].atr, Some(vec![0x3B, 0x6D, 0x00, 0x00, 0x01]));
+        assert_eq!(
+            statuses[1],
+            ReaderStatus {
+                name: "r1".into(),
+                atr: None
+            }
+        );
+    }
+
+    #[test]
+    fn transmits_to_the_card() {
+        let mut readers = VirtualReaders::with_card("r0", card(""));
+        let answers = with_card(&mut readers, "r0", |channel| {
+            assert_eq!(channel.atr()[0], 0x3B);
+            let select = transmit(channel, SELECT_SSSE).unwrap();
+            (select, transmit(channel, "00B2012C00").unwrap())
+        })
+        .unwrap();
+        assert!(answers.0.starts_with("6F1C"));
+        assert_eq!(answers.1, "0304322E30309000");
+        // Each connection powers the card on: the selection is gone.
+        let again = with_card(&mut readers, "r0", |c| transmit(c, "00B2012C00").unwrap()).unwrap();
+        assert_eq!(again, "6A82");
+        assert_eq!(readers.card("r0").unwrap().apdus_seen(), 3);
+    }
+
+    #[test]
+    fn a_vanishing_card_answers_empty_then_counts_as_removed() {
+        let mut readers = VirtualReaders::with_card("r0", card("[behaviour]\nvanish_after = 1"));
+        let results = with_card(&mut readers, "r0", |channel| {
+            [SELECT_SSSE, "00B2012C00", "00B2012C00"].map(|apdu| transmit(channel, apdu))
+        })
+        .unwrap();
+        assert!(results[0].as_ref().unwrap().ends_with("9000"));
+        assert_eq!(results[1].as_ref().unwrap(), "");
+        assert!(matches!(results[2], Err(ReaderError::CardRemoved)));
+        assert_eq!(readers.readers().unwrap()[0].atr, None);
+        assert!(matches!(
+            readers.with_card("r0", &mut |_| {}),
+            Err(ReaderError::NoCard(_))
+        ));
+    }
+
+    #[test]
+    fn insert_and_remove() {
+        let mut readers = VirtualReaders::new();
+        readers.add_reader("r0");
+        assert!(readers.remove("r0").is_none());
+        assert!(readers.insert("r1", card("")).is_none());
+        assert!(readers.insert("r1", card("")).is_some());
+        assert_eq!(readers.readers().unwrap().len(), 2);
+        assert!(readers.remove("r1").is_some());
+        assert!(readers.card("r1").is_none());
+        assert!(matches!(
+            readers.with_card("nope", &mut |_| {}),
+            Err(ReaderError::UnknownReader(_))
+        ));
+    }
+
+    #[test]
+    fn waits_for_a_card() {
+        let mut readers = VirtualReaders::new();
+        readers.add_reader("empty");
+        let started = Instant::now();
+        let err = readers
+            .wait_for_card(None, Duration::from_millis(30))
+            .unwrap_err();
+        assert!(matches!(err, ReaderError::NoCard(_)));
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        readers.insert("full", card(""));
+        let found = readers.wait_for_card(None, Duration::from_secs(5)).unwrap();
+        assert_eq!(found, "full");
+        assert!(matches!(
+            readers.wait_for_card(Some("empty"), Duration::ZERO),
+            Err(ReaderError::NoCard(name)) if name == "empty"
+        ));
+        assert!(matches!(
+            readers.wait_for_card(Some("nope"), Duration::ZERO),
+            Err(ReaderError::UnknownReader(_))
+        ));
+    }
+
+    #[test]
+    fn is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<VirtualReaders>();
+    }
+}

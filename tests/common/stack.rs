@@ -1,0 +1,136 @@
+//! The real stack for end-to-end tests: pcscd (started here if none runs) and
+//! `medcard sim --vpcd` processes inserting fixture cards into vpcd's two slots.
+
+use medcard::pcscd::{Pcscd, StackLock, VPCD_PORT, terminate};
+use medcard::reader::ReaderBackend;
+use medcard::reader::pcsc_reader::PcscReaders;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const READER_0: &str = medcard::pcscd::VPCD_READER_0;
+pub const READER_1: &str = medcard::pcscd::VPCD_READER_1;
+
+/// pcscd plus the machine-wide lock; sims are stopped before pcscd (field order).
+pub struct Stack {
+    pub pcscd: Pcscd,
+    _lock: StackLock,
+}
+
+impl Stack {
+    pub fn start() -> Stack {
+        if std::env::var_os("MEDCARD_SKIP_E2E").is_some() {
+            panic!("MEDCARD_SKIP_E2E is set: run end-to-end tests with `make test` (root, pcscd, vpcd)");
+        }
+        let lock = StackLock::acquire().expect("end-to-end lock");
+        let pcscd = Pcscd::ensure_running().expect("pcscd (run `make deps`; needs root)");
+        let stack = Stack { pcscd, _lock: lock };
+        stack.wait_for_reader_state(READER_0, false);
+        stack.wait_for_reader_state(READER_1, false);
+        stack
+    }
+
+    /// Waits until `reader` shows a card (`present`) or none.
+    pub fn wait_for_reader_state(&self, reader: &str, present: bool) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut readers = PcscReaders::new();
+        loop {
+            let status = readers
+                .readers()
+                .ok()
+                .and_then(|all| all.into_iter().find(|r| r.name == reader));
+            if let Some(status) = status
+                && status.atr.is_some() == present
+            {
+                return status.atr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "reader {reader:?} did not become {} within 10 s",
+                if present { "present" } else { "empty" }
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A `medcard sim --vpcd` process holding one card in one vpcd slot.
+pub struct Sim {
+    child: Child,
+    control: PathBuf,
+    pub reader: &'static str,
+}
+
+impl Sim {
+    /// Inserts `card` into slot 0 or 1 and waits until pcscd shows it.
+    pub fn insert(stack: &Stack, slot: u16, card: &Path) -> Sim {
+        let reader = if slot == 0 { READER_0 } else { READER_1 };
+        let control = std::env::temp_dir().join(format!("medcard-sim-{}-{slot}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&control);
+        let child = Command::new(super::medcard_bin())
+            .args(["sim", "--vpcd"])
+            .arg(format!("127.0.0.1:{}", VPCD_PORT + slot))
+            .arg(card)
+            .arg("--control")
+            .arg(&control)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start medcard sim");
+        let sim = Sim {
+            child,
+            control,
+            reader,
+        };
+        stack.wait_for_reader_state(reader, true);
+        sim
+    }
+
+    /// Sends a control line (`pull`, `insert`, `swap FILE`) and returns the reply line.
+    pub fn control(&self, line: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut stream = loop {
+            match UnixStream::connect(&self.control) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("control socket {}: {e}", self.control.display()),
+            }
+        };
+        writeln!(stream, "{line}").expect("control write");
+        let mut reply = String::new();
+        BufReader::new(stream).read_line(&mut reply).expect("control reply");
+        reply.trim().to_owned()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+        let _ = std::fs::remove_file(&self.control);
+    }
+}
+
+/// Runs `medcard read` with `args` against the real stack.
+pub fn medcard_read(args: &[&str]) -> Output {
+    Command::new(super::medcard_bin())
+        .arg("read")
+        .args(args)
+        .output()
+        .expect("run medcard read")
+}
+
+pub fn json_of(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "medcard printed no JSON ({e}): stdout {:?} stderr {:?}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
