@@ -22,15 +22,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Read the card in a reader and print it (JSON, text or the iReadCardBas string).
     Read(cli::read::ReadArgs),
-    /// Serve a virtual card from a fixture file to pcscd through vsmartcard's vpcd driver.
     Sim(cli::sim::SimArgs),
-    /// Validate and list card profiles (apdu-specs).
     Profiles(cli::profiles::ProfilesArgs),
-    /// Measure medcard: `bench read` times card reads through pcscd + vpcd.
     Bench(cli::bench::BenchArgs),
-    /// Show medcard reading the built-in virtual cards through pcscd + vpcd.
     Demo(cli::demo::DemoArgs),
 }
 

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+/// Measure medcard: `bench read` times card reads through pcscd + vpcd.
 #[derive(Args)]
 pub struct BenchArgs {
     #[command(subcommand)]

@@ -11,7 +11,11 @@ use medcard::sim::vpcd::CardThread;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Read every built-in virtual card through pcscd + vpcd (needs root to start pcscd).
+/// Show medcard reading the built-in virtual cards through pcscd + vpcd.
+///
+/// Starts pcscd when none runs (needs root), inserts each card into vpcd slot 0 and reads
+/// it the way `medcard read` does, failures included (a bank-only card, a corrupt record,
+/// a card pulled mid-read).
 #[derive(Args)]
 pub struct DemoArgs {
     /// Cards to show: fixture files or built-in names.

@@ -5,6 +5,7 @@ use medcard::profile::{Access, Profile, ProfileSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Validate and list the card profiles (apdu-specs/*.toml) the reader chooses from.
 #[derive(Args)]
 pub struct ProfilesArgs {
     #[command(subcommand)]

@@ -35,7 +35,7 @@ Example: medcard sim --vpcd 35963 fixtures/cards/xiaowang.toml --control /tmp/si
 /// Exit status for a card file or control socket that cannot be used.
 const EXIT_SETUP: u8 = 2;
 
-/// `medcard sim` (the one-line summary is in main.rs; the details are below, in `--help`).
+/// Serve a virtual card from a fixture file to pcscd through vsmartcard's vpcd driver.
 #[derive(Args, Debug)]
 #[command(after_long_help = DETAILS)]
 pub struct SimArgs {

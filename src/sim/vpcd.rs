@@ -65,6 +65,9 @@ pub enum Removal {
     Disconnected,
 }
 
+/// How long a swapped card stays out: two of pcscd's 400 ms presence polls.
+const SWAP_OUT_TIME: Duration = Duration::from_millis(900);
+
 type Observer = Box<dyn FnMut(&VpcdEvent) + Send>;
 
 /// A virtual card plugged into vpcd.
@@ -172,6 +175,9 @@ impl VpcdCard {
             }
             Control::Swap(image) => {
                 self.remove(Removal::Pulled);
+                // A hand swapping cards leaves the slot empty for a moment; pcscd only
+                // notices a removal at its next poll, so stay out for two poll periods.
+                std::thread::sleep(SWAP_OUT_TIME);
                 // Not the description: it names the (invented) holder.
                 tracing::info!(addr = %self.addr, "swapping the card");
                 self.card = VirtualCard::new(image);
@@ -417,6 +423,46 @@ fn quickack(stream: &TcpStream) {
 #[cfg(not(target_os = "linux"))]
 fn quickack(_stream: &TcpStream) {}
 
+/// A [`VpcdCard`] served on a thread of its own, for benchmarks, the demo and tests that
+/// want the card inside their own process. Dropping it pulls the card and joins the thread.
+pub struct CardThread {
+    controls: std::sync::mpsc::Sender<Control>,
+    handle: Option<std::thread::JoinHandle<Result<(), SimError>>>,
+}
+
+impl CardThread {
+    /// Inserts a card made from `image` into vpcd at `addr`.
+    pub fn spawn(addr: &str, image: CardImage) -> Result<CardThread, SimError> {
+        let card = VpcdCard::new(addr, image)?;
+        let (controls, receiver) = std::sync::mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("vpcd-card".into())
+            .spawn(move || card.run(receiver))
+            .map_err(|source| SimError::Vpcd {
+                addr: parse_addr(addr).unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
+                source,
+            })?;
+        Ok(CardThread {
+            controls,
+            handle: Some(handle),
+        })
+    }
+
+    /// Sends a control (pull, insert, swap); a card thread that has ended ignores it.
+    pub fn send(&self, control: Control) {
+        let _ = self.controls.send(control);
+    }
+}
+
+impl Drop for CardThread {
+    fn drop(&mut self) {
+        self.send(Control::Quit);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,46 +673,6 @@ mod tests {
                 matches!(parse_addr(bad), Err(SimError::Address { .. })),
                 "{bad:?}"
             );
-        }
-    }
-}
-
-/// A [`VpcdCard`] served on a thread of its own, for benchmarks, the demo and tests that
-/// want the card inside their own process. Dropping it pulls the card and joins the thread.
-pub struct CardThread {
-    controls: std::sync::mpsc::Sender<Control>,
-    handle: Option<std::thread::JoinHandle<Result<(), SimError>>>,
-}
-
-impl CardThread {
-    /// Inserts a card made from `image` into vpcd at `addr`.
-    pub fn spawn(addr: &str, image: CardImage) -> Result<CardThread, SimError> {
-        let card = VpcdCard::new(addr, image)?;
-        let (controls, receiver) = std::sync::mpsc::channel();
-        let handle = std::thread::Builder::new()
-            .name("vpcd-card".into())
-            .spawn(move || card.run(receiver))
-            .map_err(|source| SimError::Vpcd {
-                addr: parse_addr(addr).unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
-                source,
-            })?;
-        Ok(CardThread {
-            controls,
-            handle: Some(handle),
-        })
-    }
-
-    /// Sends a control (pull, insert, swap); a card thread that has ended ignores it.
-    pub fn send(&self, control: Control) {
-        let _ = self.controls.send(control);
-    }
-}
-
-impl Drop for CardThread {
-    fn drop(&mut self) {
-        self.send(Control::Quit);
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
         }
     }
 }

@@ -22,7 +22,9 @@ pub struct Stack {
 impl Stack {
     pub fn start() -> Stack {
         if std::env::var_os("MEDCARD_SKIP_E2E").is_some() {
-            panic!("MEDCARD_SKIP_E2E is set: run end-to-end tests with `make test` (root, pcscd, vpcd)");
+            panic!(
+                "MEDCARD_SKIP_E2E is set: run end-to-end tests with `make test` (root, pcscd, vpcd)"
+            );
         }
         let lock = StackLock::acquire().expect("end-to-end lock");
         let pcscd = Pcscd::ensure_running().expect("pcscd (run `make deps`; needs root)");
@@ -67,7 +69,8 @@ impl Sim {
     /// Inserts `card` into slot 0 or 1 and waits until pcscd shows it.
     pub fn insert(stack: &Stack, slot: u16, card: &Path) -> Sim {
         let reader = if slot == 0 { READER_0 } else { READER_1 };
-        let control = std::env::temp_dir().join(format!("medcard-sim-{}-{slot}.sock", std::process::id()));
+        let control =
+            std::env::temp_dir().join(format!("medcard-sim-{}-{slot}.sock", std::process::id()));
         let _ = std::fs::remove_file(&control);
         let child = Command::new(super::medcard_bin())
             .args(["sim", "--vpcd"])
@@ -104,7 +107,9 @@ impl Sim {
         };
         writeln!(stream, "{line}").expect("control write");
         let mut reply = String::new();
-        BufReader::new(stream).read_line(&mut reply).expect("control reply");
+        BufReader::new(stream)
+            .read_line(&mut reply)
+            .expect("control reply");
         reply.trim().to_owned()
     }
 }

@@ -1,0 +1,128 @@
+//! The `medcard` command line without the PC/SC stack: in-process virtual cards, profile
+//! checking, help texts and exit statuses.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn medcard(args: &[&str]) -> Output {
+    Command::new(common::medcard_bin())
+        .args(args)
+        .output()
+        .expect("run medcard")
+}
+
+fn card_file(name: &str) -> String {
+    common::fixture(name).display().to_string()
+}
+
+#[test]
+fn read_of_a_card_file_prints_the_card_json() {
+    let output = medcard(&["read", "--card-file", &card_file("xiaowang")]);
+    assert!(output.status.success(), "{output:?}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    common::expected::check_card("xiaowang", &json);
+}
+
+#[test]
+fn a_failed_read_is_json_with_the_national_code_and_the_exit_status() {
+    let output = medcard(&[
+        "read",
+        "--card-file",
+        &card_file("corrupt"),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(15));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["error"]["code"], -15);
+    assert_eq!(json["error"]["message_zh"], "信息校验和出错");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("出生日期")
+    );
+}
+
+#[test]
+fn text_errors_go_to_stderr_in_the_operators_terms() {
+    let output = medcard(&[
+        "read",
+        "--card-file",
+        &card_file("no-ssse"),
+        "--format",
+        "text",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("not a social security card") && stderr.contains("卡类型不对"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_card_file_is_a_load_error_naming_the_file() {
+    let output = medcard(&["read", "--card-file", "/nonexistent/card.toml"]);
+    assert_eq!(output.status.code(), Some(5));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/card.toml")
+    );
+}
+
+#[test]
+fn profiles_check_names_the_file_the_item_and_the_problem() {
+    let dir = std::env::temp_dir().join(format!("medcard-cli-profiles-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/apdu-specs/ssse-2.0.toml"
+    ))
+    .unwrap();
+    let broken = base
+        .replace("name = \"ssse-2.0\"", "name = \"broken\"")
+        .replace("spec_versions = [\"2.0\"]", "spec_versions = [\"2.1\"]")
+        .replacen(
+            "format = \"date\"\nlength = 4",
+            "format = \"date\"\nlength = 3",
+            1,
+        );
+    let path = dir.join("broken.toml");
+    std::fs::write(&path, broken).unwrap();
+    let output = medcard(&["profiles", "check", &path.display().to_string()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("broken.toml") && stderr.contains("EF05"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("05 (发卡日期)") && stderr.contains("date is 4 bytes"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn profiles_list_shows_the_three_generations() {
+    let output = medcard(&["profiles", "list"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for name in ["ssse-1.0", "ssse-2.0", "ssse-3.0", "external auth RKSSSE"] {
+        assert!(stdout.contains(name), "{name} missing from {stdout}");
+    }
+}
+
+#[test]
+fn help_explains_formats_and_exit_statuses() {
+    let output = medcard(&["read", "--help"]);
+    let help = String::from_utf8_lossy(&output.stdout);
+    for needle in ["ireadcardbas", "--wait", "Exit status", "--card-file"] {
+        assert!(help.contains(needle), "{needle} missing from read --help");
+    }
+}

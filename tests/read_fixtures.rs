@@ -1,0 +1,149 @@
+//! Every fixture card read in-process (library, virtual reader): fields, APDU counts, error
+//! codes; plus the fallbacks and T=0 handling each fixture was made to exercise.
+
+mod common;
+
+use common::expected::{FAILING, Outcome, READABLE, check_card, expected};
+use medcard::apdu::Exchanger;
+use medcard::card::{CardReader, ReadError, read_in_reader};
+use medcard::profile::ProfileSet;
+use medcard::reader::virtual_reader::VirtualReaders;
+use medcard::reader::with_card;
+use medcard::sim::{CardImage, VirtualCard};
+
+const READER: &str = "test reader";
+
+fn reader_with(name: &str) -> VirtualReaders {
+    let image = CardImage::load(&common::fixture(name)).expect("fixture loads");
+    VirtualReaders::with_card(READER, VirtualCard::new(image))
+}
+
+fn read(name: &str) -> Result<medcard::card::CardRead, ReadError> {
+    let profiles = ProfileSet::built_in().expect("built-in profiles");
+    read_in_reader(&mut reader_with(name), READER, &profiles)
+}
+
+#[test]
+fn every_readable_fixture_decodes_to_its_expected_fields() {
+    for name in READABLE {
+        let card = read(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        check_card(name, &serde_json::to_value(&card).expect("card serialises"));
+    }
+}
+
+#[test]
+fn every_failing_fixture_fails_with_its_reader_code() {
+    for name in FAILING {
+        let Outcome::Error(code) = expected(name) else {
+            unreachable!()
+        };
+        let err = read(name).expect_err(name);
+        assert_eq!(i64::from(err.reader_code().0), code, "{name}: {err}");
+    }
+}
+
+#[test]
+fn corrupt_record_error_names_the_field() {
+    let err = read("corrupt").unwrap_err().to_string();
+    assert!(
+        err.contains("brdy") && err.contains("出生日期") && err.contains("0D"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_2_0_card_reads_in_three_apdus_select_and_two_whole_file_reads() {
+    let profiles = ProfileSet::built_in().unwrap();
+    let mut readers = reader_with("xiaowang");
+    let log = with_card(&mut readers, READER, |channel| {
+        let mut ex = Exchanger::new(channel).recording();
+        CardReader::new(&profiles).read(&mut ex).unwrap();
+        ex.take_log()
+    })
+    .unwrap();
+    let sent: Vec<String> = log.iter().map(hex::encode_upper).collect();
+    assert_eq!(
+        sent,
+        [
+            "00A404000F7378312E73682EC9E7BBE1B1A3D5CF00",
+            "00B2012D40", // EF05, SFI 5, records 1 to last, Le = 64
+            "00B201355B", // EF06, SFI 6, records 1 to last, Le = 91
+        ]
+    );
+}
+
+#[test]
+fn an_old_cos_falls_back_to_record_numbers_and_remembers_it() {
+    let profiles = ProfileSet::built_in().unwrap();
+    let mut readers = reader_with("gen1");
+    let log = with_card(&mut readers, READER, |channel| {
+        let mut ex = Exchanger::new(channel).recording();
+        CardReader::new(&profiles).read(&mut ex).unwrap();
+        ex.take_log()
+    })
+    .unwrap();
+    let sent: Vec<String> = log.iter().map(hex::encode_upper).collect();
+    // Whole-file and by-tag are each tried once (on EF05), never again on EF06.
+    assert_eq!(sent.iter().filter(|c| c.starts_with("00B2012D")).count(), 1);
+    assert!(!sent.iter().any(|c| c.starts_with("00B20135")), "{sent:?}");
+    let by_tag = sent
+        .iter()
+        .filter(|c| c.starts_with("00B2") && &c[6..8] == "00")
+        .count();
+    assert_eq!(by_tag, 1, "by-tag read tried once: {sent:?}");
+    // EF06 records 1..6 read by SFI 6 (P2 = 0x34), the 1.0 numbering.
+    for record in 1..=6 {
+        let prefix = format!("00B20{record}34");
+        assert!(
+            sent.iter().any(|c| c.starts_with(&prefix)),
+            "{prefix} missing in {sent:?}"
+        );
+    }
+}
+
+#[test]
+fn t0_quirks_are_handled_below_the_card_layer() {
+    let profiles = ProfileSet::built_in().unwrap();
+    let mut readers = reader_with("no-4e");
+    let log = with_card(&mut readers, READER, |channel| {
+        let mut ex = Exchanger::new(channel).recording();
+        CardReader::new(&profiles).read(&mut ex).unwrap();
+        ex.take_log()
+    })
+    .unwrap();
+    let sent: Vec<String> = log.iter().map(hex::encode_upper).collect();
+    assert_eq!(sent[1], "00C000001E", "GET RESPONSE after 611E: {sent:?}");
+    assert_eq!(
+        sent.last().map(String::as_str),
+        Some("00B2013545"),
+        "resent with Le from 6C45: {sent:?}"
+    );
+}
+
+#[test]
+fn a_regional_profile_is_a_new_file_not_new_code() {
+    let dir = std::env::temp_dir().join(format!("medcard-regional-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/apdu-specs/ssse-2.0.toml"
+    ))
+    .unwrap();
+    let regional = base
+        .replace("name = \"ssse-2.0\"", "name = \"ssse-2.0-chongqing\"")
+        .replace(
+            "spec_versions = [\"2.0\"]",
+            "spec_versions = [\"2.0\"]\nregions = [\"50\"]",
+        )
+        .replace("field = \"init_org\"", "field = \"x_init_org\"");
+    std::fs::write(dir.join("chongqing.toml"), regional).unwrap();
+    let profiles = ProfileSet::built_in_and_dir(&dir).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let card = read_in_reader(&mut reader_with("xiaowang"), READER, &profiles).unwrap();
+    assert_eq!(card.profile, "ssse-2.0-chongqing");
+    assert_eq!(card.init_org, None);
+    assert_eq!(card.extra["x_init_org"], "915600000250000050000001");
+    let other = read_in_reader(&mut reader_with("resident"), READER, &profiles).unwrap();
+    assert_eq!(other.profile, "ssse-2.0");
+}
