@@ -18,7 +18,13 @@ impl ReaderCode {
     pub const NOT_CONNECTED: ReaderCode = ReaderCode(-12);
     pub const CHECKSUM: ReaderCode = ReaderCode(-15);
     pub const CARD_DATA_MISMATCH: ReaderCode = ReaderCode(-22);
+    pub const INTERNAL_AUTH_FAILED: ReaderCode = ReaderCode(-21);
+    pub const PSAM_KEY_LEVEL: ReaderCode = ReaderCode(-24);
+    pub const PIN_WRONG: ReaderCode = ReaderCode(-51);
+    pub const PIN_LOCKED: ReaderCode = ReaderCode(-52);
     pub const NO_PSAM: ReaderCode = ReaderCode(-2201);
+    pub const PSAM_NO_ALGORITHM: ReaderCode = ReaderCode(-2202);
+    pub const PSAM_NO_RKSSSE: ReaderCode = ReaderCode(-2203);
 
     /// A card status word, reported as −(SW1SW2).
     pub fn from_status(sw: StatusWord) -> ReaderCode {
@@ -38,9 +44,16 @@ impl ReaderCode {
             -13 => "不支持该命令",
             -14 => "命令参数错",
             -15 => "信息校验和出错",
+            -21 => "内部认证失败(用户卡不合法)",
             -22 => "传入数据与卡内不符",
+            -24 => "PSAM卡密钥级别不够",
+            -33 => "密码长度错",
+            -51 => "PIN校验失败",
+            -52 => "PIN锁定",
             -2201 => "无PSAM卡",
-            -2203 => "PSAM内无RKSSSE",
+            -2202 => "PSAM不支持SSF33或SM4",
+            -2203 => "PSAM内无RKSSSE(3.0卡读基本信息需要)",
+            -25551..=-25536 => "外部认证失败",
             code if code < -25000 => "卡片返回错误状态码",
             _ => "未知错误",
         }

@@ -16,5 +16,6 @@ pub mod codes;
 pub mod mask;
 pub mod pcscd;
 pub mod profile;
+pub mod psam;
 pub mod reader;
 pub mod sim;

@@ -4,17 +4,11 @@
 
 use super::CardRead;
 
-/// What the terminal adds to the card's own fields.
-#[derive(Debug, Clone, Default)]
-pub struct TerminalInfo {
-    /// 终端机编号: 12 digits from the PSAM; `000000000000` without one.
-    pub terminal_no: Option<String>,
-    /// 终端设备号: the reader's device id; empty when unknown.
-    pub device_id: String,
-}
-
 /// `region|certno|card_no|card_id|name|ATR historical bytes|version|issue|expiry|terminal|device|`
-pub fn ireadcardbas_string(card: &CardRead, terminal: &TerminalInfo) -> String {
+///
+/// 终端机编号 comes from the PSAM that authenticated the read (`000000000000` without one);
+/// 终端设备号 is the reader's device id, empty when unknown.
+pub fn ireadcardbas_string(card: &CardRead, device_id: &str) -> String {
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let compact_date = |v: &Option<String>| text(v).replace('-', "");
     let fields = [
@@ -27,11 +21,10 @@ pub fn ireadcardbas_string(card: &CardRead, terminal: &TerminalInfo) -> String {
         text(&card.spec_version),
         compact_date(&card.issue_date),
         compact_date(&card.expiry_date),
-        terminal
-            .terminal_no
+        card.psam_terminal_no
             .clone()
             .unwrap_or_else(|| "000000000000".to_owned()),
-        terminal.device_id.clone(),
+        device_id.to_owned(),
     ];
     let mut out = fields.join("|");
     out.push('|');
@@ -57,12 +50,9 @@ mod tests {
         };
         card.holder.certno = Some("111111198101011110".into());
         card.holder.psn_name = Some("张三".into());
-        let terminal = TerminalInfo {
-            terminal_no: Some("410100813475".into()),
-            device_id: "终端设备号".into(),
-        };
+        card.psam_terminal_no = Some("410100813475".into());
         assert_eq!(
-            ireadcardbas_string(&card, &terminal),
+            ireadcardbas_string(&card, "终端设备号"),
             "639900|111111198101011110|X00000019|639900D15600000500BF7C7A48FB4966|张三|\
              00814E43238697159900BF7C7A|1.00|20101001|20201001|410100813475|终端设备号|"
         );
@@ -74,7 +64,7 @@ mod tests {
             atr: "3B6D0000".into(),
             ..CardRead::default()
         };
-        let out = ireadcardbas_string(&card, &TerminalInfo::default());
+        let out = ireadcardbas_string(&card, "");
         assert_eq!(out, "|||||||||000000000000||");
         assert_eq!(out.matches('|').count(), 11);
     }

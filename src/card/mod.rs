@@ -4,6 +4,7 @@
 //! The card layer knows the reading procedure; the layout comes from [`crate::profile`] and
 //! the bytes go through [`crate::apdu::Exchanger`].
 
+mod auth;
 mod checks;
 mod files;
 mod ireadcardbas;
@@ -11,7 +12,7 @@ mod model;
 mod records;
 
 pub use checks::{card_no_check_char, card_no_warning};
-pub use ireadcardbas::{TerminalInfo, ireadcardbas_string};
+pub use ireadcardbas::ireadcardbas_string;
 pub use model::{CardRead, Holder, historical_bytes};
 
 use crate::apdu::{ApduError, Command, Exchanger, StatusWord};
@@ -20,7 +21,8 @@ use crate::profile::{
     Access, CARD_ID_FIELD, DecodeError, FileSpec, Profile, ProfileError, ProfileSet, VERSION_FIELD,
     decode,
 };
-use crate::reader::ReaderError;
+use crate::psam::{Authenticator, Psam, PsamError, default_algorithm, diversification_factor};
+use crate::reader::{ReaderBackend, ReaderError, with_card};
 use files::FileReader;
 use records::Records;
 use std::collections::BTreeMap;
@@ -63,6 +65,16 @@ pub enum ReadError {
     UnknownVersion { version: String },
     #[error(transparent)]
     Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Psam(#[from] PsamError),
+    #[error("external authentication failed: {message}; not retried, repeated failures lock the card")]
+    ExternalAuth { sw: StatusWord, message: String },
+    #[error("internal authentication failed: the card is not genuine (用户卡不合法)")]
+    NotGenuine,
+    #[error("cannot read the card's key factor: 卡识别码 is missing or too short")]
+    NoFactor,
+    #[error("no random numbers from the operating system: {0}")]
+    Random(String),
 }
 
 impl From<ReaderError> for ReadError {
@@ -85,7 +97,11 @@ impl ReadError {
             ReadError::NoReadStrategy { .. } => ReaderCode(-13),
             ReadError::Malformed { .. } | ReadError::Decode { .. } => ReaderCode::CHECKSUM,
             ReadError::MissingItem { .. } => ReaderCode::CARD_DATA_MISMATCH,
-            ReadError::Profile(_) => ReaderCode::LOAD_ERROR,
+            ReadError::Profile(_) | ReadError::Random(_) => ReaderCode::LOAD_ERROR,
+            ReadError::Psam(e) => e.reader_code(),
+            ReadError::ExternalAuth { sw, .. } => ReaderCode::from_status(*sw),
+            ReadError::NotGenuine => ReaderCode::INTERNAL_AUTH_FAILED,
+            ReadError::NoFactor => ReaderCode(-20),
         }
     }
 }
@@ -107,6 +123,14 @@ fn apdu_code(e: &ApduError) -> ReaderCode {
     }
 }
 
+/// What a read may use beyond the card itself.
+#[derive(Default)]
+pub struct ReadOptions<'a> {
+    /// Computes cryptograms for 3.0 cards (a PSAM); without one their holder file is
+    /// reported in `needs_psam`.
+    pub authenticator: Option<&'a mut dyn Authenticator>,
+}
+
 /// Reads cards by a set of profiles.
 pub struct CardReader<'p> {
     profiles: &'p ProfileSet,
@@ -119,11 +143,21 @@ impl<'p> CardReader<'p> {
 
     /// Reads and decodes the card behind `ex`.
     pub fn read(&self, ex: &mut Exchanger<'_>) -> Result<CardRead, ReadError> {
+        self.read_with(ex, ReadOptions::default())
+    }
+
+    /// Reads and decodes the card behind `ex`, authenticating where the profile asks and
+    /// `options` allow.
+    pub fn read_with(
+        &self,
+        ex: &mut Exchanger<'_>,
+        mut options: ReadOptions<'_>,
+    ) -> Result<CardRead, ReadError> {
         let started = Instant::now();
         let atr = hex::encode_upper(ex.atr());
         let mut files = FileReader::new(ex);
         let detection = self.profiles.detection();
-        select_application(&mut files, detection)?;
+        let fci = select_application(&mut files, detection)?;
 
         let (profile, mut records) = self.identify(&mut files, detection)?;
         let mut card = CardRead {
@@ -131,20 +165,41 @@ impl<'p> CardReader<'p> {
             profile: profile.name.clone(),
             ..CardRead::default()
         };
+        let card_id = field_value_of(profile, &records, CARD_ID_FIELD)?;
+        let mut authenticated = false;
         for file in &profile.files {
             let file_records = records.entry(file.fid).or_default();
-            match file.access {
-                Access::Free => {}
-                Access::ExternalAuth { .. } => {
+            match (&file.access, options.authenticator.as_deref_mut()) {
+                (Access::Free, _) => {}
+                (Access::ExternalAuth { key_id, .. }, Some(auth)) => {
+                    if !authenticated {
+                        let card_id = card_id.as_deref().ok_or(ReadError::NoFactor)?;
+                        let factor = diversification_factor(card_id).ok_or(ReadError::NoFactor)?;
+                        let algorithm = auth::fci_algorithm(&fci)
+                            .unwrap_or_else(|| default_algorithm(card_id));
+                        let ex = files.exchanger();
+                        if profile.application.internal_auth {
+                            auth::internal_authenticate(ex, auth, algorithm, &factor)?;
+                        }
+                        auth::external_authenticate(ex, auth, algorithm, &factor, *key_id)?;
+                        authenticated = true;
+                    }
+                }
+                (Access::ExternalAuth { .. }, None) => {
                     card.needs_psam.extend(locked_fields(file));
                     continue;
                 }
-                Access::Pin => continue,
+                (Access::Pin, _) => continue,
             }
             let items: Vec<_> = file.items.iter().collect();
             files.read(file, &items, file_records)?;
             decode_file(file, file_records, &mut card)?;
         }
+        card.psam_terminal_no = options
+            .authenticator
+            .as_deref()
+            .and_then(|auth| auth.terminal_no())
+            .map(str::to_owned);
         finish(&mut card);
         card.apdus = files.exchanger().apdu_count();
         card.elapsed_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
@@ -186,7 +241,11 @@ impl<'p> CardReader<'p> {
     }
 }
 
-fn select_application(files: &mut FileReader<'_, '_>, profile: &Profile) -> Result<(), ReadError> {
+/// Selects the application and returns its FCI.
+fn select_application(
+    files: &mut FileReader<'_, '_>,
+    profile: &Profile,
+) -> Result<Vec<u8>, ReadError> {
     let command = Command::select_by_name(&profile.application.df_name_bytes());
     let response = files.exchanger().exchange(&command)?;
     if !response.is_ok() {
@@ -196,7 +255,22 @@ fn select_application(files: &mut FileReader<'_, '_>, profile: &Profile) -> Resu
         });
     }
     files.application_selected();
-    Ok(())
+    Ok(response.data)
+}
+
+/// A field's value from whichever file of `profile` holds it, as far as read so far.
+fn field_value_of(
+    profile: &Profile,
+    records: &BTreeMap<u16, Records>,
+    field: &str,
+) -> Result<Option<String>, ReadError> {
+    for file in &profile.files {
+        if file.item_for_field(field).is_some() {
+            let empty = Records::default();
+            return field_value(file, records.get(&file.fid).unwrap_or(&empty), field);
+        }
+    }
+    Ok(None)
 }
 
 /// The decoded value of one field of a file (all its items concatenated).
@@ -279,11 +353,32 @@ fn finish(card: &mut CardRead) {
 
 /// Connects to the card in `reader`, reads it within one transaction and disconnects.
 pub fn read_in_reader(
-    backend: &mut dyn crate::reader::ReaderBackend,
+    backend: &mut dyn ReaderBackend,
     reader: &str,
     profiles: &ProfileSet,
 ) -> Result<CardRead, ReadError> {
-    crate::reader::with_card(backend, reader, |channel| {
+    with_card(backend, reader, |channel| {
         CardReader::new(profiles).read(&mut Exchanger::new(channel))
+    })?
+}
+
+/// Like [`read_in_reader`], with the PSAM in `psam_reader` (of `psam_backend`, which may be
+/// another connection to the same readers) authenticating 3.0 cards.
+pub fn read_in_reader_with_psam(
+    backend: &mut dyn ReaderBackend,
+    reader: &str,
+    psam_backend: &mut dyn ReaderBackend,
+    psam_reader: &str,
+    profiles: &ProfileSet,
+) -> Result<CardRead, ReadError> {
+    with_card(psam_backend, psam_reader, |psam_channel| {
+        let mut psam_ex = Exchanger::new(psam_channel);
+        let mut psam = Psam::open(&mut psam_ex, psam_reader)?;
+        with_card(backend, reader, |channel| {
+            let options = ReadOptions {
+                authenticator: Some(&mut psam),
+            };
+            CardReader::new(profiles).read_with(&mut Exchanger::new(channel), options)
+        })?
     })?
 }

@@ -32,6 +32,8 @@ pub struct CardRead {
     pub apdus: usize,
     /// Wall time of the read in milliseconds.
     pub elapsed_ms: f64,
+    /// 终端机编号 of the PSAM that authenticated the read, when one did.
+    pub psam_terminal_no: Option<String>,
     /// Fields the card holds but that need a PSAM (external authentication) to read.
     pub needs_psam: Vec<String>,
     /// Soft problems an operator may want to know about (a card number failing its check

@@ -3,7 +3,7 @@
 //! what `medcard read` prints — including the failures an operator meets at the counter.
 
 use clap::Args;
-use medcard::card::{TerminalInfo, ireadcardbas_string, read_in_reader};
+use medcard::card::{ireadcardbas_string, read_in_reader};
 use medcard::pcscd::{VPCD_PORT, VPCD_READER_0};
 use medcard::reader::ReaderBackend;
 use medcard::reader::pcsc_reader::PcscReaders;
@@ -58,7 +58,7 @@ fn demo(cards: &[String]) -> Result<(), String> {
                 print!("{}", super::read::text_report(&card));
                 println!(
                     "iReadCardBas: {}",
-                    ireadcardbas_string(&card, &TerminalInfo::default())
+                    ireadcardbas_string(&card, "")
                 );
             }
             Err(e) => println!("read failed, code {}: {e}", e.reader_code().0),

@@ -2,17 +2,18 @@
 
 use clap::{Args, ValueEnum};
 use medcard::card::{
-    CardRead, TerminalInfo, ireadcardbas_string, read_in_reader, reader_error_code,
+    CardRead, ireadcardbas_string, read_in_reader, read_in_reader_with_psam, reader_error_code,
 };
 use medcard::codes::ReaderCode;
 use medcard::reader::pcsc_reader::PcscReaders;
 use medcard::reader::virtual_reader::VirtualReaders;
-use medcard::reader::{ReaderBackend, ReaderError, choose_reader};
+use medcard::psam::find_psam;
+use medcard::reader::{ReaderBackend, ReaderError, ReaderStatus, choose_reader};
 use medcard::sim::{CardImage, VirtualCard};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Read the social security card in a reader.
 ///
@@ -37,6 +38,10 @@ pub struct ReadArgs {
     /// Extra card profiles (apdu-specs/*.toml) besides the built-in ones.
     #[arg(long, value_name = "DIR")]
     profiles: Option<PathBuf>,
+    /// The reader holding the PSAM that authenticates 3.0 cards: a reader name, `auto` (the
+    /// first other reader whose card answers as a PSAM; none is fine) or `none`.
+    #[arg(long, value_name = "NAME|auto|none", default_value = "auto")]
+    psam: String,
     /// Read a virtual card from a fixture file in-process instead of a PC/SC reader.
     #[arg(long, value_name = "CARD.toml", conflicts_with = "reader")]
     card_file: Option<PathBuf>,
@@ -89,25 +94,74 @@ pub fn run(args: ReadArgs) -> ExitCode {
 fn read(args: &ReadArgs) -> Result<CardRead, Failure> {
     let profiles = super::load_profiles(args.profiles.as_deref())
         .map_err(|e| Failure::new(ReaderCode::LOAD_ERROR, e))?;
-    let mut backend = backend(args)?;
-    let reader = if args.wait > 0.0 {
-        backend.wait_for_card(args.reader.as_deref(), Duration::from_secs_f64(args.wait))?
-    } else {
-        choose_reader(&backend.readers()?, args.reader.as_deref())?
+    let (mut backend, mut psam_backend) = backends(args)?;
+    let deadline = Instant::now() + Duration::from_secs_f64(args.wait.max(0.0));
+    let (reader, psam) = loop {
+        let readers = backend.readers()?;
+        let psam = choose_psam(psam_backend.as_mut(), &readers, args)?;
+        let cards: Vec<ReaderStatus> = readers
+            .into_iter()
+            .filter(|r| Some(&r.name) != psam.as_ref())
+            .collect();
+        match choose_reader(&cards, args.reader.as_deref()) {
+            Ok(reader) => break (reader, psam),
+            Err(ReaderError::NoCard(_) | ReaderError::NoReaders) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
-    read_in_reader(backend.as_mut(), &reader, &profiles)
-        .map_err(|e| Failure::new(e.reader_code(), e))
+    let result = match psam {
+        Some(psam) => read_in_reader_with_psam(
+            backend.as_mut(),
+            &reader,
+            psam_backend.as_mut(),
+            &psam,
+            &profiles,
+        ),
+        None => read_in_reader(backend.as_mut(), &reader, &profiles),
+    };
+    result.map_err(|e| Failure::new(e.reader_code(), e))
 }
 
-fn backend(args: &ReadArgs) -> Result<Box<dyn ReaderBackend>, Failure> {
+/// The PSAM reader per `--psam`: named (and then it must be one), found, or none.
+fn choose_psam(
+    psam_backend: &mut dyn ReaderBackend,
+    readers: &[ReaderStatus],
+    args: &ReadArgs,
+) -> Result<Option<String>, Failure> {
+    let candidates: Vec<String> = readers
+        .iter()
+        .filter(|r| r.atr.is_some() && Some(&r.name) != args.reader.as_ref())
+        .map(|r| r.name.clone())
+        .collect();
+    match args.psam.as_str() {
+        "none" => Ok(None),
+        "auto" => Ok(find_psam(psam_backend, &candidates)),
+        named => find_psam(psam_backend, &[named.to_owned()])
+            .map(Some)
+            .ok_or_else(|| {
+                Failure::new(
+                    ReaderCode::NO_PSAM,
+                    format!("no PSAM in reader {named:?} (a card answering as a PSAM is needed there)"),
+                )
+            }),
+    }
+}
+
+/// The readers to read from, and a second connection to them for the PSAM.
+fn backends(args: &ReadArgs) -> Result<(Box<dyn ReaderBackend>, Box<dyn ReaderBackend>), Failure> {
     let Some(path) = &args.card_file else {
-        return Ok(Box::new(PcscReaders::new()));
+        return Ok((Box::new(PcscReaders::new()), Box::new(PcscReaders::new())));
     };
     let image = CardImage::load(path).map_err(|e| Failure::new(ReaderCode::LOAD_ERROR, e))?;
-    Ok(Box::new(VirtualReaders::with_card(
-        "medcard virtual reader",
-        VirtualCard::new(image),
-    )))
+    Ok((
+        Box::new(VirtualReaders::with_card(
+            "medcard virtual reader",
+            VirtualCard::new(image),
+        )),
+        Box::new(VirtualReaders::new()),
+    ))
 }
 
 fn print_card(card: &CardRead, args: &ReadArgs) {
@@ -117,13 +171,7 @@ fn print_card(card: &CardRead, args: &ReadArgs) {
             Err(e) => eprintln!("medcard: cannot format the card as JSON: {e}"),
         },
         Format::Text => print!("{}", text_report(card)),
-        Format::Ireadcardbas => {
-            let terminal = TerminalInfo {
-                terminal_no: None,
-                device_id: args.device_id.clone(),
-            };
-            println!("{}", ireadcardbas_string(card, &terminal));
-        }
+        Format::Ireadcardbas => println!("{}", ireadcardbas_string(card, &args.device_id)),
     }
 }
 

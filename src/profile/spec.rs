@@ -60,6 +60,10 @@ impl MatchSpec {
 #[serde(deny_unknown_fields)]
 pub struct AppSpec {
     pub label: String,
+    /// Check the card is genuine (INTERNAL AUTHENTICATE, verified by the PSAM) before
+    /// external authentication.
+    #[serde(default)]
+    pub internal_auth: bool,
     /// DF name, hex.
     pub df_name: String,
 }
