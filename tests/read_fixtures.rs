@@ -147,3 +147,99 @@ fn a_regional_profile_is_a_new_file_not_new_code() {
     let other = read_in_reader(&mut reader_with("resident"), READER, &profiles).unwrap();
     assert_eq!(other.profile, "ssse-2.0");
 }
+
+/// Reads `card` with the PSAM image `psam` in a second in-process reader; returns the result
+/// and the card-side APDUs as hex.
+fn with_psam(
+    card: &str,
+    psam: &str,
+    pin: Option<&str>,
+) -> (Result<medcard::card::CardRead, ReadError>, Vec<String>) {
+    use medcard::card::{Pin, ReadOptions};
+    use medcard::psam::Psam;
+    let profiles = ProfileSet::built_in().unwrap();
+    let psam_path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("fixtures/psam/{psam}.toml"));
+    let chip = medcard::sim::Chip::load(&psam_path).unwrap();
+    let mut psam_readers = VirtualReaders::with_card("psam", chip);
+    let mut card_readers = reader_with(card);
+    let pin = pin.map(|p| Pin::new(p).unwrap());
+    with_card(&mut psam_readers, "psam", |psam_channel| {
+        let mut psam_ex = Exchanger::new(psam_channel);
+        let mut psam = Psam::open(&mut psam_ex, "psam").unwrap();
+        with_card(&mut card_readers, READER, |channel| {
+            let mut ex = Exchanger::new(channel).recording();
+            let options = ReadOptions {
+                authenticator: Some(&mut psam),
+                pin: pin.as_ref(),
+                records: true,
+            };
+            let card = CardReader::new(&profiles).read_with(&mut ex, options);
+            (card, ex.take_log().iter().map(hex::encode_upper).collect())
+        })
+        .unwrap()
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_3_0_card_opens_with_internal_then_external_authentication() {
+    let (card, sent) = with_psam("gen3", "test-sm4", None);
+    let card = card.unwrap();
+    assert_eq!(card.holder.certno.as_deref(), Some("440106200108170645"));
+    assert!(card.needs_psam.is_empty());
+    assert_eq!(card.psam_terminal_no.as_deref(), Some("410100813475"));
+    let ins: Vec<&str> = sent.iter().map(|c| &c[2..4]).collect();
+    // SELECT, EF05, INTERNAL AUTHENTICATE, GET CHALLENGE, EXTERNAL AUTHENTICATE, EF06.
+    assert_eq!(ins, ["A4", "B2", "88", "84", "82", "B2"], "{sent:?}");
+    assert!(
+        sent[4].starts_with("0082000A10"),
+        "RKSSSE key id 0A: {}",
+        sent[4]
+    );
+    // Internal authentication carries the factor "440100sx".
+    let factor = hex::encode_upper("440100sx");
+    assert!(
+        sent[2].starts_with(&format!("0088000010{factor}")),
+        "{}",
+        sent[2]
+    );
+}
+
+#[test]
+fn a_33_region_card_uses_the_four_digit_factor() {
+    let (card, sent) = with_psam("gen3-des", "test-sm4", None);
+    assert_eq!(
+        card.unwrap().holder.certno.as_deref(),
+        Some("330782197912050571")
+    );
+    let factor = hex::encode_upper("330700sx");
+    assert!(
+        sent[2].starts_with(&format!("0088000010{factor}")),
+        "{}",
+        sent[2]
+    );
+}
+
+#[test]
+fn a_wrong_key_is_one_external_authentication_and_an_error() {
+    let (card, sent) = with_psam("gen3", "wrong-key", None);
+    let err = card.unwrap_err();
+    assert_eq!(err.reader_code().0, -0x63C2, "{err}");
+    assert_eq!(sent.iter().filter(|c| c.starts_with("0082")).count(), 1);
+}
+
+#[test]
+fn the_pin_opens_the_balance_to_the_fen() {
+    let (card, sent) = with_psam("xiaowang", "test-sm4", Some("123456"));
+    let card = card.unwrap();
+    let balance = card.balance.expect("offline card balance");
+    assert_eq!(
+        (balance.balc.as_str(), balance.annual_self_pay.as_str()),
+        ("332.80", "230.00")
+    );
+    assert_eq!(card.transactions.map(|t| t.len()), Some(3));
+    // The PIN query costs no try and comes before the PIN itself.
+    let verify: Vec<&String> = sent.iter().filter(|c| c.starts_with("0020")).collect();
+    assert_eq!(verify, ["00200000", "0020000003123456"]);
+}

@@ -43,7 +43,9 @@ pub fn internal_authenticate(
     let random = random_8()?;
     let mut data = factor.to_vec();
     data.extend_from_slice(&random);
-    let command = Command::new(0x00, 0x88, 0x00, 0x00).with_data(data).with_le(8);
+    let command = Command::new(0x00, 0x88, 0x00, 0x00)
+        .with_data(data)
+        .with_le(8);
     let answer = ex.expect_ok(&command)?;
     let expected = auth.cryptogram(KeyUsage::Internal, algorithm, factor, &random)?;
     if answer != expected {
@@ -91,7 +93,8 @@ mod tests {
     #[test]
     fn algorithm_from_real_fci() {
         // card-spec.md §1.1: 6F1C 840F <name> A509 8801 1E 9F0C03 860103 → SM4.
-        let fci = hex::decode("6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860103").unwrap();
+        let fci =
+            hex::decode("6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860103").unwrap();
         assert_eq!(fci_algorithm(&fci), Some(0x03));
     }
 

@@ -8,12 +8,15 @@ mod auth;
 mod checks;
 mod files;
 mod ireadcardbas;
+mod medical;
 mod model;
+mod pin;
 mod records;
 
 pub use checks::{card_no_check_char, card_no_warning};
 pub use ireadcardbas::ireadcardbas_string;
-pub use model::{CardRead, Holder, historical_bytes};
+pub use model::{Balance, BalanceSource, CardRead, Holder, historical_bytes};
+pub use pin::{BadPin, Pin, PinState, pin_state, verify_pin};
 
 use crate::apdu::{ApduError, Command, Exchanger, StatusWord};
 use crate::codes::ReaderCode;
@@ -67,7 +70,9 @@ pub enum ReadError {
     Profile(#[from] ProfileError),
     #[error(transparent)]
     Psam(#[from] PsamError),
-    #[error("external authentication failed: {message}; not retried, repeated failures lock the card")]
+    #[error(
+        "external authentication failed: {message}; not retried, repeated failures lock the card"
+    )]
     ExternalAuth { sw: StatusWord, message: String },
     #[error("internal authentication failed: the card is not genuine (用户卡不合法)")]
     NotGenuine,
@@ -75,6 +80,10 @@ pub enum ReadError {
     NoFactor,
     #[error("no random numbers from the operating system: {0}")]
     Random(String),
+    #[error("wrong PIN: {tries_left} tries left (PIN校验失败，剩余{tries_left}次)")]
+    PinWrong { tries_left: u8 },
+    #[error("the PIN is locked (PIN锁定): the holder must have it reset at the insurer's counter")]
+    PinLocked,
 }
 
 impl From<ReaderError> for ReadError {
@@ -102,6 +111,8 @@ impl ReadError {
             ReadError::ExternalAuth { sw, .. } => ReaderCode::from_status(*sw),
             ReadError::NotGenuine => ReaderCode::INTERNAL_AUTH_FAILED,
             ReadError::NoFactor => ReaderCode(-20),
+            ReadError::PinWrong { .. } => ReaderCode::PIN_WRONG,
+            ReadError::PinLocked => ReaderCode::PIN_LOCKED,
         }
     }
 }
@@ -129,6 +140,10 @@ pub struct ReadOptions<'a> {
     /// Computes cryptograms for 3.0 cards (a PSAM); without one their holder file is
     /// reported in `needs_psam`.
     pub authenticator: Option<&'a mut dyn Authenticator>,
+    /// The holder's PIN: with it the medical application (DF04) is read.
+    pub pin: Option<&'a Pin>,
+    /// Also read the DF04 transaction records.
+    pub records: bool,
 }
 
 /// Reads cards by a set of profiles.
@@ -175,8 +190,8 @@ impl<'p> CardReader<'p> {
                     if !authenticated {
                         let card_id = card_id.as_deref().ok_or(ReadError::NoFactor)?;
                         let factor = diversification_factor(card_id).ok_or(ReadError::NoFactor)?;
-                        let algorithm = auth::fci_algorithm(&fci)
-                            .unwrap_or_else(|| default_algorithm(card_id));
+                        let algorithm =
+                            auth::fci_algorithm(&fci).unwrap_or_else(|| default_algorithm(card_id));
                         let ex = files.exchanger();
                         if profile.application.internal_auth {
                             auth::internal_authenticate(ex, auth, algorithm, &factor)?;
@@ -194,6 +209,12 @@ impl<'p> CardReader<'p> {
             let items: Vec<_> = file.items.iter().collect();
             files.read(file, &items, file_records)?;
             decode_file(file, file_records, &mut card)?;
+        }
+        if let (Some(pin), Some(spec)) = (options.pin, &profile.medical) {
+            let medical = medical::read_medical(&mut files, spec, pin, options.records)?;
+            card.balance = medical.balance;
+            card.balance_source = Some(medical.source);
+            card.transactions = medical.transactions;
         }
         card.psam_terminal_no = options
             .authenticator
@@ -351,34 +372,65 @@ fn finish(card: &mut CardRead) {
     }
 }
 
+/// A PSAM in a reader; `backend` may be a second connection to the same readers.
+pub struct PsamSlot<'a> {
+    pub backend: &'a mut dyn ReaderBackend,
+    pub reader: &'a str,
+}
+
+/// What a read may use beyond the card: a PSAM, the holder's PIN, records wanted.
+#[derive(Default)]
+pub struct ReadExtras<'a> {
+    pub psam: Option<PsamSlot<'a>>,
+    pub pin: Option<&'a Pin>,
+    pub records: bool,
+}
+
 /// Connects to the card in `reader`, reads it within one transaction and disconnects.
 pub fn read_in_reader(
     backend: &mut dyn ReaderBackend,
     reader: &str,
     profiles: &ProfileSet,
 ) -> Result<CardRead, ReadError> {
-    with_card(backend, reader, |channel| {
-        CardReader::new(profiles).read(&mut Exchanger::new(channel))
+    read_in_reader_with(backend, reader, profiles, ReadExtras::default())
+}
+
+/// Like [`read_in_reader`], with a PSAM authenticating 3.0 cards (its transaction held for
+/// the whole read) and the PIN opening the medical application.
+pub fn read_in_reader_with(
+    backend: &mut dyn ReaderBackend,
+    reader: &str,
+    profiles: &ProfileSet,
+    extras: ReadExtras<'_>,
+) -> Result<CardRead, ReadError> {
+    let ReadExtras { psam, pin, records } = extras;
+    let Some(slot) = psam else {
+        let options = ReadOptions {
+            authenticator: None,
+            pin,
+            records,
+        };
+        return read_once(backend, reader, profiles, options);
+    };
+    with_card(slot.backend, slot.reader, |psam_channel| {
+        let mut psam_ex = Exchanger::new(psam_channel);
+        let mut psam = Psam::open(&mut psam_ex, slot.reader)?;
+        let options = ReadOptions {
+            authenticator: Some(&mut psam),
+            pin,
+            records,
+        };
+        read_once(backend, reader, profiles, options)
     })?
 }
 
-/// Like [`read_in_reader`], with the PSAM in `psam_reader` (of `psam_backend`, which may be
-/// another connection to the same readers) authenticating 3.0 cards.
-pub fn read_in_reader_with_psam(
+fn read_once(
     backend: &mut dyn ReaderBackend,
     reader: &str,
-    psam_backend: &mut dyn ReaderBackend,
-    psam_reader: &str,
     profiles: &ProfileSet,
+    options: ReadOptions<'_>,
 ) -> Result<CardRead, ReadError> {
-    with_card(psam_backend, psam_reader, |psam_channel| {
-        let mut psam_ex = Exchanger::new(psam_channel);
-        let mut psam = Psam::open(&mut psam_ex, psam_reader)?;
-        with_card(backend, reader, |channel| {
-            let options = ReadOptions {
-                authenticator: Some(&mut psam),
-            };
-            CardReader::new(profiles).read_with(&mut Exchanger::new(channel), options)
-        })?
+    with_card(backend, reader, |channel| {
+        CardReader::new(profiles).read_with(&mut Exchanger::new(channel), options)
     })?
 }

@@ -32,6 +32,14 @@ pub struct CardRead {
     pub apdus: usize,
     /// Wall time of the read in milliseconds.
     pub elapsed_ms: f64,
+    /// The on-card medical balance (offline-mode cards, read with the PIN).
+    pub balance: Option<Balance>,
+    /// Where the balance is: `card` (offline card, read), `insurer` (online card: ask the
+    /// insurer), `no_medical_application`; `null` when DF04 was not read (no PIN given).
+    pub balance_source: Option<BalanceSource>,
+    /// DF04 transaction records (医疗交易明细), newest first, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<Vec<BTreeMap<String, String>>>,
     /// 终端机编号 of the PSAM that authenticated the read, when one did.
     pub psam_terminal_no: Option<String>,
     /// Fields the card holds but that need a PSAM (external authentication) to read.
@@ -42,6 +50,33 @@ pub struct CardRead {
     /// Items a regional profile adds (`x_` fields).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, String>,
+}
+
+/// Where a card's medical balance is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BalanceSource {
+    /// On the card (offline mode, 脱网).
+    #[default]
+    Card,
+    /// At the insurer (online mode, 联网): transaction 1101's `balc`.
+    Insurer,
+    /// The card has no medical-insurance application (DF04).
+    NoMedicalApplication,
+}
+
+/// The on-card balance: amounts in yuan as decimal strings.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Balance {
+    /// 个人账户余额.
+    pub balc: String,
+    /// 年度个人自付累计.
+    pub annual_self_pay: String,
+    /// 年度统筹基金支付累计.
+    pub annual_fund_pay: String,
+    /// The year of the annual totals.
+    pub year: String,
+    pub source: BalanceSource,
 }
 
 /// 持卡人基本信息 (EF06).

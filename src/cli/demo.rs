@@ -3,13 +3,16 @@
 //! what `medcard read` prints — including the failures an operator meets at the counter.
 
 use clap::Args;
-use medcard::card::{ireadcardbas_string, read_in_reader};
-use medcard::pcscd::{VPCD_PORT, VPCD_READER_0};
+use medcard::card::{Pin, PsamSlot, ReadExtras, ireadcardbas_string, read_in_reader_with};
+use medcard::pcscd::{VPCD_PORT, VPCD_READER_0, VPCD_READER_1};
 use medcard::reader::ReaderBackend;
 use medcard::reader::pcsc_reader::PcscReaders;
 use medcard::sim::vpcd::CardThread;
 use std::process::ExitCode;
 use std::time::Duration;
+
+/// The built-in test PSAM the demo puts in the second slot.
+const DEMO_PSAM: &str = "test-sm4";
 
 /// Show medcard reading the built-in virtual cards through pcscd + vpcd.
 ///
@@ -19,7 +22,7 @@ use std::time::Duration;
 #[derive(Args)]
 pub struct DemoArgs {
     /// Cards to show: fixture files or built-in names.
-    #[arg(long = "card", default_values_t = ["xiaowang", "long-name", "rare-char", "gen1", "gen3", "quirky", "no-ssse", "corrupt", "vanishing"].map(String::from))]
+    #[arg(long = "card", default_values_t = ["xiaowang", "resident", "long-name", "rare-char", "gen1", "gen3", "gen3-des", "quirky", "no-ssse", "corrupt", "vanishing"].map(String::from))]
     cards: Vec<String>,
 }
 
@@ -44,22 +47,41 @@ fn demo(cards: &[String]) -> Result<(), String> {
             "already running"
         }
     );
+    let psam = super::load_psam(DEMO_PSAM).map_err(|e| e.to_string())?;
+    let _psam = CardThread::spawn(&(VPCD_PORT + 1).to_string(), psam).map_err(|e| e.to_string())?;
     let mut readers = PcscReaders::new();
+    let mut psam_readers = PcscReaders::new();
+    psam_readers
+        .wait_for_card(Some(VPCD_READER_1), Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    println!("A test PSAM ({DEMO_PSAM}) sits in \"{VPCD_READER_1}\" for 3.0 cards.\n");
     for name in cards {
         let image = super::load_card(name).map_err(|e| e.to_string())?;
         println!("── {name}: {}", image.description);
+        // The demo knows the fixture's test PIN; at a counter it comes from the patient.
+        let pin = image.pin.as_ref().and_then(|p| Pin::new(&p.digits).ok());
+        if pin.is_some() {
+            println!(
+                "   (with the card's test PIN, as a patient would type it, to read the balance)"
+            );
+        }
         let inserted =
             CardThread::spawn(&VPCD_PORT.to_string(), image).map_err(|e| e.to_string())?;
         readers
             .wait_for_card(Some(VPCD_READER_0), Duration::from_secs(10))
             .map_err(|e| e.to_string())?;
-        match read_in_reader(&mut readers, VPCD_READER_0, &profiles) {
+        let extras = ReadExtras {
+            psam: Some(PsamSlot {
+                backend: &mut psam_readers,
+                reader: VPCD_READER_1,
+            }),
+            pin: pin.as_ref(),
+            records: false,
+        };
+        match read_in_reader_with(&mut readers, VPCD_READER_0, &profiles, extras) {
             Ok(card) => {
                 print!("{}", super::read::text_report(&card));
-                println!(
-                    "iReadCardBas: {}",
-                    ireadcardbas_string(&card, "")
-                );
+                println!("iReadCardBas: {}", ireadcardbas_string(&card, ""));
             }
             Err(e) => println!("read failed, code {}: {e}", e.reader_code().0),
         }
@@ -71,6 +93,11 @@ fn demo(cards: &[String]) -> Result<(), String> {
     }
     println!("Try it yourself (as root, with pcscd running):");
     println!("  medcard sim --vpcd {VPCD_PORT} fixtures/cards/xiaowang.toml &");
+    println!(
+        "  medcard sim --vpcd {} fixtures/psam/test-sm4.toml &   # a PSAM for 3.0 cards",
+        VPCD_PORT + 1
+    );
     println!("  medcard read --format text        # or --format json / ireadcardbas");
+    println!("  echo 123456 | medcard read --pin-from-stdin --records   # balance behind the PIN");
     Ok(())
 }

@@ -27,6 +27,16 @@ pub fn load_card(spec: &str) -> Result<medcard::sim::CardImage, medcard::sim::Si
     }
 }
 
+/// A PSAM image named by a fixture file path or a built-in name (`test-sm4`, …).
+pub fn load_psam(spec: &str) -> Result<medcard::sim::PsamImage, medcard::sim::SimError> {
+    let path = Path::new(spec);
+    if path.exists() {
+        medcard::sim::PsamImage::load(path)
+    } else {
+        medcard::sim::built_in_psam(spec)
+    }
+}
+
 /// pcscd for a command that drives the real stack: the machine-wide lock, then a running
 /// pcscd (started here when none runs, stopped again when the guard drops).
 pub fn real_stack() -> Result<(medcard::pcscd::StackLock, medcard::pcscd::Pcscd), String> {

@@ -2,14 +2,15 @@
 
 use clap::{Args, ValueEnum};
 use medcard::card::{
-    CardRead, ireadcardbas_string, read_in_reader, read_in_reader_with_psam, reader_error_code,
+    CardRead, Pin, PsamSlot, ReadExtras, ireadcardbas_string, read_in_reader_with,
+    reader_error_code,
 };
 use medcard::codes::ReaderCode;
+use medcard::psam::find_psam;
 use medcard::reader::pcsc_reader::PcscReaders;
 use medcard::reader::virtual_reader::VirtualReaders;
-use medcard::psam::find_psam;
 use medcard::reader::{ReaderBackend, ReaderError, ReaderStatus, choose_reader};
-use medcard::sim::{CardImage, VirtualCard};
+use medcard::sim::Chip;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,9 +43,19 @@ pub struct ReadArgs {
     /// first other reader whose card answers as a PSAM; none is fine) or `none`.
     #[arg(long, value_name = "NAME|auto|none", default_value = "auto")]
     psam: String,
+    /// Read the holder's PIN from one line of standard input and, with it, the medical
+    /// application (DF04): an offline card's balance and annual totals.
+    #[arg(long)]
+    pin_from_stdin: bool,
+    /// With --pin-from-stdin: also list the card's transaction records (医疗交易明细).
+    #[arg(long, requires = "pin_from_stdin")]
+    records: bool,
     /// Read a virtual card from a fixture file in-process instead of a PC/SC reader.
     #[arg(long, value_name = "CARD.toml", conflicts_with = "reader")]
     card_file: Option<PathBuf>,
+    /// With --card-file: a virtual PSAM (fixtures/psam/*.toml) in a second in-process reader.
+    #[arg(long, value_name = "PSAM.toml", requires = "card_file")]
+    psam_file: Option<PathBuf>,
     /// 终端设备号 for the ireadcardbas string (empty by default).
     #[arg(long, default_value = "")]
     device_id: String,
@@ -56,6 +67,9 @@ enum Format {
     Text,
     Ireadcardbas,
 }
+
+const VIRTUAL_CARD_READER: &str = "medcard virtual reader";
+const VIRTUAL_PSAM_READER: &str = "medcard virtual PSAM reader";
 
 /// A failed read as the operator sees it.
 struct Failure {
@@ -94,7 +108,10 @@ pub fn run(args: ReadArgs) -> ExitCode {
 fn read(args: &ReadArgs) -> Result<CardRead, Failure> {
     let profiles = super::load_profiles(args.profiles.as_deref())
         .map_err(|e| Failure::new(ReaderCode::LOAD_ERROR, e))?;
-    let (mut backend, mut psam_backend) = backends(args)?;
+    let Backends {
+        cards: mut backend,
+        psam: mut psam_backend,
+    } = backends(args)?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.wait.max(0.0));
     let (reader, psam) = loop {
         let readers = backend.readers()?;
@@ -111,17 +128,35 @@ fn read(args: &ReadArgs) -> Result<CardRead, Failure> {
             Err(e) => return Err(e.into()),
         }
     };
-    let result = match psam {
-        Some(psam) => read_in_reader_with_psam(
-            backend.as_mut(),
-            &reader,
-            psam_backend.as_mut(),
-            &psam,
-            &profiles,
-        ),
-        None => read_in_reader(backend.as_mut(), &reader, &profiles),
+    let pin = read_pin(args)?;
+    let extras = ReadExtras {
+        psam: psam.as_deref().map(|reader| PsamSlot {
+            backend: psam_backend.as_mut(),
+            reader,
+        }),
+        pin: pin.as_ref(),
+        records: args.records,
     };
-    result.map_err(|e| Failure::new(e.reader_code(), e))
+    read_in_reader_with(backend.as_mut(), &reader, &profiles, extras)
+        .map_err(|e| Failure::new(e.reader_code(), e))
+}
+
+/// The PIN from one line of standard input, when asked for (never from an argument: those
+/// show in `ps` and shell history).
+fn read_pin(args: &ReadArgs) -> Result<Option<Pin>, Failure> {
+    if !args.pin_from_stdin {
+        return Ok(None);
+    }
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin().read_line(&mut line).map_err(|e| {
+        Failure::new(
+            ReaderCode(-33),
+            format!("cannot read the PIN from stdin: {e}"),
+        )
+    })?;
+    Pin::new(&line)
+        .map(Some)
+        .map_err(|e| Failure::new(ReaderCode(-33), e))
 }
 
 /// The PSAM reader per `--psam`: named (and then it must be one), found, or none.
@@ -130,11 +165,14 @@ fn choose_psam(
     readers: &[ReaderStatus],
     args: &ReadArgs,
 ) -> Result<Option<String>, Failure> {
-    let candidates: Vec<String> = readers
+    let mut candidates: Vec<String> = readers
         .iter()
         .filter(|r| r.atr.is_some() && Some(&r.name) != args.reader.as_ref())
         .map(|r| r.name.clone())
         .collect();
+    if args.psam_file.is_some() {
+        candidates = vec![VIRTUAL_PSAM_READER.to_owned()];
+    }
     match args.psam.as_str() {
         "none" => Ok(None),
         "auto" => Ok(find_psam(psam_backend, &candidates)),
@@ -143,25 +181,39 @@ fn choose_psam(
             .ok_or_else(|| {
                 Failure::new(
                     ReaderCode::NO_PSAM,
-                    format!("no PSAM in reader {named:?} (a card answering as a PSAM is needed there)"),
+                    format!(
+                        "no PSAM in reader {named:?} (a card answering as a PSAM is needed there)"
+                    ),
                 )
             }),
     }
 }
 
-/// The readers to read from, and a second connection to them for the PSAM.
-fn backends(args: &ReadArgs) -> Result<(Box<dyn ReaderBackend>, Box<dyn ReaderBackend>), Failure> {
+/// The readers holding the card, and a second connection for the PSAM.
+struct Backends {
+    cards: Box<dyn ReaderBackend>,
+    psam: Box<dyn ReaderBackend>,
+}
+
+/// PC/SC, or the virtual card (and PSAM) of --card-file (--psam-file) in-process.
+fn backends(args: &ReadArgs) -> Result<Backends, Failure> {
     let Some(path) = &args.card_file else {
-        return Ok((Box::new(PcscReaders::new()), Box::new(PcscReaders::new())));
+        return Ok(Backends {
+            cards: Box::new(PcscReaders::new()),
+            psam: Box::new(PcscReaders::new()),
+        });
     };
-    let image = CardImage::load(path).map_err(|e| Failure::new(ReaderCode::LOAD_ERROR, e))?;
-    Ok((
-        Box::new(VirtualReaders::with_card(
-            "medcard virtual reader",
-            VirtualCard::new(image),
-        )),
-        Box::new(VirtualReaders::new()),
-    ))
+    let load =
+        |path: &PathBuf| Chip::load(path).map_err(|e| Failure::new(ReaderCode::LOAD_ERROR, e));
+    let card = load(path)?;
+    let psam = match &args.psam_file {
+        Some(path) => VirtualReaders::with_card(VIRTUAL_PSAM_READER, load(path)?),
+        None => VirtualReaders::new(),
+    };
+    Ok(Backends {
+        cards: Box::new(VirtualReaders::with_card(VIRTUAL_CARD_READER, card)),
+        psam: Box::new(psam),
+    })
 }
 
 fn print_card(card: &CardRead, args: &ReadArgs) {
@@ -223,6 +275,28 @@ pub fn text_report(card: &CardRead) -> String {
             ),
         ),
     ];
+    let mut rows = rows.to_vec();
+    if let Some(balance) = &card.balance {
+        rows.push((
+            "个人账户余额 balance",
+            format!("{} 元 (on the card)", balance.balc),
+        ));
+        rows.push((
+            "年度累计 this year",
+            format!(
+                "{}: self-paid {} 元, fund-paid {} 元",
+                balance.year, balance.annual_self_pay, balance.annual_fund_pay
+            ),
+        ));
+    } else if card.balance_source == Some(medcard::card::BalanceSource::Insurer) {
+        rows.push((
+            "个人账户余额 balance",
+            "at the insurer (online card)".to_owned(),
+        ));
+    }
+    if let Some(terminal) = &card.psam_terminal_no {
+        rows.push(("PSAM 终端机编号", terminal.clone()));
+    }
     let mut out = String::new();
     for (label, value) in rows {
         out.push_str(&format!("{label:<24} {value}\n"));

@@ -1,21 +1,24 @@
-//! `medcard sim`: serves a card file to the real pcscd through vsmartcard's vpcd driver, and
-//! takes `insert` / `pull` / `swap PATH` / `quit` lines from stdin and an optional Unix socket.
+//! `medcard sim`: serves a card file or a PSAM file (told apart by content) to the real pcscd
+//! through vsmartcard's vpcd driver, and takes `insert` / `pull` / `swap PATH` / `quit` lines
+//! from stdin and an optional Unix socket.
 
 use clap::Args;
-use medcard::sim::CardImage;
 use medcard::sim::vpcd::{Control, VpcdCard, VpcdEvent};
+use medcard::sim::{BUILT_IN_CARDS, BUILT_IN_PSAMS, Chip, built_in_card, built_in_psam};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// `medcard sim --help`: what the command does, beyond its one-line summary.
 const DETAILS: &str = "\
-The card file (TOML, see fixtures/cards/README.md) becomes a card in one of the two readers of
-vsmartcard's vpcd driver inside pcscd:
+The card file (TOML, see fixtures/cards/README.md) or PSAM file (fixtures/psam/README.md; a file
+with terminal_no or [[keys]] is a PSAM) becomes a card in one of the two readers of vsmartcard's
+vpcd driver inside pcscd:
   port 35963  slot 0, reader \"Virtual PCD 00 00\"
   port 35964  slot 1, reader \"Virtual PCD 00 01\"
 Connecting is inserting the card, closing the connection is pulling it. The simulator retries
@@ -24,18 +27,25 @@ every 100 ms until pcscd listens, and reconnects when pcscd restarts.
 Control lines, one command per line, on stdin and on the --control socket:
   insert      put the card back into the reader
   pull        take the card out
-  swap PATH   pull, load another card file, insert it
+  swap PATH   pull, load another card or PSAM file, insert it (the socket's `ok` comes once
+              the new one is in the reader, or after 5 s if vpcd is not listening)
   quit        pull the card and exit
 End of input on stdin does not quit (CI runs without stdin). SIGTERM and SIGINT pull the card
 and exit 0.
 
-Example: medcard sim --vpcd 35963 fixtures/cards/xiaowang.toml --control /tmp/sim0.sock
-(then type `pull` on stdin, or write `pull` to /tmp/sim0.sock and read the `ok`).";
+A name that is not a file may be a built-in fixture: xiaowang, gen3, … or test-sm4, wrong-key, ….
+
+Example: medcard sim --vpcd 35963 fixtures/cards/gen3.toml --control /tmp/sim0.sock
+(then type `pull` on stdin, or write `pull` to /tmp/sim0.sock and read the `ok`), and the
+PSAM beside it: medcard sim --vpcd 35964 fixtures/psam/test-sm4.toml";
+
+/// How long a `swap` waits for the new chip to be in the reader before replying anyway.
+const SWAP_WAIT: Duration = Duration::from_secs(5);
 
 /// Exit status for a card file or control socket that cannot be used.
 const EXIT_SETUP: u8 = 2;
 
-/// Serve a virtual card from a fixture file to pcscd through vsmartcard's vpcd driver.
+/// Serve a virtual card or PSAM from a fixture file to pcscd through vsmartcard's vpcd driver.
 #[derive(Args, Debug)]
 #[command(after_long_help = DETAILS)]
 pub struct SimArgs {
@@ -43,7 +53,8 @@ pub struct SimArgs {
     #[arg(long, value_name = "[HOST:]PORT")]
     pub vpcd: String,
 
-    /// The card file to serve (TOML; fixtures/cards/*.toml).
+    /// The card or PSAM file to serve (TOML; fixtures/cards/*.toml, fixtures/psam/*.toml),
+    /// or the name of a built-in one.
     pub card: PathBuf,
 
     /// Also take control lines on this Unix socket; each command gets one reply line,
@@ -54,18 +65,21 @@ pub struct SimArgs {
 
 /// Runs `medcard sim`.
 pub fn run(args: SimArgs) -> ExitCode {
-    let image = match CardImage::load(&args.card) {
-        Ok(image) => image,
+    let chip = match load_chip(&args.card) {
+        Ok(chip) => chip,
         Err(e) => return setup_failure(&e),
     };
-    let card = match VpcdCard::new(&args.vpcd, image) {
+    let kind = chip.kind();
+    let card = match VpcdCard::new(&args.vpcd, chip) {
         Ok(card) => card,
         Err(e) => return setup_failure(&e),
     };
     let (sender, controls) = mpsc::channel();
     let controller = Controller {
         sender,
-        current: Arc::new(Mutex::new(args.card.clone())),
+        current: Arc::new(Mutex::new((args.card.clone(), kind))),
+        insertions: Arc::default(),
+        swap_wait: SWAP_WAIT,
     };
     let listener = match args.control.as_deref().map(bind_control).transpose() {
         Ok(listener) => listener,
@@ -81,10 +95,13 @@ pub fn run(args: SimArgs) -> ExitCode {
     }
     let addr = card.addr();
     let current = Arc::clone(&controller.current);
+    let insertions = Arc::clone(&controller.insertions);
     let card = card.on_event(move |event| {
         if *event == VpcdEvent::Inserted {
-            let file = current.lock().unwrap_or_else(PoisonError::into_inner);
-            eprintln!("card {} inserted into vpcd at {addr}", file.display());
+            let current = current.lock().unwrap_or_else(PoisonError::into_inner);
+            let (file, kind) = &*current;
+            eprintln!("{kind} {} inserted into vpcd at {addr}", file.display());
+            insertions.record();
         }
     });
     let result = card.run(controls);
@@ -110,26 +127,72 @@ fn setup_failure(error: &dyn std::fmt::Display) -> ExitCode {
 #[derive(Clone)]
 struct Controller {
     sender: Sender<Control>,
-    /// The card file being served, for the "inserted" line.
-    current: Arc<Mutex<PathBuf>>,
+    /// The file being served and its kind ("card", "PSAM"), for the "inserted" line.
+    current: Arc<Mutex<(PathBuf, &'static str)>>,
+    /// Insertions into vpcd so far, so that `swap` can wait for the new chip.
+    insertions: Arc<Insertions>,
+    swap_wait: Duration,
 }
 
 impl Controller {
-    /// Handles one line: `Ok` when the command was passed on (or the line was empty).
+    /// Handles one line: `Ok` when the command was passed on (or the line was empty). A
+    /// `swap` returns once the new chip is in the reader (at most `swap_wait`), so a control
+    /// client that gets the reply knows pcscd will see the new chip, not the old one.
     fn handle(&self, line: &str) -> Result<(), String> {
         let Some((control, file)) = parse_line(line)? else {
             return Ok(());
         };
-        if let Some(file) = file {
-            *self.current.lock().unwrap_or_else(PoisonError::into_inner) = file;
+        let swapping = matches!(control, Control::Swap(_));
+        if let (Some(file), Control::Swap(chip)) = (file, &control) {
+            *self.current.lock().unwrap_or_else(PoisonError::into_inner) = (file, chip.kind());
         }
+        let before = self.insertions.seen();
         self.sender
             .send(control)
-            .map_err(|_| "the simulator has stopped".to_owned())
+            .map_err(|_| "the simulator has stopped".to_owned())?;
+        if swapping {
+            self.insertions.wait_past(before, self.swap_wait);
+        }
+        Ok(())
     }
 }
 
-/// A control line → the control and, for `swap`, the new card file. `None` for a blank line.
+/// A counter of insertions that threads can wait on.
+#[derive(Default)]
+struct Insertions {
+    count: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Insertions {
+    fn record(&self) {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.changed.notify_all();
+    }
+
+    fn seen(&self) -> u64 {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until more than `before` insertions were counted, or `timeout` passed.
+    fn wait_past(&self, before: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *count <= before {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return;
+            };
+            count = self
+                .changed
+                .wait_timeout(count, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// A control line → the control and, for `swap`, the new card or PSAM file. `None` for a blank
+/// line.
 fn parse_line(line: &str) -> Result<Option<(Control, Option<PathBuf>)>, String> {
     let line = line.trim();
     let (word, rest) = line
@@ -140,11 +203,11 @@ fn parse_line(line: &str) -> Result<Option<(Control, Option<PathBuf>)>, String> 
         ("insert", "") => Control::Insert,
         ("pull", "") => Control::Pull,
         ("quit", "") => Control::Quit,
-        ("swap", "") => return Err("swap needs a card file: swap PATH".into()),
+        ("swap", "") => return Err("swap needs a card or PSAM file: swap PATH".into()),
         ("swap", path) => {
             let path = PathBuf::from(path);
-            let image = CardImage::load(&path).map_err(|e| e.to_string())?;
-            return Ok(Some((Control::Swap(image), Some(path))));
+            let chip = load_chip(&path).map_err(|e| e.to_string())?;
+            return Ok(Some((Control::Swap(chip), Some(path))));
         }
         _ => {
             return Err(format!(
@@ -153,6 +216,22 @@ fn parse_line(line: &str) -> Result<Option<(Control, Option<PathBuf>)>, String> 
         }
     };
     Ok(Some((control, None)))
+}
+
+/// A card or PSAM file (told apart by content), or, when no such file exists, a built-in
+/// fixture of that name.
+fn load_chip(path: &Path) -> Result<Chip, medcard::sim::SimError> {
+    if !path.exists()
+        && let Some(name) = path.to_str()
+    {
+        if BUILT_IN_CARDS.iter().any(|(n, _)| *n == name) {
+            return built_in_card(name).map(Chip::from);
+        }
+        if BUILT_IN_PSAMS.iter().any(|(n, _)| *n == name) {
+            return built_in_psam(name).map(Chip::from);
+        }
+    }
+    Chip::load(path)
 }
 
 /// SIGTERM / SIGINT: pull the card and quit.
@@ -242,6 +321,24 @@ mod tests {
         format!("{}/fixtures/cards/{name}.toml", env!("CARGO_MANIFEST_DIR"))
     }
 
+    fn psam_fixture(name: &str) -> String {
+        format!("{}/fixtures/psam/{name}.toml", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn loads_cards_psams_and_built_in_names() {
+        let load = |s: &str| load_chip(Path::new(s));
+        assert!(matches!(load(&fixture("gen3")), Ok(Chip::Card(_))));
+        assert!(matches!(
+            load(&psam_fixture("wrong-key")),
+            Ok(Chip::Psam(_))
+        ));
+        assert!(matches!(load("xiaowang"), Ok(Chip::Card(_))));
+        assert!(matches!(load("test-sm4"), Ok(Chip::Psam(_))));
+        let e = load("no-such-card").unwrap_err().to_string();
+        assert!(e.contains("no-such-card"), "{e}");
+    }
+
     #[test]
     fn parses_control_lines() {
         assert!(matches!(
@@ -283,7 +380,9 @@ mod tests {
         let (sender, controls) = mpsc::channel();
         let controller = Controller {
             sender,
-            current: Arc::new(Mutex::new(PathBuf::from("a.toml"))),
+            current: Arc::new(Mutex::new((PathBuf::from("a.toml"), "card"))),
+            insertions: Arc::default(),
+            swap_wait: Duration::ZERO,
         };
         spawn_control_socket(listener, controller.clone());
         let mut client = UnixStream::connect(&path).unwrap();
@@ -305,8 +404,16 @@ mod tests {
                 .current
                 .lock()
                 .unwrap()
+                .0
                 .ends_with("resident.toml")
         );
+        writeln!(client, "swap {}", psam_fixture("test-sm4")).unwrap();
+        assert_eq!(lines.next().unwrap().unwrap(), "ok");
+        assert!(matches!(
+            controls.recv().unwrap(),
+            Control::Swap(Chip::Psam(_))
+        ));
+        assert_eq!(controller.current.lock().unwrap().1, "PSAM");
         // A stale socket file is replaced; a regular file is not.
         drop(client);
         assert!(bind_control(&path).is_ok());
@@ -316,5 +423,42 @@ mod tests {
         std::fs::write(&plain, "x").unwrap();
         assert!(bind_control(&plain).unwrap_err().contains("not a socket"));
         let _ = std::fs::remove_file(&plain);
+    }
+
+    #[test]
+    fn swap_waits_for_the_new_chip_to_be_inserted() {
+        let (sender, controls) = mpsc::channel();
+        let controller = Controller {
+            sender,
+            current: Arc::new(Mutex::new((PathBuf::from("a.toml"), "card"))),
+            insertions: Arc::default(),
+            swap_wait: Duration::from_secs(5),
+        };
+        let insertions = Arc::clone(&controller.insertions);
+        // The "card thread": takes the swap, inserts the new chip 200 ms later.
+        let card = std::thread::spawn(move || {
+            let control = controls.recv().unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            insertions.record();
+            control
+        });
+        let started = Instant::now();
+        controller
+            .handle(&format!("swap {}", fixture("gen1")))
+            .unwrap();
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(200), "{waited:?}");
+        assert!(waited < Duration::from_secs(4), "{waited:?}");
+        assert!(matches!(card.join().unwrap(), Control::Swap(_)));
+        // Nobody inserts: the reply comes after the wait anyway.
+        let (sender, _controls) = mpsc::channel();
+        let lonely = Controller {
+            swap_wait: Duration::from_millis(50),
+            sender,
+            ..controller
+        };
+        let started = Instant::now();
+        lonely.handle(&format!("swap {}", fixture("gen1"))).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(50));
     }
 }

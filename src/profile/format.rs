@@ -23,6 +23,8 @@ pub enum Format {
     Date,
     /// An amount in fen (分), unsigned big-endian binary, shown in yuan with two decimals.
     AmountFen,
+    /// An unsigned big-endian integer (a sequence number), shown in decimal.
+    Uint,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,7 +37,7 @@ pub enum DecodeError {
     NotGbk(String),
     #[error("{0:?} is not a valid date YYYYMMDD")]
     BadDate(String),
-    #[error("{0} bytes is too long for an amount")]
+    #[error("{0} bytes is too long for a number")]
     AmountTooLong(usize),
 }
 
@@ -48,6 +50,7 @@ impl Format {
             Format::B => "b",
             Format::Date => "date",
             Format::AmountFen => "amount_fen",
+            Format::Uint => "uint",
         }
     }
 
@@ -90,6 +93,7 @@ pub fn decode(format: Format, value: &[u8], lenient: bool) -> Result<Option<Stri
         Format::B => Ok(Some(hex::encode_upper(value))),
         Format::Date => decode_date(value),
         Format::AmountFen => decode_amount_fen(value).map(Some),
+        Format::Uint => big_endian(value).map(|n| Some(n.to_string())),
     }
 }
 
@@ -159,11 +163,15 @@ fn days_in_month(year: u32, month: u32) -> u32 {
     }
 }
 
-fn decode_amount_fen(value: &[u8]) -> Result<String, DecodeError> {
+fn big_endian(value: &[u8]) -> Result<u64, DecodeError> {
     if value.len() > 8 {
         return Err(DecodeError::AmountTooLong(value.len()));
     }
-    let fen = value.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    Ok(value.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+}
+
+fn decode_amount_fen(value: &[u8]) -> Result<String, DecodeError> {
+    let fen = big_endian(value)?;
     let yuan = Decimal::from_i128_with_scale(i128::from(fen), 2);
     Ok(yuan.to_string())
 }
@@ -307,5 +315,9 @@ mod tests {
             "0.00"
         );
         assert!(decode(Format::AmountFen, &[1; 9], false).is_err());
+        assert_eq!(
+            decode(Format::Uint, &h("0102"), false).unwrap().unwrap(),
+            "258"
+        );
     }
 }

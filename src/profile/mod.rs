@@ -9,7 +9,10 @@ mod format;
 mod spec;
 
 pub use format::{DecodeError, Format, decode};
-pub use spec::{Access, AppSpec, FileSpec, ItemSpec, MatchSpec, Profile, ReadStrategy};
+pub use spec::{
+    Access, AppSpec, BalanceSpec, FileSpec, FixedField, ItemSpec, MatchSpec, MedicalSpec, Profile,
+    ReadStrategy, TransactionSpec,
+};
 
 use std::path::{Path, PathBuf};
 
@@ -44,7 +47,11 @@ pub const KNOWN_FIELDS: &[&str] = &[
     "naty",
     "birthplace",
     "brdy",
+    "medical_mode",
 ];
+
+/// DF04's 医疗保险用卡方式 (tag 8F): '1' online, '2' offline.
+pub const MEDICAL_MODE_FIELD: &str = "medical_mode";
 
 /// The field that selects the profile (EF05 tag 03, 规范版本).
 pub const VERSION_FIELD: &str = "spec_version";

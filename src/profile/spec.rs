@@ -1,6 +1,6 @@
 //! The profile file format (`apdu-specs/*.toml`) and its validation.
 
-use super::{Format, KNOWN_FIELDS, ProfileError, VERSION_FIELD};
+use super::{Format, KNOWN_FIELDS, MEDICAL_MODE_FIELD, ProfileError, VERSION_FIELD};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -14,6 +14,9 @@ pub struct Profile {
     pub matching: MatchSpec,
     pub application: AppSpec,
     pub files: Vec<FileSpec>,
+    /// DF04 (医疗保险): the on-card balance of offline-mode cards, behind the PIN.
+    #[serde(default)]
+    pub medical: Option<MedicalSpec>,
     /// Where the profile came from, for error messages.
     #[serde(skip)]
     pub origin: String,
@@ -72,6 +75,55 @@ impl AppSpec {
     pub fn df_name_bytes(&self) -> Vec<u8> {
         hex::decode(&self.df_name).unwrap_or_default()
     }
+}
+
+/// The medical-insurance application (DF04) and where its balance and records are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MedicalSpec {
+    pub label: String,
+    /// AID, hex (D15600000503).
+    pub df_name: String,
+    /// The file holding 医疗保险用卡方式 (an item with field `medical_mode`).
+    pub mode_file: FileSpec,
+    /// The value of `medical_mode` that means offline (脱网): the balance is on the card.
+    pub offline_mode: String,
+    pub balance: BalanceSpec,
+    pub transactions: TransactionSpec,
+}
+
+/// GET BALANCE (`B0 26 00 P2 Le`, card-spec.md §4.1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalanceSpec {
+    pub cla: u8,
+    pub ins: u8,
+    /// P2 of the personal-account balance (4 bytes, fen).
+    pub account_p2: u8,
+    /// P2 of the year's self-paid total (4 bytes fen ‖ 2 bytes BCD year).
+    pub annual_self_pay_p2: u8,
+    /// P2 of the year's pooled-fund total (4 bytes fen ‖ 2 bytes BCD year).
+    pub annual_fund_pay_p2: u8,
+}
+
+/// The transaction file (医疗交易明细): fixed-length records, record 1 the newest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionSpec {
+    pub sfi: u8,
+    pub record_length: u8,
+    pub max_records: u8,
+    pub fields: Vec<FixedField>,
+}
+
+/// A field at a fixed offset of a fixed-length record.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedField {
+    pub name: String,
+    pub offset: u8,
+    pub length: u8,
+    pub format: Format,
 }
 
 /// Who may read a file.
@@ -217,8 +269,41 @@ impl Profile {
             return Err(self.invalid("no files to read"));
         }
         self.files.iter().try_for_each(|f| self.validate_file(f))?;
+        if let Some(medical) = &self.medical {
+            self.validate_medical(medical)?;
+        }
         if self.version_location().is_none() {
             return Err(self.invalid(format!("no item fills the field {VERSION_FIELD}")));
+        }
+        Ok(())
+    }
+
+    fn validate_medical(&self, medical: &MedicalSpec) -> Result<(), ProfileError> {
+        if hex::decode(&medical.df_name).map_or(true, |n| n.is_empty() || n.len() > 16) {
+            return Err(self.invalid(format!(
+                "medical.df_name {:?} is not 1 to 16 bytes of hex",
+                medical.df_name
+            )));
+        }
+        self.validate_file(&medical.mode_file)?;
+        if medical
+            .mode_file
+            .item_for_field(MEDICAL_MODE_FIELD)
+            .is_none()
+        {
+            return Err(self.invalid(format!(
+                "medical.mode_file has no item with field {MEDICAL_MODE_FIELD}"
+            )));
+        }
+        let records = &medical.transactions;
+        for field in &records.fields {
+            if u16::from(field.offset) + u16::from(field.length) > u16::from(records.record_length)
+            {
+                return Err(self.invalid(format!(
+                    "medical.transactions field {} ends past the {}-byte record",
+                    field.name, records.record_length
+                )));
+            }
         }
         Ok(())
     }

@@ -169,15 +169,24 @@ mod tests {
 
     #[test]
     fn factor_is_the_region_in_ascii_and_sx() {
-        assert_eq!(&diversification_factor("440100D156000005C5F96E75C454FA23").unwrap(), b"440100sx");
+        assert_eq!(
+            &diversification_factor("440100D156000005C5F96E75C454FA23").unwrap(),
+            b"440100sx"
+        );
         assert_eq!(diversification_factor("4401"), None);
     }
 
     #[test]
     fn region_33_keeps_four_digits_then_00() {
         // card-spec.md §1.4: "33" → ASCII of the first two bytes ‖ 30 30 73 78.
-        assert_eq!(&diversification_factor("330106D156000005AAAAAAAAAAAAAAAA").unwrap(), b"330100sx");
-        assert_eq!(&diversification_factor("340106D156000005AAAAAAAAAAAAAAAA").unwrap(), b"340106sx");
+        assert_eq!(
+            &diversification_factor("330106D156000005AAAAAAAAAAAAAAAA").unwrap(),
+            b"330100sx"
+        );
+        assert_eq!(
+            &diversification_factor("340106D156000005AAAAAAAAAAAAAAAA").unwrap(),
+            b"340106sx"
+        );
     }
 
     #[test]

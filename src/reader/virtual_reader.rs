@@ -1,18 +1,20 @@
-//! In-process readers holding [`VirtualCard`]s: the [`ReaderBackend`] for fast tests and
-//! `medcard read --card-file`, with no pcscd involved.
+//! In-process readers holding [`VirtualCard`]s and [`VirtualPsam`]s (any [`Chip`]): the
+//! [`ReaderBackend`] for fast tests and `medcard read --card-file`, with no pcscd involved.
+//! A PSAM in a reader is a card to the backend, as it is to PC/SC: it has an ATR and answers
+//! APDUs; telling it apart (READ BINARY of file 0016) is the caller's business.
 //!
 //! A card that vanishes mid-command behaves as through vpcd: that transmit returns an empty
 //! response, the slot is empty from then on and later transmits fail with
 //! [`ReaderError::CardRemoved`].
 
 use super::{CardChannel, ReaderBackend, ReaderError, ReaderStatus};
-use crate::sim::VirtualCard;
+use crate::sim::{Chip, VirtualCard, VirtualPsam};
 use std::time::{Duration, Instant};
 
 /// How often `wait_for_card` looks again.
 const POLL: Duration = Duration::from_millis(10);
 
-/// Named reader slots, each maybe holding a card.
+/// Named reader slots, each maybe holding a card or a PSAM.
 #[derive(Debug, Default)]
 pub struct VirtualReaders {
     slots: Vec<Slot>,
@@ -21,7 +23,7 @@ pub struct VirtualReaders {
 #[derive(Debug)]
 struct Slot {
     name: String,
-    card: Option<VirtualCard>,
+    card: Option<Chip>,
 }
 
 impl VirtualReaders {
@@ -30,8 +32,9 @@ impl VirtualReaders {
         VirtualReaders::default()
     }
 
-    /// One reader named `name` holding `card`.
-    pub fn with_card(name: &str, card: VirtualCard) -> VirtualReaders {
+    /// One reader named `name` holding `card` (a [`VirtualCard`], a [`VirtualPsam`], a
+    /// [`Chip`] or an image of either).
+    pub fn with_card(name: &str, card: impl Into<Chip>) -> VirtualReaders {
         let mut readers = VirtualReaders::new();
         readers.insert(name, card);
         readers
@@ -47,20 +50,33 @@ impl VirtualReaders {
         }
     }
 
-    /// Puts `card` into reader `name` (added if missing); returns the card it held before.
-    pub fn insert(&mut self, name: &str, mut card: VirtualCard) -> Option<VirtualCard> {
+    /// Puts `card` (a card or a PSAM, as for [`with_card`](Self::with_card)) into reader
+    /// `name` (added if missing); returns the chip it held before.
+    pub fn insert(&mut self, name: &str, card: impl Into<Chip>) -> Option<Chip> {
+        let mut card = card.into();
         self.add_reader(name);
         card.insert();
         self.slot_mut(name).and_then(|slot| slot.card.replace(card))
     }
 
-    /// Takes the card out of reader `name`.
-    pub fn remove(&mut self, name: &str) -> Option<VirtualCard> {
+    /// Takes the card (or PSAM) out of reader `name`.
+    pub fn remove(&mut self, name: &str) -> Option<Chip> {
         self.slot_mut(name).and_then(|slot| slot.card.take())
     }
 
-    /// The card in reader `name`, to look at (e.g. how many APDUs it has seen).
+    /// The card in reader `name`, to look at (e.g. how many APDUs it has seen); `None` when
+    /// the reader is empty or holds a PSAM.
     pub fn card(&self, name: &str) -> Option<&VirtualCard> {
+        self.chip(name).and_then(Chip::as_card)
+    }
+
+    /// The PSAM in reader `name`; `None` when the reader is empty or holds a card.
+    pub fn psam(&self, name: &str) -> Option<&VirtualPsam> {
+        self.chip(name).and_then(Chip::as_psam)
+    }
+
+    /// Whatever reader `name` holds.
+    pub fn chip(&self, name: &str) -> Option<&Chip> {
         self.slot(name).and_then(|slot| slot.card.as_ref())
     }
 
@@ -147,9 +163,9 @@ impl ReaderBackend for VirtualReaders {
     }
 }
 
-/// A connection to the card in one slot.
+/// A connection to the card (or PSAM) in one slot.
 struct VirtualChannel<'s> {
-    slot: &'s mut Option<VirtualCard>,
+    slot: &'s mut Option<Chip>,
     atr: Vec<u8>,
 }
 
@@ -175,7 +191,7 @@ impl CardChannel for VirtualChannel<'_> {
 mod tests {
     use super::*;
     use crate::reader::with_card;
-    use crate::sim::CardImage;
+    use crate::sim::{CardImage, PsamImage};
 
     const SELECT_SSSE: &str = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF";
 
@@ -285,5 +301,36 @@ mod tests {
     fn is_send() {
         fn assert_send<T: Send>() {}
         assert_send::<VirtualReaders>();
+    }
+
+    #[test]
+    fn a_psam_in_a_second_reader() {
+        let psam = PsamImage::from_toml_str(
+            "description = \"p\"\natr = \"3B 6C 00 00 50 53 41 4D\"\nterminal_no = \"410100813475\"\n",
+            "p",
+        )
+        .unwrap();
+        let mut readers = VirtualReaders::with_card("card", card(""));
+        assert!(
+            readers
+                .insert("psam", VirtualPsam::new(psam.clone()))
+                .is_none()
+        );
+        let statuses = readers.readers().unwrap();
+        assert_eq!(
+            statuses[1].atr.as_deref().map(|a| &a[4..]),
+            Some(&b"PSAM"[..])
+        );
+        let terminal = with_card(&mut readers, "psam", |c| transmit(c, "00B0960006").unwrap());
+        assert_eq!(terminal.unwrap(), "4101008134759000");
+        let not_psam = with_card(&mut readers, "card", |c| transmit(c, "00B0960006").unwrap());
+        assert_eq!(not_psam.unwrap(), "6D00");
+        assert_eq!(readers.psam("psam").unwrap().apdus_seen(), 1);
+        assert!(readers.card("psam").is_none() && readers.psam("card").is_none());
+        assert!(readers.chip("psam").is_some());
+        // Images go in directly too.
+        let old = readers.insert("psam", psam);
+        assert!(matches!(old, Some(Chip::Psam(_))));
+        assert!(matches!(readers.remove("card"), Some(Chip::Card(_))));
     }
 }

@@ -6,6 +6,7 @@
 //! fixture fails loudly instead of becoming a card that answers nonsense.
 
 use super::SimError;
+use super::crypto::{Algorithm, SecretKey, diversification_factor};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -20,19 +21,26 @@ const MAX_ATR_LEN: usize = 33;
 const PIN_DIGITS: std::ops::RangeInclusive<usize> = 4..=16;
 /// The tries counter travels in one nibble of `63Cx`.
 const MAX_TRIES: u8 = 15;
+/// EXTERNAL AUTHENTICATE tries of the RKSSSE key; a success resets the counter to this.
+pub const MAX_AUTH_TRIES: u8 = 3;
+/// 医疗保险用卡方式 (DF04/EF05 tag 8F): '1' online (联网), '2' offline (脱网).
+const DF04_MODES: [&str; 2] = ["1", "2"];
 
-/// A whole card: ATR, the SSSE application (if any), the PIN and behaviour switches.
+/// A whole card: ATR, the SSSE application (if any), the medical-insurance application DF04
+/// (if any), the PIN and behaviour switches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardImage {
     pub description: String,
     pub atr: Vec<u8>,
     /// `None`: no social security application (a bank-only card); SELECT SSSE → `6A82`.
     pub ssse: Option<Ssse>,
+    /// `None`: no DF04 (社会保险信息区2, 医疗保险); SELECT DF04 → `6A82`.
+    pub df04: Option<Df04>,
     pub pin: Option<Pin>,
     pub behaviour: Behaviour,
 }
 
-/// The SSSE application: its algorithm id and the two record files under it.
+/// The SSSE application: its algorithm id, the two record files under it and its keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ssse {
     /// Algorithm id in the FCI (`9F0C 03 86 01 xx`): 01 DES, 02 SSF33, 03 SM4.
@@ -42,6 +50,110 @@ pub struct Ssse {
     pub ef05: Vec<Record>,
     /// EF06 records in order: record number = position + 1.
     pub ef06: Vec<Record>,
+    /// TEST issuer master key of RKSSSE (EXTERNAL AUTHENTICATE, key id `0A`); the card holds
+    /// the key diversified with its own 卡识别码. `None`: EXTERNAL AUTHENTICATE → `6A88`.
+    pub rkssse_master: Option<SecretKey>,
+    /// TEST master key of INTERNAL AUTHENTICATE; `None`: INTERNAL AUTHENTICATE → `6A88`.
+    pub internal_master: Option<SecretKey>,
+    /// EXTERNAL AUTHENTICATE tries left (at most [`MAX_AUTH_TRIES`]); 0 = locked (`6983`).
+    pub auth_tries: u8,
+}
+
+impl Ssse {
+    /// The 卡识别码 (EF05 tag 01) as a hex string, when the card has one.
+    pub fn card_id(&self) -> Option<String> {
+        self.ef05
+            .iter()
+            .find(|record| record.first() == Some(&0x01))
+            .and_then(|record| record.get(2..))
+            .map(hex::encode_upper)
+    }
+
+    /// The card's algorithm for authentication; `None` for SSF33 and unknown ids.
+    pub fn crypto_algorithm(&self) -> Option<Algorithm> {
+        Algorithm::from_id(self.algorithm)
+    }
+}
+
+/// DF04, 社会保险信息区2 (医疗保险), AID `D1 56 00 00 05 03` (card-spec.md §1.2, §4.1).
+/// Everything under it needs the PIN (when the card has one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Df04 {
+    /// EF05 tag 8F, 医疗保险用卡方式: `"1"` online (联网), `"2"` offline (脱网).
+    pub mode: String,
+    /// 个人账户余额 in fen (GET BALANCE P2 01); `None` → `6A88`.
+    pub balance_fen: Option<u32>,
+    /// 年度个人自付累计 (GET BALANCE P2 02).
+    pub annual_self_pay: Option<AnnualAmount>,
+    /// 年度统筹基金支付累计 (GET BALANCE P2 03).
+    pub annual_fund_pay: Option<AnnualAmount>,
+    /// EF08 医疗交易明细, oldest first (READ RECORD 1 answers the last one, the newest).
+    pub transactions: Vec<Transaction>,
+}
+
+impl Df04 {
+    /// The EF05 record: `8F 01 <mode>`.
+    pub fn ef05_record(&self) -> Record {
+        [&[0x8F, self.mode.len() as u8][..], self.mode.as_bytes()].concat()
+    }
+}
+
+/// A yearly cumulative amount: fen and the year it counts (GET BALANCE P2 02 / 03).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnualAmount {
+    pub fen: u32,
+    pub year: u16,
+}
+
+impl AnnualAmount {
+    /// GET BALANCE's answer: 4 bytes big-endian fen ‖ the year as 2 bytes BCD.
+    pub fn bytes(&self) -> [u8; 6] {
+        let fen = self.fen.to_be_bytes();
+        let year = pack_bcd(format!("{:04}", self.year).as_bytes());
+        [fen[0], fen[1], fen[2], fen[3], year[0], year[1]]
+    }
+}
+
+/// One DF04/EF08 医疗交易明细 record (card-spec.md §4.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    /// 交易序号 (b2).
+    pub seq: u16,
+    /// 交易类型 (an1): `'1'` 账户划入, `'2'` 医疗结算.
+    pub kind: u8,
+    /// 终端机编号: 12 digits (cn6).
+    pub terminal: String,
+    /// 交易时间 YYYYMMDDhhmmss: 14 digits (cn7).
+    pub time: String,
+    /// 个人账户交易金额, fen (b4).
+    pub account_fen: u32,
+    /// 个人自付, fen (b4).
+    pub self_pay_fen: u32,
+    /// 统筹基金支付, fen (b4).
+    pub fund_fen: u32,
+}
+
+/// Length of an EF08 record.
+pub const TRANSACTION_RECORD_LEN: usize = 0x1C;
+
+impl Transaction {
+    /// The 28-byte record: seq b2 ‖ kind an1 ‖ terminal cn6 ‖ time cn7 ‖ account b4 ‖
+    /// self-pay b4 ‖ fund b4 (numbers big-endian).
+    pub fn record(&self) -> Record {
+        let record = [
+            &self.seq.to_be_bytes()[..],
+            &[self.kind],
+            &pack_bcd(self.terminal.as_bytes()),
+            &pack_bcd(self.time.as_bytes()),
+            &self.account_fen.to_be_bytes(),
+            &self.self_pay_fen.to_be_bytes(),
+            &self.fund_fen.to_be_bytes(),
+        ]
+        .concat();
+        debug_assert_eq!(record.len(), TRANSACTION_RECORD_LEN);
+        record
+    }
 }
 
 /// Who may read EF06 (the holder file).
@@ -117,7 +229,11 @@ impl CardImage {
     pub fn from_toml_str(text: &str, origin: &str) -> Result<CardImage, SimError> {
         let file: CardFile = toml::from_str(text).map_err(|e| SimError::Syntax {
             origin: origin.to_owned(),
-            message: e.to_string(),
+            message: if super::chip::is_psam_text(text) {
+                "this is a PSAM file (it has terminal_no or [[keys]]), not a card".to_owned()
+            } else {
+                e.to_string()
+            },
         })?;
         let invalid = |place: String, problem: String| SimError::Invalid {
             origin: origin.to_owned(),
@@ -130,6 +246,11 @@ impl CardImage {
             .map(|s| s.build())
             .transpose()
             .map_err(|(place, p)| invalid(place, p))?;
+        let df04 = file
+            .df04
+            .map(|d| d.build())
+            .transpose()
+            .map_err(|(place, p)| invalid(place, p))?;
         let pin = file
             .pin
             .map(|p| p.build())
@@ -139,6 +260,7 @@ impl CardImage {
             description: file.description,
             atr,
             ssse,
+            df04,
             pin,
             behaviour: file.behaviour,
         })
@@ -154,6 +276,7 @@ struct CardFile {
     description: String,
     atr: String,
     ssse: Option<SsseFile>,
+    df04: Option<Df04File>,
     pin: Option<PinFile>,
     #[serde(default)]
     behaviour: Behaviour,
@@ -170,6 +293,9 @@ struct SsseFile {
     ef05: Vec<RecordFile>,
     #[serde(default)]
     ef06: Vec<RecordFile>,
+    rkssse_master: Option<String>,
+    internal_master: Option<String>,
+    auth_tries: Option<u8>,
 }
 
 fn default_algorithm() -> u8 {
@@ -178,11 +304,147 @@ fn default_algorithm() -> u8 {
 
 impl SsseFile {
     fn build(self) -> Result<Ssse, Located> {
-        Ok(Ssse {
+        let at = |place: &str, problem: String| (place.to_owned(), problem);
+        let auth_tries = self.auth_tries.unwrap_or(MAX_AUTH_TRIES);
+        if auth_tries > MAX_AUTH_TRIES {
+            return Err(at(
+                "ssse.auth_tries",
+                format!("{auth_tries} is more than the maximum, {MAX_AUTH_TRIES}"),
+            ));
+        }
+        let key = |place: &str, text: Option<&str>| {
+            text.map(SecretKey::from_hex)
+                .transpose()
+                .map_err(|p| at(place, p))
+        };
+        let ssse = Ssse {
             algorithm: self.algorithm,
             ef06_access: self.ef06_access,
             ef05: build_records("ssse.ef05", &self.ef05)?,
             ef06: build_records("ssse.ef06", &self.ef06)?,
+            rkssse_master: key("ssse.rkssse_master", self.rkssse_master.as_deref())?,
+            internal_master: key("ssse.internal_master", self.internal_master.as_deref())?,
+            auth_tries,
+        };
+        for (place, master) in [
+            ("ssse.rkssse_master", &ssse.rkssse_master),
+            ("ssse.internal_master", &ssse.internal_master),
+        ] {
+            if master.is_none() {
+                continue;
+            }
+            if ssse.crypto_algorithm().is_none() {
+                return Err(at(
+                    place,
+                    format!(
+                        "algorithm 0x{:02X} cannot authenticate here (0x01 DES or 0x03 SM4)",
+                        ssse.algorithm
+                    ),
+                ));
+            }
+            if ssse
+                .card_id()
+                .and_then(|id| diversification_factor(&id))
+                .is_none()
+            {
+                return Err(at(
+                    place,
+                    "keys are diversified with the 卡识别码: EF05 needs a tag 0x01 record \
+                     of at least 3 bytes"
+                        .into(),
+                ));
+            }
+        }
+        Ok(ssse)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Df04File {
+    mode: String,
+    balance_fen: Option<u32>,
+    annual_self_pay: Option<AnnualAmount>,
+    annual_fund_pay: Option<AnnualAmount>,
+    #[serde(default)]
+    transactions: Vec<TransactionFile>,
+}
+
+impl Df04File {
+    fn build(self) -> Result<Df04, Located> {
+        let at = |place: &str, problem: String| (place.to_owned(), problem);
+        if !DF04_MODES.contains(&self.mode.as_str()) {
+            return Err(at(
+                "df04.mode",
+                format!("{:?}: must be \"1\" (online) or \"2\" (offline)", self.mode),
+            ));
+        }
+        for (place, amount) in [
+            ("df04.annual_self_pay", &self.annual_self_pay),
+            ("df04.annual_fund_pay", &self.annual_fund_pay),
+        ] {
+            if let Some(amount) = amount
+                && !(1000..=9999).contains(&amount.year)
+            {
+                return Err(at(place, format!("year {} is not 4 digits", amount.year)));
+            }
+        }
+        let transactions = self
+            .transactions
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                t.build()
+                    .map_err(|p| at(&format!("[[df04.transactions]] {}", i + 1), p))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Df04 {
+            mode: self.mode,
+            balance_fen: self.balance_fen,
+            annual_self_pay: self.annual_self_pay,
+            annual_fund_pay: self.annual_fund_pay,
+            transactions,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransactionFile {
+    seq: u16,
+    kind: String,
+    terminal: String,
+    time: String,
+    account_fen: u32,
+    #[serde(default)]
+    self_pay_fen: u32,
+    #[serde(default)]
+    fund_fen: u32,
+}
+
+impl TransactionFile {
+    fn build(self) -> Result<Transaction, String> {
+        let kind = match self.kind.as_bytes() {
+            [kind] if kind.is_ascii_graphic() => *kind,
+            _ => return Err(format!("kind {:?} must be one ASCII character", self.kind)),
+        };
+        if self.terminal.len() != 12 || !is_digits(&self.terminal) {
+            return Err(format!("terminal {:?} must be 12 digits", self.terminal));
+        }
+        if self.time.len() != 14 || !is_digits(&self.time) {
+            return Err(format!(
+                "time {:?} must be 14 digits (YYYYMMDDhhmmss)",
+                self.time
+            ));
+        }
+        Ok(Transaction {
+            seq: self.seq,
+            kind,
+            terminal: self.terminal,
+            time: self.time,
+            account_fen: self.account_fen,
+            self_pay_fen: self.self_pay_fen,
+            fund_fen: self.fund_fen,
         })
     }
 }
@@ -652,9 +914,13 @@ len = 3
             "expired",
             "gen1",
             "gen3",
+            "gen3-des",
+            "gen3-locked",
             "long-name",
             "no-4e",
             "no-ssse",
+            "pin-2-left",
+            "pin-locked",
             "quirky",
             "rare-char",
             "resident",
@@ -764,5 +1030,145 @@ len = 3
         );
         assert!(fixture("no-ssse").ssse.is_none());
         assert!(value(&fixture("no-4e").ssse.unwrap().ef06, 0x4E).is_none());
+    }
+
+    #[test]
+    fn third_generation_fixtures_have_their_test_keys() {
+        let sm4_rkssse = SecretKey::from_hex("11223344556677888877665544332211").unwrap();
+        let des_rkssse = SecretKey::from_hex("0123456789ABCDEFFEDCBA9876543210").unwrap();
+        for (name, algorithm, rkssse, tries) in [
+            ("gen3", 0x03, &sm4_rkssse, 3),
+            ("gen3-locked", 0x03, &sm4_rkssse, 0),
+            ("gen3-des", 0x01, &des_rkssse, 3),
+        ] {
+            let ssse = fixture(name).ssse.unwrap();
+            assert_eq!(ssse.algorithm, algorithm, "{name}");
+            assert_eq!(ssse.ef06_access, Ef06Access::ExternalAuth, "{name}");
+            assert_eq!(ssse.rkssse_master.as_ref(), Some(rkssse), "{name}");
+            assert!(ssse.internal_master.is_some(), "{name}");
+            assert_eq!(ssse.auth_tries, tries, "{name}");
+            assert_eq!(ascii(value(&ssse.ef05, 0x03).unwrap()), "3.00", "{name}");
+        }
+        // gen3-des is from a "33" region where the factor differs from region ‖ "sx".
+        let id = fixture("gen3-des").ssse.unwrap().card_id().unwrap();
+        assert!(id.starts_with("33") && &id[4..6] != "00", "{id}");
+        assert_eq!(
+            &diversification_factor(&id).unwrap(),
+            format!("{}00sx", &id[..4]).as_bytes()
+        );
+        // Older cards carry no keys.
+        assert!(fixture("xiaowang").ssse.unwrap().rkssse_master.is_none());
+    }
+
+    #[test]
+    fn df04_fixtures() {
+        let xiaowang = fixture("xiaowang");
+        let df04 = xiaowang.df04.as_ref().unwrap();
+        assert_eq!(df04.mode, "2");
+        assert_eq!(df04.balance_fen, Some(33280));
+        assert_eq!(
+            df04.annual_self_pay,
+            Some(AnnualAmount {
+                fen: 23000,
+                year: 2026
+            })
+        );
+        assert_eq!(
+            df04.annual_fund_pay,
+            Some(AnnualAmount { fen: 0, year: 2026 })
+        );
+        let paid: u32 = df04.transactions.iter().map(|t| t.account_fen).sum();
+        assert_eq!((df04.transactions.len(), paid), (3, 23000));
+        assert!(
+            df04.transactions
+                .iter()
+                .all(|t| t.kind == b'2' && t.time.starts_with("2026"))
+        );
+        let pin = xiaowang.pin.unwrap();
+        assert_eq!((pin.digits.as_str(), pin.tries_left), ("123456", 3));
+        let resident = fixture("resident").df04.unwrap();
+        assert_eq!((resident.mode.as_str(), resident.balance_fen), ("1", None));
+        let locked = fixture("pin-locked");
+        assert_eq!(locked.pin.unwrap().tries_left, 0);
+        assert_eq!(locked.df04.unwrap().mode, "2");
+        let two = fixture("pin-2-left");
+        let pin = two.pin.unwrap();
+        assert_eq!(
+            (pin.digits.as_str(), pin.tries_left, pin.max_tries),
+            ("654321", 2, 3)
+        );
+        assert!(two.df04.unwrap().balance_fen.is_some());
+    }
+
+    #[test]
+    fn encodes_df04_values() {
+        let card = image(
+            r#"
+[df04]
+mode = "2"
+annual_fund_pay = { fen = 152000, year = 2026 }
+[[df04.transactions]]
+seq = 258
+kind = "1"
+terminal = "500000000001"
+time = "20260305093000"
+account_fen = 8000
+"#,
+        )
+        .unwrap();
+        let df04 = card.df04.unwrap();
+        assert_eq!(df04.ef05_record(), [0x8F, 0x01, b'2']);
+        assert_eq!(
+            hex::encode_upper(df04.annual_fund_pay.unwrap().bytes()),
+            "000251C02026"
+        );
+        let record = df04.transactions[0].record();
+        assert_eq!(record.len(), TRANSACTION_RECORD_LEN);
+        assert_eq!(
+            hex::encode_upper(record),
+            "0102315000000000012026030509300000001F400000000000000000"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_df04_and_keys() {
+        let bad = [
+            ("[df04]\nmode = \"3\"\n", "df04.mode"),
+            (
+                "[df04]\nmode = \"2\"\nannual_self_pay = { fen = 1, year = 26 }\n",
+                "4 digits",
+            ),
+            ("[df04]\nmode = \"2\"\nbalance_fen = -1\n", "balance_fen"),
+            (
+                "[df04]\nmode = \"2\"\n[[df04.transactions]]\nseq = 1\nkind = \"22\"\nterminal = \"500000000001\"\ntime = \"20260305093000\"\naccount_fen = 1\n",
+                "[[df04.transactions]] 1",
+            ),
+            (
+                "[df04]\nmode = \"2\"\n[[df04.transactions]]\nseq = 1\nkind = \"2\"\nterminal = \"5000\"\ntime = \"20260305093000\"\naccount_fen = 1\n",
+                "12 digits",
+            ),
+            (
+                "[df04]\nmode = \"2\"\n[[df04.transactions]]\nseq = 1\nkind = \"2\"\nterminal = \"500000000001\"\ntime = \"2026030509300\"\naccount_fen = 1\n",
+                "14 digits",
+            ),
+            ("[df04]\nmode = \"2\"\nbalance = 1\n", "unknown field"),
+            ("[ssse]\nauth_tries = 4\n", "ssse.auth_tries"),
+            ("[ssse]\nrkssse_master = \"0011\"\n", "ssse.rkssse_master"),
+            (
+                "[ssse]\ninternal_master = \"00112233445566778899AABBCCDDEEFF\"\n",
+                "卡识别码",
+            ),
+            (
+                "[ssse]\nalgorithm = 0x02\nrkssse_master = \"00112233445566778899AABBCCDDEEFF\"\n[[ssse.ef05]]\ntag = 1\nb = \"500000D156000005\"\n",
+                "cannot authenticate",
+            ),
+        ];
+        for (body, problem) in bad {
+            let e = error(body);
+            assert!(
+                e.contains(problem) && e.contains("test.toml"),
+                "{body}: {e}"
+            );
+        }
     }
 }

@@ -1,19 +1,31 @@
-//! The other side of the wire: a virtual social security card.
+//! The other side of the wire: a virtual social security card and a virtual PSAM.
 //!
 //! - [`image`]: card images, loaded from `fixtures/cards/*.toml` (what is on the card).
 //! - [`card`]: [`VirtualCard`], an ISO 7816-4 card answering SELECT, READ RECORD, GET RESPONSE,
-//!   VERIFY and GET CHALLENGE, with behaviour switches for T=0 quirks, slowness and vanishing.
+//!   VERIFY, GET CHALLENGE, EXTERNAL/INTERNAL AUTHENTICATE and GET BALANCE (DF04), with
+//!   behaviour switches for T=0 quirks, slowness and vanishing.
+//! - [`psam`]: [`VirtualPsam`] and its images (`fixtures/psam/*.toml`, TEST keys): the secure
+//!   module that computes the cryptograms medcard needs for 3.0 cards.
+//! - [`crypto`]: key diversification and cryptograms (3DES, SM4), shared by card and PSAM.
+//! - [`chip`]: [`Chip`], a card or a PSAM, whichever sits in a slot.
 //! - [`vpcd`]: the card side of vsmartcard's vpcd protocol, so that the real pcscd sees a
-//!   reader holding the card.
+//!   reader holding the chip.
 //!
 //! In-process use goes through [`crate::reader::virtual_reader`] instead of vpcd.
 
 pub mod card;
+pub mod chip;
+pub mod crypto;
 pub mod image;
+pub mod psam;
 pub mod vpcd;
 
 pub use card::VirtualCard;
-pub use image::{Behaviour, CardImage, Ef06Access, Pin, Record, Ssse};
+pub use chip::Chip;
+pub use image::{
+    AnnualAmount, Behaviour, CardImage, Df04, Ef06Access, Pin, Record, Ssse, Transaction,
+};
+pub use psam::{PsamImage, VirtualPsam};
 
 /// The fixture cards, compiled in so the demo and benchmarks run without the source tree.
 pub const BUILT_IN_CARDS: &[(&str, &str)] = &[
@@ -22,11 +34,27 @@ pub const BUILT_IN_CARDS: &[(&str, &str)] = &[
     ("gen1", include_str!("../../fixtures/cards/gen1.toml")),
     ("gen3", include_str!("../../fixtures/cards/gen3.toml")),
     (
+        "gen3-des",
+        include_str!("../../fixtures/cards/gen3-des.toml"),
+    ),
+    (
+        "gen3-locked",
+        include_str!("../../fixtures/cards/gen3-locked.toml"),
+    ),
+    (
         "long-name",
         include_str!("../../fixtures/cards/long-name.toml"),
     ),
     ("no-4e", include_str!("../../fixtures/cards/no-4e.toml")),
     ("no-ssse", include_str!("../../fixtures/cards/no-ssse.toml")),
+    (
+        "pin-2-left",
+        include_str!("../../fixtures/cards/pin-2-left.toml"),
+    ),
+    (
+        "pin-locked",
+        include_str!("../../fixtures/cards/pin-locked.toml"),
+    ),
     ("quirky", include_str!("../../fixtures/cards/quirky.toml")),
     (
         "rare-char",
@@ -46,26 +74,60 @@ pub const BUILT_IN_CARDS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The fixture PSAMs (TEST keys only), compiled in like [`BUILT_IN_CARDS`].
+pub const BUILT_IN_PSAMS: &[(&str, &str)] = &[
+    (
+        "no-rkssse",
+        include_str!("../../fixtures/psam/no-rkssse.toml"),
+    ),
+    (
+        "test-des-only",
+        include_str!("../../fixtures/psam/test-des-only.toml"),
+    ),
+    (
+        "test-sm4",
+        include_str!("../../fixtures/psam/test-sm4.toml"),
+    ),
+    (
+        "wrong-internal",
+        include_str!("../../fixtures/psam/wrong-internal.toml"),
+    ),
+    (
+        "wrong-key",
+        include_str!("../../fixtures/psam/wrong-key.toml"),
+    ),
+];
+
 /// A built-in card image by its fixture name (`xiaowang`, `gen3`, …).
 pub fn built_in_card(name: &str) -> Result<CardImage, SimError> {
-    let (_, text) = BUILT_IN_CARDS
-        .iter()
-        .find(|(card, _)| *card == name)
-        .ok_or_else(|| SimError::Syntax {
-            origin: name.to_owned(),
-            message: format!(
-                "no built-in card of that name (built-in: {})",
-                BUILT_IN_CARDS
-                    .iter()
-                    .map(|(n, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        })?;
+    let text = built_in("card", BUILT_IN_CARDS, name)?;
     CardImage::from_toml_str(text, &format!("built-in {name}"))
 }
 
-/// Errors of the simulator: card files that cannot be used, and the vpcd connection.
+/// A built-in PSAM image by its fixture name (`test-sm4`, `wrong-key`, …).
+pub fn built_in_psam(name: &str) -> Result<PsamImage, SimError> {
+    let text = built_in("PSAM", BUILT_IN_PSAMS, name)?;
+    PsamImage::from_toml_str(text, &format!("built-in PSAM {name}"))
+}
+
+fn built_in(
+    kind: &str,
+    list: &'static [(&'static str, &'static str)],
+    name: &str,
+) -> Result<&'static str, SimError> {
+    list.iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, text)| *text)
+        .ok_or_else(|| SimError::Syntax {
+            origin: name.to_owned(),
+            message: format!(
+                "no built-in {kind} of that name (built-in: {})",
+                list.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            ),
+        })
+}
+
+/// Errors of the simulator: card and PSAM files that cannot be used, and the vpcd connection.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("cannot read card file {path}: {source}")]
@@ -74,7 +136,7 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
-    #[error("card file {origin} is not a valid card description: {message}")]
+    #[error("card file {origin} is not a valid card or PSAM description: {message}")]
     Syntax { origin: String, message: String },
     #[error("card file {origin}, {place}: {problem}")]
     Invalid {
@@ -90,4 +152,133 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_loads_and_every_fixture_is_built_in() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (dir, list) in [("cards", BUILT_IN_CARDS), ("psam", BUILT_IN_PSAMS)] {
+            let mut files: Vec<String> = std::fs::read_dir(root.join("fixtures").join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            let names: Vec<&str> = list.iter().map(|(n, _)| *n).collect();
+            assert_eq!(files, names, "fixtures/{dir} vs the built-in list");
+        }
+        for (name, _) in BUILT_IN_CARDS {
+            built_in_card(name).unwrap();
+        }
+        for (name, _) in BUILT_IN_PSAMS {
+            built_in_psam(name).unwrap();
+        }
+        let e = built_in_psam("nope").unwrap_err().to_string();
+        assert!(e.contains("test-sm4"), "{e}");
+        assert!(built_in_card("test-sm4").is_err());
+    }
+
+    /// The reader's protocol, done by hand: factor from the card id, PSAM `80 1A` + `80 FA`,
+    /// then the card's EXTERNAL / INTERNAL AUTHENTICATE. Returns the SWs (or data) seen.
+    fn authenticate(card: &str, psam: &str) -> (String, String, String) {
+        let mut card = VirtualCard::new(built_in_card(card).unwrap());
+        let mut psam = VirtualPsam::new(built_in_psam(psam).unwrap());
+        let send = |chip: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>, apdu: String| {
+            hex::encode_upper(chip(&hex::decode(apdu).unwrap()).unwrap())
+        };
+        let fci = send(
+            &mut |a| card.process(a),
+            "00A404000F7378312E73682EC9E7BBE1B1A3D5CF".into(),
+        );
+        let algorithm = &fci[fci.len() - 6..fci.len() - 4];
+        let card_id = card.image().ssse.as_ref().unwrap().card_id().unwrap();
+        let factor = hex::encode_upper(crypto::diversification_factor(&card_id).unwrap());
+        // Internal authentication: the card's answer must equal the PSAM's.
+        let r = "0011223344556677";
+        let by_card = send(
+            &mut |a| card.process(a),
+            format!("0088000010{}{r}", "00".repeat(8)),
+        );
+        let init = send(
+            &mut |a| psam.process(a),
+            format!("801A02{algorithm}08{factor}"),
+        );
+        let internal = if init == "9000" {
+            let by_psam = send(&mut |a| psam.process(a), format!("80FA000008{r}08"));
+            if by_psam == by_card {
+                "match"
+            } else {
+                "mismatch"
+            }
+            .to_owned()
+        } else {
+            init
+        };
+        // External authentication with RKSSSE.
+        let challenge = send(&mut |a| card.process(a), "0084000008".into());
+        let challenge = &challenge[..16];
+        let init = send(
+            &mut |a| psam.process(a),
+            format!("801A01{algorithm}08{factor}"),
+        );
+        if init != "9000" {
+            return (internal, init, String::new());
+        }
+        let cryptogram = send(&mut |a| psam.process(a), format!("80FA000008{challenge}08"));
+        let external = send(
+            &mut |a| card.process(a),
+            format!("0082000A10{}{challenge}", &cryptogram[..16]),
+        );
+        let ef06 = send(&mut |a| card.process(a), "00B2013400".into());
+        (internal, external, ef06[ef06.len() - 4..].to_owned())
+    }
+
+    #[test]
+    fn fixture_psams_open_fixture_cards() {
+        let ok = |internal: &str, external: &str, ef06: &str| {
+            (internal.to_owned(), external.to_owned(), ef06.to_owned())
+        };
+        assert_eq!(
+            authenticate("gen3", "test-sm4"),
+            ok("match", "9000", "9000")
+        );
+        assert_eq!(
+            authenticate("gen3-des", "test-sm4"),
+            ok("match", "9000", "9000")
+        );
+        assert_eq!(
+            authenticate("gen3-des", "test-des-only"),
+            ok("match", "9000", "9000")
+        );
+        assert_eq!(
+            authenticate("gen3", "test-des-only"),
+            ok("6A81", "6A81", "")
+        );
+        assert_eq!(authenticate("gen3", "no-rkssse"), ok("match", "6A88", ""));
+        assert_eq!(
+            authenticate("gen3", "wrong-key"),
+            ok("match", "63C2", "6982")
+        );
+        assert_eq!(
+            authenticate("gen3-des", "wrong-key"),
+            ok("match", "63C2", "6982")
+        );
+        assert_eq!(
+            authenticate("gen3", "wrong-internal"),
+            ok("mismatch", "9000", "9000")
+        );
+        assert_eq!(
+            authenticate("gen3-des", "wrong-internal"),
+            ok("mismatch", "9000", "9000")
+        );
+        assert_eq!(
+            authenticate("gen3-locked", "test-sm4"),
+            ok("match", "6983", "6982")
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! The card side of vsmartcard's vpcd protocol (virtual-reader.md §4), so that the real pcscd
 //! shows a reader ("Virtual PCD 00 00" on port 35963, "… 00 01" on 35964) holding a
-//! [`VirtualCard`].
+//! [`Chip`]: a [`VirtualCard`](super::VirtualCard) or a [`VirtualPsam`](super::VirtualPsam).
 //!
 //! One TCP connection to vpcd is one inserted card: connect = insert, close = pull. Frames are
 //! `u16 big-endian length ‖ body` both ways; a 1-byte body from vpcd is a control byte (power
@@ -12,7 +12,7 @@
 //! reads time out every 50 ms to look at the controls, and pcscd's polls are always answered
 //! (a silent connected card blocks that reader inside pcscd).
 
-use super::{CardImage, SimError, VirtualCard};
+use super::{Chip, SimError};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -39,8 +39,9 @@ pub enum Control {
     Insert,
     /// Take the card out: close the connection.
     Pull,
-    /// Pull the card, replace it with a fresh one made from this image, insert it.
-    Swap(CardImage),
+    /// Pull the card, replace it with this chip (a card or a PSAM; a `CardImage` or
+    /// `PsamImage` becomes one with `.into()`), insert it.
+    Swap(Chip),
     /// Pull the card and stop.
     Quit,
 }
@@ -70,10 +71,10 @@ const SWAP_OUT_TIME: Duration = Duration::from_millis(900);
 
 type Observer = Box<dyn FnMut(&VpcdEvent) + Send>;
 
-/// A virtual card plugged into vpcd.
+/// A virtual card (or PSAM) plugged into vpcd.
 pub struct VpcdCard {
     addr: SocketAddr,
-    card: VirtualCard,
+    card: Chip,
     observer: Option<Observer>,
     stream: Option<TcpStream>,
     /// The card should be in the reader (connected, or trying to connect).
@@ -111,11 +112,12 @@ enum Filled {
 }
 
 impl VpcdCard {
-    /// A card made from `image`, for vpcd at `addr` (`PORT` on 127.0.0.1, or `HOST:PORT`).
-    pub fn new(addr: &str, image: CardImage) -> Result<VpcdCard, SimError> {
+    /// `chip` (a [`Chip`], or a card or PSAM or their image) for vpcd at `addr` (`PORT` on
+    /// 127.0.0.1, or `HOST:PORT`).
+    pub fn new(addr: &str, chip: impl Into<Chip>) -> Result<VpcdCard, SimError> {
         Ok(VpcdCard {
             addr: parse_addr(addr)?,
-            card: VirtualCard::new(image),
+            card: chip.into(),
             observer: None,
             stream: None,
             wanted: true,
@@ -173,14 +175,14 @@ impl VpcdCard {
                 self.remove(Removal::Pulled);
                 self.wanted = false;
             }
-            Control::Swap(image) => {
+            Control::Swap(chip) => {
                 self.remove(Removal::Pulled);
                 // A hand swapping cards leaves the slot empty for a moment; pcscd only
                 // notices a removal at its next poll, so stay out for two poll periods.
                 std::thread::sleep(SWAP_OUT_TIME);
                 // Not the description: it names the (invented) holder.
-                tracing::info!(addr = %self.addr, "swapping the card");
-                self.card = VirtualCard::new(image);
+                tracing::info!(addr = %self.addr, kind = chip.kind(), "swapping the card");
+                self.card = chip;
                 self.wanted = true;
             }
             Control::Quit => {}
@@ -288,7 +290,7 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, SimError> {
 }
 
 /// A message from vpcd and the card's answer to it.
-fn answer(card: &mut VirtualCard, message: &[u8]) -> Answer {
+fn answer(card: &mut Chip, message: &[u8]) -> Answer {
     match message {
         [CTRL_GET_ATR] => Answer::Reply(card.atr().to_vec()),
         [CTRL_POWER_ON] | [CTRL_RESET] => {
@@ -423,7 +425,7 @@ fn quickack(stream: &TcpStream) {
 #[cfg(not(target_os = "linux"))]
 fn quickack(_stream: &TcpStream) {}
 
-/// A [`VpcdCard`] served on a thread of its own, for benchmarks, the demo and tests that
+/// A [`VpcdCard`] (a card or a PSAM) served on a thread of its own, for benchmarks, the demo and tests that
 /// want the card inside their own process. Dropping it pulls the card and joins the thread.
 pub struct CardThread {
     controls: std::sync::mpsc::Sender<Control>,
@@ -431,9 +433,9 @@ pub struct CardThread {
 }
 
 impl CardThread {
-    /// Inserts a card made from `image` into vpcd at `addr`.
-    pub fn spawn(addr: &str, image: CardImage) -> Result<CardThread, SimError> {
-        let card = VpcdCard::new(addr, image)?;
+    /// Inserts `chip` (a card or PSAM, or its image) into vpcd at `addr`.
+    pub fn spawn(addr: &str, chip: impl Into<Chip>) -> Result<CardThread, SimError> {
+        let card = VpcdCard::new(addr, chip)?;
         let (controls, receiver) = std::sync::mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("vpcd-card".into())
@@ -466,6 +468,7 @@ impl Drop for CardThread {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::{CardImage, PsamImage};
     use std::net::TcpListener;
     use std::sync::mpsc::{self, Sender};
     use std::thread::JoinHandle;
@@ -483,7 +486,7 @@ mod tests {
     /// Starts a card for vpcd at `port`; returns its control sender, events and thread.
     fn start(
         port: u16,
-        image: CardImage,
+        image: impl Into<Chip>,
     ) -> (
         Sender<Control>,
         mpsc::Receiver<VpcdEvent>,
@@ -579,7 +582,7 @@ mod tests {
         assert_eq!(receive(&mut vpcd), [0x3B, 0x6D, 0x00, 0x00, 0x01]);
 
         controls
-            .send(Control::Swap(image("3B 6D 00 00 02", "")))
+            .send(Control::Swap(image("3B 6D 00 00 02", "").into()))
             .unwrap();
         assert_closed(&mut vpcd);
         let mut vpcd = accept(&listener);
@@ -674,5 +677,35 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn serves_a_psam_and_swaps_between_kinds() {
+        let psam = PsamImage::from_toml_str(
+            "description = \"p\"\natr = \"3B 6C 00 00 50 53 41 4D\"\nterminal_no = \"410100813475\"\n",
+            "p",
+        )
+        .unwrap();
+        let (listener, port) = listen();
+        let (controls, _events, thread) = start(port, psam.clone());
+        let mut vpcd = accept(&listener);
+        send(&mut vpcd, &[CTRL_GET_ATR]);
+        assert_eq!(receive(&mut vpcd)[4..], *b"PSAM");
+        send(&mut vpcd, &hex::decode("00B0960006").unwrap());
+        assert_eq!(receive(&mut vpcd), hex::decode("4101008134759000").unwrap());
+        controls
+            .send(Control::Swap(image("3B 6D 00 00 02", "").into()))
+            .unwrap();
+        assert_closed(&mut vpcd);
+        let mut vpcd = accept(&listener);
+        send(&mut vpcd, &hex::decode("00B0960006").unwrap());
+        assert_eq!(receive(&mut vpcd), [0x6D, 0x00]);
+        controls.send(Control::Swap(psam.into())).unwrap();
+        assert_closed(&mut vpcd);
+        let mut vpcd = accept(&listener);
+        send(&mut vpcd, &hex::decode("00B0960006").unwrap());
+        assert_eq!(receive(&mut vpcd), hex::decode("4101008134759000").unwrap());
+        controls.send(Control::Quit).unwrap();
+        thread.join().unwrap().unwrap();
     }
 }

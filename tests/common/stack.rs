@@ -92,6 +92,14 @@ impl Sim {
         sim
     }
 
+    /// Swaps the card for the one in `card` and waits until pcscd has seen it go out and
+    /// the new one come in.
+    pub fn swap(&self, stack: &Stack, card: &Path) {
+        assert_eq!(self.control(&format!("swap {}", card.display())), "ok");
+        stack.wait_for_reader_state(self.reader, false);
+        stack.wait_for_reader_state(self.reader, true);
+    }
+
     /// Sends a control line (`pull`, `insert`, `swap FILE`) and returns the reply line.
     pub fn control(&self, line: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(5);

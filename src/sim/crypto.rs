@@ -1,0 +1,292 @@
+//! The simulator's cryptography: key diversification and 8-byte cryptograms, shared by the
+//! virtual card ([`super::VirtualCard`]) and the virtual PSAM ([`super::VirtualPsam`]), so the
+//! two agree by construction. medcard's reader never computes any of this: it asks the PSAM.
+//!
+//! The protocol (also in `fixtures/psam/README.md`):
+//!
+//! - **Diversification factor** F (8 bytes) from the 卡识别码 (card-spec.md §1.4): with
+//!   `region` = the first 6 characters of the card id's hex string, F = ASCII(`region[0..4]`) ‖
+//!   `"00"` ‖ `"sx"` when `region` starts with `"33"`, else ASCII(`region`) ‖ `"sx"`.
+//!   (`440100…` → `"440100sx"`; `330782…` → `"330700sx"`.)
+//! - **Algorithms** (the FCI's `9F0C`/`86` id): `0x01` = 2-key 3DES (TDEA EDE, K1 K2 K1,
+//!   16-byte keys), `0x03` = SM4 (16-byte keys). SSF33 (`0x02`) is not implemented.
+//! - **Diversified key** from a 16-byte master M: 3DES: Kd = E_M(F) ‖ E_M(F ⊕ FF×8);
+//!   SM4: Kd = E_M(F ‖ (F ⊕ FF×8)) (one block).
+//! - **Cryptogram** of 8 bytes D under Kd: 3DES: E_Kd(D); SM4: the first 8 bytes of
+//!   E_Kd(D ‖ 00×8).
+//!
+//! Keys live in [`SecretKey`]s, which never print and are wiped on drop. Every key in this
+//! project's fixtures is a TEST key.
+
+use des::TdesEde2;
+use des::cipher::{BlockCipherEncrypt, KeyInit};
+use sm4::Sm4;
+use zeroize::Zeroize;
+
+/// Key and block size of both algorithms' keys: 16 bytes.
+pub const KEY_LEN: usize = 16;
+
+/// A card's cryptographic algorithm, by the id in its FCI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// `0x01`: 2-key triple DES (EDE, K1 K2 K1).
+    Des,
+    /// `0x03`: SM4 (GB/T 32907).
+    Sm4,
+}
+
+impl Algorithm {
+    /// The id in the FCI and in P2 of the PSAM's `80 1A`.
+    pub const fn id(self) -> u8 {
+        match self {
+            Algorithm::Des => 0x01,
+            Algorithm::Sm4 => 0x03,
+        }
+    }
+
+    /// The algorithm with FCI id `id`; `None` for SSF33 (`0x02`) and unknown ids.
+    pub const fn from_id(id: u8) -> Option<Algorithm> {
+        match id {
+            0x01 => Some(Algorithm::Des),
+            0x03 => Some(Algorithm::Sm4),
+            _ => None,
+        }
+    }
+
+    /// The name used in PSAM files: `"des"` or `"sm4"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Algorithm::Des => "des",
+            Algorithm::Sm4 => "sm4",
+        }
+    }
+
+    /// The algorithm named `name` in a PSAM file (`"des"`, `"sm4"`, any case).
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        match name.to_ascii_lowercase().as_str() {
+            "des" | "3des" => Some(Algorithm::Des),
+            "sm4" => Some(Algorithm::Sm4),
+            _ => None,
+        }
+    }
+}
+
+/// A 16-byte key: compared by value, never printed, wiped when dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKey([u8; KEY_LEN]);
+
+impl SecretKey {
+    pub fn new(bytes: [u8; KEY_LEN]) -> SecretKey {
+        SecretKey(bytes)
+    }
+
+    /// A key written as 32 hex digits (spaces allowed between them).
+    pub fn from_hex(text: &str) -> Result<SecretKey, String> {
+        let compact: String = text.split_whitespace().collect();
+        let mut bytes = hex::decode(&compact).map_err(|e| format!("bad hex: {e}"))?;
+        let key = <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
+            format!(
+                "a key is {KEY_LEN} bytes (32 hex digits), not {}",
+                bytes.len()
+            )
+        });
+        bytes.zeroize();
+        key.map(SecretKey)
+    }
+
+    /// The key bytes.
+    pub fn bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(…)")
+    }
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// The diversification factor F of a card, from its 卡识别码 as a hex string (at least the 6
+/// region characters); `None` when it is shorter or not ASCII.
+pub fn diversification_factor(card_id: &str) -> Option<[u8; 8]> {
+    let region = card_id.get(..6).filter(|r| r.is_ascii())?;
+    let mut factor = [0u8; 8];
+    if region.starts_with("33") {
+        factor[..4].copy_from_slice(&region.as_bytes()[..4]);
+        factor[4..6].copy_from_slice(b"00");
+    } else {
+        factor[..6].copy_from_slice(region.as_bytes());
+    }
+    factor[6..].copy_from_slice(b"sx");
+    Some(factor)
+}
+
+/// The card key Kd diversified from `master` with factor F.
+pub fn diversify(algorithm: Algorithm, master: &SecretKey, factor: &[u8; 8]) -> SecretKey {
+    let mut inverted = *factor;
+    inverted.iter_mut().for_each(|b| *b ^= 0xFF);
+    let mut key = [0u8; KEY_LEN];
+    match algorithm {
+        Algorithm::Des => {
+            let cipher = TdesEde2::new(&(*master.bytes()).into());
+            key[..8].copy_from_slice(&encrypt_des(&cipher, factor));
+            key[8..].copy_from_slice(&encrypt_des(&cipher, &inverted));
+        }
+        Algorithm::Sm4 => {
+            let mut block = [0u8; KEY_LEN];
+            block[..8].copy_from_slice(factor);
+            block[8..].copy_from_slice(&inverted);
+            key = encrypt_sm4(master, &block);
+            block.zeroize();
+        }
+    }
+    inverted.zeroize();
+    let secret = SecretKey(key);
+    key.zeroize();
+    secret
+}
+
+/// The 8-byte cryptogram of `data` under the card key `key`.
+pub fn cryptogram(algorithm: Algorithm, key: &SecretKey, data: &[u8; 8]) -> [u8; 8] {
+    match algorithm {
+        Algorithm::Des => encrypt_des(&TdesEde2::new(&(*key.bytes()).into()), data),
+        Algorithm::Sm4 => {
+            let mut block = [0u8; KEY_LEN];
+            block[..8].copy_from_slice(data);
+            let mut out = encrypt_sm4(key, &block);
+            let mut cryptogram = [0u8; 8];
+            cryptogram.copy_from_slice(&out[..8]);
+            out.zeroize();
+            cryptogram
+        }
+    }
+}
+
+fn encrypt_des(cipher: &TdesEde2, block: &[u8; 8]) -> [u8; 8] {
+    let mut block = (*block).into();
+    cipher.encrypt_block(&mut block);
+    block.into()
+}
+
+fn encrypt_sm4(key: &SecretKey, block: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
+    let cipher = Sm4::new(&(*key.bytes()).into());
+    let mut block = (*block).into();
+    cipher.encrypt_block(&mut block);
+    block.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(hex: &str) -> SecretKey {
+        SecretKey::from_hex(hex).unwrap()
+    }
+
+    fn bytes8(text: &str) -> [u8; 8] {
+        hex::decode(text).unwrap().try_into().unwrap()
+    }
+
+    fn hex16(key: &SecretKey) -> String {
+        hex::encode_upper(key.bytes())
+    }
+
+    #[test]
+    fn sm4_matches_the_gb_t_32907_vector() {
+        // GB/T 32907-2016 appendix A: key = plaintext = 0123456789ABCDEFFEDCBA9876543210.
+        let k = key("0123456789ABCDEFFEDCBA9876543210");
+        let out = encrypt_sm4(&k, k.bytes());
+        assert_eq!(hex::encode_upper(out), "681EDF34D206965E86B3E94F536E4246");
+        // The cryptogram is that block's first half when D ‖ 00×8 is the plaintext.
+        let d = bytes8("0123456789ABCDEF");
+        assert_ne!(cryptogram(Algorithm::Sm4, &k, &d), [0u8; 8]);
+    }
+
+    #[test]
+    fn des_matches_the_fips_vector_and_openssl() {
+        // FIPS 81 / the classic "Now is t" vector: single DES = 3DES with K1 = K2.
+        let single = key("0123456789ABCDEF0123456789ABCDEF");
+        assert_eq!(
+            cryptogram(Algorithm::Des, &single, &bytes8("4E6F772069732074")),
+            bytes8("3FA40E8A984D4815")
+        );
+        // 2-key EDE, checked with `openssl enc -des-ede-ecb -nopad`.
+        let two = key("0123456789ABCDEFFEDCBA9876543210");
+        assert_eq!(
+            cryptogram(Algorithm::Des, &two, &bytes8("4E6F772069732074")),
+            bytes8("D80A0D8B2BAE5E4E")
+        );
+    }
+
+    #[test]
+    fn factor_follows_the_region_rule() {
+        assert_eq!(
+            &diversification_factor("440100D156000005C5F96E75C454FA23").unwrap(),
+            b"440100sx"
+        );
+        // "33" regions: the first four digits ‖ "00" (a county-level code maps to its city).
+        assert_eq!(
+            &diversification_factor("330782D156000005").unwrap(),
+            b"330700sx"
+        );
+        assert_eq!(&diversification_factor("330100").unwrap(), b"330100sx");
+        assert_eq!(diversification_factor("44010"), None);
+        assert_eq!(diversification_factor("4401é0"), None);
+    }
+
+    // Expected values computed independently with Python `cryptography` (OpenSSL) and
+    // cross-checked with `openssl enc -sm4-ecb / -des-ede-ecb -nopad`.
+    #[test]
+    fn sm4_diversification_and_cryptogram() {
+        let f = diversification_factor("440100D156000005C5F96E75C454FA23").unwrap();
+        let kd = diversify(Algorithm::Sm4, &key("11223344556677888877665544332211"), &f);
+        assert_eq!(hex16(&kd), "D435E86019F9376DAFC46DFADF02CA36");
+        assert_eq!(
+            cryptogram(Algorithm::Sm4, &kd, &bytes8("0102030405060708")),
+            bytes8("91D11EA3853F193C")
+        );
+    }
+
+    #[test]
+    fn des_diversification_and_cryptogram() {
+        let f = diversification_factor("330782D156000005AAAAAAAAAAAAAAAA").unwrap();
+        let kd = diversify(Algorithm::Des, &key("0123456789ABCDEFFEDCBA9876543210"), &f);
+        assert_eq!(hex16(&kd), "69249A15CCF3493900F02832F9F66C01");
+        assert_eq!(
+            cryptogram(Algorithm::Des, &kd, &bytes8("0102030405060708")),
+            bytes8("7B0DF88575A9E9AD")
+        );
+    }
+
+    #[test]
+    fn algorithm_ids_and_names() {
+        assert_eq!(Algorithm::from_id(0x01), Some(Algorithm::Des));
+        assert_eq!(Algorithm::from_id(0x03), Some(Algorithm::Sm4));
+        assert_eq!(Algorithm::from_id(0x02), None);
+        assert_eq!(Algorithm::from_name("SM4"), Some(Algorithm::Sm4));
+        assert_eq!(Algorithm::from_name("ssf33"), None);
+        for a in [Algorithm::Des, Algorithm::Sm4] {
+            assert_eq!(Algorithm::from_id(a.id()), Some(a));
+            assert_eq!(Algorithm::from_name(a.name()), Some(a));
+        }
+    }
+
+    #[test]
+    fn keys_parse_and_never_print() {
+        let k = key("00112233 44556677 8899AABB CCDDEEFF");
+        assert_eq!(k.bytes()[15], 0xFF);
+        assert_eq!(format!("{k:?}"), "SecretKey(…)");
+        assert!(
+            SecretKey::from_hex("0011")
+                .unwrap_err()
+                .contains("16 bytes")
+        );
+        assert!(SecretKey::from_hex("zz").unwrap_err().contains("bad hex"));
+    }
+}
