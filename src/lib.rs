@@ -18,4 +18,5 @@ pub mod pcscd;
 pub mod profile;
 pub mod psam;
 pub mod reader;
+pub mod serve;
 pub mod sim;

@@ -1,0 +1,182 @@
+//! The meeting point of the reader monitor (a thread that owns the readers) and the socket
+//! side (async tasks): a [`MonitorHandle`] for the socket side to read state, wait, ask and
+//! subscribe; a [`MonitorSide`] for the monitor to publish state and events and take requests.
+
+use super::types::{CardEvent, CardSession, ReaderInfo, SessionError};
+use crate::card::{Pin, PinState};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot, watch};
+
+/// How many events a subscriber may fall behind before it is dropped.
+pub const EVENT_BACKLOG: usize = 256;
+
+/// What the monitor knows, replaced as a whole on every change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub readers: Vec<ReaderInfo>,
+    /// The session of each reader holding a card that was read.
+    pub sessions: BTreeMap<String, CardSession>,
+}
+
+/// Requests that need the card itself, answered by the monitor thread.
+pub enum Request {
+    /// Read the card in `reader` again (a new session).
+    Refresh {
+        reader: String,
+        reply: oneshot::Sender<Result<CardSession, SessionError>>,
+    },
+    /// VERIFY the PIN on the card in `reader`.
+    VerifyPin {
+        reader: String,
+        pin: Pin,
+        reply: oneshot::Sender<Result<PinState, SessionError>>,
+    },
+}
+
+/// The socket side's view of the monitor. Cheap to clone.
+#[derive(Clone)]
+pub struct MonitorHandle {
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    events: broadcast::Sender<CardEvent>,
+    requests: std::sync::mpsc::Sender<Request>,
+}
+
+/// The monitor thread's end.
+pub struct MonitorSide {
+    pub snapshot: watch::Sender<Arc<Snapshot>>,
+    pub events: broadcast::Sender<CardEvent>,
+    pub requests: Mutex<std::sync::mpsc::Receiver<Request>>,
+}
+
+/// A connected pair.
+pub fn channel() -> (MonitorHandle, MonitorSide) {
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(Snapshot::default()));
+    let (events, _) = broadcast::channel(EVENT_BACKLOG);
+    let (requests_tx, requests_rx) = std::sync::mpsc::channel();
+    (
+        MonitorHandle {
+            snapshot: snapshot_rx,
+            events: events.clone(),
+            requests: requests_tx,
+        },
+        MonitorSide {
+            snapshot: snapshot_tx,
+            events,
+            requests: Mutex::new(requests_rx),
+        },
+    )
+}
+
+impl MonitorHandle {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    pub fn readers(&self) -> Vec<ReaderInfo> {
+        self.snapshot().readers.clone()
+    }
+
+    /// The session of the named reader, or of the only reader holding a read card.
+    pub fn session(&self, reader: Option<&str>) -> Result<CardSession, SessionError> {
+        pick_session(&self.snapshot(), reader)
+    }
+
+    /// Like [`session`](Self::session), waiting up to `timeout` for a card to be read.
+    pub async fn wait_session(
+        &self,
+        reader: Option<&str>,
+        timeout: Duration,
+    ) -> Result<CardSession, SessionError> {
+        let mut changes = self.snapshot.clone();
+        let wait = async {
+            loop {
+                match pick_session(&changes.borrow_and_update(), reader) {
+                    Err(SessionError::NoCard(_)) => {}
+                    Err(SessionError::Unreadable { .. }) => {}
+                    other => return other,
+                }
+                if changes.changed().await.is_err() {
+                    return Err(SessionError::MonitorStopped);
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(result) => result,
+            Err(_) => pick_session(&self.snapshot(), reader).map_err(|e| match e {
+                SessionError::NoCard(_) => SessionError::Timeout,
+                other => other,
+            }),
+        }
+    }
+
+    /// Re-reads the card in `reader`.
+    pub async fn refresh(&self, reader: &str) -> Result<CardSession, SessionError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Refresh {
+            reader: reader.to_owned(),
+            reply,
+        })?;
+        answer.await.map_err(|_| SessionError::MonitorStopped)?
+    }
+
+    /// VERIFY `pin` on the card in `reader`.
+    pub async fn verify_pin(&self, reader: &str, pin: Pin) -> Result<PinState, SessionError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::VerifyPin {
+            reader: reader.to_owned(),
+            pin,
+            reply,
+        })?;
+        answer.await.map_err(|_| SessionError::MonitorStopped)?
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<CardEvent> {
+        self.events.subscribe()
+    }
+
+    fn send(&self, request: Request) -> Result<(), SessionError> {
+        self.requests
+            .send(request)
+            .map_err(|_| SessionError::MonitorStopped)
+    }
+}
+
+/// The named reader's session, or the only one.
+pub fn pick_session(snapshot: &Snapshot, reader: Option<&str>) -> Result<CardSession, SessionError> {
+    if let Some(name) = reader {
+        if let Some(session) = snapshot.sessions.get(name) {
+            return Ok(session.clone());
+        }
+        return match snapshot.readers.iter().find(|r| r.name == name) {
+            None => Err(SessionError::UnknownReader(name.to_owned())),
+            Some(info) => Err(unread(info)),
+        };
+    }
+    let mut sessions = snapshot.sessions.values();
+    match (sessions.next(), sessions.next()) {
+        (Some(one), None) => Ok(one.clone()),
+        (Some(_), Some(_)) => Err(SessionError::AmbiguousReader(
+            snapshot.sessions.keys().cloned().collect::<Vec<_>>().join(", "),
+        )),
+        (None, _) => match snapshot.readers.iter().find(|r| r.error.is_some()) {
+            Some(info) => Err(unread(info)),
+            None => Err(SessionError::NoCard("any reader".to_owned())),
+        },
+    }
+}
+
+/// Why a reader without a session has none.
+fn unread(info: &ReaderInfo) -> SessionError {
+    match &info.error {
+        Some(message) => SessionError::Unreadable {
+            reader: info.name.clone(),
+            reader_code: info
+                .reader_code
+                .unwrap_or(crate::codes::ReaderCode::CARD_NOT_RESPONDING),
+            message: message.clone(),
+        },
+        None => SessionError::NoCard(info.name.clone()),
+    }
+}

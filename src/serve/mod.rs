@@ -1,0 +1,19 @@
+//! `medcard serve`: the workstation daemon. One process owns the readers, reads each card
+//! once into a session, and answers every program on a local socket (JSON-RPC 2.0, one
+//! object per line).
+//!
+//! The shape follows tokio's mini-redis:
+//! - [`monitor`]: a thread of its own runs the PC/SC status loop, keeps one
+//!   [`CardSession`] per reader holding a card, and publishes [`CardEvent`]s. It is the only
+//!   owner of the readers; everything else talks to it through a [`MonitorHandle`].
+//! - [`server`]: the listener (Unix socket, optional loopback TCP), connection limits,
+//!   graceful shutdown.
+//! - [`connection`]: line framing with a size limit, JSON-RPC parsing and replies.
+//! - [`methods`]: one handler per method, from request to result.
+//! - [`config`]: `/etc/medcard/medcard.toml`.
+
+pub mod handle;
+pub mod types;
+
+pub use handle::{MonitorHandle, MonitorSide, Request, Snapshot};
+pub use types::{CardEvent, CardSession, ReaderInfo, ReaderState, SessionError};

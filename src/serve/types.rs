@@ -1,0 +1,114 @@
+//! What the reader monitor shares with the socket side: reader states, card sessions, events
+//! and the errors a session request can meet. Serialised as they go on the wire.
+
+use crate::card::CardRead;
+use crate::codes::ReaderCode;
+use serde::Serialize;
+
+/// What a reader shows, as `readers.list` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReaderState {
+    /// No card.
+    Empty,
+    /// A card is in, not read yet.
+    Present,
+    /// The card is being read.
+    Reading,
+    /// The card was read: a session holds it.
+    Ready,
+    /// The card could not be read (the error says why); it stays so until removed.
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReaderInfo {
+    pub name: String,
+    pub state: ReaderState,
+    /// The card's ATR, upper-case hex, when a card is in.
+    pub atr: Option<String>,
+    /// Why the last read failed (state `error`).
+    pub error: Option<String>,
+    /// The national reader-interface code of that failure.
+    pub reader_code: Option<ReaderCode>,
+}
+
+/// A card read once at insertion and held until it is removed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CardSession {
+    /// Unique for the daemon's lifetime; a swapped card is a new session.
+    pub session_id: u64,
+    pub reader: String,
+    /// RFC 3339, the workstation's clock.
+    pub read_at: String,
+    #[serde(flatten)]
+    pub card: CardRead,
+}
+
+/// Notifications to `events.subscribe` subscribers, in order per reader.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum CardEvent {
+    #[serde(rename = "reader.added")]
+    ReaderAdded { reader: String },
+    #[serde(rename = "reader.removed")]
+    ReaderRemoved { reader: String },
+    #[serde(rename = "card.inserted")]
+    CardInserted { reader: String, atr: String },
+    #[serde(rename = "card.ready")]
+    CardReady { reader: String, card: Box<CardSession> },
+    #[serde(rename = "card.removed")]
+    CardRemoved { reader: String },
+    #[serde(rename = "card.error")]
+    CardError {
+        reader: String,
+        reader_code: ReaderCode,
+        message: String,
+    },
+}
+
+impl CardEvent {
+    /// The notification's method name (`card.inserted` …), also its subscription topic.
+    pub fn topic(&self) -> &'static str {
+        match self {
+            CardEvent::ReaderAdded { .. } => "reader.added",
+            CardEvent::ReaderRemoved { .. } => "reader.removed",
+            CardEvent::CardInserted { .. } => "card.inserted",
+            CardEvent::CardReady { .. } => "card.ready",
+            CardEvent::CardRemoved { .. } => "card.removed",
+            CardEvent::CardError { .. } => "card.error",
+        }
+    }
+}
+
+/// Why a session request failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SessionError {
+    #[error("no card in {0}")]
+    NoCard(String),
+    #[error("reader {0:?} not found")]
+    UnknownReader(String),
+    #[error("several readers hold cards ({0}); name one")]
+    AmbiguousReader(String),
+    #[error("the card in {reader} could not be read: {message}")]
+    Unreadable {
+        reader: String,
+        reader_code: ReaderCode,
+        message: String,
+    },
+    #[error("no card was inserted within the wait")]
+    Timeout,
+    #[error("the reader monitor has stopped")]
+    MonitorStopped,
+}
+
+impl SessionError {
+    /// The national reader-interface code that goes in `data.reader_code`.
+    pub fn reader_code(&self) -> ReaderCode {
+        match self {
+            SessionError::NoCard(_) | SessionError::Timeout => ReaderCode::NO_CARD,
+            SessionError::Unreadable { reader_code, .. } => *reader_code,
+            _ => ReaderCode::READER_CONNECT,
+        }
+    }
+}
