@@ -23,6 +23,19 @@ fn read(name: &str) -> Result<medcard::card::CardRead, ReadError> {
     read_in_reader(&mut reader_with(name), READER, &profiles)
 }
 
+/// Reads a fixture in-process and returns every APDU sent, as hex.
+fn sent_apdus(name: &str) -> Vec<String> {
+    let profiles = ProfileSet::built_in().unwrap();
+    let mut readers = reader_with(name);
+    let log = with_card(&mut readers, READER, |channel| {
+        let mut ex = Exchanger::new(channel).recording();
+        CardReader::new(&profiles).read(&mut ex).unwrap();
+        ex.take_log()
+    })
+    .unwrap();
+    log.iter().map(hex::encode_upper).collect()
+}
+
 #[test]
 fn every_readable_fixture_decodes_to_its_expected_fields() {
     for name in READABLE {
@@ -53,15 +66,7 @@ fn corrupt_record_error_names_the_field() {
 
 #[test]
 fn a_2_0_card_reads_in_three_apdus_select_and_two_whole_file_reads() {
-    let profiles = ProfileSet::built_in().unwrap();
-    let mut readers = reader_with("xiaowang");
-    let log = with_card(&mut readers, READER, |channel| {
-        let mut ex = Exchanger::new(channel).recording();
-        CardReader::new(&profiles).read(&mut ex).unwrap();
-        ex.take_log()
-    })
-    .unwrap();
-    let sent: Vec<String> = log.iter().map(hex::encode_upper).collect();
+    let sent = sent_apdus("xiaowang");
     assert_eq!(
         sent,
         [
@@ -74,15 +79,7 @@ fn a_2_0_card_reads_in_three_apdus_select_and_two_whole_file_reads() {
 
 #[test]
 fn an_old_cos_falls_back_to_record_numbers_and_remembers_it() {
-    let profiles = ProfileSet::built_in().unwrap();
-    let mut readers = reader_with("gen1");
-    let log = with_card(&mut readers, READER, |channel| {
-        let mut ex = Exchanger::new(channel).recording();
-        CardReader::new(&profiles).read(&mut ex).unwrap();
-        ex.take_log()
-    })
-    .unwrap();
-    let sent: Vec<String> = log.iter().map(hex::encode_upper).collect();
+    let sent = sent_apdus("gen1");
     // Whole-file and by-tag are each tried once (on EF05), never again on EF06.
     assert_eq!(sent.iter().filter(|c| c.starts_with("00B2012D")).count(), 1);
     assert!(!sent.iter().any(|c| c.starts_with("00B20135")), "{sent:?}");
@@ -103,15 +100,7 @@ fn an_old_cos_falls_back_to_record_numbers_and_remembers_it() {
 
 #[test]
 fn t0_quirks_are_handled_below_the_card_layer() {
-    let profiles = ProfileSet::built_in().unwrap();
-    let mut readers = reader_with("no-4e");
-    let log = with_card(&mut readers, READER, |channel| {
-        let mut ex = Exchanger::new(channel).recording();
-        CardReader::new(&profiles).read(&mut ex).unwrap();
-        ex.take_log()
-    })
-    .unwrap();
-    let sent: Vec<String> = log.iter().map(hex::encode_upper).collect();
+    let sent = sent_apdus("no-4e");
     assert_eq!(sent[1], "00C000001E", "GET RESPONSE after 611E: {sent:?}");
     assert_eq!(
         sent.last().map(String::as_str),

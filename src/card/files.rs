@@ -97,9 +97,7 @@ impl<'e, 'c> FileReader<'e, 'c> {
     ) -> Result<(), Attempt> {
         match strategy {
             ReadStrategy::WholeFile => self.read_whole(file, records),
-            ReadStrategy::ByTag => self.read_items(file, wanted, records, strategy),
-            ReadStrategy::ByRecord => self.read_items(file, wanted, records, strategy),
-            ReadStrategy::BySfi => self.read_items(file, wanted, records, strategy),
+            item_by_item => self.read_items(file, wanted, records, item_by_item),
         }
     }
 
