@@ -10,7 +10,7 @@
 //!   graceful shutdown.
 //! - [`connection`]: line framing with a size limit, JSON-RPC parsing and replies.
 //! - [`methods`]: one handler per method, from request to result.
-//! - [`config`]: `/etc/medcard/medcard.toml`.
+//! - [`config`]: the settings file, `/etc/medcard/medcard.toml` by default.
 
 pub mod handle;
 pub mod types;
