@@ -27,6 +27,10 @@ enum Command {
     Profiles(cli::profiles::ProfilesArgs),
     Bench(cli::bench::BenchArgs),
     Demo(cli::demo::DemoArgs),
+    Serve(cli::serve::ServeArgs),
+    Call(cli::call::CallArgs),
+    Events(cli::call::EventsArgs),
+    Config(cli::call::ConfigArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,10 @@ fn main() -> ExitCode {
         Command::Profiles(args) => cli::profiles::run(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Demo(args) => cli::demo::run(args),
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Call(args) => cli::call::run_call(args),
+        Command::Events(args) => cli::call::run_events(args),
+        Command::Config(args) => cli::call::run_config(args),
     }
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::stack::{READER_0, READER_1, Sim, Stack, json_of};
+use common::stack::{READER_0, READER_1, Sim, Stack, json_of, scriptor};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::PathBuf;
@@ -251,4 +251,20 @@ fn a_card_failing_internal_authentication_is_not_genuine() {
     let (json, status, _) = read(&[], "");
     assert_eq!(error_code(&json), -21, "{json}");
     assert_eq!(status, Some(21));
+}
+
+#[test]
+fn what_a_read_opened_is_closed_when_medcard_lets_go_of_the_card() {
+    let stack = Stack::start();
+    let _psam = Sim::insert(&stack, 1, &psam("test-sm4"));
+    let _card = Sim::insert(&stack, 0, &common::fixture("gen3"));
+    let (json, status, _) = read(&[], "");
+    assert_eq!(status, Some(0), "{json}");
+    // Another program connecting next finds EF06 locked again: medcard reset the card.
+    let replies = scriptor(
+        READER_0,
+        "00A404000F7378312E73682EC9E7BBE1B1A3D5CF00\n00B201355B\n",
+    );
+    assert!(replies[0].ends_with("9000"), "{replies:?}");
+    assert_eq!(replies[1], "6982", "EF06 must need authentication again");
 }

@@ -34,7 +34,7 @@ fn the_virtual_card_and_psam_answer_any_apdu_without_panicking() {
         for _ in 0..20_000 {
             let mut apdu = random.bytes(40);
             // Half the time a plausible header, to get past CLA/INS checks.
-            if apdu.len() >= 4 && random.next() % 2 == 0 {
+            if apdu.len() >= 4 && random.next().is_multiple_of(2) {
                 apdu[0] = [0x00, 0x80, 0xB0][(random.next() % 3) as usize];
                 apdu[1] =
                     [0xA4, 0xB2, 0xC0, 0x20, 0x84, 0x82, 0x88, 0x26][(random.next() % 8) as usize];
@@ -72,7 +72,7 @@ impl CardChannel for NoiseCard {
     fn transmit(&mut self, _command: &[u8]) -> Result<Vec<u8>, ReaderError> {
         let mut reply = self.0.bytes(80);
         // Often end in a real status word so the reader gets further into the card.
-        if self.0.next() % 3 != 0 {
+        if !self.0.next().is_multiple_of(3) {
             let sw = [
                 [0x90, 0x00],
                 [0x61, 0x05],
@@ -117,7 +117,7 @@ impl CardChannel for TruncatingCard {
     }
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, ReaderError> {
         let mut reply = self.chip.process(command).unwrap_or_default();
-        if self.random.next() % 4 == 0 {
+        if self.random.next().is_multiple_of(4) {
             let keep = (self.random.next() as usize) % (reply.len() + 1);
             reply.truncate(keep);
         }
@@ -160,7 +160,7 @@ fn decoders_accept_or_refuse_any_bytes_without_panicking() {
     for _ in 0..50_000 {
         let bytes = random.bytes(24);
         for format in formats {
-            let _ = decode(format, &bytes, random.next() % 2 == 0);
+            let _ = decode(format, &bytes, random.next().is_multiple_of(2));
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Command-line front ends. Presentation lives here; the library below knows nothing of it.
 
 pub mod bench;
+pub mod call;
 pub mod demo;
 pub mod profiles;
 pub mod read;
+pub mod serve;
 pub mod sim;
 
 use medcard::profile::{ProfileError, ProfileSet};

@@ -6,6 +6,7 @@
 //! runtime.
 
 pub mod pcsc_reader;
+pub mod pinpad;
 pub mod virtual_reader;
 
 use std::time::{Duration, Instant};
@@ -37,7 +38,14 @@ pub struct ReaderStatus {
     pub name: String,
     /// The ATR when a card is present.
     pub atr: Option<Vec<u8>>,
+    /// How many insertions and removals the reader has seen, where the backend counts them
+    /// (PC/SC: the upper 16 bits of `dwEventState`). A card swapped for one with the same
+    /// ATR changes it even when the gap between the two was too short to be seen.
+    pub event_count: Option<u32>,
 }
+
+/// How often the default [`ReaderBackend::wait_for_change`] looks again.
+const CHANGE_POLL: Duration = Duration::from_millis(20);
 
 /// A connected card inside an exclusive transaction: bytes in, bytes out.
 pub trait CardChannel {
@@ -54,7 +62,8 @@ pub trait ReaderBackend {
     fn readers(&mut self) -> Result<Vec<ReaderStatus>, ReaderError>;
 
     /// Connects (shared) to the card in `reader`, begins a transaction, runs `work` on the
-    /// channel, ends the transaction and disconnects leaving the card powered.
+    /// channel, ends the transaction and disconnects, resetting the card so that nothing the
+    /// work opened (an external authentication, a verified PIN) outlives it.
     fn with_card(
         &mut self,
         reader: &str,
@@ -87,6 +96,26 @@ pub trait ReaderBackend {
                 )));
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `timeout` until the readers differ from `known` (a reader added or gone,
+    /// a card inserted, removed or swapped) and returns them as they are then; on timeout
+    /// returns them unchanged, without error. May return early with no change. The default
+    /// looks at [`readers`](Self::readers) every 20 ms.
+    fn wait_for_change(
+        &mut self,
+        known: &[ReaderStatus],
+        timeout: Duration,
+    ) -> Result<Vec<ReaderStatus>, ReaderError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let current = self.readers()?;
+            let now = Instant::now();
+            if current.as_slice() != known || now >= deadline {
+                return Ok(current);
+            }
+            std::thread::sleep(CHANGE_POLL.min(deadline - now));
         }
     }
 }
@@ -149,6 +178,7 @@ mod tests {
         ReaderStatus {
             name: name.into(),
             atr: present.then(|| vec![0x3B]),
+            event_count: None,
         }
     }
 

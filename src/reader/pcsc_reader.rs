@@ -100,26 +100,7 @@ fn reader_cstring(reader: &str) -> Result<CString, ReaderError> {
 
 impl ReaderBackend for PcscReaders {
     fn readers(&mut self) -> Result<Vec<ReaderStatus>, ReaderError> {
-        let names = match self.with_context(|c| c.list_readers_owned())? {
-            Err(PcscError::NoReadersAvailable) => return Ok(Vec::new()),
-            other => other.map_err(service_error)?,
-        };
-        let mut states: Vec<ReaderState> = names
-            .into_iter()
-            .map(|name| ReaderState::new(name, State::UNAWARE))
-            .collect();
-        self.with_context(|c| c.get_status_change(Duration::ZERO, &mut states))?
-            .map_err(service_error)?;
-        Ok(states
-            .iter()
-            .map(|s| ReaderStatus {
-                name: s.name().to_string_lossy().into_owned(),
-                atr: s
-                    .event_state()
-                    .contains(State::PRESENT)
-                    .then(|| s.atr().to_vec()),
-            })
-            .collect())
+        Ok(self.current_states(false)?.iter().map(status_of).collect())
     }
 
     fn with_card(
@@ -136,19 +117,30 @@ impl ReaderBackend for PcscReaders {
             .map_err(|e| card_error(reader, e))?
             .atr()
             .to_vec();
-        {
+        let card_gone = {
             let transaction = card.transaction().map_err(|e| card_error(reader, e))?;
             let mut channel = PcscChannel {
                 card: &transaction,
                 atr,
                 reader,
+                gone: false,
             };
             work(&mut channel);
+            let gone = channel.gone;
             if let Err((_, e)) = transaction.end(Disposition::LeaveCard) {
                 tracing::debug!(reader, error = %e, "ending the PC/SC transaction failed");
             }
-        }
-        if let Err((_, e)) = card.disconnect(Disposition::LeaveCard) {
+            gone
+        };
+        // Reset on the way out: what this connection opened (external authentication, a
+        // verified PIN) must not stay open for the next program that connects. A card that
+        // went away mid-read is left alone: there is nothing to reset.
+        let disposition = if card_gone {
+            Disposition::LeaveCard
+        } else {
+            Disposition::ResetCard
+        };
+        if let Err((_, e)) = card.disconnect(disposition) {
             tracing::debug!(reader, error = %e, "disconnect failed");
         }
         Ok(())
@@ -167,43 +159,77 @@ impl ReaderBackend for PcscReaders {
                 Err(ReaderError::NoCard(_) | ReaderError::NoReaders)
                     if Instant::now() < deadline =>
                 {
-                    self.wait_for_change(&readers, deadline)?;
+                    let slice = deadline
+                        .saturating_duration_since(Instant::now())
+                        .min(WAIT_SLICE);
+                    self.wait_for_change(&readers, slice)?;
                 }
                 Err(e) => return Err(e),
             }
         }
     }
-}
 
-impl PcscReaders {
-    /// Blocks until some reader's state changes, or the deadline.
+    /// `get_status_change` on every reader and the PnP pseudo-reader. The reader list is
+    /// taken afresh every call: with vpcd the PnP notification never fires.
     fn wait_for_change(
         &mut self,
-        readers: &[ReaderStatus],
-        deadline: Instant,
-    ) -> Result<(), ReaderError> {
-        // Short slices: with vpcd, readers appear without a PnP notification.
-        let slice = deadline
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(250));
-        if readers.is_empty() {
-            std::thread::sleep(slice);
-            return Ok(());
-        }
-        let mut states: Vec<ReaderState> = readers
+        known: &[ReaderStatus],
+        timeout: Duration,
+    ) -> Result<Vec<ReaderStatus>, ReaderError> {
+        let mut states = self.current_states(true)?;
+        let current: Vec<ReaderStatus> = states
             .iter()
-            .filter_map(|r| CString::new(r.name.as_str()).ok())
-            .map(|name| ReaderState::new(name, State::UNAWARE))
+            .filter(|s| s.name() != pcsc::PNP_NOTIFICATION())
+            .map(status_of)
             .collect();
-        self.with_context(|c| c.get_status_change(Duration::ZERO, &mut states))?
-            .map_err(service_error)?;
+        if current.as_slice() != known {
+            return Ok(current);
+        }
         for state in &mut states {
             state.sync_current_state();
         }
-        match self.with_context(|c| c.get_status_change(slice, &mut states))? {
-            Ok(()) | Err(PcscError::Timeout) => Ok(()),
-            Err(e) => Err(service_error(e)),
+        match self.with_context(|c| c.get_status_change(timeout, &mut states))? {
+            Ok(()) | Err(PcscError::Timeout) => {}
+            Err(e) => return Err(service_error(e)),
         }
+        self.readers()
+    }
+}
+
+/// How long one status wait of `wait_for_card` lasts before the reader list is taken again.
+const WAIT_SLICE: Duration = Duration::from_millis(250);
+
+impl PcscReaders {
+    /// Every reader's state now (and the PnP pseudo-reader's, when asked for).
+    fn current_states(&mut self, with_pnp: bool) -> Result<Vec<ReaderState>, ReaderError> {
+        let names = match self.with_context(|c| c.list_readers_owned())? {
+            Err(PcscError::NoReadersAvailable) => Vec::new(),
+            other => other.map_err(service_error)?,
+        };
+        let mut states: Vec<ReaderState> = names
+            .into_iter()
+            .map(|name| ReaderState::new(name, State::UNAWARE))
+            .collect();
+        if with_pnp {
+            states.push(ReaderState::new(pcsc::PNP_NOTIFICATION(), State::UNAWARE));
+        }
+        if !states.is_empty() {
+            self.with_context(|c| c.get_status_change(Duration::ZERO, &mut states))?
+                .map_err(service_error)?;
+        }
+        Ok(states)
+    }
+}
+
+/// A reader's state as the reader layer reports it.
+fn status_of(state: &ReaderState) -> ReaderStatus {
+    ReaderStatus {
+        name: state.name().to_string_lossy().into_owned(),
+        atr: state
+            .event_state()
+            .contains(State::PRESENT)
+            .then(|| state.atr().to_vec()),
+        event_count: Some(state.event_count()),
     }
 }
 
@@ -212,6 +238,8 @@ struct PcscChannel<'t> {
     card: &'t pcsc::Card,
     atr: Vec<u8>,
     reader: &'t str,
+    /// The card stopped answering or was removed during the work.
+    gone: bool,
 }
 
 impl CardChannel for PcscChannel<'_> {
@@ -221,9 +249,12 @@ impl CardChannel for PcscChannel<'_> {
 
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, ReaderError> {
         let mut buffer = [0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
-        self.card
+        let reply = self
+            .card
             .transmit(command, &mut buffer)
             .map(<[u8]>::to_vec)
-            .map_err(|e| card_error(self.reader, e))
+            .map_err(|e| card_error(self.reader, e));
+        self.gone |= !matches!(&reply, Ok(bytes) if bytes.len() >= 2);
+        reply
     }
 }

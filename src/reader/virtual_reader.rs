@@ -6,9 +6,14 @@
 //! A card that vanishes mid-command behaves as through vpcd: that transmit returns an empty
 //! response, the slot is empty from then on and later transmits fail with
 //! [`ReaderError::CardRemoved`].
+//!
+//! Each reader counts its insertions and removals (a vanished card counts as removed), as
+//! PC/SC's event counter does. [`SharedVirtualReaders`] is the same thing behind locks, for a
+//! reader monitor on another thread and a test that plugs cards in and out meanwhile.
 
 use super::{CardChannel, ReaderBackend, ReaderError, ReaderStatus};
 use crate::sim::{Chip, VirtualCard, VirtualPsam};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How often `wait_for_card` looks again.
@@ -23,7 +28,64 @@ pub struct VirtualReaders {
 #[derive(Debug)]
 struct Slot {
     name: String,
+    state: SlotState,
+}
+
+/// What one reader holds, and how many insertions and removals it has seen.
+#[derive(Debug, Default)]
+struct SlotState {
     card: Option<Chip>,
+    events: u32,
+}
+
+impl SlotState {
+    fn insert(&mut self, mut card: Chip) -> Option<Chip> {
+        card.insert();
+        let old = self.card.replace(card);
+        let events = if old.is_some() { 2 } else { 1 };
+        self.events = self.events.wrapping_add(events);
+        old
+    }
+
+    fn remove(&mut self) -> Option<Chip> {
+        let old = self.card.take();
+        if old.is_some() {
+            self.events = self.events.wrapping_add(1);
+        }
+        old
+    }
+
+    fn status(&self, name: &str) -> ReaderStatus {
+        ReaderStatus {
+            name: name.to_owned(),
+            atr: self.card.as_ref().map(|card| card.atr().to_vec()),
+            event_count: Some(self.events),
+        }
+    }
+
+    /// Powers the card on and runs `work` on a channel to it.
+    fn run(
+        &mut self,
+        reader: &str,
+        work: &mut dyn FnMut(&mut dyn CardChannel),
+    ) -> Result<(), ReaderError> {
+        let card = self
+            .card
+            .as_mut()
+            .ok_or_else(|| ReaderError::NoCard(reader.to_owned()))?;
+        card.power_on();
+        let atr = card.atr().to_vec();
+        let mut channel = VirtualChannel {
+            slot: &mut self.card,
+            atr,
+        };
+        work(&mut channel);
+        if self.card.is_none() {
+            // Vanished during the work: a removal.
+            self.events = self.events.wrapping_add(1);
+        }
+        Ok(())
+    }
 }
 
 impl VirtualReaders {
@@ -45,7 +107,7 @@ impl VirtualReaders {
         if self.slot(name).is_none() {
             self.slots.push(Slot {
                 name: name.to_owned(),
-                card: None,
+                state: SlotState::default(),
             });
         }
     }
@@ -53,15 +115,14 @@ impl VirtualReaders {
     /// Puts `card` (a card or a PSAM, as for [`with_card`](Self::with_card)) into reader
     /// `name` (added if missing); returns the chip it held before.
     pub fn insert(&mut self, name: &str, card: impl Into<Chip>) -> Option<Chip> {
-        let mut card = card.into();
         self.add_reader(name);
-        card.insert();
-        self.slot_mut(name).and_then(|slot| slot.card.replace(card))
+        self.slot_mut(name)
+            .and_then(|slot| slot.state.insert(card.into()))
     }
 
     /// Takes the card (or PSAM) out of reader `name`.
     pub fn remove(&mut self, name: &str) -> Option<Chip> {
-        self.slot_mut(name).and_then(|slot| slot.card.take())
+        self.slot_mut(name).and_then(|slot| slot.state.remove())
     }
 
     /// The card in reader `name`, to look at (e.g. how many APDUs it has seen); `None` when
@@ -77,7 +138,7 @@ impl VirtualReaders {
 
     /// Whatever reader `name` holds.
     pub fn chip(&self, name: &str) -> Option<&Chip> {
-        self.slot(name).and_then(|slot| slot.card.as_ref())
+        self.slot(name).and_then(|slot| slot.state.card.as_ref())
     }
 
     fn slot(&self, name: &str) -> Option<&Slot> {
@@ -99,7 +160,7 @@ impl VirtualReaders {
             .slots
             .iter()
             .filter(|slot| reader.is_none_or(|name| slot.name == name))
-            .find(|slot| slot.card.is_some())
+            .find(|slot| slot.state.card.is_some())
             .map(|slot| slot.name.clone()))
     }
 
@@ -114,10 +175,7 @@ impl ReaderBackend for VirtualReaders {
         Ok(self
             .slots
             .iter()
-            .map(|slot| ReaderStatus {
-                name: slot.name.clone(),
-                atr: slot.card.as_ref().map(|card| card.atr().to_vec()),
-            })
+            .map(|slot| slot.state.status(&slot.name))
             .collect())
     }
 
@@ -126,21 +184,10 @@ impl ReaderBackend for VirtualReaders {
         reader: &str,
         work: &mut dyn FnMut(&mut dyn CardChannel),
     ) -> Result<(), ReaderError> {
-        let slot = self
-            .slot_mut(reader)
-            .ok_or_else(|| ReaderError::UnknownReader(reader.to_owned()))?;
-        let card = slot
-            .card
-            .as_mut()
-            .ok_or_else(|| ReaderError::NoCard(reader.to_owned()))?;
-        card.power_on();
-        let atr = card.atr().to_vec();
-        let mut channel = VirtualChannel {
-            slot: &mut slot.card,
-            atr,
-        };
-        work(&mut channel);
-        Ok(())
+        self.slot_mut(reader)
+            .ok_or_else(|| ReaderError::UnknownReader(reader.to_owned()))?
+            .state
+            .run(reader, work)
     }
 
     fn wait_for_card(
@@ -159,6 +206,131 @@ impl ReaderBackend for VirtualReaders {
                 return Err(ReaderError::NoCard(wanted));
             }
             std::thread::sleep(POLL.min(deadline - now));
+        }
+    }
+}
+
+/// [`VirtualReaders`] for several connections on several threads: clones share the same
+/// readers. Each reader has a lock of its own, held while a connection works on its card,
+/// so a card and a PSAM in two readers can be used at once (as a PSAM-authenticated read
+/// does); plugging a card into a reader in use waits until that work ends.
+#[derive(Debug, Clone, Default)]
+pub struct SharedVirtualReaders {
+    slots: Arc<Mutex<Vec<SharedSlot>>>,
+}
+
+#[derive(Debug, Clone)]
+struct SharedSlot {
+    name: String,
+    state: Arc<Mutex<SlotState>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl SharedVirtualReaders {
+    /// No readers at all.
+    pub fn new() -> SharedVirtualReaders {
+        SharedVirtualReaders::default()
+    }
+
+    /// Adds an empty reader (nothing happens if it exists).
+    pub fn add_reader(&self, name: &str) {
+        self.slot_or_add(name);
+    }
+
+    /// Puts `card` into reader `name` (added if missing); returns what it held before.
+    pub fn insert(&self, name: &str, card: impl Into<Chip>) -> Option<Chip> {
+        let slot = self.slot_or_add(name);
+        lock(&slot).insert(card.into())
+    }
+
+    /// Takes the card (or PSAM) out of reader `name`.
+    pub fn remove(&self, name: &str) -> Option<Chip> {
+        self.slot(name).and_then(|slot| lock(&slot).remove())
+    }
+
+    /// Unplugs reader `name` (with whatever it holds).
+    pub fn remove_reader(&self, name: &str) -> Option<Chip> {
+        let mut slots = lock(&self.slots);
+        let index = slots.iter().position(|slot| slot.name == name)?;
+        let slot = slots.remove(index);
+        drop(slots);
+        lock(&slot.state).card.take()
+    }
+
+    /// Runs `look` on whatever reader `name` holds.
+    pub fn with_chip<T>(&self, name: &str, look: impl FnOnce(Option<&Chip>) -> T) -> T {
+        match self.slot(name) {
+            Some(slot) => look(lock(&slot).card.as_ref()),
+            None => look(None),
+        }
+    }
+
+    /// The reader's state, without holding the list lock while it is used.
+    fn slot(&self, name: &str) -> Option<Arc<Mutex<SlotState>>> {
+        lock(&self.slots)
+            .iter()
+            .find(|slot| slot.name == name)
+            .map(|slot| slot.state.clone())
+    }
+
+    fn slot_or_add(&self, name: &str) -> Arc<Mutex<SlotState>> {
+        let mut slots = lock(&self.slots);
+        if let Some(slot) = slots.iter().find(|slot| slot.name == name) {
+            return slot.state.clone();
+        }
+        let state = Arc::new(Mutex::new(SlotState::default()));
+        slots.push(SharedSlot {
+            name: name.to_owned(),
+            state: state.clone(),
+        });
+        state
+    }
+}
+
+impl ReaderBackend for SharedVirtualReaders {
+    fn readers(&mut self) -> Result<Vec<ReaderStatus>, ReaderError> {
+        let slots: Vec<SharedSlot> = lock(&self.slots).clone();
+        Ok(slots
+            .iter()
+            .map(|slot| lock(&slot.state).status(&slot.name))
+            .collect())
+    }
+
+    fn with_card(
+        &mut self,
+        reader: &str,
+        work: &mut dyn FnMut(&mut dyn CardChannel),
+    ) -> Result<(), ReaderError> {
+        let slot = self
+            .slot(reader)
+            .ok_or_else(|| ReaderError::UnknownReader(reader.to_owned()))?;
+        let mut state = lock(&slot);
+        state.run(reader, work)
+    }
+
+    fn wait_for_card(
+        &mut self,
+        reader: Option<&str>,
+        timeout: Duration,
+    ) -> Result<String, ReaderError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let readers = self.readers()?;
+            match super::choose_reader(&readers, reader) {
+                Ok(name) => return Ok(name),
+                Err(ReaderError::AmbiguousReader(_)) if reader.is_none() => {
+                    if let Some(first) = readers.iter().find(|r| r.atr.is_some()) {
+                        return Ok(first.name.clone());
+                    }
+                }
+                Err(ReaderError::NoCard(_) | ReaderError::NoReaders)
+                    if Instant::now() < deadline => {}
+                Err(e) => return Err(e),
+            }
+            std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
         }
     }
 }
@@ -219,7 +391,8 @@ mod tests {
             statuses[1],
             ReaderStatus {
                 name: "r1".into(),
-                atr: None
+                atr: None,
+                event_count: Some(0),
             }
         );
     }
@@ -298,9 +471,105 @@ mod tests {
     }
 
     #[test]
+    fn counts_insertions_and_removals() {
+        let mut readers = VirtualReaders::new();
+        readers.add_reader("r0");
+        let count = |r: &mut VirtualReaders| r.readers().unwrap()[0].event_count;
+        assert_eq!(count(&mut readers), Some(0));
+        readers.insert("r0", card(""));
+        assert_eq!(count(&mut readers), Some(1));
+        readers.insert("r0", card(""));
+        assert_eq!(
+            count(&mut readers),
+            Some(3),
+            "a swap is a removal and an insertion"
+        );
+        readers.remove("r0");
+        readers.remove("r0");
+        assert_eq!(count(&mut readers), Some(4));
+        readers.insert("r0", card("[behaviour]\nvanish_after = 1"));
+        let _ = with_card(&mut readers, "r0", |c| {
+            [SELECT_SSSE, SELECT_SSSE].map(|apdu| transmit(c, apdu))
+        });
+        assert_eq!(
+            count(&mut readers),
+            Some(6),
+            "vanishing counts as a removal"
+        );
+    }
+
+    #[test]
+    fn shared_readers_are_one_set_of_readers_with_a_lock_each() {
+        let readers = SharedVirtualReaders::new();
+        let mut first = readers.clone();
+        let mut second = readers.clone();
+        readers.add_reader("psam");
+        assert!(readers.insert("card", card("")).is_none());
+        readers.insert(
+            "psam",
+            PsamImage::from_toml_str(
+                "description = \"p\"\natr = \"3B 6C 00 00 50 53 41 4D\"\nterminal_no = \"410100813475\"\n",
+                "p",
+            )
+            .unwrap(),
+        );
+        let statuses = first.readers().unwrap();
+        assert_eq!(statuses.len(), 2);
+        assert_eq!(statuses[1].event_count, Some(1));
+        // Work on the PSAM while the card is used through the other connection.
+        let nested = with_card(&mut first, "psam", |psam| {
+            let terminal = transmit(psam, "00B0960006").unwrap();
+            let select = with_card(&mut second, "card", |c| transmit(c, SELECT_SSSE).unwrap());
+            (terminal, select.unwrap())
+        })
+        .unwrap();
+        assert_eq!(nested.0, "4101008134759000");
+        assert!(nested.1.ends_with("9000"));
+        assert_eq!(
+            readers.with_chip("card", |c| c.map(Chip::apdus_seen)),
+            Some(1)
+        );
+        assert!(readers.remove("card").is_some());
+        assert!(matches!(
+            first.with_card("card", &mut |_| {}),
+            Err(ReaderError::NoCard(_))
+        ));
+        assert!(readers.remove_reader("psam").is_some());
+        assert_eq!(second.readers().unwrap().len(), 1);
+        assert!(matches!(
+            second.wait_for_card(None, Duration::from_millis(20)),
+            Err(ReaderError::NoCard(_))
+        ));
+        readers.insert("card", card(""));
+        assert_eq!(second.wait_for_card(None, Duration::ZERO).unwrap(), "card");
+    }
+
+    #[test]
+    fn the_default_change_wait_returns_on_a_change_or_the_timeout() {
+        let readers = SharedVirtualReaders::new();
+        readers.add_reader("r0");
+        let mut backend = readers.clone();
+        let known = backend.readers().unwrap();
+        let same = backend
+            .wait_for_change(&known, Duration::from_millis(30))
+            .unwrap();
+        assert_eq!(same, known);
+        let inserting = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            readers.insert("r0", card(""));
+        });
+        let changed = backend
+            .wait_for_change(&known, Duration::from_secs(10))
+            .unwrap();
+        assert!(changed[0].atr.is_some());
+        inserting.join().unwrap();
+    }
+
+    #[test]
     fn is_send() {
         fn assert_send<T: Send>() {}
         assert_send::<VirtualReaders>();
+        assert_send::<SharedVirtualReaders>();
     }
 
     #[test]

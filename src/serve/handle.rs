@@ -144,7 +144,10 @@ impl MonitorHandle {
 }
 
 /// The named reader's session, or the only one.
-pub fn pick_session(snapshot: &Snapshot, reader: Option<&str>) -> Result<CardSession, SessionError> {
+pub fn pick_session(
+    snapshot: &Snapshot,
+    reader: Option<&str>,
+) -> Result<CardSession, SessionError> {
     if let Some(name) = reader {
         if let Some(session) = snapshot.sessions.get(name) {
             return Ok(session.clone());
@@ -158,7 +161,12 @@ pub fn pick_session(snapshot: &Snapshot, reader: Option<&str>) -> Result<CardSes
     match (sessions.next(), sessions.next()) {
         (Some(one), None) => Ok(one.clone()),
         (Some(_), Some(_)) => Err(SessionError::AmbiguousReader(
-            snapshot.sessions.keys().cloned().collect::<Vec<_>>().join(", "),
+            snapshot
+                .sessions
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
         )),
         (None, _) => match snapshot.readers.iter().find(|r| r.error.is_some()) {
             Some(info) => Err(unread(info)),

@@ -12,8 +12,17 @@
 //! - [`methods`]: one handler per method, from request to result.
 //! - [`config`]: the settings file, `/etc/medcard/medcard.toml` by default.
 
+pub mod config;
+pub mod connection;
 pub mod handle;
+pub mod methods;
+pub mod monitor;
+pub mod peer;
+pub mod rpc;
+pub mod server;
+pub mod systemd;
 pub mod types;
 
 pub use handle::{MonitorHandle, MonitorSide, Request, Snapshot};
+pub use monitor::{MonitorConfig, MonitorThread, PsamChoice, spawn_monitor};
 pub use types::{CardEvent, CardSession, ReaderInfo, ReaderState, SessionError};

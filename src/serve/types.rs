@@ -56,7 +56,10 @@ pub enum CardEvent {
     #[serde(rename = "card.inserted")]
     CardInserted { reader: String, atr: String },
     #[serde(rename = "card.ready")]
-    CardReady { reader: String, card: Box<CardSession> },
+    CardReady {
+        reader: String,
+        card: Box<CardSession>,
+    },
     #[serde(rename = "card.removed")]
     CardRemoved { reader: String },
     #[serde(rename = "card.error")]

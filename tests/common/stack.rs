@@ -147,3 +147,52 @@ pub fn json_of(output: &Output) -> serde_json::Value {
         )
     })
 }
+
+/// Sends APDUs with pcsc-tools' `scriptor` and returns each reply as hex.
+pub fn scriptor(reader: &str, script: &str) -> Vec<String> {
+    use std::io::Write;
+    let mut child = Command::new("scriptor")
+        .args(["-r", reader])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("scriptor (pcsc-tools; `make deps` installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("write script");
+    let output = child.wait_with_output().expect("scriptor output");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut replies = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("< ") {
+            current = Some(String::new());
+            push_hex(&mut current, rest, &mut replies);
+        } else if current.is_some() {
+            push_hex(&mut current, line, &mut replies);
+        }
+    }
+    assert_eq!(
+        replies.len(),
+        script.lines().count(),
+        "scriptor said: {text}"
+    );
+    replies
+}
+
+fn push_hex(current: &mut Option<String>, line: &str, replies: &mut Vec<String>) {
+    let (bytes, done) = match line.split_once(" : ") {
+        Some((bytes, _)) => (bytes, true),
+        None => (line, false),
+    };
+    if let Some(hex) = current.as_mut() {
+        hex.push_str(&bytes.split_whitespace().collect::<String>());
+    }
+    if done && let Some(hex) = current.take() {
+        replies.push(hex);
+    }
+}

@@ -1,0 +1,388 @@
+//! `/etc/medcard/medcard.toml`: every key has a default (a missing file means all
+//! defaults), unknown keys are errors, and [`Config::check`] explains what is wrong in the
+//! operator's terms. Command-line flags override the file; SIGHUP reloads it.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Where the daemon looks for its configuration.
+pub const DEFAULT_PATH: &str = "/etc/medcard/medcard.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub socket: SocketConfig,
+    pub access: AccessConfig,
+    pub readers: ReadersConfig,
+}
+
+/// The listeners and their limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SocketConfig {
+    /// The Unix socket (ignored when systemd passes a listening socket).
+    pub path: PathBuf,
+    /// Its permission bits, octal (never world-accessible).
+    pub mode: String,
+    /// Its group (a name); empty: the daemon's own group.
+    pub group: String,
+    /// An optional loopback TCP listener, `127.0.0.1:PORT`; empty: off.
+    pub tcp: String,
+    /// Connections served at a time; the next one is refused with error 1008.
+    pub max_connections: usize,
+    /// The longest request line, in bytes.
+    pub max_line_bytes: usize,
+    /// Outgoing lines queued per connection; a subscriber that fills it is dropped.
+    pub queue_lines: usize,
+    /// Requests one connection may have in progress at a time.
+    pub max_inflight: usize,
+    /// On SIGTERM, how long requests in progress may take to finish.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for SocketConfig {
+    fn default() -> SocketConfig {
+        SocketConfig {
+            path: PathBuf::from("/run/medcard/medcard.sock"),
+            mode: "0660".to_owned(),
+            group: String::new(),
+            tcp: String::new(),
+            max_connections: 64,
+            max_line_bytes: 1024 * 1024,
+            queue_lines: 256,
+            max_inflight: 16,
+            shutdown_grace_ms: 5000,
+        }
+    }
+}
+
+/// Who may call the methods that touch the card (`card.refresh`, `card.verify_pin`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Group names; a caller whose primary or supplementary group is one of them may call
+    /// mutating methods. Empty: everyone who can open the socket.
+    pub allowed_groups: Vec<String>,
+}
+
+/// The reader monitor.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadersConfig {
+    /// The PSAM reader: `auto`, `none` or a reader name.
+    pub psam: String,
+    /// A directory of extra card profiles (apdu-specs/*.toml); empty: built-in only.
+    pub profiles: String,
+    /// How often readers are polled when PC/SC cannot wait for changes, in milliseconds.
+    pub poll_ms: u64,
+}
+
+impl Default for ReadersConfig {
+    fn default() -> ReadersConfig {
+        ReadersConfig {
+            psam: "auto".to_owned(),
+            profiles: String::new(),
+            poll_ms: 250,
+        }
+    }
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid medcard TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: {}", problems.join("; "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+/// What [`Config::check`] finds.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Findings {
+    /// The daemon refuses to start with these.
+    pub errors: Vec<String>,
+    /// Worth knowing; the daemon starts.
+    pub warnings: Vec<String>,
+}
+
+/// A loaded configuration and whether it came from a file.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// `false`: the file did not exist, every key has its default.
+    pub from_file: bool,
+}
+
+impl Config {
+    /// Reads `path`; a missing file gives the defaults. Errors when the file is unreadable,
+    /// malformed or [`check`](Self::check) finds errors.
+    pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Loaded {
+                    config: Config::default(),
+                    from_file: false,
+                });
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let config = Config::parse(&text).map_err(|message| ConfigError::Syntax {
+            path: path.to_owned(),
+            message,
+        })?;
+        config.validated(path).map(|config| Loaded {
+            config,
+            from_file: true,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// `self`, or the errors [`check`](Self::check) finds.
+    pub fn validated(self, path: &Path) -> Result<Config, ConfigError> {
+        let findings = self.check();
+        if findings.errors.is_empty() {
+            Ok(self)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems: findings.errors,
+            })
+        }
+    }
+
+    /// Errors (the daemon will not start) and warnings, in the operator's terms.
+    pub fn check(&self) -> Findings {
+        let mut findings = Findings::default();
+        self.socket.check(&mut findings);
+        for group in &self.access.allowed_groups {
+            if crate::serve::peer::group_id(group).is_none() {
+                findings.warnings.push(format!(
+                    "access.allowed_groups: no group {group:?} on this machine; nobody is \
+                     admitted through it"
+                ));
+            }
+        }
+        if self.readers.poll_ms == 0 {
+            findings
+                .errors
+                .push("readers.poll_ms must be at least 1".to_owned());
+        }
+        findings
+    }
+
+    /// The socket's permission bits (valid after [`check`](Self::check)).
+    pub fn socket_mode(&self) -> u32 {
+        parse_mode(&self.socket.mode).unwrap_or(0o660)
+    }
+
+    /// The TCP listener's address, when one is configured.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.socket.tcp.trim().parse().ok()
+    }
+
+    /// Every key with its value, its meaning, and whether it differs from the default.
+    pub fn explain(&self) -> String {
+        let defaults = Config::default();
+        let rows = [
+            row(
+                "socket.path",
+                text(&self.socket.path.display().to_string()),
+                text(&defaults.socket.path.display().to_string()),
+                "the Unix socket (systemd's socket, when passed, wins)",
+            ),
+            row(
+                "socket.mode",
+                text(&self.socket.mode),
+                text(&defaults.socket.mode),
+                "permission bits of the socket, octal; never world-accessible",
+            ),
+            row(
+                "socket.group",
+                text(&self.socket.group),
+                text(&defaults.socket.group),
+                "group owning the socket; empty = the daemon's group",
+            ),
+            row(
+                "socket.tcp",
+                text(&self.socket.tcp),
+                text(&defaults.socket.tcp),
+                "loopback TCP listener (127.0.0.1:PORT); empty = off",
+            ),
+            row(
+                "socket.max_connections",
+                self.socket.max_connections.to_string(),
+                defaults.socket.max_connections.to_string(),
+                "connections at a time; the next is refused (error 1008)",
+            ),
+            row(
+                "socket.max_line_bytes",
+                self.socket.max_line_bytes.to_string(),
+                defaults.socket.max_line_bytes.to_string(),
+                "longest request line; longer ones get -32600",
+            ),
+            row(
+                "socket.queue_lines",
+                self.socket.queue_lines.to_string(),
+                defaults.socket.queue_lines.to_string(),
+                "outgoing lines queued per connection; a subscriber filling it is dropped",
+            ),
+            row(
+                "socket.max_inflight",
+                self.socket.max_inflight.to_string(),
+                defaults.socket.max_inflight.to_string(),
+                "requests in progress per connection",
+            ),
+            row(
+                "socket.shutdown_grace_ms",
+                self.socket.shutdown_grace_ms.to_string(),
+                defaults.socket.shutdown_grace_ms.to_string(),
+                "on SIGTERM, time left for requests in progress",
+            ),
+            row(
+                "access.allowed_groups",
+                format!("{:?}", self.access.allowed_groups),
+                format!("{:?}", defaults.access.allowed_groups),
+                "groups allowed card.refresh / card.verify_pin; [] = everyone",
+            ),
+            row(
+                "readers.psam",
+                text(&self.readers.psam),
+                text(&defaults.readers.psam),
+                "PSAM reader: auto, none or a reader name",
+            ),
+            row(
+                "readers.profiles",
+                text(&self.readers.profiles),
+                text(&defaults.readers.profiles),
+                "extra card profiles directory; empty = built-in only",
+            ),
+            row(
+                "readers.poll_ms",
+                self.readers.poll_ms.to_string(),
+                defaults.readers.poll_ms.to_string(),
+                "reader polling interval, ms",
+            ),
+        ];
+        rows.join("\n")
+    }
+}
+
+impl SocketConfig {
+    fn check(&self, findings: &mut Findings) {
+        match parse_mode(&self.mode) {
+            None => findings.errors.push(format!(
+                "socket.mode {:?} is not an octal mode like \"0660\"",
+                self.mode
+            )),
+            Some(mode) if mode & 0o007 != 0 => findings.errors.push(format!(
+                "socket.mode {:?} gives other users access; the socket must not be \
+                 world-accessible (use 0660 or 0600)",
+                self.mode
+            )),
+            Some(_) => {}
+        }
+        if !self.path.is_absolute() {
+            findings
+                .warnings
+                .push(format!("socket.path {:?} is relative", self.path));
+        }
+        if !self.group.is_empty() && crate::serve::peer::group_id(&self.group).is_none() {
+            findings.errors.push(format!(
+                "socket.group: no group {:?} on this machine",
+                self.group
+            ));
+        }
+        self.check_tcp(findings);
+        for (key, value, least) in [
+            ("socket.max_connections", self.max_connections, 1),
+            ("socket.max_line_bytes", self.max_line_bytes, 1024),
+            ("socket.queue_lines", self.queue_lines, 1),
+            ("socket.max_inflight", self.max_inflight, 1),
+        ] {
+            if value < least {
+                findings
+                    .errors
+                    .push(format!("{key} must be at least {least} (is {value})"));
+            }
+        }
+    }
+
+    fn check_tcp(&self, findings: &mut Findings) {
+        let tcp = self.tcp.trim();
+        if tcp.is_empty() {
+            return;
+        }
+        match tcp.parse::<SocketAddr>() {
+            Err(_) => findings.errors.push(format!(
+                "socket.tcp {tcp:?} is not an address like \"127.0.0.1:7788\""
+            )),
+            Ok(addr) if !addr.ip().is_loopback() => findings.errors.push(format!(
+                "socket.tcp {tcp:?} is not a loopback address; medcard listens on 127.0.0.1 \
+                 or ::1 only (card data must not leave the workstation)"
+            )),
+            Ok(_) => findings.warnings.push(
+                "socket.tcp is on: TCP callers have no credentials, so mutating methods are \
+                 refused to them when access.allowed_groups is set"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+fn parse_mode(text: &str) -> Option<u32> {
+    u32::from_str_radix(text.trim(), 8)
+        .ok()
+        .filter(|mode| *mode <= 0o777)
+}
+
+/// One line of [`Config::explain`]: `key = value  (default|set)  # meaning`.
+fn row(key: &str, value: String, default: String, meaning: &str) -> String {
+    let origin = if value == default { "default" } else { "set" };
+    format!("{key} = {value}  ({origin})  # {meaning}")
+}
+
+/// A string as TOML writes it.
+fn text(value: &str) -> String {
+    format!("{value:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_all_defaults() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.socket_mode(), 0o660);
+        assert!(config.check().errors.is_empty());
+    }
+
+    #[test]
+    fn world_access_public_tcp_and_unknown_keys_are_refused() {
+        let config = Config::parse("[socket]\nmode = \"0666\"\ntcp = \"0.0.0.0:80\"\n").unwrap();
+        let errors = config.check().errors;
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(Config::parse("[socket]\npaht = \"/x\"\n").is_err());
+    }
+}

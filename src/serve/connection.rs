@@ -1,0 +1,436 @@
+//! One client connection: line framing with a size cap, JSON-RPC parsing, requests run
+//! concurrently (at most `max_inflight`), and one bounded writer queue that carries replies
+//! and notifications to the socket.
+//!
+//! - A line longer than `max_line_bytes` is answered with −32600 as soon as the limit is
+//!   passed; the rest of it is discarded as it streams (never buffered), and the connection
+//!   stays usable.
+//! - A malformed line is answered with −32700; the connection stays usable.
+//! - A subscriber whose queue is full, or whose event receiver lagged, gets a final
+//!   `events.dropped` notification (best effort) and its subscription is cancelled; the
+//!   connection stays open for requests.
+//! - End of input: requests in progress finish and are answered, then the connection closes
+//!   (it stays open while a subscription is active, until the client goes).
+//! - A client that vanishes: its requests in progress are abandoned; nothing else changes.
+
+use super::methods;
+use super::peer::Peer;
+use super::rpc::{self, Call, RpcError};
+use super::server::{Shared, Shutdown};
+use super::types::CardEvent;
+use serde_json::{Value, json};
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// What the framer yields.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete line, without its line end.
+    Line(Vec<u8>),
+    /// A line passed the size limit; the rest of it will be skipped.
+    TooLong,
+}
+
+/// Splits a byte stream into lines of at most `max` bytes without ever holding more.
+/// Cancel-safe: state changes only between awaits.
+pub struct LineFramer<R> {
+    reader: R,
+    line: PartLine,
+}
+
+/// The line being read.
+struct PartLine {
+    bytes: Vec<u8>,
+    max: usize,
+    /// Skipping the rest of an oversized line.
+    discarding: bool,
+}
+
+impl<R: AsyncBufRead + Unpin> LineFramer<R> {
+    pub fn new(reader: R, max: usize) -> LineFramer<R> {
+        LineFramer {
+            reader,
+            line: PartLine {
+                bytes: Vec::new(),
+                max,
+                discarding: false,
+            },
+        }
+    }
+
+    /// The next non-blank line, [`Frame::TooLong`] once per oversized line, or `None` at
+    /// the end of input (a half-written last line is dropped).
+    pub async fn next_frame(&mut self) -> io::Result<Option<Frame>> {
+        loop {
+            let available = self.reader.fill_buf().await?;
+            if available.is_empty() {
+                self.line.bytes.clear();
+                return Ok(None);
+            }
+            let (chunk, complete) = match available.iter().position(|b| *b == b'\n') {
+                Some(end) => (&available[..end], true),
+                None => (available, false),
+            };
+            let taken = chunk.len() + usize::from(complete);
+            let frame = self.line.take(chunk, complete);
+            self.reader.consume(taken);
+            if let Some(frame) = frame {
+                return Ok(Some(frame));
+            }
+        }
+    }
+}
+
+impl PartLine {
+    /// Adds `chunk` to the line being read; a frame when one is finished or too long.
+    fn take(&mut self, chunk: &[u8], complete: bool) -> Option<Frame> {
+        if self.discarding {
+            self.discarding = !complete;
+            return None;
+        }
+        if self.bytes.len() + chunk.len() > self.max {
+            self.bytes = Vec::new();
+            self.discarding = !complete;
+            return Some(Frame::TooLong);
+        }
+        self.bytes.extend_from_slice(chunk);
+        if !complete {
+            return None;
+        }
+        let mut line = std::mem::take(&mut self.bytes);
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        Some(Frame::Line(line))
+    }
+}
+
+/// The sending end of a connection's writer: replies wait for room, notifications do not.
+#[derive(Clone)]
+pub struct Outbox {
+    lines: mpsc::Sender<String>,
+    /// Last words (`events.dropped`), written after what is queued, room or not.
+    notices: mpsc::Sender<String>,
+}
+
+impl Outbox {
+    /// Queues a reply, waiting for room (a client that does not read only slows itself).
+    async fn reply(&self, line: String) {
+        let _ = self.lines.send(line).await;
+    }
+
+    /// Whether the writer is gone (the client vanished).
+    async fn closed(&self) {
+        self.lines.closed().await
+    }
+}
+
+/// Starts the writer task for `writer` with a queue of `capacity` lines.
+pub fn spawn_writer<W>(writer: W, capacity: usize) -> (Outbox, JoinHandle<()>)
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (lines_tx, lines) = mpsc::channel(capacity.max(1));
+    let (notices_tx, notices) = mpsc::channel(4);
+    let task = tokio::spawn(write_lines(writer, lines, notices));
+    let outbox = Outbox {
+        lines: lines_tx,
+        notices: notices_tx,
+    };
+    (outbox, task)
+}
+
+async fn write_lines<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut lines: mpsc::Receiver<String>,
+    mut notices: mpsc::Receiver<String>,
+) {
+    loop {
+        let line = tokio::select! {
+            biased;
+            Some(line) = lines.recv() => line,
+            Some(notice) = notices.recv() => notice,
+            else => break,
+        };
+        let written = async {
+            writer.write_all(line.as_bytes()).await?;
+            writer.write_all(b"\n").await?;
+            writer.flush().await
+        };
+        if written.await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// A connection's state while it runs.
+struct Connection {
+    shared: Arc<Shared>,
+    peer: Arc<Peer>,
+    outbox: Outbox,
+    inflight: JoinSet<()>,
+    subscription: Option<JoinHandle<()>>,
+    max_inflight: usize,
+}
+
+/// Serves one accepted stream until the client goes or the server shuts down.
+pub async fn serve<S>(stream: S, peer: Peer, shared: Arc<Shared>, mut shutdown: Shutdown)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let settings = shared.settings();
+    let (read_half, write_half) = tokio::io::split(stream);
+    let (outbox, writer) = spawn_writer(write_half, settings.config.socket.queue_lines);
+    let mut framer = LineFramer::new(
+        BufReader::with_capacity(64 * 1024, read_half),
+        settings.config.socket.max_line_bytes,
+    );
+    let grace = Duration::from_millis(settings.config.socket.shutdown_grace_ms);
+    let mut connection = Connection {
+        shared,
+        peer: Arc::new(peer),
+        outbox,
+        inflight: JoinSet::new(),
+        subscription: None,
+        max_inflight: settings.config.socket.max_inflight,
+    };
+    tracing::debug!(peer = %connection.peer, "connection opened");
+    let ended = connection.read_requests(&mut framer, &mut shutdown).await;
+    connection.finish(ended, &mut shutdown, grace).await;
+    drop(connection);
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(grace, writer).await.is_err() {
+        tracing::debug!("the client does not read its replies; closing");
+        abort.abort();
+    }
+}
+
+/// Why the request loop stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    EndOfInput,
+    ClientGone,
+    Shutdown,
+}
+
+impl Connection {
+    async fn read_requests<R: AsyncBufRead + Unpin>(
+        &mut self,
+        framer: &mut LineFramer<R>,
+        shutdown: &mut Shutdown,
+    ) -> Ended {
+        loop {
+            let room = self.inflight.len() < self.max_inflight;
+            tokio::select! {
+                frame = framer.next_frame(), if room => match frame {
+                    Ok(Some(frame)) => self.on_frame(frame).await,
+                    Ok(None) | Err(_) => return Ended::EndOfInput,
+                },
+                Some(_) = self.inflight.join_next(), if !self.inflight.is_empty() => {}
+                _ = shutdown.recv() => return Ended::Shutdown,
+                _ = self.outbox.closed() => return Ended::ClientGone,
+            }
+        }
+    }
+
+    /// After the request loop: answer what is in progress, keep a live subscription going.
+    async fn finish(&mut self, ended: Ended, shutdown: &mut Shutdown, grace: Duration) {
+        match ended {
+            Ended::ClientGone => {
+                self.inflight.abort_all();
+            }
+            Ended::Shutdown => {
+                let _ = tokio::time::timeout(grace, self.drain()).await;
+                self.inflight.abort_all();
+            }
+            Ended::EndOfInput => {
+                let outbox = self.outbox.clone();
+                tokio::select! {
+                    _ = self.drain() => {}
+                    _ = shutdown.recv() => {}
+                    _ = outbox.closed() => {}
+                }
+                if let Some(subscription) = self.subscription.as_mut() {
+                    tokio::select! {
+                        _ = subscription => {}
+                        _ = shutdown.recv() => {}
+                        _ = outbox.closed() => {}
+                    }
+                }
+            }
+        }
+        self.inflight.abort_all();
+        if let Some(subscription) = self.subscription.take() {
+            subscription.abort();
+        }
+    }
+
+    async fn drain(&mut self) {
+        while self.inflight.join_next().await.is_some() {}
+    }
+
+    async fn on_frame(&mut self, frame: Frame) {
+        let line = match frame {
+            Frame::Line(line) => line,
+            Frame::TooLong => {
+                let limit = self.shared.settings().config.socket.max_line_bytes;
+                tracing::warn!(peer = %self.peer, limit, "request line too large; discarded");
+                let error = RpcError::too_large(limit);
+                return self.outbox.reply(rpc::failure(&Value::Null, &error)).await;
+            }
+        };
+        match rpc::parse_call(&line) {
+            Err(bad) => {
+                tracing::debug!(peer = %self.peer, code = bad.error.code, "bad request line");
+                self.outbox.reply(rpc::failure(&bad.id, &bad.error)).await;
+            }
+            Ok(call) => self.on_call(call).await,
+        }
+    }
+
+    async fn on_call(&mut self, call: Call) {
+        match call.method.as_str() {
+            "events.subscribe" => self.subscribe(call).await,
+            "events.unsubscribe" => {
+                let was = self.cancel_subscription();
+                self.answer(&call, Ok(json!({"unsubscribed": was}))).await;
+            }
+            _ => {
+                let (shared, peer, outbox) =
+                    (self.shared.clone(), self.peer.clone(), self.outbox.clone());
+                self.inflight.spawn(async move {
+                    let result = methods::dispatch(&shared, &peer, &call).await;
+                    if let Err(error) = &result {
+                        tracing::debug!(method = %call.method, code = error.code, "request failed");
+                    }
+                    if let Some(id) = &call.id {
+                        outbox.reply(response(id, result)).await;
+                    }
+                });
+            }
+        }
+    }
+
+    async fn answer(&self, call: &Call, result: Result<Value, RpcError>) {
+        if let Some(id) = &call.id {
+            self.outbox.reply(response(id, result)).await;
+        }
+    }
+
+    /// `events.subscribe`: the reply first, then notifications of the chosen topics.
+    async fn subscribe(&mut self, call: Call) {
+        let topics = match methods::topics_of(&call.params) {
+            Ok(topics) => topics,
+            Err(error) => return self.answer(&call, Err(error)).await,
+        };
+        self.cancel_subscription();
+        let events = self.shared.handle.subscribe();
+        self.answer(&call, Ok(json!({"subscribed": topics}))).await;
+        let outbox = self.outbox.clone();
+        let peer = self.peer.clone();
+        self.subscription = Some(tokio::spawn(forward_events(events, topics, outbox, peer)));
+    }
+
+    fn cancel_subscription(&mut self) -> bool {
+        match self.subscription.take() {
+            Some(task) => {
+                let active = !task.is_finished();
+                task.abort();
+                active
+            }
+            None => false,
+        }
+    }
+}
+
+fn response(id: &Value, result: Result<Value, RpcError>) -> String {
+    match result {
+        Ok(result) => rpc::success(id, &result),
+        Err(error) => rpc::failure(id, &error),
+    }
+}
+
+/// Copies events of `topics` to the connection's queue until the queue is full, the
+/// receiver lags or the monitor stops; then a last `events.dropped` notice.
+async fn forward_events(
+    mut events: broadcast::Receiver<CardEvent>,
+    topics: Vec<&'static str>,
+    outbox: Outbox,
+    peer: Arc<Peer>,
+) {
+    let reason = loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                break format!("lagged: {missed} events missed");
+            }
+            Err(broadcast::error::RecvError::Closed) => break "monitor stopped".to_owned(),
+        };
+        let topic = event.topic();
+        if !topics.contains(&topic) {
+            continue;
+        }
+        let line = rpc::notification(topic, &methods::event_params(&event));
+        match outbox.lines.try_send(line) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => break "queue full".to_owned(),
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    };
+    tracing::warn!(%peer, reason, "subscriber dropped");
+    let notice = rpc::notification(
+        "events.dropped",
+        &json!({"reason": reason, "message_zh": "事件订阅已取消：客户端处理过慢"}),
+    );
+    let _ = outbox.notices.try_send(notice);
+}
+
+/// Refuses a connection over the limit with one error line, then reads and discards what
+/// the client sends until it closes (at most a second in all), so that closing does not
+/// reset the connection before the client has read the line.
+pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, max: usize) {
+    let line = rpc::failure(&Value::Null, &RpcError::too_many_connections(max)) + "\n";
+    let refuse = async {
+        stream.write_all(line.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await? > 0 {}
+        io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), refuse).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn frames(input: &[u8], max: usize) -> Vec<Frame> {
+        let mut framer = LineFramer::new(BufReader::with_capacity(8, input), max);
+        let mut out = Vec::new();
+        while let Some(frame) = framer.next_frame().await.unwrap() {
+            out.push(frame);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_and_long_ones_refused_once() {
+        let input = b"ab\r\n\n0123456789abcdef\nxyz\npartial";
+        assert_eq!(
+            frames(input, 10).await,
+            vec![
+                Frame::Line(b"ab".to_vec()),
+                Frame::TooLong,
+                Frame::Line(b"xyz".to_vec())
+            ]
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! One handler per method, from a parsed request to its result. The handlers read the
+//! monitor's state and send it requests through the [`MonitorHandle`]; they never touch a
+//! reader. `events.subscribe` needs the connection, so [`crate::serve::connection`] runs it;
+//! its topics and notifications are built here.
+
+use super::peer::Peer;
+use super::rpc::{Call, RpcError};
+use super::server::Shared;
+use super::types::{CardEvent, CardSession, ReaderState, SessionError};
+use crate::card::{Pin, PinState};
+use crate::mask;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Every notification topic a subscriber may ask for.
+pub const TOPICS: [&str; 6] = [
+    "card.inserted",
+    "card.ready",
+    "card.removed",
+    "card.error",
+    "reader.added",
+    "reader.removed",
+];
+
+/// The longest `wait_ms` accepted (one hour).
+pub const MAX_WAIT_MS: u64 = 3_600_000;
+
+/// Whether `method` changes a card's state (and so needs an allowed group).
+pub fn is_mutating(method: &str) -> bool {
+    matches!(method, "card.refresh" | "card.verify_pin")
+}
+
+/// Runs `call` (any method but `events.*`) for `peer`.
+pub async fn dispatch(shared: &Shared, peer: &Peer, call: &Call) -> Result<Value, RpcError> {
+    if is_mutating(&call.method) {
+        admit(shared, peer, &call.method)?;
+    }
+    match call.method.as_str() {
+        "system.info" => Ok(system_info(shared)),
+        "readers.list" => Ok(readers_list(shared)),
+        "card.read" => card_read(shared, &call.params).await,
+        "card.refresh" => card_refresh(shared, &call.params).await,
+        "card.verify_pin" => card_verify_pin(shared, &call.params).await,
+        other => Err(RpcError::method_not_found(other)),
+    }
+}
+
+/// Refuses a mutating method to a caller outside `access.allowed_groups`; logs who asked.
+fn admit(shared: &Shared, peer: &Peer, method: &str) -> Result<(), RpcError> {
+    if shared.settings().allow.admits(peer) {
+        tracing::info!(%peer, method, "mutating request");
+        Ok(())
+    } else {
+        tracing::warn!(%peer, method, "refused: caller not in access.allowed_groups");
+        Err(RpcError::permission_denied(method))
+    }
+}
+
+fn system_info(shared: &Shared) -> Value {
+    let snapshot = shared.handle.snapshot();
+    json!({
+        "name": "medcard",
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+        "uptime_s": shared.started.elapsed().as_secs(),
+        "connections": shared.connection_count(),
+        "readers": snapshot.readers.len(),
+        "sessions": snapshot.sessions.len(),
+        "cache": {"status": "not_configured"},
+        "insurer": {"status": "not_configured"},
+    })
+}
+
+fn readers_list(shared: &Shared) -> Value {
+    let readers: Vec<Value> = shared
+        .handle
+        .readers()
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "state": r.state,
+                "atr": r.atr,
+                "error": r.error,
+                "reader_code": r.reader_code,
+            })
+        })
+        .collect();
+    Value::Array(readers)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadParams {
+    reader: Option<String>,
+    wait_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshParams {
+    reader: Option<String>,
+}
+
+async fn card_read(shared: &Shared, params: &Value) -> Result<Value, RpcError> {
+    let params: ReadParams = params_of(params)?;
+    let reader = params.reader.as_deref();
+    let session = match params.wait_ms {
+        None | Some(0) => shared.handle.session(reader)?,
+        Some(ms) if ms > MAX_WAIT_MS => {
+            return Err(RpcError::invalid_params(format!(
+                "wait_ms may be at most {MAX_WAIT_MS}"
+            )));
+        }
+        Some(ms) => {
+            let wait = Duration::from_millis(ms);
+            shared.handle.wait_session(reader, wait).await?
+        }
+    };
+    log_session("card.read", &session);
+    session_json(&session)
+}
+
+async fn card_refresh(shared: &Shared, params: &Value) -> Result<Value, RpcError> {
+    let params: RefreshParams = params_of(params)?;
+    let reader = match params.reader {
+        Some(reader) => reader,
+        None => refresh_target(shared)?,
+    };
+    let session = shared.handle.refresh(&reader).await?;
+    log_session("card.refresh", &session);
+    session_json(&session)
+}
+
+/// The reader to re-read when none is named: the only one holding a card.
+fn refresh_target(shared: &Shared) -> Result<String, SessionError> {
+    let readers = shared.handle.readers();
+    let mut with_card = readers.iter().filter(|r| r.state != ReaderState::Empty);
+    match (with_card.next(), with_card.next()) {
+        (Some(one), None) => Ok(one.name.clone()),
+        (None, _) => Err(SessionError::NoCard("any reader".to_owned())),
+        (Some(_), Some(_)) => Err(SessionError::AmbiguousReader(
+            readers
+                .iter()
+                .filter(|r| r.state != ReaderState::Empty)
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+    }
+}
+
+async fn card_verify_pin(shared: &Shared, params: &Value) -> Result<Value, RpcError> {
+    // Parsed by hand: a serde error message could quote the PIN.
+    let reader = params.get("reader").and_then(Value::as_str);
+    let pin = params.get("pin").and_then(Value::as_str);
+    let (Some(reader), Some(pin)) = (reader, pin) else {
+        return Err(RpcError::invalid_params(
+            "card.verify_pin needs {\"reader\": string, \"pin\": string}",
+        ));
+    };
+    if params.as_object().is_some_and(|o| o.len() > 2) {
+        return Err(RpcError::invalid_params(
+            "card.verify_pin takes reader and pin only",
+        ));
+    }
+    let pin = Pin::new(pin).map_err(RpcError::invalid_params)?;
+    match shared.handle.verify_pin(reader, pin).await? {
+        PinState::Ok => Ok(json!({"ok": true})),
+        PinState::Required { tries_left } => {
+            tracing::info!(reader, tries_left, "card.verify_pin: wrong PIN");
+            Ok(json!({"ok": false, "tries_left": tries_left}))
+        }
+        PinState::Locked => Err(RpcError::pin_locked()),
+    }
+}
+
+fn params_of<T: serde::de::DeserializeOwned>(params: &Value) -> Result<T, RpcError> {
+    T::deserialize(params).map_err(RpcError::invalid_params)
+}
+
+fn session_json(session: &CardSession) -> Result<Value, RpcError> {
+    serde_json::to_value(session).map_err(RpcError::internal)
+}
+
+/// Logs a session answered, personal data masked.
+fn log_session(method: &str, session: &CardSession) {
+    let holder = &session.card.holder;
+    tracing::debug!(
+        method,
+        reader = %session.reader,
+        session_id = session.session_id,
+        certno = %holder.certno.as_deref().map(mask::certno).unwrap_or_default(),
+        psn_name = %holder.psn_name.as_deref().map(mask::name).unwrap_or_default(),
+        "answered from the session"
+    );
+}
+
+/// The topics of `events.subscribe` params (`{"topics": [...]}`; none: all).
+pub fn topics_of(params: &Value) -> Result<Vec<&'static str>, RpcError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SubscribeParams {
+        topics: Option<Vec<String>>,
+    }
+    let params: SubscribeParams = params_of(params)?;
+    let Some(asked) = params.topics else {
+        return Ok(TOPICS.to_vec());
+    };
+    asked
+        .iter()
+        .map(|topic| {
+            TOPICS
+                .iter()
+                .find(|known| *known == topic)
+                .copied()
+                .ok_or_else(|| {
+                    RpcError::invalid_params(format!(
+                        "unknown topic {topic:?}; topics are {}",
+                        TOPICS.join(", ")
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// A card event's notification params: its fields without the `event` tag.
+pub fn event_params(event: &CardEvent) -> Value {
+    match serde_json::to_value(event) {
+        Ok(Value::Object(mut fields)) => {
+            fields.remove("event");
+            Value::Object(fields)
+        }
+        _ => json!({}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_default_to_all_and_unknown_ones_are_refused() {
+        assert_eq!(topics_of(&json!({})).unwrap().len(), 6);
+        assert_eq!(
+            topics_of(&json!({"topics": ["card.ready"]})).unwrap(),
+            vec!["card.ready"]
+        );
+        assert!(topics_of(&json!({"topics": ["card.eaten"]})).is_err());
+    }
+
+    #[test]
+    fn event_params_drop_the_tag() {
+        let event = CardEvent::CardRemoved { reader: "r".into() };
+        assert_eq!(event_params(&event), json!({"reader": "r"}));
+    }
+}

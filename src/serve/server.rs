@@ -1,0 +1,330 @@
+//! The listener, in the shape of tokio's mini-redis: accept on the Unix socket (and the
+//! optional loopback TCP listener), admit at most `max_connections` (the next one gets a
+//! clear error line and is closed), run each connection as a task, and on shutdown tell
+//! every connection through a broadcast and wait until they have all finished.
+//!
+//! State shared by the connections is [`Shared`]: the [`MonitorHandle`] (the one owner of
+//! the readers lives behind it) and the settings, which [`Reloader::reload`] replaces on
+//! SIGHUP.
+
+use super::config::{Config, Findings};
+use super::connection;
+use super::handle::MonitorHandle;
+use super::peer::{AllowList, Peer};
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{broadcast, mpsc};
+
+/// The settings connections read, replaced as a whole on reload.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    pub allow: AllowList,
+}
+
+impl Settings {
+    pub fn new(config: Config) -> Settings {
+        let allow = AllowList::from_names(&config.access.allowed_groups);
+        Settings { config, allow }
+    }
+}
+
+/// What every connection shares.
+pub struct Shared {
+    pub handle: MonitorHandle,
+    pub started: Instant,
+    settings: RwLock<Arc<Settings>>,
+    connections: AtomicUsize,
+}
+
+impl Shared {
+    /// The current settings.
+    pub fn settings(&self) -> Arc<Settings> {
+        match self.settings.read() {
+            Ok(settings) => settings.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Connections being served.
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// A slot for one more connection, unless `max_connections` are served.
+    fn admit_connection(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        let max = self.settings().config.socket.max_connections;
+        let admitted = self
+            .connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        admitted.then(|| ConnectionSlot(self.clone()))
+    }
+}
+
+/// One admitted connection; the count goes down when it drops.
+struct ConnectionSlot(Arc<Shared>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Listens for the server's shutdown signal (mini-redis's `Shutdown`).
+pub struct Shutdown {
+    is_shutdown: bool,
+    notify: broadcast::Receiver<()>,
+}
+
+impl Shutdown {
+    fn new(notify: broadcast::Receiver<()>) -> Shutdown {
+        Shutdown {
+            is_shutdown: false,
+            notify,
+        }
+    }
+
+    /// Resolves once shutdown was signalled (at once if it already was).
+    pub async fn recv(&mut self) {
+        if self.is_shutdown {
+            return;
+        }
+        let _ = self.notify.recv().await;
+        self.is_shutdown = true;
+    }
+}
+
+/// The listening sockets.
+pub struct Listeners {
+    pub unix: UnixListener,
+    pub tcp: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds what `config` names: the Unix socket (see [`bind_unix`]) and the TCP listener
+    /// when configured. `inherited` (a socket-activated listener) replaces the Unix bind.
+    pub async fn bind(config: &Config, inherited: Option<UnixListener>) -> io::Result<Listeners> {
+        let unix = match inherited {
+            Some(listener) => listener,
+            None => bind_unix(&config.socket.path, config.socket_mode(), group_of(config))?,
+        };
+        let tcp = match config.tcp_addr() {
+            Some(addr) if addr.ip().is_loopback() => Some(TcpListener::bind(addr).await?),
+            Some(addr) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("refusing to listen on {addr}: not a loopback address"),
+                ));
+            }
+            None => None,
+        };
+        Ok(Listeners { unix, tcp })
+    }
+}
+
+fn group_of(config: &Config) -> Option<u32> {
+    let group = config.socket.group.trim();
+    (!group.is_empty())
+        .then(|| super::peer::group_id(group))
+        .flatten()
+}
+
+/// Binds the Unix socket at `path`: creates the parent directory, removes a stale socket
+/// (only a socket nobody answers on), sets `mode` and the group.
+pub fn bind_unix(path: &Path, mode: u32, group: Option<u32>) -> io::Result<UnixListener> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    remove_stale_socket(path)?;
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid))?;
+    }
+    Ok(listener)
+}
+
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is not a socket; not removing it",
+                path.display()
+            ),
+        ));
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{} is in use: another medcard serves it", path.display()),
+        ));
+    }
+    tracing::info!(path = %path.display(), "removing a stale socket");
+    std::fs::remove_file(path)
+}
+
+/// Replaces the settings of a running server (SIGHUP).
+#[derive(Clone)]
+pub struct Reloader {
+    shared: Arc<Shared>,
+}
+
+impl Reloader {
+    /// Applies `config` to new requests and connections; returns what it found. Settings
+    /// that need a restart (socket path, mode, group, TCP) are reported as warnings.
+    pub fn reload(&self, config: Config) -> Findings {
+        let mut findings = config.check();
+        if !findings.errors.is_empty() {
+            tracing::error!(errors = ?findings.errors, "reload refused; keeping the old settings");
+            return findings;
+        }
+        let old = self.shared.settings();
+        if old.config.socket.path != config.socket.path
+            || old.config.socket.mode != config.socket.mode
+            || old.config.socket.group != config.socket.group
+            || old.config.socket.tcp != config.socket.tcp
+        {
+            findings
+                .warnings
+                .push("socket.path, mode, group and tcp take effect at the next start".to_owned());
+        }
+        let settings = Arc::new(Settings::new(config));
+        match self.shared.settings.write() {
+            Ok(mut slot) => *slot = settings,
+            Err(poisoned) => *poisoned.into_inner() = settings,
+        }
+        tracing::info!(warnings = ?findings.warnings, "configuration reloaded");
+        findings
+    }
+}
+
+/// The daemon's socket side.
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    pub fn new(config: Config, handle: MonitorHandle) -> Server {
+        Server {
+            shared: Arc::new(Shared {
+                handle,
+                started: Instant::now(),
+                settings: RwLock::new(Arc::new(Settings::new(config))),
+                connections: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Serves `listeners` until `shutdown` resolves, then stops accepting, lets every
+    /// connection finish (requests in progress get `shutdown_grace_ms`) and returns.
+    pub async fn run(&self, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+        let (notify_shutdown, _) = broadcast::channel(1);
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        tokio::select! {
+            _ = self.accept_loop(&listeners, &notify_shutdown, &done_tx) => {}
+            _ = shutdown => {}
+        }
+        tracing::info!("shutting down: no new connections; finishing requests in progress");
+        drop(listeners);
+        let _ = notify_shutdown.send(());
+        drop(done_tx);
+        let grace = Duration::from_millis(self.shared.settings().config.socket.shutdown_grace_ms);
+        let all_done = async { while done_rx.recv().await.is_some() {} };
+        if tokio::time::timeout(grace * 2 + Duration::from_secs(1), all_done)
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not finish in time");
+        }
+    }
+
+    async fn accept_loop(
+        &self,
+        listeners: &Listeners,
+        notify: &broadcast::Sender<()>,
+        done: &mpsc::Sender<()>,
+    ) {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listeners.unix.accept() => accepted.map(|(stream, _)| {
+                    let peer = Peer::of_unix(&stream);
+                    (Stream::Unix(stream), peer)
+                }),
+                accepted = accept_tcp(listeners.tcp.as_ref()) => accepted.map(|(stream, addr)| {
+                    (Stream::Tcp(stream), Peer::Tcp(addr))
+                }),
+            };
+            match accepted {
+                Ok((stream, peer)) => self.start_connection(stream, peer, notify, done),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn start_connection(
+        &self,
+        stream: Stream,
+        peer: Peer,
+        notify: &broadcast::Sender<()>,
+        done: &mpsc::Sender<()>,
+    ) {
+        let Some(slot) = self.shared.admit_connection() else {
+            let max = self.shared.settings().config.socket.max_connections;
+            tracing::warn!(%peer, max, "connection refused: too many connections");
+            tokio::spawn(async move {
+                match stream {
+                    Stream::Unix(s) => connection::refuse(s, max).await,
+                    Stream::Tcp(s) => connection::refuse(s, max).await,
+                }
+            });
+            return;
+        };
+        let shared = self.shared.clone();
+        let shutdown = Shutdown::new(notify.subscribe());
+        let done = done.clone();
+        tokio::spawn(async move {
+            match stream {
+                Stream::Unix(s) => connection::serve(s, peer, shared, shutdown).await,
+                Stream::Tcp(s) => connection::serve(s, peer, shared, shutdown).await,
+            }
+            drop(slot);
+            drop(done);
+        });
+    }
+}
+
+enum Stream {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+async fn accept_tcp(
+    listener: Option<&TcpListener>,
+) -> io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
