@@ -126,3 +126,43 @@ fn help_explains_formats_and_exit_statuses() {
         assert!(help.contains(needle), "{needle} missing from read --help");
     }
 }
+
+#[test]
+fn a_pin_pad_reader_takes_the_pin_on_its_keypad() {
+    let card = card_file("xiaowang");
+    let output = medcard(&[
+        "read",
+        "--card-file",
+        &card,
+        "--pin-pad",
+        "--sim-pin-pad",
+        "123456",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["balance"]["balc"], "332.80");
+    let output = medcard(&[
+        "read",
+        "--card-file",
+        &card,
+        "--pin-pad",
+        "--sim-pin-pad",
+        "111111",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["error"]["code"], -51, "{json}");
+}
+
+#[test]
+fn asking_for_a_pin_pad_on_a_reader_without_one_is_a_clear_error() {
+    let output = medcard(&["read", "--card-file", &card_file("xiaowang"), "--pin-pad"]);
+    assert_eq!(output.status.code(), Some(13));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no PIN pad"),
+        "{json}"
+    );
+}

@@ -268,3 +268,12 @@ fn what_a_read_opened_is_closed_when_medcard_lets_go_of_the_card() {
     assert!(replies[0].ends_with("9000"), "{replies:?}");
     assert_eq!(replies[1], "6982", "EF06 must need authentication again");
 }
+
+#[test]
+fn vpcd_has_no_pin_pad_and_says_so() {
+    let stack = Stack::start();
+    let _card = Sim::insert(&stack, 0, &common::fixture("xiaowang"));
+    let (json, status, _) = read(&["--pin-pad"], "");
+    assert_eq!(error_code(&json), -13, "{json}");
+    assert_eq!(status, Some(13));
+}

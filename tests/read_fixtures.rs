@@ -160,7 +160,7 @@ fn with_psam(
             let mut ex = Exchanger::new(channel).recording();
             let options = ReadOptions {
                 authenticator: Some(&mut psam),
-                pin: pin.as_ref(),
+                pin: pin.as_ref().map(medcard::card::PinEntry::Typed),
                 records: true,
             };
             let card = CardReader::new(&profiles).read_with(&mut ex, options);

@@ -69,6 +69,16 @@ impl<'c> Exchanger<'c> {
         self.log.take().unwrap_or_default()
     }
 
+    /// A reader control command (PIN pad); its data is never traced.
+    pub fn control(&mut self, code: u32, data: &[u8]) -> Result<Vec<u8>, ApduError> {
+        tracing::trace!(
+            code = format_args!("{code:#010X}"),
+            bytes = data.len(),
+            "reader control"
+        );
+        Ok(self.channel.control(code, data)?)
+    }
+
     /// Sends `command`; returns the response whatever its status word.
     pub fn exchange(&mut self, command: &Command) -> Result<Response, ApduError> {
         let mut response = self.send_once(command)?;

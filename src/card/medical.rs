@@ -5,7 +5,7 @@
 
 use super::files::FileReader;
 use super::model::{Balance, BalanceSource};
-use super::pin::{Pin, PinState, pin_state, verify_pin};
+use super::pin::{PinEntry, PinState, pin_state, verify_pin_entry};
 use super::records::Records;
 use super::{ReadError, field_value};
 use crate::apdu::{Command, StatusWord};
@@ -24,7 +24,7 @@ pub struct MedicalRead {
 pub fn read_medical(
     files: &mut FileReader<'_, '_>,
     spec: &MedicalSpec,
-    pin: &Pin,
+    pin: PinEntry<'_>,
     with_records: bool,
 ) -> Result<MedicalRead, ReadError> {
     let select = Command::select_by_name(&hex::decode(&spec.df_name).unwrap_or_default());
@@ -41,7 +41,7 @@ pub fn read_medical(
     // sent a doomed attempt.
     match pin_state(files.exchanger())? {
         PinState::Ok => {}
-        PinState::Required { .. } => verify_pin(files.exchanger(), pin)?,
+        PinState::Required { .. } => verify_pin_entry(files.exchanger(), pin)?,
         PinState::Locked => return Err(ReadError::PinLocked),
     }
 

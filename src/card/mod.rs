@@ -16,7 +16,9 @@ mod records;
 pub use checks::{card_no_check_char, card_no_warning};
 pub use ireadcardbas::ireadcardbas_string;
 pub use model::{Balance, BalanceSource, CardRead, Holder, historical_bytes};
-pub use pin::{BadPin, Pin, PinState, pin_state, verify_pin};
+pub use pin::{
+    BadPin, Pin, PinEntry, PinState, pin_state, verify_pin, verify_pin_entry, verify_pin_on_pad,
+};
 
 use crate::apdu::{ApduError, Command, Exchanger, StatusWord};
 use crate::codes::ReaderCode;
@@ -84,6 +86,12 @@ pub enum ReadError {
     PinWrong { tries_left: u8 },
     #[error("the PIN is locked (PIN锁定): the holder must have it reset at the insurer's counter")]
     PinLocked,
+    #[error("the reader has no PIN pad (PC/SC part 10 FEATURE_VERIFY_PIN_DIRECT)")]
+    NoPinPad,
+    #[error("nobody typed the PIN on the pad in time (超时)")]
+    PinPadTimeout,
+    #[error("the PIN entry was cancelled on the pad (用户取消)")]
+    PinPadCancelled,
 }
 
 impl From<ReaderError> for ReadError {
@@ -113,6 +121,9 @@ impl ReadError {
             ReadError::NoFactor => ReaderCode(-20),
             ReadError::PinWrong { .. } => ReaderCode::PIN_WRONG,
             ReadError::PinLocked => ReaderCode::PIN_LOCKED,
+            ReadError::NoPinPad => ReaderCode(-13),
+            ReadError::PinPadTimeout => ReaderCode(-32),
+            ReadError::PinPadCancelled => ReaderCode(-31),
         }
     }
 }
@@ -141,7 +152,7 @@ pub struct ReadOptions<'a> {
     /// reported in `needs_psam`.
     pub authenticator: Option<&'a mut dyn Authenticator>,
     /// The holder's PIN: with it the medical application (DF04) is read.
-    pub pin: Option<&'a Pin>,
+    pub pin: Option<PinEntry<'a>>,
     /// Also read the DF04 transaction records.
     pub records: bool,
 }
@@ -382,7 +393,7 @@ pub struct PsamSlot<'a> {
 #[derive(Default)]
 pub struct ReadExtras<'a> {
     pub psam: Option<PsamSlot<'a>>,
-    pub pin: Option<&'a Pin>,
+    pub pin: Option<PinEntry<'a>>,
     pub records: bool,
 }
 

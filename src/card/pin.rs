@@ -3,7 +3,8 @@
 //! reaches a log or a trace (the command data is redacted).
 
 use super::ReadError;
-use crate::apdu::{Command, Exchanger, Redaction, StatusWord};
+use crate::apdu::{ApduError, Command, Exchanger, Redaction, Response, StatusWord};
+use crate::reader::pinpad;
 use zeroize::Zeroizing;
 
 /// A PIN of 4 to 16 digits, zeroed when dropped.
@@ -55,6 +56,48 @@ pub enum PinState {
 pub fn pin_state(ex: &mut Exchanger<'_>) -> Result<PinState, ReadError> {
     let response = ex.exchange(&Command::new(0x00, 0x20, 0x00, 0x00))?;
     state_of(response.sw, &Command::new(0x00, 0x20, 0x00, 0x00))
+}
+
+/// How the holder gives the PIN.
+#[derive(Debug, Clone, Copy)]
+pub enum PinEntry<'a> {
+    /// Typed at the workstation (from the caller).
+    Typed(&'a Pin),
+    /// On the reader's own keypad (PC/SC part 10): it never reaches the workstation.
+    PinPad,
+}
+
+/// Seconds the patient has to type on the pad.
+const PAD_TIMEOUT_S: u8 = 30;
+
+/// VERIFY by `entry`.
+pub fn verify_pin_entry(ex: &mut Exchanger<'_>, entry: PinEntry<'_>) -> Result<(), ReadError> {
+    match entry {
+        PinEntry::Typed(pin) => verify_pin(ex, pin),
+        PinEntry::PinPad => verify_pin_on_pad(ex),
+    }
+}
+
+/// VERIFY on the reader's PIN pad (FEATURE_VERIFY_PIN_DIRECT).
+pub fn verify_pin_on_pad(ex: &mut Exchanger<'_>) -> Result<(), ReadError> {
+    let features = ex
+        .control(pinpad::GET_FEATURE_REQUEST, &[])
+        .unwrap_or_default();
+    let code = pinpad::verify_pin_direct_code(&features).ok_or(ReadError::NoPinPad)?;
+    let reply = ex.control(code, &pinpad::verify_structure(PAD_TIMEOUT_S))?;
+    let length = reply.len();
+    let response = Response::from_bytes(reply)
+        .ok_or_else(|| ReadError::Apdu(ApduError::CardGone(length, "VERIFY (PIN pad)".into())))?;
+    let command = Command::new(0x00, 0x20, 0x00, 0x00);
+    match response.sw {
+        StatusWord(0x6400) => Err(ReadError::PinPadTimeout),
+        StatusWord(0x6401) => Err(ReadError::PinPadCancelled),
+        sw => match state_of(sw, &command)? {
+            PinState::Ok => Ok(()),
+            PinState::Required { tries_left } => Err(ReadError::PinWrong { tries_left }),
+            PinState::Locked => Err(ReadError::PinLocked),
+        },
+    }
 }
 
 /// VERIFY the PIN; a wrong or locked PIN is an error naming the tries left.

@@ -3,7 +3,9 @@
 //! what `medcard read` prints — including the failures an operator meets at the counter.
 
 use clap::Args;
-use medcard::card::{Pin, PsamSlot, ReadExtras, ireadcardbas_string, read_in_reader_with};
+use medcard::card::{
+    Pin, PinEntry, PsamSlot, ReadExtras, ireadcardbas_string, read_in_reader_with,
+};
 use medcard::pcscd::{VPCD_PORT, VPCD_READER_0, VPCD_READER_1};
 use medcard::reader::ReaderBackend;
 use medcard::reader::pcsc_reader::PcscReaders;
@@ -75,7 +77,7 @@ fn demo(cards: &[String]) -> Result<(), String> {
                 backend: &mut psam_readers,
                 reader: VPCD_READER_1,
             }),
-            pin: pin.as_ref(),
+            pin: pin.as_ref().map(PinEntry::Typed),
             records: false,
         };
         match read_in_reader_with(&mut readers, VPCD_READER_0, &profiles, extras) {

@@ -2,7 +2,7 @@
 
 use clap::{Args, ValueEnum};
 use medcard::card::{
-    CardRead, Pin, PsamSlot, ReadExtras, ireadcardbas_string, read_in_reader_with,
+    CardRead, Pin, PinEntry, PsamSlot, ReadExtras, ireadcardbas_string, read_in_reader_with,
     reader_error_code,
 };
 use medcard::codes::ReaderCode;
@@ -47,9 +47,16 @@ pub struct ReadArgs {
     /// application (DF04): an offline card's balance and annual totals.
     #[arg(long)]
     pin_from_stdin: bool,
-    /// With --pin-from-stdin: also list the card's transaction records (医疗交易明细).
-    #[arg(long, requires = "pin_from_stdin")]
+    /// Let the patient type the PIN on the reader's own PIN pad (PC/SC part 10) instead:
+    /// it never reaches the workstation. Six digits.
+    #[arg(long, conflicts_with = "pin_from_stdin")]
+    pin_pad: bool,
+    /// With the PIN: also list the card's transaction records (医疗交易明细).
+    #[arg(long)]
     records: bool,
+    /// With --card-file: the virtual reader has a PIN pad on which these digits are typed.
+    #[arg(long, value_name = "DIGITS", requires = "card_file", hide = true)]
+    sim_pin_pad: Option<String>,
     /// Read a virtual card from a fixture file in-process instead of a PC/SC reader.
     #[arg(long, value_name = "CARD.toml", conflicts_with = "reader")]
     card_file: Option<PathBuf>,
@@ -134,7 +141,11 @@ fn read(args: &ReadArgs) -> Result<CardRead, Failure> {
             backend: psam_backend.as_mut(),
             reader,
         }),
-        pin: pin.as_ref(),
+        pin: if args.pin_pad {
+            Some(PinEntry::PinPad)
+        } else {
+            pin.as_ref().map(PinEntry::Typed)
+        },
         records: args.records,
     };
     read_in_reader_with(backend.as_mut(), &reader, &profiles, extras)
@@ -210,8 +221,10 @@ fn backends(args: &ReadArgs) -> Result<Backends, Failure> {
         Some(path) => VirtualReaders::with_card(VIRTUAL_PSAM_READER, load(path)?),
         None => VirtualReaders::new(),
     };
+    let mut cards = VirtualReaders::with_card(VIRTUAL_CARD_READER, card);
+    cards.set_pin_pad(VIRTUAL_CARD_READER, args.sim_pin_pad.as_deref());
     Ok(Backends {
-        cards: Box::new(VirtualReaders::with_card(VIRTUAL_CARD_READER, card)),
+        cards: Box::new(cards),
         psam: Box::new(psam),
     })
 }

@@ -54,6 +54,15 @@ pub trait CardChannel {
     /// Sends one command APDU and returns the raw response (data ‖ SW1 SW2). A response
     /// shorter than two bytes is passed up unchanged: the APDU layer decides what it means.
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, ReaderError>;
+
+    /// A reader control command (`SCardControl`): PC/SC part 10 features such as PIN-pad
+    /// verification ([`pinpad`]). Readers without control commands refuse.
+    fn control(&mut self, code: u32, data: &[u8]) -> Result<Vec<u8>, ReaderError> {
+        let _ = (code, data);
+        Err(ReaderError::Other(
+            "the reader takes no control commands".into(),
+        ))
+    }
 }
 
 /// A source of readers and cards.

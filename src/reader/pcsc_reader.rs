@@ -257,4 +257,12 @@ impl CardChannel for PcscChannel<'_> {
         self.gone |= !matches!(&reply, Ok(bytes) if bytes.len() >= 2);
         reply
     }
+
+    fn control(&mut self, code: u32, data: &[u8]) -> Result<Vec<u8>, ReaderError> {
+        let mut buffer = [0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
+        self.card
+            .control(code.into(), data, &mut buffer)
+            .map(<[u8]>::to_vec)
+            .map_err(|e| card_error(self.reader, e))
+    }
 }

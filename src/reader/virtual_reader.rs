@@ -11,6 +11,7 @@
 //! PC/SC's event counter does. [`SharedVirtualReaders`] is the same thing behind locks, for a
 //! reader monitor on another thread and a test that plugs cards in and out meanwhile.
 
+use super::pinpad;
 use super::{CardChannel, ReaderBackend, ReaderError, ReaderStatus};
 use crate::sim::{Chip, VirtualCard, VirtualPsam};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -36,6 +37,8 @@ struct Slot {
 struct SlotState {
     card: Option<Chip>,
     events: u32,
+    /// A simulated PIN pad: the digits the patient will type on it.
+    pin_pad: Option<String>,
 }
 
 impl SlotState {
@@ -78,6 +81,7 @@ impl SlotState {
         let mut channel = VirtualChannel {
             slot: &mut self.card,
             atr,
+            pin_pad: self.pin_pad.as_deref(),
         };
         work(&mut channel);
         if self.card.is_none() {
@@ -118,6 +122,15 @@ impl VirtualReaders {
         self.add_reader(name);
         self.slot_mut(name)
             .and_then(|slot| slot.state.insert(card.into()))
+    }
+
+    /// Gives reader `name` (added if missing) a simulated PIN pad on which the patient will
+    /// type `typed`; `None` takes the pad away.
+    pub fn set_pin_pad(&mut self, name: &str, typed: Option<&str>) {
+        self.add_reader(name);
+        if let Some(slot) = self.slot_mut(name) {
+            slot.state.pin_pad = typed.map(str::to_owned);
+        }
     }
 
     /// Takes the card (or PSAM) out of reader `name`.
@@ -339,7 +352,11 @@ impl ReaderBackend for SharedVirtualReaders {
 struct VirtualChannel<'s> {
     slot: &'s mut Option<Chip>,
     atr: Vec<u8>,
+    pin_pad: Option<&'s str>,
 }
+
+/// The control code the simulated pad gives FEATURE_VERIFY_PIN_DIRECT (as a CCID reader).
+const PAD_VERIFY_CODE: u32 = 0x4233_0006;
 
 impl CardChannel for VirtualChannel<'_> {
     fn atr(&self) -> &[u8] {
@@ -355,6 +372,28 @@ impl CardChannel for VirtualChannel<'_> {
                 *self.slot = None;
                 Ok(Vec::new())
             }
+        }
+    }
+
+    /// A simulated PIN pad: announces FEATURE_VERIFY_PIN_DIRECT and, asked to verify,
+    /// fills the typed digits into the VERIFY the structure carries and sends it.
+    fn control(&mut self, code: u32, data: &[u8]) -> Result<Vec<u8>, ReaderError> {
+        let Some(typed) = self.pin_pad else {
+            return Err(ReaderError::Other("the reader has no PIN pad".into()));
+        };
+        match code {
+            pinpad::GET_FEATURE_REQUEST => {
+                let mut features = vec![pinpad::FEATURE_VERIFY_PIN_DIRECT, 4];
+                features.extend_from_slice(&PAD_VERIFY_CODE.to_be_bytes());
+                Ok(features)
+            }
+            PAD_VERIFY_CODE => match pinpad::fill_verify(data, typed) {
+                Some(apdu) => self.transmit(&apdu),
+                None => Ok(vec![0x6B, 0x80]),
+            },
+            _ => Err(ReaderError::Other(format!(
+                "control code {code:#X} not supported"
+            ))),
         }
     }
 }

@@ -23,7 +23,7 @@ pub fn notify(state: &str) -> io::Result<bool> {
 pub fn notify_to(target: &str, state: &str) -> io::Result<()> {
     let address = match target.strip_prefix('@') {
         Some(abstract_name) => SocketAddr::from_abstract_name(abstract_name.as_bytes())?,
-        None => SocketAddr::from_pathname(&target)?,
+        None => SocketAddr::from_pathname(target)?,
     };
     let socket = UnixDatagram::unbound()?;
     socket.send_to_addr(state.as_bytes(), &address)?;
