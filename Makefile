@@ -5,8 +5,9 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Build needs libpcsclite-dev; end-to-end tests need pcscd and vsmartcard's vpcd driver;
-# pcsc-tools gives `scriptor`, the independent PC/SC client the tests compare against.
-DEB_PACKAGES := pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config
+# pcsc-tools gives `scriptor`, the independent PC/SC client the tests compare against;
+# systemd gives `systemd-analyze`, which verifies the units in systemd/.
+DEB_PACKAGES := pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config systemd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build test lint demo bench clean

@@ -558,12 +558,17 @@ fn a_half_written_line_then_end_of_input_changes_nothing() {
 #[test]
 fn a_request_followed_by_end_of_input_is_still_answered() {
     let server = TestServer::start();
+    server.publish(Snapshot {
+        readers: vec![reader(READER_A, ReaderState::Empty)],
+        ..Snapshot::default()
+    });
     let mut client = server.client();
+    // As `socat` does: send, close the sending side, read the answer.
     client.send_raw(
-        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"card.read\",\"params\":{\"wait_ms\":100}}\n",
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"card.read\",\"params\":{\"wait_ms\":600}}\n",
     );
     client.stream.shutdown(std::net::Shutdown::Write).unwrap();
-    assert_eq!(client.read()["result"]["reader"], READER_A);
+    assert_eq!(client.read()["error"]["code"], 1005);
 }
 
 #[test]
@@ -688,14 +693,15 @@ fn a_client_vanishing_mid_request_changes_nothing() {
     let mut vanishing = server.client();
     vanishing.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"card.refresh\",\"params\":{\"reader\":\"Reader A\"}}\n");
     drop(vanishing);
-    server.publish(one_card());
+    // The vanished clients are noticed while their waits still run: their slots come free.
     let mut client = server.client();
-    assert_eq!(client.result("card.read", json!({}))["session_id"], 1);
     let deadline = Instant::now() + Duration::from_secs(5);
     while client.result("system.info", json!({}))["connections"] != 1 {
         assert!(Instant::now() < deadline, "vanished clients still counted");
         std::thread::sleep(Duration::from_millis(20));
     }
+    server.publish(one_card());
+    assert_eq!(client.result("card.read", json!({}))["session_id"], 1);
 }
 
 #[test]
@@ -953,7 +959,7 @@ fn medcard_serve_with_virtual_cards_answers_and_stops_on_sigterm() {
     let dir = temp_dir();
     let socket = dir.join("medcard.sock");
     let mut child = Command::new(common::medcard_bin())
-        .args(["serve", "--config"])
+        .args(["--log", "debug", "serve", "--config"])
         .arg(dir.join("absent.toml"))
         .arg("--socket")
         .arg(&socket)
@@ -990,7 +996,16 @@ fn medcard_serve_with_virtual_cards_answers_and_stops_on_sigterm() {
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
+    assert!(
+        stderr.contains("no configuration file; using defaults"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("5001**********0319"), "{stderr}");
     assert!(!stderr.contains("500103199103080319"), "{stderr}");
+    assert!(
+        !stderr.contains(card["holder"]["psn_name"].as_str().unwrap()),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -11,7 +11,9 @@
 //!   connection stays open for requests.
 //! - End of input: requests in progress finish and are answered, then the connection closes
 //!   (it stays open while a subscription is active, until the client goes).
-//! - A client that vanishes: its requests in progress are abandoned; nothing else changes.
+//! - A client that vanishes: its requests in progress are abandoned (noticed at the next
+//!   write, or on a Unix socket within [`HangupProbe::EVERY`] of its end of input); nothing
+//!   else changes.
 
 use super::methods;
 use super::peer::Peer;
@@ -20,6 +22,7 @@ use super::server::{Shared, Shutdown};
 use super::types::CardEvent;
 use serde_json::{Value, json};
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -179,11 +182,55 @@ struct Connection {
     inflight: JoinSet<()>,
     subscription: Option<JoinHandle<()>>,
     max_inflight: usize,
+    /// Tells a client gone from a client that only closed its sending side.
+    hangup: Option<HangupProbe>,
+}
+
+/// Notices a Unix-socket peer that closed both ways (`POLLHUP`), which end of input alone
+/// cannot tell from a half-close (`shutdown(SHUT_WR)`, as `socat` does). Made from the
+/// connection's stream and used only while that stream lives.
+#[derive(Debug, Clone, Copy)]
+pub struct HangupProbe(RawFd);
+
+impl HangupProbe {
+    /// How often a connection waiting for requests in progress looks.
+    const EVERY: Duration = Duration::from_millis(200);
+
+    pub fn of(stream: &impl AsRawFd) -> HangupProbe {
+        HangupProbe(stream.as_raw_fd())
+    }
+
+    fn hung_up(self) -> bool {
+        let mut poll = libc::pollfd {
+            fd: self.0,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; the descriptor belongs to a stream that outlives the
+        // probe (see the type's documentation); a zero timeout never blocks.
+        let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+        ready > 0 && poll.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+    }
+
+    /// Resolves when the peer has gone (never without a probe).
+    async fn gone(probe: Option<HangupProbe>) {
+        let Some(probe) = probe else {
+            return std::future::pending().await;
+        };
+        while !probe.hung_up() {
+            tokio::time::sleep(HangupProbe::EVERY).await;
+        }
+    }
 }
 
 /// Serves one accepted stream until the client goes or the server shuts down.
-pub async fn serve<S>(stream: S, peer: Peer, shared: Arc<Shared>, mut shutdown: Shutdown)
-where
+pub async fn serve<S>(
+    stream: S,
+    peer: Peer,
+    shared: Arc<Shared>,
+    mut shutdown: Shutdown,
+    hangup: Option<HangupProbe>,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let settings = shared.settings();
@@ -201,6 +248,7 @@ where
         inflight: JoinSet::new(),
         subscription: None,
         max_inflight: settings.config.socket.max_inflight,
+        hangup,
     };
     tracing::debug!(peer = %connection.peer, "connection opened");
     let ended = connection.read_requests(&mut framer, &mut shutdown).await;
@@ -253,16 +301,19 @@ impl Connection {
             }
             Ended::EndOfInput => {
                 let outbox = self.outbox.clone();
+                let hangup = self.hangup;
                 tokio::select! {
                     _ = self.drain() => {}
                     _ = shutdown.recv() => {}
                     _ = outbox.closed() => {}
+                    _ = HangupProbe::gone(hangup) => {}
                 }
                 if let Some(subscription) = self.subscription.as_mut() {
                     tokio::select! {
                         _ = subscription => {}
                         _ = shutdown.recv() => {}
                         _ = outbox.closed() => {}
+                        _ = HangupProbe::gone(hangup) => {}
                     }
                 }
             }

@@ -306,8 +306,11 @@ impl Server {
         let done = done.clone();
         tokio::spawn(async move {
             match stream {
-                Stream::Unix(s) => connection::serve(s, peer, shared, shutdown).await,
-                Stream::Tcp(s) => connection::serve(s, peer, shared, shutdown).await,
+                Stream::Unix(s) => {
+                    let hangup = Some(connection::HangupProbe::of(&s));
+                    connection::serve(s, peer, shared, shutdown, hangup).await
+                }
+                Stream::Tcp(s) => connection::serve(s, peer, shared, shutdown, None).await,
             }
             drop(slot);
             drop(done);
