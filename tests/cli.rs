@@ -166,3 +166,23 @@ fn asking_for_a_pin_pad_on_a_reader_without_one_is_a_clear_error() {
         "{json}"
     );
 }
+
+#[test]
+fn the_demo_plays_a_swipe_through_the_daemon_and_stops_with_once() {
+    let dir = std::env::temp_dir().join(format!("medcard-cli-demo-{}", std::process::id()));
+    let socket = dir.join("demo.sock");
+    let output = medcard(&["demo", "--once", "--socket", &socket.display().to_string()]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for needle in [
+        "event card.ready",
+        "event card.removed",
+        "calls card.read: 王小",
+        "黄嘉怡",
+        "session 3",
+    ] {
+        assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
+    }
+    assert!(!socket.exists(), "the demo removes its socket");
+    let _ = std::fs::remove_dir_all(&dir);
+}

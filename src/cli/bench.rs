@@ -1,5 +1,9 @@
 //! `medcard bench`: figures, printed, for the targets the issues set. Timed tests are not
 //! used anywhere; this is where speed is measured.
+//!
+//! - `bench read`: card reads through pcscd + vpcd against a raw replay of the same APDUs.
+//! - `bench serve`: `card.read` answered from a session by a `medcard serve` child process,
+//!   at several numbers of concurrent clients, with the daemon's memory.
 
 use clap::{Args, Subcommand};
 use medcard::apdu::Exchanger;
@@ -14,7 +18,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// Measure medcard: `bench read` times card reads through pcscd + vpcd.
+/// Measure medcard: `bench read` times card reads through pcscd + vpcd; `bench serve` the
+/// daemon's `card.read` throughput and latency.
 #[derive(Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -46,16 +51,52 @@ enum What {
         #[arg(long, value_name = "DIR")]
         profiles: Option<PathBuf>,
     },
+    /// Requests per second and latency of `card.read` answered by `medcard serve`.
+    ///
+    /// Starts `medcard serve --virtual CARD` (this binary) on a socket in a temporary
+    /// directory, waits until it answers, then for each number of --clients runs that many
+    /// connections at once, each sending `card.read` one after another: a warm-up, then
+    /// --seconds measured. Prints requests/s, p50 and p99 latency, and the daemon's RSS
+    /// (VmRSS, and its peak VmHWM) after each level; then compares the largest level with
+    /// the targets (≥ 20,000 req/s, p99 ≤ 2 ms, RSS ≤ 30 MB). A miss is reported, not an
+    /// error. The daemon is stopped with SIGTERM at the end.
+    Serve {
+        /// Measured seconds per level.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Warm-up seconds per level (requests sent, not counted).
+        #[arg(long, default_value_t = 1.0)]
+        warm_up: f64,
+        /// Concurrent clients per level.
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 64])]
+        clients: Vec<usize>,
+        /// The card the daemon serves: a fixture file or a built-in name.
+        #[arg(long, default_value = "xiaowang")]
+        card: String,
+    },
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
-    let What::Read {
-        count,
-        cards,
-        psam,
-        profiles,
-    } = args.what;
-    match bench_read(count.max(1), &cards, &psam, profiles.as_deref()) {
+    let outcome = match args.what {
+        What::Read {
+            count,
+            cards,
+            psam,
+            profiles,
+        } => bench_read(count.max(1), &cards, &psam, profiles.as_deref()),
+        What::Serve {
+            seconds,
+            warm_up,
+            clients,
+            card,
+        } => serve_bench::run(&serve_bench::Plan {
+            seconds: seconds.max(0.1),
+            warm_up: warm_up.max(0.0),
+            clients: clients.into_iter().map(|n| n.max(1)).collect(),
+            card,
+        }),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("medcard bench: {message}");

@@ -1,6 +1,8 @@
-//! `medcard demo`: what `make demo` runs. Starts pcscd if none runs, inserts the built-in
-//! virtual cards one by one into vpcd and reads each through the real PC/SC stack, printing
-//! what `medcard read` prints — including the failures an operator meets at the counter.
+//! `medcard demo`: what `make demo` runs — the daemon on virtual readers with a scripted
+//! swipe (see [`daemon`]); with `--pcscd`, a tour of the built-in cards through the real
+//! PC/SC stack, printing what `medcard read` prints, failures included.
+
+mod daemon;
 
 use clap::Args;
 use medcard::card::{
@@ -16,20 +18,38 @@ use std::time::Duration;
 /// The built-in test PSAM the demo puts in the second slot.
 const DEMO_PSAM: &str = "test-sm4";
 
-/// Show medcard reading the built-in virtual cards through pcscd + vpcd.
+/// Show a newcomer medcard at work: the daemon, its socket and its events.
 ///
-/// Starts pcscd when none runs (needs root), inserts each card into vpcd slot 0 and reads
-/// it the way `medcard read` does, failures included (a bank-only card, a corrupt record,
-/// a card pulled mid-read).
+/// Runs `medcard serve` in-process on virtual readers (no root, no pcscd): a counter reader
+/// and a PSAM reader holding a test PSAM. It prints the socket path and calls to try, then
+/// plays a script — insert a card, read it over the socket, remove it; a 3.0 card through
+/// the PSAM — printing every event, and keeps serving until Ctrl-C with a card inserted.
+///
+/// `--pcscd` instead reads the built-in cards one by one through the real pcscd + vpcd stack
+/// (starts pcscd when none runs; needs root), failures included.
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Cards to show: fixture files or built-in names.
+    /// Play the script and stop, instead of serving until Ctrl-C.
+    #[arg(long)]
+    once: bool,
+    /// Where to put the socket (default: a fresh directory under /tmp).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<std::path::PathBuf>,
+    /// Read the built-in cards through pcscd + vpcd instead.
+    #[arg(long)]
+    pcscd: bool,
+    /// With --pcscd: the cards to show (fixture files or built-in names).
     #[arg(long = "card", default_values_t = ["xiaowang", "resident", "long-name", "rare-char", "gen1", "gen3", "gen3-des", "quirky", "no-ssse", "corrupt", "vanishing"].map(String::from))]
     cards: Vec<String>,
 }
 
 pub fn run(args: DemoArgs) -> ExitCode {
-    match demo(&args.cards) {
+    let outcome = if args.pcscd {
+        pcscd_tour(&args.cards)
+    } else {
+        daemon::run(args.once, args.socket)
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("medcard demo: {message}");
@@ -38,7 +58,8 @@ pub fn run(args: DemoArgs) -> ExitCode {
     }
 }
 
-fn demo(cards: &[String]) -> Result<(), String> {
+/// `--pcscd`: every card read through the real PC/SC stack, one after another.
+fn pcscd_tour(cards: &[String]) -> Result<(), String> {
     let profiles = super::load_profiles(None).map_err(|e| e.to_string())?;
     let (_lock, pcscd) = super::real_stack()?;
     println!(
