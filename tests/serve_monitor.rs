@@ -121,14 +121,7 @@ impl Events {
 }
 
 fn reader_of(event: &CardEvent) -> &str {
-    match event {
-        CardEvent::ReaderAdded { reader }
-        | CardEvent::ReaderRemoved { reader }
-        | CardEvent::CardInserted { reader, .. }
-        | CardEvent::CardReady { reader, .. }
-        | CardEvent::CardRemoved { reader }
-        | CardEvent::CardError { reader, .. } => reader,
-    }
+    event.reader()
 }
 
 fn topics(events: &[CardEvent]) -> Vec<&'static str> {

@@ -144,13 +144,16 @@ pub fn find_psam(
 /// The key-diversification factor from 卡识别码 (card-spec.md §1.4): the region's ASCII ‖ "sx";
 /// for regions starting "33", the first four digits ‖ "00" ‖ "sx".
 pub fn diversification_factor(card_id: &str) -> Option<[u8; 8]> {
-    let region = card_id.get(..6)?;
-    let text = if region.starts_with("33") {
-        format!("{}00sx", &region[..4])
+    let region = card_id.get(..6).filter(|r| r.is_ascii())?;
+    let mut factor = [0u8; 8];
+    if region.starts_with("33") {
+        factor[..4].copy_from_slice(&region.as_bytes()[..4]);
+        factor[4..6].copy_from_slice(b"00");
     } else {
-        format!("{region}sx")
-    };
-    text.as_bytes().try_into().ok()
+        factor[..6].copy_from_slice(region.as_bytes());
+    }
+    factor[6..].copy_from_slice(b"sx");
+    Some(factor)
 }
 
 /// The algorithm when the card's FCI names none: SSF33 for regions starting "11", else DES

@@ -71,6 +71,18 @@ pub enum CardEvent {
 }
 
 impl CardEvent {
+    /// The reader the event is about.
+    pub fn reader(&self) -> &str {
+        match self {
+            CardEvent::ReaderAdded { reader }
+            | CardEvent::ReaderRemoved { reader }
+            | CardEvent::CardInserted { reader, .. }
+            | CardEvent::CardReady { reader, .. }
+            | CardEvent::CardRemoved { reader }
+            | CardEvent::CardError { reader, .. } => reader,
+        }
+    }
+
     /// The notification's method name (`card.inserted` …), also its subscription topic.
     pub fn topic(&self) -> &'static str {
         match self {

@@ -17,6 +17,7 @@
 //! answers nothing at all. The exact status words and their order of checks are in
 //! `fixtures/cards/README.md`.
 
+use super::command::{Apdu, MAX_SHORT_LE};
 use super::crypto::{self, Algorithm, SecretKey};
 use super::image::{CardImage, Df04, Ef06Access, MAX_AUTH_TRIES, Record, Ssse};
 use crate::apdu::StatusWord;
@@ -53,8 +54,6 @@ const MODE_BY_NUMBER: u8 = 0b100;
 const MODE_TO_LAST: u8 = 0b101;
 /// Directory SFI announced in the FCI (`88 01 1E`), as on the traced cards.
 const DIRECTORY_SFI: u8 = 0x1E;
-/// The most a short Le (`00`) asks for.
-const MAX_SHORT_LE: usize = 256;
 /// Challenge, cryptogram and authentication-data halves are 8 bytes.
 const BLOCK: usize = 8;
 
@@ -71,46 +70,6 @@ const NOTHING_PENDING: StatusWord = StatusWord(0x6F00);
 /// A handler's outcome: `Ok` with the full response (`data ‖ SW`), or `Err` with the status
 /// word that refused the command (or reports PIN tries) and makes up the whole response.
 type Reply = Result<Vec<u8>, StatusWord>;
-
-/// A parsed short command APDU.
-struct Apdu<'a> {
-    cla: u8,
-    ins: u8,
-    p1: u8,
-    p2: u8,
-    data: &'a [u8],
-    /// Expected length; a short `00` is 256.
-    le: Option<usize>,
-}
-
-impl<'a> Apdu<'a> {
-    /// ISO 7816-4 cases 1–4, short form. `None` for anything else (malformed, or extended
-    /// length, which this card does not support): the card answers `6700`.
-    fn parse(bytes: &'a [u8]) -> Option<Apdu<'a>> {
-        let (header, body) = bytes.split_first_chunk::<4>()?;
-        let [cla, ins, p1, p2] = *header;
-        let short_le = |b: u8| if b == 0 { MAX_SHORT_LE } else { usize::from(b) };
-        let (data, le) = match body {
-            [] => (&body[..0], None),
-            [le] => (&body[..0], Some(short_le(*le))),
-            [0, _, ..] => return None, // extended length
-            [lc, rest @ ..] if rest.len() == usize::from(*lc) => (rest, None),
-            [lc, rest @ ..] if rest.len() == usize::from(*lc) + 1 => {
-                let (data, le) = rest.split_at(usize::from(*lc));
-                (data, le.first().map(|&b| short_le(b)))
-            }
-            _ => return None,
-        };
-        Some(Apdu {
-            cla,
-            ins,
-            p1,
-            p2,
-            data,
-            le,
-        })
-    }
-}
 
 /// The applications a card can have selected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

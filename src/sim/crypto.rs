@@ -112,20 +112,8 @@ impl Drop for SecretKey {
     }
 }
 
-/// The diversification factor F of a card, from its 卡识别码 as a hex string (at least the 6
-/// region characters); `None` when it is shorter or not ASCII.
-pub fn diversification_factor(card_id: &str) -> Option<[u8; 8]> {
-    let region = card_id.get(..6).filter(|r| r.is_ascii())?;
-    let mut factor = [0u8; 8];
-    if region.starts_with("33") {
-        factor[..4].copy_from_slice(&region.as_bytes()[..4]);
-        factor[4..6].copy_from_slice(b"00");
-    } else {
-        factor[..6].copy_from_slice(region.as_bytes());
-    }
-    factor[6..].copy_from_slice(b"sx");
-    Some(factor)
-}
+/// The card's factor F: the same rule the reader side uses (card-spec.md §1.4).
+pub use crate::psam::diversification_factor;
 
 /// The card key Kd diversified from `master` with factor F.
 pub fn diversify(algorithm: Algorithm, master: &SecretKey, factor: &[u8; 8]) -> SecretKey {

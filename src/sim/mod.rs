@@ -15,6 +15,7 @@
 
 pub mod card;
 pub mod chip;
+mod command;
 pub mod crypto;
 pub mod image;
 pub mod psam;

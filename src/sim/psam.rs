@@ -21,6 +21,7 @@
 //! virtual card uses.
 
 use super::SimError;
+use super::command::Apdu;
 use super::crypto::{self, Algorithm, SecretKey};
 use crate::apdu::StatusWord;
 use serde::Deserialize;
@@ -202,43 +203,6 @@ pub struct VirtualPsam {
     /// The key `80 1A` loaded: (algorithm, Kd). Power-on clears it.
     session: Option<(Algorithm, SecretKey)>,
     apdus_seen: usize,
-}
-
-/// A parsed short APDU: header, command data, Le (`00` = 256).
-struct Apdu<'a> {
-    cla: u8,
-    ins: u8,
-    p1: u8,
-    p2: u8,
-    data: &'a [u8],
-    le: Option<usize>,
-}
-
-impl<'a> Apdu<'a> {
-    fn parse(bytes: &'a [u8]) -> Option<Apdu<'a>> {
-        let (header, body) = bytes.split_first_chunk::<4>()?;
-        let [cla, ins, p1, p2] = *header;
-        let short_le = |b: u8| if b == 0 { 256 } else { usize::from(b) };
-        let (data, le) = match body {
-            [] => (&body[..0], None),
-            [le] => (&body[..0], Some(short_le(*le))),
-            [0, _, ..] => return None,
-            [lc, rest @ ..] if rest.len() == usize::from(*lc) => (rest, None),
-            [lc, rest @ ..] if rest.len() == usize::from(*lc) + 1 => {
-                let (data, le) = rest.split_at(usize::from(*lc));
-                (data, le.first().map(|&b| short_le(b)))
-            }
-            _ => return None,
-        };
-        Some(Apdu {
-            cla,
-            ins,
-            p1,
-            p2,
-            data,
-            le,
-        })
-    }
 }
 
 type Reply = Result<Vec<u8>, StatusWord>;

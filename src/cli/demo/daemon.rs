@@ -172,14 +172,7 @@ async fn print_events(mut events: broadcast::Receiver<CardEvent>) {
             CardEvent::CardError { message, .. } => format!(" {message}"),
             _ => String::new(),
         };
-        let reader = match &event {
-            CardEvent::ReaderAdded { reader }
-            | CardEvent::ReaderRemoved { reader }
-            | CardEvent::CardInserted { reader, .. }
-            | CardEvent::CardReady { reader, .. }
-            | CardEvent::CardRemoved { reader }
-            | CardEvent::CardError { reader, .. } => reader,
-        };
+        let reader = event.reader();
         println!("  event {:<15} {reader}{detail}", event.topic());
     }
 }
