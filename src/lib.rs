@@ -13,6 +13,7 @@
 pub mod apdu;
 pub mod card;
 pub mod codes;
+pub mod insurer;
 pub mod mask;
 pub mod pcscd;
 pub mod profile;

@@ -1,0 +1,137 @@
+//! What the insurer returns, as medcard keeps it. Field names are the national platform's
+//! data-element names. Money is `rust_decimal::Decimal` (yuan, two places), never floating
+//! point.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// 1101 `baseinfo`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonBase {
+    /// 人员编号: the key of every later call.
+    pub psn_no: String,
+    pub psn_cert_type: String,
+    pub certno: String,
+    pub psn_name: String,
+    pub gend: String,
+    pub naty: String,
+    /// YYYY-MM-DD.
+    pub brdy: String,
+}
+
+/// One 1101 `insuinfo` row (a person may have several: one per insutype).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InsuInfo {
+    /// 个人账户余额, yuan.
+    pub balc: Decimal,
+    /// 险种类型: 310 职工基本医疗保险, 390 城乡居民基本医疗保险 …
+    pub insutype: String,
+    /// 人员类别: 11 在职, 12 退休 …
+    pub psn_type: String,
+    /// 人员参保状态: only "1" (正常参保) gets benefits; 2 暂停, 4 终止, 0 未参保.
+    pub psn_insu_stas: String,
+    /// 参保地医保区划.
+    pub insuplc_admdvs: String,
+    /// 参保日期 / 暂停参保日期, YYYY-MM-DD, when known.
+    pub psn_insu_date: Option<String>,
+    pub paus_insu_date: Option<String>,
+}
+
+/// A 1101 answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonInfo {
+    pub baseinfo: PersonBase,
+    pub insuinfo: Vec<InsuInfo>,
+}
+
+/// What happened to a card (the issuer's side; medcard's extension feed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardEventKind {
+    /// 挂失: reported lost.
+    Lost,
+    /// 解挂: the loss report withdrawn.
+    Unlocked,
+    /// 补换卡: replaced by a newer card (`new_card_no`).
+    Replaced,
+    /// 注销: cancelled.
+    Cancelled,
+}
+
+/// One card-status event. `version` is strictly increasing across the feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardStatusEvent {
+    pub version: u64,
+    /// 卡号 of the card concerned.
+    pub card_no: String,
+    /// 卡识别码, when the issuer knows it.
+    pub card_sn: Option<String>,
+    /// 社会保障号码 of the holder.
+    pub certno: String,
+    pub kind: CardEventKind,
+    /// For `Replaced`: the newer card's 卡号.
+    pub new_card_no: Option<String>,
+    /// When the issuer recorded it, `yyyy-MM-dd HH:mm:ss`.
+    pub event_time: String,
+}
+
+/// A page of the card-status feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CardEventPage {
+    pub events: Vec<CardStatusEvent>,
+    /// The feed's newest version at the insurer (for lag reporting).
+    pub latest_version: u64,
+}
+
+/// 收费项目等级.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChrgitmLv {
+    /// 01 甲类: fully in scope.
+    #[serde(rename = "01")]
+    A,
+    /// 02 乙类: in scope after the 先行自付 share (`selfpay_prop`).
+    #[serde(rename = "02")]
+    B,
+    /// 03 丙类: self-paid.
+    #[serde(rename = "03")]
+    C,
+}
+
+/// A catalogue item (医保目录), as 1312 describes it, with its version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogueItem {
+    pub version: u64,
+    /// 医保目录编码.
+    pub hilist_code: String,
+    pub hilist_name: String,
+    pub chrgitm_lv: ChrgitmLv,
+    /// 先行自付比例 for 乙类 items (0.10 = 10 %); 0 otherwise.
+    pub selfpay_prop: Decimal,
+    /// Price cap (限价), yuan; `None` = none.
+    pub pric_uplmt_amt: Option<Decimal>,
+    /// 有效标志: false = withdrawn from the catalogue.
+    pub vali_flag: bool,
+}
+
+/// A page of catalogue changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CataloguePage {
+    pub items: Vec<CatalogueItem>,
+    pub latest_version: u64,
+}
+
+/// Why a call to the insurer did not give an answer to use (insurer-api.md §1.4).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LinkError {
+    /// The insurer processed the request and refused it (infcode ≠ 0): definite, nothing
+    /// to undo.
+    #[error("the insurer refused ({infcode}): {err_msg}")]
+    Business { infcode: i64, err_msg: String },
+    /// No usable answer (timeout, connection reset, HTTP error, garbage body): the outcome
+    /// is unknown.
+    #[error("no answer from the insurer: {0}")]
+    Uncertain(String),
+    /// The circuit breaker is open after repeated failures: not even tried.
+    #[error("the insurer link is down (circuit open); retrying in {retry_in_ms} ms")]
+    CircuitOpen { retry_in_ms: u64 },
+}
