@@ -11,6 +11,7 @@
 //! (through [`reader::virtual_reader`]) or to the real pcscd through vpcd.
 
 pub mod apdu;
+pub mod cache;
 pub mod card;
 pub mod codes;
 pub mod insurer;
@@ -21,3 +22,4 @@ pub mod psam;
 pub mod reader;
 pub mod serve;
 pub mod sim;
+pub mod verdict;

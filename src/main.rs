@@ -31,6 +31,8 @@ enum Command {
     Call(cli::call::CallArgs),
     Events(cli::call::EventsArgs),
     Config(cli::call::ConfigArgs),
+    InsurerSim(cli::insurer_sim::InsurerSimArgs),
+    Cache(cli::cache::CacheArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,8 @@ fn main() -> ExitCode {
         Command::Call(args) => cli::call::run_call(args),
         Command::Events(args) => cli::call::run_events(args),
         Command::Config(args) => cli::call::run_config(args),
+        Command::InsurerSim(args) => cli::insurer_sim::run(args),
+        Command::Cache(args) => cli::cache::run(args),
     }
 }
 

@@ -1,8 +1,10 @@
 //! Command-line front ends. Presentation lives here; the library below knows nothing of it.
 
 pub mod bench;
+pub mod cache;
 pub mod call;
 pub mod demo;
+pub mod insurer_sim;
 pub mod profiles;
 pub mod read;
 pub mod serve;

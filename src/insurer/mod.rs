@@ -8,13 +8,31 @@
 //!   `insutype`, `psn_insu_stas`, `insuplc_admdvs` …), shared with the cache.
 //! - [`InsurerLink`]: what the cache's sync and the verdicts ask of the insurer; the HTTP
 //!   client implements it, tests may fake it.
+//! - [`client`]: [`InsurerClient`], the HTTP client (envelope, msgids, sign-in, retries,
+//!   circuit breaker); [`envelope`], [`wire`], [`msgid`], [`breaker`], [`signer`], [`clock`]
+//!   are its parts.
+//! - [`sim`]: the insurer simulator behind `medcard insurer-sim` (axum + SQLite).
 
+pub mod breaker;
+pub mod client;
+pub mod clock;
+pub mod envelope;
+pub mod msgid;
+pub mod signer;
+pub mod sim;
 pub mod types;
+pub mod wire;
 
 pub use types::{
     CardEventKind, CardEventPage, CardStatusEvent, CatalogueItem, CataloguePage, ChrgitmLv,
     InsuInfo, LinkError, PersonBase, PersonInfo,
 };
+
+pub use breaker::CircuitBreaker;
+pub use client::{InsurerClient, Retry};
+pub use envelope::{InsurerConfig, Reply};
+pub use msgid::{MsgIdSource, SequenceMsgIds};
+pub use signer::{NoSigner, Signer};
 
 /// What the rest of medcard asks of the insurer. Blocking calls with the link's own
 /// timeouts; the daemon runs them off the swipe path.
@@ -24,7 +42,12 @@ pub trait InsurerLink: Send {
     /// 1101 by ID number: mdtrt_cert_type 02.
     fn person_by_certno(&mut self, certno: &str) -> Result<PersonInfo, LinkError>;
     /// The card-status feed after `since_version`, at most `page_size` events, oldest first.
-    fn card_events(&mut self, since_version: u64, page_size: u32) -> Result<CardEventPage, LinkError>;
+    fn card_events(
+        &mut self,
+        since_version: u64,
+        page_size: u32,
+    ) -> Result<CardEventPage, LinkError>;
     /// Catalogue items changed after `since_version`, at most `page_size`, oldest first.
-    fn catalogue(&mut self, since_version: u64, page_size: u32) -> Result<CataloguePage, LinkError>;
+    fn catalogue(&mut self, since_version: u64, page_size: u32)
+    -> Result<CataloguePage, LinkError>;
 }

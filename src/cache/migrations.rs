@@ -1,0 +1,96 @@
+//! The cache's schema as an ordered list of SQL scripts. Script *n* (1-based) takes the
+//! database from `PRAGMA user_version = n - 1` to `n`; each runs in its own transaction with
+//! the version bump. A later change is a new script appended here: a published script is
+//! never edited.
+
+use rusqlite::Connection;
+
+/// The scripts, oldest first.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+CREATE TABLE persons (
+    psn_no        TEXT PRIMARY KEY NOT NULL,
+    psn_cert_type TEXT NOT NULL DEFAULT '',
+    certno        TEXT NOT NULL UNIQUE,
+    psn_name      TEXT NOT NULL,
+    gend          TEXT NOT NULL,
+    naty          TEXT NOT NULL,
+    brdy          TEXT NOT NULL,
+    fetched_at    INTEGER NOT NULL
+);
+CREATE TABLE insuinfo (
+    psn_no          TEXT NOT NULL REFERENCES persons(psn_no) ON DELETE CASCADE,
+    insutype        TEXT NOT NULL,
+    balc            TEXT NOT NULL,
+    psn_type        TEXT NOT NULL,
+    psn_insu_stas   TEXT NOT NULL,
+    insuplc_admdvs  TEXT NOT NULL,
+    psn_insu_date   TEXT,
+    paus_insu_date  TEXT,
+    PRIMARY KEY (psn_no, insutype)
+);
+CREATE TABLE cards (
+    card_no         TEXT PRIMARY KEY NOT NULL,
+    card_sn         TEXT,
+    certno          TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('active', 'lost', 'replaced', 'cancelled')),
+    replaced_by     TEXT,
+    updated_version INTEGER NOT NULL
+);
+CREATE INDEX cards_certno ON cards(certno);
+CREATE TABLE card_events (
+    version     INTEGER PRIMARY KEY NOT NULL,
+    card_no     TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    new_card_no TEXT,
+    certno      TEXT NOT NULL,
+    event_time  TEXT NOT NULL
+);
+CREATE TABLE catalogue (
+    hilist_code    TEXT PRIMARY KEY NOT NULL,
+    hilist_name    TEXT NOT NULL,
+    chrgitm_lv     TEXT NOT NULL,
+    selfpay_prop   TEXT NOT NULL,
+    pric_uplmt_amt TEXT,
+    vali_flag      INTEGER NOT NULL,
+    version        INTEGER NOT NULL
+);
+CREATE TABLE sync_state (
+    feed           TEXT PRIMARY KEY NOT NULL,
+    version        INTEGER NOT NULL DEFAULT 0,
+    latest_version INTEGER NOT NULL DEFAULT 0,
+    last_ok        INTEGER,
+    last_error     TEXT,
+    last_error_at  INTEGER
+);
+INSERT INTO sync_state (feed) VALUES ('card_events'), ('catalogue');
+CREATE TABLE msgid_seq (
+    date TEXT PRIMARY KEY NOT NULL,
+    seq  INTEGER NOT NULL
+);
+"#,
+];
+
+/// The schema version this build writes.
+pub fn current_version() -> u32 {
+    u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX)
+}
+
+/// Brings `conn` up to [`current_version`]; returns the version found before.
+pub fn migrate(conn: &mut Connection) -> Result<u32, super::CacheError> {
+    let found: u32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > current_version() {
+        return Err(super::CacheError::NewerSchema {
+            found,
+            known: current_version(),
+        });
+    }
+    for (index, script) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(script)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+        tx.commit()?;
+    }
+    Ok(found)
+}

@@ -1,0 +1,204 @@
+//! The local cache: what the insurer told medcard, kept in SQLite so that a swipe gets a
+//! verdict in milliseconds and still gets one when the insurer is down.
+//!
+//! - [`Cache::open`] creates the file with mode 0600 (tightening an existing file), sets WAL,
+//!   `synchronous=NORMAL` (a cache can lose its last transactions on power loss, never its
+//!   consistency; settlement's journal uses FULL), foreign keys and a busy timeout, and runs
+//!   the [`migrations`].
+//! - **One writer**: [`CacheWriter`] owns the only read-write connection behind a `Mutex`
+//!   (chosen over a writer thread: writes are short, callers are already off the swipe path,
+//!   and a Mutex keeps errors synchronous). Each write is one transaction.
+//! - Readers: [`CacheReader`]s are separate read-only connections; WAL lets them read while
+//!   the writer writes. [`Cache`] keeps one of each and forwards to them.
+//! - [`sync`]: paging the insurer's feeds into the cache, resumable.
+//!
+//! Money is kept as TEXT decimal strings (`rust_decimal`), never REAL.
+
+pub mod migrations;
+mod read;
+pub mod sync;
+mod write;
+
+pub use read::{CacheReader, CacheStats, CachedPerson, CardRecord, FeedState};
+pub use sync::{Feed, SyncError, SyncReport, sync_feed};
+pub use write::CacheWriter;
+
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+use std::fs::OpenOptions;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a connection waits for a lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The cache file's permissions: the daemon's user only (it holds personal data).
+pub const FILE_MODE: u32 = 0o600;
+
+/// Permissions of a cache directory medcard creates.
+const DIR_MODE: u32 = 0o700;
+
+/// Why the cache could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cache database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the cache schema is version {found}, newer than this medcard knows ({known})")]
+    NewerSchema { found: u32, known: u32 },
+    #[error("the cache holds a value it cannot read: {0}")]
+    Corrupt(String),
+    #[error("the cache's writer lock is poisoned (a writer panicked)")]
+    Poisoned,
+}
+
+/// A card's status as the issuer's feed left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardStatus {
+    Active,
+    Lost,
+    Replaced,
+    Cancelled,
+}
+
+impl CardStatus {
+    /// The value stored in `cards.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardStatus::Active => "active",
+            CardStatus::Lost => "lost",
+            CardStatus::Replaced => "replaced",
+            CardStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored `cards.status`.
+    pub fn parse(text: &str) -> Option<CardStatus> {
+        match text {
+            "active" => Some(CardStatus::Active),
+            "lost" => Some(CardStatus::Lost),
+            "replaced" => Some(CardStatus::Replaced),
+            "cancelled" => Some(CardStatus::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// The cache: one writer, one reader, the file's path.
+pub struct Cache {
+    path: PathBuf,
+    writer: CacheWriter,
+    reader: CacheReader,
+}
+
+impl Cache {
+    /// Opens (creating when absent) the cache at `path`, migrated to the current schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Cache, CacheError> {
+        let path = path.as_ref().to_path_buf();
+        ensure_private_file(&path)?;
+        let mut conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&conn)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        migrations::migrate(&mut conn)?;
+        let reader = CacheReader::open(&path)?;
+        Ok(Cache {
+            writer: CacheWriter::new(conn),
+            reader,
+            path,
+        })
+    }
+
+    /// The cache file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The one writer (clone it to hand to another thread).
+    pub fn writer(&self) -> &CacheWriter {
+        &self.writer
+    }
+
+    /// The cache's own reader connection.
+    pub fn reader(&self) -> &CacheReader {
+        &self.reader
+    }
+
+    /// A new read-only connection, for another thread.
+    pub fn new_reader(&self) -> Result<CacheReader, CacheError> {
+        CacheReader::open(&self.path)
+    }
+}
+
+/// Creates the file with mode 0600 (and a missing directory with 0700) before SQLite sees
+/// it, or tightens an existing file.
+fn ensure_private_file(path: &Path) -> Result<(), CacheError> {
+    let file_error = |source| CacheError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(parent)
+            .map_err(file_error)?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(file_error)?;
+    let mode = file.metadata().map_err(file_error)?.permissions().mode() & 0o777;
+    if mode != FILE_MODE {
+        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "cache file was not 0600: tightened");
+        file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+            .map_err(file_error)?;
+    }
+    Ok(())
+}
+
+/// Per-connection settings (WAL itself is a property of the file).
+fn configure(conn: &Connection) -> Result<(), CacheError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
+}
+
+/// Seconds since the Unix epoch (0 for times before it).
+pub fn unix_seconds(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The time `seconds` after the Unix epoch (the epoch for negative values).
+pub fn from_unix_seconds(seconds: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+}
+
+/// A version number as SQLite stores it (INTEGER is signed 64-bit).
+fn version_to_sql(version: u64) -> Result<i64, CacheError> {
+    i64::try_from(version)
+        .map_err(|_| CacheError::Corrupt(format!("version {version} out of range")))
+}
+
+/// A version read back from SQLite.
+fn version_from_sql(version: i64) -> Result<u64, CacheError> {
+    u64::try_from(version).map_err(|_| CacheError::Corrupt(format!("negative version {version}")))
+}

@@ -1,0 +1,381 @@
+//! The one writer: the read-write connection behind a `Mutex`, each write one transaction.
+//! A feed page and its watermark (`sync_state.version`) commit together, so a crash leaves a
+//! page wholly applied or not at all; applying a page again changes nothing.
+
+use super::{CacheError, CardStatus, unix_seconds, version_to_sql};
+use crate::insurer::{
+    CardEventKind, CardEventPage, CardStatusEvent, CatalogueItem, CataloguePage, ChrgitmLv,
+    InsuInfo, PersonInfo,
+};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+/// The cache's only read-write connection. Cloning shares it.
+#[derive(Clone)]
+pub struct CacheWriter {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl CacheWriter {
+    pub(super) fn new(conn: Connection) -> CacheWriter {
+        CacheWriter {
+            conn: Arc::new(Mutex::new(conn)),
+        }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Connection>, CacheError> {
+        self.conn.lock().map_err(|_| CacheError::Poisoned)
+    }
+
+    /// Runs `work` in one transaction on the write connection.
+    fn in_transaction<T>(
+        &self,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T, CacheError>,
+    ) -> Result<T, CacheError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let value = work(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Stores a 1101 answer (replacing the person's earlier insuinfo rows).
+    pub fn store_person(
+        &self,
+        info: &PersonInfo,
+        fetched_at: SystemTime,
+    ) -> Result<(), CacheError> {
+        self.in_transaction(|tx| upsert_person(tx, info, fetched_at))
+    }
+
+    /// Stores a 1101 answer obtained by card, and remembers which person the card belongs to
+    /// (a card the feed has not mentioned yet is recorded as active).
+    pub fn store_person_for_card(
+        &self,
+        card_no: &str,
+        card_sn: Option<&str>,
+        info: &PersonInfo,
+        fetched_at: SystemTime,
+    ) -> Result<(), CacheError> {
+        self.in_transaction(|tx| {
+            upsert_person(tx, info, fetched_at)?;
+            tx.execute(
+                "INSERT INTO cards (card_no, card_sn, certno, status, updated_version)
+                 VALUES (?1, ?2, ?3, 'active', 0)
+                 ON CONFLICT(card_no) DO UPDATE SET
+                   card_sn = COALESCE(excluded.card_sn, cards.card_sn)",
+                params![card_no, card_sn, info.baseinfo.certno],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Applies one page of the card-status feed and advances its watermark, atomically.
+    /// Returns how many events were new.
+    pub fn apply_card_events(&self, page: &CardEventPage) -> Result<usize, CacheError> {
+        self.in_transaction(|tx| {
+            let mut applied = 0;
+            for event in &page.events {
+                applied += apply_card_event(tx, event)?;
+            }
+            let last = page.events.iter().map(|e| e.version).max();
+            advance_feed(tx, "card_events", last, page.latest_version)?;
+            Ok(applied)
+        })
+    }
+
+    /// Applies one page of catalogue changes and advances its watermark, atomically.
+    /// Returns how many items changed.
+    pub fn apply_catalogue(&self, page: &CataloguePage) -> Result<usize, CacheError> {
+        self.in_transaction(|tx| {
+            let mut applied = 0;
+            for item in &page.items {
+                applied += upsert_catalogue_item(tx, item)?;
+            }
+            let last = page.items.iter().map(|i| i.version).max();
+            advance_feed(tx, "catalogue", last, page.latest_version)?;
+            Ok(applied)
+        })
+    }
+
+    /// Records a failed sync of `feed` (the watermark stays where it was).
+    pub fn record_sync_error(&self, feed: &str, message: &str) -> Result<(), CacheError> {
+        self.record_sync_error_at(feed, message, SystemTime::now())
+    }
+
+    /// [`record_sync_error`](Self::record_sync_error) at a given time.
+    pub fn record_sync_error_at(
+        &self,
+        feed: &str,
+        message: &str,
+        at: SystemTime,
+    ) -> Result<(), CacheError> {
+        self.in_transaction(|tx| {
+            tx.execute(
+                "INSERT INTO sync_state (feed, last_error, last_error_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(feed) DO UPDATE SET
+                   last_error = excluded.last_error, last_error_at = excluded.last_error_at",
+                params![feed, message, unix_seconds(at)],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The next message sequence number for `date` (1, 2, 3 … per date), persisted so that a
+    /// restart never reuses a msgid.
+    pub fn next_msgid_seq(&self, date: &str) -> Result<u64, CacheError> {
+        self.in_transaction(|tx| {
+            let seq: i64 = tx.query_row(
+                "INSERT INTO msgid_seq (date, seq) VALUES (?1, 1)
+                 ON CONFLICT(date) DO UPDATE SET seq = seq + 1
+                 RETURNING seq",
+                params![date],
+                |row| row.get(0),
+            )?;
+            super::version_from_sql(seq)
+        })
+    }
+}
+
+fn upsert_person(
+    tx: &Transaction<'_>,
+    info: &PersonInfo,
+    fetched_at: SystemTime,
+) -> Result<(), CacheError> {
+    let base = &info.baseinfo;
+    // A certno now belongs to this psn_no: drop a stale person holding it.
+    tx.execute(
+        "DELETE FROM persons WHERE certno = ?1 AND psn_no <> ?2",
+        params![base.certno, base.psn_no],
+    )?;
+    tx.execute(
+        "INSERT INTO persons (psn_no, psn_cert_type, certno, psn_name, gend, naty, brdy, fetched_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(psn_no) DO UPDATE SET
+           psn_cert_type = excluded.psn_cert_type, certno = excluded.certno,
+           psn_name = excluded.psn_name, gend = excluded.gend, naty = excluded.naty,
+           brdy = excluded.brdy, fetched_at = excluded.fetched_at",
+        params![
+            base.psn_no,
+            base.psn_cert_type,
+            base.certno,
+            base.psn_name,
+            base.gend,
+            base.naty,
+            base.brdy,
+            unix_seconds(fetched_at)
+        ],
+    )?;
+    tx.execute(
+        "DELETE FROM insuinfo WHERE psn_no = ?1",
+        params![base.psn_no],
+    )?;
+    for row in &info.insuinfo {
+        insert_insuinfo(tx, &base.psn_no, row)?;
+    }
+    Ok(())
+}
+
+fn insert_insuinfo(tx: &Transaction<'_>, psn_no: &str, row: &InsuInfo) -> Result<(), CacheError> {
+    tx.execute(
+        "INSERT OR REPLACE INTO insuinfo (psn_no, insutype, balc, psn_type, psn_insu_stas,
+           insuplc_admdvs, psn_insu_date, paus_insu_date)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            psn_no,
+            row.insutype,
+            row.balc.to_string(),
+            row.psn_type,
+            row.psn_insu_stas,
+            row.insuplc_admdvs,
+            row.psn_insu_date,
+            row.paus_insu_date
+        ],
+    )?;
+    Ok(())
+}
+
+/// Records one event (once: `version` is the key) and moves the card's status. Returns 1 when
+/// the event was new, 0 when it had been applied before.
+fn apply_card_event(tx: &Transaction<'_>, event: &CardStatusEvent) -> Result<usize, CacheError> {
+    let version = version_to_sql(event.version)?;
+    let inserted = tx.execute(
+        "INSERT OR IGNORE INTO card_events (version, card_no, kind, new_card_no, certno, event_time)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            version,
+            event.card_no,
+            kind_name(event.kind),
+            event.new_card_no,
+            event.certno,
+            event.event_time
+        ],
+    )?;
+    if inserted == 0 {
+        return Ok(0);
+    }
+    let (status, replaced_by) = match event.kind {
+        CardEventKind::Lost => (CardStatus::Lost, None),
+        CardEventKind::Unlocked => (CardStatus::Active, None),
+        CardEventKind::Replaced => (CardStatus::Replaced, event.new_card_no.as_deref()),
+        CardEventKind::Cancelled => (CardStatus::Cancelled, None),
+    };
+    set_card_status(tx, event, status, replaced_by, version)?;
+    if let (CardEventKind::Replaced, Some(new_card_no)) = (event.kind, &event.new_card_no) {
+        tx.execute(
+            "INSERT OR IGNORE INTO cards (card_no, certno, status, updated_version)
+             VALUES (?1, ?2, 'active', ?3)",
+            params![new_card_no, event.certno, version],
+        )?;
+    }
+    Ok(1)
+}
+
+/// Upserts the card's row unless a newer event already set it.
+fn set_card_status(
+    tx: &Transaction<'_>,
+    event: &CardStatusEvent,
+    status: CardStatus,
+    replaced_by: Option<&str>,
+    version: i64,
+) -> Result<(), CacheError> {
+    tx.execute(
+        "INSERT INTO cards (card_no, card_sn, certno, status, replaced_by, updated_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(card_no) DO UPDATE SET
+           card_sn = COALESCE(excluded.card_sn, cards.card_sn), certno = excluded.certno,
+           status = excluded.status, replaced_by = excluded.replaced_by,
+           updated_version = excluded.updated_version
+         WHERE cards.updated_version < excluded.updated_version",
+        params![
+            event.card_no,
+            event.card_sn,
+            event.certno,
+            status.as_str(),
+            replaced_by,
+            version
+        ],
+    )?;
+    Ok(())
+}
+
+/// The stored name of an event kind (as the feed spells it).
+pub(super) fn kind_name(kind: CardEventKind) -> &'static str {
+    match kind {
+        CardEventKind::Lost => "lost",
+        CardEventKind::Unlocked => "unlocked",
+        CardEventKind::Replaced => "replaced",
+        CardEventKind::Cancelled => "cancelled",
+    }
+}
+
+/// The stored code of a 收费项目等级.
+pub(super) fn chrgitm_lv_code(level: ChrgitmLv) -> &'static str {
+    match level {
+        ChrgitmLv::A => "01",
+        ChrgitmLv::B => "02",
+        ChrgitmLv::C => "03",
+    }
+}
+
+/// Upserts an item unless the stored one is newer. Returns 1 when the row changed.
+fn upsert_catalogue_item(tx: &Transaction<'_>, item: &CatalogueItem) -> Result<usize, CacheError> {
+    let changed = tx.execute(
+        "INSERT INTO catalogue (hilist_code, hilist_name, chrgitm_lv, selfpay_prop,
+           pric_uplmt_amt, vali_flag, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(hilist_code) DO UPDATE SET
+           hilist_name = excluded.hilist_name, chrgitm_lv = excluded.chrgitm_lv,
+           selfpay_prop = excluded.selfpay_prop, pric_uplmt_amt = excluded.pric_uplmt_amt,
+           vali_flag = excluded.vali_flag, version = excluded.version
+         WHERE catalogue.version < excluded.version",
+        params![
+            item.hilist_code,
+            item.hilist_name,
+            chrgitm_lv_code(item.chrgitm_lv),
+            item.selfpay_prop.to_string(),
+            item.pric_uplmt_amt.map(|amount| amount.to_string()),
+            item.vali_flag,
+            version_to_sql(item.version)?
+        ],
+    )?;
+    Ok(changed)
+}
+
+/// Moves a feed's watermark forward (never back) and marks the exchange a success.
+fn advance_feed(
+    tx: &Transaction<'_>,
+    feed: &str,
+    last_version: Option<u64>,
+    latest_version: u64,
+) -> Result<(), CacheError> {
+    let current: Option<i64> = tx
+        .query_row(
+            "SELECT version FROM sync_state WHERE feed = ?1",
+            params![feed],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let current = current.unwrap_or(0);
+    let version = match last_version {
+        Some(last) => current.max(version_to_sql(last)?),
+        None => current,
+    };
+    tx.execute(
+        "INSERT INTO sync_state (feed, version, latest_version, last_ok) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(feed) DO UPDATE SET
+           version = excluded.version, latest_version = excluded.latest_version,
+           last_ok = excluded.last_ok",
+        params![
+            feed,
+            version,
+            version_to_sql(latest_version)?,
+            unix_seconds(SystemTime::now())
+        ],
+    )?;
+    Ok(())
+}
+
+impl super::Cache {
+    /// See [`CacheWriter::store_person`].
+    pub fn store_person(
+        &self,
+        info: &PersonInfo,
+        fetched_at: SystemTime,
+    ) -> Result<(), CacheError> {
+        self.writer().store_person(info, fetched_at)
+    }
+
+    /// See [`CacheWriter::store_person_for_card`].
+    pub fn store_person_for_card(
+        &self,
+        card_no: &str,
+        card_sn: Option<&str>,
+        info: &PersonInfo,
+        fetched_at: SystemTime,
+    ) -> Result<(), CacheError> {
+        self.writer()
+            .store_person_for_card(card_no, card_sn, info, fetched_at)
+    }
+
+    /// See [`CacheWriter::apply_card_events`].
+    pub fn apply_card_events(&self, page: &CardEventPage) -> Result<usize, CacheError> {
+        self.writer().apply_card_events(page)
+    }
+
+    /// See [`CacheWriter::apply_catalogue`].
+    pub fn apply_catalogue(&self, page: &CataloguePage) -> Result<usize, CacheError> {
+        self.writer().apply_catalogue(page)
+    }
+
+    /// See [`CacheWriter::record_sync_error`].
+    pub fn record_sync_error(&self, feed: &str, message: &str) -> Result<(), CacheError> {
+        self.writer().record_sync_error(feed, message)
+    }
+
+    /// See [`CacheWriter::next_msgid_seq`].
+    pub fn next_msgid_seq(&self, date: &str) -> Result<u64, CacheError> {
+        self.writer().next_msgid_seq(date)
+    }
+}

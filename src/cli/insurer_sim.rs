@@ -1,0 +1,120 @@
+//! `medcard insurer-sim`: the insurer simulator on loopback (the national platform's one POST
+//! endpoint, its own SQLite, fault injection, `POST /admin`). Prints the bound address as the
+//! first line on stdout so a parent process can find it.
+
+use clap::Args;
+use medcard::insurer::sim::faults::Faults;
+use medcard::insurer::sim::{SimOptions, SimState, remove_db, serve, temp_db_path};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// `medcard insurer-sim --help`: details beyond the summary.
+const DETAILS: &str = "\
+Transactions (POST any path but /admin, envelope as in insurer-api.md §1.2): 9001 签到,
+1101 人员信息获取 (mdtrt_cert_type 03 + card_sn, or 02 + certno), and the medcard extensions
+X101 (card-status feed by version) and X102 (catalogue by version), docs/insurer-extension.md.
+
+Admin: POST /admin with JSON, e.g.
+  {\"action\": \"report_lost\", \"card_no\": \"C06123455\"}   (also unlock, cancel)
+  {\"action\": \"replace\", \"card_no\": \"…\", \"new_card_no\": \"…\"}
+  {\"action\": \"suspend_person\", \"certno\": \"…\"}          (resume_person)
+  {\"action\": \"set_balc\", \"certno\": \"…\", \"insutype\": \"310\", \"balc\": \"100.00\"}
+  {\"action\": \"faults\", \"latency_ms\": 0, \"http_500\": 1, \"infcode_minus1\": 0, \"garbage\": 0,
+   \"drop_after_processing\": 0, \"fail_rate\": 0.0, \"for_infno\": \"1101\"}
+  {\"action\": \"generate_card_events\", \"count\": 100000}   (generate_catalogue)
+  {\"action\": \"stats\"}, {\"action\": \"msg_log\", \"msgid\": \"…\"}, {\"action\": \"expire_signins\"}
+
+Example: medcard insurer-sim --listen 127.0.0.1:0 --latency-ms 50";
+
+/// Run the insurer simulator (HTTP on loopback, SQLite, fault injection).
+#[derive(Args, Debug)]
+#[command(after_long_help = DETAILS)]
+pub struct InsurerSimArgs {
+    /// Address to listen on (port 0 = pick one); the bound address is printed first.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// The SQLite file (kept, and reused when it exists); default: a temporary file removed
+    /// on exit.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Seed fixtures (persons.toml, card_events.toml, catalogue.toml); default: the copies
+    /// of fixtures/insurer/ built into medcard.
+    #[arg(long)]
+    pub fixtures: Option<PathBuf>,
+    /// Latency added to every request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Probability (0–1) that a request gets HTTP 500.
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// The insurer's region code (inf_refmsgid prefix).
+    #[arg(long, default_value = "500000")]
+    pub region: String,
+}
+
+pub fn run(args: InsurerSimArgs) -> ExitCode {
+    if !args.listen.ip().is_loopback() {
+        eprintln!(
+            "medcard insurer-sim: listens on loopback only (got {})",
+            args.listen
+        );
+        return ExitCode::from(2);
+    }
+    let temp = args.db.is_none();
+    let db = args.db.clone().unwrap_or_else(temp_db_path);
+    if temp {
+        remove_db(&db);
+    }
+    let result = run_server(&args, db.clone());
+    if temp {
+        remove_db(&db);
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("medcard insurer-sim: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_server(args: &InsurerSimArgs, db: PathBuf) -> Result<(), String> {
+    let options = SimOptions {
+        db,
+        fixtures: args.fixtures.clone(),
+        faults: Faults {
+            latency_ms: args.latency_ms,
+            fail_rate: args.fail_rate,
+            ..Faults::default()
+        },
+        region: args.region.clone(),
+    };
+    let state = SimState::open(&options).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("binding {}: {e}", args.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "{addr}");
+        let _ = out.flush();
+        serve(listener, state, shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

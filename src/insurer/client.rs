@@ -1,0 +1,334 @@
+//! [`InsurerClient`]: the HTTP JSON client (blocking, `ureq`). One POST per attempt, a
+//! per-attempt timeout, retries with exponential backoff and jitter only for calls that
+//! change nothing ([`Retry::Idempotent`]) and only after an uncertain outcome, a circuit
+//! breaker so that a dead insurer costs a swipe nothing, and a lazy 9001 sign-in renewed when
+//! old or when the insurer says it has lapsed.
+
+use super::breaker::CircuitBreaker;
+use super::envelope::{InsurerConfig, Reply, RequestParts, build_request, parse_response};
+use super::msgid::{MsgIdSource, SequenceMsgIds};
+use super::signer::{NoSigner, Signer};
+use super::{CardEventPage, CataloguePage, InsurerLink, LinkError, PersonInfo, wire};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Whether a call may be sent again after an uncertain outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Money-moving or otherwise state-changing: one attempt; an uncertain outcome is the
+    /// caller's to resolve (2601 with this msgid).
+    Never,
+    /// Changes nothing at the insurer (9001, 1101, catalogue, feed): retried on Uncertain.
+    Idempotent,
+}
+
+/// The insurer link over HTTP.
+pub struct InsurerClient {
+    cfg: InsurerConfig,
+    agent: ureq::Agent,
+    signer: Box<dyn Signer>,
+    msgids: Box<dyn MsgIdSource>,
+    breaker: CircuitBreaker,
+    sign_in: Option<(String, Instant)>,
+    rng: u64,
+}
+
+impl InsurerClient {
+    pub fn new(cfg: InsurerConfig) -> InsurerClient {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(cfg.timeout))
+            .http_status_as_error(false)
+            // The insurer is reached directly (a private line or loopback), never through
+            // an HTTP_PROXY from the environment.
+            .proxy(None)
+            .build()
+            .into();
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9E37_79B9_7F4A_7C15);
+        InsurerClient {
+            msgids: Box::new(SequenceMsgIds::new(&cfg.fixmedins_code)),
+            breaker: CircuitBreaker::new(cfg.breaker_threshold, cfg.breaker_cooldown),
+            signer: Box::new(NoSigner),
+            agent,
+            cfg,
+            sign_in: None,
+            rng: seed | 1,
+        }
+    }
+
+    /// Use a region's signer instead of none.
+    pub fn with_signer(mut self, signer: Box<dyn Signer>) -> InsurerClient {
+        self.signer = signer;
+        self
+    }
+
+    /// Use another msgid source (the cache's persistent one).
+    pub fn with_msgids(mut self, msgids: Box<dyn MsgIdSource>) -> InsurerClient {
+        self.msgids = msgids;
+        self
+    }
+
+    pub fn config(&self) -> &InsurerConfig {
+        &self.cfg
+    }
+
+    /// Whether the circuit breaker is refusing calls right now.
+    pub fn circuit_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// The current sign_no, if signed in.
+    pub fn sign_no(&self) -> Option<&str> {
+        self.sign_in.as_ref().map(|(no, _)| no.as_str())
+    }
+
+    /// A fresh msgid, for callers that journal a call before sending it with [`Self::send`].
+    pub fn next_msgid(&mut self) -> String {
+        self.msgids.next_msgid()
+    }
+
+    /// 9001: sign in now (also done lazily before the first call).
+    pub fn sign_in(&mut self) -> Result<String, LinkError> {
+        let input = json!({"signIn": {
+            "opter_no": self.cfg.opter, "mac": self.cfg.mac, "ip": self.cfg.ip,
+        }});
+        let reply = self.with_retries(wire::SIGN_IN, None, &input, Retry::Idempotent)?;
+        let sign_no = reply
+            .output
+            .get("signinoutb")
+            .and_then(|s| s.get("sign_no"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| LinkError::Uncertain("9001 answer without sign_no".into()))?
+            .to_string();
+        tracing::info!(sign_no = %sign_no, "signed in to the insurer");
+        self.sign_in = Some((sign_no.clone(), Instant::now()));
+        Ok(sign_no)
+    }
+
+    /// A transaction: signs in first when needed, and once more if the insurer says the
+    /// sign-in has lapsed.
+    pub fn call(&mut self, infno: &str, input: Value, retry: Retry) -> Result<Reply, LinkError> {
+        self.call_in(infno, None, input, retry)
+    }
+
+    /// [`Self::call`] with the insured person's region (required whenever input carries psn_no).
+    pub fn call_in(
+        &mut self,
+        infno: &str,
+        insuplc_admdvs: Option<&str>,
+        input: Value,
+        retry: Retry,
+    ) -> Result<Reply, LinkError> {
+        self.ensure_signed_in()?;
+        match self.with_retries(infno, insuplc_admdvs, &input, retry) {
+            Err(LinkError::Business { err_msg, .. }) if sign_in_lapsed(&err_msg) => {
+                tracing::info!(infno, "insurer says the sign-in lapsed; signing in again");
+                self.sign_in = None;
+                self.ensure_signed_in()?;
+                self.with_retries(infno, insuplc_admdvs, &input, retry)
+            }
+            other => other,
+        }
+    }
+
+    fn ensure_signed_in(&mut self) -> Result<(), LinkError> {
+        let fresh = self
+            .sign_in
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() < self.cfg.sign_ttl);
+        if !fresh {
+            self.sign_in()?;
+        }
+        Ok(())
+    }
+
+    fn with_retries(
+        &mut self,
+        infno: &str,
+        insuplc_admdvs: Option<&str>,
+        input: &Value,
+        retry: Retry,
+    ) -> Result<Reply, LinkError> {
+        let attempts = match retry {
+            Retry::Never => 1,
+            Retry::Idempotent => 1 + self.cfg.retries,
+        };
+        let mut attempt = 0;
+        loop {
+            let msgid = self.msgids.next_msgid();
+            let result = self.send(infno, &msgid, insuplc_admdvs, input.clone());
+            attempt += 1;
+            match result {
+                Err(LinkError::Uncertain(why)) if attempt < attempts => {
+                    let pause = self.backoff(attempt);
+                    tracing::warn!(infno, msgid, attempt, reason = %why, pause_ms = pause.as_millis() as u64, "insurer call uncertain; retrying");
+                    std::thread::sleep(pause);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt with a given msgid, through the circuit breaker. No retry, no sign-in.
+    pub fn send(
+        &mut self,
+        infno: &str,
+        msgid: &str,
+        insuplc_admdvs: Option<&str>,
+        input: Value,
+    ) -> Result<Reply, LinkError> {
+        self.breaker.check()?;
+        let mut envelope = build_request(
+            &self.cfg,
+            RequestParts {
+                infno,
+                msgid,
+                sign_no: self.sign_no(),
+                insuplc_admdvs,
+                input,
+            },
+        );
+        self.signer.sign(&mut envelope);
+        let started = Instant::now();
+        let result = self
+            .post(&envelope)
+            .and_then(|body| parse_response(msgid, &body));
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(_) => {
+                self.breaker.record_success();
+                tracing::debug!(infno, msgid, elapsed_ms, "insurer call answered");
+            }
+            Err(LinkError::Business { infcode, err_msg }) => {
+                self.breaker.record_success();
+                tracing::info!(infno, msgid, infcode, err_msg = %err_msg, elapsed_ms, "insurer refused");
+            }
+            Err(e) => {
+                self.breaker.record_failure();
+                tracing::warn!(infno, msgid, error = %e, elapsed_ms, "insurer call uncertain");
+            }
+        }
+        result
+    }
+
+    fn post(&self, envelope: &Value) -> Result<String, LinkError> {
+        let body = envelope.to_string();
+        let mut response = self
+            .agent
+            .post(&self.cfg.url)
+            .content_type("application/json; charset=utf-8")
+            .send(body.as_str())
+            .map_err(|e| LinkError::Uncertain(format!("transport: {e}")))?;
+        let status = response.status();
+        if status != 200 {
+            return Err(LinkError::Uncertain(format!("HTTP {status}")));
+        }
+        response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| LinkError::Uncertain(format!("reading the reply: {e}")))
+    }
+
+    /// base · 2^(attempt−1), plus up to half of that again at random.
+    fn backoff(&mut self, attempt: u32) -> Duration {
+        let base = self
+            .cfg
+            .backoff_base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let jitter_range = (base.as_millis() as u64 / 2).max(1);
+        base + Duration::from_millis(self.next_random() % jitter_range)
+    }
+
+    /// xorshift64.
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+}
+
+/// The insurer's ways of saying "sign in again" (签到信息不存在 / 签到已失效 / 请重新签到).
+fn sign_in_lapsed(err_msg: &str) -> bool {
+    err_msg.contains("签到")
+}
+
+fn bad_output(infno: &str, why: String) -> LinkError {
+    LinkError::Uncertain(format!("{infno} output unreadable: {why}"))
+}
+
+impl InsurerLink for InsurerClient {
+    fn person_by_card(&mut self, card_no: &str, card_sn: &str) -> Result<PersonInfo, LinkError> {
+        tracing::debug!(card_no = %crate::mask::certno(card_no), "1101 by card");
+        let input = wire::person_by_card_input(card_no, card_sn);
+        let reply = self.call(wire::PERSON_INFO, input, Retry::Idempotent)?;
+        wire::parse_person(&reply.output).map_err(|e| bad_output(wire::PERSON_INFO, e))
+    }
+
+    fn person_by_certno(&mut self, certno: &str) -> Result<PersonInfo, LinkError> {
+        tracing::debug!(certno = %crate::mask::certno(certno), "1101 by certno");
+        let input = wire::person_by_certno_input(certno);
+        let reply = self.call(wire::PERSON_INFO, input, Retry::Idempotent)?;
+        wire::parse_person(&reply.output).map_err(|e| bad_output(wire::PERSON_INFO, e))
+    }
+
+    fn card_events(
+        &mut self,
+        since_version: u64,
+        page_size: u32,
+    ) -> Result<CardEventPage, LinkError> {
+        let input = wire::versioned_input(since_version, page_size);
+        let reply = self.call(wire::CARD_FEED, input, Retry::Idempotent)?;
+        wire::parse_card_events(&reply.output).map_err(|e| bad_output(wire::CARD_FEED, e))
+    }
+
+    fn catalogue(
+        &mut self,
+        since_version: u64,
+        page_size: u32,
+    ) -> Result<CataloguePage, LinkError> {
+        let input = wire::versioned_input(since_version, page_size);
+        let reply = self.call(wire::CATALOGUE, input, Retry::Idempotent)?;
+        wire::parse_catalogue(&reply.output).map_err(|e| bad_output(wire::CATALOGUE, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_bounded() {
+        let cfg = InsurerConfig {
+            backoff_base: Duration::from_millis(100),
+            ..InsurerConfig::default()
+        };
+        let mut c = InsurerClient::new(cfg);
+        for _ in 0..50 {
+            let first = c.backoff(1);
+            assert!(first >= Duration::from_millis(100) && first < Duration::from_millis(150));
+            let third = c.backoff(3);
+            assert!(third >= Duration::from_millis(400) && third < Duration::from_millis(600));
+        }
+    }
+
+    #[test]
+    fn a_dead_endpoint_is_uncertain_then_circuit_open() {
+        let cfg = InsurerConfig {
+            url: "http://127.0.0.1:9/".into(),
+            retries: 0,
+            breaker_threshold: 2,
+            timeout: Duration::from_millis(300),
+            ..InsurerConfig::default()
+        };
+        let mut c = InsurerClient::new(cfg);
+        assert!(matches!(c.sign_in(), Err(LinkError::Uncertain(_))));
+        assert!(matches!(c.sign_in(), Err(LinkError::Uncertain(_))));
+        assert!(matches!(c.sign_in(), Err(LinkError::CircuitOpen { .. })));
+    }
+}

@@ -1,0 +1,243 @@
+//! The platform's envelopes (insurer-api.md §1.2, §1.3): building a request around a
+//! transaction's `input`, and reading a response into its output or a [`LinkError`].
+//! `infcode` arrives as `"0"` or `0`; anything but zero is a business refusal (§1.4).
+
+use super::LinkError;
+use super::clock::LocalTime;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// What the client needs to know about itself and the link.
+#[derive(Debug, Clone)]
+pub struct InsurerConfig {
+    /// The one POST endpoint, e.g. `http://127.0.0.1:8080/fsi/api/callService`.
+    pub url: String,
+    /// 定点医药机构编号, 12 characters (letter + 11 digits).
+    pub fixmedins_code: String,
+    pub fixmedins_name: String,
+    /// 就医地医保区划 (the hospital's region, 6 digits).
+    pub mdtrtarea_admvs: String,
+    /// 1 经办人, 2 自助终端, 3 移动终端.
+    pub opter_type: String,
+    pub opter: String,
+    pub opter_name: String,
+    pub recer_sys_code: String,
+    pub infver: String,
+    /// 9001's `mac` and `ip`.
+    pub mac: String,
+    pub ip: String,
+    /// Per attempt, connect to last byte.
+    pub timeout: Duration,
+    /// Extra attempts for calls that change nothing.
+    pub retries: u32,
+    /// First backoff; doubled per retry, plus up to 50 % jitter.
+    pub backoff_base: Duration,
+    /// Consecutive uncertain outcomes that open the circuit.
+    pub breaker_threshold: u32,
+    pub breaker_cooldown: Duration,
+    /// A sign_no older than this is renewed before the next call.
+    pub sign_ttl: Duration,
+}
+
+impl Default for InsurerConfig {
+    fn default() -> InsurerConfig {
+        InsurerConfig {
+            url: "http://127.0.0.1:8080/fsi/api/callService".to_string(),
+            fixmedins_code: "H50010302473".to_string(),
+            fixmedins_name: "medcard测试医院".to_string(),
+            mdtrtarea_admvs: "500000".to_string(),
+            opter_type: "1".to_string(),
+            opter: "0001".to_string(),
+            opter_name: "收费员".to_string(),
+            recer_sys_code: "YBXT".to_string(),
+            infver: "V1.0".to_string(),
+            mac: "00:00:00:00:00:00".to_string(),
+            ip: "127.0.0.1".to_string(),
+            timeout: Duration::from_secs(5),
+            retries: 2,
+            backoff_base: Duration::from_millis(100),
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(30),
+            sign_ttl: Duration::from_secs(8 * 3600),
+        }
+    }
+}
+
+impl InsurerConfig {
+    /// Shape checks the platform would otherwise refuse every call for: a 12-character
+    /// fixmedins_code (so msgids are 30 characters), a 6-digit region, an http(s) URL.
+    pub fn check(&self) -> Result<(), String> {
+        let code_ok = self.fixmedins_code.len() == 12
+            && self
+                .fixmedins_code
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric());
+        if !code_ok {
+            return Err(format!(
+                "fixmedins_code {:?} is not 12 letters/digits",
+                self.fixmedins_code
+            ));
+        }
+        let region_ok = self.mdtrtarea_admvs.len() == 6
+            && self.mdtrtarea_admvs.chars().all(|c| c.is_ascii_digit());
+        if !region_ok {
+            return Err(format!(
+                "mdtrtarea_admvs {:?} is not 6 digits",
+                self.mdtrtarea_admvs
+            ));
+        }
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(format!("insurer url {:?} is not http(s)", self.url));
+        }
+        Ok(())
+    }
+}
+
+/// One request's envelope fields beyond the configuration.
+#[derive(Debug, Clone)]
+pub struct RequestParts<'a> {
+    pub infno: &'a str,
+    pub msgid: &'a str,
+    pub sign_no: Option<&'a str>,
+    /// 参保地医保区划: required whenever the input carries psn_no.
+    pub insuplc_admdvs: Option<&'a str>,
+    pub input: Value,
+}
+
+/// The request envelope (§1.2).
+pub fn build_request(cfg: &InsurerConfig, parts: RequestParts<'_>) -> Value {
+    json!({
+        "infno": parts.infno,
+        "msgid": parts.msgid,
+        "mdtrtarea_admvs": cfg.mdtrtarea_admvs,
+        "insuplc_admdvs": parts.insuplc_admdvs.unwrap_or(""),
+        "recer_sys_code": cfg.recer_sys_code,
+        "dev_no": "",
+        "dev_safe_info": "",
+        "cainfo": "",
+        "signtype": "",
+        "infver": cfg.infver,
+        "opter_type": cfg.opter_type,
+        "opter": cfg.opter,
+        "opter_name": cfg.opter_name,
+        "inf_time": LocalTime::now().datetime(),
+        "fixmedins_code": cfg.fixmedins_code,
+        "fixmedins_name": cfg.fixmedins_name,
+        "sign_no": parts.sign_no.unwrap_or(""),
+        "input": parts.input,
+    })
+}
+
+/// A successful response: the transaction's output and the receiver's id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The msgid this request went out with.
+    pub msgid: String,
+    pub inf_refmsgid: Option<String>,
+    pub output: Value,
+}
+
+/// `infcode` as a number, from `0`, `"0"`, `-1` or `"-1"`.
+pub fn parse_infcode(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Read a response body (HTTP 200) into the output, a business refusal, or — when it is not
+/// an envelope at all — an uncertain outcome.
+pub fn parse_response(msgid: &str, body: &str) -> Result<Reply, LinkError> {
+    let value: Value = serde_json::from_str(body)
+        .map_err(|e| LinkError::Uncertain(format!("unparsable response body: {e}")))?;
+    let infcode = value
+        .get("infcode")
+        .and_then(parse_infcode)
+        .ok_or_else(|| LinkError::Uncertain("response without a readable infcode".into()))?;
+    if infcode != 0 {
+        let err_msg = value
+            .get("err_msg")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        return Err(LinkError::Business { infcode, err_msg });
+    }
+    Ok(Reply {
+        msgid: msgid.to_string(),
+        inf_refmsgid: value
+            .get("inf_refmsgid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        output: value.get("output").cloned().unwrap_or(Value::Null),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_checks_its_shapes() {
+        assert_eq!(InsurerConfig::default().check(), Ok(()));
+        let short = InsurerConfig {
+            fixmedins_code: "H5001".into(),
+            ..InsurerConfig::default()
+        };
+        assert!(short.check().is_err());
+        let region = InsurerConfig {
+            mdtrtarea_admvs: "50".into(),
+            ..InsurerConfig::default()
+        };
+        assert!(region.check().is_err());
+    }
+
+    #[test]
+    fn infcode_as_string_or_number() {
+        assert_eq!(parse_infcode(&json!(0)), Some(0));
+        assert_eq!(parse_infcode(&json!("0")), Some(0));
+        assert_eq!(parse_infcode(&json!("-1")), Some(-1));
+        assert_eq!(parse_infcode(&json!(null)), None);
+    }
+
+    #[test]
+    fn responses_sort_into_output_refusal_and_uncertain() {
+        let ok = parse_response(
+            "m",
+            r#"{"infcode":"0","output":{"a":1},"inf_refmsgid":"r"}"#,
+        );
+        assert_eq!(ok.map(|r| r.output), Ok(json!({"a": 1})));
+        let refused = parse_response("m", r#"{"infcode":-1,"err_msg":"未查询到人员信息"}"#);
+        assert!(matches!(
+            refused,
+            Err(LinkError::Business { infcode: -1, .. })
+        ));
+        assert!(matches!(
+            parse_response("m", "<html>"),
+            Err(LinkError::Uncertain(_))
+        ));
+        assert!(matches!(
+            parse_response("m", "{}"),
+            Err(LinkError::Uncertain(_))
+        ));
+    }
+
+    #[test]
+    fn request_carries_the_envelope_fields() {
+        let cfg = InsurerConfig::default();
+        let v = build_request(
+            &cfg,
+            RequestParts {
+                infno: "1101",
+                msgid: "x",
+                sign_no: Some("s"),
+                insuplc_admdvs: None,
+                input: json!({"data": {}}),
+            },
+        );
+        assert_eq!(v["infno"], "1101");
+        assert_eq!(v["sign_no"], "s");
+        assert_eq!(v["fixmedins_code"], cfg.fixmedins_code);
+        assert_eq!(v["inf_time"].as_str().map(str::len), Some(19));
+    }
+}

@@ -1,0 +1,556 @@
+//! The simulator's own SQLite database: persons, insuinfo, cards, card_events, catalogue,
+//! sign_ins and msg_log (every request's msgid, infno and outcome — what reversal and
+//! reconciliation will need). One connection behind the state's mutex.
+
+use super::SimError;
+use super::fixtures::{Fixtures, PersonFixture};
+use crate::insurer::clock::LocalTime;
+use crate::insurer::types::{
+    CardEventKind, CardEventPage, CardStatusEvent, CatalogueItem, CataloguePage, ChrgitmLv,
+    InsuInfo, PersonBase, PersonInfo,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::str::FromStr;
+
+/// Why a transaction got no business answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TxError {
+    /// A business refusal: infcode −1 with this err_msg.
+    Refused(String),
+    /// The simulator itself failed (database): also infcode −1, "系统内部错误".
+    Internal(String),
+}
+
+impl From<rusqlite::Error> for TxError {
+    fn from(e: rusqlite::Error) -> TxError {
+        TxError::Internal(e.to_string())
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS persons (
+  psn_no TEXT PRIMARY KEY, certno TEXT NOT NULL UNIQUE, psn_cert_type TEXT NOT NULL,
+  psn_name TEXT NOT NULL, gend TEXT NOT NULL, naty TEXT NOT NULL, brdy TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS insuinfo (
+  certno TEXT NOT NULL, insutype TEXT NOT NULL, psn_type TEXT NOT NULL,
+  psn_insu_stas TEXT NOT NULL, balc TEXT NOT NULL, insuplc_admdvs TEXT NOT NULL,
+  psn_insu_date TEXT, paus_insu_date TEXT, PRIMARY KEY (certno, insutype));
+CREATE TABLE IF NOT EXISTS cards (
+  card_no TEXT PRIMARY KEY, card_sn TEXT NOT NULL, certno TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'normal');
+CREATE TABLE IF NOT EXISTS card_events (
+  ver INTEGER PRIMARY KEY AUTOINCREMENT, card_no TEXT NOT NULL, card_sn TEXT,
+  certno TEXT NOT NULL, kind TEXT NOT NULL, new_card_no TEXT, event_time TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS catalogue (
+  ver INTEGER PRIMARY KEY AUTOINCREMENT, hilist_code TEXT NOT NULL, hilist_name TEXT NOT NULL,
+  chrgitm_lv TEXT NOT NULL, selfpay_prop TEXT NOT NULL, pric_uplmt_amt TEXT,
+  vali_flag INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sign_ins (
+  sign_no TEXT PRIMARY KEY, opter TEXT NOT NULL, sign_time TEXT NOT NULL,
+  valid INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS msg_log (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, msgid TEXT NOT NULL, infno TEXT NOT NULL,
+  received_at TEXT NOT NULL, outcome TEXT NOT NULL, infcode INTEGER, err_msg TEXT,
+  inf_refmsgid TEXT);
+CREATE INDEX IF NOT EXISTS msg_log_msgid ON msg_log (msgid);
+";
+
+/// The database.
+pub struct SimDb {
+    conn: Connection,
+}
+
+fn kind_name(kind: CardEventKind) -> &'static str {
+    match kind {
+        CardEventKind::Lost => "lost",
+        CardEventKind::Unlocked => "unlocked",
+        CardEventKind::Replaced => "replaced",
+        CardEventKind::Cancelled => "cancelled",
+    }
+}
+
+/// `lost` / `unlocked` / `replaced` / `cancelled`.
+pub fn parse_kind(name: &str) -> Option<CardEventKind> {
+    match name {
+        "lost" => Some(CardEventKind::Lost),
+        "unlocked" => Some(CardEventKind::Unlocked),
+        "replaced" => Some(CardEventKind::Replaced),
+        "cancelled" => Some(CardEventKind::Cancelled),
+        _ => None,
+    }
+}
+
+/// The card status an event leaves behind.
+fn status_after(kind: CardEventKind) -> &'static str {
+    match kind {
+        CardEventKind::Lost => "lost",
+        CardEventKind::Unlocked => "normal",
+        CardEventKind::Replaced => "replaced",
+        CardEventKind::Cancelled => "cancelled",
+    }
+}
+
+fn parse_lv(code: &str) -> ChrgitmLv {
+    match code {
+        "01" => ChrgitmLv::A,
+        "02" => ChrgitmLv::B,
+        _ => ChrgitmLv::C,
+    }
+}
+
+fn decimal(text: &str) -> Decimal {
+    Decimal::from_str(text).unwrap_or_default()
+}
+
+fn opt_u64(v: Option<i64>) -> u64 {
+    v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0)
+}
+
+impl SimDb {
+    /// Open (creating) the database at `path`.
+    pub fn open(path: &Path) -> Result<SimDb, SimError> {
+        let conn = Connection::open(path).map_err(|e| SimError::Db(e.to_string()))?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .map_err(|e| SimError::Db(e.to_string()))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| SimError::Db(e.to_string()))?;
+        Ok(SimDb { conn })
+    }
+
+    /// Seed from fixtures when the database holds no persons yet.
+    pub fn seed(&mut self, fixtures: &Fixtures) -> Result<(), SimError> {
+        let seeded: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM persons", [], |r| r.get(0))
+            .map_err(|e| SimError::Db(e.to_string()))?;
+        if seeded > 0 {
+            return Ok(());
+        }
+        self.seed_all(fixtures)
+            .map_err(|e| SimError::Fixtures(format!("{e:?}")))
+    }
+
+    fn seed_all(&mut self, fixtures: &Fixtures) -> Result<(), TxError> {
+        let tx = self.conn.transaction()?;
+        for p in &fixtures.persons {
+            insert_person(&tx, p)?;
+        }
+        for item in &fixtures.catalogue {
+            tx.execute(
+                "INSERT INTO catalogue (hilist_code, hilist_name, chrgitm_lv, selfpay_prop, \
+                 pric_uplmt_amt, vali_flag) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    item.hilist_code,
+                    item.hilist_name,
+                    item.chrgitm_lv,
+                    item.selfpay_prop,
+                    item.pric_uplmt_amt,
+                    item.vali_flag
+                ],
+            )?;
+        }
+        tx.commit()?;
+        for e in &fixtures.card_events {
+            let kind = parse_kind(&e.kind)
+                .ok_or_else(|| TxError::Refused(format!("unknown event kind {}", e.kind)))?;
+            self.card_event(&e.card_no, kind, e.new_card_no.as_deref(), &e.event_time)?;
+        }
+        Ok(())
+    }
+
+    /// 1101 by card: the card must exist, match its 卡识别码 and be usable.
+    pub fn person_by_card(&self, card_no: &str, card_sn: &str) -> Result<PersonInfo, TxError> {
+        if card_sn.is_empty() {
+            return Err(TxError::Refused(
+                "就诊凭证类型为03时，卡识别码[card_sn]不能为空".into(),
+            ));
+        }
+        let card: Option<(String, String, String)> = self
+            .conn
+            .query_row(
+                "SELECT card_sn, certno, status FROM cards WHERE card_no = ?1",
+                [card_no],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((sn, certno, status)) = card else {
+            return Err(TxError::Refused("未查询到人员信息".into()));
+        };
+        if !sn.eq_ignore_ascii_case(card_sn) {
+            return Err(TxError::Refused("卡识别码与社会保障卡号不匹配".into()));
+        }
+        match status.as_str() {
+            "lost" => Err(TxError::Refused("该社会保障卡已挂失，不能使用".into())),
+            "replaced" => Err(TxError::Refused(
+                "该社会保障卡已补换新卡，原卡不能使用".into(),
+            )),
+            "cancelled" => Err(TxError::Refused("该社会保障卡已注销".into())),
+            _ => self.person_by_certno(&certno),
+        }
+    }
+
+    /// 1101 by certno.
+    pub fn person_by_certno(&self, certno: &str) -> Result<PersonInfo, TxError> {
+        let base = self
+            .conn
+            .query_row(
+                "SELECT psn_no, psn_cert_type, certno, psn_name, gend, naty, brdy \
+                 FROM persons WHERE certno = ?1",
+                [certno],
+                |r| {
+                    Ok(PersonBase {
+                        psn_no: r.get(0)?,
+                        psn_cert_type: r.get(1)?,
+                        certno: r.get(2)?,
+                        psn_name: r.get(3)?,
+                        gend: r.get(4)?,
+                        naty: r.get(5)?,
+                        brdy: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?
+            .ok_or_else(|| TxError::Refused("未查询到人员信息".into()))?;
+        let mut stmt = self.conn.prepare(
+            "SELECT balc, insutype, psn_type, psn_insu_stas, insuplc_admdvs, psn_insu_date, \
+             paus_insu_date FROM insuinfo WHERE certno = ?1 ORDER BY insutype",
+        )?;
+        let rows = stmt.query_map([certno], |r| {
+            Ok(InsuInfo {
+                balc: decimal(&r.get::<_, String>(0)?),
+                insutype: r.get(1)?,
+                psn_type: r.get(2)?,
+                psn_insu_stas: r.get(3)?,
+                insuplc_admdvs: r.get(4)?,
+                psn_insu_date: r.get(5)?,
+                paus_insu_date: r.get(6)?,
+            })
+        })?;
+        let insuinfo = rows.collect::<Result<Vec<_>, _>>()?;
+        Ok(PersonInfo {
+            baseinfo: base,
+            insuinfo,
+        })
+    }
+
+    /// Record a card event (and the card's new status); returns its version.
+    pub fn card_event(
+        &self,
+        card_no: &str,
+        kind: CardEventKind,
+        new_card_no: Option<&str>,
+        event_time: &str,
+    ) -> Result<u64, TxError> {
+        let (card_sn, certno): (String, String) = self
+            .conn
+            .query_row(
+                "SELECT card_sn, certno FROM cards WHERE card_no = ?1",
+                [card_no],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .ok_or_else(|| TxError::Refused(format!("卡号[{card_no}]不存在")))?;
+        if kind == CardEventKind::Replaced {
+            let new_no =
+                new_card_no.ok_or_else(|| TxError::Refused("补换卡须提供新卡号".into()))?;
+            self.ensure_card(new_no, &card_sn, &certno)?;
+        }
+        self.conn.execute(
+            "UPDATE cards SET status = ?2 WHERE card_no = ?1",
+            params![card_no, status_after(kind)],
+        )?;
+        self.conn.execute(
+            "INSERT INTO card_events (card_no, card_sn, certno, kind, new_card_no, event_time) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                card_no,
+                card_sn,
+                certno,
+                kind_name(kind),
+                new_card_no,
+                event_time
+            ],
+        )?;
+        Ok(opt_u64(Some(self.conn.last_insert_rowid())))
+    }
+
+    /// A replacement card: kept if known, else created with a 卡识别码 in the old one's region.
+    fn ensure_card(&self, card_no: &str, old_sn: &str, certno: &str) -> Result<(), TxError> {
+        let serial = format!("{:016X}", fxhash(card_no));
+        let region: String = old_sn.chars().take(16).collect();
+        self.conn.execute(
+            "INSERT OR IGNORE INTO cards (card_no, card_sn, certno) VALUES (?1, ?2, ?3)",
+            params![card_no, format!("{region}{serial}"), certno],
+        )?;
+        Ok(())
+    }
+
+    /// X101: events after `after`, at most `limit`, oldest first.
+    pub fn card_events(&self, after: u64, limit: u32) -> Result<CardEventPage, TxError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT ver, card_no, card_sn, certno, kind, new_card_no, event_time FROM card_events \
+             WHERE ver > ?1 ORDER BY ver LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after as i64, limit], |r| {
+            let kind: String = r.get(4)?;
+            Ok(CardStatusEvent {
+                version: opt_u64(r.get(0)?),
+                card_no: r.get(1)?,
+                card_sn: r.get(2)?,
+                certno: r.get(3)?,
+                kind: parse_kind(&kind).unwrap_or(CardEventKind::Lost),
+                new_card_no: r.get(5)?,
+                event_time: r.get(6)?,
+            })
+        })?;
+        let events = rows.collect::<Result<Vec<_>, _>>()?;
+        Ok(CardEventPage {
+            events,
+            latest_version: self.max_ver("card_events")?,
+        })
+    }
+
+    /// X102: catalogue changes after `after`, at most `limit`, oldest first.
+    pub fn catalogue(&self, after: u64, limit: u32) -> Result<CataloguePage, TxError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT ver, hilist_code, hilist_name, chrgitm_lv, selfpay_prop, pric_uplmt_amt, \
+             vali_flag FROM catalogue WHERE ver > ?1 ORDER BY ver LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after as i64, limit], |r| {
+            let cap: Option<String> = r.get(5)?;
+            Ok(CatalogueItem {
+                version: opt_u64(r.get(0)?),
+                hilist_code: r.get(1)?,
+                hilist_name: r.get(2)?,
+                chrgitm_lv: parse_lv(&r.get::<_, String>(3)?),
+                selfpay_prop: decimal(&r.get::<_, String>(4)?),
+                pric_uplmt_amt: cap.as_deref().map(decimal),
+                vali_flag: r.get(6)?,
+            })
+        })?;
+        let items = rows.collect::<Result<Vec<_>, _>>()?;
+        Ok(CataloguePage {
+            items,
+            latest_version: self.max_ver("catalogue")?,
+        })
+    }
+
+    fn max_ver(&self, table: &str) -> Result<u64, TxError> {
+        let sql = format!("SELECT MAX(ver) FROM {table}");
+        let max: Option<i64> = self.conn.query_row(&sql, [], |r| r.get(0))?;
+        Ok(opt_u64(max))
+    }
+
+    /// Suspend (2) or resume (1) every insurance row of a person.
+    pub fn set_insu_stas(&self, certno: &str, stas: &str) -> Result<usize, TxError> {
+        let paus = (stas != "1").then(|| LocalTime::now().date());
+        let n = self.conn.execute(
+            "UPDATE insuinfo SET psn_insu_stas = ?2, paus_insu_date = ?3 WHERE certno = ?1",
+            params![certno, stas, paus],
+        )?;
+        if n == 0 {
+            return Err(TxError::Refused("未查询到人员信息".into()));
+        }
+        Ok(n)
+    }
+
+    pub fn set_balc(&self, certno: &str, insutype: &str, balc: Decimal) -> Result<(), TxError> {
+        let mut balc = balc;
+        balc.rescale(2);
+        let n = self.conn.execute(
+            "UPDATE insuinfo SET balc = ?3 WHERE certno = ?1 AND insutype = ?2",
+            params![certno, insutype, balc.to_string()],
+        )?;
+        if n == 0 {
+            return Err(TxError::Refused("未查询到该险种参保信息".into()));
+        }
+        Ok(())
+    }
+
+    /// 9001: a new sign_no for an operator.
+    pub fn sign_in(&self, opter: &str, sign_no: &str, sign_time: &str) -> Result<(), TxError> {
+        self.conn.execute(
+            "INSERT INTO sign_ins (sign_no, opter, sign_time) VALUES (?1, ?2, ?3)",
+            params![sign_no, opter, sign_time],
+        )?;
+        Ok(())
+    }
+
+    pub fn sign_no_valid(&self, sign_no: &str) -> Result<bool, TxError> {
+        let valid: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT valid FROM sign_ins WHERE sign_no = ?1",
+                [sign_no],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(valid == Some(1))
+    }
+
+    /// Every sign-in lapses (admin `expire_signins`).
+    pub fn expire_sign_ins(&self) -> Result<usize, TxError> {
+        Ok(self.conn.execute("UPDATE sign_ins SET valid = 0", [])?)
+    }
+
+    /// Whether a msgid has been received before.
+    pub fn msgid_seen(&self, msgid: &str) -> Result<bool, TxError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM msg_log WHERE msgid = ?1",
+            [msgid],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    pub fn log_msg(&self, entry: &MsgLogEntry<'_>) -> Result<(), TxError> {
+        self.conn.execute(
+            "INSERT INTO msg_log (msgid, infno, received_at, outcome, infcode, err_msg, \
+             inf_refmsgid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                entry.msgid,
+                entry.infno,
+                LocalTime::now().datetime(),
+                entry.outcome,
+                entry.infcode,
+                entry.err_msg,
+                entry.inf_refmsgid
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// msg_log rows, all or for one msgid, oldest first (at most 1000).
+    pub fn msg_log(&self, msgid: Option<&str>) -> Result<Vec<Value>, TxError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT msgid, infno, received_at, outcome, infcode, err_msg, inf_refmsgid \
+             FROM msg_log WHERE ?1 IS NULL OR msgid = ?1 ORDER BY id LIMIT 1000",
+        )?;
+        let rows = stmt.query_map([msgid], |r| {
+            Ok(json!({
+                "msgid": r.get::<_, String>(0)?, "infno": r.get::<_, String>(1)?,
+                "received_at": r.get::<_, String>(2)?, "outcome": r.get::<_, String>(3)?,
+                "infcode": r.get::<_, Option<i64>>(4)?, "err_msg": r.get::<_, Option<String>>(5)?,
+                "inf_refmsgid": r.get::<_, Option<String>>(6)?,
+            }))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Bulk card events on synthetic cards (benchmarks): lost, then unlocked, alternately.
+    pub fn generate_card_events(&mut self, count: u32) -> Result<u64, TxError> {
+        let now = LocalTime::now().datetime();
+        let tx = self.conn.transaction()?;
+        for i in 0..count {
+            let card_no = synthetic_card_no(i / 2);
+            let certno = synthetic_certno(i / 2);
+            let kind = if i % 2 == 0 { "lost" } else { "unlocked" };
+            tx.execute(
+                "INSERT INTO card_events (card_no, card_sn, certno, kind, new_card_no, event_time) \
+                 VALUES (?1, NULL, ?2, ?3, NULL, ?4)",
+                params![card_no, certno, kind, now],
+            )?;
+        }
+        tx.commit()?;
+        self.max_ver("card_events")
+    }
+
+    /// Bulk catalogue items (benchmarks), classes 甲 / 乙 / 丙 in turn.
+    pub fn generate_catalogue(&mut self, count: u32) -> Result<u64, TxError> {
+        let tx = self.conn.transaction()?;
+        for i in 0..count {
+            let (lv, prop) = match i % 3 {
+                0 => ("01", "0.00"),
+                1 => ("02", "0.10"),
+                _ => ("03", "0.00"),
+            };
+            tx.execute(
+                "INSERT INTO catalogue (hilist_code, hilist_name, chrgitm_lv, selfpay_prop, \
+                 pric_uplmt_amt, vali_flag) VALUES (?1, ?2, ?3, ?4, NULL, 1)",
+                params![format!("XG{i:013}"), format!("模拟药品{i}"), lv, prop],
+            )?;
+        }
+        tx.commit()?;
+        self.max_ver("catalogue")
+    }
+}
+
+/// One msg_log row to write.
+#[derive(Debug, Clone)]
+pub struct MsgLogEntry<'a> {
+    pub msgid: &'a str,
+    pub infno: &'a str,
+    pub outcome: &'a str,
+    pub infcode: Option<i64>,
+    pub err_msg: Option<&'a str>,
+    pub inf_refmsgid: Option<&'a str>,
+}
+
+fn insert_person(tx: &rusqlite::Transaction<'_>, p: &PersonFixture) -> Result<(), TxError> {
+    tx.execute(
+        "INSERT INTO persons (psn_no, certno, psn_cert_type, psn_name, gend, naty, brdy) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            p.psn_no,
+            p.certno,
+            p.psn_cert_type,
+            p.psn_name,
+            p.gend,
+            p.naty,
+            p.brdy
+        ],
+    )?;
+    for i in &p.insuinfo {
+        tx.execute(
+            "INSERT INTO insuinfo (certno, insutype, psn_type, psn_insu_stas, balc, \
+             insuplc_admdvs, psn_insu_date, paus_insu_date) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                p.certno,
+                i.insutype,
+                i.psn_type,
+                i.psn_insu_stas,
+                i.balc,
+                i.insuplc_admdvs,
+                i.psn_insu_date,
+                i.paus_insu_date
+            ],
+        )?;
+    }
+    for c in &p.cards {
+        tx.execute(
+            "INSERT INTO cards (card_no, card_sn, certno) VALUES (?1, ?2, ?3)",
+            params![c.card_no, c.card_sn, p.certno],
+        )?;
+    }
+    Ok(())
+}
+
+/// `Y` + 7 digits + the check character.
+fn synthetic_card_no(n: u32) -> String {
+    let body = format!("Y{:07}", n % 10_000_000);
+    let check = crate::card::card_no_check_char(&body).unwrap_or('0');
+    format!("{body}{check}")
+}
+
+/// An invented certno (region 110101, born 1990-01-01) with a valid check character.
+fn synthetic_certno(n: u32) -> String {
+    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    const C: [char; 11] = ['1', '0', 'X', '9', '8', '7', '6', '5', '4', '3', '2'];
+    let body = format!("11010119900101{:03}", n % 1000);
+    let sum: u32 = body
+        .chars()
+        .zip(W)
+        .map(|(c, w)| c.to_digit(10).unwrap_or(0) * w)
+        .sum();
+    format!("{body}{}", C[(sum % 11) as usize])
+}
+
+/// FNV-1a, for stable invented serials.
+fn fxhash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

@@ -1,0 +1,278 @@
+//! The insurer simulator behind `medcard insurer-sim`: the national platform's one POST
+//! endpoint on loopback (axum), answering the transactions the client uses (9001, 1101 and
+//! the medcard extensions X101 / X102) from its own SQLite database seeded from
+//! `fixtures/insurer/`, with realistic refusals (infcode −1 + err_msg), fault injection and an
+//! admin endpoint for live changes.
+//!
+//! - [`fixtures`]: the seed files; [`db`]: the database; [`service`]: envelopes and
+//!   transactions; [`faults`]: the fault plan; [`admin`]: `POST /admin`.
+
+pub mod admin;
+pub mod db;
+pub mod faults;
+pub mod fixtures;
+pub mod service;
+
+use crate::insurer::clock::LocalTime;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use db::{MsgLogEntry, SimDb};
+use faults::{Fault, Faults};
+use serde_json::{Value, json};
+use service::Request;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub use fixtures::Fixtures;
+
+/// Why the simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("insurer-sim database: {0}")]
+    Db(String),
+    #[error("insurer-sim fixtures: {0}")]
+    Fixtures(String),
+    #[error("insurer-sim: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How to start.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// The database file (created and seeded when new).
+    pub db: PathBuf,
+    /// A fixtures directory; `None` = the compiled-in copies.
+    pub fixtures: Option<PathBuf>,
+    /// The initial fault plan.
+    pub faults: Faults,
+    /// The insurer's region (the first six characters of inf_refmsgid).
+    pub region: String,
+}
+
+/// The running simulator's shared state.
+pub struct SimState {
+    db: Mutex<SimDb>,
+    faults: Mutex<Faults>,
+    requests: Mutex<BTreeMap<String, u64>>,
+    serial: AtomicU64,
+    rng: Mutex<u64>,
+    region: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl SimState {
+    /// Open the database, seed it if new.
+    pub fn open(options: &SimOptions) -> Result<Arc<SimState>, SimError> {
+        let fixtures = match &options.fixtures {
+            Some(dir) => Fixtures::load_dir(dir)?,
+            None => Fixtures::built_in()?,
+        };
+        let mut db = SimDb::open(&options.db)?;
+        db.seed(&fixtures)?;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        Ok(Arc::new(SimState {
+            db: Mutex::new(db),
+            faults: Mutex::new(options.faults.clone()),
+            requests: Mutex::new(BTreeMap::new()),
+            serial: AtomicU64::new(1),
+            rng: Mutex::new(seed | 1),
+            region: options.region.clone(),
+        }))
+    }
+
+    pub fn db(&self) -> MutexGuard<'_, SimDb> {
+        lock(&self.db)
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.faults) = faults;
+    }
+
+    /// region(6) + yyyyMMddHHmmss + serial(10).
+    pub fn next_refmsgid(&self) -> String {
+        let n = self.serial.fetch_add(1, Ordering::Relaxed) % 10_000_000_000;
+        format!("{}{}{n:010}", self.region, LocalTime::now().compact())
+    }
+
+    /// A sign_no (30 characters, same shape as inf_refmsgid).
+    pub fn next_sign_no(&self) -> String {
+        self.next_refmsgid()
+    }
+
+    fn count_request(&self, infno: &str) {
+        *lock(&self.requests).entry(infno.to_string()).or_insert(0) += 1;
+    }
+
+    fn stats_json(&self) -> Value {
+        let requests = lock(&self.requests).clone();
+        let total: u64 = requests.values().sum();
+        json!({"ok": true, "requests": requests, "total": total, "faults": *lock(&self.faults)})
+    }
+
+    fn log(&self, entry: &MsgLogEntry<'_>) {
+        if let Err(e) = self.db().log_msg(entry) {
+            tracing::error!(error = ?e, "insurer-sim could not write msg_log");
+        }
+    }
+
+    /// Uniform in [0, 1) (xorshift64).
+    fn chance(&self) -> f64 {
+        let mut x = lock(&self.rng);
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        (*x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn take_fault(&self, infno: &str) -> (std::time::Duration, Option<Fault>) {
+        let chance = self.chance();
+        lock(&self.faults).take(infno, chance)
+    }
+}
+
+/// The routes: `POST /admin`, and the transaction endpoint on every other path.
+pub fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route("/admin", post(admin_handler))
+        .fallback(transaction_handler)
+        .with_state(state)
+}
+
+/// Serve on a bound listener until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<SimState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A temporary database path for this process.
+pub fn temp_db_path() -> PathBuf {
+    std::env::temp_dir().join(format!("medcard-insurer-sim-{}.sqlite", std::process::id()))
+}
+
+/// Remove a database file and its WAL companions.
+pub fn remove_db(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+async fn admin_handler(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return admin_error(format!("bad JSON: {e}")),
+    };
+    let result = tokio::task::spawn_blocking(move || admin::run(&state, &req)).await;
+    match result {
+        Ok(Ok(v)) => axum::Json(v).into_response(),
+        Ok(Err(msg)) => admin_error(msg),
+        Err(e) => admin_error(format!("admin task failed: {e}")),
+    }
+}
+
+fn admin_error(msg: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"ok": false, "error": msg})),
+    )
+        .into_response()
+}
+
+async fn transaction_handler(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    let received = LocalTime::now().compact_millis();
+    let req = match service::parse_request(&body) {
+        Ok(req) => req,
+        Err(msg) => {
+            state.count_request("?");
+            let reply = service::envelope(&state, -1, &msg, Value::Null, &received);
+            return axum::Json(reply).into_response();
+        }
+    };
+    state.count_request(&req.infno);
+    let (latency, fault) = state.take_fault(&req.infno);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let answer = tokio::task::spawn_blocking(move || answer(&state, &req, fault, &received)).await;
+    match answer {
+        Ok(answer) => respond(answer),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+fn answer(
+    state: &SimState,
+    req: &Request,
+    fault: Option<Fault>,
+    received: &str,
+) -> service::Answer {
+    let unprocessed = |fault: Fault| {
+        state.log(&MsgLogEntry {
+            msgid: &req.msgid,
+            infno: &req.infno,
+            outcome: fault.outcome(),
+            infcode: None,
+            err_msg: None,
+            inf_refmsgid: None,
+        });
+    };
+    match fault {
+        None => service::Answer::Envelope(service::process(state, req, received, false)),
+        Some(Fault::DropAfterProcessing) => {
+            service::process(state, req, received, true);
+            service::Answer::Drop
+        }
+        Some(Fault::InfcodeMinus1) => {
+            unprocessed(Fault::InfcodeMinus1);
+            let msg = "医保中心系统繁忙，请稍后再试";
+            service::Answer::Envelope(service::envelope(state, -1, msg, Value::Null, received))
+        }
+        Some(f @ Fault::Http500) => {
+            unprocessed(f);
+            service::Answer::Http500
+        }
+        Some(f @ Fault::Garbage) => {
+            unprocessed(f);
+            service::Answer::Garbage
+        }
+    }
+}
+
+fn respond(answer: service::Answer) -> Response {
+    match answer {
+        service::Answer::Envelope(v) => axum::Json(v).into_response(),
+        service::Answer::Http500 => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+        }
+        service::Answer::Garbage => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "<html><body>502 Bad Gateway</body></html>\u{0}\u{1}{\"infcode\":",
+        )
+            .into_response(),
+        service::Answer::Drop => {
+            let broken = futures_util::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::other("reply dropped by insurer-sim"))
+            });
+            Response::new(Body::from_stream(broken))
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The transaction endpoint: reading the request envelope, checking it as the platform would
+//! (msgid shape and uniqueness, sign-in), answering 9001, 1101, X101 and X102 from the
+//! database, and writing every request to msg_log.
+
+use super::SimState;
+use super::db::{MsgLogEntry, TxError};
+use crate::insurer::clock::LocalTime;
+use crate::insurer::envelope::parse_infcode;
+use crate::insurer::wire;
+use serde_json::{Value, json};
+
+/// What the HTTP layer sends back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// A response envelope (HTTP 200).
+    Envelope(Value),
+    Http500,
+    Garbage,
+    /// Processed; the reply must be lost.
+    Drop,
+}
+
+/// The request envelope fields the simulator looks at.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub infno: String,
+    pub msgid: String,
+    pub sign_no: String,
+    pub opter: String,
+    pub input: Value,
+}
+
+fn field(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Parse a body into a request; `Err` holds the err_msg for an unreadable one.
+pub fn parse_request(body: &[u8]) -> Result<Request, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|_| "请求报文格式错误，无法解析JSON".to_string())?;
+    let req = Request {
+        infno: field(&v, "infno"),
+        msgid: field(&v, "msgid"),
+        sign_no: field(&v, "sign_no"),
+        opter: field(&v, "opter"),
+        input: v.get("input").cloned().unwrap_or(Value::Null),
+    };
+    if req.infno.is_empty() {
+        return Err("交易编号[infno]不能为空".into());
+    }
+    if field(&v, "fixmedins_code").is_empty() {
+        return Err("定点医药机构编号[fixmedins_code]不能为空".into());
+    }
+    Ok(req)
+}
+
+/// A response envelope.
+pub fn envelope(
+    state: &SimState,
+    infcode: i64,
+    err_msg: &str,
+    output: Value,
+    received: &str,
+) -> Value {
+    json!({
+        "infcode": infcode,
+        "inf_refmsgid": state.next_refmsgid(),
+        "refmsg_time": received,
+        "respond_time": LocalTime::now().compact_millis(),
+        "err_msg": if infcode == 0 { Value::Null } else { Value::from(err_msg) },
+        "warn_msg": Value::Null,
+        "cainfo": "",
+        "signtype": "",
+        "output": output,
+    })
+}
+
+/// Process a request and log it; `outcome_override` names a fault that hit it.
+pub fn process(state: &SimState, req: &Request, received: &str, dropped: bool) -> Value {
+    let result = answer(state, req);
+    let (infcode, err_msg, output) = match result {
+        Ok(output) => (0, String::new(), output),
+        Err(TxError::Refused(msg)) => (-1, msg, Value::Null),
+        Err(TxError::Internal(why)) => {
+            tracing::error!(error = %why, "insurer-sim database error");
+            (-1, "系统内部错误".to_string(), Value::Null)
+        }
+    };
+    let reply = envelope(state, infcode, &err_msg, output, received);
+    let outcome = match (dropped, infcode) {
+        (true, _) => "processed_reply_dropped",
+        (false, 0) => "processed",
+        (false, _) => "refused",
+    };
+    tracing::debug!(infno = %req.infno, msgid = %req.msgid, outcome, infcode, "insurer-sim request");
+    state.log(&MsgLogEntry {
+        msgid: &req.msgid,
+        infno: &req.infno,
+        outcome,
+        infcode: reply.get("infcode").and_then(parse_infcode),
+        err_msg: (infcode != 0).then_some(err_msg.as_str()),
+        inf_refmsgid: reply.get("inf_refmsgid").and_then(Value::as_str),
+    });
+    reply
+}
+
+fn answer(state: &SimState, req: &Request) -> Result<Value, TxError> {
+    if req.msgid.chars().count() != 30 {
+        return Err(TxError::Refused(format!(
+            "发送方报文ID[{}]格式错误，应为30位",
+            req.msgid
+        )));
+    }
+    let db = state.db();
+    if db.msgid_seen(&req.msgid)? {
+        return Err(TxError::Refused(format!("发送方报文ID[{}]重复", req.msgid)));
+    }
+    if req.infno != wire::SIGN_IN && !db.sign_no_valid(&req.sign_no)? {
+        return Err(TxError::Refused(
+            "签到信息不存在或已失效，请重新签到".into(),
+        ));
+    }
+    let data = req.input.get("data").cloned().unwrap_or(Value::Null);
+    match req.infno.as_str() {
+        wire::SIGN_IN => {
+            let sign_no = state.next_sign_no();
+            let now = LocalTime::now().datetime();
+            let opter = req
+                .input
+                .get("signIn")
+                .map(|s| field(s, "opter_no"))
+                .unwrap_or_else(|| req.opter.clone());
+            db.sign_in(&opter, &sign_no, &now)?;
+            Ok(json!({"signinoutb": {"sign_time": now, "sign_no": sign_no}}))
+        }
+        wire::PERSON_INFO => person_info(&db, &data),
+        wire::CARD_FEED => {
+            let (ver, size) = versioned(&data)?;
+            let page = db.card_events(ver, size)?;
+            serde_json::to_value(page).map_err(|e| TxError::Internal(e.to_string()))
+        }
+        wire::CATALOGUE => {
+            let (ver, size) = versioned(&data)?;
+            let page = db.catalogue(ver, size)?;
+            serde_json::to_value(page).map_err(|e| TxError::Internal(e.to_string()))
+        }
+        other => Err(TxError::Refused(format!("交易编号[{other}]不存在或未开通"))),
+    }
+}
+
+fn person_info(db: &super::db::SimDb, data: &Value) -> Result<Value, TxError> {
+    let cert_type = field(data, "mdtrt_cert_type");
+    let cert_no = field(data, "mdtrt_cert_no");
+    let person = match cert_type.as_str() {
+        "03" => {
+            // Some regions send `卡号|pBusiCardInfo`; the 卡号 comes first.
+            let card_no = cert_no.split('|').next().unwrap_or_default();
+            db.person_by_card(card_no, &field(data, "card_sn"))?
+        }
+        "02" => {
+            let certno = Some(field(data, "certno"))
+                .filter(|c| !c.is_empty())
+                .unwrap_or(cert_no);
+            db.person_by_certno(&certno)?
+        }
+        "01" => {
+            return Err(TxError::Refused("医保电子凭证令牌无效或已过期".into()));
+        }
+        other => {
+            return Err(TxError::Refused(format!("就诊凭证类型[{other}]不正确")));
+        }
+    };
+    Ok(wire::person_output(&person, age(&person.baseinfo.brdy)))
+}
+
+/// Age in whole years on today's date, from `yyyy-MM-dd`.
+fn age(brdy: &str) -> Option<u32> {
+    let mut parts = brdy.split('-').map(|p| p.parse::<u32>().ok());
+    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
+    let now = LocalTime::now();
+    let now_year = u32::try_from(now.year).ok()?;
+    let before_birthday = (now.month, now.day) < (m, d);
+    now_year.checked_sub(y + u32::from(before_birthday))
+}
+
+/// X101 / X102 input: `ver` (string or number, "0" = from the start) and `page_size` 1–5000.
+fn versioned(data: &Value) -> Result<(u64, u32), TxError> {
+    let ver_text = field(data, "ver");
+    let ver = if ver_text.is_empty() {
+        0
+    } else {
+        ver_text
+            .parse::<u64>()
+            .map_err(|_| TxError::Refused(format!("版本号[ver={ver_text}]格式错误")))?
+    };
+    let size = field(data, "page_size").parse::<u32>().unwrap_or(100);
+    if !(1..=5000).contains(&size) {
+        return Err(TxError::Refused(format!(
+            "每页数据量[page_size={size}]超出范围(1-5000)"
+        )));
+    }
+    Ok((ver, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_need_infno_and_institution() {
+        assert!(parse_request(b"garbage").is_err());
+        assert!(parse_request(br#"{"infno":"1101"}"#).is_err());
+        let ok = parse_request(br#"{"infno":"1101","fixmedins_code":"H1","msgid":"m"}"#);
+        assert_eq!(ok.map(|r| r.infno), Ok("1101".to_string()));
+    }
+
+    #[test]
+    fn versioned_input_checks_its_range() {
+        assert_eq!(versioned(&json!({"ver": "7", "page_size": 3})), Ok((7, 3)));
+        assert_eq!(versioned(&json!({"ver": 7, "page_size": "3"})), Ok((7, 3)));
+        assert!(versioned(&json!({"ver": "x"})).is_err());
+        assert!(versioned(&json!({"ver": "1", "page_size": 0})).is_err());
+    }
+
+    #[test]
+    fn age_counts_birthdays() {
+        let now = LocalTime::now();
+        let born = format!("{}-01-01", now.year - 30);
+        assert_eq!(age(&born), Some(30));
+        assert_eq!(age("garbage"), None);
+    }
+}

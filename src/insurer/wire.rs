@@ -1,0 +1,189 @@
+//! Transaction codes and the shapes of their `input` / `output`, shared by the client and
+//! the simulator so both read and write the same thing. 9001 and 1101 are the platform's
+//! (insurer-api.md §2.1, §2.2); `X101` and `X102` are medcard extensions
+//! (docs/insurer-extension.md), outside the platform's numeric ranges.
+
+use super::types::{CardEventPage, CataloguePage, InsuInfo, PersonBase, PersonInfo};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value, json};
+use std::str::FromStr;
+
+/// 9001 签到.
+pub const SIGN_IN: &str = "9001";
+/// 1101 人员信息获取.
+pub const PERSON_INFO: &str = "1101";
+/// medcard extension: the card-status feed by version.
+pub const CARD_FEED: &str = "X101";
+/// medcard extension: catalogue changes by version.
+pub const CATALOGUE: &str = "X102";
+
+/// 1101 input by social security card (mdtrt_cert_type 03).
+pub fn person_by_card_input(card_no: &str, card_sn: &str) -> Value {
+    json!({"data": {
+        "mdtrt_cert_type": "03", "mdtrt_cert_no": card_no, "card_sn": card_sn,
+        "begntime": "", "psn_cert_type": "", "certno": "", "psn_name": "",
+    }})
+}
+
+/// 1101 input by ID number (mdtrt_cert_type 02).
+pub fn person_by_certno_input(certno: &str) -> Value {
+    json!({"data": {
+        "mdtrt_cert_type": "02", "mdtrt_cert_no": certno, "card_sn": "",
+        "begntime": "", "psn_cert_type": "01", "certno": certno, "psn_name": "",
+    }})
+}
+
+/// X101 / X102 input.
+pub fn versioned_input(since_version: u64, page_size: u32) -> Value {
+    json!({"data": {"ver": since_version.to_string(), "page_size": page_size}})
+}
+
+/// A text field that may arrive as a string or a number; missing → error.
+fn text(obj: &Map<String, Value>, key: &str) -> Result<String, String> {
+    match obj.get(key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        _ => Err(format!("missing field {key}")),
+    }
+}
+
+/// An optional text field; empty or null → None.
+fn opt_text(obj: &Map<String, Value>, key: &str) -> Option<String> {
+    text(obj, key).ok().filter(|s| !s.is_empty())
+}
+
+/// Money from a JSON number or string, to two places.
+pub fn money(value: &Value) -> Result<Decimal, String> {
+    let raw = match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_string(),
+        _ => return Err("amount is neither number nor string".into()),
+    };
+    let mut d = Decimal::from_str(&raw)
+        .or_else(|_| Decimal::from_scientific(&raw))
+        .map_err(|e| format!("bad amount {raw:?}: {e}"))?;
+    d.rescale(2);
+    Ok(d)
+}
+
+fn object<'v>(value: &'v Value, what: &str) -> Result<&'v Map<String, Value>, String> {
+    value
+        .as_object()
+        .ok_or_else(|| format!("{what} is not an object"))
+}
+
+fn parse_base(value: &Value) -> Result<PersonBase, String> {
+    let b = object(value, "baseinfo")?;
+    Ok(PersonBase {
+        psn_no: text(b, "psn_no")?,
+        psn_cert_type: text(b, "psn_cert_type").unwrap_or_default(),
+        certno: text(b, "certno")?,
+        psn_name: text(b, "psn_name")?,
+        gend: text(b, "gend").unwrap_or_default(),
+        naty: text(b, "naty").unwrap_or_default(),
+        brdy: text(b, "brdy").unwrap_or_default(),
+    })
+}
+
+fn parse_insu(value: &Value) -> Result<InsuInfo, String> {
+    let i = object(value, "insuinfo row")?;
+    Ok(InsuInfo {
+        balc: money(i.get("balc").unwrap_or(&Value::Null))?,
+        insutype: text(i, "insutype")?,
+        psn_type: text(i, "psn_type")?,
+        psn_insu_stas: text(i, "psn_insu_stas")?,
+        insuplc_admdvs: text(i, "insuplc_admdvs")?,
+        psn_insu_date: opt_text(i, "psn_insu_date"),
+        paus_insu_date: opt_text(i, "paus_insu_date"),
+    })
+}
+
+/// 1101 output → [`PersonInfo`].
+pub fn parse_person(output: &Value) -> Result<PersonInfo, String> {
+    let baseinfo = parse_base(output.get("baseinfo").unwrap_or(&Value::Null))?;
+    let rows = output
+        .get("insuinfo")
+        .and_then(Value::as_array)
+        .ok_or("insuinfo is not a list")?;
+    let insuinfo = rows.iter().map(parse_insu).collect::<Result<_, _>>()?;
+    Ok(PersonInfo { baseinfo, insuinfo })
+}
+
+/// [`PersonInfo`] → 1101 output, as the platform writes it (balc a number).
+pub fn person_output(person: &PersonInfo, age: Option<u32>) -> Value {
+    let b = &person.baseinfo;
+    let insuinfo: Vec<Value> = person
+        .insuinfo
+        .iter()
+        .map(|i| {
+            let balc: f64 = i.balc.to_string().parse().unwrap_or(0.0);
+            json!({
+                "balc": balc, "insutype": i.insutype, "psn_type": i.psn_type,
+                "psn_insu_stas": i.psn_insu_stas, "insuplc_admdvs": i.insuplc_admdvs,
+                "psn_insu_date": i.psn_insu_date.clone().unwrap_or_default(),
+                "paus_insu_date": i.paus_insu_date.clone().unwrap_or_default(),
+                "cvlserv_flag": "0", "emp_name": "",
+            })
+        })
+        .collect();
+    json!({
+        "baseinfo": {
+            "psn_no": b.psn_no, "psn_cert_type": b.psn_cert_type, "certno": b.certno,
+            "psn_name": b.psn_name, "gend": b.gend, "naty": b.naty, "brdy": b.brdy,
+            "age": age.unwrap_or(0),
+        },
+        "insuinfo": insuinfo,
+        "idetinfo": [],
+    })
+}
+
+/// X101 output → [`CardEventPage`].
+pub fn parse_card_events(output: &Value) -> Result<CardEventPage, String> {
+    serde_json::from_value(output.clone()).map_err(|e| format!("bad X101 output: {e}"))
+}
+
+/// X102 output → [`CataloguePage`].
+pub fn parse_catalogue(output: &Value) -> Result<CataloguePage, String> {
+    serde_json::from_value(output.clone()).map_err(|e| format!("bad X102 output: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_from_numbers_and_strings() {
+        assert_eq!(
+            money(&json!(332.8)).map(|d| d.to_string()),
+            Ok("332.80".into())
+        );
+        assert_eq!(money(&json!("0")).map(|d| d.to_string()), Ok("0.00".into()));
+        assert!(money(&json!(null)).is_err());
+    }
+
+    #[test]
+    fn person_round_trips_through_the_platform_shape() {
+        let person = PersonInfo {
+            baseinfo: PersonBase {
+                psn_no: "1".into(),
+                psn_cert_type: "01".into(),
+                certno: "500103199103080319".into(),
+                psn_name: "王小".into(),
+                gend: "1".into(),
+                naty: "01".into(),
+                brdy: "1991-03-08".into(),
+            },
+            insuinfo: vec![InsuInfo {
+                balc: Decimal::new(33280, 2),
+                insutype: "310".into(),
+                psn_type: "11".into(),
+                psn_insu_stas: "1".into(),
+                insuplc_admdvs: "500000".into(),
+                psn_insu_date: None,
+                paus_insu_date: None,
+            }],
+        };
+        let out = person_output(&person, Some(35));
+        assert_eq!(parse_person(&out), Ok(person));
+    }
+}

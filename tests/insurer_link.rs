@@ -1,0 +1,424 @@
+//! The insurer link against a real `medcard insurer-sim` child process on loopback: the HTTP
+//! client's envelope, sign-in, 1101, the extension feeds, refusals, and every injected fault
+//! (latency, HTTP 500, infcode −1, garbage, reply dropped after processing), retries and the
+//! circuit breaker.
+
+use medcard::insurer::{
+    CardEventKind, ChrgitmLv, InsurerClient, InsurerConfig, InsurerLink, LinkError, MsgIdSource,
+    Retry, SequenceMsgIds, wire,
+};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const XIAOWANG_CARD: &str = "C06123455";
+const XIAOWANG_SN: &str = "500000D15600000512345678ABCDEF01";
+
+/// A running simulator, killed on drop.
+struct Sim {
+    child: Child,
+    addr: String,
+    dir: PathBuf,
+}
+
+impl Sim {
+    fn start() -> Sim {
+        Sim::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Sim {
+        let dir = std::env::temp_dir().join(format!(
+            "medcard-insurer-link-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos() ^ rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_medcard"))
+            .args(["insurer-sim", "--listen", "127.0.0.1:0", "--db"])
+            .arg(dir.join("sim.sqlite"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start medcard insurer-sim");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line.trim().to_string();
+        assert!(addr.starts_with("127.0.0.1:"), "first line: {line:?}");
+        Sim { child, addr, dir }
+    }
+
+    fn config(&self) -> InsurerConfig {
+        InsurerConfig {
+            url: format!("http://{}/fsi/api/callService", self.addr),
+            timeout: Duration::from_secs(5),
+            retries: 0,
+            backoff_base: Duration::from_millis(10),
+            ..InsurerConfig::default()
+        }
+    }
+
+    fn client(&self) -> InsurerClient {
+        InsurerClient::new(self.config())
+    }
+
+    fn admin(&self, request: Value) -> Value {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .into();
+        let mut response = agent
+            .post(format!("http://{}/admin", self.addr))
+            .send_json(&request)
+            .unwrap();
+        let value: Value = response.body_mut().read_json().unwrap();
+        assert_eq!(value["ok"], true, "admin {request} → {value}");
+        value
+    }
+
+    fn requests(&self, infno: &str) -> u64 {
+        self.admin(json!({"action": "stats"}))["requests"][infno]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    fn faults(&self, faults: Value) {
+        let mut request = faults;
+        request["action"] = json!("faults");
+        self.admin(request);
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn sign_in_then_person_by_card() {
+    let sim = Sim::start();
+    let mut client = sim.client();
+    let person = client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN).unwrap();
+    assert!(client.sign_no().is_some(), "signed in lazily");
+    assert_eq!(sim.requests("9001"), 1);
+    assert_eq!(person.baseinfo.certno, "500103199103080319");
+    assert_eq!(person.baseinfo.psn_name, "王小");
+    assert_eq!(person.baseinfo.brdy, "1991-03-08");
+    assert_eq!(person.insuinfo.len(), 1);
+    let insu = &person.insuinfo[0];
+    assert_eq!(insu.balc, Decimal::new(33280, 2));
+    assert_eq!(insu.balc.to_string(), "332.80");
+    assert_eq!(insu.insutype, "310");
+    assert_eq!(insu.psn_insu_stas, "1");
+    assert_eq!(insu.insuplc_admdvs, "500000");
+    // A second call reuses the sign-in.
+    client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN).unwrap();
+    assert_eq!(sim.requests("9001"), 1);
+    assert_eq!(sim.requests("1101"), 2);
+}
+
+#[test]
+fn person_by_certno_and_the_suspended_person() {
+    let sim = Sim::start();
+    let mut client = sim.client();
+    let liu = client.person_by_certno("510104195802140261").unwrap();
+    assert_eq!(liu.baseinfo.psn_name, "刘秀英");
+    assert_eq!(liu.insuinfo[0].insutype, "390");
+    assert_eq!(liu.insuinfo[0].balc, Decimal::ZERO);
+    assert_eq!(liu.insuinfo[0].insuplc_admdvs, "510100");
+    let zheng = client.person_by_certno("370102196810091311").unwrap();
+    assert_eq!(zheng.insuinfo[0].psn_insu_stas, "2");
+    assert!(zheng.insuinfo[0].paus_insu_date.is_some());
+    let lou = client.person_by_certno("330782197912050571").unwrap();
+    assert_eq!(lou.insuinfo.len(), 2, "one row per insutype");
+}
+
+#[test]
+fn refusals_are_business_errors() {
+    let sim = Sim::start();
+    let mut client = sim.client();
+    let unknown = client.person_by_card("A5000001X", XIAOWANG_SN);
+    assert!(
+        matches!(&unknown, Err(LinkError::Business { infcode: -1, err_msg }) if err_msg.contains("未查询到人员信息")),
+        "{unknown:?}"
+    );
+    let wrong_sn = client.person_by_card(XIAOWANG_CARD, "500000D15600000500000000000000FF");
+    assert!(matches!(wrong_sn, Err(LinkError::Business { .. })));
+    let lost = client.person_by_card("T03288549", "120100D156000005A8FF606EB0ECC1BE");
+    assert!(matches!(&lost, Err(LinkError::Business { err_msg, .. }) if err_msg.contains("挂失")));
+    let replaced = client.person_by_card("B07412630", "330100D1560000054EBBD0C6D548D393");
+    assert!(matches!(replaced, Err(LinkError::Business { .. })));
+    let new_card = client.person_by_card("B07412649", "330100D1560000051B2C3D4E5F607182");
+    assert_eq!(new_card.unwrap().baseinfo.psn_name, "陈建国");
+    let nobody = client.person_by_certno("110101199001010011");
+    assert!(matches!(nobody, Err(LinkError::Business { .. })));
+    assert!(!client.circuit_open(), "refusals do not trip the breaker");
+}
+
+#[test]
+fn card_feed_pages_without_gaps_or_duplicates() {
+    let sim = Sim::start();
+    let generated = sim.admin(json!({"action": "generate_card_events", "count": 6}));
+    assert_eq!(generated["latest_version"], 9);
+    let mut client = sim.client();
+    let (mut since, mut seen, mut pages) = (0, Vec::new(), 0);
+    loop {
+        let page = client.card_events(since, 3).unwrap();
+        assert_eq!(page.latest_version, 9);
+        if page.events.is_empty() {
+            break;
+        }
+        pages += 1;
+        since = page.events.last().unwrap().version;
+        seen.extend(page.events.iter().map(|e| e.version));
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, (1..=9).collect::<Vec<u64>>());
+    let first = client.card_events(0, 1).unwrap().events.remove(0);
+    assert_eq!(first.kind, CardEventKind::Replaced);
+    assert_eq!(first.new_card_no.as_deref(), Some("B07412649"));
+}
+
+#[test]
+fn catalogue_pages_by_version() {
+    let sim = Sim::start();
+    let mut client = sim.client();
+    let (mut since, mut items) = (0, Vec::new());
+    let mut sizes = Vec::new();
+    loop {
+        let page = client.catalogue(since, 4).unwrap();
+        if page.items.is_empty() {
+            assert_eq!(page.latest_version, since);
+            break;
+        }
+        sizes.push(page.items.len());
+        since = page.items.last().unwrap().version;
+        items.extend(page.items);
+    }
+    assert_eq!(sizes, vec![4, 4, 1]);
+    let versions: HashSet<u64> = items.iter().map(|i| i.version).collect();
+    assert_eq!(versions.len(), items.len());
+    for lv in [ChrgitmLv::A, ChrgitmLv::B, ChrgitmLv::C] {
+        assert!(items.iter().any(|i| i.chrgitm_lv == lv));
+    }
+    let nasal = items
+        .iter()
+        .find(|i| i.hilist_name == "布地奈德鼻喷雾剂")
+        .unwrap();
+    assert_eq!(nasal.selfpay_prop, Decimal::new(20, 2));
+    assert_eq!(nasal.pric_uplmt_amt, Some(Decimal::new(6800, 2)));
+    assert!(items.iter().any(|i| !i.vali_flag));
+    sim.admin(json!({"action": "generate_catalogue", "count": 5}));
+    let more = client.catalogue(since, 100).unwrap();
+    assert_eq!(more.items.len(), 5);
+    assert_eq!(more.latest_version, since + 5);
+}
+
+#[test]
+fn live_changes_show_in_the_feed_and_in_1101() {
+    let sim = Sim::start();
+    let mut client = sim.client();
+    let latest = client.card_events(0, 100).unwrap().latest_version;
+    sim.admin(json!({"action": "report_lost", "card_no": XIAOWANG_CARD}));
+    let page = client.card_events(latest, 100).unwrap();
+    assert_eq!(page.events.len(), 1);
+    let event = &page.events[0];
+    assert_eq!(event.card_no, XIAOWANG_CARD);
+    assert_eq!(event.kind, CardEventKind::Lost);
+    assert_eq!(event.certno, "500103199103080319");
+    assert_eq!(page.latest_version, latest + 1);
+    assert!(matches!(
+        client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN),
+        Err(LinkError::Business { .. })
+    ));
+    sim.admin(json!({"action": "unlock", "card_no": XIAOWANG_CARD}));
+    sim.admin(json!({"action": "suspend_person", "certno": "500103199103080319"}));
+    sim.admin(json!({"action": "set_balc", "certno": "500103199103080319", "insutype": "310", "balc": "12.5"}));
+    let person = client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN).unwrap();
+    assert_eq!(person.insuinfo[0].psn_insu_stas, "2");
+    assert_eq!(person.insuinfo[0].balc, Decimal::new(1250, 2));
+}
+
+#[test]
+fn latency_beyond_the_timeout_is_uncertain_and_retried() {
+    let sim = Sim::start();
+    let mut client = InsurerClient::new(InsurerConfig {
+        timeout: Duration::from_millis(300),
+        retries: 2,
+        ..sim.config()
+    });
+    client.sign_in().unwrap();
+    sim.faults(json!({"latency_ms": 1500, "for_infno": "1101"}));
+    let started = Instant::now();
+    let result = client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN);
+    assert!(matches!(result, Err(LinkError::Uncertain(_))), "{result:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "timeouts bound the wait"
+    );
+    assert_eq!(sim.requests("1101"), 3, "1101 is retried (1 + 2 retries)");
+}
+
+#[test]
+fn http_500_is_uncertain_and_a_retry_recovers() {
+    let sim = Sim::start();
+    let mut client = sim.client();
+    client.sign_in().unwrap();
+    sim.faults(json!({"http_500": 1}));
+    let result = client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN);
+    assert!(matches!(result, Err(LinkError::Uncertain(ref why)) if why.contains("500")));
+    let mut retrying = InsurerClient::new(InsurerConfig {
+        retries: 1,
+        ..sim.config()
+    });
+    retrying.sign_in().unwrap();
+    sim.faults(json!({"http_500": 1}));
+    retrying.person_by_card(XIAOWANG_CARD, XIAOWANG_SN).unwrap();
+    assert_eq!(sim.requests("1101"), 3);
+}
+
+#[test]
+fn infcode_minus_1_is_business_and_not_retried() {
+    let sim = Sim::start();
+    let mut client = InsurerClient::new(InsurerConfig {
+        retries: 3,
+        ..sim.config()
+    });
+    client.sign_in().unwrap();
+    sim.faults(json!({"infcode_minus1": 1}));
+    let result = client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN);
+    assert!(
+        matches!(result, Err(LinkError::Business { infcode: -1, .. })),
+        "{result:?}"
+    );
+    assert_eq!(sim.requests("1101"), 1);
+}
+
+#[test]
+fn garbage_is_uncertain() {
+    let sim = Sim::start();
+    let mut client = sim.client();
+    client.sign_in().unwrap();
+    sim.faults(json!({"garbage": 1}));
+    let result = client.person_by_certno("500103199103080319");
+    assert!(matches!(result, Err(LinkError::Uncertain(_))), "{result:?}");
+}
+
+#[test]
+fn a_reply_dropped_after_processing_is_uncertain_but_logged() {
+    let sim = Sim::start();
+    let mut client = sim.client();
+    client.sign_in().unwrap();
+    sim.faults(json!({"drop_after_processing": 1}));
+    let msgid = client.next_msgid();
+    let input = wire::person_by_card_input(XIAOWANG_CARD, XIAOWANG_SN);
+    let result = client.send(wire::PERSON_INFO, &msgid, None, input);
+    assert!(matches!(result, Err(LinkError::Uncertain(_))), "{result:?}");
+    let log = sim.admin(json!({"action": "msg_log", "msgid": msgid}));
+    let rows = log["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["outcome"], "processed_reply_dropped");
+    assert_eq!(rows[0]["infcode"], 0);
+    assert_eq!(rows[0]["infno"], "1101");
+}
+
+#[test]
+fn the_breaker_opens_fails_fast_and_closes_after_the_cooldown() {
+    let sim = Sim::start();
+    let mut client = InsurerClient::new(InsurerConfig {
+        breaker_threshold: 2,
+        breaker_cooldown: Duration::from_millis(500),
+        ..sim.config()
+    });
+    client.sign_in().unwrap();
+    sim.faults(json!({"http_500": 2}));
+    for _ in 0..2 {
+        let r = client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN);
+        assert!(matches!(r, Err(LinkError::Uncertain(_))));
+    }
+    let before = sim.requests("1101");
+    let open = client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN);
+    assert!(matches!(open, Err(LinkError::CircuitOpen { retry_in_ms }) if retry_in_ms <= 500));
+    assert_eq!(sim.requests("1101"), before, "nothing reached the insurer");
+    std::thread::sleep(Duration::from_millis(600));
+    client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN).unwrap();
+    assert!(!client.circuit_open());
+    assert_eq!(sim.requests("1101"), before + 1);
+}
+
+#[test]
+fn a_lapsed_sign_in_is_renewed_once() {
+    let sim = Sim::start();
+    let mut client = sim.client();
+    let first = client.sign_in().unwrap();
+    sim.admin(json!({"action": "expire_signins"}));
+    client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN).unwrap();
+    assert_ne!(client.sign_no(), Some(first.as_str()));
+    assert_eq!(sim.requests("9001"), 2);
+    assert_eq!(sim.requests("1101"), 2, "refused once, then answered");
+}
+
+#[test]
+fn msgids_are_unique_and_thirty_characters() {
+    let mut ids = SequenceMsgIds::new("H50010302473");
+    let mut seen = HashSet::new();
+    for _ in 0..10_000 {
+        let id = ids.next_msgid();
+        assert_eq!(id.len(), 30);
+        assert!(seen.insert(id));
+    }
+}
+
+#[test]
+fn state_changing_calls_are_never_retried() {
+    let sim = Sim::start();
+    let mut client = InsurerClient::new(InsurerConfig {
+        retries: 3,
+        ..sim.config()
+    });
+    client.sign_in().unwrap();
+    sim.faults(json!({"http_500": 1}));
+    let input = wire::person_by_card_input(XIAOWANG_CARD, XIAOWANG_SN);
+    let result = client.call(wire::PERSON_INFO, input, Retry::Never);
+    assert!(matches!(result, Err(LinkError::Uncertain(_))), "{result:?}");
+    assert_eq!(sim.requests("1101"), 1);
+}
+
+#[test]
+fn fixtures_from_a_directory_and_envelope_checks() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/insurer");
+    let sim = Sim::start_with(&["--fixtures", dir, "--region", "510100"]);
+    let mut client = sim.client();
+    client.sign_in().unwrap();
+    let input = wire::person_by_card_input(XIAOWANG_CARD, XIAOWANG_SN);
+    let reply = client
+        .call(wire::PERSON_INFO, input.clone(), Retry::Never)
+        .unwrap();
+    let refmsgid = reply.inf_refmsgid.unwrap();
+    assert_eq!(refmsgid.len(), 30);
+    assert!(refmsgid.starts_with("510100"));
+    assert_eq!(reply.msgid.len(), 30);
+    // The same msgid twice is refused, as the platform does.
+    let again = client.send(wire::PERSON_INFO, &reply.msgid, None, input);
+    assert!(matches!(again, Err(LinkError::Business { err_msg, .. }) if err_msg.contains("重复")));
+    let unknown = client.call("X999", json!({"data": {}}), Retry::Never);
+    assert!(matches!(unknown, Err(LinkError::Business { .. })));
+}
