@@ -43,6 +43,7 @@ demo: build
 
 bench: build
 	./target/release/medcard bench read --count 2000
+	./target/release/medcard bench serve
 
 clean:
 	$(CARGO) clean

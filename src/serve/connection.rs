@@ -162,9 +162,11 @@ async fn write_lines<W: AsyncWrite + Unpin>(
             Some(notice) = notices.recv() => notice,
             else => break,
         };
+        // One write per line: the newline joins the line (there is usually room for it).
+        let mut line = line;
+        line.push('\n');
         let written = async {
             writer.write_all(line.as_bytes()).await?;
-            writer.write_all(b"\n").await?;
             writer.flush().await
         };
         if written.await.is_err() {
@@ -354,18 +356,34 @@ impl Connection {
                 let was = self.cancel_subscription();
                 self.answer(&call, Ok(json!({"unsubscribed": was}))).await;
             }
+            _ if methods::is_immediate(&call) => {
+                // Answered from the monitor's state without waiting: no task of its own.
+                let result = methods::answer(&self.shared, &self.peer, &call).await;
+                if let Some(line) = reply_line(&call, result) {
+                    self.reply_soon(line);
+                }
+            }
             _ => {
                 let (shared, peer, outbox) =
                     (self.shared.clone(), self.peer.clone(), self.outbox.clone());
                 self.inflight.spawn(async move {
-                    let result = methods::dispatch(&shared, &peer, &call).await;
-                    if let Err(error) = &result {
-                        tracing::debug!(method = %call.method, code = error.code, "request failed");
-                    }
-                    if let Some(id) = &call.id {
-                        outbox.reply(response(id, result)).await;
+                    let result = methods::answer(&shared, &peer, &call).await;
+                    if let Some(line) = reply_line(&call, result) {
+                        outbox.reply(line).await;
                     }
                 });
+            }
+        }
+    }
+
+    /// Queues a reply without making the request loop wait: when the queue is full, a task
+    /// of the connection's waits for room (and counts against `max_inflight`).
+    fn reply_soon(&mut self, line: String) {
+        match self.outbox.lines.try_send(line) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(line)) => {
+                let outbox = self.outbox.clone();
+                self.inflight.spawn(async move { outbox.reply(line).await });
             }
         }
     }
@@ -400,6 +418,19 @@ impl Connection {
             None => false,
         }
     }
+}
+
+/// The response line to `call` (none for a notification); failures are logged.
+fn reply_line(call: &Call, result: Result<methods::Answer, RpcError>) -> Option<String> {
+    if let Err(error) = &result {
+        tracing::debug!(method = %call.method, code = error.code, "request failed");
+    }
+    let id = call.id.as_ref()?;
+    Some(match result {
+        Ok(methods::Answer::Raw(text)) => rpc::success_raw(id, &text),
+        Ok(methods::Answer::Value(value)) => rpc::success(id, &value),
+        Err(error) => rpc::failure(id, &error),
+    })
 }
 
 fn response(id: &Value, result: Result<Value, RpcError>) -> String {

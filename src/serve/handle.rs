@@ -5,7 +5,7 @@
 use super::types::{CardEvent, CardSession, ReaderInfo, SessionError};
 use crate::card::{Pin, PinState};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot, watch};
 
@@ -18,6 +18,51 @@ pub struct Snapshot {
     pub readers: Vec<ReaderInfo>,
     /// The session of each reader holding a card that was read.
     pub sessions: BTreeMap<String, CardSession>,
+    /// The sessions as JSON, made on first use (a snapshot is not changed once published).
+    pub rendered: Rendered,
+}
+
+impl Snapshot {
+    /// The session of `reader` as its JSON text, serialised once per snapshot: `card.read`
+    /// answers every request of a session with the same bytes.
+    pub fn rendered_session(&self, reader: &str) -> Option<Arc<str>> {
+        self.rendered
+            .0
+            .get_or_init(|| {
+                self.sessions
+                    .iter()
+                    .filter_map(|(name, session)| {
+                        let json = serde_json::to_string(session).ok()?;
+                        Some((name.clone(), Arc::from(json)))
+                    })
+                    .collect()
+            })
+            .get(reader)
+            .cloned()
+    }
+}
+
+/// A cache of [`Snapshot::sessions`] as JSON. Never compared (always equal) nor cloned (a
+/// clone starts empty, as the clone's sessions may be changed).
+#[derive(Default)]
+pub struct Rendered(OnceLock<BTreeMap<String, Arc<str>>>);
+
+impl Clone for Rendered {
+    fn clone(&self) -> Rendered {
+        Rendered::default()
+    }
+}
+
+impl PartialEq for Rendered {
+    fn eq(&self, _: &Rendered) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rendered")
+    }
 }
 
 /// Requests that need the card itself, answered by the monitor thread.
@@ -148,18 +193,27 @@ pub fn pick_session(
     snapshot: &Snapshot,
     reader: Option<&str>,
 ) -> Result<CardSession, SessionError> {
+    pick_session_ref(snapshot, reader).map(|(_, session)| session.clone())
+}
+
+/// Like [`pick_session`], borrowing the session (and its key in
+/// [`Snapshot::sessions`]) from the snapshot.
+pub fn pick_session_ref<'a>(
+    snapshot: &'a Snapshot,
+    reader: Option<&str>,
+) -> Result<(&'a str, &'a CardSession), SessionError> {
     if let Some(name) = reader {
-        if let Some(session) = snapshot.sessions.get(name) {
-            return Ok(session.clone());
+        if let Some((key, session)) = snapshot.sessions.get_key_value(name) {
+            return Ok((key, session));
         }
         return match snapshot.readers.iter().find(|r| r.name == name) {
             None => Err(SessionError::UnknownReader(name.to_owned())),
             Some(info) => Err(unread(info)),
         };
     }
-    let mut sessions = snapshot.sessions.values();
+    let mut sessions = snapshot.sessions.iter();
     match (sessions.next(), sessions.next()) {
-        (Some(one), None) => Ok(one.clone()),
+        (Some((key, one)), None) => Ok((key, one)),
         (Some(_), Some(_)) => Err(SessionError::AmbiguousReader(
             snapshot
                 .sessions
@@ -186,5 +240,43 @@ fn unread(info: &ReaderInfo) -> SessionError {
             message: message.clone(),
         },
         None => SessionError::NoCard(info.name.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::card::CardRead;
+
+    fn with_session(reader: &str, id: u64) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        let session = CardSession {
+            session_id: id,
+            reader: reader.to_owned(),
+            read_at: "2026-11-23T13:00:00.000Z".to_owned(),
+            card: CardRead::default(),
+        };
+        snapshot.sessions.insert(reader.to_owned(), session);
+        snapshot
+    }
+
+    #[test]
+    fn a_rendered_session_is_the_session_as_json_and_a_clone_renders_afresh() {
+        let snapshot = with_session("r", 1);
+        let text = snapshot.rendered_session("r").unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            value,
+            serde_json::to_value(&snapshot.sessions["r"]).unwrap()
+        );
+        assert!(snapshot.rendered_session("other").is_none());
+        // The cache is neither compared nor carried into a clone that may be changed.
+        let mut changed = snapshot.clone();
+        assert_eq!(changed, snapshot);
+        changed.sessions = with_session("r", 2).sessions;
+        let text = changed.rendered_session("r").unwrap();
+        assert!(text.contains(r#""session_id":2"#), "{text}");
+        let (key, session) = pick_session_ref(&changed, None).unwrap();
+        assert_eq!((key, session.session_id), ("r", 2));
     }
 }

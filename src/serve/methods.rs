@@ -3,6 +3,7 @@
 //! reader. `events.subscribe` needs the connection, so [`crate::serve::connection`] runs it;
 //! its topics and notifications are built here.
 
+use super::handle::pick_session_ref;
 use super::peer::Peer;
 use super::rpc::{Call, RpcError};
 use super::server::Shared;
@@ -11,6 +12,7 @@ use crate::card::{Pin, PinState};
 use crate::mask;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Every notification topic a subscriber may ask for.
@@ -31,17 +33,56 @@ pub fn is_mutating(method: &str) -> bool {
     matches!(method, "card.refresh" | "card.verify_pin")
 }
 
+/// A method's result: a JSON value, or JSON text made earlier (a session's, serialised
+/// once per snapshot).
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Value(Value),
+    Raw(Arc<str>),
+}
+
+impl Answer {
+    /// The result as a JSON value.
+    pub fn into_value(self) -> Result<Value, RpcError> {
+        match self {
+            Answer::Value(value) => Ok(value),
+            Answer::Raw(text) => serde_json::from_str(&text).map_err(RpcError::internal),
+        }
+    }
+}
+
+/// Whether `call` is answered at once from the monitor's state, never waiting (the
+/// connection runs it in its own task): `system.info`, `readers.list`, and `card.read`
+/// without a `wait_ms`.
+pub fn is_immediate(call: &Call) -> bool {
+    match call.method.as_str() {
+        "system.info" | "readers.list" => true,
+        "card.read" => call
+            .params
+            .get("wait_ms")
+            .is_none_or(|ms| ms.is_null() || ms.as_u64() == Some(0)),
+        _ => false,
+    }
+}
+
 /// Runs `call` (any method but `events.*`) for `peer`.
 pub async fn dispatch(shared: &Shared, peer: &Peer, call: &Call) -> Result<Value, RpcError> {
+    answer(shared, peer, call).await?.into_value()
+}
+
+/// Like [`dispatch`], with a session's result as the JSON text it was serialised to.
+pub async fn answer(shared: &Shared, peer: &Peer, call: &Call) -> Result<Answer, RpcError> {
     if is_mutating(&call.method) {
         admit(shared, peer, &call.method)?;
     }
     match call.method.as_str() {
-        "system.info" => Ok(system_info(shared)),
-        "readers.list" => Ok(readers_list(shared)),
+        "system.info" => Ok(Answer::Value(system_info(shared))),
+        "readers.list" => Ok(Answer::Value(readers_list(shared))),
         "card.read" => card_read(shared, &call.params).await,
-        "card.refresh" => card_refresh(shared, &call.params).await,
-        "card.verify_pin" => card_verify_pin(shared, &call.params).await,
+        "card.refresh" => card_refresh(shared, &call.params).await.map(Answer::Value),
+        "card.verify_pin" => card_verify_pin(shared, &call.params)
+            .await
+            .map(Answer::Value),
         other => Err(RpcError::method_not_found(other)),
     }
 }
@@ -103,11 +144,20 @@ struct RefreshParams {
     reader: Option<String>,
 }
 
-async fn card_read(shared: &Shared, params: &Value) -> Result<Value, RpcError> {
+async fn card_read(shared: &Shared, params: &Value) -> Result<Answer, RpcError> {
     let params: ReadParams = params_of(params)?;
     let reader = params.reader.as_deref();
     let session = match params.wait_ms {
-        None | Some(0) => shared.handle.session(reader)?,
+        None | Some(0) => {
+            // The common case, answered from the snapshot without copying the session.
+            let snapshot = shared.handle.snapshot();
+            let (key, session) = pick_session_ref(&snapshot, reader)?;
+            log_session("card.read", session);
+            return match snapshot.rendered_session(key) {
+                Some(text) => Ok(Answer::Raw(text)),
+                None => session_json(session).map(Answer::Value),
+            };
+        }
         Some(ms) if ms > MAX_WAIT_MS => {
             return Err(RpcError::invalid_params(format!(
                 "wait_ms may be at most {MAX_WAIT_MS}"
@@ -119,7 +169,7 @@ async fn card_read(shared: &Shared, params: &Value) -> Result<Value, RpcError> {
         }
     };
     log_session("card.read", &session);
-    session_json(&session)
+    session_json(&session).map(Answer::Value)
 }
 
 async fn card_refresh(shared: &Shared, params: &Value) -> Result<Value, RpcError> {

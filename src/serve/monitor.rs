@@ -569,6 +569,7 @@ impl Monitor {
         let snapshot = Snapshot {
             readers: self.readers.iter().map(|t| t.info.clone()).collect(),
             sessions: self.sessions.clone(),
+            ..Snapshot::default()
         };
         self.snapshot.send_if_modified(|current| {
             if **current == snapshot {

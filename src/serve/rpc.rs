@@ -204,7 +204,31 @@ pub fn parse_call(line: &[u8]) -> Result<Call, BadCall> {
 
 /// A success response line (no newline).
 pub fn success(id: &Value, result: &Value) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
+    #[derive(Serialize)]
+    struct Success<'a> {
+        jsonrpc: &'static str,
+        id: &'a Value,
+        result: &'a Value,
+    }
+    let response = Success {
+        jsonrpc: "2.0",
+        id,
+        result,
+    };
+    serde_json::to_string(&response).unwrap_or_else(|e| failure(id, &RpcError::internal(e)))
+}
+
+/// A success response line around `result`, JSON text serialised earlier (no newline; room
+/// is left for one).
+pub fn success_raw(id: &Value, result: &str) -> String {
+    let id = id.to_string();
+    let mut line = String::with_capacity(result.len() + id.len() + 36);
+    line.push_str(r#"{"jsonrpc":"2.0","id":"#);
+    line.push_str(&id);
+    line.push_str(r#","result":"#);
+    line.push_str(result);
+    line.push('}');
+    line
 }
 
 /// An error response line (no newline).
@@ -242,6 +266,13 @@ mod tests {
         let error = RpcError::from(SessionError::NoCard("r".into()));
         assert_eq!(error.code, code::NO_CARD);
         assert_eq!(error.data.reader_code, Some(ReaderCode::NO_CARD));
+        let raw = success_raw(&json!("a\"b"), r#"{"x":[1,2]}"#);
+        let value: Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(
+            value,
+            json!({"jsonrpc": "2.0", "id": "a\"b", "result": {"x": [1, 2]}})
+        );
+        assert_eq!(raw, success(&json!("a\"b"), &json!({"x": [1, 2]})));
         let line = failure(&json!(1), &RpcError::pin_locked());
         let value: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["error"]["code"], 1006);

@@ -1,0 +1,296 @@
+//! `medcard serve` as a child process for end-to-end tests: started on a socket in a
+//! temporary directory, a line-oriented JSON-RPC client, and an event subscription read with
+//! deadlines (never sleep-and-hope).
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for anything the daemon should do.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh temporary directory for one daemon.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("medcard-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    dir
+}
+
+/// A running `medcard serve`; killed on drop if the test did not stop it.
+pub struct Daemon {
+    child: Child,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// `medcard --log info serve --socket DIR/NAME --config /nonexistent ARGS…`; returns once
+    /// the socket answers `system.info` (at most 20 s).
+    pub fn start(name: &str, args: &[&str]) -> Daemon {
+        let dir = temp_dir("daemon");
+        let socket = dir.join(name);
+        let log = dir.join("serve.log");
+        let child = Command::new(super::medcard_bin())
+            .args([
+                "--log",
+                "info",
+                "serve",
+                "--config",
+                "/nonexistent",
+                "--socket",
+            ])
+            .arg(&socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("daemon log file"))
+            .spawn()
+            .expect("start medcard serve");
+        let mut daemon = Daemon {
+            child,
+            dir,
+            socket,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(stream) = UnixStream::connect(&daemon.socket) {
+                let mut client = Client::of(stream);
+                if client
+                    .call("system.info", json!({}))
+                    .get("result")
+                    .is_some()
+                {
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("medcard serve exited ({status}): {}", daemon.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "medcard serve did not answer within 20 s: {}",
+                daemon.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still the one started (it has not exited).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket)
+    }
+
+    /// A connection subscribed to every topic.
+    pub fn events(&self) -> Events {
+        Events::subscribe(&self.socket)
+    }
+
+    /// What the daemon logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for the exit (at most 15 s).
+    pub fn terminate(&mut self) -> ExitStatus {
+        // SAFETY: kill(2) on the child this test started and has not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for medcard serve") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "medcard serve did not exit within 15 s of SIGTERM: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A JSON-RPC client on one connection: one request at a time.
+pub struct Client {
+    stream: UnixStream,
+    lines: BufReader<UnixStream>,
+    next_id: u64,
+}
+
+impl Client {
+    pub fn connect(socket: &Path) -> Client {
+        Client::of(UnixStream::connect(socket).expect("connect to medcard serve"))
+    }
+
+    fn of(stream: UnixStream) -> Client {
+        stream
+            .set_read_timeout(Some(PATIENCE))
+            .expect("read timeout");
+        let lines = BufReader::new(stream.try_clone().expect("clone the stream"));
+        Client {
+            stream,
+            lines,
+            next_id: 1,
+        }
+    }
+
+    /// Sends a request and returns its response (notifications in between are skipped).
+    pub fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        writeln!(self.stream, "{request}").expect("send a request");
+        loop {
+            let message = read_message(&mut self.lines, Instant::now() + PATIENCE)
+                .unwrap_or_else(|| panic!("no answer to {method} within {PATIENCE:?}"));
+            if message.get("id") == Some(&json!(id)) {
+                return message;
+            }
+        }
+    }
+
+    /// The result of a call that must succeed.
+    pub fn result(&mut self, method: &str, params: Value) -> Value {
+        let response = self.call(method, params);
+        assert!(response.get("error").is_none(), "{method}: {response}");
+        response["result"].clone()
+    }
+
+    /// The error object of a call that must fail.
+    pub fn error(&mut self, method: &str, params: Value) -> Value {
+        let response = self.call(method, params);
+        assert!(response.get("result").is_none(), "{method}: {response}");
+        response["error"].clone()
+    }
+}
+
+/// One JSON message, or `None` when `deadline` passes first (or the daemon closes).
+fn read_message(lines: &mut BufReader<UnixStream>, deadline: Instant) -> Option<Value> {
+    let mut line = Vec::new();
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        lines
+            .get_ref()
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
+        match lines.read_until(b'\n', &mut line) {
+            Ok(0) => return None,
+            Ok(_) if line.ends_with(b"\n") => {
+                return Some(serde_json::from_slice(&line).unwrap_or_else(|e| {
+                    let line = String::from_utf8_lossy(&line);
+                    panic!("medcard serve sent something that is not JSON ({e}): {line:?}")
+                }));
+            }
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("reading from medcard serve: {e}"),
+        }
+    }
+}
+
+/// A subscription to every topic on a connection of its own.
+pub struct Events {
+    lines: BufReader<UnixStream>,
+    /// Every notification seen, in order (for failure messages).
+    pub seen: Vec<Value>,
+}
+
+impl Events {
+    pub fn subscribe(socket: &Path) -> Events {
+        let mut stream = UnixStream::connect(socket).expect("connect to medcard serve");
+        writeln!(
+            stream,
+            r#"{{"jsonrpc":"2.0","id":1,"method":"events.subscribe"}}"#
+        )
+        .expect("subscribe");
+        let mut lines = BufReader::new(stream);
+        let reply = read_message(&mut lines, Instant::now() + PATIENCE)
+            .expect("an answer to events.subscribe");
+        assert!(reply["result"]["subscribed"].is_array(), "{reply}");
+        Events {
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next notification, waiting up to [`PATIENCE`].
+    pub fn next(&mut self) -> Value {
+        let event = read_message(&mut self.lines, Instant::now() + PATIENCE).unwrap_or_else(|| {
+            panic!(
+                "no notification within {PATIENCE:?}; seen so far: {}",
+                self.describe()
+            )
+        });
+        self.seen.push(event.clone());
+        event
+    }
+
+    /// The notifications about `reader` up to and including the first `method` one (waiting
+    /// up to [`PATIENCE`] for each); notifications about other readers are skipped.
+    pub fn until(&mut self, reader: &str, method: &str) -> Vec<Value> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut got = Vec::new();
+        loop {
+            let event = read_message(&mut self.lines, deadline).unwrap_or_else(|| {
+                panic!(
+                    "no {method} for {reader} within {PATIENCE:?}; seen so far: {}",
+                    self.describe()
+                )
+            });
+            self.seen.push(event.clone());
+            if event["params"]["reader"] != reader {
+                continue;
+            }
+            let done = event["method"] == method;
+            got.push(event);
+            if done {
+                return got;
+            }
+        }
+    }
+
+    /// The methods of `events`, in order.
+    pub fn methods(events: &[Value]) -> Vec<&str> {
+        events
+            .iter()
+            .map(|e| e["method"].as_str().unwrap_or("?"))
+            .collect()
+    }
+
+    fn describe(&self) -> String {
+        Events::methods(&self.seen)
+            .iter()
+            .zip(&self.seen)
+            .map(|(m, e)| format!("{m}({})", e["params"]["reader"]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
