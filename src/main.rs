@@ -33,6 +33,7 @@ enum Command {
     Config(cli::call::ConfigArgs),
     InsurerSim(cli::insurer_sim::InsurerSimArgs),
     Cache(cli::cache::CacheArgs),
+    Sync(cli::sync::SyncArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Command::Config(args) => cli::call::run_config(args),
         Command::InsurerSim(args) => cli::insurer_sim::run(args),
         Command::Cache(args) => cli::cache::run(args),
+        Command::Sync(args) => cli::sync::run(args),
     }
 }
 

@@ -55,6 +55,8 @@ fn session(reader: &str, id: u64) -> CardSession {
         reader: reader.into(),
         read_at: "2026-11-23T13:00:00Z".into(),
         card: card("440301199001010036"),
+        verdict: None,
+        insured: None,
     }
 }
 
@@ -191,6 +193,7 @@ fn answer_requests(side: Arc<MonitorSide>) {
                     };
                     let _ = reply.send(state);
                 }
+                Request::Reassess => {}
             }
         }
     });

@@ -11,14 +11,17 @@
 //! - Readers: [`CacheReader`]s are separate read-only connections; WAL lets them read while
 //!   the writer writes. [`Cache`] keeps one of each and forwards to them.
 //! - [`sync`]: paging the insurer's feeds into the cache, resumable.
+//! - [`CacheMsgIds`]: msgids numbered by the cache's persistent sequence.
 //!
 //! Money is kept as TEXT decimal strings (`rust_decimal`), never REAL.
 
 pub mod migrations;
+mod msgids;
 mod read;
 pub mod sync;
 mod write;
 
+pub use msgids::CacheMsgIds;
 pub use read::{CacheReader, CacheStats, CachedPerson, CardRecord, FeedState};
 pub use sync::{Feed, SyncError, SyncReport, sync_feed};
 pub use write::CacheWriter;
@@ -32,6 +35,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long a connection waits for a lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The writer connection's page cache, KiB.
+const WRITER_CACHE_KIB: i64 = 16 * 1024;
 
 /// The cache file's permissions: the daemon's user only (it holds personal data).
 pub const FILE_MODE: u32 = 0o600;
@@ -108,6 +114,9 @@ impl Cache {
         )?;
         configure(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // The writer's page cache (a maximum, in KiB when negative): a full feed load touches
+        // the cards' indexes all over, and SQLite's 2 MiB default makes it re-read pages.
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         migrations::migrate(&mut conn)?;
         let reader = CacheReader::open(&path)?;
         Ok(Cache {

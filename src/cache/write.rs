@@ -122,6 +122,22 @@ impl CacheWriter {
         })
     }
 
+    /// Reserves `count` consecutive message sequence numbers for `date` and returns the
+    /// first (the sequence is persisted and only grows: no other caller gets them).
+    pub fn reserve_msgid_seq(&self, date: &str, count: u64) -> Result<u64, CacheError> {
+        let count = version_to_sql(count.max(1))?;
+        self.in_transaction(|tx| {
+            let last: i64 = tx.query_row(
+                "INSERT INTO msgid_seq (date, seq) VALUES (?1, ?2)
+                 ON CONFLICT(date) DO UPDATE SET seq = seq + ?2
+                 RETURNING seq",
+                params![date, count],
+                |row| row.get(0),
+            )?;
+            super::version_from_sql(last - count + 1)
+        })
+    }
+
     /// The next message sequence number for `date` (1, 2, 3 … per date), persisted so that a
     /// restart never reuses a msgid.
     pub fn next_msgid_seq(&self, date: &str) -> Result<u64, CacheError> {
@@ -200,18 +216,18 @@ fn insert_insuinfo(tx: &Transaction<'_>, psn_no: &str, row: &InsuInfo) -> Result
 /// the event was new, 0 when it had been applied before.
 fn apply_card_event(tx: &Transaction<'_>, event: &CardStatusEvent) -> Result<usize, CacheError> {
     let version = version_to_sql(event.version)?;
-    let inserted = tx.execute(
+    let inserted = tx.prepare_cached(
         "INSERT OR IGNORE INTO card_events (version, card_no, kind, new_card_no, certno, event_time)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
+    )?
+    .execute(params![
             version,
             event.card_no,
             kind_name(event.kind),
             event.new_card_no,
             event.certno,
             event.event_time
-        ],
-    )?;
+        ])?;
     if inserted == 0 {
         return Ok(0);
     }
@@ -223,11 +239,11 @@ fn apply_card_event(tx: &Transaction<'_>, event: &CardStatusEvent) -> Result<usi
     };
     set_card_status(tx, event, status, replaced_by, version)?;
     if let (CardEventKind::Replaced, Some(new_card_no)) = (event.kind, &event.new_card_no) {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT OR IGNORE INTO cards (card_no, certno, status, updated_version)
              VALUES (?1, ?2, 'active', ?3)",
-            params![new_card_no, event.certno, version],
-        )?;
+        )?
+        .execute(params![new_card_no, event.certno, version])?;
     }
     Ok(1)
 }
@@ -240,7 +256,7 @@ fn set_card_status(
     replaced_by: Option<&str>,
     version: i64,
 ) -> Result<(), CacheError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO cards (card_no, card_sn, certno, status, replaced_by, updated_version)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(card_no) DO UPDATE SET
@@ -248,15 +264,15 @@ fn set_card_status(
            status = excluded.status, replaced_by = excluded.replaced_by,
            updated_version = excluded.updated_version
          WHERE cards.updated_version < excluded.updated_version",
-        params![
-            event.card_no,
-            event.card_sn,
-            event.certno,
-            status.as_str(),
-            replaced_by,
-            version
-        ],
-    )?;
+    )?
+    .execute(params![
+        event.card_no,
+        event.card_sn,
+        event.certno,
+        status.as_str(),
+        replaced_by,
+        version
+    ])?;
     Ok(())
 }
 
@@ -281,8 +297,9 @@ pub(super) fn chrgitm_lv_code(level: ChrgitmLv) -> &'static str {
 
 /// Upserts an item unless the stored one is newer. Returns 1 when the row changed.
 fn upsert_catalogue_item(tx: &Transaction<'_>, item: &CatalogueItem) -> Result<usize, CacheError> {
-    let changed = tx.execute(
-        "INSERT INTO catalogue (hilist_code, hilist_name, chrgitm_lv, selfpay_prop,
+    let changed = tx
+        .prepare_cached(
+            "INSERT INTO catalogue (hilist_code, hilist_name, chrgitm_lv, selfpay_prop,
            pric_uplmt_amt, vali_flag, version)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT(hilist_code) DO UPDATE SET
@@ -290,7 +307,8 @@ fn upsert_catalogue_item(tx: &Transaction<'_>, item: &CatalogueItem) -> Result<u
            selfpay_prop = excluded.selfpay_prop, pric_uplmt_amt = excluded.pric_uplmt_amt,
            vali_flag = excluded.vali_flag, version = excluded.version
          WHERE catalogue.version < excluded.version",
-        params![
+        )?
+        .execute(params![
             item.hilist_code,
             item.hilist_name,
             chrgitm_lv_code(item.chrgitm_lv),
@@ -298,8 +316,7 @@ fn upsert_catalogue_item(tx: &Transaction<'_>, item: &CatalogueItem) -> Result<u
             item.pric_uplmt_amt.map(|amount| amount.to_string()),
             item.vali_flag,
             version_to_sql(item.version)?
-        ],
-    )?;
+        ])?;
     Ok(changed)
 }
 

@@ -9,6 +9,7 @@ pub mod profiles;
 pub mod read;
 pub mod serve;
 pub mod sim;
+pub mod sync;
 
 use medcard::profile::{ProfileError, ProfileSet};
 use std::path::Path;

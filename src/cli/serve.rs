@@ -9,7 +9,8 @@ use medcard::reader::pcsc_reader::PcscReaders;
 use medcard::reader::virtual_reader::SharedVirtualReaders;
 use medcard::serve::config::{Config, DEFAULT_PATH};
 use medcard::serve::server::{Listeners, Reloader, Server};
-use medcard::serve::{MonitorConfig, MonitorThread, PsamChoice, spawn_monitor, systemd};
+use medcard::serve::verdicts::Services;
+use medcard::serve::{Assessor, MonitorConfig, MonitorThread, PsamChoice, spawn_monitor, systemd};
 use medcard::sim::Chip;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,12 +103,22 @@ async fn serve(
         .map(tokio::net::UnixListener::from_std)
         .transpose()
         .map_err(|e| format!("cannot use systemd's socket: {e}"))?;
-    let (handle, monitor) = start_monitor(&args, &config)?;
+    let services = std::sync::Arc::new(Services::open(&config));
+    let (handle, monitor) = start_monitor(&args, &config, services.assessor(&config))?;
+    // Card-status news: the cards in the readers are judged again. Dropped (stopped and
+    // joined) when serve returns.
+    let reassess = handle.clone();
+    let _sync = services.start_sync(
+        &config,
+        Box::new(move || {
+            let _ = reassess.reassess();
+        }),
+    );
     let listeners = Listeners::bind(&config, inherited)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.socket.path.display()))?;
     let socket_path = config.socket.path.clone();
-    let server = Server::new(config, handle);
+    let server = Server::with_services(config, handle, services);
     let reloading = tokio::spawn(reload_on_hangup(server.reloader(), args));
     let monitor = std::sync::Arc::new(monitor);
     let watchdog = tokio::spawn(watchdog(monitor.clone()));
@@ -129,6 +140,7 @@ async fn serve(
 fn start_monitor(
     args: &ServeArgs,
     config: &Config,
+    assessor: Option<std::sync::Arc<dyn Assessor>>,
 ) -> Result<(medcard::serve::MonitorHandle, MonitorThread), String> {
     let profiles_dir = Some(config.readers.profiles.trim())
         .filter(|dir| !dir.is_empty())
@@ -142,6 +154,7 @@ fn start_monitor(
             name => PsamChoice::Named(name.to_owned()),
         },
         poll: Duration::from_millis(config.readers.poll_ms),
+        assessor,
     };
     if args.virtual_cards.is_empty() {
         let backends = || Box::new(PcscReaders::new()) as Box<dyn ReaderBackend + Send>;

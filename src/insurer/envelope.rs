@@ -149,7 +149,7 @@ pub fn parse_infcode(value: &Value) -> Option<i64> {
 /// Read a response body (HTTP 200) into the output, a business refusal, or — when it is not
 /// an envelope at all — an uncertain outcome.
 pub fn parse_response(msgid: &str, body: &str) -> Result<Reply, LinkError> {
-    let value: Value = serde_json::from_str(body)
+    let mut value: Value = serde_json::from_str(body)
         .map_err(|e| LinkError::Uncertain(format!("unparsable response body: {e}")))?;
     let infcode = value
         .get("infcode")
@@ -169,7 +169,11 @@ pub fn parse_response(msgid: &str, body: &str) -> Result<Reply, LinkError> {
             .get("inf_refmsgid")
             .and_then(Value::as_str)
             .map(str::to_string),
-        output: value.get("output").cloned().unwrap_or(Value::Null),
+        // Taken, not cloned: a feed page's output is thousands of entries.
+        output: value
+            .get_mut("output")
+            .map(Value::take)
+            .unwrap_or(Value::Null),
     })
 }
 

@@ -5,6 +5,7 @@
 
 use super::types::{CardEventPage, CataloguePage, InsuInfo, PersonBase, PersonInfo};
 use rust_decimal::Decimal;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::str::FromStr;
 
@@ -139,12 +140,12 @@ pub fn person_output(person: &PersonInfo, age: Option<u32>) -> Value {
 
 /// X101 output → [`CardEventPage`].
 pub fn parse_card_events(output: &Value) -> Result<CardEventPage, String> {
-    serde_json::from_value(output.clone()).map_err(|e| format!("bad X101 output: {e}"))
+    CardEventPage::deserialize(output).map_err(|e| format!("bad X101 output: {e}"))
 }
 
 /// X102 output → [`CataloguePage`].
 pub fn parse_catalogue(output: &Value) -> Result<CataloguePage, String> {
-    serde_json::from_value(output.clone()).map_err(|e| format!("bad X102 output: {e}"))
+    CataloguePage::deserialize(output).map_err(|e| format!("bad X102 output: {e}"))
 }
 
 #[cfg(test)]

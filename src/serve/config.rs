@@ -16,6 +16,8 @@ pub struct Config {
     pub socket: SocketConfig,
     pub access: AccessConfig,
     pub readers: ReadersConfig,
+    pub insurer: InsurerSection,
+    pub cache: CacheSection,
 }
 
 /// The listeners and their limits.
@@ -85,6 +87,82 @@ impl Default for ReadersConfig {
             psam: "auto".to_owned(),
             profiles: String::new(),
             poll_ms: 250,
+        }
+    }
+}
+
+/// The insurer link: 1101 on every swipe (bounded wait) and the background sync.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InsurerSection {
+    /// The platform's POST endpoint; empty: no insurer link (verdicts from the cache only).
+    pub url: String,
+    /// 定点医药机构编号 (12 letters / digits).
+    pub fixmedins_code: String,
+    pub fixmedins_name: String,
+    /// 就医地医保区划: the hospital's region (6 digits), also the verdicts' home region.
+    pub mdtrtarea_admvs: String,
+    /// 1101 on a swipe: the longest wait before the verdict falls back to the cache, ms.
+    pub timeout_ms: u64,
+    /// Seconds between two background syncs of the card-status feed and the catalogue.
+    pub sync_interval_s: u64,
+    /// Events / items asked for per feed page.
+    pub page_size: u32,
+}
+
+impl Default for InsurerSection {
+    fn default() -> InsurerSection {
+        let link = crate::insurer::InsurerConfig::default();
+        InsurerSection {
+            url: String::new(),
+            fixmedins_code: link.fixmedins_code,
+            fixmedins_name: link.fixmedins_name,
+            mdtrtarea_admvs: link.mdtrtarea_admvs,
+            timeout_ms: 800,
+            sync_interval_s: 60,
+            page_size: 500,
+        }
+    }
+}
+
+impl InsurerSection {
+    /// The link's settings for this section, with a per-attempt `timeout` and no retries.
+    pub fn link_config(&self, timeout: std::time::Duration) -> crate::insurer::InsurerConfig {
+        crate::insurer::InsurerConfig {
+            url: self.url.trim().to_owned(),
+            fixmedins_code: self.fixmedins_code.clone(),
+            fixmedins_name: self.fixmedins_name.clone(),
+            mdtrtarea_admvs: self.mdtrtarea_admvs.clone(),
+            timeout,
+            retries: 0,
+            ..crate::insurer::InsurerConfig::default()
+        }
+    }
+
+    /// Whether a link is configured.
+    pub fn enabled(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
+}
+
+/// The local cache the verdicts fall back to.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSection {
+    /// The SQLite file; empty: no cache. Without an insurer link an absent file is not created.
+    pub path: PathBuf,
+    /// Cached facts older than this many seconds give the verdict `stale_cache`.
+    pub stale_limit_s: u64,
+    /// The insutypes the counter settles under, preferred first.
+    pub insutype_preference: Vec<String>,
+}
+
+impl Default for CacheSection {
+    fn default() -> CacheSection {
+        CacheSection {
+            path: PathBuf::from("/var/lib/medcard/cache.sqlite"),
+            stale_limit_s: 86_400,
+            insutype_preference: vec!["310".to_owned(), "390".to_owned()],
         }
     }
 }
@@ -187,7 +265,41 @@ impl Config {
                 .errors
                 .push("readers.poll_ms must be at least 1".to_owned());
         }
+        self.check_insurer(&mut findings);
         findings
+    }
+
+    fn check_insurer(&self, findings: &mut Findings) {
+        let insurer = &self.insurer;
+        for (key, value) in [
+            ("insurer.timeout_ms", insurer.timeout_ms),
+            ("insurer.sync_interval_s", insurer.sync_interval_s),
+            ("insurer.page_size", u64::from(insurer.page_size)),
+        ] {
+            if value == 0 {
+                findings.errors.push(format!("{key} must be at least 1"));
+            }
+        }
+        if insurer.enabled() {
+            if let Err(problem) = insurer
+                .link_config(std::time::Duration::from_millis(insurer.timeout_ms))
+                .check()
+            {
+                findings.errors.push(format!("insurer: {problem}"));
+            }
+            if self.cache.path.as_os_str().is_empty() {
+                findings.warnings.push(
+                    "cache.path is empty: with the insurer down, swipes get no verdict from a \
+                     cache"
+                        .to_owned(),
+                );
+            }
+        }
+        if self.cache.insutype_preference.is_empty() {
+            findings.warnings.push(
+                "cache.insutype_preference is empty: every verdict will be not_insured".to_owned(),
+            );
+        }
     }
 
     /// The socket's permission bits (valid after [`check`](Self::check)).
@@ -281,6 +393,66 @@ impl Config {
                 self.readers.poll_ms.to_string(),
                 defaults.readers.poll_ms.to_string(),
                 "reader polling interval, ms",
+            ),
+            row(
+                "insurer.url",
+                text(&self.insurer.url),
+                text(&defaults.insurer.url),
+                "the insurer's POST endpoint; empty = no link (verdicts from the cache only)",
+            ),
+            row(
+                "insurer.fixmedins_code",
+                text(&self.insurer.fixmedins_code),
+                text(&defaults.insurer.fixmedins_code),
+                "定点医药机构编号, 12 letters/digits",
+            ),
+            row(
+                "insurer.fixmedins_name",
+                text(&self.insurer.fixmedins_name),
+                text(&defaults.insurer.fixmedins_name),
+                "定点医药机构名称",
+            ),
+            row(
+                "insurer.mdtrtarea_admvs",
+                text(&self.insurer.mdtrtarea_admvs),
+                text(&defaults.insurer.mdtrtarea_admvs),
+                "the hospital's 医保区划 (6 digits); other 参保地 give other_region",
+            ),
+            row(
+                "insurer.timeout_ms",
+                self.insurer.timeout_ms.to_string(),
+                defaults.insurer.timeout_ms.to_string(),
+                "1101 on a swipe: longest wait before falling back to the cache, ms",
+            ),
+            row(
+                "insurer.sync_interval_s",
+                self.insurer.sync_interval_s.to_string(),
+                defaults.insurer.sync_interval_s.to_string(),
+                "seconds between background syncs of the card-status feed and catalogue",
+            ),
+            row(
+                "insurer.page_size",
+                self.insurer.page_size.to_string(),
+                defaults.insurer.page_size.to_string(),
+                "events / items per feed page",
+            ),
+            row(
+                "cache.path",
+                text(&self.cache.path.display().to_string()),
+                text(&defaults.cache.path.display().to_string()),
+                "the SQLite cache; empty = none",
+            ),
+            row(
+                "cache.stale_limit_s",
+                self.cache.stale_limit_s.to_string(),
+                defaults.cache.stale_limit_s.to_string(),
+                "cached facts older than this give stale_cache (self-pay only), s",
+            ),
+            row(
+                "cache.insutype_preference",
+                format!("{:?}", self.cache.insutype_preference),
+                format!("{:?}", defaults.cache.insutype_preference),
+                "insutypes the counter settles under, preferred first",
             ),
         ];
         rows.join("\n")
@@ -384,5 +556,19 @@ mod tests {
         let errors = config.check().errors;
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(Config::parse("[socket]\npaht = \"/x\"\n").is_err());
+    }
+
+    #[test]
+    fn insurer_and_cache_keys_are_checked() {
+        let config = Config::parse(
+            "[insurer]\nurl = \"http://127.0.0.1:9/x\"\nfixmedins_code = \"short\"\n\
+             timeout_ms = 0\n[cache]\nstale_limit_s = 60\n",
+        )
+        .unwrap();
+        let errors = config.check().errors;
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(config.explain().contains("insurer.timeout_ms = 0  (set)"));
+        assert!(Config::parse("[cache]\nstale = 1\n").is_err());
+        assert!(!Config::default().insurer.enabled());
     }
 }

@@ -72,6 +72,9 @@ pub enum Request {
         reader: String,
         reply: oneshot::Sender<Result<CardSession, SessionError>>,
     },
+    /// Judge the cards in the readers again (the card-status feed brought news); a session
+    /// whose verdict changes is published again with `card.ready`.
+    Reassess,
     /// VERIFY the PIN on the card in `reader`.
     VerifyPin {
         reader: String,
@@ -177,6 +180,11 @@ impl MonitorHandle {
         answer.await.map_err(|_| SessionError::MonitorStopped)?
     }
 
+    /// Asks the monitor to judge the cards in the readers again (see [`Request::Reassess`]).
+    pub fn reassess(&self) -> Result<(), SessionError> {
+        self.send(Request::Reassess)
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<CardEvent> {
         self.events.subscribe()
     }
@@ -255,6 +263,8 @@ mod tests {
             reader: reader.to_owned(),
             read_at: "2026-11-23T13:00:00.000Z".to_owned(),
             card: CardRead::default(),
+            verdict: None,
+            insured: None,
         };
         snapshot.sessions.insert(reader.to_owned(), session);
         snapshot

@@ -56,7 +56,7 @@ impl Answer {
 /// without a `wait_ms`.
 pub fn is_immediate(call: &Call) -> bool {
     match call.method.as_str() {
-        "system.info" | "readers.list" => true,
+        "system.info" | "readers.list" | "sync.status" => true,
         "card.read" => call
             .params
             .get("wait_ms")
@@ -78,6 +78,7 @@ pub async fn answer(shared: &Shared, peer: &Peer, call: &Call) -> Result<Answer,
     match call.method.as_str() {
         "system.info" => Ok(Answer::Value(system_info(shared))),
         "readers.list" => Ok(Answer::Value(readers_list(shared))),
+        "sync.status" => Ok(Answer::Value(shared.services.sync_status())),
         "card.read" => card_read(shared, &call.params).await,
         "card.refresh" => card_refresh(shared, &call.params).await.map(Answer::Value),
         "card.verify_pin" => card_verify_pin(shared, &call.params)
@@ -108,8 +109,8 @@ fn system_info(shared: &Shared) -> Value {
         "connections": shared.connection_count(),
         "readers": snapshot.readers.len(),
         "sessions": snapshot.sessions.len(),
-        "cache": {"status": "not_configured"},
-        "insurer": {"status": "not_configured"},
+        "cache": shared.services.cache_info(),
+        "insurer": shared.services.insurer_info(),
     })
 }
 

@@ -22,7 +22,8 @@ pub mod rpc;
 pub mod server;
 pub mod systemd;
 pub mod types;
+pub mod verdicts;
 
 pub use handle::{MonitorHandle, MonitorSide, Request, Snapshot};
-pub use monitor::{MonitorConfig, MonitorThread, PsamChoice, spawn_monitor};
+pub use monitor::{Assessor, MonitorConfig, MonitorThread, PsamChoice, spawn_monitor};
 pub use types::{CardEvent, CardSession, ReaderInfo, ReaderState, SessionError};

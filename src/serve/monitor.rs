@@ -36,6 +36,7 @@ use crate::mask;
 use crate::profile::ProfileSet;
 use crate::psam::find_psam;
 use crate::reader::{ReaderBackend, ReaderError, ReaderStatus, with_card};
+use crate::verdict::Assessment;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -75,6 +76,13 @@ impl From<&str> for PsamChoice {
     }
 }
 
+/// Judges a freshly read card (the cache, the insurer) before its session is published.
+/// Called on the monitor thread: implementations bound their own waits.
+pub trait Assessor: Send + Sync + std::fmt::Debug {
+    /// The verdict and insurance for `card`; `None` when there is nothing to judge by.
+    fn assess(&self, card: &CardRead) -> Option<Assessment>;
+}
+
 /// How the monitor reads cards.
 #[derive(Debug, Clone)]
 pub struct MonitorConfig {
@@ -82,6 +90,8 @@ pub struct MonitorConfig {
     pub psam: PsamChoice,
     /// The longest status wait: requests wait at most this long (plus a read in progress).
     pub poll: Duration,
+    /// Attaches a verdict to every session before `card.ready` (none: `verdict` is null).
+    pub assessor: Option<Arc<dyn Assessor>>,
 }
 
 impl MonitorConfig {
@@ -93,6 +103,7 @@ impl MonitorConfig {
             profiles,
             psam: PsamChoice::Auto,
             poll: MonitorConfig::DEFAULT_POLL,
+            assessor: None,
         }
     }
 }
@@ -245,6 +256,7 @@ impl Monitor {
                 let result = self.refresh(&reader);
                 let _ = reply.send(result);
             }
+            Request::Reassess => self.reassess(),
             Request::VerifyPin { reader, pin, reply } => {
                 let result = self.verify(&reader, &pin);
                 let _ = reply.send(result);
@@ -440,7 +452,16 @@ impl Monitor {
                 atr: card.atr.clone(),
             });
         }
-        let session = new_session(reader, card);
+        let mut session = new_session(reader, card);
+        if let Some(assessment) = self
+            .config
+            .assessor
+            .as_ref()
+            .and_then(|assessor| assessor.assess(&session.card))
+        {
+            session.verdict = Some(assessment.verdict);
+            session.insured = assessment.insured;
+        }
         log_ready(&session);
         self.sessions.insert(reader.to_owned(), session.clone());
         self.set_state(reader, ReaderState::Ready);
@@ -494,6 +515,36 @@ impl Monitor {
         self.card_reader(reader)?;
         tracing::info!(reader, "reading the card again, as asked");
         self.read_card(reader)
+    }
+
+    /// Judges every session again; one whose verdict changed (a card reported lost while
+    /// it is in the reader) is published again, same session, with `card.ready`.
+    fn reassess(&mut self) {
+        let Some(assessor) = self.config.assessor.clone() else {
+            return;
+        };
+        let readers: Vec<String> = self.sessions.keys().cloned().collect();
+        for reader in readers {
+            let Some(session) = self.sessions.get(&reader) else {
+                continue;
+            };
+            let Some(assessment) = assessor.assess(&session.card) else {
+                continue;
+            };
+            if session.verdict.as_ref().map(verdict_key) == Some(verdict_key(&assessment.verdict)) {
+                continue;
+            }
+            let mut session = session.clone();
+            session.verdict = Some(assessment.verdict);
+            session.insured = assessment.insured;
+            log_ready(&session);
+            self.sessions.insert(reader.clone(), session.clone());
+            self.publish();
+            self.emit(CardEvent::CardReady {
+                reader,
+                card: Box::new(session),
+            });
+        }
     }
 
     /// VERIFY on the card as it is (no application selected: the PIN is global).
@@ -602,6 +653,8 @@ fn new_session(reader: &str, card: CardRead) -> CardSession {
         reader: reader.to_owned(),
         read_at: rfc3339(SystemTime::now()),
         card,
+        verdict: None,
+        insured: None,
     }
 }
 
@@ -614,8 +667,20 @@ fn log_ready(session: &CardSession) {
         card_no = %card.card_no.as_deref().map(mask::certno).unwrap_or_default(),
         certno = %card.holder.certno.as_deref().map(mask::certno).unwrap_or_default(),
         elapsed_ms = card.elapsed_ms,
+        verdict = ?session.verdict.as_ref().map(|v| v.code),
+        source = ?session.verdict.as_ref().map(|v| v.source),
         "card ready"
     );
+}
+
+/// What makes two verdicts different for the counter: the codes that hold and the source.
+fn verdict_key(
+    verdict: &crate::verdict::Verdict,
+) -> (Vec<crate::verdict::VerdictCode>, crate::verdict::FactSource) {
+    (
+        verdict.reasons.iter().map(|r| r.code).collect(),
+        verdict.source,
+    )
 }
 
 fn unreadable(reader: &str, e: &ReadError) -> SessionError {

@@ -41,6 +41,8 @@ pub struct Shared {
     pub started: Instant,
     settings: RwLock<Arc<Settings>>,
     connections: AtomicUsize,
+    /// The cache and the insurer link (`sync.status`, `system.info`); none in bare setups.
+    pub services: Arc<super::verdicts::Services>,
 }
 
 impl Shared {
@@ -201,6 +203,11 @@ impl Reloader {
                 .warnings
                 .push("socket.path, mode, group and tcp take effect at the next start".to_owned());
         }
+        if old.config.insurer != config.insurer || old.config.cache != config.cache {
+            findings
+                .warnings
+                .push("insurer.* and cache.* take effect at the next start".to_owned());
+        }
         let settings = Arc::new(Settings::new(config));
         match self.shared.settings.write() {
             Ok(mut slot) => *slot = settings,
@@ -218,12 +225,22 @@ pub struct Server {
 
 impl Server {
     pub fn new(config: Config, handle: MonitorHandle) -> Server {
+        Server::with_services(config, handle, Arc::default())
+    }
+
+    /// A server whose `sync.status` and `system.info` report `services`.
+    pub fn with_services(
+        config: Config,
+        handle: MonitorHandle,
+        services: Arc<super::verdicts::Services>,
+    ) -> Server {
         Server {
             shared: Arc::new(Shared {
                 handle,
                 started: Instant::now(),
                 settings: RwLock::new(Arc::new(Settings::new(config))),
                 connections: AtomicUsize::new(0),
+                services,
             }),
         }
     }

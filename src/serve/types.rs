@@ -3,6 +3,7 @@
 
 use crate::card::CardRead;
 use crate::codes::ReaderCode;
+use crate::verdict::{Insured, Verdict};
 use serde::Serialize;
 
 /// What a reader shows, as `readers.list` reports it.
@@ -43,6 +44,11 @@ pub struct CardSession {
     pub read_at: String,
     #[serde(flatten)]
     pub card: CardRead,
+    /// May this card settle now, and why not (docs/verdicts.md); `null` when the daemon has
+    /// neither an insurer link nor cached facts to judge by.
+    pub verdict: Option<Verdict>,
+    /// The insurance the verdict rests on (`null` when the holder is unknown).
+    pub insured: Option<Insured>,
 }
 
 /// Notifications to `events.subscribe` subscribers, in order per reader.

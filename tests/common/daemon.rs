@@ -36,18 +36,18 @@ impl Daemon {
     /// `medcard --log info serve --socket DIR/NAME --config /nonexistent ARGS…`; returns once
     /// the socket answers `system.info` (at most 20 s).
     pub fn start(name: &str, args: &[&str]) -> Daemon {
+        Daemon::start_with_config(name, Path::new("/nonexistent"), args)
+    }
+
+    /// [`Daemon::start`] with a configuration file.
+    pub fn start_with_config(name: &str, config: &Path, args: &[&str]) -> Daemon {
         let dir = temp_dir("daemon");
         let socket = dir.join(name);
         let log = dir.join("serve.log");
         let child = Command::new(super::medcard_bin())
-            .args([
-                "--log",
-                "info",
-                "serve",
-                "--config",
-                "/nonexistent",
-                "--socket",
-            ])
+            .args(["--log", "info", "serve", "--config"])
+            .arg(config)
+            .arg("--socket")
             .arg(&socket)
             .args(args)
             .stdin(Stdio::null())

@@ -440,19 +440,33 @@ impl SimDb {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// Bulk card events on synthetic cards (benchmarks): lost, then unlocked, alternately.
+    /// Bulk card events on synthetic cards (benchmarks), `count` events in all: synthetic
+    /// card *k* (卡号 [`synthetic_card_no`]`(k)`) is reported lost and then unlocked, except
+    /// every tenth card (*k* % 10 = 7: [`synthetic_card_stays_lost`]), which is only reported
+    /// lost. Each call starts again at card 0, so a second call changes known cards.
     pub fn generate_card_events(&mut self, count: u32) -> Result<u64, TxError> {
         let now = LocalTime::now().datetime();
         let tx = self.conn.transaction()?;
-        for i in 0..count {
-            let card_no = synthetic_card_no(i / 2);
-            let certno = synthetic_certno(i / 2);
-            let kind = if i % 2 == 0 { "lost" } else { "unlocked" };
-            tx.execute(
+        {
+            let mut insert = tx.prepare_cached(
                 "INSERT INTO card_events (card_no, card_sn, certno, kind, new_card_no, event_time) \
                  VALUES (?1, NULL, ?2, ?3, NULL, ?4)",
-                params![card_no, certno, kind, now],
             )?;
+            let (mut written, mut card) = (0u32, 0u32);
+            while written < count {
+                let card_no = synthetic_card_no(card);
+                let certno = synthetic_certno(card);
+                let kinds: &[&str] = if synthetic_card_stays_lost(card) {
+                    &["lost"]
+                } else {
+                    &["lost", "unlocked"]
+                };
+                for kind in kinds.iter().take((count - written) as usize) {
+                    insert.execute(params![card_no, certno, kind, now])?;
+                    written += 1;
+                }
+                card += 1;
+            }
         }
         tx.commit()?;
         self.max_ver("card_events")
@@ -461,17 +475,24 @@ impl SimDb {
     /// Bulk catalogue items (benchmarks), classes 甲 / 乙 / 丙 in turn.
     pub fn generate_catalogue(&mut self, count: u32) -> Result<u64, TxError> {
         let tx = self.conn.transaction()?;
-        for i in 0..count {
-            let (lv, prop) = match i % 3 {
-                0 => ("01", "0.00"),
-                1 => ("02", "0.10"),
-                _ => ("03", "0.00"),
-            };
-            tx.execute(
+        {
+            let mut insert = tx.prepare_cached(
                 "INSERT INTO catalogue (hilist_code, hilist_name, chrgitm_lv, selfpay_prop, \
                  pric_uplmt_amt, vali_flag) VALUES (?1, ?2, ?3, ?4, NULL, 1)",
-                params![format!("XG{i:013}"), format!("模拟药品{i}"), lv, prop],
             )?;
+            for i in 0..count {
+                let (lv, prop) = match i % 3 {
+                    0 => ("01", "0.00"),
+                    1 => ("02", "0.10"),
+                    _ => ("03", "0.00"),
+                };
+                insert.execute(params![
+                    format!("XG{i:013}"),
+                    format!("模拟药品{i}"),
+                    lv,
+                    prop
+                ])?;
+            }
         }
         tx.commit()?;
         self.max_ver("catalogue")
@@ -528,15 +549,38 @@ fn insert_person(tx: &rusqlite::Transaction<'_>, p: &PersonFixture) -> Result<()
     Ok(())
 }
 
-/// `Y` + 7 digits + the check character.
-fn synthetic_card_no(n: u32) -> String {
+/// Whether [`SimDb::generate_card_events`] leaves synthetic card `n` lost.
+pub fn synthetic_card_stays_lost(n: u32) -> bool {
+    n % 10 == 7
+}
+
+/// How many synthetic cards `count` generated events touch.
+pub fn synthetic_cards_for(count: u32) -> u32 {
+    // Every block of ten cards takes nineteen events.
+    let (blocks, rest) = (count / 19, count % 19);
+    let cards = blocks * 10;
+    let mut left = rest;
+    let mut card = 0;
+    while left > 0 {
+        left = left.saturating_sub(if synthetic_card_stays_lost(card) {
+            1
+        } else {
+            2
+        });
+        card += 1;
+    }
+    cards + card
+}
+
+/// The 卡号 of synthetic card `n`: `Y` + 7 digits + the check character.
+pub fn synthetic_card_no(n: u32) -> String {
     let body = format!("Y{:07}", n % 10_000_000);
     let check = crate::card::card_no_check_char(&body).unwrap_or('0');
     format!("{body}{check}")
 }
 
 /// An invented certno (region 110101, born 1990-01-01) with a valid check character.
-fn synthetic_certno(n: u32) -> String {
+pub fn synthetic_certno(n: u32) -> String {
     const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
     const C: [char; 11] = ['1', '0', 'X', '9', '8', '7', '6', '5', '4', '3', '2'];
     let body = format!("11010119900101{:03}", n % 1000);
