@@ -3,6 +3,9 @@
 //! (latency, HTTP 500, infcode −1, garbage, reply dropped after processing), retries and the
 //! circuit breaker.
 
+mod common;
+
+use common::insurer::InsurerSim;
 use medcard::insurer::{
     CardEventKind, ChrgitmLv, InsurerClient, InsurerConfig, InsurerLink, LinkError, MsgIdSource,
     Retry, SequenceMsgIds, wire,
@@ -10,17 +13,15 @@ use medcard::insurer::{
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const XIAOWANG_CARD: &str = "C06123455";
 const XIAOWANG_SN: &str = "500000D15600000512345678ABCDEF01";
 
-/// A running simulator, killed on drop.
+/// A running simulator, killed on drop, with its own temporary directory.
 struct Sim {
-    child: Child,
+    sim: InsurerSim,
     addr: String,
     dir: PathBuf,
 }
@@ -37,22 +38,9 @@ impl Sim {
             Instant::now().elapsed().as_nanos() ^ rand_suffix()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_medcard"))
-            .args(["insurer-sim", "--listen", "127.0.0.1:0", "--db"])
-            .arg(dir.join("sim.sqlite"))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start medcard insurer-sim");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.trim().to_string();
-        assert!(addr.starts_with("127.0.0.1:"), "first line: {line:?}");
-        Sim { child, addr, dir }
+        let sim = InsurerSim::start(&dir.join("sim.sqlite"), "127.0.0.1:0", extra);
+        let addr = sim.addr.clone();
+        Sim { sim, addr, dir }
     }
 
     fn config(&self) -> InsurerConfig {
@@ -70,18 +58,7 @@ impl Sim {
     }
 
     fn admin(&self, request: Value) -> Value {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .build()
-            .into();
-        let mut response = agent
-            .post(format!("http://{}/admin", self.addr))
-            .send_json(&request)
-            .unwrap();
-        let value: Value = response.body_mut().read_json().unwrap();
-        assert_eq!(value["ok"], true, "admin {request} → {value}");
-        value
+        self.sim.admin(request)
     }
 
     fn requests(&self, infno: &str) -> u64 {
@@ -106,8 +83,7 @@ fn rand_suffix() -> u128 {
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.sim.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

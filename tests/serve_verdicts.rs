@@ -8,66 +8,18 @@ mod common;
 
 use common::daemon::{Client, Daemon, PATIENCE, temp_dir};
 use common::fixture;
+use common::insurer::InsurerSim;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A `medcard insurer-sim` child on loopback with its SQLite file in `dir`.
-struct Sim {
-    child: Child,
-    addr: String,
-}
+struct Sim;
 
 impl Sim {
     /// Starts the simulator on `listen` (`127.0.0.1:0`: any port) with `dir/sim.sqlite`.
-    fn start(dir: &Path, listen: &str) -> Sim {
-        let mut child = Command::new(common::medcard_bin())
-            .args(["insurer-sim", "--listen", listen, "--db"])
-            .arg(dir.join("sim.sqlite"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start medcard insurer-sim");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("sim stdout"))
-            .read_line(&mut line)
-            .expect("the sim's address line");
-        let addr = line.trim().to_string();
-        assert!(addr.starts_with("127.0.0.1:"), "first line: {line:?}");
-        Sim { child, addr }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/fsi/api/callService", self.addr)
-    }
-
-    fn admin(&self, request: Value) -> Value {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .build()
-            .into();
-        let mut response = agent
-            .post(format!("http://{}/admin", self.addr))
-            .send_json(&request)
-            .expect("admin request");
-        let value: Value = response.body_mut().read_json().expect("admin JSON");
-        assert_eq!(value["ok"], true, "admin {request} → {value}");
-        value
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.stop();
+    fn start(dir: &Path, listen: &str) -> InsurerSim {
+        InsurerSim::start(&dir.join("sim.sqlite"), listen, &[])
     }
 }
 

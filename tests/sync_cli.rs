@@ -3,68 +3,22 @@
 //! --format json`; and a load interrupted by stopping the simulator, resumed by a second run
 //! with the same final counts (no gaps, no duplicates).
 
+mod common;
+
+use common::insurer::InsurerSim;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const MEDCARD: &str = env!("CARGO_BIN_EXE_medcard");
 
-/// A running simulator on its own database, killed on drop.
-struct Sim {
-    child: Child,
-    addr: String,
-}
+/// The simulator with its SQLite at `db`.
+struct Sim;
 
 impl Sim {
-    fn start(db: &Path, extra: &[&str]) -> Sim {
-        let mut child = Command::new(MEDCARD)
-            .args(["insurer-sim", "--listen", "127.0.0.1:0", "--db"])
-            .arg(db)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start medcard insurer-sim");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.trim().to_string();
-        assert!(addr.starts_with("127.0.0.1:"), "first line: {line:?}");
-        Sim { child, addr }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/fsi/api/callService", self.addr)
-    }
-
-    fn admin(&self, request: Value) -> Value {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .build()
-            .into();
-        let mut response = agent
-            .post(format!("http://{}/admin", self.addr))
-            .send_json(&request)
-            .unwrap();
-        let value: Value = response.body_mut().read_json().unwrap();
-        assert_eq!(value["ok"], true, "admin {request} → {value}");
-        value
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.stop();
+    fn start(db: &Path, extra: &[&str]) -> InsurerSim {
+        InsurerSim::start(db, "127.0.0.1:0", extra)
     }
 }
 
@@ -130,7 +84,7 @@ fn text(out: &Output) -> String {
 }
 
 /// The generated data: (card feed latest version, catalogue latest version).
-fn generate(sim: &Sim) -> (u64, u64) {
+fn generate(sim: &InsurerSim) -> (u64, u64) {
     let cards = sim.admin(json!({"action": "generate_card_events", "count": 20_000}));
     let items = sim.admin(json!({"action": "generate_catalogue", "count": 3_000}));
     (

@@ -5,6 +5,7 @@
 
 pub mod daemon;
 pub mod expected;
+pub mod insurer;
 pub mod stack;
 
 use std::path::PathBuf;
