@@ -2,12 +2,15 @@
 //! `medcard sim --vpcd` processes, the daemon as a child process in PC/SC mode, and clients
 //! on its Unix socket. Insertions, swaps, pulls, a card pulled mid-read, a pcscd restart
 //! under the daemon, a 3.0 card with the PSAM in the other slot, PIN verification and
-//! SIGTERM. Every wait is on an event or a state, with a 10 s limit.
+//! SIGTERM; verdicts with a real `medcard insurer-sim` behind the daemon (a fresh 1101, a
+//! card reported lost while in the reader, the insurer gone). Every wait is on an event or
+//! a state, with a 10 s limit.
 
 mod common;
 
-use common::daemon::{Daemon, Events};
+use common::daemon::{Daemon, Events, temp_dir};
 use common::fixture;
+use common::insurer::InsurerSim;
 use common::stack::{READER_0, READER_1, Sim, Stack};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -91,13 +94,20 @@ fn cards_come_and_go_through_pcscd_and_the_daemon_survives_a_pcscd_restart() {
         client.result("card.verify_pin", json!({"reader": READER_0, "pin": pin}))
     };
     assert_eq!(pin(&mut client, "123456"), json!({"ok": true}));
+    // The right PIN reads the on-card balance into the session: card.ready again, same
+    // session (verifying is no insertion).
+    let seen = events.until(READER_0, "card.ready");
+    assert_eq!(Events::methods(&seen), ["card.ready"], "{seen:?}");
+    let verified = ready_card(&seen);
+    assert_eq!(verified["session_id"], first["session_id"]);
+    assert_eq!(verified["balance"]["balc"], "332.80", "{verified}");
     assert_eq!(
         pin(&mut client, "000000"),
         json!({"ok": false, "tries_left": 2})
     );
-    // Verifying is no insertion: the session is still the same.
     let read = client.result("card.read", json!({"reader": READER_0}));
     assert_eq!(read["session_id"], first["session_id"]);
+    assert_eq!(read["balance_source"], "card", "{read}");
 
     // Swapped: removed, inserted, ready, with a new session.
     sim.swap(&stack, &fixture("resident"));
@@ -221,6 +231,60 @@ fn a_3_0_card_reads_completely_with_the_psam_in_the_other_slot() {
     assert_eq!(error["code"], 1001, "the PSAM has no session: {error}");
     // Without a reader named, the only session is the card's.
     let read = client.result("card.read", json!({}));
+    assert_eq!(read["session_id"], card["session_id"]);
+    let info = client.result("system.info", json!({}));
+    assert_eq!(info["sessions"], 1, "{info}");
+
+    drop(events);
+    drop(client);
+    stop(daemon);
+}
+
+#[test]
+fn verdicts_through_pcscd_with_the_insurer_up_then_gone() {
+    let stack = Stack::start();
+    let dir = temp_dir("e2e-verdicts");
+    let mut insurer = InsurerSim::start(&dir.join("sim.sqlite"), "127.0.0.1:0", &[]);
+    let config = dir.join("medcard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[insurer]\nurl = {:?}\nmdtrtarea_admvs = \"500000\"\ntimeout_ms = 2000\n\
+             sync_interval_s = 1\npage_size = 2\n\n[cache]\npath = {:?}\nstale_limit_s = 86400\n",
+            insurer.url(),
+            dir.join("cache.sqlite").display().to_string()
+        ),
+    )
+    .expect("write the config");
+    let daemon = Daemon::start_with_config("e2e-verdicts.sock", &config, &[]);
+    let mut events = daemon.events();
+    let mut client = daemon.client();
+
+    // Inserted: a fresh 1101 from the insurer.
+    let sim = Sim::insert(&stack, 0, &fixture("xiaowang"));
+    let card = ready_card(&events.until(READER_0, "card.ready"));
+    assert_eq!(card["verdict"]["code"], "ok", "{card}");
+    assert_eq!(card["verdict"]["source"], "insurer", "{card}");
+    assert_eq!(card["insured"]["psn_no"], "50000000000000012345", "{card}");
+    let session_id = card["session_id"].clone();
+
+    // Reported lost while in the reader: the sync brings it, card.ready again, same session.
+    insurer.admin(json!({"action": "report_lost", "card_no": "C06123455"}));
+    let card = ready_card(&events.until(READER_0, "card.ready"));
+    assert_eq!(card["verdict"]["code"], "lost", "{card}");
+    assert_eq!(card["session_id"], session_id);
+
+    // The insurer gone: another card's verdict comes from the cache (which has no 1101
+    // answer for it: unknown), and the daemon keeps answering.
+    insurer.stop();
+    sim.swap(&stack, &fixture("resident"));
+    let card = ready_card(&events.until(READER_0, "card.ready"));
+    assert_ne!(card["session_id"], session_id);
+    assert_eq!(card["holder"]["certno"].as_str().map(str::len), Some(18));
+    assert_eq!(card["verdict"]["source"], "cache", "{card}");
+    assert_eq!(card["verdict"]["code"], "unknown_person", "{card}");
+    assert_eq!(card["verdict"]["stale_seconds"], Value::Null, "{card}");
+    let read = client.result("card.read", json!({"reader": READER_0}));
     assert_eq!(read["session_id"], card["session_id"]);
     let info = client.result("system.info", json!({}));
     assert_eq!(info["sessions"], 1, "{info}");

@@ -325,7 +325,21 @@ fn verify_pin_answers_tries_left_or_ok() {
         verify("r0", "654321"),
         Ok(PinState::Required { tries_left: 2 })
     );
+    let before = handle.session(Some("r0")).expect("r0's session");
+    assert!(before.card.balance.is_none());
     assert_eq!(verify("r0", "123456"), Ok(PinState::Ok));
+    // The right PIN reads DF04 into the same session, published again with card.ready.
+    let seen = events.until("r0", "card.ready");
+    let after = handle.session(Some("r0")).expect("r0's session");
+    assert_eq!(after.session_id, before.session_id);
+    assert_eq!(
+        after.card.balance.as_ref().map(|b| b.balc.as_str()),
+        Some("332.80")
+    );
+    assert_eq!(
+        last_ready(seen).card.balance.map(|b| b.balc),
+        Some("332.80".to_owned())
+    );
     assert_eq!(verify("r1", "123456"), Ok(PinState::Locked));
     assert_eq!(
         verify("r2", "123456"),

@@ -1,6 +1,7 @@
 //! Verdicts through the real socket: `medcard serve --virtual …` as a child with a config
 //! file pointing at a real `medcard insurer-sim` child on loopback and a temporary cache.
-//! Every verdict code the daemon can produce from a card read without a PIN, the insurer
+//! Every verdict code the daemon can produce from a card read without a PIN (and
+//! `balance_mismatch` once `card.verify_pin` has read the on-card balance), the insurer
 //! down (verdicts from the cache), the insurer back (sync catches up), garbage and dropped
 //! replies (the cache intact, the error in `sync.status`).
 
@@ -314,4 +315,74 @@ fn no_insurance_the_counter_settles_under_is_not_insured() {
     assert_eq!(code(&card), "not_insured", "{card}");
     assert_eq!(card["verdict"]["source"], "insurer");
     assert_eq!(card["insured"], Value::Null);
+}
+
+/// The on-card balance is behind the PIN: `card.verify_pin` reads it into the session
+/// (same session, `card.ready` again) and the verdict compares it with the insurer's `balc`.
+#[test]
+fn verify_pin_reads_the_on_card_balance_and_judges_balance_mismatch() {
+    let dir = temp_dir("verdicts-balance");
+    let sim = Sim::start(&dir, "127.0.0.1:0");
+    let config = config_file(&dir, &sim.url(), 86_400);
+    let daemon = start_daemon(&config, &["xiaowang"]);
+    let mut client = daemon.client();
+    wait_for_feed(&mut client, 3);
+
+    // Read without the PIN: no on-card balance, no balance_mismatch.
+    let first = client.result("card.read", json!({"reader": reader(0), "wait_ms": 10_000}));
+    assert_eq!(code(&first), "ok", "{first}");
+    assert_eq!(first["balance"], Value::Null);
+    let session_id = first["session_id"].clone();
+
+    // Equal balances (332.80 on the card and at the insurer): ok, the balance attached.
+    let mut events = daemon.events();
+    let verified = client.result(
+        "card.verify_pin",
+        json!({"reader": reader(0), "pin": "123456"}),
+    );
+    assert_eq!(verified, json!({"ok": true}));
+    let ready = events.until(&reader(0), "card.ready");
+    let card = &ready.last().expect("card.ready")["params"]["card"];
+    assert_eq!(card["session_id"], session_id, "{card}");
+    assert_eq!(card["balance"]["balc"], "332.80", "{card}");
+    let read = client.result("card.read", json!({"reader": reader(0)}));
+    assert_eq!(read["session_id"], session_id);
+    assert_eq!(read["balance"]["balc"], "332.80", "{read}");
+    assert_eq!(read["balance_source"], "card", "{read}");
+    assert_eq!(code(&read), "ok", "{read}");
+    assert!(!reason_codes(&read).contains(&"balance_mismatch"), "{read}");
+
+    // The insurer's balc differs: the next verification judges balance_mismatch.
+    sim.admin(json!({"action": "set_balc", "certno": "500103199103080319",
+                     "insutype": "310", "balc": "300.00"}));
+    let verified = client.result(
+        "card.verify_pin",
+        json!({"reader": reader(0), "pin": "123456"}),
+    );
+    assert_eq!(verified, json!({"ok": true}));
+    let ready = events.until(&reader(0), "card.ready");
+    let card = &ready.last().expect("card.ready")["params"]["card"];
+    assert_eq!(card["session_id"], session_id, "{card}");
+    let read = client.result("card.read", json!({"reader": reader(0)}));
+    assert_eq!(read["session_id"], session_id);
+    assert_eq!(read["balance"]["balc"], "332.80", "{read}");
+    assert_eq!(code(&read), "balance_mismatch", "{read}");
+    assert_eq!(read["verdict"]["may_settle"], "self_pay_only");
+    let reason = &read["verdict"]["reasons"][0];
+    assert_eq!(reason["code"], "balance_mismatch");
+    assert_eq!(reason["card_balc"], "332.80", "{reason}");
+    assert_eq!(reason["insurer_balc"], "300.00", "{reason}");
+    assert_eq!(read["insured"]["balc"], "300.00", "{read}");
+
+    // A wrong PIN changes nothing and reads nothing.
+    let wrong = client.result(
+        "card.verify_pin",
+        json!({"reader": reader(0), "pin": "000000"}),
+    );
+    assert_eq!(wrong, json!({"ok": false, "tries_left": 2}));
+    let log = daemon.log_text();
+    assert!(
+        !log.contains("\"123456\"") && !log.contains("=123456"),
+        "the PIN in the log"
+    );
 }

@@ -273,6 +273,24 @@ impl<'p> CardReader<'p> {
     }
 }
 
+/// The medical application alone (DF04), for a card already read without the PIN by
+/// `profile`: SELECT SSSE, then DF04 with `pin` (card-spec.md §4). `None` when the profile
+/// knows no medical application; otherwise where the balance lives and, for an offline card,
+/// the on-card balance.
+pub fn read_medical_balance(
+    ex: &mut Exchanger<'_>,
+    profile: &Profile,
+    pin: PinEntry<'_>,
+) -> Result<Option<(BalanceSource, Option<Balance>)>, ReadError> {
+    let Some(spec) = &profile.medical else {
+        return Ok(None);
+    };
+    let mut files = FileReader::new(ex);
+    select_application(&mut files, profile)?;
+    let medical = medical::read_medical(&mut files, spec, pin, false)?;
+    Ok(Some((medical.source, medical.balance)))
+}
+
 /// Selects the application and returns its FCI.
 fn select_application(
     files: &mut FileReader<'_, '_>,

@@ -22,14 +22,19 @@
 //!   [`WARN_EVERY`], and after [`FAILURES_BEFORE_GONE`] failures in a row reports every
 //!   reader gone. When the service is back, readers and cards come back with their events.
 //!
-//! PINs are never logged; card numbers and ID numbers only masked.
+//! - **A PIN verified** ([`Request::VerifyPin`]): in the same card connection the medical
+//!   application (DF04) is read with it; the balance joins the session (same id), which is
+//!   judged again and published with `card.ready`.
+//!
+//! PINs are never logged nor kept; card numbers and ID numbers only masked.
 
 use super::MonitorHandle;
 use super::handle::{MonitorSide, Request, Snapshot, channel};
 use super::types::{CardEvent, CardSession, ReaderInfo, ReaderState, SessionError};
 use crate::apdu::Exchanger;
 use crate::card::{
-    CardRead, Pin, PinState, PsamSlot, ReadError, ReadExtras, read_in_reader_with, verify_pin,
+    Balance, BalanceSource, CardRead, Pin, PinEntry, PinState, PsamSlot, ReadError, ReadExtras,
+    read_in_reader_with, read_medical_balance, verify_pin,
 };
 use crate::codes::ReaderCode;
 use crate::mask;
@@ -44,6 +49,9 @@ use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, watch};
+
+/// What DF04 gave after a verified PIN (see [`read_medical_balance`]).
+type MedicalBalance = Result<Option<(BalanceSource, Option<Balance>)>, ReadError>;
 
 /// Backend failures in a row after which every reader is reported gone.
 pub const FAILURES_BEFORE_GONE: u32 = 3;
@@ -547,14 +555,33 @@ impl Monitor {
         }
     }
 
-    /// VERIFY on the card as it is (no application selected: the PIN is global).
+    /// VERIFY on the card as it is (no application selected: the PIN is global); when it
+    /// holds, in the same connection, the medical application (DF04) with that PIN: the
+    /// balance is attached to the session, which is judged again (`balance_mismatch`) and
+    /// published again with `card.ready`. The PIN is dropped with the request.
     fn verify(&mut self, reader: &str, pin: &Pin) -> Result<PinState, SessionError> {
         self.card_reader(reader)?;
+        let profile = self.sessions.get(reader).and_then(|session| {
+            self.config
+                .profiles
+                .profiles()
+                .iter()
+                .find(|p| p.name == session.card.profile)
+        });
         let outcome = with_card(self.cards.as_mut(), reader, |channel| {
-            verify_pin(&mut Exchanger::new(channel), pin)
+            let mut ex = Exchanger::new(channel);
+            verify_pin(&mut ex, pin)?;
+            Ok::<_, ReadError>(
+                profile.map(|profile| read_medical_balance(&mut ex, profile, PinEntry::Typed(pin))),
+            )
         });
         let result = match outcome {
-            Ok(Ok(())) => Ok(PinState::Ok),
+            Ok(Ok(medical)) => {
+                if let Some(medical) = medical {
+                    self.attach_balance(reader, medical);
+                }
+                Ok(PinState::Ok)
+            }
             Ok(Err(ReadError::PinWrong { tries_left })) => Ok(PinState::Required { tries_left }),
             Ok(Err(ReadError::PinLocked)) => Ok(PinState::Locked),
             Ok(Err(e)) => Err(unreadable(reader, &e)),
@@ -565,6 +592,45 @@ impl Monitor {
             Err(e) => tracing::warn!(reader, error = %e, "PIN verification failed"),
         }
         result
+    }
+
+    /// The medical application read after a verified PIN, into the reader's session: the
+    /// session (same id) judged again and published with `card.ready`.
+    fn attach_balance(&mut self, reader: &str, medical: MedicalBalance) {
+        let (source, balance) = match medical {
+            Ok(Some(read)) => read,
+            Ok(None) => {
+                tracing::debug!(reader, "the card's profile has no medical application");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(reader, error = %e, "PIN verified, but the medical application could not be read");
+                return;
+            }
+        };
+        let Some(session) = self.sessions.get(reader) else {
+            return;
+        };
+        let mut session = session.clone();
+        session.card.balance_source = Some(source);
+        session.card.balance = balance;
+        if let Some(assessment) = self
+            .config
+            .assessor
+            .as_ref()
+            .and_then(|assessor| assessor.assess(&session.card))
+        {
+            session.verdict = Some(assessment.verdict);
+            session.insured = assessment.insured;
+        }
+        tracing::info!(reader, session_id = session.session_id, balance_source = ?source, "medical application read with the PIN");
+        log_ready(&session);
+        self.sessions.insert(reader.to_owned(), session.clone());
+        self.publish();
+        self.emit(CardEvent::CardReady {
+            reader: reader.to_owned(),
+            card: Box::new(session),
+        });
     }
 
     // ---- backend health -------------------------------------------------------------------
