@@ -12,6 +12,17 @@ impl StatusWord {
     pub const AUTH_BLOCKED: StatusWord = StatusWord(0x6983);
     pub const FILE_NOT_FOUND: StatusWord = StatusWord(0x6A82);
     pub const RECORD_NOT_FOUND: StatusWord = StatusWord(0x6A83);
+    pub const WRONG_LENGTH: StatusWord = StatusWord(0x6700);
+    pub const INCOMPATIBLE_FILE: StatusWord = StatusWord(0x6981);
+    pub const CONDITIONS_NOT_SATISFIED: StatusWord = StatusWord(0x6985);
+    pub const NO_CURRENT_EF: StatusWord = StatusWord(0x6986);
+    pub const FUNCTION_NOT_SUPPORTED: StatusWord = StatusWord(0x6A81);
+    pub const WRONG_P1P2: StatusWord = StatusWord(0x6A86);
+    pub const KEY_NOT_FOUND: StatusWord = StatusWord(0x6A88);
+    pub const WRONG_OFFSET: StatusWord = StatusWord(0x6B00);
+    pub const INS_NOT_SUPPORTED: StatusWord = StatusWord(0x6D00);
+    pub const CLA_NOT_SUPPORTED: StatusWord = StatusWord(0x6E00);
+    pub const NOTHING_PENDING: StatusWord = StatusWord(0x6F00);
 
     pub fn new(sw1: u8, sw2: u8) -> StatusWord {
         StatusWord(u16::from_be_bytes([sw1, sw2]))

@@ -104,8 +104,8 @@ impl Authenticator for Psam<'_, '_> {
             .redacted(Redaction::CommandData);
         match self.ex.exchange(&init)?.sw {
             StatusWord::OK => {}
-            StatusWord(0x6A88) => return Err(PsamError::MissingKey(usage)),
-            StatusWord(0x6A81) | StatusWord(0x6A86) => {
+            StatusWord::KEY_NOT_FOUND => return Err(PsamError::MissingKey(usage)),
+            StatusWord::FUNCTION_NOT_SUPPORTED | StatusWord::WRONG_P1P2 => {
                 return Err(PsamError::UnsupportedAlgorithm(algorithm));
             }
             sw => return Err(PsamError::Refused(sw.describe())),

@@ -57,16 +57,6 @@ const DIRECTORY_SFI: u8 = 0x1E;
 /// Challenge, cryptogram and authentication-data halves are 8 bytes.
 const BLOCK: usize = 8;
 
-const WRONG_LENGTH: StatusWord = StatusWord(0x6700);
-const INCOMPATIBLE_FILE: StatusWord = StatusWord(0x6981);
-const CONDITIONS_NOT_SATISFIED: StatusWord = StatusWord(0x6985);
-const NO_CURRENT_EF: StatusWord = StatusWord(0x6986);
-const WRONG_P1P2: StatusWord = StatusWord(0x6A86);
-const KEY_NOT_FOUND: StatusWord = StatusWord(0x6A88);
-const INS_NOT_SUPPORTED: StatusWord = StatusWord(0x6D00);
-const CLA_NOT_SUPPORTED: StatusWord = StatusWord(0x6E00);
-const NOTHING_PENDING: StatusWord = StatusWord(0x6F00);
-
 /// A handler's outcome: `Ok` with the full response (`data ‖ SW`), or `Err` with the status
 /// word that refused the command (or reports PIN tries) and makes up the whole response.
 type Reply = Result<Vec<u8>, StatusWord>;
@@ -263,11 +253,11 @@ impl VirtualCard {
     fn respond(&mut self, bytes: &[u8]) -> Reply {
         // GET RESPONSE must come right after the command that left data pending.
         let pending = std::mem::take(&mut self.session.pending);
-        let apdu = Apdu::parse(bytes).ok_or(WRONG_LENGTH)?;
+        let apdu = Apdu::parse(bytes).ok_or(StatusWord::WRONG_LENGTH)?;
         match (apdu.cla, apdu.ins) {
             (CLA_BALANCE, INS_GET_BALANCE) => return self.get_balance(&apdu),
             (0x00, _) => {}
-            _ => return Err(CLA_NOT_SUPPORTED),
+            _ => return Err(StatusWord::CLA_NOT_SUPPORTED),
         }
         match apdu.ins {
             INS_SELECT => self.select(&apdu),
@@ -277,18 +267,18 @@ impl VirtualCard {
             INS_GET_CHALLENGE => self.get_challenge(&apdu),
             INS_EXTERNAL_AUTHENTICATE => self.external_authenticate(&apdu),
             INS_INTERNAL_AUTHENTICATE => self.internal_authenticate(&apdu),
-            _ => Err(INS_NOT_SUPPORTED),
+            _ => Err(StatusWord::INS_NOT_SUPPORTED),
         }
     }
 
     fn select(&mut self, apdu: &Apdu<'_>) -> Reply {
         if !matches!(apdu.p2, P2_FCI | P2_NO_RESPONSE) {
-            return Err(WRONG_P1P2);
+            return Err(StatusWord::WRONG_P1P2);
         }
         match apdu.p1 {
             0x04 => self.select_by_name(apdu),
             0x00 | 0x02 => self.select_by_fid(apdu.data),
-            _ => Err(WRONG_P1P2),
+            _ => Err(StatusWord::WRONG_P1P2),
         }
     }
 
@@ -320,7 +310,7 @@ impl VirtualCard {
     }
 
     fn select_by_fid(&mut self, data: &[u8]) -> Reply {
-        let fid = u16::from_be_bytes(data.try_into().map_err(|_| WRONG_LENGTH)?);
+        let fid = u16::from_be_bytes(data.try_into().map_err(|_| StatusWord::WRONG_LENGTH)?);
         if fid == FID_MF {
             self.enter(None);
             return Ok(status_only(StatusWord::OK));
@@ -336,7 +326,7 @@ impl VirtualCard {
 
     fn read_record(&mut self, apdu: &Apdu<'_>) -> Reply {
         if !apdu.data.is_empty() {
-            return Err(WRONG_LENGTH);
+            return Err(StatusWord::WRONG_LENGTH);
         }
         let ef = self.addressed_ef(apdu.p2 >> 3)?;
         self.session.current_ef = Some(ef);
@@ -349,7 +339,7 @@ impl VirtualCard {
     /// application (5/6 under SSSE, 5/8 under DF04).
     fn addressed_ef(&self, sfi: u8) -> Result<Ef, StatusWord> {
         if sfi == 0 {
-            return self.session.current_ef.ok_or(NO_CURRENT_EF);
+            return self.session.current_ef.ok_or(StatusWord::NO_CURRENT_EF);
         }
         self.session
             .app
@@ -398,7 +388,7 @@ impl VirtualCard {
             .df04
             .as_ref()
             .filter(|_| self.session.app == Some(App::Df04))
-            .ok_or(CONDITIONS_NOT_SATISFIED)?;
+            .ok_or(StatusWord::CONDITIONS_NOT_SATISFIED)?;
         if self.pin.is_some() && !self.session.pin_verified {
             return Err(StatusWord::SECURITY_NOT_SATISFIED);
         }
@@ -414,11 +404,11 @@ impl VirtualCard {
     ) -> Result<Vec<u8>, StatusWord> {
         let behaviour = &self.image.behaviour;
         match mode {
-            MODE_BY_IDENTIFIER if !tagged => Err(INCOMPATIBLE_FILE),
+            MODE_BY_IDENTIFIER if !tagged => Err(StatusWord::INCOMPATIBLE_FILE),
             MODE_BY_IDENTIFIER if behaviour.tag_read => record_by_identifier(records, p1),
             MODE_BY_NUMBER => records_from(records, p1, 1),
             MODE_TO_LAST if behaviour.whole_file_read => records_from(records, p1, records.len()),
-            _ => Err(WRONG_P1P2),
+            _ => Err(StatusWord::WRONG_P1P2),
         }
     }
 
@@ -443,7 +433,7 @@ impl VirtualCard {
 
     fn get_response(&mut self, pending: Vec<u8>, le: Option<usize>) -> Reply {
         if pending.is_empty() {
-            return Err(NOTHING_PENDING);
+            return Err(StatusWord::NOTHING_PENDING);
         }
         let wanted = le.unwrap_or(MAX_SHORT_LE);
         let available = pending.len().min(MAX_SHORT_LE);
@@ -469,13 +459,13 @@ impl VirtualCard {
 
     fn verify(&mut self, apdu: &Apdu<'_>) -> Reply {
         if apdu.p1 != 0x00 || apdu.p2 != 0x00 {
-            return Err(WRONG_P1P2);
+            return Err(StatusWord::WRONG_P1P2);
         }
         let Some(pin) = self.pin.as_mut() else {
             // No PIN: none needed, and nothing to verify against.
             return match apdu.data {
                 [] => Ok(status_only(StatusWord::OK)),
-                _ => Err(KEY_NOT_FOUND),
+                _ => Err(StatusWord::KEY_NOT_FOUND),
             };
         };
         if pin.tries_left == 0 {
@@ -497,11 +487,11 @@ impl VirtualCard {
 
     fn get_challenge(&mut self, apdu: &Apdu<'_>) -> Reply {
         if apdu.p1 != 0x00 || apdu.p2 != 0x00 {
-            return Err(WRONG_P1P2);
+            return Err(StatusWord::WRONG_P1P2);
         }
         let len = match (apdu.data.is_empty(), apdu.le) {
             (true, Some(len @ (4 | BLOCK))) => len,
-            _ => return Err(WRONG_LENGTH),
+            _ => return Err(StatusWord::WRONG_LENGTH),
         };
         self.challenges_issued += 1;
         let challenge = pseudo_random(self.challenge_seed(), len);
@@ -527,22 +517,22 @@ impl VirtualCard {
     fn external_authenticate(&mut self, apdu: &Apdu<'_>) -> Reply {
         let challenge = self.session.challenge.take();
         if apdu.p1 != 0x00 {
-            return Err(WRONG_P1P2);
+            return Err(StatusWord::WRONG_P1P2);
         }
         if apdu.p2 != RKSSSE_KEY_ID {
-            return Err(KEY_NOT_FOUND);
+            return Err(StatusWord::KEY_NOT_FOUND);
         }
-        let (cryptogram, random) = split_blocks(apdu.data).ok_or(WRONG_LENGTH)?;
+        let (cryptogram, random) = split_blocks(apdu.data).ok_or(StatusWord::WRONG_LENGTH)?;
         let key = self
             .rkssse
             .as_ref()
             .filter(|_| self.session.app == Some(App::Ssse))
-            .ok_or(KEY_NOT_FOUND)?;
+            .ok_or(StatusWord::KEY_NOT_FOUND)?;
         if self.auth_tries == 0 {
             return Err(StatusWord::AUTH_BLOCKED);
         }
         if challenge != Some(random) {
-            return Err(CONDITIONS_NOT_SATISFIED);
+            return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
         }
         if key.cryptogram(&random) == cryptogram {
             self.auth_tries = MAX_AUTH_TRIES;
@@ -560,14 +550,14 @@ impl VirtualCard {
     /// internal key and SSSE selected (`6A88`).
     fn internal_authenticate(&mut self, apdu: &Apdu<'_>) -> Reply {
         if apdu.p1 != 0x00 || apdu.p2 != 0x00 {
-            return Err(WRONG_P1P2);
+            return Err(StatusWord::WRONG_P1P2);
         }
-        let (_factor, random) = split_blocks(apdu.data).ok_or(WRONG_LENGTH)?;
+        let (_factor, random) = split_blocks(apdu.data).ok_or(StatusWord::WRONG_LENGTH)?;
         let key = self
             .internal
             .as_ref()
             .filter(|_| self.session.app == Some(App::Ssse))
-            .ok_or(KEY_NOT_FOUND)?;
+            .ok_or(StatusWord::KEY_NOT_FOUND)?;
         let cryptogram = key.cryptogram(&random).to_vec();
         self.answer(cryptogram, apdu.le)
     }
@@ -578,10 +568,10 @@ impl VirtualCard {
     /// (`6A88`), Le = its length or `00` (else `6Cxx`, also when Le is absent).
     fn get_balance(&self, apdu: &Apdu<'_>) -> Reply {
         if !apdu.data.is_empty() {
-            return Err(WRONG_LENGTH);
+            return Err(StatusWord::WRONG_LENGTH);
         }
         if apdu.p1 != 0x00 || !(0x01..=0x03).contains(&apdu.p2) {
-            return Err(WRONG_P1P2);
+            return Err(StatusWord::WRONG_P1P2);
         }
         let df04 = self.df04_with_pin()?;
         let value = match apdu.p2 {
@@ -589,7 +579,7 @@ impl VirtualCard {
             0x02 => df04.annual_self_pay.map(|a| a.bytes().to_vec()),
             _ => df04.annual_fund_pay.map(|a| a.bytes().to_vec()),
         }
-        .ok_or(KEY_NOT_FOUND)?;
+        .ok_or(StatusWord::KEY_NOT_FOUND)?;
         match apdu.le {
             Some(le) if le == value.len() || le == MAX_SHORT_LE => {
                 Ok(with_status(value, StatusWord::OK))
@@ -616,7 +606,9 @@ fn record_by_identifier(records: &[Record], tag: u8) -> Result<Vec<u8>, StatusWo
 
 /// Up to `count` records from record number `first` on, concatenated.
 fn records_from(records: &[Record], first: u8, count: usize) -> Result<Vec<u8>, StatusWord> {
-    let start = usize::from(first).checked_sub(1).ok_or(WRONG_P1P2)?;
+    let start = usize::from(first)
+        .checked_sub(1)
+        .ok_or(StatusWord::WRONG_P1P2)?;
     if start >= records.len() {
         return Err(StatusWord::RECORD_NOT_FOUND);
     }

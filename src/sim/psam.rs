@@ -35,16 +35,6 @@ const TERMINAL_LEN: usize = TERMINAL_DIGITS / 2;
 const CRYPTOGRAM_LEN: usize = 8;
 const MAX_ATR_LEN: usize = 33;
 
-const WRONG_LENGTH: StatusWord = StatusWord(0x6700);
-const CONDITIONS_NOT_SATISFIED: StatusWord = StatusWord(0x6985);
-const FUNCTION_NOT_SUPPORTED: StatusWord = StatusWord(0x6A81);
-const WRONG_P1P2: StatusWord = StatusWord(0x6A86);
-const KEY_NOT_FOUND: StatusWord = StatusWord(0x6A88);
-const WRONG_OFFSET: StatusWord = StatusWord(0x6B00);
-const NO_CURRENT_EF: StatusWord = StatusWord(0x6986);
-const INS_NOT_SUPPORTED: StatusWord = StatusWord(0x6D00);
-const CLA_NOT_SUPPORTED: StatusWord = StatusWord(0x6E00);
-
 /// What a PSAM key is for (P1 of `80 1A`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -256,27 +246,29 @@ impl VirtualPsam {
     }
 
     fn respond(&mut self, bytes: &[u8]) -> Reply {
-        let apdu = Apdu::parse(bytes).ok_or(WRONG_LENGTH)?;
+        let apdu = Apdu::parse(bytes).ok_or(StatusWord::WRONG_LENGTH)?;
         match (apdu.cla, apdu.ins) {
             (0x00, 0xB0) => self.read_binary(&apdu),
             (0x80, 0x1A) => self.init_computation(&apdu),
             (0x80, 0xFA) => self.compute(&apdu),
-            (0x00 | 0x80, _) => Err(INS_NOT_SUPPORTED),
-            _ => Err(CLA_NOT_SUPPORTED),
+            (0x00 | 0x80, _) => Err(StatusWord::INS_NOT_SUPPORTED),
+            _ => Err(StatusWord::CLA_NOT_SUPPORTED),
         }
     }
 
     fn read_binary(&self, apdu: &Apdu<'_>) -> Reply {
         if !apdu.data.is_empty() {
-            return Err(WRONG_LENGTH);
+            return Err(StatusWord::WRONG_LENGTH);
         }
         match apdu.p1 {
             P1_SFI_0016 => {}
             p1 if p1 & 0x80 != 0 => return Err(StatusWord::FILE_NOT_FOUND),
-            _ => return Err(NO_CURRENT_EF),
+            _ => return Err(StatusWord::NO_CURRENT_EF),
         }
         let file = self.image.terminal_bcd();
-        let data = file.get(usize::from(apdu.p2)..).ok_or(WRONG_OFFSET)?;
+        let data = file
+            .get(usize::from(apdu.p2)..)
+            .ok_or(StatusWord::WRONG_OFFSET)?;
         match apdu.le {
             None | Some(256) => {}
             Some(le) if le == data.len() => {}
@@ -287,8 +279,8 @@ impl VirtualPsam {
 
     fn init_computation(&mut self, apdu: &Apdu<'_>) -> Reply {
         self.session = None;
-        let factor: &[u8; 8] = apdu.data.try_into().map_err(|_| WRONG_LENGTH)?;
-        let usage = KeyUsage::from_p1(apdu.p1).ok_or(KEY_NOT_FOUND)?;
+        let factor: &[u8; 8] = apdu.data.try_into().map_err(|_| StatusWord::WRONG_LENGTH)?;
+        let usage = KeyUsage::from_p1(apdu.p1).ok_or(StatusWord::KEY_NOT_FOUND)?;
         let mut of_usage = self
             .image
             .keys
@@ -296,22 +288,25 @@ impl VirtualPsam {
             .filter(|k| k.usage == usage)
             .peekable();
         if of_usage.peek().is_none() {
-            return Err(KEY_NOT_FOUND);
+            return Err(StatusWord::KEY_NOT_FOUND);
         }
-        let algorithm = Algorithm::from_id(apdu.p2).ok_or(FUNCTION_NOT_SUPPORTED)?;
+        let algorithm = Algorithm::from_id(apdu.p2).ok_or(StatusWord::FUNCTION_NOT_SUPPORTED)?;
         let key = of_usage
             .find(|k| k.algorithm == algorithm)
-            .ok_or(FUNCTION_NOT_SUPPORTED)?;
+            .ok_or(StatusWord::FUNCTION_NOT_SUPPORTED)?;
         self.session = Some((algorithm, crypto::diversify(algorithm, &key.master, factor)));
         Ok(status(Vec::new(), StatusWord::OK))
     }
 
     fn compute(&self, apdu: &Apdu<'_>) -> Reply {
-        let data: &[u8; 8] = apdu.data.try_into().map_err(|_| WRONG_LENGTH)?;
+        let data: &[u8; 8] = apdu.data.try_into().map_err(|_| StatusWord::WRONG_LENGTH)?;
         if apdu.p1 != 0x00 || apdu.p2 != 0x00 {
-            return Err(WRONG_P1P2);
+            return Err(StatusWord::WRONG_P1P2);
         }
-        let (algorithm, key) = self.session.as_ref().ok_or(CONDITIONS_NOT_SATISFIED)?;
+        let (algorithm, key) = self
+            .session
+            .as_ref()
+            .ok_or(StatusWord::CONDITIONS_NOT_SATISFIED)?;
         match apdu.le {
             None | Some(256) | Some(CRYPTOGRAM_LEN) => {}
             Some(_) => return Err(wrong_le(CRYPTOGRAM_LEN)),
