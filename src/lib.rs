@@ -21,5 +21,6 @@ pub mod profile;
 pub mod psam;
 pub mod reader;
 pub mod serve;
+pub mod settle;
 pub mod sim;
 pub mod verdict;

@@ -34,6 +34,8 @@ enum Command {
     InsurerSim(cli::insurer_sim::InsurerSimArgs),
     Cache(cli::cache::CacheArgs),
     Sync(cli::sync::SyncArgs),
+    Settle(cli::settle::SettleArgs),
+    Reconcile(cli::reconcile::ReconcileArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +54,8 @@ fn main() -> ExitCode {
         Command::InsurerSim(args) => cli::insurer_sim::run(args),
         Command::Cache(args) => cli::cache::run(args),
         Command::Sync(args) => cli::sync::run(args),
+        Command::Settle(args) => cli::settle::run(args),
+        Command::Reconcile(args) => cli::reconcile::run(args),
     }
 }
 

@@ -140,7 +140,7 @@ fn a_pin_pad_reader_takes_the_pin_on_its_keypad() {
     ]);
     assert!(output.status.success(), "{output:?}");
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(json["balance"]["balc"], "332.80");
+    assert_eq!(json["balance"]["balc"], "102.80");
     let output = medcard(&[
         "read",
         "--card-file",

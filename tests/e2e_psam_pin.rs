@@ -181,7 +181,7 @@ fn an_offline_card_gives_its_balance_behind_the_pin_to_the_fen() {
     assert_eq!(status, Some(0), "{json}");
     assert_eq!(
         json["balance"],
-        json!({"balc": "332.80", "annual_self_pay": "230.00", "annual_fund_pay": "0.00",
+        json!({"balc": "102.80", "annual_self_pay": "230.00", "annual_fund_pay": "0.00",
                "year": "2026", "source": "card"})
     );
     assert_eq!(json["balance_source"], "card");

@@ -100,7 +100,7 @@ fn cards_come_and_go_through_pcscd_and_the_daemon_survives_a_pcscd_restart() {
     assert_eq!(Events::methods(&seen), ["card.ready"], "{seen:?}");
     let verified = ready_card(&seen);
     assert_eq!(verified["session_id"], first["session_id"]);
-    assert_eq!(verified["balance"]["balc"], "332.80", "{verified}");
+    assert_eq!(verified["balance"]["balc"], "102.80", "{verified}");
     assert_eq!(
         pin(&mut client, "000000"),
         json!({"ok": false, "tries_left": 2})

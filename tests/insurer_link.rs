@@ -100,8 +100,8 @@ fn sign_in_then_person_by_card() {
     assert_eq!(person.baseinfo.brdy, "1991-03-08");
     assert_eq!(person.insuinfo.len(), 1);
     let insu = &person.insuinfo[0];
-    assert_eq!(insu.balc, Decimal::new(33280, 2));
-    assert_eq!(insu.balc.to_string(), "332.80");
+    assert_eq!(insu.balc, Decimal::new(10280, 2));
+    assert_eq!(insu.balc.to_string(), "102.80");
     assert_eq!(insu.insutype, "310");
     assert_eq!(insu.psn_insu_stas, "1");
     assert_eq!(insu.insuplc_admdvs, "500000");

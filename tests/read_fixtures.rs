@@ -225,7 +225,7 @@ fn the_pin_opens_the_balance_to_the_fen() {
     let balance = card.balance.expect("offline card balance");
     assert_eq!(
         (balance.balc.as_str(), balance.annual_self_pay.as_str()),
-        ("332.80", "230.00")
+        ("102.80", "230.00")
     );
     assert_eq!(card.transactions.map(|t| t.len()), Some(3));
     // The PIN query costs no try and comes before the PIN itself.

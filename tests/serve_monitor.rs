@@ -334,11 +334,11 @@ fn verify_pin_answers_tries_left_or_ok() {
     assert_eq!(after.session_id, before.session_id);
     assert_eq!(
         after.card.balance.as_ref().map(|b| b.balc.as_str()),
-        Some("332.80")
+        Some("102.80")
     );
     assert_eq!(
         last_ready(seen).card.balance.map(|b| b.balc),
-        Some("332.80".to_owned())
+        Some("102.80".to_owned())
     );
     assert_eq!(verify("r1", "123456"), Ok(PinState::Locked));
     assert_eq!(

@@ -142,7 +142,7 @@ fn every_verdict_code_from_a_card_read_through_the_socket() {
     assert_eq!(ok["insured"]["psn_no"], "50000000000000012345");
     assert_eq!(ok["insured"]["insutype"], "310");
     assert_eq!(ok["insured"]["psn_insu_stas"], "1");
-    assert_eq!(ok["insured"]["balc"], "332.80");
+    assert_eq!(ok["insured"]["balc"], "102.80");
     assert_eq!(ok["insured"]["insuplc_admdvs"], "500000");
     assert_eq!(ok["card_no"], "C06123455");
 
@@ -334,7 +334,7 @@ fn verify_pin_reads_the_on_card_balance_and_judges_balance_mismatch() {
     assert_eq!(first["balance"], Value::Null);
     let session_id = first["session_id"].clone();
 
-    // Equal balances (332.80 on the card and at the insurer): ok, the balance attached.
+    // Equal balances (102.80 on the card and at the insurer): ok, the balance attached.
     let mut events = daemon.events();
     let verified = client.result(
         "card.verify_pin",
@@ -344,10 +344,10 @@ fn verify_pin_reads_the_on_card_balance_and_judges_balance_mismatch() {
     let ready = events.until(&reader(0), "card.ready");
     let card = &ready.last().expect("card.ready")["params"]["card"];
     assert_eq!(card["session_id"], session_id, "{card}");
-    assert_eq!(card["balance"]["balc"], "332.80", "{card}");
+    assert_eq!(card["balance"]["balc"], "102.80", "{card}");
     let read = client.result("card.read", json!({"reader": reader(0)}));
     assert_eq!(read["session_id"], session_id);
-    assert_eq!(read["balance"]["balc"], "332.80", "{read}");
+    assert_eq!(read["balance"]["balc"], "102.80", "{read}");
     assert_eq!(read["balance_source"], "card", "{read}");
     assert_eq!(code(&read), "ok", "{read}");
     assert!(!reason_codes(&read).contains(&"balance_mismatch"), "{read}");
@@ -365,12 +365,12 @@ fn verify_pin_reads_the_on_card_balance_and_judges_balance_mismatch() {
     assert_eq!(card["session_id"], session_id, "{card}");
     let read = client.result("card.read", json!({"reader": reader(0)}));
     assert_eq!(read["session_id"], session_id);
-    assert_eq!(read["balance"]["balc"], "332.80", "{read}");
+    assert_eq!(read["balance"]["balc"], "102.80", "{read}");
     assert_eq!(code(&read), "balance_mismatch", "{read}");
     assert_eq!(read["verdict"]["may_settle"], "self_pay_only");
     let reason = &read["verdict"]["reasons"][0];
     assert_eq!(reason["code"], "balance_mismatch");
-    assert_eq!(reason["card_balc"], "332.80", "{reason}");
+    assert_eq!(reason["card_balc"], "102.80", "{reason}");
     assert_eq!(reason["insurer_balc"], "300.00", "{reason}");
     assert_eq!(read["insured"]["balc"], "300.00", "{read}");
 

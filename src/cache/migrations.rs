@@ -89,6 +89,78 @@ DROP TABLE cards;
 ALTER TABLE cards_v2 RENAME TO cards;
 CREATE INDEX cards_certno ON cards(certno);
 "#,
+    // 3: settlement — visits registered here, previews, the caller's settlement requests and
+    // the journal of every money-moving call (src/settle/journal.rs). Money is TEXT.
+    r#"
+CREATE TABLE settle_visits (
+    mdtrt_id        TEXT PRIMARY KEY NOT NULL,
+    ipt_otp_no      TEXT NOT NULL UNIQUE,
+    psn_no          TEXT NOT NULL,
+    psn_name        TEXT NOT NULL DEFAULT '',
+    insutype        TEXT NOT NULL,
+    psn_type        TEXT NOT NULL DEFAULT '',
+    insuplc_admdvs  TEXT NOT NULL DEFAULT '',
+    mdtrt_cert_type TEXT NOT NULL,
+    mdtrt_cert_no   TEXT NOT NULL,
+    med_type        TEXT NOT NULL,
+    dept_code       TEXT NOT NULL,
+    dept_name       TEXT NOT NULL,
+    dr_name         TEXT NOT NULL,
+    may_settle      TEXT NOT NULL,
+    verdict_code    TEXT NOT NULL DEFAULT '',
+    begntime        TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    created_at      INTEGER NOT NULL
+);
+CREATE TABLE settle_previews (
+    preview_id  TEXT PRIMARY KEY NOT NULL,
+    mdtrt_id    TEXT NOT NULL REFERENCES settle_visits(mdtrt_id),
+    chrg_bchno  TEXT NOT NULL UNIQUE,
+    acct_used   INTEGER NOT NULL,
+    lines       TEXT NOT NULL,
+    local_split TEXT NOT NULL,
+    insurer     TEXT,
+    uploaded    INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX settle_previews_visit ON settle_previews(mdtrt_id);
+CREATE TABLE settlements (
+    request_id     TEXT PRIMARY KEY NOT NULL,
+    kind           TEXT NOT NULL,
+    preview_id     TEXT,
+    mdtrt_id       TEXT NOT NULL,
+    chrg_bchno     TEXT NOT NULL,
+    psn_no         TEXT NOT NULL,
+    insuplc_admdvs TEXT NOT NULL DEFAULT '',
+    orig_setl_id   TEXT,
+    state          TEXT NOT NULL,
+    setl_id        TEXT,
+    setlinfo       TEXT,
+    err_msg        TEXT,
+    setl_date      TEXT,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+);
+CREATE INDEX settlements_batch ON settlements(chrg_bchno);
+CREATE INDEX settlements_setl_id ON settlements(setl_id);
+CREATE INDEX settlements_date ON settlements(setl_date);
+CREATE TABLE settle_journal (
+    msgid          TEXT PRIMARY KEY NOT NULL,
+    infno          TEXT NOT NULL,
+    request_id     TEXT NOT NULL,
+    omsgid         TEXT,
+    state          TEXT NOT NULL,
+    psn_no         TEXT NOT NULL,
+    insuplc_admdvs TEXT NOT NULL DEFAULT '',
+    mdtrt_id       TEXT NOT NULL,
+    detail         TEXT,
+    err_msg        TEXT,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+);
+CREATE INDEX settle_journal_state ON settle_journal(state);
+CREATE INDEX settle_journal_request ON settle_journal(request_id);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -2,9 +2,9 @@
 //! verdict in milliseconds and still gets one when the insurer is down.
 //!
 //! - [`Cache::open`] creates the file with mode 0600 (tightening an existing file), sets WAL,
-//!   `synchronous=NORMAL` (a cache can lose its last transactions on power loss, never its
-//!   consistency; settlement's journal uses FULL), foreign keys and a busy timeout, and runs
-//!   the [`migrations`].
+//!   `synchronous=FULL` (every commit is on disk before it returns: the settlement journal
+//!   must never lose a record of a money-moving call, and the file has one writer for both),
+//!   foreign keys and a busy timeout, and runs the [`migrations`].
 //! - **One writer**: [`CacheWriter`] owns the only read-write connection behind a `Mutex`
 //!   (chosen over a writer thread: writes are short, callers are already off the swipe path,
 //!   and a Mutex keeps errors synchronous). Each write is one transaction.
@@ -185,7 +185,7 @@ fn ensure_private_file(path: &Path) -> Result<(), CacheError> {
 fn configure(conn: &Connection) -> Result<(), CacheError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(())
 }
 

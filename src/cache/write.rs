@@ -28,8 +28,9 @@ impl CacheWriter {
         self.conn.lock().map_err(|_| CacheError::Poisoned)
     }
 
-    /// Runs `work` in one transaction on the write connection.
-    fn in_transaction<T>(
+    /// Runs `work` in one transaction on the write connection (the settlement journal writes
+    /// through this too: one writer for the whole file).
+    pub(crate) fn in_transaction<T>(
         &self,
         work: impl FnOnce(&Transaction<'_>) -> Result<T, CacheError>,
     ) -> Result<T, CacheError> {
@@ -38,6 +39,23 @@ impl CacheWriter {
         let value = work(&tx)?;
         tx.commit()?;
         Ok(value)
+    }
+
+    /// The balance a settlement left (the insurer's `balc` in its answer), until the next
+    /// 1101 brings a fresh one.
+    pub fn set_balc(
+        &self,
+        psn_no: &str,
+        insutype: &str,
+        balc: rust_decimal::Decimal,
+    ) -> Result<(), CacheError> {
+        self.in_transaction(|tx| {
+            tx.execute(
+                "UPDATE insuinfo SET balc = ?3 WHERE psn_no = ?1 AND insutype = ?2",
+                params![psn_no, insutype, balc.to_string()],
+            )?;
+            Ok(())
+        })
     }
 
     /// Stores a 1101 answer (replacing the person's earlier insuinfo rows).

@@ -13,8 +13,18 @@ use std::process::ExitCode;
 /// `medcard insurer-sim --help`: details beyond the summary.
 const DETAILS: &str = "\
 Transactions (POST any path but /admin, envelope as in insurer-api.md §1.2): 9001 签到,
-1101 人员信息获取 (mdtrt_cert_type 03 + card_sn, or 02 + certno), and the medcard extensions
-X101 (card-status feed by version) and X102 (catalogue by version), docs/insurer-extension.md.
+1101 人员信息获取 (mdtrt_cert_type 03 + card_sn, or 02 + certno), the outpatient settlement
+chain 2201/2202 挂号, 2203 就诊信息, 2204/2205 费用明细, 2206 预结算, 2207 结算, 2208 结算撤销,
+2601 冲正, 3201 对总账, and the medcard extensions X101 (card-status feed by version), X102
+(catalogue by version) and X302 (a day's settlements with their msgids),
+docs/insurer-extension.md (section Settlement in the simulator).
+
+Settlement: the split is medcard's engine (src/settle/). A person is settled under the first
+policy (--policy-dir files, the simulator's resident policy, then the built-ins cq-seed and
+cq-employee-outpatient) whose region prefixes their insuplc_admdvs and whose insutypes hold
+the settlement's, else under --policy; the rule by med_type, --hosp-lv and retirement.
+Personal accounts are ledgers (fixtures: balc, or account = {wage, carried_over,
+credited_months}, prior_visits, [[binding]] for 家庭共济).
 
 Admin: POST /admin with JSON, e.g.
   {\"action\": \"report_lost\", \"card_no\": \"C06123455\"}   (also unlock, cancel)
@@ -25,6 +35,10 @@ Admin: POST /admin with JSON, e.g.
    \"drop_after_processing\": 0, \"fail_rate\": 0.0, \"for_infno\": \"1101\"}
   {\"action\": \"generate_card_events\", \"count\": 100000}   (generate_catalogue)
   {\"action\": \"stats\"}, {\"action\": \"msg_log\", \"msgid\": \"…\"}, {\"action\": \"expire_signins\"}
+  {\"action\": \"clock\", \"date\": \"2027-01-05\"}          (business date; no date = today)
+  {\"action\": \"credit_month\", \"month\": 4}             (monthly credit to accounts with a wage)
+  {\"action\": \"year_end\", \"year\": 2026}               (interest, carry-over; clock → next 1 Jan)
+  {\"action\": \"bind\", \"payer_psn_no\": \"…\", \"beneficiary_psn_no\": \"…\"}   (家庭共济)
 
 Example: medcard insurer-sim --listen 127.0.0.1:0 --latency-ms 50";
 
@@ -52,6 +66,15 @@ pub struct InsurerSimArgs {
     /// The insurer's region code (inf_refmsgid prefix).
     #[arg(long, default_value = "500000")]
     pub region: String,
+    /// The default cost-sharing policy (by id), for persons no policy's region matches.
+    #[arg(long, default_value = "cq-seed")]
+    pub policy: String,
+    /// A directory of policy files (*.toml), tried before the built-in policies.
+    #[arg(long)]
+    pub policy_dir: Option<PathBuf>,
+    /// The hospital grade settlements are made at (1, 2 or 3): chooses the policy's rule.
+    #[arg(long, default_value = "3", value_parser = ["1", "2", "3"])]
+    pub hosp_lv: String,
 }
 
 pub fn run(args: InsurerSimArgs) -> ExitCode {
@@ -82,7 +105,6 @@ pub fn run(args: InsurerSimArgs) -> ExitCode {
 
 fn run_server(args: &InsurerSimArgs, db: PathBuf) -> Result<(), String> {
     let options = SimOptions {
-        db,
         fixtures: args.fixtures.clone(),
         faults: Faults {
             latency_ms: args.latency_ms,
@@ -90,6 +112,10 @@ fn run_server(args: &InsurerSimArgs, db: PathBuf) -> Result<(), String> {
             ..Faults::default()
         },
         region: args.region.clone(),
+        policy: args.policy.clone(),
+        policy_dir: args.policy_dir.clone(),
+        hosp_lv: args.hosp_lv.clone(),
+        ..SimOptions::new(db)
     };
     let state = SimState::open(&options).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;

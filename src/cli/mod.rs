@@ -7,7 +7,9 @@ pub mod demo;
 pub mod insurer_sim;
 pub mod profiles;
 pub mod read;
+pub mod reconcile;
 pub mod serve;
+pub mod settle;
 pub mod sim;
 pub mod sync;
 

@@ -114,6 +114,12 @@ async fn serve(
             let _ = reassess.reassess();
         }),
     );
+    // Unanswered money-moving calls (a crash, a lost reply) are reversed at once, then
+    // every interval.
+    let _resolver = services.settler.clone().map(|settler| {
+        let interval = std::time::Duration::from_secs(config.settle.resolve_interval_s.max(1));
+        medcard::serve::settlement::ResolverThread::spawn(settler, interval)
+    });
     let listeners = Listeners::bind(&config, inherited)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.socket.path.display()))?;

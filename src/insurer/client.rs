@@ -134,7 +134,8 @@ impl InsurerClient {
         }
     }
 
-    fn ensure_signed_in(&mut self) -> Result<(), LinkError> {
+    /// Signs in unless a sign-in is still fresh (before [`Self::send`], which does not).
+    pub fn ensure_signed_in(&mut self) -> Result<(), LinkError> {
         let fresh = self
             .sign_in
             .as_ref()
@@ -254,7 +255,8 @@ impl InsurerClient {
 }
 
 /// The insurer's ways of saying "sign in again" (签到信息不存在 / 签到已失效 / 请重新签到).
-fn sign_in_lapsed(err_msg: &str) -> bool {
+/// Whether a refusal says the sign-in has lapsed (the call was not processed).
+pub fn sign_in_lapsed(err_msg: &str) -> bool {
     err_msg.contains("签到")
 }
 

@@ -18,6 +18,7 @@ pub mod client;
 pub mod clock;
 pub mod envelope;
 pub mod msgid;
+pub mod settlement;
 pub mod signer;
 pub mod sim;
 pub mod types;

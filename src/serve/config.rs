@@ -18,6 +18,7 @@ pub struct Config {
     pub readers: ReadersConfig,
     pub insurer: InsurerSection,
     pub cache: CacheSection,
+    pub settle: SettleSection,
 }
 
 /// The listeners and their limits.
@@ -167,6 +168,43 @@ impl Default for CacheSection {
     }
 }
 
+/// Settlement at this counter (needs the insurer link and the cache).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SettleSection {
+    /// 医院等级 of this hospital, for the policy's rule: "1", "2" or "3".
+    pub hosp_lv: String,
+    /// 医疗类别 when `visit.register` names none (11 普通门诊).
+    pub med_type: String,
+    /// The policy for local previews when none matches the person (a built-in id).
+    pub default_policy: String,
+    /// A directory of extra policy files (fixtures/policy/*.toml shape); empty: built-in.
+    pub policy_dir: String,
+    /// How long one 2207 / 2208 / 2601 may take before its outcome counts as unknown, ms.
+    pub timeout_ms: u64,
+    /// Links to the insurer for settlement: visits that can settle at the same moment.
+    pub links: usize,
+    /// 2601 tries inside one commit before it answers `unknown` (the resolver goes on).
+    pub reversal_tries: u32,
+    /// Seconds between two passes of the background resolver over unanswered calls.
+    pub resolve_interval_s: u64,
+}
+
+impl Default for SettleSection {
+    fn default() -> SettleSection {
+        SettleSection {
+            hosp_lv: "3".to_owned(),
+            med_type: "11".to_owned(),
+            default_policy: "cq-seed".to_owned(),
+            policy_dir: String::new(),
+            timeout_ms: 5_000,
+            links: 4,
+            reversal_tries: 3,
+            resolve_interval_s: 30,
+        }
+    }
+}
+
 /// A configuration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -266,7 +304,33 @@ impl Config {
                 .push("readers.poll_ms must be at least 1".to_owned());
         }
         self.check_insurer(&mut findings);
+        self.check_settle(&mut findings);
         findings
+    }
+
+    fn check_settle(&self, findings: &mut Findings) {
+        let settle = &self.settle;
+        if !["1", "2", "3"].contains(&settle.hosp_lv.as_str()) {
+            findings.errors.push(format!(
+                "settle.hosp_lv must be 1, 2 or 3, not {:?}",
+                settle.hosp_lv
+            ));
+        }
+        for (key, value) in [
+            ("settle.timeout_ms", settle.timeout_ms),
+            ("settle.links", settle.links as u64),
+            ("settle.reversal_tries", u64::from(settle.reversal_tries)),
+            ("settle.resolve_interval_s", settle.resolve_interval_s),
+        ] {
+            if value == 0 {
+                findings.errors.push(format!("{key} must be at least 1"));
+            }
+        }
+        if let Err(e) =
+            crate::settle::service::load_policies(&settle.policy_dir, &settle.default_policy)
+        {
+            findings.errors.push(format!("settle: {e}"));
+        }
     }
 
     fn check_insurer(&self, findings: &mut Findings) {

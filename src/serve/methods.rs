@@ -31,6 +31,7 @@ pub const MAX_WAIT_MS: u64 = 3_600_000;
 /// Whether `method` changes a card's state (and so needs an allowed group).
 pub fn is_mutating(method: &str) -> bool {
     matches!(method, "card.refresh" | "card.verify_pin")
+        || super::settlement::METHODS.contains(&(method, true))
 }
 
 /// A method's result: a JSON value, or JSON text made earlier (a session's, serialised
@@ -84,6 +85,11 @@ pub async fn answer(shared: &Shared, peer: &Peer, call: &Call) -> Result<Answer,
         "card.verify_pin" => card_verify_pin(shared, &call.params)
             .await
             .map(Answer::Value),
+        other if super::settlement::METHODS.iter().any(|(m, _)| *m == other) => {
+            super::settlement::dispatch(shared, other, &call.params)
+                .await
+                .map(Answer::Value)
+        }
         other => Err(RpcError::method_not_found(other)),
     }
 }

@@ -11,6 +11,9 @@
 //! - [`connection`]: line framing with a size limit, JSON-RPC parsing and replies.
 //! - [`methods`]: one handler per method, from request to result.
 //! - [`config`]: the settings file, `/etc/medcard/medcard.toml` by default.
+//! - [`verdicts`]: the cache + 1101 assessor and the background sync.
+//! - [`settlement`]: visits and settlement on the socket, and the background resolver of
+//!   unanswered money-moving calls.
 
 pub mod config;
 pub mod connection;
@@ -20,6 +23,7 @@ pub mod monitor;
 pub mod peer;
 pub mod rpc;
 pub mod server;
+pub mod settlement;
 pub mod systemd;
 pub mod types;
 pub mod verdicts;

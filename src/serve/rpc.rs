@@ -24,6 +24,20 @@ pub mod code {
     pub const PERMISSION_DENIED: i32 = 1007;
     pub const TOO_MANY_CONNECTIONS: i32 = 1008;
     pub const MONITOR_STOPPED: i32 = 1009;
+    /// Settlement (docs/protocol.md): no such visit, or it was cancelled.
+    pub const UNKNOWN_VISIT: i32 = 1010;
+    pub const UNKNOWN_PREVIEW: i32 = 1011;
+    pub const UNKNOWN_SETTLEMENT: i32 = 1012;
+    /// The card's verdict forbids insurance settlement.
+    pub const SETTLE_NOT_ALLOWED: i32 = 1013;
+    /// The batch was settled by another request_id.
+    pub const BATCH_SETTLED: i32 = 1014;
+    /// The insurer refused (its err_msg is in the message).
+    pub const INSURER_REFUSED: i32 = 1015;
+    /// The insurer cannot be reached, or settlement is not configured; nothing was charged.
+    pub const INSURER_DOWN: i32 = 1016;
+    /// A money-moving call is unanswered and being reversed; ask settle.status.
+    pub const OUTCOME_UNKNOWN: i32 = 1017;
 }
 
 /// A JSON-RPC error object.

@@ -43,6 +43,10 @@ pub struct Services {
     pub link: Option<Arc<Mutex<InsurerClient>>>,
     pub insurer_url: String,
     pub sync_interval: Duration,
+    /// Settlement (needs the link and the cache); `None` without them.
+    pub settler: Option<Arc<crate::settle::service::Settler>>,
+    /// `cache.insutype_preference`, for registrations by ID number.
+    pub insutype_preference: Vec<String>,
 }
 
 impl std::fmt::Debug for Services {
@@ -86,10 +90,12 @@ impl Services {
             )))
         });
         Services {
+            settler: super::settlement::open_settler(config, cache.as_ref()),
             cache,
             link,
             insurer_url: config.insurer.url.trim().to_owned(),
             sync_interval: Duration::from_secs(config.insurer.sync_interval_s.max(1)),
+            insutype_preference: config.cache.insutype_preference.clone(),
         }
     }
 
@@ -406,7 +412,7 @@ fn sync_once(cache: &Cache, link: &mut dyn InsurerLink, page_size: u32) -> bool 
     card_events
 }
 
-fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) {
+pub(super) fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) {
     let slice = Duration::from_millis(100);
     let mut left = total;
     while !left.is_zero() && !stop.load(Ordering::Relaxed) {
@@ -418,7 +424,7 @@ fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) {
 
 /// A client whose msgids come from the cache's persistent sequence when there is a cache, so
 /// that the daemon and a `medcard sync` run never send the same msgid.
-fn client_with_msgids(
+pub(super) fn client_with_msgids(
     config: crate::insurer::InsurerConfig,
     cache: Option<&Cache>,
 ) -> InsurerClient {

@@ -41,6 +41,16 @@ impl Daemon {
 
     /// [`Daemon::start`] with a configuration file.
     pub fn start_with_config(name: &str, config: &Path, args: &[&str]) -> Daemon {
+        Daemon::start_with_env(name, config, args, &[])
+    }
+
+    /// [`Daemon::start_with_config`] with extra environment variables.
+    pub fn start_with_env(
+        name: &str,
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let dir = temp_dir("daemon");
         let socket = dir.join(name);
         let log = dir.join("serve.log");
@@ -50,6 +60,7 @@ impl Daemon {
             .arg("--socket")
             .arg(&socket)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("daemon log file"))
@@ -107,6 +118,20 @@ impl Daemon {
     /// What the daemon logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit by itself (at most `limit`); `None` if it did not.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGTERM, then waits for the exit (at most 15 s).

@@ -41,6 +41,13 @@ impl InsurerSim {
 
     /// A request to the admin endpoint; asserts it was accepted.
     pub fn admin(&self, request: Value) -> Value {
+        let value = self.admin_raw(request.clone());
+        assert_eq!(value["ok"], true, "admin {request} → {value}");
+        value
+    }
+
+    /// A request to the admin endpoint, accepted or not (`{"ok": false, "error": …}`).
+    pub fn admin_raw(&self, request: Value) -> Value {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .proxy(None)
@@ -50,9 +57,7 @@ impl InsurerSim {
             .post(format!("http://{}/admin", self.addr))
             .send_json(&request)
             .expect("admin request");
-        let value: Value = response.body_mut().read_json().expect("admin JSON");
-        assert_eq!(value["ok"], true, "admin {request} → {value}");
-        value
+        response.body_mut().read_json().expect("admin JSON")
     }
 
     /// Kills the simulator (the insurer goes down).

@@ -6,6 +6,7 @@
 pub mod daemon;
 pub mod expected;
 pub mod insurer;
+pub mod settle;
 pub mod stack;
 
 use std::path::PathBuf;

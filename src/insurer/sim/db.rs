@@ -1,9 +1,13 @@
 //! The simulator's own SQLite database: persons, insuinfo, cards, card_events, catalogue,
 //! sign_ins and msg_log (every request's msgid, infno and outcome — what reversal and
-//! reconciliation will need). One connection behind the state's mutex.
+//! reconciliation need), plus the settlement books ([`super::books`]) and the personal
+//! accounts ([`super::accounts`]). One connection behind the state's mutex.
 
 use super::SimError;
+use super::accounts::{self, AccountKey};
+use super::clock;
 use super::fixtures::{Fixtures, PersonFixture};
+use super::policies::SimPolicies;
 use crate::insurer::clock::LocalTime;
 use crate::insurer::types::{
     CardEventKind, CardEventPage, CardStatusEvent, CatalogueItem, CataloguePage, ChrgitmLv,
@@ -16,11 +20,13 @@ use std::path::Path;
 use std::str::FromStr;
 
 /// Why a transaction got no business answer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TxError {
     /// A business refusal: infcode −1 with this err_msg.
+    #[error("{0}")]
     Refused(String),
     /// The simulator itself failed (database): also infcode −1, "系统内部错误".
+    #[error("internal: {0}")]
     Internal(String),
 }
 
@@ -115,13 +121,26 @@ impl SimDb {
         let conn = Connection::open(path).map_err(|e| SimError::Db(e.to_string()))?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
             .map_err(|e| SimError::Db(e.to_string()))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| SimError::Db(e.to_string()))?;
+        for schema in [SCHEMA, super::books::SCHEMA, accounts::SCHEMA] {
+            conn.execute_batch(schema)
+                .map_err(|e| SimError::Db(e.to_string()))?;
+        }
         Ok(SimDb { conn })
     }
 
-    /// Seed from fixtures when the database holds no persons yet.
-    pub fn seed(&mut self, fixtures: &Fixtures) -> Result<(), SimError> {
+    /// The connection, for the settlement modules.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The connection, for a transaction.
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Seed from fixtures when the database holds no persons yet; accounts, earlier visits
+    /// and bindings are booked in the business year (the clock's).
+    pub fn seed(&mut self, fixtures: &Fixtures, policies: &SimPolicies) -> Result<(), SimError> {
         let seeded: i64 = self
             .conn
             .query_row("SELECT COUNT(*) FROM persons", [], |r| r.get(0))
@@ -129,15 +148,20 @@ impl SimDb {
         if seeded > 0 {
             return Ok(());
         }
-        self.seed_all(fixtures)
-            .map_err(|e| SimError::Fixtures(format!("{e:?}")))
+        self.seed_all(fixtures, policies)
+            .map_err(|e| SimError::Fixtures(e.to_string()))
     }
 
-    fn seed_all(&mut self, fixtures: &Fixtures) -> Result<(), TxError> {
+    fn seed_all(&mut self, fixtures: &Fixtures, policies: &SimPolicies) -> Result<(), TxError> {
+        let year = clock::business_date(&self.conn)?.year;
         let tx = self.conn.transaction()?;
         for p in &fixtures.persons {
             insert_person(&tx, p)?;
         }
+        for p in &fixtures.persons {
+            accounts::seed_person(&tx, policies, p, year)?;
+        }
+        accounts::seed_bindings(&tx, &fixtures.bindings)?;
         for item in &fixtures.catalogue {
             tx.execute(
                 "INSERT INTO catalogue (hilist_code, hilist_name, chrgitm_lv, selfpay_prop, \
@@ -229,7 +253,11 @@ impl SimDb {
                 paus_insu_date: r.get(6)?,
             })
         })?;
-        let insuinfo = rows.collect::<Result<Vec<_>, _>>()?;
+        let mut insuinfo = rows.collect::<Result<Vec<_>, _>>()?;
+        for row in &mut insuinfo {
+            let account = AccountKey::new(&base.psn_no, &row.insutype);
+            row.balc = accounts::balance(&self.conn, &account, None)?;
+        }
         Ok(PersonInfo {
             baseinfo: base,
             insuinfo,
@@ -319,18 +347,7 @@ impl SimDb {
             "SELECT ver, hilist_code, hilist_name, chrgitm_lv, selfpay_prop, pric_uplmt_amt, \
              vali_flag FROM catalogue WHERE ver > ?1 ORDER BY ver LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![after as i64, limit], |r| {
-            let cap: Option<String> = r.get(5)?;
-            Ok(CatalogueItem {
-                version: opt_u64(r.get(0)?),
-                hilist_code: r.get(1)?,
-                hilist_name: r.get(2)?,
-                chrgitm_lv: parse_lv(&r.get::<_, String>(3)?),
-                selfpay_prop: decimal(&r.get::<_, String>(4)?),
-                pric_uplmt_amt: cap.as_deref().map(decimal),
-                vali_flag: r.get(6)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![after as i64, limit], catalogue_row)?;
         let items = rows.collect::<Result<Vec<_>, _>>()?;
         Ok(CataloguePage {
             items,
@@ -357,17 +374,39 @@ impl SimDb {
         Ok(n)
     }
 
+    /// Set an account's balance (admin `set_balc`): an adjust entry for the difference.
     pub fn set_balc(&self, certno: &str, insutype: &str, balc: Decimal) -> Result<(), TxError> {
-        let mut balc = balc;
-        balc.rescale(2);
-        let n = self.conn.execute(
-            "UPDATE insuinfo SET balc = ?3 WHERE certno = ?1 AND insutype = ?2",
-            params![certno, insutype, balc.to_string()],
-        )?;
-        if n == 0 {
-            return Err(TxError::Refused("未查询到该险种参保信息".into()));
-        }
-        Ok(())
+        let psn_no: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT p.psn_no FROM persons p JOIN insuinfo i ON i.certno = p.certno \
+                 WHERE p.certno = ?1 AND i.insutype = ?2",
+                params![certno, insutype],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let psn_no = psn_no.ok_or_else(|| TxError::Refused("未查询到该险种参保信息".into()))?;
+        let today = clock::business_date(&self.conn)?.date();
+        accounts::set_balance(
+            &self.conn,
+            &AccountKey::new(&psn_no, insutype),
+            balc,
+            &today,
+        )
+    }
+
+    /// The catalogue's item for a code (its newest version), if any.
+    pub fn catalogue_item(&self, code: &str) -> Result<Option<CatalogueItem>, TxError> {
+        let item = self
+            .conn
+            .query_row(
+                "SELECT ver, hilist_code, hilist_name, chrgitm_lv, selfpay_prop, pric_uplmt_amt, \
+                 vali_flag FROM catalogue WHERE hilist_code = ?1 ORDER BY ver DESC LIMIT 1",
+                [code],
+                catalogue_row,
+            )
+            .optional()?;
+        Ok(item)
     }
 
     /// 9001: a new sign_no for an operator.
@@ -497,6 +536,21 @@ impl SimDb {
         tx.commit()?;
         self.max_ver("catalogue")
     }
+}
+
+/// A catalogue row (ver, hilist_code, hilist_name, chrgitm_lv, selfpay_prop,
+/// pric_uplmt_amt, vali_flag).
+fn catalogue_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CatalogueItem> {
+    let cap: Option<String> = r.get(5)?;
+    Ok(CatalogueItem {
+        version: opt_u64(r.get(0)?),
+        hilist_code: r.get(1)?,
+        hilist_name: r.get(2)?,
+        chrgitm_lv: parse_lv(&r.get::<_, String>(3)?),
+        selfpay_prop: decimal(&r.get::<_, String>(4)?),
+        pric_uplmt_amt: cap.as_deref().map(decimal),
+        vali_flag: r.get(6)?,
+    })
 }
 
 /// One msg_log row to write.

@@ -1,6 +1,7 @@
-//! The simulator's seed data (fixtures/insurer/*.toml): persons with their insurance rows and
-//! cards, the card-event history and the catalogue. Compiled-in copies let the simulator run
-//! anywhere; `--fixtures DIR` reads a directory instead.
+//! The simulator's seed data (fixtures/insurer/*.toml): persons with their insurance rows,
+//! cards, personal accounts (wage, carried-over money, credited months), earlier visits of the
+//! year and family bindings (家庭共济), the card-event history and the catalogue. Compiled-in
+//! copies let the simulator run anywhere; `--fixtures DIR` reads a directory instead.
 
 use super::SimError;
 use serde::Deserialize;
@@ -11,6 +12,9 @@ pub struct InsuFixture {
     pub insutype: String,
     pub psn_type: String,
     pub psn_insu_stas: String,
+    /// The opening balance (yuan, two places); absent = 0.00. Ignored for the row that a
+    /// person's `account` describes.
+    #[serde(default = "zero_yuan")]
     pub balc: String,
     pub insuplc_admdvs: String,
     pub psn_insu_date: Option<String>,
@@ -37,6 +41,42 @@ pub struct PersonFixture {
     pub insuinfo: Vec<InsuFixture>,
     #[serde(default)]
     pub cards: Vec<CardFixture>,
+    /// The personal account of the first insuinfo row, built from contributions.
+    pub account: Option<AccountFixture>,
+    /// In-scope amounts (yuan) settled earlier this year, January–March, oldest first.
+    #[serde(default)]
+    pub prior_visits: Vec<String>,
+}
+
+/// A personal account seeded as a carried-over entry plus monthly credits in months
+/// 1..=`credited_months` of the business year (the policy's monthly credit for `wage`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccountFixture {
+    /// Monthly wage (contribution base), yuan.
+    pub wage: String,
+    /// Money carried over from earlier years, yuan.
+    #[serde(default = "zero_yuan")]
+    pub carried_over: String,
+    #[serde(default)]
+    pub credited_months: u32,
+}
+
+/// A family binding (家庭共济): the payer's account may pay the beneficiary's part.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BindingFixture {
+    pub payer_psn_no: String,
+    pub beneficiary_psn_no: String,
+    /// The payer's account (insutype); default 310.
+    #[serde(default = "employee_insutype")]
+    pub payer_insutype: String,
+}
+
+fn zero_yuan() -> String {
+    "0.00".to_string()
+}
+
+fn employee_insutype() -> String {
+    "310".to_string()
 }
 
 fn default_cert_type() -> String {
@@ -71,6 +111,8 @@ fn yes() -> bool {
 struct PersonsFile {
     #[serde(default)]
     person: Vec<PersonFixture>,
+    #[serde(default)]
+    binding: Vec<BindingFixture>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +131,8 @@ struct CatalogueFile {
 #[derive(Debug, Clone, Default)]
 pub struct Fixtures {
     pub persons: Vec<PersonFixture>,
+    /// Family bindings, in binding order.
+    pub bindings: Vec<BindingFixture>,
     pub card_events: Vec<EventFixture>,
     pub catalogue: Vec<ItemFixture>,
 }
@@ -128,6 +172,7 @@ impl Fixtures {
         let items: CatalogueFile = toml::from_str(catalogue).map_err(|e| bad("catalogue", e))?;
         Ok(Fixtures {
             persons: persons.person,
+            bindings: persons.binding,
             card_events: events.event,
             catalogue: items.item,
         })
@@ -162,7 +207,17 @@ mod tests {
             .iter()
             .find(|p| p.certno == "500103199103080319")
             .unwrap();
-        assert_eq!(wang.insuinfo[0].balc, "332.80");
+        let account = wang.account.as_ref().unwrap();
+        assert_eq!(account.wage, "2700.00");
+        assert_eq!(account.carried_over, "25.00");
+        assert_eq!(account.credited_months, 3);
+        let prior: Vec<&str> = wang.prior_visits.iter().map(String::as_str).collect();
+        assert_eq!(prior, ["80.00", "100.00", "50.00"]);
+        assert!(
+            f.bindings
+                .iter()
+                .any(|b| b.beneficiary_psn_no == "51010000000000058021")
+        );
         assert_eq!(wang.cards[0].card_no, "C06123455");
         assert!(f.catalogue.iter().any(|i| i.chrgitm_lv == "03"));
         assert_eq!(f.card_events.len(), 3);

@@ -1,17 +1,29 @@
 //! The insurer simulator behind `medcard insurer-sim`: the national platform's one POST
-//! endpoint on loopback (axum), answering the transactions the client uses (9001, 1101 and
-//! the medcard extensions X101 / X102) from its own SQLite database seeded from
-//! `fixtures/insurer/`, with realistic refusals (infcode −1 + err_msg), fault injection and an
-//! admin endpoint for live changes.
+//! endpoint on loopback (axum), answering the transactions the client uses (9001, 1101, the
+//! outpatient settlement chain 2201–2208, 2601, 3201 and the medcard extensions X101 / X102 /
+//! X302) from its own SQLite database seeded from `fixtures/insurer/`, with realistic refusals
+//! (infcode −1 + err_msg), fault injection and an admin endpoint for live changes.
 //!
 //! - [`fixtures`]: the seed files; [`db`]: the database; [`service`]: envelopes and
-//!   transactions; [`faults`]: the fault plan; [`admin`]: `POST /admin`.
+//!   dispatch; [`faults`]: the fault plan; [`admin`]: `POST /admin`.
+//! - Settlement: [`visit`] (2201–2205), [`settle`] (2206–2208, 2601), [`recon`] (3201,
+//!   X302), on [`books`] (visits, lines, settlements) and [`accounts`] (ledger, bindings,
+//!   credits, interest); [`policies`] chooses the cost-sharing policy, [`clock`] is the
+//!   business date, [`context`] what the transactions share.
 
+pub mod accounts;
 pub mod admin;
+pub mod books;
+pub mod clock;
+pub mod context;
 pub mod db;
 pub mod faults;
 pub mod fixtures;
+pub mod policies;
+pub mod recon;
 pub mod service;
+pub mod settle;
+pub mod visit;
 
 use crate::insurer::clock::LocalTime;
 use axum::Router;
@@ -22,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use db::{MsgLogEntry, SimDb};
 use faults::{Fault, Faults};
+use policies::SimPolicies;
 use serde_json::{Value, json};
 use service::Request;
 use std::collections::BTreeMap;
@@ -53,6 +66,27 @@ pub struct SimOptions {
     pub faults: Faults,
     /// The insurer's region (the first six characters of inf_refmsgid).
     pub region: String,
+    /// The default policy's id (used when no policy matches a person's region).
+    pub policy: String,
+    /// Policy files tried before the built-in ones (`*.toml`).
+    pub policy_dir: Option<PathBuf>,
+    /// The hospital grade settlements use ("1", "2", "3").
+    pub hosp_lv: String,
+}
+
+impl SimOptions {
+    /// The defaults, with a database path.
+    pub fn new(db: PathBuf) -> SimOptions {
+        SimOptions {
+            db,
+            fixtures: None,
+            faults: Faults::default(),
+            region: "500000".into(),
+            policy: "cq-seed".into(),
+            policy_dir: None,
+            hosp_lv: "3".into(),
+        }
+    }
 }
 
 /// The running simulator's shared state.
@@ -63,6 +97,7 @@ pub struct SimState {
     serial: AtomicU64,
     rng: Mutex<u64>,
     region: String,
+    policies: SimPolicies,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -76,8 +111,13 @@ impl SimState {
             Some(dir) => Fixtures::load_dir(dir)?,
             None => Fixtures::built_in()?,
         };
+        let policies = SimPolicies::new(
+            options.policy_dir.as_deref(),
+            &options.policy,
+            &options.hosp_lv,
+        )?;
         let mut db = SimDb::open(&options.db)?;
-        db.seed(&fixtures)?;
+        db.seed(&fixtures, &policies)?;
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -89,7 +129,13 @@ impl SimState {
             serial: AtomicU64::new(1),
             rng: Mutex::new(seed | 1),
             region: options.region.clone(),
+            policies,
         }))
+    }
+
+    /// The policies settlements use.
+    pub fn policies(&self) -> &SimPolicies {
+        &self.policies
     }
 
     pub fn db(&self) -> MutexGuard<'_, SimDb> {

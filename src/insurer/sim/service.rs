@@ -1,11 +1,16 @@
 //! The transaction endpoint: reading the request envelope, checking it as the platform would
 //! (msgid shape and uniqueness, sign-in), answering 9001, 1101, X101 and X102 from the
-//! database, and writing every request to msg_log.
+//! database, dispatching the settlement transactions (2201–2208, 2601, 3201, X302) to
+//! [`super::visit`], [`super::settle`] and [`super::recon`], and writing every request to
+//! msg_log.
 
 use super::SimState;
-use super::db::{MsgLogEntry, TxError};
+use super::context::Ctx;
+use super::db::{MsgLogEntry, SimDb, TxError};
+use super::{clock, recon, settle, visit};
 use crate::insurer::clock::LocalTime;
 use crate::insurer::envelope::parse_infcode;
+use crate::insurer::settlement as tx;
 use crate::insurer::wire;
 use serde_json::{Value, json};
 
@@ -115,7 +120,7 @@ fn answer(state: &SimState, req: &Request) -> Result<Value, TxError> {
             req.msgid
         )));
     }
-    let db = state.db();
+    let mut db = state.db();
     if db.msgid_seen(&req.msgid)? {
         return Err(TxError::Refused(format!("发送方报文ID[{}]重复", req.msgid)));
     }
@@ -148,8 +153,38 @@ fn answer(state: &SimState, req: &Request) -> Result<Value, TxError> {
             let page = db.catalogue(ver, size)?;
             serde_json::to_value(page).map_err(|e| TxError::Internal(e.to_string()))
         }
-        other => Err(TxError::Refused(format!("交易编号[{other}]不存在或未开通"))),
+        other => {
+            let handler = settlement_handler(other)
+                .ok_or_else(|| TxError::Refused(format!("交易编号[{other}]不存在或未开通")))?;
+            let ctx = Ctx {
+                policies: state.policies(),
+                msgid: &req.msgid,
+                today: clock::business_date(db.conn())?,
+            };
+            handler(&mut db, &ctx, &req.input)
+        }
     }
+}
+
+/// A settlement transaction's function.
+type Handler = fn(&mut SimDb, &Ctx<'_>, &Value) -> Result<Value, TxError>;
+
+fn settlement_handler(infno: &str) -> Option<Handler> {
+    let handler: Handler = match infno {
+        tx::REGISTER => visit::register,
+        tx::CANCEL_REGISTER => visit::cancel_register,
+        tx::VISIT_INFO => visit::visit_info,
+        tx::FEE_UPLOAD => visit::fee_upload,
+        tx::FEE_CANCEL => visit::fee_cancel,
+        tx::PRE_SETTLE => settle::pre_settle,
+        tx::SETTLE => settle::settle,
+        tx::REFUND => settle::refund,
+        tx::REVERSAL => settle::reverse,
+        tx::DAY_TOTALS => recon::day_totals,
+        tx::DAY_DETAIL => recon::day_detail,
+        _ => return None,
+    };
+    Some(handler)
 }
 
 fn person_info(db: &super::db::SimDb, data: &Value) -> Result<Value, TxError> {

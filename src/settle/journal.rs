@@ -1,0 +1,759 @@
+//! The settlement journal, in the cache file (through its one writer, `synchronous=FULL`):
+//! visits registered here, previews, the callers' settlement requests (keyed by their
+//! `request_id`) and every money-moving call to the insurer, written **before** it is sent.
+//!
+//! A call's entry goes PENDING (written, on disk) → SUCCESS (an answer) | FAIL (refused, or
+//! shown never to have been applied) | UNKNOWN (no answer: the insurer may or may not have
+//! applied it) → REVERSED (a 2601 undid it). A 2601 is an entry of its own (`omsgid` = the
+//! call it reverses); its own lost reply leaves the original UNKNOWN.
+//!
+//! A request (`settlements` row) is `pending` while a call is out, `settled` when one
+//! succeeded, `refused` when the insurer refused it (final for that request_id), `unknown`
+//! while an uncertain call is being reversed, `retry` once every attempt was undone (nothing
+//! charged; the next `settle.commit` with the same request_id tries again), `refunded` after
+//! a 2208, `self_pay` when the verdict allowed cash only.
+
+use crate::cache::{CacheError, CacheWriter};
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+use serde::{Deserialize, Serialize};
+use std::time::SystemTime;
+
+/// A journalled call's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CallState {
+    Pending,
+    Success,
+    Fail,
+    Unknown,
+    Reversed,
+}
+
+impl CallState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Pending => "PENDING",
+            CallState::Success => "SUCCESS",
+            CallState::Fail => "FAIL",
+            CallState::Unknown => "UNKNOWN",
+            CallState::Reversed => "REVERSED",
+        }
+    }
+
+    fn parse(text: &str) -> Result<CallState, CacheError> {
+        Ok(match text {
+            "PENDING" => CallState::Pending,
+            "SUCCESS" => CallState::Success,
+            "FAIL" => CallState::Fail,
+            "UNKNOWN" => CallState::Unknown,
+            "REVERSED" => CallState::Reversed,
+            other => return Err(CacheError::Corrupt(format!("journal state {other:?}"))),
+        })
+    }
+
+    /// Whether the insurer's side of this call is still in doubt.
+    pub fn unresolved(self) -> bool {
+        matches!(self, CallState::Pending | CallState::Unknown)
+    }
+}
+
+/// A settlement request's state (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    Pending,
+    Settled,
+    Refused,
+    Unknown,
+    Retry,
+    Refunded,
+    SelfPay,
+}
+
+impl RequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Settled => "settled",
+            RequestState::Refused => "refused",
+            RequestState::Unknown => "unknown",
+            RequestState::Retry => "retry",
+            RequestState::Refunded => "refunded",
+            RequestState::SelfPay => "self_pay",
+        }
+    }
+
+    fn parse(text: &str) -> Result<RequestState, CacheError> {
+        Ok(match text {
+            "pending" => RequestState::Pending,
+            "settled" => RequestState::Settled,
+            "refused" => RequestState::Refused,
+            "unknown" => RequestState::Unknown,
+            "retry" => RequestState::Retry,
+            "refunded" => RequestState::Refunded,
+            "self_pay" => RequestState::SelfPay,
+            other => return Err(CacheError::Corrupt(format!("settlement state {other:?}"))),
+        })
+    }
+
+    /// Whether the request is finished: a commit with its request_id only reports it.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RequestState::Settled
+                | RequestState::Refused
+                | RequestState::Refunded
+                | RequestState::SelfPay
+        )
+    }
+}
+
+/// What a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    /// 2207 (or a cash-only settlement).
+    Settle,
+    /// 2208.
+    Refund,
+}
+
+impl RequestKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Settle => "settle",
+            RequestKind::Refund => "refund",
+        }
+    }
+
+    fn parse(text: &str) -> Result<RequestKind, CacheError> {
+        match text {
+            "settle" => Ok(RequestKind::Settle),
+            "refund" => Ok(RequestKind::Refund),
+            other => Err(CacheError::Corrupt(format!("settlement kind {other:?}"))),
+        }
+    }
+}
+
+/// A visit registered here (2201).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisitRow {
+    pub mdtrt_id: String,
+    pub ipt_otp_no: String,
+    pub psn_no: String,
+    pub psn_name: String,
+    pub insutype: String,
+    pub psn_type: String,
+    pub insuplc_admdvs: String,
+    pub mdtrt_cert_type: String,
+    pub mdtrt_cert_no: String,
+    pub med_type: String,
+    pub dept_code: String,
+    pub dept_name: String,
+    pub dr_name: String,
+    /// The verdict's `may_settle` at registration: yes | self_pay_only | no.
+    pub may_settle: String,
+    pub verdict_code: String,
+    pub begntime: String,
+    /// registered | cancelled.
+    pub state: String,
+}
+
+/// A preview: the batch's lines, medcard's split and the insurer's 2206 answer (JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviewRow {
+    pub preview_id: String,
+    pub mdtrt_id: String,
+    pub chrg_bchno: String,
+    pub acct_used: bool,
+    pub lines: String,
+    pub local_split: String,
+    pub insurer: Option<String>,
+    /// Whether the lines are at the insurer (2204 answered).
+    pub uploaded: bool,
+}
+
+/// A caller's settlement request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRow {
+    pub request_id: String,
+    pub kind: RequestKind,
+    pub preview_id: Option<String>,
+    pub mdtrt_id: String,
+    pub chrg_bchno: String,
+    pub psn_no: String,
+    pub insuplc_admdvs: String,
+    pub orig_setl_id: Option<String>,
+    pub state: RequestState,
+    pub setl_id: Option<String>,
+    /// The insurer's `setlinfo` (JSON), or medcard's for a cash-only settlement.
+    pub setlinfo: Option<String>,
+    pub err_msg: Option<String>,
+    /// `yyyy-MM-dd` of the settlement (the insurer's day for reconciliation).
+    pub setl_date: Option<String>,
+}
+
+/// A journalled call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRow {
+    pub msgid: String,
+    pub infno: String,
+    pub request_id: String,
+    pub omsgid: Option<String>,
+    pub state: CallState,
+    pub psn_no: String,
+    pub insuplc_admdvs: String,
+    pub mdtrt_id: String,
+    pub err_msg: Option<String>,
+}
+
+fn now() -> i64 {
+    crate::cache::unix_seconds(SystemTime::now())
+}
+
+/// The journal: reads and writes through the cache's one writer.
+#[derive(Clone)]
+pub struct Journal {
+    writer: CacheWriter,
+}
+
+const REQUEST_COLUMNS: &str = "request_id, kind, preview_id, mdtrt_id, chrg_bchno, psn_no, \
+     insuplc_admdvs, orig_setl_id, state, setl_id, setlinfo, err_msg, setl_date";
+const CALL_COLUMNS: &str =
+    "msgid, infno, request_id, omsgid, state, psn_no, insuplc_admdvs, mdtrt_id, err_msg";
+const VISIT_COLUMNS: &str = "mdtrt_id, ipt_otp_no, psn_no, psn_name, insutype, psn_type, \
+     insuplc_admdvs, mdtrt_cert_type, mdtrt_cert_no, med_type, dept_code, dept_name, dr_name, \
+     may_settle, verdict_code, begntime, state";
+
+fn request_row(row: &Row<'_>) -> rusqlite::Result<(RequestRow, String, String)> {
+    Ok((
+        RequestRow {
+            request_id: row.get(0)?,
+            kind: RequestKind::Settle,
+            preview_id: row.get(2)?,
+            mdtrt_id: row.get(3)?,
+            chrg_bchno: row.get(4)?,
+            psn_no: row.get(5)?,
+            insuplc_admdvs: row.get(6)?,
+            orig_setl_id: row.get(7)?,
+            state: RequestState::Pending,
+            setl_id: row.get(9)?,
+            setlinfo: row.get(10)?,
+            err_msg: row.get(11)?,
+            setl_date: row.get(12)?,
+        },
+        row.get(1)?,
+        row.get(8)?,
+    ))
+}
+
+fn finish_request(
+    (mut row, kind, state): (RequestRow, String, String),
+) -> Result<RequestRow, CacheError> {
+    row.kind = RequestKind::parse(&kind)?;
+    row.state = RequestState::parse(&state)?;
+    Ok(row)
+}
+
+fn call_row(row: &Row<'_>) -> rusqlite::Result<(CallRow, String)> {
+    Ok((
+        CallRow {
+            msgid: row.get(0)?,
+            infno: row.get(1)?,
+            request_id: row.get(2)?,
+            omsgid: row.get(3)?,
+            state: CallState::Pending,
+            psn_no: row.get(5)?,
+            insuplc_admdvs: row.get(6)?,
+            mdtrt_id: row.get(7)?,
+            err_msg: row.get(8)?,
+        },
+        row.get(4)?,
+    ))
+}
+
+fn finish_call((mut row, state): (CallRow, String)) -> Result<CallRow, CacheError> {
+    row.state = CallState::parse(&state)?;
+    Ok(row)
+}
+
+fn visit_row(row: &Row<'_>) -> rusqlite::Result<VisitRow> {
+    Ok(VisitRow {
+        mdtrt_id: row.get(0)?,
+        ipt_otp_no: row.get(1)?,
+        psn_no: row.get(2)?,
+        psn_name: row.get(3)?,
+        insutype: row.get(4)?,
+        psn_type: row.get(5)?,
+        insuplc_admdvs: row.get(6)?,
+        mdtrt_cert_type: row.get(7)?,
+        mdtrt_cert_no: row.get(8)?,
+        med_type: row.get(9)?,
+        dept_code: row.get(10)?,
+        dept_name: row.get(11)?,
+        dr_name: row.get(12)?,
+        may_settle: row.get(13)?,
+        verdict_code: row.get(14)?,
+        begntime: row.get(15)?,
+        state: row.get(16)?,
+    })
+}
+
+impl Journal {
+    pub fn new(writer: CacheWriter) -> Journal {
+        Journal { writer }
+    }
+
+    fn run<T>(
+        &self,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T, CacheError>,
+    ) -> Result<T, CacheError> {
+        self.writer.in_transaction(work)
+    }
+
+    // ---- visits ----------------------------------------------------------------------
+
+    pub fn insert_visit(&self, v: &VisitRow) -> Result<(), CacheError> {
+        self.run(|tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO settle_visits ({VISIT_COLUMNS}, created_at) VALUES \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+                ),
+                params![
+                    v.mdtrt_id, v.ipt_otp_no, v.psn_no, v.psn_name, v.insutype, v.psn_type,
+                    v.insuplc_admdvs, v.mdtrt_cert_type, v.mdtrt_cert_no, v.med_type,
+                    v.dept_code, v.dept_name, v.dr_name, v.may_settle, v.verdict_code,
+                    v.begntime, v.state, now()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn visit(&self, mdtrt_id: &str) -> Result<Option<VisitRow>, CacheError> {
+        self.run(|tx| {
+            Ok(tx
+                .query_row(
+                    &format!("SELECT {VISIT_COLUMNS} FROM settle_visits WHERE mdtrt_id = ?1"),
+                    [mdtrt_id],
+                    visit_row,
+                )
+                .optional()?)
+        })
+    }
+
+    pub fn set_visit_state(&self, mdtrt_id: &str, state: &str) -> Result<(), CacheError> {
+        self.run(|tx| {
+            tx.execute(
+                "UPDATE settle_visits SET state = ?2 WHERE mdtrt_id = ?1",
+                params![mdtrt_id, state],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The next number for a hospital-side id of `kind` today (visit numbers, batches).
+    pub fn next_serial(&self, kind: &str, date: &str) -> Result<u64, CacheError> {
+        self.writer.reserve_msgid_seq(&format!("{kind}:{date}"), 1)
+    }
+
+    // ---- previews --------------------------------------------------------------------
+
+    pub fn insert_preview(&self, p: &PreviewRow) -> Result<(), CacheError> {
+        self.run(|tx| {
+            tx.execute(
+                "INSERT INTO settle_previews (preview_id, mdtrt_id, chrg_bchno, acct_used, lines, \
+                 local_split, insurer, uploaded, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    p.preview_id, p.mdtrt_id, p.chrg_bchno, p.acct_used, p.lines,
+                    p.local_split, p.insurer, p.uploaded, now()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn update_preview_insurer(
+        &self,
+        preview_id: &str,
+        insurer: &str,
+    ) -> Result<(), CacheError> {
+        self.run(|tx| {
+            tx.execute(
+                "UPDATE settle_previews SET insurer = ?2, uploaded = 1 WHERE preview_id = ?1",
+                params![preview_id, insurer],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn preview(&self, preview_id: &str) -> Result<Option<PreviewRow>, CacheError> {
+        self.run(|tx| {
+            Ok(tx
+                .query_row(
+                    "SELECT preview_id, mdtrt_id, chrg_bchno, acct_used, lines, local_split, \
+                     insurer, uploaded FROM settle_previews WHERE preview_id = ?1",
+                    [preview_id],
+                    |row| {
+                        Ok(PreviewRow {
+                            preview_id: row.get(0)?,
+                            mdtrt_id: row.get(1)?,
+                            chrg_bchno: row.get(2)?,
+                            acct_used: row.get(3)?,
+                            lines: row.get(4)?,
+                            local_split: row.get(5)?,
+                            insurer: row.get(6)?,
+                            uploaded: row.get(7)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
+    }
+
+    /// Batches of the visit uploaded to the insurer and not settled (to delete before a new
+    /// batch is uploaded).
+    pub fn open_batches(&self, mdtrt_id: &str) -> Result<Vec<String>, CacheError> {
+        self.run(|tx| {
+            let mut stmt = tx.prepare(
+                "SELECT chrg_bchno FROM settle_previews p WHERE mdtrt_id = ?1 AND uploaded = 1 \
+                 AND NOT EXISTS (SELECT 1 FROM settlements s WHERE s.chrg_bchno = p.chrg_bchno \
+                 AND s.kind = 'settle')",
+            )?;
+            let rows = stmt.query_map([mdtrt_id], |row| row.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+    }
+
+    // ---- requests and calls ------------------------------------------------------------
+
+    pub fn request(&self, request_id: &str) -> Result<Option<RequestRow>, CacheError> {
+        self.run(|tx| request_where(tx, "request_id = ?1", request_id))
+    }
+
+    /// The settle request that settled (or is settling) a batch.
+    pub fn request_for_batch(&self, chrg_bchno: &str) -> Result<Option<RequestRow>, CacheError> {
+        self.run(|tx| {
+            request_where(
+                tx,
+                "chrg_bchno = ?1 AND kind = 'settle' AND state NOT IN ('refused', 'retry')",
+                chrg_bchno,
+            )
+        })
+    }
+
+    /// The settle request whose settlement has this setl_id.
+    pub fn request_by_setl_id(&self, setl_id: &str) -> Result<Option<RequestRow>, CacheError> {
+        self.run(|tx| request_where(tx, "setl_id = ?1 AND kind = 'settle'", setl_id))
+    }
+
+    /// Every request settled on `date` (`yyyy-MM-dd`), oldest first.
+    pub fn requests_on(&self, date: &str) -> Result<Vec<RequestRow>, CacheError> {
+        self.run(|tx| requests_where(tx, "setl_date = ?1 ORDER BY created_at, request_id", date))
+    }
+
+    /// The person's settled (not refunded) settlements on days starting with `date_prefix`
+    /// (`"2026-"`: this year's).
+    pub fn settled_for_person(
+        &self,
+        psn_no: &str,
+        date_prefix: &str,
+    ) -> Result<Vec<RequestRow>, CacheError> {
+        self.run(|tx| {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {REQUEST_COLUMNS} FROM settlements WHERE psn_no = ?1 AND kind = 'settle' \
+                 AND state = 'settled' AND substr(setl_date, 1, length(?2)) = ?2"
+            ))?;
+            let rows = stmt.query_map(params![psn_no, date_prefix], request_row)?;
+            rows.map(|r| finish_request(r?)).collect()
+        })
+    }
+
+    /// A new request with its first call, in one transaction: on disk before the call goes.
+    pub fn begin_request(&self, request: &RequestRow, call: &CallRow) -> Result<(), CacheError> {
+        self.run(|tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO settlements ({REQUEST_COLUMNS}, created_at, updated_at) VALUES \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)"
+                ),
+                params![
+                    request.request_id,
+                    request.kind.as_str(),
+                    request.preview_id,
+                    request.mdtrt_id,
+                    request.chrg_bchno,
+                    request.psn_no,
+                    request.insuplc_admdvs,
+                    request.orig_setl_id,
+                    request.state.as_str(),
+                    request.setl_id,
+                    request.setlinfo,
+                    request.err_msg,
+                    request.setl_date,
+                    now()
+                ],
+            )?;
+            insert_call(tx, call)
+        })
+    }
+
+    /// A new call for an existing request (a retry, or a 2601), with the request's state.
+    pub fn add_call(&self, call: &CallRow, request_state: RequestState) -> Result<(), CacheError> {
+        self.run(|tx| {
+            insert_call(tx, call)?;
+            set_request_state(tx, &call.request_id, request_state)
+        })
+    }
+
+    /// Records a call's outcome and its request's new state together.
+    pub fn settle_call(&self, outcome: &CallOutcome<'_>) -> Result<(), CacheError> {
+        self.run(|tx| {
+            tx.execute(
+                "UPDATE settle_journal SET state = ?2, detail = COALESCE(?3, detail), \
+                 err_msg = ?4, updated_at = ?5 WHERE msgid = ?1",
+                params![
+                    outcome.msgid,
+                    outcome.state.as_str(),
+                    outcome.detail,
+                    outcome.err_msg,
+                    now()
+                ],
+            )?;
+            if let Some(update) = &outcome.request {
+                tx.execute(
+                    "UPDATE settlements SET state = ?2, setl_id = COALESCE(?3, setl_id), \
+                     setlinfo = COALESCE(?4, setlinfo), err_msg = ?5, \
+                     setl_date = COALESCE(?6, setl_date), updated_at = ?7 WHERE request_id = ?1",
+                    params![
+                        update.request_id,
+                        update.state.as_str(),
+                        update.setl_id,
+                        update.setlinfo,
+                        update.err_msg,
+                        update.setl_date,
+                        now()
+                    ],
+                )?;
+            }
+            if let Some(setl_id) = outcome.refunds {
+                tx.execute(
+                    "UPDATE settlements SET state = 'refunded', updated_at = ?2 \
+                     WHERE setl_id = ?1 AND kind = 'settle' AND state = 'settled'",
+                    params![setl_id, now()],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// A cash-only settlement (no insurer call): the request, final at once.
+    pub fn insert_final_request(&self, request: &RequestRow) -> Result<(), CacheError> {
+        self.run(|tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO settlements ({REQUEST_COLUMNS}, created_at, updated_at) VALUES \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)"
+                ),
+                params![
+                    request.request_id,
+                    request.kind.as_str(),
+                    request.preview_id,
+                    request.mdtrt_id,
+                    request.chrg_bchno,
+                    request.psn_no,
+                    request.insuplc_admdvs,
+                    request.orig_setl_id,
+                    request.state.as_str(),
+                    request.setl_id,
+                    request.setlinfo,
+                    request.err_msg,
+                    request.setl_date,
+                    now()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// A refund's original becomes `refunded` again after the refund was reversed, or is set
+    /// back to `settled`.
+    pub fn set_request_state(
+        &self,
+        request_id: &str,
+        state: RequestState,
+    ) -> Result<(), CacheError> {
+        self.run(|tx| set_request_state(tx, request_id, state))
+    }
+
+    /// Calls of a request, oldest first.
+    pub fn calls(&self, request_id: &str) -> Result<Vec<CallRow>, CacheError> {
+        self.run(|tx| calls_where(tx, "request_id = ?1 ORDER BY rowid", request_id))
+    }
+
+    /// Every 2207 / 2208 whose outcome is in doubt (all visits), oldest first.
+    pub fn unresolved_calls(&self) -> Result<Vec<CallRow>, CacheError> {
+        self.run(|tx| {
+            calls_where(
+                tx,
+                "state IN ('PENDING', 'UNKNOWN') AND infno IN ('2207', '2208') AND ?1 = ?1 \
+                 ORDER BY rowid",
+                "",
+            )
+        })
+    }
+
+    /// The 2207 / 2208 calls of a visit whose outcome is in doubt.
+    pub fn unresolved_calls_for_visit(&self, mdtrt_id: &str) -> Result<Vec<CallRow>, CacheError> {
+        self.run(|tx| {
+            calls_where(
+                tx,
+                "state IN ('PENDING', 'UNKNOWN') AND infno IN ('2207', '2208') \
+                 AND mdtrt_id = ?1 ORDER BY rowid",
+                mdtrt_id,
+            )
+        })
+    }
+
+    /// 2601 calls still PENDING (their process died): they become UNKNOWN.
+    pub fn settle_stale_reversals(&self) -> Result<usize, CacheError> {
+        self.run(|tx| {
+            Ok(tx.execute(
+                "UPDATE settle_journal SET state = 'UNKNOWN', updated_at = ?1 \
+                 WHERE state = 'PENDING' AND infno = '2601'",
+                [now()],
+            )?)
+        })
+    }
+
+    /// Every journalled call, oldest first (for `medcard reconcile` and tests).
+    pub fn all_calls(&self) -> Result<Vec<CallRow>, CacheError> {
+        self.run(|tx| calls_where(tx, "?1 = ?1 ORDER BY rowid", ""))
+    }
+}
+
+/// A call's outcome, and what it does to its request.
+#[derive(Debug)]
+pub struct CallOutcome<'a> {
+    pub msgid: &'a str,
+    pub state: CallState,
+    /// The reply's useful part (JSON), kept with the call.
+    pub detail: Option<&'a str>,
+    pub err_msg: Option<&'a str>,
+    pub request: Option<RequestUpdate<'a>>,
+    /// A successful 2208: the original settlement (by setl_id) becomes `refunded`.
+    pub refunds: Option<&'a str>,
+}
+
+impl<'a> CallOutcome<'a> {
+    /// Only the call's new state.
+    pub fn new(msgid: &'a str, state: CallState) -> CallOutcome<'a> {
+        CallOutcome {
+            msgid,
+            state,
+            detail: None,
+            err_msg: None,
+            request: None,
+            refunds: None,
+        }
+    }
+}
+
+/// A request's new state (and what the call gave).
+#[derive(Debug)]
+pub struct RequestUpdate<'a> {
+    pub request_id: &'a str,
+    pub state: RequestState,
+    pub setl_id: Option<&'a str>,
+    pub setlinfo: Option<&'a str>,
+    pub err_msg: Option<&'a str>,
+    pub setl_date: Option<&'a str>,
+}
+
+impl<'a> RequestUpdate<'a> {
+    /// Only the request's new state.
+    pub fn state(request_id: &'a str, state: RequestState) -> RequestUpdate<'a> {
+        RequestUpdate {
+            request_id,
+            state,
+            setl_id: None,
+            setlinfo: None,
+            err_msg: None,
+            setl_date: None,
+        }
+    }
+}
+
+fn insert_call(tx: &Transaction<'_>, call: &CallRow) -> Result<(), CacheError> {
+    tx.execute(
+        &format!(
+            "INSERT INTO settle_journal ({CALL_COLUMNS}, created_at, updated_at) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)"
+        ),
+        params![
+            call.msgid,
+            call.infno,
+            call.request_id,
+            call.omsgid,
+            call.state.as_str(),
+            call.psn_no,
+            call.insuplc_admdvs,
+            call.mdtrt_id,
+            call.err_msg,
+            now()
+        ],
+    )?;
+    Ok(())
+}
+
+fn set_request_state(
+    tx: &Transaction<'_>,
+    request_id: &str,
+    state: RequestState,
+) -> Result<(), CacheError> {
+    tx.execute(
+        "UPDATE settlements SET state = ?2, updated_at = ?3 WHERE request_id = ?1",
+        params![request_id, state.as_str(), now()],
+    )?;
+    Ok(())
+}
+
+fn request_where(
+    tx: &Transaction<'_>,
+    condition: &str,
+    value: &str,
+) -> Result<Option<RequestRow>, CacheError> {
+    let found = tx
+        .query_row(
+            &format!("SELECT {REQUEST_COLUMNS} FROM settlements WHERE {condition} LIMIT 1"),
+            [value],
+            request_row,
+        )
+        .optional()?;
+    found.map(finish_request).transpose()
+}
+
+fn requests_where(
+    tx: &Transaction<'_>,
+    condition: &str,
+    value: &str,
+) -> Result<Vec<RequestRow>, CacheError> {
+    let mut stmt = tx.prepare(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM settlements WHERE {condition}"
+    ))?;
+    let rows = stmt.query_map([value], request_row)?;
+    rows.map(|r| finish_request(r?)).collect()
+}
+
+fn calls_where(
+    tx: &Transaction<'_>,
+    condition: &str,
+    value: &str,
+) -> Result<Vec<CallRow>, CacheError> {
+    let mut stmt = tx.prepare(&format!(
+        "SELECT {CALL_COLUMNS} FROM settle_journal WHERE {condition}"
+    ))?;
+    let rows = stmt.query_map([value], call_row)?;
+    rows.map(|r| finish_call(r?)).collect()
+}

@@ -1,0 +1,99 @@
+//! The printable receipt (`settle.receipt`): the visit, the bill's lines, the split between
+//! the pooled fund, the personal account(s) and cash, with the platform's field names beside
+//! the Chinese labels; and for a cash-only settlement, what the patient must keep to claim it
+//! back by manual reimbursement (手工报销, seed 001).
+
+use super::journal::{RequestKind, RequestState, VisitRow};
+use super::lines::FeeLine;
+use super::service::Settlement;
+use crate::mask;
+use serde_json::Value;
+use std::fmt::Write;
+
+/// What to keep for 手工报销 (seed 001), printed on a cash-only receipt.
+pub const MANUAL_REIMBURSEMENT_ZH: &str = "本次按全自费结算。办理手工报销请保留：医保卡原件及复印件；\
+     医院开具的发票原件（需盖章）；费用明细清单；诊断证明或病历记录；部分地区需提供银行卡信息。\
+     请在费用发生后6个月至1年内到参保地医保经办机构申请。";
+
+/// The amounts printed, in order: label, field.
+const AMOUNTS: [(&str, &str); 12] = [
+    ("医疗费总额", "medfee_sumamt"),
+    ("全自费", "fulamt_ownpay_amt"),
+    ("超限价自费", "overlmt_selfpay"),
+    ("先行自付", "preselfpay_amt"),
+    ("符合范围", "inscp_scp_amt"),
+    ("起付线", "act_pay_dedc"),
+    ("统筹基金支付", "hifp_pay"),
+    ("基金支付总额", "fund_pay_sumamt"),
+    ("个人账户支付", "acct_pay"),
+    ("其中共济支付", "acct_mulaid_pay"),
+    ("现金支付", "psn_cash_pay"),
+    ("账户余额", "balc"),
+];
+
+fn title(s: &Settlement) -> &'static str {
+    match (s.kind, s.state) {
+        (RequestKind::Refund, _) => "门诊结算撤销凭证",
+        (_, RequestState::SelfPay) => "门诊收费凭证（全自费）",
+        (_, RequestState::Settled | RequestState::Refunded) => "门诊医保结算凭证",
+        _ => "门诊结算状态（未完成）",
+    }
+}
+
+fn text(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The receipt for `settlement` of `visit` with the bill's `lines`.
+pub fn render(settlement: &Settlement, visit: &VisitRow, lines: &[FeeLine]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", title(settlement));
+    let _ = writeln!(out, "{}", "=".repeat(40));
+    let _ = writeln!(out, "姓名 psn_name        {}", mask::name(&visit.psn_name));
+    let _ = writeln!(out, "就诊ID mdtrt_id      {}", visit.mdtrt_id);
+    let _ = writeln!(out, "门诊号 ipt_otp_no    {}", visit.ipt_otp_no);
+    let _ = writeln!(
+        out,
+        "科室 dept_name       {} {}",
+        visit.dept_name, visit.dr_name
+    );
+    if let Some(id) = settlement.setl_id.as_deref() {
+        let _ = writeln!(out, "结算ID setl_id       {id}");
+    }
+    if let Some(orig) = settlement.orig_setl_id.as_deref() {
+        let _ = writeln!(out, "原结算ID orig_setl_id {orig}");
+    }
+    let _ = writeln!(out, "状态 state           {}", settlement.state.as_str());
+    if !lines.is_empty() {
+        let _ = writeln!(out, "{}", "-".repeat(40));
+        for line in lines {
+            let amount = super::calc::round_fen(line.cnt * line.pric);
+            let _ = writeln!(
+                out,
+                "{:<20} {:>6} × {:>8} = {:>10}",
+                line.fee_name,
+                line.cnt.normalize(),
+                line.pric.normalize(),
+                amount
+            );
+        }
+    }
+    let _ = writeln!(out, "{}", "-".repeat(40));
+    let empty = Value::Null;
+    let info = settlement.setlinfo.as_ref().unwrap_or(&empty);
+    for (label, field) in AMOUNTS {
+        let value = text(info, field);
+        if !value.is_empty() {
+            let _ = writeln!(out, "{label:<8} {field:<18} {value:>12}");
+        }
+    }
+    if settlement.state == RequestState::SelfPay {
+        let _ = writeln!(out, "{}", "-".repeat(40));
+        let _ = writeln!(out, "{MANUAL_REIMBURSEMENT_ZH}");
+    }
+    out
+}

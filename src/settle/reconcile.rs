@@ -1,0 +1,331 @@
+//! Reconciliation (对账, insurer-api.md §2.10, §5.1): the journal's settlements of a day
+//! against the insurer's. 3201 compares the day's totals per insutype; the insurer's own list
+//! of the day's settlements (the `X302` extension, standing in for 3202's file round trip)
+//! is compared row by row, and every difference comes with what to do about it:
+//!
+//! - 中心多 (`insurer_only`): the insurer holds a settlement the hospital did not record —
+//!   reverse it with 2601 (its msgid is given), or record it locally if the patient paid.
+//! - 医药机构多 (`hospital_only`): the hospital recorded a settlement the insurer does not
+//!   hold (or reversed) — the patient's insured part was not paid: settle again or collect it.
+//! - 数据不一致 (`amounts_differ`): both hold it with different amounts.
+//! - `unresolved`: a money-moving call whose outcome is still unknown (the daemon's resolver
+//!   is reversing it).
+
+use super::journal::{CallRow, Journal, RequestKind, RequestRow, RequestState};
+use super::service::SettleError;
+use crate::insurer::settlement::{
+    self as wire, DayDetailIn, DayDetailRow, DayTotalsIn, DayTotalsOut, Setlinfo, data_input,
+    output_part,
+};
+use crate::insurer::{InsurerClient, LinkError, Retry};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// One difference and what to do about it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mismatch {
+    /// insurer_only | hospital_only | amounts_differ | unresolved.
+    pub kind: &'static str,
+    pub setl_id: String,
+    pub msgid: String,
+    pub mdtrt_id: String,
+    pub psn_no: String,
+    pub detail: String,
+    pub action: String,
+}
+
+/// One insutype's totals as the hospital sent them to 3201, and the insurer's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TotalsCheck {
+    pub insutype: String,
+    pub fixmedins_setl_cnt: u64,
+    pub medfee_sumamt: String,
+    pub fund_pay_sumamt: String,
+    pub acct_pay: String,
+    /// "0" 对平, "1" 不平.
+    pub stmt_rslt: String,
+    pub stmt_rslt_dscr: String,
+}
+
+/// What `medcard reconcile` prints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub date: String,
+    pub totals: Vec<TotalsCheck>,
+    pub differences: Vec<Mismatch>,
+}
+
+impl Report {
+    /// No difference and every total balanced.
+    pub fn is_clean(&self) -> bool {
+        self.differences.is_empty() && self.totals.iter().all(|t| t.stmt_rslt == "0")
+    }
+}
+
+fn link_error(e: LinkError) -> SettleError {
+    match e {
+        LinkError::Business { err_msg, .. } => SettleError::Refused(err_msg),
+        other => SettleError::InsurerDown(other.to_string()),
+    }
+}
+
+#[derive(Default)]
+struct Sums {
+    count: u64,
+    medfee: Decimal,
+    fund: Decimal,
+    acct: Decimal,
+}
+
+fn setlinfo(row: &RequestRow) -> Option<Setlinfo> {
+    serde_json::from_str(row.setlinfo.as_deref()?).ok()
+}
+
+fn fen(mut d: Decimal) -> String {
+    d.rescale(2);
+    d.to_string()
+}
+
+/// Reconciles `date` (`yyyy-MM-dd`) for institution region `setl_optins`.
+pub fn reconcile(
+    journal: &Journal,
+    link: &mut InsurerClient,
+    date: &str,
+    setl_optins: &str,
+) -> Result<Report, SettleError> {
+    let local: Vec<RequestRow> = journal
+        .requests_on(date)?
+        .into_iter()
+        .filter(|r| r.kind == RequestKind::Settle && r.state == RequestState::Settled)
+        .collect();
+    let input = data_input(&DayDetailIn {
+        stmt_date: date.to_owned(),
+    });
+    let reply = link
+        .call(wire::DAY_DETAIL, input, Retry::Idempotent)
+        .map_err(link_error)?;
+    let insurer: Vec<DayDetailRow> =
+        output_part(&reply.output, "detail").map_err(SettleError::Refused)?;
+    let mut differences = compare_rows(&local, &insurer, &journal.all_calls()?);
+    differences.extend(unresolved(journal)?);
+    let totals = check_totals(link, &local, date, setl_optins)?;
+    Ok(Report {
+        date: date.to_owned(),
+        totals,
+        differences,
+    })
+}
+
+fn compare_rows(
+    local: &[RequestRow],
+    insurer: &[DayDetailRow],
+    calls: &[CallRow],
+) -> Vec<Mismatch> {
+    let active: HashMap<&str, &DayDetailRow> = insurer
+        .iter()
+        .filter(|r| r.refd_setl_flag != "1" && r.revs_flag != "1")
+        .map(|r| (r.setl_id.as_str(), r))
+        .collect();
+    let recorded: HashMap<&str, &RequestRow> = local
+        .iter()
+        .filter_map(|r| Some((r.setl_id.as_deref()?, r)))
+        .collect();
+    let call_state: HashMap<&str, &CallRow> = calls.iter().map(|c| (c.msgid.as_str(), c)).collect();
+    let mut out = Vec::new();
+    for row in active.values() {
+        match recorded.get(row.setl_id.as_str()) {
+            None => out.push(insurer_only(
+                row,
+                call_state.get(row.msgid.as_str()).copied(),
+            )),
+            Some(mine) => out.extend(amounts_differ(mine, row)),
+        }
+    }
+    for mine in local {
+        let setl_id = mine.setl_id.as_deref().unwrap_or_default();
+        if !active.contains_key(setl_id) {
+            out.push(hospital_only(
+                mine,
+                insurer.iter().find(|r| r.setl_id == setl_id),
+            ));
+        }
+    }
+    out.sort_by(|a, b| (a.kind, &a.setl_id).cmp(&(b.kind, &b.setl_id)));
+    out
+}
+
+fn insurer_only(row: &DayDetailRow, call: Option<&CallRow>) -> Mismatch {
+    let (detail, action) = match call {
+        Some(c) if c.state.unresolved() => (
+            format!("the journal has its 2207 as {}", c.state.as_str()),
+            "wait: the daemon's resolver is reversing it (2601); run reconcile again".to_owned(),
+        ),
+        Some(c) => (
+            format!("the journal has its 2207 as {}", c.state.as_str()),
+            format!(
+                "reverse it: 2601 omsgid={} oinfno=2207 (医保单边)",
+                row.msgid
+            ),
+        ),
+        None => (
+            "no 2207 with this msgid in the journal".to_owned(),
+            format!(
+                "reverse it with 2601 omsgid={} oinfno=2207, or record it if the patient paid (医保单边)",
+                row.msgid
+            ),
+        ),
+    };
+    Mismatch {
+        kind: "insurer_only",
+        setl_id: row.setl_id.clone(),
+        msgid: row.msgid.clone(),
+        mdtrt_id: row.mdtrt_id.clone(),
+        psn_no: row.psn_no.clone(),
+        detail: format!("中心多: {detail}; medfee_sumamt {}", fen(row.medfee_sumamt)),
+        action,
+    }
+}
+
+fn hospital_only(mine: &RequestRow, theirs: Option<&DayDetailRow>) -> Mismatch {
+    let state = match theirs {
+        Some(r) if r.revs_flag == "1" => "reversed at the insurer",
+        Some(_) => "refunded at the insurer",
+        None => "unknown to the insurer",
+    };
+    Mismatch {
+        kind: "hospital_only",
+        setl_id: mine.setl_id.clone().unwrap_or_default(),
+        msgid: String::new(),
+        mdtrt_id: mine.mdtrt_id.clone(),
+        psn_no: mine.psn_no.clone(),
+        detail: format!(
+            "医药机构多: settled here (request {}), {state}",
+            mine.request_id
+        ),
+        action:
+            "the insured part was not paid: settle the visit again, or collect it in cash (HIS单边)"
+                .into(),
+    }
+}
+
+fn amounts_differ(mine: &RequestRow, theirs: &DayDetailRow) -> Option<Mismatch> {
+    let info = setlinfo(mine)?;
+    let pairs = [
+        ("medfee_sumamt", info.medfee_sumamt, theirs.medfee_sumamt),
+        (
+            "fund_pay_sumamt",
+            info.fund_pay_sumamt,
+            theirs.fund_pay_sumamt,
+        ),
+        ("acct_pay", info.acct_pay, theirs.acct_pay),
+        ("psn_cash_pay", info.psn_cash_pay, theirs.psn_cash_pay),
+    ];
+    let differ: Vec<String> = pairs
+        .iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(name, a, b)| format!("{name} here {} / insurer {}", fen(*a), fen(*b)))
+        .collect();
+    (!differ.is_empty()).then(|| Mismatch {
+        kind: "amounts_differ",
+        setl_id: theirs.setl_id.clone(),
+        msgid: theirs.msgid.clone(),
+        mdtrt_id: theirs.mdtrt_id.clone(),
+        psn_no: theirs.psn_no.clone(),
+        detail: format!("数据不一致: {}", differ.join("; ")),
+        action: "the insurer's amounts stand: correct the hospital's record and the patient's bill"
+            .into(),
+    })
+}
+
+fn unresolved(journal: &Journal) -> Result<Vec<Mismatch>, SettleError> {
+    Ok(journal
+        .unresolved_calls()?
+        .into_iter()
+        .map(|c| Mismatch {
+            kind: "unresolved",
+            setl_id: String::new(),
+            msgid: c.msgid.clone(),
+            mdtrt_id: c.mdtrt_id.clone(),
+            psn_no: c.psn_no.clone(),
+            detail: format!("{} {} is {}", c.infno, c.msgid, c.state.as_str()),
+            action: "start the daemon (its resolver reverses it with 2601), then reconcile again"
+                .into(),
+        })
+        .collect())
+}
+
+fn check_totals(
+    link: &mut InsurerClient,
+    local: &[RequestRow],
+    date: &str,
+    setl_optins: &str,
+) -> Result<Vec<TotalsCheck>, SettleError> {
+    let mut by_insutype: BTreeMap<String, Sums> = BTreeMap::new();
+    for info in local.iter().filter_map(setlinfo) {
+        let sums = by_insutype.entry(info.insutype.clone()).or_default();
+        sums.count += 1;
+        sums.medfee += info.medfee_sumamt;
+        sums.fund += info.fund_pay_sumamt;
+        sums.acct += info.acct_pay;
+    }
+    if by_insutype.is_empty() {
+        by_insutype.insert("310".into(), Sums::default());
+    }
+    by_insutype
+        .into_iter()
+        .map(|(insutype, sums)| {
+            let input = DayTotalsIn {
+                insutype: insutype.clone(),
+                clr_type: "11".into(),
+                setl_optins: setl_optins.to_owned(),
+                stmt_begndate: date.to_owned(),
+                stmt_enddate: date.to_owned(),
+                medfee_sumamt: sums.medfee,
+                fund_pay_sumamt: sums.fund,
+                acct_pay: sums.acct,
+                fixmedins_setl_cnt: sums.count,
+            };
+            let reply = link
+                .call(wire::DAY_TOTALS, data_input(&input), Retry::Idempotent)
+                .map_err(link_error)?;
+            let out: DayTotalsOut =
+                output_part(&reply.output, "stmtinfo").map_err(SettleError::Refused)?;
+            Ok(TotalsCheck {
+                insutype,
+                fixmedins_setl_cnt: sums.count,
+                medfee_sumamt: fen(sums.medfee),
+                fund_pay_sumamt: fen(sums.fund),
+                acct_pay: fen(sums.acct),
+                stmt_rslt: out.stmt_rslt,
+                stmt_rslt_dscr: out.stmt_rslt_dscr,
+            })
+        })
+        .collect()
+}
+
+/// The report as text, for `medcard reconcile`.
+pub fn render(report: &Report) -> String {
+    let mut out = format!("对账 {} — reconciliation\n", report.date);
+    for t in &report.totals {
+        let verdict = if t.stmt_rslt == "0" {
+            "对平 balanced"
+        } else {
+            "不平 NOT balanced"
+        };
+        out.push_str(&format!(
+            "3201 insutype {}: {} settlements, medfee_sumamt {}, fund_pay_sumamt {}, acct_pay {} → {verdict} {}\n",
+            t.insutype, t.fixmedins_setl_cnt, t.medfee_sumamt, t.fund_pay_sumamt, t.acct_pay, t.stmt_rslt_dscr
+        ));
+    }
+    if report.differences.is_empty() {
+        out.push_str("no differences\n");
+    }
+    for d in &report.differences {
+        out.push_str(&format!(
+            "{:<15} setl_id {} msgid {} mdtrt_id {}\n    {}\n    what to do: {}\n",
+            d.kind, d.setl_id, d.msgid, d.mdtrt_id, d.detail, d.action
+        ));
+    }
+    out
+}

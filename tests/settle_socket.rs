@@ -1,0 +1,280 @@
+//! Settlement through the real socket: `medcard serve --virtual …` with a real
+//! `medcard insurer-sim` on loopback and its cache/journal in a real SQLite file. The seed's
+//! example (小王: 17.20 in cash), exactly-once under retries and a lost reply, refunds,
+//! verdicts that forbid settlement, and the insurer down.
+
+mod common;
+
+use common::settle::{self, Rig, XIAOWANG, one_line, preview, register, wait_card, wait_catalogue};
+use serde_json::{Value, json};
+
+/// 小王's ID number (fixtures/insurer/persons.toml).
+const XIAOWANG_CERTNO: &str = "500103199103080319";
+
+fn ready(rig: &Rig, cards: &[&str]) -> (common::daemon::Daemon, common::daemon::Client) {
+    let daemon = rig.daemon(cards, &[]);
+    let mut client = daemon.client();
+    wait_catalogue(&mut client);
+    wait_card(&mut client);
+    (daemon, client)
+}
+
+#[test]
+fn the_seed_example_settles_to_the_fen_and_once() {
+    let rig = Rig::start("settle-seed", "");
+    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
+    let mdtrt_id = register(&mut client);
+    // Seed 000: 332.80 credited this year, 230.00 spent on earlier visits (balc 102.80,
+    // cumulative in-scope 230.00); this visit 120.00, all below the 400.00 deductible:
+    // the account pays 102.80, cash 17.20, the fund nothing.
+    let p = preview(&mut client, &mdtrt_id, one_line("120.00"));
+    assert_eq!(p["source"], "insurer", "{p}");
+    for side in ["local", "insurer"] {
+        assert_eq!(p[side]["medfee_sumamt"], "120.00", "{side}: {p}");
+        assert_eq!(p[side]["act_pay_dedc"], "120.00", "{side}: {p}");
+        assert_eq!(p[side]["hifp_pay"], "0.00", "{side}: {p}");
+        assert_eq!(p[side]["acct_pay"], "102.80", "{side}: {p}");
+        assert_eq!(p[side]["psn_cash_pay"], "17.20", "{side}: {p}");
+        assert_eq!(p[side]["balc"], "0.00", "{side}: {p}");
+    }
+    assert_eq!(p["differences"], json!([]), "{p}");
+    let preview_id = p["preview_id"].as_str().expect("preview_id");
+    let done = client.result(
+        "settle.commit",
+        json!({"preview_id": preview_id, "request_id": "cashier-1-0001"}),
+    );
+    assert_eq!(done["state"], "settled", "{done}");
+    assert_eq!(done["setlinfo"]["psn_cash_pay"], "17.20", "{done}");
+    assert_eq!(done["setlinfo"]["acct_pay"], "102.80", "{done}");
+    let setl_id = done["setl_id"].as_str().expect("setl_id").to_owned();
+    // The insurer echoes the 2207's msgid as medins_setl_id, and the journal holds it.
+    assert_eq!(done["calls"][0]["infno"], "2207");
+    assert_eq!(done["calls"][0]["state"], "SUCCESS");
+    assert_eq!(
+        done["setlinfo"]["medins_setl_id"],
+        done["calls"][0]["msgid"]
+    );
+
+    // The cashier's program retries after its own timeout: the same settlement, no new 2207.
+    let again = client.result(
+        "settle.commit",
+        json!({"preview_id": preview_id, "request_id": "cashier-1-0001"}),
+    );
+    assert_eq!(again["setl_id"], setl_id.as_str());
+    assert_eq!(rig.requests("2207"), 1);
+    // Another request_id for the settled batch is refused, naming the first request.
+    let other = client.error(
+        "settle.commit",
+        json!({"preview_id": preview_id, "request_id": "cashier-1-0002"}),
+    );
+    assert_eq!(other["code"], 1014, "{other}");
+    assert!(
+        other["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cashier-1-0001"),
+        "{other}"
+    );
+
+    assert_eq!(rig.standing(&mdtrt_id).len(), 1);
+    assert_eq!(rig.balc(XIAOWANG_CERTNO), "0.00");
+    let status = client.result("settle.status", json!({"setl_id": setl_id}));
+    assert_eq!(status["request_id"], "cashier-1-0001");
+    let list = client.result("settle.list", json!({}));
+    assert_eq!(
+        list["settlements"].as_array().map(Vec::len),
+        Some(1),
+        "{list}"
+    );
+    let receipt = client.result("settle.receipt", json!({"request_id": "cashier-1-0001"}));
+    let text = receipt["text"].as_str().expect("receipt text");
+    assert!(
+        text.contains("17.20") && text.contains("102.80") && text.contains("psn_cash_pay"),
+        "{text}"
+    );
+    assert!(!text.contains("王小"), "the receipt masks the name: {text}");
+    let (code, report) = rig.reconcile();
+    assert_eq!(code, 0, "{report}");
+    assert!(report.contains("no differences"), "{report}");
+}
+
+#[test]
+fn a_refund_restores_the_account_once() {
+    let rig = Rig::start("settle-refund", "");
+    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
+    let mdtrt_id = register(&mut client);
+    let p = preview(&mut client, &mdtrt_id, one_line("50.00"));
+    let done = client.result(
+        "settle.commit",
+        json!({"preview_id": p["preview_id"], "request_id": "r-1"}),
+    );
+    let setl_id = done["setl_id"].as_str().expect("setl_id").to_owned();
+    // 50.00 from an account of 102.80: balc 52.80.
+    assert_eq!(rig.balc(XIAOWANG_CERTNO), "52.80");
+    let refund = client.result(
+        "settle.refund",
+        json!({"setl_id": setl_id, "request_id": "refund-1"}),
+    );
+    assert_eq!(refund["state"], "settled", "{refund}");
+    assert_eq!(refund["kind"], "refund");
+    let again = client.result(
+        "settle.refund",
+        json!({"setl_id": setl_id, "request_id": "refund-1"}),
+    );
+    assert_eq!(again["setl_id"], refund["setl_id"]);
+    assert_eq!(rig.requests("2208"), 1);
+    assert_eq!(rig.balc(XIAOWANG_CERTNO), "102.80");
+    let original = client.result("settle.status", json!({"request_id": "r-1"}));
+    assert_eq!(original["state"], "refunded", "{original}");
+    assert!(rig.standing(&mdtrt_id).is_empty());
+    // A second refund of a refunded settlement is refused before reaching the insurer.
+    let twice = client.error(
+        "settle.refund",
+        json!({"setl_id": setl_id, "request_id": "refund-2"}),
+    );
+    assert_eq!(twice["code"], -32602, "{twice}");
+    assert_eq!(rig.requests("2208"), 1);
+    let (code, report) = rig.reconcile();
+    assert_eq!(code, 0, "{report}");
+}
+
+#[test]
+fn a_hundred_concurrent_retries_make_one_2207() {
+    let rig = Rig::start("settle-retries", "");
+    let (daemon, mut client) = ready(&rig, &[XIAOWANG]);
+    let mdtrt_id = register(&mut client);
+    let p = preview(&mut client, &mdtrt_id, one_line("120.00"));
+    let preview_id = p["preview_id"].as_str().expect("preview_id").to_owned();
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..100)
+            .map(|_| {
+                let preview_id = preview_id.clone();
+                let daemon = &daemon;
+                scope.spawn(move || {
+                    let mut client = daemon.client();
+                    client.call(
+                        "settle.commit",
+                        json!({"preview_id": preview_id, "request_id": "kiosk-7-42"}),
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    let setl_ids: std::collections::HashSet<String> = answers
+        .iter()
+        .map(|a| {
+            a["result"]["setl_id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{a}"))
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(setl_ids.len(), 1, "{setl_ids:?}");
+    assert_eq!(rig.requests("2207"), 1);
+    assert_eq!(rig.standing(&mdtrt_id).len(), 1);
+}
+
+#[test]
+fn a_lost_reply_is_reversed_then_settled_once() {
+    let rig = Rig::start("settle-lost", "");
+    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
+    let mdtrt_id = register(&mut client);
+    let p = preview(&mut client, &mdtrt_id, one_line("120.00"));
+    rig.sim
+        .admin(json!({"action": "faults", "drop_after_processing": 1, "for_infno": "2207"}));
+    let done = client.result(
+        "settle.commit",
+        json!({"preview_id": p["preview_id"], "request_id": "lost-1"}),
+    );
+    assert_eq!(done["state"], "settled", "{done}");
+    let states: Vec<(String, String)> = done["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .map(|c| {
+            (
+                c["infno"].as_str().unwrap_or("").into(),
+                c["state"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("2207", "REVERSED"),
+        ("2601", "SUCCESS"),
+        ("2207", "SUCCESS"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(a, b)| ((*a).into(), (*b).into()))
+        .collect();
+    assert_eq!(states, expected);
+    // The insurer applied the first 2207, the 2601 undid it: one settlement stands, and the
+    // patient paid 17.20 once.
+    let standing = rig.standing(&mdtrt_id);
+    assert_eq!(standing.len(), 1, "{standing:?}");
+    assert_eq!(standing[0].psn_cash_pay.to_string(), "17.20");
+    assert_eq!(rig.balc(XIAOWANG_CERTNO), "0.00");
+    let (code, report) = rig.reconcile();
+    assert_eq!(code, 0, "{report}");
+}
+
+#[test]
+fn with_the_insurer_down_the_preview_is_local_and_nothing_is_charged() {
+    let rig = Rig::start("settle-down", "");
+    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
+    let mdtrt_id = register(&mut client);
+    rig.sim.admin(json!({"action": "faults", "http_500": 1000}));
+    let p = preview(&mut client, &mdtrt_id, one_line("120.00"));
+    assert_eq!(p["source"], "local", "{p}");
+    assert!(p["insurer"].is_null());
+    assert!(p["insurer_error"].is_string(), "{p}");
+    assert_eq!(p["local"]["psn_cash_pay"], "17.20", "{p}");
+    let err = client.error(
+        "settle.commit",
+        json!({"preview_id": p["preview_id"], "request_id": "down-1"}),
+    );
+    assert_eq!(err["code"], 1016, "{err}");
+    rig.sim.admin(json!({"action": "faults"}));
+    // The insurer back: the same request settles (the lines uploaded first), once.
+    let done = client.result(
+        "settle.commit",
+        json!({"preview_id": p["preview_id"], "request_id": "down-1"}),
+    );
+    assert_eq!(done["state"], "settled", "{done}");
+    assert_eq!(done["setlinfo"]["psn_cash_pay"], "17.20");
+    assert_eq!(rig.standing(&mdtrt_id).len(), 1);
+}
+
+#[test]
+fn bad_requests_get_clear_errors() {
+    let rig = Rig::start("settle-bad", "");
+    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
+    let err = client.error(
+        "settle.preview",
+        json!({"mdtrt_id": "nope", "items": settle::one_line("1.00")}),
+    );
+    assert_eq!(err["code"], 1010, "{err}");
+    let err = client.error(
+        "settle.commit",
+        json!({"preview_id": "nope", "request_id": "x"}),
+    );
+    assert_eq!(err["code"], 1011, "{err}");
+    let mdtrt_id = register(&mut client);
+    let err = client.error("settle.preview", json!({"mdtrt_id": mdtrt_id, "items": []}));
+    assert_eq!(err["code"], -32602, "{err}");
+    let err = client.error(
+        "settle.preview",
+        json!({"mdtrt_id": mdtrt_id, "items": [{"code": "X", "qty": "abc", "price": "1"}]}),
+    );
+    assert_eq!(err["code"], -32602, "{err}");
+    let err = client.error("visit.register", json!({"dept_code": "A03"}));
+    assert_eq!(err["code"], -32602, "{err}");
+    let err = client.error("settle.status", json!({"request_id": "never"}));
+    assert_eq!(err["code"], 1012, "{err}");
+    // The daemon still serves.
+    assert!(client.result("system.info", json!({}))["pid"].is_number());
+}
