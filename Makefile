@@ -10,7 +10,7 @@ CARGO ?= cargo
 DEB_PACKAGES := pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config systemd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test lint demo bench clean
+.PHONY: all deps build test lint demo bench fault-matrix clean
 
 all: build
 
@@ -37,7 +37,12 @@ lint:
 test: deps lint
 	$(CARGO) test --all-targets
 
-# Starts pcscd (if it is not running) and reads every fixture card through it.
+# The exactly-once fault matrix (part of `make test` too), with its table printed.
+fault-matrix: deps
+	$(CARGO) test --test settle_faults -- --nocapture
+
+# A counter's day on embedded defaults: virtual readers, the built-in insurer simulator,
+# a SQLite cache and journal; swipe, register, preview, settle, receipt.
 demo: build
 	./target/release/medcard demo
 

@@ -278,3 +278,63 @@ fn bad_requests_get_clear_errors() {
     // The daemon still serves.
     assert!(client.result("system.info", json!({}))["pid"].is_number());
 }
+
+#[test]
+fn a_card_that_may_not_settle_cannot_register() {
+    // gen1's card B07412630 was replaced (fixtures/insurer/card_events.toml): may_settle no.
+    let rig = Rig::start("settle-replaced", "");
+    let daemon = rig.daemon(&["gen1"], &[]);
+    let mut client = daemon.client();
+    let card = wait_card(&mut client);
+    assert_eq!(card["verdict"]["may_settle"], "no", "{card}");
+    let err = client.error(
+        "visit.register",
+        json!({"dept_code": "A03", "dept_name": "内科", "dr_name": "张医生"}),
+    );
+    assert_eq!(err["code"], 1013, "{err}");
+    assert_eq!(rig.requests("2201"), 0);
+}
+
+#[test]
+fn a_stale_cache_settles_in_cash_with_a_reimbursement_voucher() {
+    let rig = Rig::start("settle-stale", "");
+    let text = std::fs::read_to_string(&rig.config).expect("config");
+    std::fs::write(
+        &rig.config,
+        text.replace("[cache]\n", "[cache]\nstale_limit_s = 1\n"),
+    )
+    .expect("config");
+    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
+    // The insurer goes down; two seconds later the cached facts are stale.
+    rig.sim
+        .admin(json!({"action": "faults", "http_500": 100000}));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let card = client.result("card.refresh", json!({}));
+    assert_eq!(card["verdict"]["code"], "stale_cache", "{card}");
+    assert_eq!(card["verdict"]["may_settle"], "self_pay_only", "{card}");
+    let mdtrt_id = register(&mut client);
+    assert!(mdtrt_id.starts_with('L'), "a local visit: {mdtrt_id}");
+    let p = preview(&mut client, &mdtrt_id, one_line("120.00"));
+    assert_eq!(p["source"], "local", "{p}");
+    assert_eq!(p["local"]["psn_cash_pay"], "120.00", "{p}");
+    assert_eq!(p["local"]["acct_pay"], "0.00", "{p}");
+    assert_eq!(p["local"]["hifp_pay"], "0.00", "{p}");
+    let done = client.result(
+        "settle.commit",
+        json!({"preview_id": p["preview_id"], "request_id": "stale-1"}),
+    );
+    assert_eq!(done["state"], "self_pay", "{done}");
+    assert_eq!(done["setlinfo"]["psn_cash_pay"], "120.00", "{done}");
+    let receipt = client.result("settle.receipt", json!({"request_id": "stale-1"}));
+    let text = receipt["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("手工报销") && text.contains("发票原件"),
+        "{text}"
+    );
+    rig.sim.admin(json!({"action": "faults"}));
+    // Nothing reached the insurer for this visit.
+    assert_eq!(
+        rig.requests("2201") + rig.requests("2204") + rig.requests("2207"),
+        0
+    );
+}

@@ -352,6 +352,9 @@ impl Settler {
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| self.options.med_type.clone());
         let begntime = now.datetime();
+        if patient.may_settle == "self_pay_only" {
+            return self.register_self_pay(patient, params, ipt_otp_no, med_type, begntime);
+        }
         let input = RegisterIn {
             psn_no: patient.psn_no.clone(),
             insutype: patient.insutype.clone(),
@@ -385,29 +388,35 @@ impl Settler {
             &patient.insuplc_admdvs,
             json!({"mdtrtinfo": visit_info, "diseinfo": []}),
         )?;
-        let visit = VisitRow {
-            mdtrt_id: out.mdtrt_id,
+        let visit = visit_row(
+            out.mdtrt_id,
             ipt_otp_no,
-            psn_no: patient.psn_no.clone(),
-            psn_name: patient.psn_name.clone(),
-            insutype: patient.insutype.clone(),
-            psn_type: patient.psn_type.clone(),
-            insuplc_admdvs: patient.insuplc_admdvs.clone(),
-            mdtrt_cert_type: patient.mdtrt_cert_type.clone(),
-            mdtrt_cert_no: patient.mdtrt_cert_no.clone(),
+            patient,
+            params,
             med_type,
-            dept_code: params.dept_code.clone(),
-            dept_name: params.dept_name.clone(),
-            dr_name: params.dr_name.clone(),
-            may_settle: patient.may_settle.clone(),
-            verdict_code: patient.verdict_code.clone(),
             begntime,
-            state: "registered".into(),
-        };
+        );
         if self.journal.visit(&visit.mdtrt_id)?.is_none() {
             self.journal.insert_visit(&visit)?;
         }
         tracing::info!(mdtrt_id = %visit.mdtrt_id, psn = %mask::name(&visit.psn_name), dept = %visit.dept_code, "visit registered");
+        Ok(visit)
+    }
+
+    /// A visit of a card whose verdict allows cash only: recorded here, not at the insurer
+    /// (no insurance money moves; the patient claims later by 手工报销).
+    fn register_self_pay(
+        &self,
+        patient: &Patient,
+        params: &RegisterParams,
+        ipt_otp_no: String,
+        med_type: String,
+        begntime: String,
+    ) -> Result<VisitRow, SettleError> {
+        let mdtrt_id = format!("L{ipt_otp_no}");
+        let visit = visit_row(mdtrt_id, ipt_otp_no, patient, params, med_type, begntime);
+        self.journal.insert_visit(&visit)?;
+        tracing::info!(mdtrt_id = %visit.mdtrt_id, verdict = %visit.verdict_code, "self-pay visit registered locally");
         Ok(visit)
     }
 
@@ -427,16 +436,15 @@ impl Settler {
         let guard = self.visit_lock(mdtrt_id);
         let _held = lock(&guard);
         let mut visit = self.registered_visit(mdtrt_id)?;
-        let input = CancelRegisterIn {
-            psn_no: visit.psn_no.clone(),
-            mdtrt_id: visit.mdtrt_id.clone(),
-            ipt_otp_no: visit.ipt_otp_no.clone(),
-        };
-        self.call(
-            wire::CANCEL_REGISTER,
-            &visit.insuplc_admdvs,
-            data_input(&input),
-        )?;
+        if visit.may_settle != "self_pay_only" {
+            let input = CancelRegisterIn {
+                psn_no: visit.psn_no.clone(),
+                mdtrt_id: visit.mdtrt_id.clone(),
+                ipt_otp_no: visit.ipt_otp_no.clone(),
+            };
+            let admdvs = &visit.insuplc_admdvs;
+            self.call(wire::CANCEL_REGISTER, admdvs, data_input(&input))?;
+        }
         self.journal.set_visit_state(mdtrt_id, "cancelled")?;
         visit.state = "cancelled".into();
         Ok(visit)
@@ -468,7 +476,13 @@ impl Settler {
         let fee_lines = fee_lines(&chrg_bchno, items);
         let lines = self.split_locally(&fee_lines)?;
         let acct_used = acct_used.unwrap_or(true);
+        let self_pay = visit.may_settle == "self_pay_only";
         let local = self.local_split(&visit, &lines, acct_used)?;
+        let local = if self_pay {
+            self_pay_split(local)
+        } else {
+            local
+        };
         let mut row = PreviewRow {
             preview_id: format!("P{chrg_bchno}"),
             mdtrt_id: mdtrt_id.to_owned(),
@@ -480,7 +494,14 @@ impl Settler {
             uploaded: false,
         };
         self.journal.insert_preview(&row)?;
-        let asked = self.ask_insurer(&visit, &row, &fee_lines);
+        let asked = if self_pay {
+            Err(SettleError::NotAllowed(format!(
+                "{}: cash only, not sent to the insurer",
+                visit.verdict_code
+            )))
+        } else {
+            self.ask_insurer(&visit, &row, &fee_lines)
+        };
         let (insurer, insurer_error) = match asked {
             Ok(setlinfo) => {
                 row.insurer = Some(to_json(&setlinfo));
@@ -1249,6 +1270,56 @@ fn check_request_id(request_id: &str) -> Result<(), SettleError> {
             "request_id must be 1–64 printable ASCII characters".into(),
         ))
     }
+}
+
+fn visit_row(
+    mdtrt_id: String,
+    ipt_otp_no: String,
+    patient: &Patient,
+    params: &RegisterParams,
+    med_type: String,
+    begntime: String,
+) -> VisitRow {
+    VisitRow {
+        mdtrt_id,
+        ipt_otp_no,
+        psn_no: patient.psn_no.clone(),
+        psn_name: patient.psn_name.clone(),
+        insutype: patient.insutype.clone(),
+        psn_type: patient.psn_type.clone(),
+        insuplc_admdvs: patient.insuplc_admdvs.clone(),
+        mdtrt_cert_type: patient.mdtrt_cert_type.clone(),
+        mdtrt_cert_no: patient.mdtrt_cert_no.clone(),
+        med_type,
+        dept_code: params.dept_code.clone(),
+        dept_name: params.dept_name.clone(),
+        dr_name: params.dr_name.clone(),
+        may_settle: patient.may_settle.clone(),
+        verdict_code: patient.verdict_code.clone(),
+        begntime,
+        state: "registered".into(),
+    }
+}
+
+/// The split of a cash-only settlement: the catalogue split kept, everything the patient's.
+fn self_pay_split(mut split: Split) -> Split {
+    let zero = Decimal::ZERO;
+    split.balc += split.acct_pay - split.acct_mulaid_pay;
+    for (paid, balc) in split.mulaid_pay.iter().zip(split.mulaid_balc.iter_mut()) {
+        *balc += *paid;
+    }
+    split.mulaid_pay.iter_mut().for_each(|p| *p = zero);
+    split.act_pay_dedc = zero;
+    split.hifp_pay = zero;
+    split.pool_prop_selfpay = zero;
+    split.fund_pay_sumamt = zero;
+    split.acct_pay = zero;
+    split.acct_mulaid_pay = zero;
+    split.psn_part_amt = split.medfee_sumamt;
+    split.psn_cash_pay = split.medfee_sumamt;
+    split.bands.clear();
+    split.ytd_inscp_after -= split.inscp_scp_amt;
+    split
 }
 
 fn fee_lines(chrg_bchno: &str, items: &[BillItem]) -> Vec<FeeLine> {

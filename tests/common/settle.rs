@@ -133,12 +133,12 @@ pub fn wait_catalogue(client: &mut Client) {
     }
 }
 
-/// Waits until the card in the (only) reader carries a verdict.
+/// Waits until the card in the (only) reader has been judged (carries a verdict).
 pub fn wait_card(client: &mut Client) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let read = client.call("card.read", json!({}));
-        if let Some(card) = read.get("result").filter(|c| c["insured"].is_object()) {
+        if let Some(card) = read.get("result").filter(|c| c["verdict"].is_object()) {
             return card.clone();
         }
         assert!(Instant::now() < deadline, "no judged card: {read}");
@@ -166,4 +166,22 @@ pub fn preview(client: &mut Client, mdtrt_id: &str, items: Value) -> Value {
         "settle.preview",
         json!({"mdtrt_id": mdtrt_id, "items": items}),
     )
+}
+
+impl Rig {
+    /// [`Rig::start`] for a daemon that reads the PC/SC readers (pcscd + vpcd) instead of
+    /// `--virtual` ones: the same simulator and config, with no PSAM reader
+    /// (`readers.psam = "none"`: the 2.0 fixture cards need none).
+    pub fn start_pcsc(tag: &str, settle_lines: &str) -> Rig {
+        let rig = Rig::start(tag, settle_lines);
+        let mut text = std::fs::read_to_string(&rig.config).expect("read the config");
+        text.push_str("\n[readers]\npsam = \"none\"\n");
+        std::fs::write(&rig.config, text).expect("write the config");
+        rig
+    }
+
+    /// `medcard serve` with this config on the PC/SC readers (no `--virtual`).
+    pub fn pcsc_daemon(&self) -> Daemon {
+        Daemon::start_with_config("medcard.sock", &self.config, &[])
+    }
 }
