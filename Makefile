@@ -49,6 +49,7 @@ demo: build
 bench: build
 	./target/release/medcard bench read --count 2000
 	./target/release/medcard bench serve
+	./target/release/medcard bench settle
 
 clean:
 	$(CARGO) clean

@@ -6,6 +6,11 @@
 //!   at several numbers of concurrent clients, with the daemon's memory.
 //! - `bench cache`: the insurer's feeds loaded into the local cache from a `medcard
 //!   insurer-sim` child, verdict lookups from the cache, and an incremental sync.
+//! - `bench settle`: settlements through the daemon's socket against the insurer simulator,
+//!   in-process (src/cli/bench_settle.rs).
+
+#[path = "bench_settle.rs"]
+mod settle_bench;
 
 use clap::{Args, Subcommand};
 use medcard::apdu::Exchanger;
@@ -22,7 +27,7 @@ use std::time::{Duration, Instant};
 
 /// Measure medcard: `bench read` times card reads through pcscd + vpcd; `bench serve` the
 /// daemon's `card.read` throughput and latency; `bench cache` the cache's load, lookups and
-/// incremental sync.
+/// incremental sync; `bench settle` settlements per second through the socket.
 #[derive(Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -105,6 +110,32 @@ enum What {
         #[arg(long, default_value_t = 10_000)]
         changes: u32,
     },
+    /// Settlements per second through the daemon's socket against the insurer simulator.
+    ///
+    /// All in this process, as `medcard demo` runs it: the insurer simulator on loopback (a
+    /// temporary database, the built-in fixtures), the cache and settlement journal in a
+    /// temporary directory (synchronous=FULL), and the daemon with 小王's card in a virtual
+    /// reader. First every client registers its visits and previews one line of --price
+    /// yuan of a 甲类 item with the personal account left out (acct_used false); then every
+    /// client commits its previews one after another (a new request_id each). Prints the
+    /// register + preview rate, commits/s over the commit phase's wall clock with p50 / p99 /
+    /// max commit latency, the whole settlement rate, and the target (≥ 500 commits/s); a
+    /// miss is reported, not an error. Everything is removed at the end.
+    Settle {
+        /// Settlements in all, shared among the clients.
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+        /// Concurrent socket connections, each one settlement at a time.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// The settler's links to the insurer (settle.links): settlements that can call the
+        /// insurer at the same moment (default: as many as --clients).
+        #[arg(long, value_name = "N")]
+        links: Option<usize>,
+        /// The bill line's price, yuan (one of the 甲类 item 阿莫西林胶囊).
+        #[arg(long, default_value = "1.00")]
+        price: String,
+    },
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
@@ -138,6 +169,17 @@ pub fn run(args: BenchArgs) -> ExitCode {
             lookups,
             page_size: page_size.max(1),
             changes,
+        }),
+        What::Settle {
+            count,
+            clients,
+            links,
+            price,
+        } => settle_bench::run(&settle_bench::Plan {
+            count: count.max(1),
+            clients: clients.max(1),
+            links: links.unwrap_or(clients).max(1),
+            price,
         }),
     };
     match outcome {

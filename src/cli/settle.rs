@@ -6,6 +6,7 @@ use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use medcard::insurer::sim::Fixtures;
 use medcard::insurer::sim::fixtures::ItemFixture;
 use medcard::insurer::{CatalogueItem, ChrgitmLv};
+use medcard::settle::receipt::{amount_table, pad};
 use medcard::settle::{
     AccountFunds, BandKind, CatalogueTotals, FeeLine, LineSplit, Policy, PolicyError, RuleKey,
     Split, YearToDate, money::two_places, settle, split_lines,
@@ -343,76 +344,15 @@ fn json_output(split: &Split, lines: Option<&[LineSplit]>) -> Result<String, Str
         .map_err(|e| format!("cannot format the split as JSON: {e}"))
 }
 
-/// Terminal columns a label takes (CJK characters are two wide).
-fn width(text: &str) -> usize {
-    text.chars()
-        .map(|c| if (c as u32) >= 0x1100 { 2 } else { 1 })
-        .sum()
-}
-
-/// `text` padded with spaces to `columns`.
-fn pad(text: &str, columns: usize) -> String {
-    format!("{text}{}", " ".repeat(columns.saturating_sub(width(text))))
-}
-
 /// The receipt: amounts with Chinese labels and national names, then the bands (and lines).
 fn text_output(policy: &Policy, split: &Split, lines: Option<&[LineSplit]>) -> String {
     let mut out = format!(
         "结算预览 settlement preview — policy {} ({}), rule \"{}\"\n",
         policy.id, policy.name, split.rule_name
     );
-    let rows: [(&str, &str, String); 15] = [
-        (
-            "医疗费总额",
-            "medfee_sumamt",
-            two_places(split.medfee_sumamt),
-        ),
-        (
-            "  全自费",
-            "fulamt_ownpay_amt",
-            two_places(split.fulamt_ownpay_amt),
-        ),
-        (
-            "  超限价自费",
-            "overlmt_selfpay",
-            two_places(split.overlmt_selfpay),
-        ),
-        (
-            "  先行自付",
-            "preselfpay_amt",
-            two_places(split.preselfpay_amt),
-        ),
-        (
-            "  符合范围",
-            "inscp_scp_amt",
-            two_places(split.inscp_scp_amt),
-        ),
-        ("起付线", "act_pay_dedc", two_places(split.act_pay_dedc)),
-        ("统筹基金", "hifp_pay", two_places(split.hifp_pay)),
-        (
-            "  统筹比例",
-            "pool_prop_selfpay",
-            split.pool_prop_selfpay.to_string(),
-        ),
-        (
-            "基金合计",
-            "fund_pay_sumamt",
-            two_places(split.fund_pay_sumamt),
-        ),
-        ("个人负担", "psn_part_amt", two_places(split.psn_part_amt)),
-        ("个人账户", "acct_pay", two_places(split.acct_pay)),
-        (
-            "  共济",
-            "acct_mulaid_pay",
-            two_places(split.acct_mulaid_pay),
-        ),
-        ("现金", "psn_cash_pay", two_places(split.psn_cash_pay)),
-        ("医院负担", "hosp_part_amt", two_places(split.hosp_part_amt)),
-        ("余额", "balc", two_places(split.balc)),
-    ];
-    for (label, name, value) in rows {
-        out.push_str(&format!("{}{name:<18}{value:>16}\n", pad(label, 14)));
-    }
+    out.push_str(&amount_table(
+        &serde_json::to_value(split).unwrap_or(serde_json::Value::Null),
+    ));
     for (i, (pay, balc)) in split.mulaid_pay.iter().zip(&split.mulaid_balc).enumerate() {
         out.push_str(&format!(
             "  共济账户 {}: paid {:>12}, balance after {:>12}\n",

@@ -14,7 +14,9 @@
 //! - [`verdicts`]: the cache + 1101 assessor and the background sync.
 //! - [`settlement`]: visits and settlement on the socket, and the background resolver of
 //!   unanswered money-moving calls.
+//! - [`background`]: starting the sync and the resolver threads beside the socket.
 
+pub mod background;
 pub mod config;
 pub mod connection;
 pub mod handle;

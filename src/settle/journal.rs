@@ -757,3 +757,159 @@ fn calls_where(
     let rows = stmt.query_map([value], call_row)?;
     rows.map(|r| finish_call(r?)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Cache;
+
+    fn journal(tag: &str) -> (Journal, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("medcard-journal-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = Cache::open(dir.join("cache.sqlite")).expect("cache");
+        (Journal::new(cache.writer().clone()), dir)
+    }
+
+    fn request(id: &str) -> RequestRow {
+        RequestRow {
+            request_id: id.into(),
+            kind: RequestKind::Settle,
+            preview_id: Some("P1".into()),
+            mdtrt_id: "M1".into(),
+            chrg_bchno: "B1".into(),
+            psn_no: "P".into(),
+            insuplc_admdvs: "500000".into(),
+            orig_setl_id: None,
+            state: RequestState::Pending,
+            setl_id: None,
+            setlinfo: None,
+            err_msg: None,
+            setl_date: None,
+        }
+    }
+
+    fn call(msgid: &str, infno: &str, request_id: &str) -> CallRow {
+        CallRow {
+            msgid: msgid.into(),
+            infno: infno.into(),
+            request_id: request_id.into(),
+            omsgid: None,
+            state: CallState::Pending,
+            psn_no: "P".into(),
+            insuplc_admdvs: "500000".into(),
+            mdtrt_id: "M1".into(),
+            err_msg: None,
+        }
+    }
+
+    #[test]
+    fn a_call_is_on_disk_before_it_is_sent_and_its_outcome_moves_the_request() {
+        let (journal, dir) = journal("states");
+        journal
+            .begin_request(&request("r1"), &call("m1", "2207", "r1"))
+            .expect("begin");
+        // A second writer connection (as after a crash and restart) sees it PENDING.
+        let reopened = Journal::new(
+            Cache::open(dir.join("cache.sqlite"))
+                .expect("reopen")
+                .writer()
+                .clone(),
+        );
+        let pending = reopened.unresolved_calls().expect("unresolved");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].state, CallState::Pending);
+        assert_eq!(
+            reopened
+                .request_for_batch("B1")
+                .expect("batch")
+                .map(|r| r.request_id),
+            Some("r1".into())
+        );
+
+        journal
+            .settle_call(&CallOutcome {
+                request: Some(RequestUpdate::state("r1", RequestState::Unknown)),
+                ..CallOutcome::new("m1", CallState::Unknown)
+            })
+            .expect("unknown");
+        assert_eq!(
+            journal
+                .unresolved_calls_for_visit("M1")
+                .expect("visit")
+                .len(),
+            1
+        );
+        journal
+            .add_call(
+                &CallRow {
+                    omsgid: Some("m1".into()),
+                    ..call("m2", "2601", "r1")
+                },
+                RequestState::Unknown,
+            )
+            .expect("2601");
+        // A 2601 is never itself "unresolved money": only 2207/2208 are listed.
+        assert_eq!(journal.unresolved_calls().expect("unresolved").len(), 1);
+        journal
+            .settle_call(&CallOutcome {
+                request: Some(RequestUpdate::state("r1", RequestState::Retry)),
+                ..CallOutcome::new("m1", CallState::Reversed)
+            })
+            .expect("reversed");
+        assert!(journal.unresolved_calls().expect("unresolved").is_empty());
+        // An undone request frees its batch for another request_id.
+        assert_eq!(journal.request_for_batch("B1").expect("batch"), None);
+        let calls: Vec<CallState> = journal
+            .calls("r1")
+            .expect("calls")
+            .iter()
+            .map(|c| c.state)
+            .collect();
+        assert_eq!(calls, [CallState::Reversed, CallState::Pending]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_settled_request_is_final_and_a_refund_marks_its_original() {
+        let (journal, dir) = journal("refund");
+        journal
+            .begin_request(&request("r1"), &call("m1", "2207", "r1"))
+            .expect("begin");
+        journal
+            .settle_call(&CallOutcome {
+                request: Some(RequestUpdate {
+                    setl_id: Some("S1"),
+                    setl_date: Some("2026-11-23"),
+                    ..RequestUpdate::state("r1", RequestState::Settled)
+                }),
+                ..CallOutcome::new("m1", CallState::Success)
+            })
+            .expect("settled");
+        let settled = journal
+            .request_by_setl_id("S1")
+            .expect("by setl_id")
+            .expect("found");
+        assert!(settled.state.is_final());
+        assert_eq!(journal.requests_on("2026-11-23").expect("day").len(), 1);
+        let refund = RequestRow {
+            request_id: "f1".into(),
+            kind: RequestKind::Refund,
+            orig_setl_id: Some("S1".into()),
+            ..request("f1")
+        };
+        journal
+            .begin_request(&refund, &call("m2", "2208", "f1"))
+            .expect("refund");
+        journal
+            .settle_call(&CallOutcome {
+                request: Some(RequestUpdate::state("f1", RequestState::Settled)),
+                refunds: Some("S1"),
+                ..CallOutcome::new("m2", CallState::Success)
+            })
+            .expect("refunded");
+        let original = journal.request("r1").expect("r1").expect("found");
+        assert_eq!(original.state, RequestState::Refunded);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -15,21 +15,50 @@ pub const MANUAL_REIMBURSEMENT_ZH: &str = "本次按全自费结算。办理手�
      医院开具的发票原件（需盖章）；费用明细清单；诊断证明或病历记录；部分地区需提供银行卡信息。\
      请在费用发生后6个月至1年内到参保地医保经办机构申请。";
 
-/// The amounts printed, in order: label, field.
-const AMOUNTS: [(&str, &str); 12] = [
+/// The amounts a receipt shows, in order: Chinese label (indented when part of the row
+/// above), the platform's field name.
+pub const AMOUNT_ROWS: [(&str, &str); 15] = [
     ("医疗费总额", "medfee_sumamt"),
-    ("全自费", "fulamt_ownpay_amt"),
-    ("超限价自费", "overlmt_selfpay"),
-    ("先行自付", "preselfpay_amt"),
-    ("符合范围", "inscp_scp_amt"),
+    ("  全自费", "fulamt_ownpay_amt"),
+    ("  超限价自费", "overlmt_selfpay"),
+    ("  先行自付", "preselfpay_amt"),
+    ("  符合范围", "inscp_scp_amt"),
     ("起付线", "act_pay_dedc"),
-    ("统筹基金支付", "hifp_pay"),
-    ("基金支付总额", "fund_pay_sumamt"),
-    ("个人账户支付", "acct_pay"),
-    ("其中共济支付", "acct_mulaid_pay"),
-    ("现金支付", "psn_cash_pay"),
-    ("账户余额", "balc"),
+    ("统筹基金", "hifp_pay"),
+    ("  统筹比例", "pool_prop_selfpay"),
+    ("基金合计", "fund_pay_sumamt"),
+    ("个人负担", "psn_part_amt"),
+    ("个人账户", "acct_pay"),
+    ("  共济", "acct_mulaid_pay"),
+    ("现金", "psn_cash_pay"),
+    ("医院负担", "hosp_part_amt"),
+    ("余额", "balc"),
 ];
+
+/// Terminal columns a text takes (CJK characters are two wide).
+pub fn width(text: &str) -> usize {
+    text.chars()
+        .map(|c| if (c as u32) >= 0x1100 { 2 } else { 1 })
+        .sum()
+}
+
+/// `text` padded with spaces to `columns`.
+pub fn pad(text: &str, columns: usize) -> String {
+    format!("{text}{}", " ".repeat(columns.saturating_sub(width(text))))
+}
+
+/// The amount rows of a split or `setlinfo` (any JSON object with the platform's names);
+/// fields it lacks are left out.
+pub fn amount_table(amounts: &Value) -> String {
+    let mut out = String::new();
+    for (label, field) in AMOUNT_ROWS {
+        let value = text(amounts, field);
+        if !value.is_empty() {
+            out.push_str(&format!("{}{field:<18}{value:>16}\n", pad(label, 14)));
+        }
+    }
+    out
+}
 
 fn title(s: &Settlement) -> &'static str {
     match (s.kind, s.state) {
@@ -83,13 +112,8 @@ pub fn render(settlement: &Settlement, visit: &VisitRow, lines: &[FeeLine]) -> S
         }
     }
     let _ = writeln!(out, "{}", "-".repeat(40));
-    let empty = Value::Null;
-    let info = settlement.setlinfo.as_ref().unwrap_or(&empty);
-    for (label, field) in AMOUNTS {
-        let value = text(info, field);
-        if !value.is_empty() {
-            let _ = writeln!(out, "{label:<8} {field:<18} {value:>12}");
-        }
+    if let Some(info) = &settlement.setlinfo {
+        out.push_str(&amount_table(info));
     }
     if settlement.state == RequestState::SelfPay {
         let _ = writeln!(out, "{}", "-".repeat(40));

@@ -169,7 +169,10 @@ pub struct Preview {
     /// "insurer" (2206 answered) or "local" (the insurer could not be asked).
     pub source: String,
     pub lines: Vec<LineSplit>,
-    pub local: Split,
+    /// medcard's own split; `null` when no policy covers the person (`local_error` says why).
+    pub local: Option<Split>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_error: Option<String>,
     pub insurer: Option<Setlinfo>,
     pub differences: Vec<Difference>,
     pub may_settle: String,
@@ -477,11 +480,11 @@ impl Settler {
         let lines = self.split_locally(&fee_lines)?;
         let acct_used = acct_used.unwrap_or(true);
         let self_pay = visit.may_settle == "self_pay_only";
-        let local = self.local_split(&visit, &lines, acct_used)?;
-        let local = if self_pay {
-            self_pay_split(local)
-        } else {
-            local
+        // medcard's own split is advice: a person no policy file covers still settles.
+        let (local, local_error) = match self.local_split(&visit, &lines, acct_used) {
+            Ok(split) if self_pay => (Some(self_pay_split(split)), None),
+            Ok(split) => (Some(split), None),
+            Err(e) => (None, Some(e.to_string())),
         };
         let mut row = PreviewRow {
             preview_id: format!("P{chrg_bchno}"),
@@ -509,13 +512,14 @@ impl Settler {
                     .update_preview_insurer(&row.preview_id, &to_json(&setlinfo))?;
                 (Some(setlinfo), None)
             }
+            Err(e) if local.is_none() && !self_pay => return Err(e),
             Err(e) => (None, Some(e.to_string())),
         };
         Ok(Preview {
-            differences: insurer
-                .as_ref()
-                .map(|s| differences(&local, s))
-                .unwrap_or_default(),
+            differences: match (&local, &insurer) {
+                (Some(local), Some(insurer)) => differences(local, insurer),
+                _ => Vec::new(),
+            },
             source: if insurer.is_some() {
                 "insurer"
             } else {
@@ -527,6 +531,7 @@ impl Settler {
             chrg_bchno: row.chrg_bchno,
             lines,
             local,
+            local_error,
             insurer,
             may_settle: visit.may_settle,
             insurer_error,
@@ -1303,22 +1308,28 @@ fn visit_row(
 
 /// The split of a cash-only settlement: the catalogue split kept, everything the patient's.
 fn self_pay_split(mut split: Split) -> Split {
-    let zero = Decimal::ZERO;
+    let zero = Decimal::new(0, 2);
     split.balc += split.acct_pay - split.acct_mulaid_pay;
-    for (paid, balc) in split.mulaid_pay.iter().zip(split.mulaid_balc.iter_mut()) {
+    for (paid, balc) in split
+        .mulaid_pay
+        .iter_mut()
+        .zip(split.mulaid_balc.iter_mut())
+    {
         *balc += *paid;
+        *paid = zero;
     }
-    split.mulaid_pay.iter_mut().for_each(|p| *p = zero);
+    // No insurance rule applied: no band, nothing toward the year's amounts.
+    split.bands.clear();
+    split.ytd_inscp_after -= split.inscp_scp_amt;
+    split.ytd_fund_pay_after -= split.hifp_pay;
     split.act_pay_dedc = zero;
     split.hifp_pay = zero;
-    split.pool_prop_selfpay = zero;
+    split.pool_prop_selfpay = Decimal::ZERO;
     split.fund_pay_sumamt = zero;
     split.acct_pay = zero;
     split.acct_mulaid_pay = zero;
     split.psn_part_amt = split.medfee_sumamt;
     split.psn_cash_pay = split.medfee_sumamt;
-    split.bands.clear();
-    split.ytd_inscp_after -= split.inscp_scp_amt;
     split
 }
 
@@ -1423,4 +1434,106 @@ pub fn differences(local: &Split, insurer: &Setlinfo) -> Vec<Difference> {
 fn fen(mut d: Decimal) -> String {
     d.rescale(2);
     d.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settle::calc::AccountFunds;
+
+    fn seed_split() -> Split {
+        // Seed 000: ytd 230.00, balc 102.80, this visit 120.00 in scope.
+        let policy = Policy::built_in("cq-seed").expect("cq-seed");
+        let key = RuleKey {
+            insutype: "310",
+            med_type: "11",
+            hosp_lv: "3",
+            retired: false,
+        };
+        let rule = policy.rule_for(&key).expect("rule");
+        let ytd = YearToDate {
+            inscp_scp_amt: Decimal::new(23000, 2),
+            fund_pay: Decimal::ZERO,
+        };
+        let funds = AccountFunds {
+            balc: Decimal::new(10280, 2),
+            mulaid: Vec::new(),
+            acct_used: true,
+        };
+        settle(
+            &policy,
+            rule,
+            &CatalogueTotals::in_scope_only(Decimal::new(12000, 2)),
+            &ytd,
+            &funds,
+        )
+    }
+
+    #[test]
+    fn a_cash_only_split_keeps_the_bill_and_the_balance() {
+        let split = self_pay_split(seed_split());
+        assert_eq!(split.psn_cash_pay, Decimal::new(12000, 2));
+        assert_eq!(split.psn_part_amt, Decimal::new(12000, 2));
+        assert_eq!(split.acct_pay, Decimal::ZERO);
+        assert_eq!(split.hifp_pay, Decimal::ZERO);
+        assert_eq!(
+            split.balc,
+            Decimal::new(10280, 2),
+            "the account is untouched"
+        );
+        assert_eq!(
+            split.medfee_sumamt,
+            split.fund_pay_sumamt + split.psn_part_amt
+        );
+        assert_eq!(split.psn_part_amt, split.acct_pay + split.psn_cash_pay);
+        assert_eq!(split.ytd_inscp_after, Decimal::new(23000, 2));
+        assert!(split.bands.is_empty());
+    }
+
+    #[test]
+    fn differences_name_the_fields_that_disagree() {
+        let local = seed_split();
+        let mut insurer: Setlinfo = serde_json::from_value(json!({
+            "mdtrt_id": "M", "psn_no": "P", "insutype": "310", "med_type": "11",
+            "medfee_sumamt": "120.00", "fulamt_ownpay_amt": "0", "overlmt_selfpay": "0",
+            "preselfpay_amt": "0", "inscp_scp_amt": "120.00", "act_pay_dedc": "120.00",
+            "hifp_pay": "0", "pool_prop_selfpay": "0", "fund_pay_sumamt": "0",
+            "psn_part_amt": "120.00", "acct_pay": "102.80", "acct_mulaid_pay": "0",
+            "psn_cash_pay": "17.20", "hosp_part_amt": "0", "balc": "0"
+        }))
+        .expect("setlinfo");
+        assert_eq!(differences(&local, &insurer), []);
+        insurer.acct_pay = Decimal::new(10000, 2);
+        insurer.psn_cash_pay = Decimal::new(2000, 2);
+        let fields: Vec<String> = differences(&local, &insurer)
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
+        assert_eq!(fields, ["acct_pay", "psn_cash_pay"]);
+    }
+
+    #[test]
+    fn request_ids_are_short_printable_ascii() {
+        assert!(check_request_id("cashier-1-0001").is_ok());
+        assert!(check_request_id("").is_err());
+        assert!(check_request_id("收费").is_err());
+        assert!(check_request_id("a b").is_err());
+        assert!(check_request_id(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn policies_load_built_in_and_name_a_missing_default() {
+        let ids: Vec<String> = load_policies("", "cq-seed")
+            .expect("built-in")
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert!(
+            ids.contains(&"cq-employee-outpatient".to_owned()),
+            "{ids:?}"
+        );
+        let err = load_policies("", "nowhere").err().unwrap_or_default();
+        assert!(err.contains("nowhere") && err.contains("cq-seed"), "{err}");
+        assert!(load_policies("/nonexistent-policies", "cq-seed").is_err());
+    }
 }

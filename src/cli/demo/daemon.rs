@@ -1,12 +1,14 @@
-//! The daemon demo: `medcard serve` in-process on virtual readers, a script a newcomer can
-//! watch (insert → `card.ready` → `card.read` over the socket → remove → `card.removed`; a
-//! 3.0 card opened through the PSAM), then serving until Ctrl-C for their own calls.
+//! The daemon demo: a whole counter in-process ([`super::counter`]: the insurer simulator,
+//! the cache and journal, `medcard serve` on virtual readers) and a script a newcomer can
+//! watch, every JSON-RPC request printed with a short answer: 小王's card inserted →
+//! `card.ready` with its verdict → `visit.register` → `settle.preview` (the split) →
+//! `settle.commit` → `settle.receipt` → the same commit retried (the same `setl_id`: once)
+//! → the card removed; then a 3.0 card opened through the PSAM. Then, unless `--once`, it
+//! serves until Ctrl-C for the newcomer's own calls.
 
-use medcard::reader::ReaderBackend;
+use super::counter::{Counter, CounterSetup, RpcClient};
 use medcard::reader::virtual_reader::SharedVirtualReaders;
-use medcard::serve::config::Config;
-use medcard::serve::server::{Listeners, Server};
-use medcard::serve::{CardEvent, MonitorConfig, MonitorHandle, spawn_monitor};
+use medcard::serve::CardEvent;
 use medcard::sim::Chip;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -16,136 +18,196 @@ use tokio::sync::broadcast;
 const COUNTER_READER: &str = "Virtual counter reader";
 const PSAM_READER: &str = "Virtual PSAM reader";
 const PSAM: &str = "test-sm4";
-/// How long the script waits for the monitor to read a card.
+/// How long the script waits for the monitor to read (and judge) a card.
 const READ_WAIT: Duration = Duration::from_secs(5);
+/// 阿莫西林胶囊, 甲类 (fully in scope) in the simulator's catalogue.
+const CLASS_A_ITEM: &str = "XJ01CAA040A001010100001";
+/// The cashier's program's id for the commit (a retry sends the same one).
+const REQUEST_ID: &str = "demo-counter1-0001";
+/// 小王's ID number (fixtures/insurer/persons.toml), for registrations without the card.
+const XIAOWANG_CERTNO: &str = "500103199103080319";
 
 pub fn run(once: bool, socket: Option<PathBuf>) -> Result<(), String> {
-    let own_dir = socket.is_none();
-    let socket = socket.unwrap_or_else(|| {
-        std::env::temp_dir()
-            .join(format!("medcard-demo-{}", std::process::id()))
-            .join("medcard.sock")
-    });
+    let dir = std::env::temp_dir().join(format!("medcard-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let socket = socket.unwrap_or_else(|| dir.join("medcard.sock"));
+    let outcome = tokio::runtime::Runtime::new()
+        .map_err(|e| e.to_string())
+        .and_then(|runtime| runtime.block_on(demo(&dir, &socket, once)));
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+async fn demo(dir: &Path, socket: &Path, once: bool) -> Result<(), String> {
     let readers = SharedVirtualReaders::new();
     readers.add_reader(COUNTER_READER);
     let psam = super::super::load_psam(PSAM).map_err(|e| e.to_string())?;
     readers.insert(PSAM_READER, psam);
-    let profiles = super::super::load_profiles(None).map_err(|e| e.to_string())?;
-    let for_monitor = readers.clone();
-    let (handle, monitor) = spawn_monitor(MonitorConfig::new(profiles), move || {
-        Box::new(for_monitor.clone()) as Box<dyn ReaderBackend + Send>
-    });
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let outcome = runtime.block_on(serve_and_play(handle, &readers, &socket, once));
-    drop(monitor);
-    let _ = std::fs::remove_file(&socket);
-    if let Some(dir) = socket.parent().filter(|_| own_dir) {
-        let _ = std::fs::remove_dir(dir);
-    }
-    outcome
-}
-
-async fn serve_and_play(
-    handle: MonitorHandle,
-    readers: &SharedVirtualReaders,
-    socket: &Path,
-    once: bool,
-) -> Result<(), String> {
-    let mut config = Config::default();
-    config.socket.path = socket.to_path_buf();
-    let listeners = Listeners::bind(&config, None)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
-    let server = Server::new(config, handle.clone());
-    let printer = tokio::spawn(print_events(handle.subscribe()));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(async move {
-        server
-            .run(listeners, async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    introduce(socket);
-    let played = play(&handle, readers, socket).await;
+    let counter = Counter::start(CounterSetup {
+        dir,
+        socket,
+        readers: readers.clone(),
+        links: 4,
+    })
+    .await?;
+    let printer = tokio::spawn(print_events(counter.handle.subscribe()));
+    introduce(&counter);
+    let played = play(&counter, &readers).await;
     if played.is_ok() && !once {
-        println!(
-            "\nServing until Ctrl-C, with 小王's card in \"{COUNTER_READER}\". Try the calls above."
-        );
-        let _ = tokio::signal::ctrl_c().await;
+        serve_until_interrupted(socket).await;
     }
-    let _ = stop.send(());
-    let _ = serving.await;
     printer.abort();
+    counter.stop().await;
     played
 }
 
-fn introduce(socket: &Path) {
-    let socket = socket.display();
-    println!("medcard demo: the daemon serves JSON-RPC 2.0 on {socket}");
+fn introduce(counter: &Counter) {
     println!(
-        "readers: \"{COUNTER_READER}\" (cards come and go) and \"{PSAM_READER}\" (test PSAM {PSAM})\n"
+        "medcard demo: a whole counter in this process, nothing to set up.\n\
+         \x20 daemon    JSON-RPC 2.0 on {}\n\
+         \x20 insurer   the built-in simulator at {}\n\
+         \x20 cache     {} (the settlement journal, synchronous=FULL)\n\
+         \x20 readers   \"{COUNTER_READER}\" (cards come and go), \"{PSAM_READER}\" (test PSAM {PSAM})",
+        counter.socket.display(),
+        counter.insurer_url,
+        counter.cache_path.display(),
     );
-    println!("Try, from another terminal:");
-    println!("  medcard call --socket {socket} card.read");
-    println!("  medcard call --socket {socket} readers.list");
-    println!("  medcard events --socket {socket}");
-    println!(
-        "  echo '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"card.read\"}}' | socat - UNIX-CONNECT:{socket}"
-    );
-    println!("\nEvents as they happen:");
+    println!("\nEvents (the cashier's program gets them with events.subscribe) as they happen.");
 }
 
-/// Insert, read over the socket, remove — for a 2.0 card and a 3.0 card; leaves 小王's in.
-async fn play(
-    handle: &MonitorHandle,
-    readers: &SharedVirtualReaders,
-    socket: &Path,
-) -> Result<(), String> {
-    const SCRIPT: [&str; 3] = ["xiaowang", "gen3", "xiaowang"];
-    const LAST: usize = SCRIPT.len() - 1;
-    for (index, name) in SCRIPT.into_iter().enumerate() {
-        let card = super::super::load_card(name).map_err(|e| e.to_string())?;
-        println!("\n▶ the patient inserts a card ({name})");
-        readers.insert(COUNTER_READER, Chip::from(card));
-        handle
-            .wait_session(Some(COUNTER_READER), READ_WAIT)
-            .await
-            .map_err(|e| format!("the demo card was not read: {e}"))?;
-        let reply = call(socket, "card.read", json!({"reader": COUNTER_READER})).await?;
-        println!(
-            "▶ the cashier's program calls card.read: {}",
-            summary(&reply)
-        );
-        if index == LAST {
-            break;
-        }
-        println!("▶ the patient takes the card back");
-        readers.remove(COUNTER_READER);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+/// The script: the settlement story on 小王's card, then a 3.0 card through the PSAM.
+async fn play(counter: &Counter, readers: &SharedVirtualReaders) -> Result<(), String> {
+    println!("\n▶ the daemon syncs the insurer's card-status feed and catalogue into the cache");
+    counter.wait_synced().await?;
+    let mut client = counter.client().await?;
+    insert_and_read(counter, readers, &mut client, "xiaowang").await?;
+    settle(&mut client).await?;
+    println!("\n▶ 小王 takes the card back");
+    readers.remove(COUNTER_READER);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    insert_and_read(counter, readers, &mut client, "gen3").await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     Ok(())
 }
 
-/// One request over the daemon's socket, as a client program would send it.
-async fn call(socket: &Path, method: &str, params: Value) -> Result<Value, String> {
-    let socket = socket.to_path_buf();
-    let method = method.to_owned();
-    tokio::task::spawn_blocking(move || {
-        crate::cli::call::call(&socket, &method, params, Duration::from_secs(5))
-    })
+/// Inserts a card, waits for its session (read and judged), shows `card.read`.
+async fn insert_and_read(
+    counter: &Counter,
+    readers: &SharedVirtualReaders,
+    client: &mut RpcClient,
+    name: &str,
+) -> Result<(), String> {
+    let card = super::super::load_card(name).map_err(|e| e.to_string())?;
+    println!(
+        "\n▶ the patient inserts a card ({name}: {})",
+        card.description
+    );
+    readers.insert(COUNTER_READER, Chip::from(card));
+    counter
+        .handle
+        .wait_session(Some(COUNTER_READER), READ_WAIT)
+        .await
+        .map_err(|e| format!("the demo card was not read: {e}"))?;
+    step(
+        client,
+        "the cashier's program reads the card",
+        "card.read",
+        json!({"reader": COUNTER_READER}),
+        card_summary,
+    )
     .await
-    .map_err(|e| e.to_string())?
+    .map(drop)
 }
 
-/// The few fields a newcomer looks at.
-fn summary(reply: &Value) -> String {
-    let card = &reply["result"];
-    if card.is_null() {
-        return reply["error"].to_string();
+/// Register, preview, commit, receipt, and the commit retried: the counter's main job.
+async fn settle(client: &mut RpcClient) -> Result<(), String> {
+    let visit = step(
+        client,
+        "the cashier registers the visit",
+        "visit.register",
+        json!({"dept_code": "A03", "dept_name": "内科", "dr_name": "张医生"}),
+        |v| format!("visit {} registered (mdtrt_id)", v["mdtrt_id"]),
+    )
+    .await?;
+    let items =
+        json!([{"code": CLASS_A_ITEM, "name": "阿莫西林胶囊", "qty": "1", "price": "120.00"}]);
+    let preview = step(
+        client,
+        "the doctor's prescription is priced: who pays what",
+        "settle.preview",
+        json!({"mdtrt_id": visit["mdtrt_id"], "items": items}),
+        split_summary,
+    )
+    .await?;
+    let commit = json!({"preview_id": preview["preview_id"], "request_id": REQUEST_ID});
+    let done = step(
+        client,
+        "the patient agrees; the cashier settles",
+        "settle.commit",
+        commit.clone(),
+        |d| {
+            format!(
+                "{} — setl_id {}, the patient pays {} in cash",
+                d["state"], d["setl_id"], d["setlinfo"]["psn_cash_pay"]
+            )
+        },
+    )
+    .await?;
+    let receipt = step(
+        client,
+        "the receipt",
+        "settle.receipt",
+        json!({"request_id": REQUEST_ID}),
+        |_| "the text below".to_owned(),
+    )
+    .await?;
+    for line in receipt["text"].as_str().unwrap_or_default().lines() {
+        println!("    │ {line}");
     }
+    retry(client, commit, &done["setl_id"]).await
+}
+
+/// The cashier's program times out and sends the same commit again: nothing is charged twice.
+async fn retry(client: &mut RpcClient, commit: Value, setl_id: &Value) -> Result<(), String> {
+    let again = step(
+        client,
+        "the cashier's program timed out and retries the same request_id",
+        "settle.commit",
+        commit,
+        |d| format!("{} — setl_id {}", d["state"], d["setl_id"]),
+    )
+    .await?;
+    if &again["setl_id"] != setl_id {
+        return Err(format!(
+            "the retry settled again: {} after {setl_id}",
+            again["setl_id"]
+        ));
+    }
+    println!("  the same setl_id: the insurer settled once (exactly once per request_id)");
+    Ok(())
+}
+
+/// One request, shown as sent, and a short line of its answer.
+async fn step(
+    client: &mut RpcClient,
+    what: &str,
+    method: &str,
+    params: Value,
+    summary: impl FnOnce(&Value) -> String,
+) -> Result<Value, String> {
+    println!("\n▶ {what}");
+    println!("  → {}", client.request(method, &params));
+    let result = client.call(method, params).await?;
+    println!("  ← {}", summary(&result));
+    Ok(result)
+}
+
+/// The few fields of a `card.read` a newcomer looks at.
+fn card_summary(card: &Value) -> String {
+    let verdict = &card["verdict"];
     format!(
-        "{} {} (卡号 {}, {}), session {}",
+        "{} {} (卡号 {}, {}), session {}; verdict {} (may_settle {}, from the {})",
         card["holder"]["psn_name"].as_str().unwrap_or("—"),
         card["holder"]["certno"]
             .as_str()
@@ -154,20 +216,57 @@ fn summary(reply: &Value) -> String {
         card["card_no"].as_str().unwrap_or("—"),
         card["profile"].as_str().unwrap_or("—"),
         card["session_id"],
+        verdict["code"].as_str().unwrap_or("—"),
+        verdict["may_settle"].as_str().unwrap_or("—"),
+        verdict["source"].as_str().unwrap_or("—"),
     )
+}
+
+/// The split of a `settle.preview`: the insurer's 2206 when it answered, else medcard's own.
+fn split_summary(preview: &Value) -> String {
+    let source = preview["source"].as_str().unwrap_or("local");
+    let split = &preview[if source == "insurer" {
+        "insurer"
+    } else {
+        "local"
+    }];
+    let differences = preview["differences"].as_array().map_or(0, Vec::len);
+    format!(
+        "total {}: account {}, cash {}, fund {} (from the {source}; {differences} difference(s) from medcard's own split)",
+        split["medfee_sumamt"], split["acct_pay"], split["psn_cash_pay"], split["hifp_pay"],
+    )
+}
+
+async fn serve_until_interrupted(socket: &Path) {
+    let socket = socket.display();
+    println!("\nServing until Ctrl-C (黄嘉怡's 3.0 card stays in \"{COUNTER_READER}\"). Try:");
+    println!("  medcard call --socket {socket} settle.list");
+    println!(
+        "  medcard call --socket {socket} settle.receipt '{{\"request_id\":\"{REQUEST_ID}\"}}'"
+    );
+    println!("  medcard call --socket {socket} card.read");
+    println!(
+        "  medcard call --socket {socket} visit.register '{{\"certno\":\"{XIAOWANG_CERTNO}\",\"dept_code\":\"A03\",\"dept_name\":\"内科\",\"dr_name\":\"张医生\"}}'"
+    );
+    println!("  medcard events --socket {socket}");
+    println!(
+        "  echo '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"settle.list\"}}' | socat - UNIX-CONNECT:{socket}"
+    );
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn print_events(mut events: broadcast::Receiver<CardEvent>) {
     while let Ok(event) = events.recv().await {
         let detail = match &event {
             CardEvent::CardReady { card, .. } => format!(
-                " {} {}",
+                " {} {} verdict {}",
                 card.card
                     .holder
                     .psn_name
                     .as_deref()
                     .unwrap_or("(holder file needs a PSAM)"),
-                card.card.card_no.as_deref().unwrap_or("")
+                card.card.card_no.as_deref().unwrap_or(""),
+                verdict_code(card.verdict.as_ref()),
             ),
             CardEvent::CardError { message, .. } => format!(" {message}"),
             _ => String::new(),
@@ -175,4 +274,13 @@ async fn print_events(mut events: broadcast::Receiver<CardEvent>) {
         let reader = event.reader();
         println!("  event {:<15} {reader}{detail}", event.topic());
     }
+}
+
+fn verdict_code<T: serde::Serialize>(verdict: Option<&T>) -> String {
+    let value = serde_json::to_value(verdict).unwrap_or_default();
+    format!(
+        "{} (may_settle {})",
+        value["code"].as_str().unwrap_or("none"),
+        value["may_settle"].as_str().unwrap_or("—")
+    )
 }

@@ -1,7 +1,10 @@
-//! `medcard demo`: what `make demo` runs — the daemon on virtual readers with a scripted
-//! swipe (see [`daemon`]); with `--pcscd`, a tour of the built-in cards through the real
-//! PC/SC stack, printing what `medcard read` prints, failures included.
+//! `medcard demo`: what `make demo` runs — a whole counter in-process (the insurer simulator,
+//! the cache and journal, the daemon on virtual readers) with a scripted swipe and
+//! settlement (see [`daemon`], built on [`counter`]); with `--pcscd`, a tour of the built-in
+//! cards through the real PC/SC stack, printing what `medcard read` prints, failures
+//! included.
 
+pub mod counter;
 mod daemon;
 
 use clap::Args;
@@ -18,18 +21,27 @@ use std::time::Duration;
 /// The built-in test PSAM the demo puts in the second slot.
 const DEMO_PSAM: &str = "test-sm4";
 
-/// Show a newcomer medcard at work: the daemon, its socket and its events.
+/// Show a newcomer medcard at work: a card swiped and a visit settled, end to end.
 ///
-/// Runs `medcard serve` in-process on virtual readers (no root, no pcscd): a counter reader
-/// and a PSAM reader holding a test PSAM. It prints the socket path and calls to try, then
-/// plays a script — insert a card, read it over the socket, remove it; a 3.0 card through
-/// the PSAM — printing every event, and keeps serving until Ctrl-C with a card inserted.
+/// Needs no setup, no root and no pcscd. In this one process it starts the built-in insurer
+/// simulator on 127.0.0.1 (a temporary database seeded from the built-in fixtures), the
+/// cache and settlement journal in a temporary directory, and `medcard serve` on virtual
+/// readers: a counter reader and a PSAM reader holding a test PSAM. It then plays a script,
+/// printing every JSON-RPC request, a short answer and every event:
+///
+/// 小王's card inserted → card.ready with its verdict → visit.register (内科, 张医生) →
+/// settle.preview of 120.00 of 阿莫西林胶囊 (account 102.80, cash 17.20, fund 0.00) →
+/// settle.commit → settle.receipt → the same commit retried (the same setl_id: settled
+/// once) → the card removed; then a 3.0 card read through the PSAM.
+///
+/// Without --once it then serves until Ctrl-C and prints calls to try, e.g.
+/// `medcard call --socket PATH settle.list`. Everything is removed on exit.
 ///
 /// `--pcscd` instead reads the built-in cards one by one through the real pcscd + vpcd stack
 /// (starts pcscd when none runs; needs root), failures included.
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Play the script and stop, instead of serving until Ctrl-C.
+    /// Play the script and stop (a few seconds), instead of serving until Ctrl-C.
     #[arg(long)]
     once: bool,
     /// Where to put the socket (default: a fresh directory under /tmp).

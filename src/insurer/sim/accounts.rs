@@ -403,14 +403,14 @@ pub fn seed_person(
                 let policy = policies.for_person(&row.insuplc_admdvs, &row.insutype);
                 for month in 1..=fixture.credited_months.min(12) {
                     let date = BusinessDate::new(year, month, 1)
-                        .map(|d| d.date())
-                        .unwrap_or_default();
+                        .ok_or_else(|| TxError::Internal(format!("month {year}-{month}")))?;
+                    let credit = monthly_credit(policy, wage);
                     post(
                         conn,
                         &account,
-                        &date,
+                        &date.date(),
                         EntryKind::Credit,
-                        monthly_credit(policy, wage),
+                        credit,
                         None,
                     )?;
                 }
@@ -463,4 +463,60 @@ pub fn seed_bindings(conn: &Connection, bindings: &[BindingFixture]) -> Result<(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::insurer::sim::db::SimDb;
+    use crate::insurer::sim::fixtures::Fixtures;
+    use std::path::Path;
+
+    const WANG: &str = "50000000000000012345";
+
+    fn seeded() -> (SimDb, SimPolicies, i32) {
+        let policies = SimPolicies::new(None, "cq-seed", "3").unwrap();
+        let mut db = SimDb::open(Path::new(":memory:")).unwrap();
+        db.seed(&Fixtures::built_in().unwrap(), &policies).unwrap();
+        (db, policies, BusinessDate::today().year)
+    }
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn xiaowangs_account_is_built_from_credits_and_earlier_visits() {
+        let (db, _, year) = seeded();
+        let wang = AccountKey::new(WANG, "310");
+        // 25.00 + 3 × 102.60 − (80 + 100 + 50) = 102.80.
+        assert_eq!(balance(db.conn(), &wang, None).unwrap(), d("102.80"));
+        // Before February's credit: 25.00 + 102.60 − 80.00 = 47.60.
+        let jan = format!("{year}-01-31");
+        assert_eq!(balance(db.conn(), &wang, Some(&jan)).unwrap(), d("47.60"));
+        let (carried, moves) = year_entries(db.conn(), &wang, year).unwrap();
+        assert_eq!(carried, d("25.00"));
+        assert_eq!(moves.len(), 6, "{moves:?}");
+        assert_eq!(
+            moves[1],
+            LedgerEntry::Spend {
+                month: 1,
+                amount: d("80.00")
+            }
+        );
+    }
+
+    #[test]
+    fn a_year_is_closed_once_and_credits_follow_the_wage() {
+        let (db, policies, year) = seeded();
+        let posted = year_end(db.conn(), &policies, year).unwrap();
+        let wang = posted.iter().find(|p| p.psn_no == WANG).unwrap();
+        // (825.80 × 0.0035 + 300.00 × 0.0110) / 12 = 0.5158… → 0.52 (tests/insurer_settle.rs).
+        assert_eq!(wang.amount, d("0.52"));
+        assert!(year_end(db.conn(), &policies, year).is_err());
+        let credited = credit_month(db.conn(), &policies, year + 1, 1).unwrap();
+        assert_eq!(credited.len(), 1, "only 小王 has a wage");
+        assert_eq!(credited[0].amount, d("102.60"));
+        assert_eq!(credited[0].balc, d("205.92"));
+    }
 }

@@ -28,6 +28,11 @@ pub fn input_part<T: DeserializeOwned>(input: &Value, key: &str) -> Result<T, Tx
         .map_err(|e| TxError::Refused(format!("输入参数[{key}]格式错误: {e}")))
 }
 
+/// An output part as JSON (a failure is the simulator's own: internal).
+pub fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, TxError> {
+    serde_json::to_value(value).map_err(|e| TxError::Internal(e.to_string()))
+}
+
 /// An insured person under one insutype.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Insured {

@@ -5,15 +5,11 @@
 //! reversed with 2601).
 
 use super::books::{self, Settlement};
-use super::context::{Ctx, input_part};
+use super::context::{Ctx, input_part, to_value};
 use super::db::{SimDb, TxError};
 use crate::insurer::settlement::{DayDetailIn, DayDetailRow, DayTotalsIn, DayTotalsOut};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-
-fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, TxError> {
-    serde_json::to_value(v).map_err(|e| TxError::Internal(e.to_string()))
-}
 
 /// The totals 3201 compares.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

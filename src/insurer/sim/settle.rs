@@ -17,7 +17,7 @@
 use super::accounts::{self, AccountKey, EntryKind};
 use super::books::{self, AccountPart, Settlement};
 use super::clock::BusinessDate;
-use super::context::{Ctx, Insured, input_part, insured, person};
+use super::context::{Ctx, Insured, input_part, insured, person, to_value};
 use super::db::{SimDb, TxError};
 use super::policies::SimPolicies;
 use super::visit::open_visit;
@@ -53,10 +53,6 @@ struct Bill<'a> {
 struct Computed {
     out: SettleOut,
     parts: Vec<AccountPart>,
-}
-
-fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, TxError> {
-    serde_json::to_value(v).map_err(|e| TxError::Internal(e.to_string()))
 }
 
 /// The identities of insurer-api.md §2.6, or an internal error.

@@ -8,7 +8,7 @@
 //! stored split, different content is refused.
 
 use super::books::{self, StoredLine, Visit};
-use super::context::{Ctx, input_part, insured};
+use super::context::{Ctx, input_part, insured, to_value};
 use super::db::{SimDb, TxError};
 use crate::insurer::settlement::{
     CancelRegisterIn, FeeCancelIn, FeeDetailIn, RegisterIn, RegisterOut, VisitInfoIn,
@@ -16,14 +16,9 @@ use crate::insurer::settlement::{
 use crate::settle::lines::{FeeLine, LineSplit, split_line};
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 
 /// "0000" in 2205: every unsettled line of the visit.
 const ALL_BATCHES: &str = "0000";
-
-fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, TxError> {
-    serde_json::to_value(v).map_err(|e| TxError::Internal(e.to_string()))
-}
 
 /// A registered (not cancelled) visit of this person.
 pub fn open_visit(conn: &Connection, mdtrt_id: &str, psn_no: &str) -> Result<Visit, TxError> {
@@ -182,21 +177,37 @@ fn split_received(db: &SimDb, line: FeeDetailIn) -> Result<Received, TxError> {
     Ok(Received { line, json, split })
 }
 
-/// What to do with a received line given what the visit already holds.
-fn check_repeat(received: &Received, stored: Option<&StoredLine>) -> Result<bool, TxError> {
-    let Some(stored) = stored else {
-        return Ok(false);
-    };
-    if stored.line_json == received.json {
-        return Ok(true);
-    }
-    Err(TxError::Refused(format!(
-        "费用明细流水号[{}]已存在且内容不同",
-        received.line.feedetl_sn
-    )))
+/// Whether a stored line is the received one again (same content).
+fn check_repeat(received: &Received, stored: &StoredLine) -> bool {
+    stored.line_json == received.json
 }
 
-/// 2204: upload fee lines; answers each line's split (`result`).
+/// One received line stored (or found already stored); its split.
+fn store_line(conn: &Connection, r: &Received) -> Result<LineSplit, TxError> {
+    let visit = open_visit(conn, &r.line.mdtrt_id, &r.line.psn_no)?;
+    let held = books::lines(conn, &visit.mdtrt_id, None)?;
+    let stored = held.iter().find(|l| l.feedetl_sn == r.line.feedetl_sn);
+    if let Some(stored) = stored.filter(|s| check_repeat(r, s)) {
+        return Ok(stored.split.clone());
+    }
+    if stored.is_some() {
+        return Err(TxError::Refused(format!(
+            "费用明细流水号[{}]已存在且内容不同",
+            r.line.feedetl_sn
+        )));
+    }
+    let batch = &r.line.chrg_bchno;
+    if held
+        .iter()
+        .any(|l| &l.chrg_bchno == batch && l.setl_id.is_some())
+    {
+        return Err(TxError::Refused(format!("收费批次[{batch}]该批次已结算")));
+    }
+    books::insert_line(conn, &visit.mdtrt_id, batch, &r.json, &r.split)?;
+    Ok(r.split.clone())
+}
+
+/// 2204: upload fee lines (all or none); answers each line's split (`result`).
 pub fn fee_upload(db: &mut SimDb, _ctx: &Ctx<'_>, input: &Value) -> Result<Value, TxError> {
     let lines: Vec<FeeDetailIn> = input_part(input, "feedetail")?;
     if lines.is_empty() {
@@ -207,49 +218,10 @@ pub fn fee_upload(db: &mut SimDb, _ctx: &Ctx<'_>, input: &Value) -> Result<Value
         .map(|line| split_received(db, line))
         .collect::<Result<Vec<_>, _>>()?;
     let tx = db.conn_mut().transaction()?;
-    let mut result = Vec::with_capacity(received.len());
-    let mut visits: BTreeMap<String, Vec<StoredLine>> = BTreeMap::new();
-    for r in &received {
-        let held = match visits.get(&r.line.mdtrt_id) {
-            Some(held) => held,
-            None => {
-                open_visit(&tx, &r.line.mdtrt_id, &r.line.psn_no)?;
-                let held = books::lines(&tx, &r.line.mdtrt_id, None)?;
-                visits.entry(r.line.mdtrt_id.clone()).or_insert(held)
-            }
-        };
-        let stored = held.iter().find(|l| l.feedetl_sn == r.line.feedetl_sn);
-        if check_repeat(r, stored)? {
-            result.push(
-                stored
-                    .map(|s| s.split.clone())
-                    .unwrap_or_else(|| r.split.clone()),
-            );
-            continue;
-        }
-        if held
-            .iter()
-            .any(|l| l.chrg_bchno == r.line.chrg_bchno && l.setl_id.is_some())
-        {
-            return Err(TxError::Refused(format!(
-                "收费批次[{}]该批次已结算",
-                r.line.chrg_bchno
-            )));
-        }
-        books::insert_line(&tx, &r.line.mdtrt_id, &r.line.chrg_bchno, &r.json, &r.split)?;
-        let new_line = StoredLine {
-            feedetl_sn: r.line.feedetl_sn.clone(),
-            chrg_bchno: r.line.chrg_bchno.clone(),
-            line_json: r.json.clone(),
-            split: r.split.clone(),
-            setl_id: None,
-        };
-        visits
-            .entry(r.line.mdtrt_id.clone())
-            .or_default()
-            .push(new_line);
-        result.push(r.split.clone());
-    }
+    let result = received
+        .iter()
+        .map(|r| store_line(&tx, r))
+        .collect::<Result<Vec<_>, _>>()?;
     tx.commit()?;
     Ok(json!({ "result": to_value(&result)? }))
 }

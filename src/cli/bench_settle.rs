@@ -1,0 +1,210 @@
+//! `medcard bench settle`: settlements per second through the daemon's socket against the
+//! insurer simulator on loopback, all in this process (the counter of `medcard demo`:
+//! [`crate::cli::demo::counter`]). The journal is the cache file, whose connections all run
+//! `synchronous=FULL` (src/cache/mod.rs): every commit's journal writes are on disk before
+//! the insurer is called and before the answer goes back.
+//!
+//! Two phases, so that `settle.commit` is timed alone: every client registers its visits
+//! (by 小王's card in a virtual reader) and previews one small line of the 甲类 item with the
+//! personal account left out (so his 102.80 never runs dry); then every client commits its
+//! previews one after another, and the commit phase is timed by the wall clock.
+
+use super::{Summary, ms};
+use crate::cli::demo::counter::{Counter, CounterSetup, RpcClient};
+use medcard::reader::virtual_reader::SharedVirtualReaders;
+use medcard::sim::Chip;
+use serde_json::json;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The target.
+const TARGET_COMMITS_PER_SECOND: f64 = 500.0;
+/// The journal's `synchronous` setting: set on every connection to the cache file when it is
+/// opened (`cache::configure`); a pragma read back on another connection would show that
+/// connection's own setting, so it is stated here rather than measured.
+const JOURNAL_SYNCHRONOUS: &str = "FULL";
+const READER: &str = "Virtual counter reader";
+const CARD: &str = "xiaowang";
+/// 阿莫西林胶囊, 甲类 in the simulator's catalogue.
+const CLASS_A_ITEM: &str = "XJ01CAA040A001010100001";
+
+/// What to measure.
+pub struct Plan {
+    /// Settlements in all.
+    pub count: usize,
+    /// Concurrent connections.
+    pub clients: usize,
+    /// `settle.links`: the settler's links to the insurer.
+    pub links: usize,
+    /// The line's price, yuan.
+    pub price: String,
+}
+
+/// What was measured.
+struct Figures {
+    prepare: Duration,
+    commit: Duration,
+    latencies: Vec<Duration>,
+}
+
+pub fn run(plan: &Plan) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("medcard-bench-settle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let outcome = tokio::runtime::Runtime::new()
+        .map_err(|e| e.to_string())
+        .and_then(|runtime| runtime.block_on(bench(plan, &dir)));
+    let _ = std::fs::remove_dir_all(&dir);
+    let figures = outcome?;
+    print(plan, &figures);
+    Ok(())
+}
+
+async fn bench(plan: &Plan, dir: &Path) -> Result<Figures, String> {
+    let readers = SharedVirtualReaders::new();
+    let card = crate::cli::load_card(CARD).map_err(|e| e.to_string())?;
+    readers.insert(READER, Chip::from(card));
+    let socket = dir.join("medcard.sock");
+    let counter = Counter::start(CounterSetup {
+        dir,
+        socket: &socket,
+        readers,
+        links: plan.links,
+    })
+    .await?;
+    let measured = measure(plan, &counter).await;
+    counter.stop().await;
+    measured
+}
+
+async fn measure(plan: &Plan, counter: &Counter) -> Result<Figures, String> {
+    counter.wait_synced().await?;
+    counter
+        .handle
+        .wait_session(Some(READER), Duration::from_secs(10))
+        .await
+        .map_err(|e| format!("小王's card was not read: {e}"))?;
+    println!(
+        "medcard bench settle: {} settlements of {} yuan, {} clients, {} insurer links, journal synchronous={JOURNAL_SYNCHRONOUS}",
+        plan.count, plan.price, plan.clients, plan.links
+    );
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(plan.clients);
+    for index in 0..plan.clients {
+        let share = plan.count / plan.clients + usize::from(index < plan.count % plan.clients);
+        let client = counter.client().await?;
+        tasks.push(tokio::spawn(prepare(client, share, plan.price.clone())));
+    }
+    let prepared = join_all(tasks).await?;
+    let prepare = started.elapsed();
+    let committing = Instant::now();
+    let tasks: Vec<_> = prepared
+        .into_iter()
+        .enumerate()
+        .map(|(index, (client, previews))| tokio::spawn(commit(client, index, previews)))
+        .collect();
+    let latencies = join_all(tasks).await?.concat();
+    Ok(Figures {
+        prepare,
+        commit: committing.elapsed(),
+        latencies,
+    })
+}
+
+async fn join_all<T>(
+    tasks: Vec<tokio::task::JoinHandle<Result<T, String>>>,
+) -> Result<Vec<T>, String> {
+    let mut done = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        done.push(task.await.map_err(|e| format!("a client failed: {e}"))??);
+    }
+    Ok(done)
+}
+
+/// `count` visits registered and previewed; their preview ids.
+async fn prepare(
+    mut client: RpcClient,
+    count: usize,
+    price: String,
+) -> Result<(RpcClient, Vec<String>), String> {
+    let mut previews = Vec::with_capacity(count);
+    let items = json!([{"code": CLASS_A_ITEM, "name": "阿莫西林胶囊", "qty": "1", "price": price}]);
+    for _ in 0..count {
+        let visit = client
+            .call(
+                "visit.register",
+                json!({"reader": READER, "dept_code": "A03", "dept_name": "内科", "dr_name": "张医生"}),
+            )
+            .await?;
+        let preview = client
+            .call(
+                "settle.preview",
+                json!({"mdtrt_id": visit["mdtrt_id"], "items": items, "acct_used": false}),
+            )
+            .await?;
+        let id = preview["preview_id"]
+            .as_str()
+            .ok_or_else(|| format!("settle.preview answered no preview_id: {preview}"))?;
+        previews.push(id.to_owned());
+    }
+    Ok((client, previews))
+}
+
+/// Commits `previews` one after another; each commit's latency.
+async fn commit(
+    mut client: RpcClient,
+    index: usize,
+    previews: Vec<String>,
+) -> Result<Vec<Duration>, String> {
+    let mut latencies = Vec::with_capacity(previews.len());
+    for (n, preview_id) in previews.into_iter().enumerate() {
+        let request_id = format!("bench-{index}-{n}");
+        let sent = Instant::now();
+        let done = client
+            .call(
+                "settle.commit",
+                json!({"preview_id": preview_id, "request_id": request_id}),
+            )
+            .await?;
+        latencies.push(sent.elapsed());
+        if done["state"] != "settled" {
+            return Err(format!("{request_id} did not settle: {done}"));
+        }
+    }
+    Ok(latencies)
+}
+
+fn print(plan: &Plan, figures: &Figures) {
+    let n = figures.latencies.len();
+    let per_second = |d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    let max = figures.latencies.iter().max().copied().unwrap_or_default();
+    println!(
+        "register + preview: {n} in {:.2} s ({:.0}/s)",
+        figures.prepare.as_secs_f64(),
+        per_second(figures.prepare)
+    );
+    let rate = per_second(figures.commit);
+    if n > 0 {
+        let summary = Summary::of(figures.latencies.clone());
+        println!(
+            "settle.commit:      {n} in {:.2} s → {rate:.0} commits/s; latency p50 {} ms, p99 {} ms, max {} ms",
+            figures.commit.as_secs_f64(),
+            ms(summary.median),
+            ms(summary.p99),
+            ms(max)
+        );
+    }
+    let whole = figures.prepare + figures.commit;
+    println!(
+        "whole settlement (register + preview + commit): {:.0}/s",
+        per_second(whole)
+    );
+    let verdict = if rate >= TARGET_COMMITS_PER_SECOND {
+        "met"
+    } else {
+        "MISSED"
+    };
+    println!(
+        "target ≥ {TARGET_COMMITS_PER_SECOND:.0} commits/s with {} clients: {verdict}",
+        plan.clients
+    );
+}
