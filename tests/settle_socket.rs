@@ -338,3 +338,65 @@ fn a_stale_cache_settles_in_cash_with_a_reimbursement_voucher() {
         0
     );
 }
+
+#[test]
+fn the_cards_year_totals_make_the_local_preview_agree_across_the_deductible() {
+    // With the PIN, the card's DF04 says 230.00 spent this year. A 300.00 bill then crosses
+    // the 400.00 deductible: 170.00 below it (the person's), 130.00 in the 25% band
+    // (person 32.50, fund 97.50). Account 102.80 first, then cash: 202.50 − 102.80 = 99.70.
+    let rig = Rig::start("settle-ytd", "");
+    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
+    let verified = client.result(
+        "card.verify_pin",
+        json!({"reader": "medcard virtual reader 0", "pin": "123456"}),
+    );
+    assert_eq!(verified, json!({"ok": true}));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while client.result("card.read", json!({}))["balance"].is_null() {
+        assert!(std::time::Instant::now() < deadline, "no on-card balance");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mdtrt_id = register(&mut client);
+    let p = preview(&mut client, &mdtrt_id, one_line("300.00"));
+    for side in ["local", "insurer"] {
+        assert_eq!(p[side]["act_pay_dedc"], "170.00", "{side}: {p}");
+        assert_eq!(p[side]["hifp_pay"], "97.50", "{side}: {p}");
+        assert_eq!(p[side]["acct_pay"], "102.80", "{side}: {p}");
+        assert_eq!(p[side]["psn_cash_pay"], "99.70", "{side}: {p}");
+    }
+    assert_eq!(p["local"]["ytd_inscp_after"], "530.00", "{p}");
+    assert_eq!(p["differences"], json!([]), "{p}");
+}
+
+#[test]
+fn a_request_id_belongs_to_one_settlement() {
+    let rig = Rig::start("settle-reuse", "");
+    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
+    let mdtrt_id = register(&mut client);
+    let first = preview(&mut client, &mdtrt_id, one_line("5.00"));
+    let done = client.result(
+        "settle.commit",
+        json!({"preview_id": first["preview_id"], "request_id": "once"}),
+    );
+    assert_eq!(done["state"], "settled");
+    let second = preview(&mut client, &mdtrt_id, one_line("6.00"));
+    let err = client.error(
+        "settle.commit",
+        json!({"preview_id": second["preview_id"], "request_id": "once"}),
+    );
+    assert_eq!(err["code"], -32602, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("new request_id"),
+        "{err}"
+    );
+    let err = client.error(
+        "settle.refund",
+        json!({"setl_id": done["setl_id"], "request_id": "once"}),
+    );
+    assert_eq!(err["code"], -32602, "{err}");
+    assert_eq!(rig.requests("2207"), 1);
+    assert_eq!(rig.requests("2208"), 0);
+}

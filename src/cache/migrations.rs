@@ -108,6 +108,7 @@ CREATE TABLE settle_visits (
     dr_name         TEXT NOT NULL,
     may_settle      TEXT NOT NULL,
     verdict_code    TEXT NOT NULL DEFAULT '',
+    ytd_hint        TEXT,
     begntime        TEXT NOT NULL,
     state           TEXT NOT NULL,
     created_at      INTEGER NOT NULL

@@ -25,6 +25,23 @@ const TARGET_COMMITS_PER_SECOND: f64 = 500.0;
 const JOURNAL_SYNCHRONOUS: &str = "FULL";
 const READER: &str = "Virtual counter reader";
 const CARD: &str = "xiaowang";
+/// Insured, active fixture persons (fixtures/insurer/persons.toml), registered by ID number
+/// in turn: the simulator sums a person's settlements of the year on every 2206 / 2207, so
+/// thousands of visits of one person would measure that sum rather than the counter.
+const PERSONS: [&str; 12] = [
+    "500103199103080319",
+    "510104195802140261",
+    "440106200108170645",
+    "330782197912050571",
+    "650102198511030574",
+    "440304199906210480",
+    "310104197204300191",
+    "430104197604182283",
+    "330106196509250131",
+    "120101198305270710",
+    "320106199307210467",
+    "420106198801120829",
+];
 /// 阿莫西林胶囊, 甲类 in the simulator's catalogue.
 const CLASS_A_ITEM: &str = "XJ01CAA040A001010100001";
 
@@ -92,7 +109,7 @@ async fn measure(plan: &Plan, counter: &Counter) -> Result<Figures, String> {
     for index in 0..plan.clients {
         let share = plan.count / plan.clients + usize::from(index < plan.count % plan.clients);
         let client = counter.client().await?;
-        tasks.push(tokio::spawn(prepare(client, share, plan.price.clone())));
+        tasks.push(tokio::spawn(prepare(client, index, share, plan.price.clone())));
     }
     let prepared = join_all(tasks).await?;
     let prepare = started.elapsed();
@@ -120,19 +137,22 @@ async fn join_all<T>(
     Ok(done)
 }
 
-/// `count` visits registered and previewed; their preview ids.
+/// `count` visits registered (persons from the `first`-th on) and previewed; their
+/// preview ids.
 async fn prepare(
     mut client: RpcClient,
+    first: usize,
     count: usize,
     price: String,
 ) -> Result<(RpcClient, Vec<String>), String> {
     let mut previews = Vec::with_capacity(count);
     let items = json!([{"code": CLASS_A_ITEM, "name": "阿莫西林胶囊", "qty": "1", "price": price}]);
-    for _ in 0..count {
+    for n in 0..count {
+        let certno = PERSONS[(first + n) % PERSONS.len()];
         let visit = client
             .call(
                 "visit.register",
-                json!({"reader": READER, "dept_code": "A03", "dept_name": "内科", "dr_name": "张医生"}),
+                json!({"certno": certno, "dept_code": "A03", "dept_name": "内科", "dr_name": "张医生"}),
             )
             .await?;
         let preview = client

@@ -6,8 +6,9 @@
 //! round trip; docs/insurer-extension.md).
 //!
 //! Money is `rust_decimal`, written as strings with two places and read from strings or
-//! numbers ([`fen`]). The platform's own field names are kept.
+//! numbers ([`crate::settle::money`]). The platform's own field names are kept.
 
+use crate::settle::money;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -37,46 +38,6 @@ pub const DAY_DETAIL: &str = "X302";
 
 /// The transactions 2601 may reverse (insurer-api.md §2.8).
 pub const REVERSIBLE: [&str; 2] = [SETTLE, REFUND];
-
-/// Money as the wire carries it: a string with two places out, a string or number in.
-pub mod fen {
-    use rust_decimal::Decimal;
-    use serde::{Deserialize, Deserializer, Serializer};
-    use serde_json::Value;
-
-    pub fn serialize<S: Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-        let mut v = *value;
-        v.rescale(2);
-        s.serialize_str(&v.to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-        let value = Value::deserialize(d)?;
-        crate::insurer::wire::money(&value).map_err(serde::de::Error::custom)
-    }
-}
-
-/// A ratio (`selfpay_prop`, `pool_prop_selfpay`): a string out, a string or number in.
-pub mod ratio {
-    use rust_decimal::Decimal;
-    use serde::{Deserialize, Deserializer, Serializer};
-    use serde_json::Value;
-    use std::str::FromStr;
-
-    pub fn serialize<S: Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&value.normalize().to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-        let raw = match Value::deserialize(d)? {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
-            Value::Null => return Ok(Decimal::ZERO),
-            other => return Err(serde::de::Error::custom(format!("bad ratio {other}"))),
-        };
-        Decimal::from_str(raw.trim()).map_err(serde::de::Error::custom)
-    }
-}
 
 /// 2201 input `data`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,11 +110,11 @@ pub struct FeeDetailIn {
     /// The line's name as the hospital calls it (not a platform field; kept for receipts).
     #[serde(default)]
     pub fee_name: String,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub det_item_fee_sumamt: Decimal,
-    #[serde(with = "ratio")]
+    #[serde(with = "money::ratio")]
     pub cnt: Decimal,
-    #[serde(with = "ratio")]
+    #[serde(with = "money::ratio")]
     pub pric: Decimal,
     #[serde(default)]
     pub bilg_dept_codg: String,
@@ -183,7 +144,7 @@ pub struct SettleIn {
     pub mdtrt_cert_no: String,
     pub med_type: String,
     /// Must equal the sum of the batch's uploaded lines.
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub medfee_sumamt: Decimal,
     /// 01 按项目结算.
     pub psn_setlway: String,
@@ -217,36 +178,36 @@ pub struct Setlinfo {
     pub med_type: String,
     #[serde(default)]
     pub setl_time: String,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub medfee_sumamt: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub fulamt_ownpay_amt: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub overlmt_selfpay: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub preselfpay_amt: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub inscp_scp_amt: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub act_pay_dedc: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub hifp_pay: Decimal,
-    #[serde(with = "ratio")]
+    #[serde(with = "money::ratio")]
     pub pool_prop_selfpay: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub fund_pay_sumamt: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub psn_part_amt: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub acct_pay: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub acct_mulaid_pay: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub psn_cash_pay: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub hosp_part_amt: Decimal,
     /// The personal account's balance after this settlement.
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub balc: Decimal,
     /// Echo of the request's msgid.
     #[serde(default)]
@@ -299,7 +260,7 @@ pub struct SetlDetail {
     pub fund_pay_type: String,
     #[serde(default)]
     pub fund_pay_type_name: String,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub fund_payamt: Decimal,
 }
 
@@ -338,11 +299,11 @@ pub struct DayTotalsIn {
     /// `yyyy-MM-dd`.
     pub stmt_begndate: String,
     pub stmt_enddate: String,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub medfee_sumamt: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub fund_pay_sumamt: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub acct_pay: Decimal,
     pub fixmedins_setl_cnt: u64,
 }
@@ -371,13 +332,13 @@ pub struct DayDetailRow {
     pub psn_no: String,
     /// The msgid of the 2207 that made it (use it as `omsgid` to reverse).
     pub msgid: String,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub medfee_sumamt: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub fund_pay_sumamt: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub acct_pay: Decimal,
-    #[serde(with = "fen")]
+    #[serde(with = "money")]
     pub psn_cash_pay: Decimal,
     /// "1" when refunded by 2208.
     pub refd_setl_flag: String,

@@ -4,10 +4,8 @@
 //! (docs/insurer-extension.md), outside the platform's numeric ranges.
 
 use super::types::{CardEventPage, CataloguePage, InsuInfo, PersonBase, PersonInfo};
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use std::str::FromStr;
 
 /// 9001 签到.
 pub const SIGN_IN: &str = "9001";
@@ -54,18 +52,7 @@ fn opt_text(obj: &Map<String, Value>, key: &str) -> Option<String> {
 }
 
 /// Money from a JSON number or string, to two places.
-pub fn money(value: &Value) -> Result<Decimal, String> {
-    let raw = match value {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.trim().to_string(),
-        _ => return Err("amount is neither number nor string".into()),
-    };
-    let mut d = Decimal::from_str(&raw)
-        .or_else(|_| Decimal::from_scientific(&raw))
-        .map_err(|e| format!("bad amount {raw:?}: {e}"))?;
-    d.rescale(2);
-    Ok(d)
-}
+pub use crate::settle::money::from_value as money;
 
 fn object<'v>(value: &'v Value, what: &str) -> Result<&'v Map<String, Value>, String> {
     value

@@ -518,6 +518,54 @@ impl Config {
                 format!("{:?}", defaults.cache.insutype_preference),
                 "insutypes the counter settles under, preferred first",
             ),
+            row(
+                "settle.hosp_lv",
+                text(&self.settle.hosp_lv),
+                text(&defaults.settle.hosp_lv),
+                "医院等级 for the policy's rule (1, 2, 3)",
+            ),
+            row(
+                "settle.med_type",
+                text(&self.settle.med_type),
+                text(&defaults.settle.med_type),
+                "医疗类别 when visit.register names none",
+            ),
+            row(
+                "settle.default_policy",
+                text(&self.settle.default_policy),
+                text(&defaults.settle.default_policy),
+                "policy for local previews when none matches",
+            ),
+            row(
+                "settle.policy_dir",
+                text(&self.settle.policy_dir),
+                text(&defaults.settle.policy_dir),
+                "extra policy files; empty = built-in only",
+            ),
+            row(
+                "settle.timeout_ms",
+                self.settle.timeout_ms.to_string(),
+                defaults.settle.timeout_ms.to_string(),
+                "a 2207 / 2208 / 2601 unanswered this long is unknown (then reversed), ms",
+            ),
+            row(
+                "settle.links",
+                self.settle.links.to_string(),
+                defaults.settle.links.to_string(),
+                "insurer links for settlement (visits settling at once)",
+            ),
+            row(
+                "settle.reversal_tries",
+                self.settle.reversal_tries.to_string(),
+                defaults.settle.reversal_tries.to_string(),
+                "2601 tries inside one commit before it answers unknown",
+            ),
+            row(
+                "settle.resolve_interval_s",
+                self.settle.resolve_interval_s.to_string(),
+                defaults.settle.resolve_interval_s.to_string(),
+                "seconds between passes of the background resolver",
+            ),
         ];
         rows.join("\n")
     }

@@ -15,7 +15,7 @@ use crate::mask;
 use crate::settle::service::{
     BillItem, Patient, RegisterParams, SettleError, SettleOptions, Settler, load_policies,
 };
-use crate::verdict::{VerdictPolicy, choose_insuinfo};
+use crate::verdict::{MaySettle, VerdictPolicy, choose_insuinfo};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -81,8 +81,15 @@ impl ResolverThread {
         let thread = std::thread::Builder::new()
             .name("medcard-resolver".into())
             .spawn(move || {
+                let mut first = true;
                 while !flag.load(Ordering::Relaxed) {
-                    match settler.resolve_all() {
+                    let pass = if first {
+                        settler.recover()
+                    } else {
+                        settler.resolve_all()
+                    };
+                    first = false;
+                    match pass {
                         Ok(0) => {}
                         Ok(left) => tracing::warn!(left, "calls still unanswered; retrying later"),
                         Err(e) => tracing::error!(error = %e, "resolving the journal failed"),
@@ -327,6 +334,20 @@ fn patient_from_card(shared: &Shared, request: &RegisterRequest) -> Result<Patie
 }
 
 fn patient_of_session(shared: &Shared, session: &CardSession) -> Result<Patient, RpcError> {
+    if let Some(verdict) = session
+        .verdict
+        .as_ref()
+        .filter(|v| v.may_settle == MaySettle::No)
+    {
+        return Err(RpcError::new(
+            code::SETTLE_NOT_ALLOWED,
+            format!(
+                "this card may not settle with insurance: {}",
+                verdict.message_en
+            ),
+            verdict.message_zh.clone(),
+        ));
+    }
     let insured = session.insured.as_ref().ok_or_else(|| {
         RpcError::new(
             code::SETTLE_NOT_ALLOWED,
@@ -366,7 +387,20 @@ fn patient_of_session(shared: &Shared, session: &CardSession) -> Result<Patient,
         mdtrt_cert_no: session.card.card_no.clone().unwrap_or_default(),
         may_settle,
         verdict_code,
+        ytd_hint: card_ytd(session),
     })
+}
+
+/// The year's cumulative amount on the card (DF04: 个人自付累计 + 统筹累计), when the PIN
+/// let it be read and it is this year's.
+fn card_ytd(session: &CardSession) -> Option<rust_decimal::Decimal> {
+    let balance = session.card.balance.as_ref()?;
+    let this_year = crate::insurer::clock::LocalTime::now().year.to_string();
+    if balance.year.trim() != this_year {
+        return None;
+    }
+    let amount = |text: &str| text.trim().parse::<rust_decimal::Decimal>().ok();
+    Some(amount(&balance.annual_self_pay)? + amount(&balance.annual_fund_pay)?)
 }
 
 /// 1101 by ID number (no card): the patient as the insurer knows them now.
@@ -407,5 +441,6 @@ fn patient_by_certno(
         mdtrt_cert_no: certno.to_owned(),
         may_settle: if active { "yes" } else { "no" }.into(),
         verdict_code: if active { "ok" } else { "suspended" }.into(),
+        ytd_hint: None,
     })
 }

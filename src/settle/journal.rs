@@ -154,6 +154,9 @@ pub struct VisitRow {
     /// The verdict's `may_settle` at registration: yes | self_pay_only | no.
     pub may_settle: String,
     pub verdict_code: String,
+    /// The year's in-scope amount the card itself carries (its DF04 annual totals, read
+    /// with the PIN), yuan; added to this hospital's settlements for the local preview.
+    pub ytd_hint: Option<String>,
     pub begntime: String,
     /// registered | cancelled.
     pub state: String,
@@ -223,7 +226,7 @@ const CALL_COLUMNS: &str =
     "msgid, infno, request_id, omsgid, state, psn_no, insuplc_admdvs, mdtrt_id, err_msg";
 const VISIT_COLUMNS: &str = "mdtrt_id, ipt_otp_no, psn_no, psn_name, insutype, psn_type, \
      insuplc_admdvs, mdtrt_cert_type, mdtrt_cert_no, med_type, dept_code, dept_name, dr_name, \
-     may_settle, verdict_code, begntime, state";
+     may_settle, verdict_code, ytd_hint, begntime, state";
 
 fn request_row(row: &Row<'_>) -> rusqlite::Result<(RequestRow, String, String)> {
     Ok((
@@ -294,8 +297,9 @@ fn visit_row(row: &Row<'_>) -> rusqlite::Result<VisitRow> {
         dr_name: row.get(12)?,
         may_settle: row.get(13)?,
         verdict_code: row.get(14)?,
-        begntime: row.get(15)?,
-        state: row.get(16)?,
+        ytd_hint: row.get(15)?,
+        begntime: row.get(16)?,
+        state: row.get(17)?,
     })
 }
 
@@ -318,13 +322,13 @@ impl Journal {
             tx.execute(
                 &format!(
                     "INSERT INTO settle_visits ({VISIT_COLUMNS}, created_at) VALUES \
-                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
                 ),
                 params![
                     v.mdtrt_id, v.ipt_otp_no, v.psn_no, v.psn_name, v.insutype, v.psn_type,
                     v.insuplc_admdvs, v.mdtrt_cert_type, v.mdtrt_cert_no, v.med_type,
                     v.dept_code, v.dept_name, v.dr_name, v.may_settle, v.verdict_code,
-                    v.begntime, v.state, now()
+                    v.ytd_hint, v.begntime, v.state, now()
                 ],
             )?;
             Ok(())

@@ -39,15 +39,38 @@ pub use policy::{
     AccountRule, BandRule, InterestRule, Policy, PolicyError, Retired, Rule, RuleKey, is_retired,
 };
 
-/// Serde helpers: money as a string with exactly two places ("17.20", "0.00"), ratios as
-/// plain decimal strings ("0.25"). Deserializing accepts a string or a JSON number.
+/// Money and ratios on the wire and in files: amounts as strings with exactly two places
+/// ("17.20", "0.00"), ratios as plain decimal strings ("0.25"). Reading accepts a string or a
+/// JSON number, parsed exactly (never through a float). The one place for both, used by the
+/// engine, the platform's wire types and the simulator.
 pub mod money {
     use rust_decimal::Decimal;
     use serde::{Deserialize, Deserializer, Serializer};
+    use serde_json::Value;
+    use std::str::FromStr;
 
     /// `d` with exactly two decimal places (rounded half-up when it had more).
     pub fn two_places(d: Decimal) -> String {
         super::round_fen(d).to_string()
+    }
+
+    /// A decimal from a JSON string or number, exactly as written.
+    pub fn exact(value: &Value) -> Result<Decimal, String> {
+        let raw = match value {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.trim().to_string(),
+            _ => return Err("amount is neither number nor string".into()),
+        };
+        Decimal::from_str(&raw)
+            .or_else(|_| Decimal::from_scientific(&raw))
+            .map_err(|e| format!("bad amount {raw:?}: {e}"))
+    }
+
+    /// Money from a JSON string or number, to two places.
+    pub fn from_value(value: &Value) -> Result<Decimal, String> {
+        let mut d = exact(value)?;
+        d.rescale(2);
+        Ok(d)
     }
 
     pub fn serialize<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
@@ -55,13 +78,14 @@ pub mod money {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-        <Decimal as Deserialize>::deserialize(d)
+        from_value(&Value::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 
-    /// The same for a list of amounts.
+    /// A list of amounts.
     pub mod vec {
         use rust_decimal::Decimal;
         use serde::{Deserialize, Deserializer, Serializer, ser::SerializeSeq};
+        use serde_json::Value;
 
         pub fn serialize<S: Serializer>(v: &[Decimal], s: S) -> Result<S::Ok, S::Error> {
             let mut seq = s.serialize_seq(Some(v.len()))?;
@@ -72,14 +96,18 @@ pub mod money {
         }
 
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Decimal>, D::Error> {
-            Vec::<Decimal>::deserialize(d)
+            Vec::<Value>::deserialize(d)?
+                .iter()
+                .map(|v| super::from_value(v).map_err(serde::de::Error::custom))
+                .collect()
         }
     }
 
-    /// The same for an optional amount (`null` when absent).
+    /// An optional amount (`null` when absent).
     pub mod option {
         use rust_decimal::Decimal;
         use serde::{Deserialize, Deserializer, Serializer};
+        use serde_json::Value;
 
         pub fn serialize<S: Serializer>(v: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
             match v {
@@ -89,7 +117,29 @@ pub mod money {
         }
 
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
-            Option::<Decimal>::deserialize(d)
+            match Value::deserialize(d)? {
+                Value::Null => Ok(None),
+                v => super::from_value(&v).map(Some).map_err(serde::de::Error::custom),
+            }
+        }
+    }
+
+    /// A ratio or quantity (`selfpay_prop`, `cnt`, `pric`): a plain decimal string out; a
+    /// string or number in, exactly; `null` reads as 0.
+    pub mod ratio {
+        use rust_decimal::Decimal;
+        use serde::{Deserialize, Deserializer, Serializer};
+        use serde_json::Value;
+
+        pub fn serialize<S: Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&value.normalize().to_string())
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+            match Value::deserialize(d)? {
+                Value::Null => Ok(Decimal::ZERO),
+                v => super::exact(&v).map_err(serde::de::Error::custom),
+            }
         }
     }
 }

@@ -48,7 +48,7 @@ pub enum SettleError {
     UnknownSettlement(String),
     #[error("this card may not settle with insurance ({0}); take payment in cash")]
     NotAllowed(String),
-    #[error("batch {chrg_bchno} is already settled (request {request_id})")]
+    #[error("batch {chrg_bchno} is settled, or being settled, by request {request_id}")]
     BatchSettled {
         chrg_bchno: String,
         request_id: String,
@@ -116,6 +116,9 @@ pub struct Patient {
     /// The verdict's `may_settle`: yes | self_pay_only | no.
     pub may_settle: String,
     pub verdict_code: String,
+    /// This year's in-scope amount as the card carries it (DF04 annual totals), when read.
+    #[serde(default)]
+    pub ytd_hint: Option<Decimal>,
 }
 
 /// What `visit.register` asks for besides the patient.
@@ -143,9 +146,9 @@ pub struct BillItem {
     pub code: String,
     #[serde(default, alias = "fee_name")]
     pub name: String,
-    #[serde(alias = "cnt", with = "wire::ratio")]
+    #[serde(alias = "cnt", with = "crate::settle::money::ratio")]
     pub qty: Decimal,
-    #[serde(alias = "pric", with = "wire::ratio")]
+    #[serde(alias = "pric", with = "crate::settle::money::ratio")]
     pub price: Decimal,
     /// 院内目录编码 (defaults to the code).
     #[serde(default)]
@@ -577,7 +580,12 @@ impl Settler {
             })
             .map(|i| i.balc)
             .unwrap_or_default();
-        let ytd = self.year_to_date(&visit.psn_no)?;
+        let mut ytd = self.year_to_date(&visit.psn_no)?;
+        let hint = visit
+            .ytd_hint
+            .as_deref()
+            .and_then(|h| h.parse::<Decimal>().ok());
+        ytd.inscp_scp_amt += hint.unwrap_or_default();
         let funds = AccountFunds {
             balc,
             mulaid: Vec::new(),
@@ -662,6 +670,11 @@ impl Settler {
         let _held = lock(&guard);
         self.resolve_visit(&preview.mdtrt_id);
         if let Some(existing) = self.journal.request(request_id)? {
+            if existing.kind != RequestKind::Settle
+                || existing.preview_id.as_deref() != Some(preview_id)
+            {
+                return Err(reused(&existing));
+            }
             return self.continue_request(existing, Some(&preview));
         }
         if let Some(other) = self.journal.request_for_batch(&preview.chrg_bchno)? {
@@ -975,6 +988,11 @@ impl Settler {
         let _held = lock(&guard);
         self.resolve_visit(&original.mdtrt_id);
         if let Some(existing) = self.journal.request(request_id)? {
+            if existing.kind != RequestKind::Refund
+                || existing.orig_setl_id.as_deref() != Some(setl_id)
+            {
+                return Err(reused(&existing));
+            }
             return self.continue_request(existing, None);
         }
         let original = self
@@ -1025,7 +1043,11 @@ impl Settler {
 
     /// One 2601 for `call`, journalled like any money-moving call.
     fn reverse(&self, call: &CallRow) -> Result<Reversal, SettleError> {
-        let msgid = self.with_link(|link| Ok(link.next_msgid()))?;
+        // With the link's circuit open nothing would be sent: journal nothing either.
+        let (open, msgid) = self.with_link(|link| Ok((link.circuit_open(), link.next_msgid())))?;
+        if open {
+            return Ok(Reversal::StillUnknown);
+        }
         let reversal = CallRow {
             msgid: msgid.clone(),
             infno: wire::REVERSAL.into(),
@@ -1138,10 +1160,16 @@ impl Settler {
         self.reverse_with_retries(call);
     }
 
+    /// After a restart, before anything else: 2601s left PENDING by the dead process are
+    /// UNKNOWN (their originals get a fresh 2601), then [`Self::resolve_all`].
+    pub fn recover(&self) -> Result<usize, SettleError> {
+        self.journal.settle_stale_reversals()?;
+        self.resolve_all()
+    }
+
     /// Resolves every unanswered call (start-up, and the background resolver); returns how
     /// many stay unknown.
     pub fn resolve_all(&self) -> Result<usize, SettleError> {
-        self.journal.settle_stale_reversals()?;
         let calls = self.journal.unresolved_calls()?;
         let mut left = 0;
         for call in &calls {
@@ -1264,6 +1292,21 @@ pub fn load_policies(policy_dir: &str, default_policy: &str) -> Result<Vec<Polic
     Ok(policies)
 }
 
+/// A request_id met again with another preview or settlement than it was first used for.
+fn reused(existing: &RequestRow) -> SettleError {
+    let what = match existing.kind {
+        RequestKind::Settle => format!("preview {}", existing.preview_id.as_deref().unwrap_or("?")),
+        RequestKind::Refund => format!(
+            "the refund of {}",
+            existing.orig_setl_id.as_deref().unwrap_or("?")
+        ),
+    };
+    SettleError::Invalid(format!(
+        "request_id {} was already used for {what}: use a new request_id for a new settlement",
+        existing.request_id
+    ))
+}
+
 /// A request_id: 1–64 printable ASCII characters.
 fn check_request_id(request_id: &str) -> Result<(), SettleError> {
     let ok =
@@ -1301,6 +1344,7 @@ fn visit_row(
         dr_name: params.dr_name.clone(),
         may_settle: patient.may_settle.clone(),
         verdict_code: patient.verdict_code.clone(),
+        ytd_hint: patient.ytd_hint.map(|d| d.to_string()),
         begntime,
         state: "registered".into(),
     }

@@ -1065,7 +1065,7 @@ len = 3
         let xiaowang = fixture("xiaowang");
         let df04 = xiaowang.df04.as_ref().unwrap();
         assert_eq!(df04.mode, "2");
-        assert_eq!(df04.balance_fen, Some(33280));
+        assert_eq!(df04.balance_fen, Some(10280));
         assert_eq!(
             df04.annual_self_pay,
             Some(AnnualAmount {

@@ -127,7 +127,7 @@ async fn settle(client: &mut RpcClient) -> Result<(), String> {
         "the cashier registers the visit",
         "visit.register",
         json!({"dept_code": "A03", "dept_name": "内科", "dr_name": "张医生"}),
-        |v| format!("visit {} registered (mdtrt_id)", v["mdtrt_id"]),
+        |v| format!("visit registered, mdtrt_id {}", plain(&v["mdtrt_id"])),
     )
     .await?;
     let items =
@@ -149,7 +149,9 @@ async fn settle(client: &mut RpcClient) -> Result<(), String> {
         |d| {
             format!(
                 "{} — setl_id {}, the patient pays {} in cash",
-                d["state"], d["setl_id"], d["setlinfo"]["psn_cash_pay"]
+                plain(&d["state"]),
+                plain(&d["setl_id"]),
+                plain(&d["setlinfo"]["psn_cash_pay"])
             )
         },
     )
@@ -175,13 +177,14 @@ async fn retry(client: &mut RpcClient, commit: Value, setl_id: &Value) -> Result
         "the cashier's program timed out and retries the same request_id",
         "settle.commit",
         commit,
-        |d| format!("{} — setl_id {}", d["state"], d["setl_id"]),
+        |d| format!("{} — setl_id {}", plain(&d["state"]), plain(&d["setl_id"])),
     )
     .await?;
     if &again["setl_id"] != setl_id {
         return Err(format!(
-            "the retry settled again: {} after {setl_id}",
-            again["setl_id"]
+            "the retry settled again: {} after {}",
+            plain(&again["setl_id"]),
+            plain(setl_id)
         ));
     }
     println!("  the same setl_id: the insurer settled once (exactly once per request_id)");
@@ -233,8 +236,18 @@ fn split_summary(preview: &Value) -> String {
     let differences = preview["differences"].as_array().map_or(0, Vec::len);
     format!(
         "total {}: account {}, cash {}, fund {} (from the {source}; {differences} difference(s) from medcard's own split)",
-        split["medfee_sumamt"], split["acct_pay"], split["psn_cash_pay"], split["hifp_pay"],
+        plain(&split["medfee_sumamt"]),
+        plain(&split["acct_pay"]),
+        plain(&split["psn_cash_pay"]),
+        plain(&split["hifp_pay"]),
     )
+}
+
+/// A string as it is, anything else as JSON.
+fn plain(value: &Value) -> String {
+    value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_owned)
 }
 
 async fn serve_until_interrupted(socket: &Path) {

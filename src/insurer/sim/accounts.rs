@@ -246,9 +246,9 @@ fn holders(conn: &Connection) -> Result<Vec<Holder>, TxError> {
 pub struct Posted {
     pub psn_no: String,
     pub insutype: String,
-    #[serde(with = "crate::insurer::settlement::fen")]
+    #[serde(with = "crate::settle::money")]
     pub amount: Decimal,
-    #[serde(with = "crate::insurer::settlement::fen")]
+    #[serde(with = "crate::settle::money")]
     pub balc: Decimal,
 }
 
