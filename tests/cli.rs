@@ -168,7 +168,7 @@ fn asking_for_a_pin_pad_on_a_reader_without_one_is_a_clear_error() {
 }
 
 #[test]
-fn the_demo_plays_a_swipe_through_the_daemon_and_stops_with_once() {
+fn the_demo_plays_a_swipe_and_a_settlement_through_the_daemon_and_stops_with_once() {
     let dir = std::env::temp_dir().join(format!("medcard-cli-demo-{}", std::process::id()));
     let socket = dir.join("demo.sock");
     let output = medcard(&["demo", "--once", "--socket", &socket.display().to_string()]);
@@ -177,12 +177,28 @@ fn the_demo_plays_a_swipe_through_the_daemon_and_stops_with_once() {
     for needle in [
         "event card.ready",
         "event card.removed",
-        "calls card.read: 王小",
+        "← 王小",
+        "verdict ok (may_settle yes",
+        "\"method\":\"visit.register\"",
+        "account 102.80, cash 17.20, fund 0.00",
+        "the patient pays 17.20 in cash",
+        "门诊医保结算凭证",
+        "psn_cash_pay                 17.20",
+        "the same setl_id",
         "黄嘉怡",
-        "session 3",
+        "session 2",
     ] {
         assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
     }
+    // The same setl_id twice: the commit and its retry.
+    let setl_ids: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.starts_with("  ← "))
+        .filter_map(|line| line.split("setl_id ").nth(1))
+        .map(|rest| rest.split([',', ' ']).next().unwrap_or(rest))
+        .collect();
+    assert_eq!(setl_ids.len(), 2, "{stdout}");
+    assert_eq!(setl_ids[0], setl_ids[1], "{stdout}");
     assert!(!socket.exists(), "the demo removes its socket");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -41,23 +41,6 @@ impl CacheWriter {
         Ok(value)
     }
 
-    /// The balance a settlement left (the insurer's `balc` in its answer), until the next
-    /// 1101 brings a fresh one.
-    pub fn set_balc(
-        &self,
-        psn_no: &str,
-        insutype: &str,
-        balc: rust_decimal::Decimal,
-    ) -> Result<(), CacheError> {
-        self.in_transaction(|tx| {
-            tx.execute(
-                "UPDATE insuinfo SET balc = ?3 WHERE psn_no = ?1 AND insutype = ?2",
-                params![psn_no, insutype, balc.to_string()],
-            )?;
-            Ok(())
-        })
-    }
-
     /// Stores a 1101 answer (replacing the person's earlier insuinfo rows).
     pub fn store_person(
         &self,

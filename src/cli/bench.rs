@@ -115,8 +115,9 @@ enum What {
     /// All in this process, as `medcard demo` runs it: the insurer simulator on loopback (a
     /// temporary database, the built-in fixtures), the cache and settlement journal in a
     /// temporary directory (synchronous=FULL), and the daemon with 小王's card in a virtual
-    /// reader. First every client registers its visits and previews one line of --price
-    /// yuan of a 甲类 item with the personal account left out (acct_used false); then every
+    /// reader. First every client registers its visits (visit.register by ID number, twelve
+    /// fixture persons in turn) and previews one line of --price yuan of a 甲类 item with the
+    /// personal account left out (acct_used false); then every
     /// client commits its previews one after another (a new request_id each). Prints the
     /// register + preview rate, commits/s over the commit phase's wall clock with p50 / p99 /
     /// max commit latency, the whole settlement rate, and the target (≥ 500 commits/s); a

@@ -5,9 +5,10 @@
 //! the insurer is called and before the answer goes back.
 //!
 //! Two phases, so that `settle.commit` is timed alone: every client registers its visits
-//! (by 小王's card in a virtual reader) and previews one small line of the 甲类 item with the
-//! personal account left out (so his 102.80 never runs dry); then every client commits its
-//! previews one after another, and the commit phase is timed by the wall clock.
+//! (by ID number, twelve fixture persons in turn; 小王's card sits in a virtual reader as at a
+//! counter) and previews one small line of the 甲类 item with the personal account left out
+//! (so no account runs dry); then every client commits its previews one after another, and
+//! the commit phase is timed by the wall clock.
 
 use super::{Summary, ms};
 use crate::cli::demo::counter::{Counter, CounterSetup, RpcClient};
@@ -109,7 +110,12 @@ async fn measure(plan: &Plan, counter: &Counter) -> Result<Figures, String> {
     for index in 0..plan.clients {
         let share = plan.count / plan.clients + usize::from(index < plan.count % plan.clients);
         let client = counter.client().await?;
-        tasks.push(tokio::spawn(prepare(client, index, share, plan.price.clone())));
+        tasks.push(tokio::spawn(prepare(
+            client,
+            index,
+            share,
+            plan.price.clone(),
+        )));
     }
     let prepared = join_all(tasks).await?;
     let prepare = started.elapsed();

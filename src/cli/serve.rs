@@ -105,21 +105,9 @@ async fn serve(
         .map_err(|e| format!("cannot use systemd's socket: {e}"))?;
     let services = std::sync::Arc::new(Services::open(&config));
     let (handle, monitor) = start_monitor(&args, &config, services.assessor(&config))?;
-    // Card-status news: the cards in the readers are judged again. Dropped (stopped and
-    // joined) when serve returns.
-    let reassess = handle.clone();
-    let _sync = services.start_sync(
-        &config,
-        Box::new(move || {
-            let _ = reassess.reassess();
-        }),
-    );
-    // Unanswered money-moving calls (a crash, a lost reply) are reversed at once, then
-    // every interval.
-    let _resolver = services.settler.clone().map(|settler| {
-        let interval = std::time::Duration::from_secs(config.settle.resolve_interval_s.max(1));
-        medcard::serve::settlement::ResolverThread::spawn(settler, interval)
-    });
+    // The sync (card-status news has the cards in the readers judged again) and the
+    // resolver of unanswered money-moving calls; stopped and joined when serve returns.
+    let _background = medcard::serve::background::Background::start(&services, &config, &handle);
     let listeners = Listeners::bind(&config, inherited)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.socket.path.display()))?;

@@ -138,6 +138,7 @@ pub fn parse_catalogue(output: &Value) -> Result<CataloguePage, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rust_decimal::Decimal;
 
     #[test]
     fn money_from_numbers_and_strings() {

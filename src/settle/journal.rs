@@ -319,7 +319,7 @@ impl Journal {
 
     pub fn insert_visit(&self, v: &VisitRow) -> Result<(), CacheError> {
         self.run(|tx| {
-            tx.execute(
+            exec(tx,
                 &format!(
                     "INSERT INTO settle_visits ({VISIT_COLUMNS}, created_at) VALUES \
                      (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
@@ -337,19 +337,20 @@ impl Journal {
 
     pub fn visit(&self, mdtrt_id: &str) -> Result<Option<VisitRow>, CacheError> {
         self.run(|tx| {
-            Ok(tx
-                .query_row(
-                    &format!("SELECT {VISIT_COLUMNS} FROM settle_visits WHERE mdtrt_id = ?1"),
-                    [mdtrt_id],
-                    visit_row,
-                )
-                .optional()?)
+            Ok(query_one(
+                tx,
+                &format!("SELECT {VISIT_COLUMNS} FROM settle_visits WHERE mdtrt_id = ?1"),
+                [mdtrt_id],
+                visit_row,
+            )
+            .optional()?)
         })
     }
 
     pub fn set_visit_state(&self, mdtrt_id: &str, state: &str) -> Result<(), CacheError> {
         self.run(|tx| {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE settle_visits SET state = ?2 WHERE mdtrt_id = ?1",
                 params![mdtrt_id, state],
             )?;
@@ -366,7 +367,7 @@ impl Journal {
 
     pub fn insert_preview(&self, p: &PreviewRow) -> Result<(), CacheError> {
         self.run(|tx| {
-            tx.execute(
+            exec(tx,
                 "INSERT INTO settle_previews (preview_id, mdtrt_id, chrg_bchno, acct_used, lines, \
                  local_split, insurer, uploaded, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
@@ -384,7 +385,8 @@ impl Journal {
         insurer: &str,
     ) -> Result<(), CacheError> {
         self.run(|tx| {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE settle_previews SET insurer = ?2, uploaded = 1 WHERE preview_id = ?1",
                 params![preview_id, insurer],
             )?;
@@ -394,25 +396,25 @@ impl Journal {
 
     pub fn preview(&self, preview_id: &str) -> Result<Option<PreviewRow>, CacheError> {
         self.run(|tx| {
-            Ok(tx
-                .query_row(
-                    "SELECT preview_id, mdtrt_id, chrg_bchno, acct_used, lines, local_split, \
+            Ok(query_one(
+                tx,
+                "SELECT preview_id, mdtrt_id, chrg_bchno, acct_used, lines, local_split, \
                      insurer, uploaded FROM settle_previews WHERE preview_id = ?1",
-                    [preview_id],
-                    |row| {
-                        Ok(PreviewRow {
-                            preview_id: row.get(0)?,
-                            mdtrt_id: row.get(1)?,
-                            chrg_bchno: row.get(2)?,
-                            acct_used: row.get(3)?,
-                            lines: row.get(4)?,
-                            local_split: row.get(5)?,
-                            insurer: row.get(6)?,
-                            uploaded: row.get(7)?,
-                        })
-                    },
-                )
-                .optional()?)
+                [preview_id],
+                |row| {
+                    Ok(PreviewRow {
+                        preview_id: row.get(0)?,
+                        mdtrt_id: row.get(1)?,
+                        chrg_bchno: row.get(2)?,
+                        acct_used: row.get(3)?,
+                        lines: row.get(4)?,
+                        local_split: row.get(5)?,
+                        insurer: row.get(6)?,
+                        uploaded: row.get(7)?,
+                    })
+                },
+            )
+            .optional()?)
         })
     }
 
@@ -420,7 +422,7 @@ impl Journal {
     /// batch is uploaded).
     pub fn open_batches(&self, mdtrt_id: &str) -> Result<Vec<String>, CacheError> {
         self.run(|tx| {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare_cached(
                 "SELECT chrg_bchno FROM settle_previews p WHERE mdtrt_id = ?1 AND uploaded = 1 \
                  AND NOT EXISTS (SELECT 1 FROM settlements s WHERE s.chrg_bchno = p.chrg_bchno \
                  AND s.kind = 'settle')",
@@ -465,7 +467,7 @@ impl Journal {
         date_prefix: &str,
     ) -> Result<Vec<RequestRow>, CacheError> {
         self.run(|tx| {
-            let mut stmt = tx.prepare(&format!(
+            let mut stmt = tx.prepare_cached(&format!(
                 "SELECT {REQUEST_COLUMNS} FROM settlements WHERE psn_no = ?1 AND kind = 'settle' \
                  AND state = 'settled' AND substr(setl_date, 1, length(?2)) = ?2"
             ))?;
@@ -477,28 +479,7 @@ impl Journal {
     /// A new request with its first call, in one transaction: on disk before the call goes.
     pub fn begin_request(&self, request: &RequestRow, call: &CallRow) -> Result<(), CacheError> {
         self.run(|tx| {
-            tx.execute(
-                &format!(
-                    "INSERT INTO settlements ({REQUEST_COLUMNS}, created_at, updated_at) VALUES \
-                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)"
-                ),
-                params![
-                    request.request_id,
-                    request.kind.as_str(),
-                    request.preview_id,
-                    request.mdtrt_id,
-                    request.chrg_bchno,
-                    request.psn_no,
-                    request.insuplc_admdvs,
-                    request.orig_setl_id,
-                    request.state.as_str(),
-                    request.setl_id,
-                    request.setlinfo,
-                    request.err_msg,
-                    request.setl_date,
-                    now()
-                ],
-            )?;
+            insert_request(tx, request)?;
             insert_call(tx, call)
         })
     }
@@ -514,7 +495,8 @@ impl Journal {
     /// Records a call's outcome and its request's new state together.
     pub fn settle_call(&self, outcome: &CallOutcome<'_>) -> Result<(), CacheError> {
         self.run(|tx| {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE settle_journal SET state = ?2, detail = COALESCE(?3, detail), \
                  err_msg = ?4, updated_at = ?5 WHERE msgid = ?1",
                 params![
@@ -526,7 +508,8 @@ impl Journal {
                 ],
             )?;
             if let Some(update) = &outcome.request {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE settlements SET state = ?2, setl_id = COALESCE(?3, setl_id), \
                      setlinfo = COALESCE(?4, setlinfo), err_msg = ?5, \
                      setl_date = COALESCE(?6, setl_date), updated_at = ?7 WHERE request_id = ?1",
@@ -542,10 +525,18 @@ impl Journal {
                 )?;
             }
             if let Some(setl_id) = outcome.refunds {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE settlements SET state = 'refunded', updated_at = ?2 \
                      WHERE setl_id = ?1 AND kind = 'settle' AND state = 'settled'",
                     params![setl_id, now()],
+                )?;
+            }
+            if let Some((psn_no, insutype, balc)) = outcome.balance {
+                exec(
+                    tx,
+                    "UPDATE insuinfo SET balc = ?3 WHERE psn_no = ?1 AND insutype = ?2",
+                    params![psn_no, insutype, balc.to_string()],
                 )?;
             }
             Ok(())
@@ -554,31 +545,7 @@ impl Journal {
 
     /// A cash-only settlement (no insurer call): the request, final at once.
     pub fn insert_final_request(&self, request: &RequestRow) -> Result<(), CacheError> {
-        self.run(|tx| {
-            tx.execute(
-                &format!(
-                    "INSERT INTO settlements ({REQUEST_COLUMNS}, created_at, updated_at) VALUES \
-                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)"
-                ),
-                params![
-                    request.request_id,
-                    request.kind.as_str(),
-                    request.preview_id,
-                    request.mdtrt_id,
-                    request.chrg_bchno,
-                    request.psn_no,
-                    request.insuplc_admdvs,
-                    request.orig_setl_id,
-                    request.state.as_str(),
-                    request.setl_id,
-                    request.setlinfo,
-                    request.err_msg,
-                    request.setl_date,
-                    now()
-                ],
-            )?;
-            Ok(())
-        })
+        self.run(|tx| insert_request(tx, request))
     }
 
     /// A refund's original becomes `refunded` again after the refund was reversed, or is set
@@ -623,7 +590,8 @@ impl Journal {
     /// 2601 calls still PENDING (their process died): they become UNKNOWN.
     pub fn settle_stale_reversals(&self) -> Result<usize, CacheError> {
         self.run(|tx| {
-            Ok(tx.execute(
+            Ok(exec(
+                tx,
                 "UPDATE settle_journal SET state = 'UNKNOWN', updated_at = ?1 \
                  WHERE state = 'PENDING' AND infno = '2601'",
                 [now()],
@@ -648,6 +616,9 @@ pub struct CallOutcome<'a> {
     pub request: Option<RequestUpdate<'a>>,
     /// A successful 2208: the original settlement (by setl_id) becomes `refunded`.
     pub refunds: Option<&'a str>,
+    /// The balance the answer left (psn_no, insutype, balc): the cache's insuinfo follows it
+    /// for the next preview, in the same transaction.
+    pub balance: Option<(&'a str, &'a str, rust_decimal::Decimal)>,
 }
 
 impl<'a> CallOutcome<'a> {
@@ -660,6 +631,7 @@ impl<'a> CallOutcome<'a> {
             err_msg: None,
             request: None,
             refunds: None,
+            balance: None,
         }
     }
 }
@@ -689,8 +661,56 @@ impl<'a> RequestUpdate<'a> {
     }
 }
 
+/// `execute` through the connection's statement cache (the journal runs the same few
+/// statements on every settlement).
+fn exec(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize, CacheError> {
+    Ok(tx.prepare_cached(sql)?.execute(params)?)
+}
+
+/// `query_row` through the statement cache.
+fn query_one<T>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: impl rusqlite::Params,
+    row: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    tx.prepare_cached(sql)?.query_row(params, row)
+}
+
+fn insert_request(tx: &Transaction<'_>, request: &RequestRow) -> Result<(), CacheError> {
+    exec(
+        tx,
+        &format!(
+            "INSERT INTO settlements ({REQUEST_COLUMNS}, created_at, updated_at) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)"
+        ),
+        params![
+            request.request_id,
+            request.kind.as_str(),
+            request.preview_id,
+            request.mdtrt_id,
+            request.chrg_bchno,
+            request.psn_no,
+            request.insuplc_admdvs,
+            request.orig_setl_id,
+            request.state.as_str(),
+            request.setl_id,
+            request.setlinfo,
+            request.err_msg,
+            request.setl_date,
+            now()
+        ],
+    )?;
+    Ok(())
+}
+
 fn insert_call(tx: &Transaction<'_>, call: &CallRow) -> Result<(), CacheError> {
-    tx.execute(
+    exec(
+        tx,
         &format!(
             "INSERT INTO settle_journal ({CALL_COLUMNS}, created_at, updated_at) VALUES \
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)"
@@ -716,7 +736,8 @@ fn set_request_state(
     request_id: &str,
     state: RequestState,
 ) -> Result<(), CacheError> {
-    tx.execute(
+    exec(
+        tx,
         "UPDATE settlements SET state = ?2, updated_at = ?3 WHERE request_id = ?1",
         params![request_id, state.as_str(), now()],
     )?;
@@ -728,13 +749,13 @@ fn request_where(
     condition: &str,
     value: &str,
 ) -> Result<Option<RequestRow>, CacheError> {
-    let found = tx
-        .query_row(
-            &format!("SELECT {REQUEST_COLUMNS} FROM settlements WHERE {condition} LIMIT 1"),
-            [value],
-            request_row,
-        )
-        .optional()?;
+    let found = query_one(
+        tx,
+        &format!("SELECT {REQUEST_COLUMNS} FROM settlements WHERE {condition} LIMIT 1"),
+        [value],
+        request_row,
+    )
+    .optional()?;
     found.map(finish_request).transpose()
 }
 
@@ -743,7 +764,7 @@ fn requests_where(
     condition: &str,
     value: &str,
 ) -> Result<Vec<RequestRow>, CacheError> {
-    let mut stmt = tx.prepare(&format!(
+    let mut stmt = tx.prepare_cached(&format!(
         "SELECT {REQUEST_COLUMNS} FROM settlements WHERE {condition}"
     ))?;
     let rows = stmt.query_map([value], request_row)?;
@@ -755,7 +776,7 @@ fn calls_where(
     condition: &str,
     value: &str,
 ) -> Result<Vec<CallRow>, CacheError> {
-    let mut stmt = tx.prepare(&format!(
+    let mut stmt = tx.prepare_cached(&format!(
         "SELECT {CALL_COLUMNS} FROM settle_journal WHERE {condition}"
     ))?;
     let rows = stmt.query_map([value], call_row)?;

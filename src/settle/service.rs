@@ -669,12 +669,7 @@ impl Settler {
         let guard = self.visit_lock(&preview.mdtrt_id);
         let _held = lock(&guard);
         self.resolve_visit(&preview.mdtrt_id);
-        if let Some(existing) = self.journal.request(request_id)? {
-            if existing.kind != RequestKind::Settle
-                || existing.preview_id.as_deref() != Some(preview_id)
-            {
-                return Err(reused(&existing));
-            }
+        if let Some(existing) = self.earlier_request(request_id, RequestKind::Settle, preview_id)? {
             return self.continue_request(existing, Some(&preview));
         }
         if let Some(other) = self.journal.request_for_batch(&preview.chrg_bchno)? {
@@ -705,6 +700,27 @@ impl Settler {
             setl_date: None,
         };
         self.attempts(request, Some(&preview), true)
+    }
+
+    /// The request journalled under `request_id`, if any; an error when it was for another
+    /// preview (settle) or settlement (refund) than `key`.
+    fn earlier_request(
+        &self,
+        request_id: &str,
+        kind: RequestKind,
+        key: &str,
+    ) -> Result<Option<RequestRow>, SettleError> {
+        let Some(existing) = self.journal.request(request_id)? else {
+            return Ok(None);
+        };
+        let for_key = match kind {
+            RequestKind::Settle => existing.preview_id.as_deref(),
+            RequestKind::Refund => existing.orig_setl_id.as_deref(),
+        };
+        if existing.kind != kind || for_key != Some(key) {
+            return Err(reused(&existing));
+        }
+        Ok(Some(existing))
     }
 
     /// A request met again: report it when final, else go on with it.
@@ -862,9 +878,9 @@ impl Settler {
                         ..RequestUpdate::state(rid, RequestState::Settled)
                     }),
                     refunds,
+                    balance: Some((&request.psn_no, &out.setlinfo.insutype, out.setlinfo.balc)),
                     ..CallOutcome::new(&call.msgid, CallState::Success)
                 })?;
-                self.remember_balance(request, &out.setlinfo);
                 crash::at(Point::AfterCommit, &call.infno);
                 tracing::info!(request_id = rid, setl_id = %out.setlinfo.setl_id, infno = %call.infno, cash = %out.setlinfo.psn_cash_pay, "settled");
                 let done = self
@@ -923,17 +939,6 @@ impl Settler {
         }
     }
 
-    /// The cache's balance follows the insurer's answer, for the next preview.
-    fn remember_balance(&self, request: &RequestRow, setlinfo: &Setlinfo) {
-        if let Err(e) =
-            self.cache
-                .writer()
-                .set_balc(&request.psn_no, &setlinfo.insutype, setlinfo.balc)
-        {
-            tracing::warn!(error = %e, "could not update the cached balance");
-        }
-    }
-
     /// A cash-only settlement (verdict `self_pay_only`): nothing is sent to the insurer.
     fn settle_self_pay(
         &self,
@@ -987,12 +992,7 @@ impl Settler {
         let guard = self.visit_lock(&original.mdtrt_id);
         let _held = lock(&guard);
         self.resolve_visit(&original.mdtrt_id);
-        if let Some(existing) = self.journal.request(request_id)? {
-            if existing.kind != RequestKind::Refund
-                || existing.orig_setl_id.as_deref() != Some(setl_id)
-            {
-                return Err(reused(&existing));
-            }
+        if let Some(existing) = self.earlier_request(request_id, RequestKind::Refund, setl_id)? {
             return self.continue_request(existing, None);
         }
         let original = self
