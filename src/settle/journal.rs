@@ -590,12 +590,12 @@ impl Journal {
     /// 2601 calls still PENDING (their process died): they become UNKNOWN.
     pub fn settle_stale_reversals(&self) -> Result<usize, CacheError> {
         self.run(|tx| {
-            Ok(exec(
+            exec(
                 tx,
                 "UPDATE settle_journal SET state = 'UNKNOWN', updated_at = ?1 \
                  WHERE state = 'PENDING' AND infno = '2601'",
                 [now()],
-            )?)
+            )
         })
     }
 

@@ -119,7 +119,9 @@ pub mod money {
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
             match Value::deserialize(d)? {
                 Value::Null => Ok(None),
-                v => super::from_value(&v).map(Some).map_err(serde::de::Error::custom),
+                v => super::from_value(&v)
+                    .map(Some)
+                    .map_err(serde::de::Error::custom),
             }
         }
     }
