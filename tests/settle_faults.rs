@@ -31,11 +31,12 @@ struct Case {
     name: &'static str,
     /// `MEDCARD_CRASH_AT` point, or none.
     crash: Option<&'static str>,
-    /// The simulator's fault for the call: "drop" (process, lose the reply), "slow".
+    /// The simulator's fault for the call: "drop" (process, lose the reply), "slow", "500" and
+    /// "garbage" (not processed).
     fault: Option<&'static str>,
 }
 
-const CASES: [Case; 6] = [
+const CASES: [Case; 9] = [
     Case {
         name: "before send",
         crash: Some("before_send"),
@@ -62,6 +63,21 @@ const CASES: [Case; 6] = [
         fault: None,
     },
     Case {
+        name: "HTTP 500 (not processed)",
+        crash: None,
+        fault: Some("500"),
+    },
+    Case {
+        name: "garbage reply (not processed)",
+        crash: None,
+        fault: Some("garbage"),
+    },
+    Case {
+        name: "reply and first 2601 reply lost",
+        crash: None,
+        fault: Some("drop2601"),
+    },
+    Case {
         name: "reply dropped (no crash)",
         crash: None,
         fault: Some("drop"),
@@ -85,6 +101,13 @@ fn set_fault(rig: &Rig, fault: Option<&str>, infno: &str) {
     let plan = match fault {
         Some("drop") => json!({"action": "faults", "drop_after_processing": 1, "for_infno": infno}),
         Some("slow") => json!({"action": "faults", "latency_ms": 600, "for_infno": infno}),
+        Some("drop2601") => json!({
+            "action": "faults",
+            "drop_after_processing": 2,
+            "for_infno": format!("{infno},2601"),
+        }),
+        Some("500") => json!({"action": "faults", "http_500": 1, "for_infno": infno}),
+        Some("garbage") => json!({"action": "faults", "garbage": 1, "for_infno": infno}),
         _ => json!({"action": "faults"}),
     };
     rig.sim.admin(plan);
@@ -271,7 +294,7 @@ fn print_matrix(rows: &[Row]) {
         "\nexactly-once fault matrix (each row: fault, restart, retry with the same request_id)"
     );
     println!(
-        "{:<12} {:<30} {:<16} {:<40} {:>8} {:>8} {:<9}",
+        "{:<12} {:<34} {:<18} {:<44} {:>8} {:>8} {:<9}",
         "operation",
         "fault",
         "first daemon",
@@ -282,7 +305,7 @@ fn print_matrix(rows: &[Row]) {
     );
     for r in rows {
         println!(
-            "{:<12} {:<30} {:<16} {:<40} {:>8} {:>8} {:<9}",
+            "{:<12} {:<34} {:<18} {:<44} {:>8} {:>8} {:<9}",
             r.op, r.case, r.died, r.journal, r.standing, r.balc, r.reconcile
         );
     }

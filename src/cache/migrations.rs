@@ -122,6 +122,7 @@ CREATE TABLE settle_previews (
     local_split TEXT NOT NULL,
     insurer     TEXT,
     uploaded    INTEGER NOT NULL DEFAULT 0,
+    fee_time    TEXT NOT NULL,
     created_at  INTEGER NOT NULL
 );
 CREATE INDEX settle_previews_visit ON settle_previews(mdtrt_id);

@@ -174,6 +174,9 @@ pub struct PreviewRow {
     pub insurer: Option<String>,
     /// Whether the lines are at the insurer (2204 answered).
     pub uploaded: bool,
+    /// The lines' 费用发生时间 (`fee_ocur_time`), fixed when the preview was made so that an
+    /// upload repeated by a commit is the same upload.
+    pub fee_time: String,
 }
 
 /// A caller's settlement request.
@@ -367,12 +370,22 @@ impl Journal {
 
     pub fn insert_preview(&self, p: &PreviewRow) -> Result<(), CacheError> {
         self.run(|tx| {
-            exec(tx,
+            exec(
+                tx,
                 "INSERT INTO settle_previews (preview_id, mdtrt_id, chrg_bchno, acct_used, lines, \
-                 local_split, insurer, uploaded, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 local_split, insurer, uploaded, fee_time, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
-                    p.preview_id, p.mdtrt_id, p.chrg_bchno, p.acct_used, p.lines,
-                    p.local_split, p.insurer, p.uploaded, now()
+                    p.preview_id,
+                    p.mdtrt_id,
+                    p.chrg_bchno,
+                    p.acct_used,
+                    p.lines,
+                    p.local_split,
+                    p.insurer,
+                    p.uploaded,
+                    p.fee_time,
+                    now()
                 ],
             )?;
             Ok(())
@@ -399,7 +412,7 @@ impl Journal {
             Ok(query_one(
                 tx,
                 "SELECT preview_id, mdtrt_id, chrg_bchno, acct_used, lines, local_split, \
-                     insurer, uploaded FROM settle_previews WHERE preview_id = ?1",
+                     insurer, uploaded, fee_time FROM settle_previews WHERE preview_id = ?1",
                 [preview_id],
                 |row| {
                     Ok(PreviewRow {
@@ -411,6 +424,7 @@ impl Journal {
                         local_split: row.get(5)?,
                         insurer: row.get(6)?,
                         uploaded: row.get(7)?,
+                        fee_time: row.get(8)?,
                     })
                 },
             )
@@ -493,12 +507,17 @@ impl Journal {
     }
 
     /// Records a call's outcome and its request's new state together.
-    pub fn settle_call(&self, outcome: &CallOutcome<'_>) -> Result<(), CacheError> {
+    ///
+    /// Every transition leaves PENDING or UNKNOWN, so the update is conditional on that: a
+    /// call another thread resolved meanwhile is left alone, nothing else is written, and
+    /// `false` says so.
+    pub fn settle_call(&self, outcome: &CallOutcome<'_>) -> Result<bool, CacheError> {
         self.run(|tx| {
-            exec(
+            let changed = exec(
                 tx,
                 "UPDATE settle_journal SET state = ?2, detail = COALESCE(?3, detail), \
-                 err_msg = ?4, updated_at = ?5 WHERE msgid = ?1",
+                 err_msg = ?4, updated_at = ?5 \
+                 WHERE msgid = ?1 AND state IN ('PENDING', 'UNKNOWN')",
                 params![
                     outcome.msgid,
                     outcome.state.as_str(),
@@ -507,6 +526,9 @@ impl Journal {
                     now()
                 ],
             )?;
+            if changed == 0 {
+                return Ok(false);
+            }
             if let Some(update) = &outcome.request {
                 exec(
                     tx,
@@ -539,8 +561,30 @@ impl Journal {
                     params![psn_no, insutype, balc.to_string()],
                 )?;
             }
-            Ok(())
+            Ok(true)
         })
+    }
+
+    /// One journalled call by msgid.
+    pub fn call(&self, msgid: &str) -> Result<Option<CallRow>, CacheError> {
+        self.run(|tx| Ok(calls_where(tx, "msgid = ?1", msgid)?.into_iter().next()))
+    }
+
+    /// The refund requests of a settlement that are done or still in doubt (not refused, not
+    /// undone).
+    pub fn live_refunds(&self, setl_id: &str) -> Result<Vec<RequestRow>, CacheError> {
+        self.run(|tx| {
+            requests_where(
+                tx,
+                "orig_setl_id = ?1 AND kind = 'refund' AND state NOT IN ('refused', 'retry')",
+                setl_id,
+            )
+        })
+    }
+
+    /// Every request of a visit.
+    pub fn requests_for_visit(&self, mdtrt_id: &str) -> Result<Vec<RequestRow>, CacheError> {
+        self.run(|tx| requests_where(tx, "mdtrt_id = ?1", mdtrt_id))
     }
 
     /// A cash-only settlement (no insurer call): the request, final at once.

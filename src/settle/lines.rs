@@ -63,7 +63,7 @@ pub enum LineError {
     NonPositiveCount { feedetl_sn: String, cnt: Decimal },
     #[error("fee line {feedetl_sn}: price {pric} is negative")]
     NegativePrice { feedetl_sn: String, pric: Decimal },
-    #[error("fee line {feedetl_sn}: quantity × price is too large")]
+    #[error("fee line {feedetl_sn}: quantity × price is above 99,999,999,999,999.99")]
     TooLarge { feedetl_sn: String },
 }
 
@@ -138,9 +138,16 @@ fn line_amount(line: &FeeLine) -> Result<Decimal, LineError> {
     line.cnt
         .checked_mul(line.pric)
         .map(round_fen)
+        .filter(|amount| *amount <= max_amount())
         .ok_or_else(|| LineError::TooLarge {
             feedetl_sn: line.feedetl_sn.clone(),
         })
+}
+
+/// The largest amount the platform's N(16,2) fields hold: 99,999,999,999,999.99. A line above
+/// it is refused, so that no sum of a bill's lines can overflow.
+pub fn max_amount() -> Decimal {
+    Decimal::new(9_999_999_999_999_999, 2)
 }
 
 /// Why a whole line is self-paid, if it is.

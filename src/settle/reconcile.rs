@@ -145,10 +145,17 @@ fn compare_rows(
     for mine in local {
         let setl_id = mine.setl_id.as_deref().unwrap_or_default();
         if !active.contains_key(setl_id) {
-            out.push(hospital_only(
-                mine,
-                insurer.iter().find(|r| r.setl_id == setl_id),
-            ));
+            let mut row = hospital_only(mine, insurer.iter().find(|r| r.setl_id == setl_id));
+            let in_doubt = calls
+                .iter()
+                .any(|c| c.mdtrt_id == mine.mdtrt_id && c.state.unresolved());
+            if in_doubt {
+                // e.g. a 2208 the insurer applied whose answer was lost: being reversed.
+                row.action = "wait: an unanswered call of this visit is being reversed (2601); \
+                              reconcile again after it is resolved"
+                    .into();
+            }
+            out.push(row);
         }
     }
     out.sort_by(|a, b| (a.kind, &a.setl_id).cmp(&(b.kind, &b.setl_id)));

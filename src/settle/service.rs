@@ -281,19 +281,6 @@ impl Settler {
         work(&mut link)
     }
 
-    /// A signed-in link's single attempt of `infno` under `msgid`.
-    fn send(
-        link: &mut InsurerClient,
-        infno: &str,
-        msgid: &str,
-        admdvs: &str,
-        input: Value,
-    ) -> Result<Reply, LinkError> {
-        link.ensure_signed_in()?;
-        let region = (!admdvs.is_empty()).then_some(admdvs);
-        link.send(infno, msgid, region, input)
-    }
-
     /// An idempotent call (registration, uploads, pre-settlement): retried by the link.
     fn call(&self, infno: &str, admdvs: &str, input: Value) -> Result<Reply, SettleError> {
         self.with_link(|link| {
@@ -442,6 +429,20 @@ impl Settler {
         let guard = self.visit_lock(mdtrt_id);
         let _held = lock(&guard);
         let mut visit = self.registered_visit(mdtrt_id)?;
+        let live = self.journal.requests_for_visit(mdtrt_id)?;
+        if let Some(held) = live.iter().find(|r| {
+            r.kind == RequestKind::Settle
+                && !matches!(
+                    r.state,
+                    RequestState::Refused | RequestState::Retry | RequestState::Refunded
+                )
+        }) {
+            return Err(SettleError::Invalid(format!(
+                "visit {mdtrt_id} has settlement request {} ({}): refund it before cancelling",
+                held.request_id,
+                held.state.as_str()
+            )));
+        }
         if visit.may_settle != "self_pay_only" {
             let input = CancelRegisterIn {
                 psn_no: visit.psn_no.clone(),
@@ -498,6 +499,7 @@ impl Settler {
             local_split: to_json(&local),
             insurer: None,
             uploaded: false,
+            fee_time: LocalTime::now().datetime(),
         };
         self.journal.insert_preview(&row)?;
         let asked = if self_pay {
@@ -642,7 +644,7 @@ impl Settler {
         }
         let feedetail: Vec<FeeDetailIn> = lines
             .iter()
-            .map(|l| fee_detail(visit, &preview.chrg_bchno, l))
+            .map(|l| fee_detail(visit, preview, l))
             .collect();
         self.call(
             wire::FEE_UPLOAD,
@@ -670,7 +672,7 @@ impl Settler {
         let _held = lock(&guard);
         self.resolve_visit(&preview.mdtrt_id);
         if let Some(existing) = self.earlier_request(request_id, RequestKind::Settle, preview_id)? {
-            return self.continue_request(existing, Some(&preview));
+            return self.continue_request(existing);
         }
         if let Some(other) = self.journal.request_for_batch(&preview.chrg_bchno)? {
             return Err(SettleError::BatchSettled {
@@ -699,7 +701,7 @@ impl Settler {
             err_msg: None,
             setl_date: None,
         };
-        self.attempts(request, Some(&preview), true)
+        self.attempts(request, true)
     }
 
     /// The request journalled under `request_id`, if any; an error when it was for another
@@ -723,39 +725,47 @@ impl Settler {
         Ok(Some(existing))
     }
 
-    /// A request met again: report it when final, else go on with it.
-    fn continue_request(
-        &self,
-        request: RequestRow,
-        preview: Option<&PreviewRow>,
-    ) -> Result<Settlement, SettleError> {
+    /// A request met again: report it when final, else go on with it (unless another
+    /// request has meanwhile settled its batch, or refunded its settlement).
+    fn continue_request(&self, request: RequestRow) -> Result<Settlement, SettleError> {
         match request.state {
             s if s.is_final() => self.report(&request),
             RequestState::Pending | RequestState::Unknown => Err(SettleError::Unknown {
                 request_id: request.request_id,
             }),
             _ => {
-                let preview = match (request.kind, preview) {
-                    (RequestKind::Settle, None) => self
-                        .journal
-                        .preview(request.preview_id.as_deref().unwrap_or_default())?,
-                    (_, p) => p.cloned(),
-                };
-                self.attempts(request, preview.as_ref(), false)
+                self.check_no_other(&request)?;
+                self.attempts(request, false)
             }
         }
     }
 
+    /// Refuses a new attempt for `request` when another live request holds its batch (a
+    /// settlement) or its settlement (a refund).
+    fn check_no_other(&self, request: &RequestRow) -> Result<(), SettleError> {
+        let other = match request.kind {
+            RequestKind::Settle => self.journal.request_for_batch(&request.chrg_bchno)?,
+            RequestKind::Refund => {
+                let setl_id = request.orig_setl_id.as_deref().unwrap_or_default();
+                self.journal.live_refunds(setl_id)?.into_iter().next()
+            }
+        };
+        match other {
+            Some(other) if other.request_id != request.request_id => {
+                Err(SettleError::BatchSettled {
+                    chrg_bchno: request.chrg_bchno.clone(),
+                    request_id: other.request_id,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Up to `max_attempts` calls for `request`; each after the previous one was undone.
-    fn attempts(
-        &self,
-        request: RequestRow,
-        preview: Option<&PreviewRow>,
-        first: bool,
-    ) -> Result<Settlement, SettleError> {
+    fn attempts(&self, request: RequestRow, first: bool) -> Result<Settlement, SettleError> {
         let mut first = first;
         for _ in 0..self.options.max_attempts.max(1) {
-            match self.attempt(&request, preview, first)? {
+            match self.attempt(&request, first)? {
                 Some(done) => return Ok(done),
                 None => first = false,
             }
@@ -770,37 +780,44 @@ impl Settler {
     fn attempt(
         &self,
         request: &RequestRow,
-        preview: Option<&PreviewRow>,
         first: bool,
     ) -> Result<Option<Settlement>, SettleError> {
-        let (infno, input) = self.call_input(request, preview)?;
-        let msgid = self.with_link(|link| Ok(link.next_msgid()))?;
-        let call = CallRow {
-            msgid: msgid.clone(),
-            infno: infno.to_owned(),
-            request_id: request.request_id.clone(),
-            omsgid: None,
-            state: CallState::Pending,
-            psn_no: request.psn_no.clone(),
-            insuplc_admdvs: request.insuplc_admdvs.clone(),
-            mdtrt_id: request.mdtrt_id.clone(),
-            err_msg: None,
+        // The preview as the journal has it now (an earlier attempt may have uploaded it).
+        let preview = match request.kind {
+            RequestKind::Settle => {
+                let id = request.preview_id.as_deref().unwrap_or_default();
+                Some(
+                    self.journal
+                        .preview(id)?
+                        .ok_or_else(|| SettleError::UnknownPreview(id.to_owned()))?,
+                )
+            }
+            RequestKind::Refund => None,
         };
-        if first {
-            self.journal.begin_request(request, &call)?;
-        } else {
-            self.journal.add_call(&call, RequestState::Pending)?;
-        }
-        crash::at(Point::BeforeSend, infno);
-        let result = self.with_link(|link| {
+        let (infno, input) = self.call_input(request, preview.as_ref())?;
+        let (call, result) = self.with_link(|link| {
+            // Signed in before anything is journalled: a sign-in that fails sends nothing.
+            link.ensure_signed_in().map_err(link_error)?;
+            let call = CallRow {
+                msgid: link.next_msgid(),
+                infno: infno.to_owned(),
+                request_id: request.request_id.clone(),
+                omsgid: None,
+                state: CallState::Pending,
+                psn_no: request.psn_no.clone(),
+                insuplc_admdvs: request.insuplc_admdvs.clone(),
+                mdtrt_id: request.mdtrt_id.clone(),
+                err_msg: None,
+            };
+            if first {
+                self.journal.begin_request(request, &call)?;
+            } else {
+                self.journal.add_call(&call, RequestState::Pending)?;
+            }
+            crash::at(Point::BeforeSend, infno);
             crash::at(Point::AfterSend, infno);
-            Ok(Self::send(
-                link,
-                infno,
-                &msgid,
-                &request.insuplc_admdvs,
-                input,
-            ))
+            let result = link.send(infno, &call.msgid, region(&request.insuplc_admdvs), input);
+            Ok((call, result))
         })?;
         crash::at(Point::AfterReply, infno);
         self.record(request, &call, result)
@@ -855,10 +872,13 @@ impl Settler {
         result: Result<Reply, LinkError>,
     ) -> Result<Option<Settlement>, SettleError> {
         let rid = request.request_id.as_str();
+        // An answer that cannot be read is no answer: the call may have been applied.
+        let result = result.and_then(|reply| {
+            serde_json::from_value::<SettleOut>(reply.output)
+                .map_err(|e| LinkError::Uncertain(format!("{} answer unreadable: {e}", call.infno)))
+        });
         match result {
-            Ok(reply) => {
-                let out: SettleOut = serde_json::from_value(reply.output.clone())
-                    .map_err(|e| SettleError::Refused(format!("{} answer: {e}", call.infno)))?;
+            Ok(out) => {
                 let setlinfo = to_json(&out.setlinfo);
                 let date = out
                     .setlinfo
@@ -869,7 +889,7 @@ impl Settler {
                 let refunds = (request.kind == RequestKind::Refund)
                     .then_some(request.orig_setl_id.as_deref())
                     .flatten();
-                self.journal.settle_call(&CallOutcome {
+                let recorded = self.journal.settle_call(&CallOutcome {
                     detail: Some(&setlinfo),
                     request: Some(RequestUpdate {
                         setl_id: Some(&out.setlinfo.setl_id),
@@ -881,6 +901,11 @@ impl Settler {
                     balance: Some((&request.psn_no, &out.setlinfo.insutype, out.setlinfo.balc)),
                     ..CallOutcome::new(&call.msgid, CallState::Success)
                 })?;
+                if !recorded {
+                    // Cannot happen under the visit lock; if it did, the journal's record
+                    // (already resolved) stands and is what the caller is shown.
+                    tracing::error!(request_id = rid, msgid = %call.msgid, "an answered call was already resolved");
+                }
                 crash::at(Point::AfterCommit, &call.infno);
                 tracing::info!(request_id = rid, setl_id = %out.setlinfo.setl_id, infno = %call.infno, cash = %out.setlinfo.psn_cash_pay, "settled");
                 let done = self
@@ -993,7 +1018,7 @@ impl Settler {
         let _held = lock(&guard);
         self.resolve_visit(&original.mdtrt_id);
         if let Some(existing) = self.earlier_request(request_id, RequestKind::Refund, setl_id)? {
-            return self.continue_request(existing, None);
+            return self.continue_request(existing);
         }
         let original = self
             .journal
@@ -1017,7 +1042,8 @@ impl Settler {
             setl_date: None,
             ..original
         };
-        self.attempts(request, None, true)
+        self.check_no_other(&request)?;
+        self.attempts(request, true)
     }
 
     // ---- resolving ----------------------------------------------------------------------
@@ -1043,34 +1069,36 @@ impl Settler {
 
     /// One 2601 for `call`, journalled like any money-moving call.
     fn reverse(&self, call: &CallRow) -> Result<Reversal, SettleError> {
-        // With the link's circuit open nothing would be sent: journal nothing either.
-        let (open, msgid) = self.with_link(|link| Ok((link.circuit_open(), link.next_msgid())))?;
-        if open {
-            return Ok(Reversal::StillUnknown);
-        }
-        let reversal = CallRow {
-            msgid: msgid.clone(),
-            infno: wire::REVERSAL.into(),
-            omsgid: Some(call.msgid.clone()),
-            state: CallState::Pending,
-            err_msg: None,
-            ..call.clone()
-        };
-        self.journal.add_call(&reversal, RequestState::Unknown)?;
         let input = data_input(&ReversalIn {
             psn_no: call.psn_no.clone(),
             omsgid: call.msgid.clone(),
             oinfno: call.infno.clone(),
         });
-        let result = self.with_link(|link| {
-            Ok(Self::send(
-                link,
+        let sent = self.with_link(|link| {
+            // With the circuit open, or no sign-in, nothing would be sent: journal nothing.
+            if link.circuit_open() || link.ensure_signed_in().is_err() {
+                return Ok(None);
+            }
+            let reversal = CallRow {
+                msgid: link.next_msgid(),
+                infno: wire::REVERSAL.into(),
+                omsgid: Some(call.msgid.clone()),
+                state: CallState::Pending,
+                err_msg: None,
+                ..call.clone()
+            };
+            self.journal.add_call(&reversal, RequestState::Unknown)?;
+            let result = link.send(
                 wire::REVERSAL,
-                &msgid,
-                &call.insuplc_admdvs,
+                &reversal.msgid,
+                region(&call.insuplc_admdvs),
                 input,
-            ))
+            );
+            Ok(Some((reversal.msgid, result)))
         })?;
+        let Some((msgid, result)) = sent else {
+            return Ok(Reversal::StillUnknown);
+        };
         let outcome = match &result {
             Ok(_) => Reversal::Reversed,
             Err(LinkError::Business { err_msg, .. }) if err_msg.contains("已冲正") => {
@@ -1120,16 +1148,6 @@ impl Settler {
             request: Some(RequestUpdate::state(&call.request_id, request)),
             ..CallOutcome::new(&call.msgid, original)
         })?;
-        // A reversed refund: its original is settled again.
-        if call.infno == wire::REFUND
-            && let Some(refund) = self.journal.request(&call.request_id)?
-            && let Some(orig) = refund.orig_setl_id.as_deref()
-            && let Some(settled) = self.journal.request_by_setl_id(orig)?
-            && settled.state == RequestState::Refunded
-        {
-            self.journal
-                .set_request_state(&settled.request_id, RequestState::Settled)?;
-        }
         tracing::info!(omsgid = %call.msgid, request_id = %call.request_id, note, "unanswered call resolved");
         Ok(())
     }
@@ -1172,15 +1190,22 @@ impl Settler {
     pub fn resolve_all(&self) -> Result<usize, SettleError> {
         let calls = self.journal.unresolved_calls()?;
         let mut left = 0;
-        for call in &calls {
-            let guard = self.visit_lock(&call.mdtrt_id);
+        for listed in &calls {
+            let guard = self.visit_lock(&listed.mdtrt_id);
             let _held = lock(&guard);
-            self.resolve_call(call);
+            // Read again under the visit's lock: a commit may have finished it meanwhile.
+            let Some(call) = self
+                .journal
+                .call(&listed.msgid)?
+                .filter(|c| c.state.unresolved())
+            else {
+                continue;
+            };
+            self.resolve_call(&call);
             if self
                 .journal
-                .unresolved_calls_for_visit(&call.mdtrt_id)?
-                .iter()
-                .any(|c| c.msgid == call.msgid)
+                .call(&call.msgid)?
+                .is_some_and(|c| c.state.unresolved())
             {
                 left += 1;
             }
@@ -1394,14 +1419,14 @@ fn fee_lines(chrg_bchno: &str, items: &[BillItem]) -> Vec<FeeLine> {
         .collect()
 }
 
-fn fee_detail(visit: &VisitRow, chrg_bchno: &str, line: &FeeLine) -> FeeDetailIn {
+fn fee_detail(visit: &VisitRow, preview: &PreviewRow, line: &FeeLine) -> FeeDetailIn {
     FeeDetailIn {
         feedetl_sn: line.feedetl_sn.clone(),
         mdtrt_id: visit.mdtrt_id.clone(),
         psn_no: visit.psn_no.clone(),
-        chrg_bchno: chrg_bchno.to_owned(),
+        chrg_bchno: preview.chrg_bchno.clone(),
         rx_circ_flag: "0".into(),
-        fee_ocur_time: LocalTime::now().datetime(),
+        fee_ocur_time: preview.fee_time.clone(),
         med_list_codg: line.med_list_codg.clone(),
         medins_list_codg: line.medins_list_codg.clone(),
         fee_name: line.fee_name.clone(),
@@ -1430,6 +1455,11 @@ fn settle_input(visit: &VisitRow, preview: &PreviewRow, medfee_sumamt: Decimal) 
         acct_used_flag: if preview.acct_used { "1" } else { "0" }.into(),
         invono: String::new(),
     }
+}
+
+/// The person's region for the envelope's `insuplc_admdvs` (none when unknown).
+fn region(admdvs: &str) -> Option<&str> {
+    (!admdvs.is_empty()).then_some(admdvs)
 }
 
 /// The amounts where medcard's split and the insurer's 2206 disagree.

@@ -22,7 +22,8 @@ pub struct Faults {
     pub drop_after_processing: u32,
     /// Probability (0–1) of a random HTTP 500.
     pub fail_rate: f64,
-    /// Only requests with this infno are affected.
+    /// Only requests with this infno (or one of these, comma-separated: "2207,2601") are
+    /// affected.
     pub for_infno: Option<String>,
 }
 
@@ -49,7 +50,9 @@ impl Fault {
 
 impl Faults {
     fn applies(&self, infno: &str) -> bool {
-        self.for_infno.as_deref().is_none_or(|only| only == infno)
+        self.for_infno
+            .as_deref()
+            .is_none_or(|only| only.split(',').any(|one| one.trim() == infno))
     }
 
     /// The latency and fault for one request; `chance` is uniform in [0, 1).
@@ -91,5 +94,18 @@ mod tests {
         assert_eq!(f.take("1101", 0.5).1, Some(Fault::Http500));
         assert_eq!(f.take("1101", 0.5).1, Some(Fault::Garbage));
         assert_eq!(f.take("1101", 0.5).1, None);
+    }
+
+    #[test]
+    fn several_transactions_may_share_a_plan() {
+        let mut f = Faults {
+            drop_after_processing: 2,
+            for_infno: Some("2207, 2601".into()),
+            ..Faults::default()
+        };
+        assert_eq!(f.take("X101", 0.5).1, None);
+        assert_eq!(f.take("2207", 0.5).1, Some(Fault::DropAfterProcessing));
+        assert_eq!(f.take("2601", 0.5).1, Some(Fault::DropAfterProcessing));
+        assert_eq!(f.take("2601", 0.5).1, None);
     }
 }
