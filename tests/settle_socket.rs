@@ -400,3 +400,46 @@ fn a_request_id_belongs_to_one_settlement() {
     assert_eq!(rig.requests("2207"), 1);
     assert_eq!(rig.requests("2208"), 0);
 }
+
+#[test]
+fn a_residents_bill_is_paid_from_a_bound_relatives_account() {
+    // 刘秀英 (resident 390, no account of her own) is bound to 何丽娟 (employee, 1500.00) for
+    // family mutual aid (fixtures/insurer/persons.toml). The simulator's resident policy
+    // (fixtures/insurer/policies/): no deductible, the person pays 50 %. A 120.00 bill: fund
+    // 60.00, her part 60.00, taken from 何丽娟's account: acct_pay 60.00 of which
+    // acct_mulaid_pay 60.00, cash 0.00.
+    let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/insurer/policies");
+    let rig = Rig::start("settle-mulaid", &format!("policy_dir = {policies:?}"));
+    let (_daemon, mut client) = ready(&rig, &["resident"]);
+    let mdtrt_id = register(&mut client);
+    let p = preview(&mut client, &mdtrt_id, one_line("120.00"));
+    assert_eq!(p["insurer"]["hifp_pay"], "60.00", "{p}");
+    assert_eq!(p["insurer"]["acct_pay"], "60.00", "{p}");
+    assert_eq!(p["insurer"]["acct_mulaid_pay"], "60.00", "{p}");
+    assert_eq!(p["insurer"]["psn_cash_pay"], "0.00", "{p}");
+    // medcard's own split knows the policy but not the relatives' accounts: it expects cash,
+    // and says where it differs from the insurer (whose answer stands).
+    assert_eq!(p["local"]["hifp_pay"], "60.00", "{p}");
+    assert_eq!(p["local"]["psn_cash_pay"], "60.00", "{p}");
+    let fields: Vec<&str> = p["differences"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|x| x["field"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(fields, ["acct_pay", "psn_cash_pay"], "{p}");
+    let done = client.result(
+        "settle.commit",
+        json!({"preview_id": p["preview_id"], "request_id": "mulaid-1"}),
+    );
+    assert_eq!(done["state"], "settled", "{done}");
+    assert_eq!(done["setlinfo"]["acct_mulaid_pay"], "60.00", "{done}");
+    assert_eq!(
+        rig.balc("430104197604182283"),
+        "1440.00",
+        "何丽娟's account paid 60.00"
+    );
+    let receipt = client.result("settle.receipt", json!({"request_id": "mulaid-1"}));
+    let text = receipt["text"].as_str().unwrap_or_default();
+    assert!(text.contains("共济") && text.contains("60.00"), "{text}");
+    let (code, report) = rig.reconcile();
+    assert_eq!(code, 0, "{report}");
+}
