@@ -30,7 +30,9 @@ pub struct Target {
 /// Example: medcard call card.read '{"wait_ms": 30000}'
 #[derive(Args)]
 pub struct CallArgs {
-    /// The method (system.info, readers.list, card.read, card.refresh, card.verify_pin).
+    /// The method: system.info, readers.list, sync.status, card.read, card.refresh,
+    /// card.verify_pin, visit.register, visit.cancel, settle.preview, settle.commit,
+    /// settle.refund, settle.status, settle.list, settle.receipt (docs/protocol.md).
     method: String,
     /// Its params, one JSON object (default {}).
     params: Option<String>,
