@@ -1,0 +1,394 @@
+//! Commit and refund, exactly once per request_id: each attempt journalled before it is
+//! sent, its outcome recorded with the request's state, an unanswered one reversed before the
+//! next (module doc of [`super`]).
+
+use super::*;
+
+impl Settler {
+    /// 2207 for a preview, exactly once per `request_id` (see the module doc).
+    pub fn commit(&self, preview_id: &str, request_id: &str) -> Result<Settlement, SettleError> {
+        check_request_id(request_id)?;
+        let preview = self
+            .journal
+            .preview(preview_id)?
+            .ok_or_else(|| SettleError::UnknownPreview(preview_id.to_owned()))?;
+        let guard = self.visit_lock(&preview.mdtrt_id);
+        let _held = lock(&guard);
+        self.resolve_visit(&preview.mdtrt_id);
+        if let Some(existing) = self.earlier_request(request_id, RequestKind::Settle, preview_id)? {
+            return self.continue_request(existing);
+        }
+        if let Some(other) = self.journal.request_for_batch(&preview.chrg_bchno)? {
+            return Err(SettleError::BatchSettled {
+                chrg_bchno: preview.chrg_bchno,
+                request_id: other.request_id,
+            });
+        }
+        let visit = self.registered_visit(&preview.mdtrt_id)?;
+        match visit.may_settle.as_str() {
+            "no" => return Err(SettleError::NotAllowed(visit.verdict_code)),
+            "self_pay_only" => return self.settle_self_pay(&visit, &preview, request_id),
+            _ => {}
+        }
+        let request = RequestRow {
+            request_id: request_id.to_owned(),
+            kind: RequestKind::Settle,
+            preview_id: Some(preview.preview_id.clone()),
+            mdtrt_id: visit.mdtrt_id.clone(),
+            chrg_bchno: preview.chrg_bchno.clone(),
+            psn_no: visit.psn_no.clone(),
+            insuplc_admdvs: visit.insuplc_admdvs.clone(),
+            orig_setl_id: None,
+            state: RequestState::Pending,
+            setl_id: None,
+            setlinfo: None,
+            err_msg: None,
+            setl_date: None,
+        };
+        self.attempts(request, true)
+    }
+
+    /// The request journalled under `request_id`, if any; an error when it was for another
+    /// preview (settle) or settlement (refund) than `key`.
+    pub(super) fn earlier_request(
+        &self,
+        request_id: &str,
+        kind: RequestKind,
+        key: &str,
+    ) -> Result<Option<RequestRow>, SettleError> {
+        let Some(existing) = self.journal.request(request_id)? else {
+            return Ok(None);
+        };
+        let for_key = match kind {
+            RequestKind::Settle => existing.preview_id.as_deref(),
+            RequestKind::Refund => existing.orig_setl_id.as_deref(),
+        };
+        if existing.kind != kind || for_key != Some(key) {
+            return Err(reused(&existing));
+        }
+        Ok(Some(existing))
+    }
+
+    /// A request met again: report it when final, else go on with it (unless another
+    /// request has meanwhile settled its batch, or refunded its settlement).
+    pub(super) fn continue_request(&self, request: RequestRow) -> Result<Settlement, SettleError> {
+        match request.state {
+            s if s.is_final() => self.report(&request),
+            RequestState::Pending | RequestState::Unknown => Err(SettleError::Unknown {
+                request_id: request.request_id,
+            }),
+            _ => {
+                self.check_no_other(&request)?;
+                self.attempts(request, false)
+            }
+        }
+    }
+
+    /// Refuses a new attempt for `request` when another live request holds its batch (a
+    /// settlement) or its settlement (a refund).
+    pub(super) fn check_no_other(&self, request: &RequestRow) -> Result<(), SettleError> {
+        let other = match request.kind {
+            RequestKind::Settle => self.journal.request_for_batch(&request.chrg_bchno)?,
+            RequestKind::Refund => {
+                let setl_id = request.orig_setl_id.as_deref().unwrap_or_default();
+                self.journal.live_refunds(setl_id)?.into_iter().next()
+            }
+        };
+        match other {
+            Some(other) if other.request_id != request.request_id => {
+                Err(SettleError::BatchSettled {
+                    chrg_bchno: request.chrg_bchno.clone(),
+                    request_id: other.request_id,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Up to `max_attempts` calls for `request`; each after the previous one was undone.
+    pub(super) fn attempts(
+        &self,
+        request: RequestRow,
+        first: bool,
+    ) -> Result<Settlement, SettleError> {
+        let mut first = first;
+        for _ in 0..self.options.max_attempts.max(1) {
+            match self.attempt(&request, first)? {
+                Some(done) => return Ok(done),
+                None => first = false,
+            }
+        }
+        Err(SettleError::InsurerDown(format!(
+            "{} attempts were undone; nothing was charged — retry with the same request_id",
+            self.options.max_attempts
+        )))
+    }
+
+    /// One journalled call. `Ok(None)`: it was undone, try again.
+    pub(super) fn attempt(
+        &self,
+        request: &RequestRow,
+        first: bool,
+    ) -> Result<Option<Settlement>, SettleError> {
+        // The preview as the journal has it now (an earlier attempt may have uploaded it).
+        let preview = match request.kind {
+            RequestKind::Settle => {
+                let id = request.preview_id.as_deref().unwrap_or_default();
+                Some(
+                    self.journal
+                        .preview(id)?
+                        .ok_or_else(|| SettleError::UnknownPreview(id.to_owned()))?,
+                )
+            }
+            RequestKind::Refund => None,
+        };
+        let (infno, input) = self.call_input(request, preview.as_ref())?;
+        let (call, result) = self.with_link(|link| {
+            // Signed in before anything is journalled: a sign-in that fails sends nothing.
+            link.ensure_signed_in().map_err(link_error)?;
+            let call = CallRow {
+                msgid: link.next_msgid(),
+                infno: infno.to_owned(),
+                request_id: request.request_id.clone(),
+                omsgid: None,
+                state: CallState::Pending,
+                psn_no: request.psn_no.clone(),
+                insuplc_admdvs: request.insuplc_admdvs.clone(),
+                mdtrt_id: request.mdtrt_id.clone(),
+                err_msg: None,
+            };
+            if first {
+                self.journal.begin_request(request, &call)?;
+            } else {
+                self.journal.add_call(&call, RequestState::Pending)?;
+            }
+            crash::at(Point::BeforeSend, infno);
+            crash::at(Point::AfterSend, infno);
+            let result = link.send(infno, &call.msgid, region(&request.insuplc_admdvs), input);
+            Ok((call, result))
+        })?;
+        crash::at(Point::AfterReply, infno);
+        self.record(request, &call, result)
+    }
+
+    /// The 2207 / 2208 input for a request.
+    pub(super) fn call_input(
+        &self,
+        request: &RequestRow,
+        preview: Option<&PreviewRow>,
+    ) -> Result<(&'static str, Value), SettleError> {
+        match request.kind {
+            RequestKind::Refund => {
+                let input = RefundIn {
+                    setl_id: request.orig_setl_id.clone().unwrap_or_default(),
+                    mdtrt_id: request.mdtrt_id.clone(),
+                    psn_no: request.psn_no.clone(),
+                };
+                Ok((wire::REFUND, data_input(&input)))
+            }
+            RequestKind::Settle => {
+                let preview = preview.ok_or_else(|| {
+                    SettleError::UnknownPreview(request.preview_id.clone().unwrap_or_default())
+                })?;
+                let visit = self.registered_visit(&request.mdtrt_id)?;
+                if !preview.uploaded {
+                    let lines: Vec<FeeLine> = serde_json::from_str(&preview.lines)
+                        .map_err(|e| CacheError::Corrupt(e.to_string()))?;
+                    let setlinfo = self.ask_insurer(&visit, preview, &lines)?;
+                    self.journal
+                        .update_preview_insurer(&preview.preview_id, &to_json(&setlinfo))?;
+                }
+                let lines: Vec<FeeLine> = serde_json::from_str(&preview.lines)
+                    .map_err(|e| CacheError::Corrupt(e.to_string()))?;
+                let medfee = lines
+                    .iter()
+                    .map(|l| crate::settle::calc::round_fen(l.cnt * l.pric))
+                    .sum();
+                Ok((
+                    wire::SETTLE,
+                    data_input(&settle_input(&visit, preview, medfee)),
+                ))
+            }
+        }
+    }
+
+    /// Journals a call's outcome; an unanswered call is reversed before anything else.
+    pub(super) fn record(
+        &self,
+        request: &RequestRow,
+        call: &CallRow,
+        result: Result<Reply, LinkError>,
+    ) -> Result<Option<Settlement>, SettleError> {
+        let rid = request.request_id.as_str();
+        // An answer that cannot be read is no answer: the call may have been applied.
+        let result = result.and_then(|reply| {
+            serde_json::from_value::<SettleOut>(reply.output)
+                .map_err(|e| LinkError::Uncertain(format!("{} answer unreadable: {e}", call.infno)))
+        });
+        match result {
+            Ok(out) => {
+                let setlinfo = to_json(&out.setlinfo);
+                let date = out
+                    .setlinfo
+                    .setl_time
+                    .get(..10)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| LocalTime::now().date());
+                let refunds = (request.kind == RequestKind::Refund)
+                    .then_some(request.orig_setl_id.as_deref())
+                    .flatten();
+                let recorded = self.journal.settle_call(&CallOutcome {
+                    detail: Some(&setlinfo),
+                    request: Some(RequestUpdate {
+                        setl_id: Some(&out.setlinfo.setl_id),
+                        setlinfo: Some(&setlinfo),
+                        setl_date: Some(&date),
+                        ..RequestUpdate::state(rid, RequestState::Settled)
+                    }),
+                    refunds,
+                    balance: Some((&request.psn_no, &out.setlinfo.insutype, out.setlinfo.balc)),
+                    ..CallOutcome::new(&call.msgid, CallState::Success)
+                })?;
+                if !recorded {
+                    // Cannot happen under the visit lock; if it did, the journal's record
+                    // (already resolved) stands and is what the caller is shown.
+                    tracing::error!(request_id = rid, msgid = %call.msgid, "an answered call was already resolved");
+                }
+                crash::at(Point::AfterCommit, &call.infno);
+                tracing::info!(request_id = rid, setl_id = %out.setlinfo.setl_id, infno = %call.infno, cash = %out.setlinfo.psn_cash_pay, "settled");
+                let done = self
+                    .journal
+                    .request(rid)?
+                    .ok_or_else(|| SettleError::UnknownSettlement(rid.to_owned()))?;
+                Ok(Some(self.report(&done)?))
+            }
+            Err(LinkError::Business { err_msg, .. })
+                if crate::insurer::client::sign_in_lapsed(&err_msg) =>
+            {
+                self.journal.settle_call(&CallOutcome {
+                    err_msg: Some(&err_msg),
+                    request: Some(RequestUpdate::state(rid, RequestState::Retry)),
+                    ..CallOutcome::new(&call.msgid, CallState::Fail)
+                })?;
+                self.with_link(|link| link.sign_in().map(|_| ()).map_err(link_error))?;
+                Ok(None)
+            }
+            Err(LinkError::Business { err_msg, .. }) => {
+                self.journal.settle_call(&CallOutcome {
+                    err_msg: Some(&err_msg),
+                    request: Some(RequestUpdate {
+                        err_msg: Some(&err_msg),
+                        ..RequestUpdate::state(rid, RequestState::Refused)
+                    }),
+                    ..CallOutcome::new(&call.msgid, CallState::Fail)
+                })?;
+                crash::at(Point::AfterCommit, &call.infno);
+                Err(SettleError::Refused(err_msg))
+            }
+            Err(LinkError::CircuitOpen { retry_in_ms }) => {
+                let why =
+                    format!("not sent: the insurer link is down (retrying in {retry_in_ms} ms)");
+                self.journal.settle_call(&CallOutcome {
+                    err_msg: Some(&why),
+                    request: Some(RequestUpdate::state(rid, RequestState::Retry)),
+                    ..CallOutcome::new(&call.msgid, CallState::Fail)
+                })?;
+                Err(SettleError::InsurerDown(why))
+            }
+            Err(LinkError::Uncertain(why)) => {
+                self.journal.settle_call(&CallOutcome {
+                    err_msg: Some(&why),
+                    request: Some(RequestUpdate::state(rid, RequestState::Unknown)),
+                    ..CallOutcome::new(&call.msgid, CallState::Unknown)
+                })?;
+                tracing::warn!(request_id = rid, msgid = %call.msgid, infno = %call.infno, reason = %why, "no answer: reversing with 2601");
+                match self.reverse_with_retries(call) {
+                    Reversal::Reversed | Reversal::NotApplied => Ok(None),
+                    Reversal::StillUnknown => Err(SettleError::Unknown {
+                        request_id: rid.to_owned(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// A cash-only settlement (verdict `self_pay_only`): nothing is sent to the insurer.
+    pub(super) fn settle_self_pay(
+        &self,
+        visit: &VisitRow,
+        preview: &PreviewRow,
+        request_id: &str,
+    ) -> Result<Settlement, SettleError> {
+        let lines: Vec<FeeLine> =
+            serde_json::from_str(&preview.lines).map_err(|e| CacheError::Corrupt(e.to_string()))?;
+        let medfee: Decimal = lines
+            .iter()
+            .map(|l| crate::settle::calc::round_fen(l.cnt * l.pric))
+            .sum();
+        let date = LocalTime::now().date();
+        let setlinfo = json!({
+            "mdtrt_id": visit.mdtrt_id, "psn_no": visit.psn_no, "medfee_sumamt": medfee.to_string(),
+            "psn_cash_pay": medfee.to_string(), "fund_pay_sumamt": "0.00", "acct_pay": "0.00",
+            "voucher": crate::settle::receipt::MANUAL_REIMBURSEMENT_ZH,
+        });
+        self.journal.insert_final_request(&RequestRow {
+            request_id: request_id.to_owned(),
+            kind: RequestKind::Settle,
+            preview_id: Some(preview.preview_id.clone()),
+            mdtrt_id: visit.mdtrt_id.clone(),
+            chrg_bchno: preview.chrg_bchno.clone(),
+            psn_no: visit.psn_no.clone(),
+            insuplc_admdvs: visit.insuplc_admdvs.clone(),
+            orig_setl_id: None,
+            state: RequestState::SelfPay,
+            setl_id: None,
+            setlinfo: Some(setlinfo.to_string()),
+            err_msg: None,
+            setl_date: Some(date),
+        })?;
+        let done = self
+            .journal
+            .request(request_id)?
+            .ok_or_else(|| SettleError::UnknownSettlement(request_id.to_owned()))?;
+        self.report(&done)
+    }
+
+    /// 2208 for a settlement, exactly once per `request_id`.
+    pub fn refund(&self, setl_id: &str, request_id: &str) -> Result<Settlement, SettleError> {
+        check_request_id(request_id)?;
+        let original = self
+            .journal
+            .request_by_setl_id(setl_id)?
+            .ok_or_else(|| SettleError::UnknownSettlement(setl_id.to_owned()))?;
+        let guard = self.visit_lock(&original.mdtrt_id);
+        let _held = lock(&guard);
+        self.resolve_visit(&original.mdtrt_id);
+        if let Some(existing) = self.earlier_request(request_id, RequestKind::Refund, setl_id)? {
+            return self.continue_request(existing);
+        }
+        let original = self
+            .journal
+            .request_by_setl_id(setl_id)?
+            .ok_or_else(|| SettleError::UnknownSettlement(setl_id.to_owned()))?;
+        if original.state != RequestState::Settled {
+            return Err(SettleError::Invalid(format!(
+                "settlement {setl_id} is {}, not settled: nothing to refund",
+                original.state.as_str()
+            )));
+        }
+        let request = RequestRow {
+            request_id: request_id.to_owned(),
+            kind: RequestKind::Refund,
+            preview_id: None,
+            orig_setl_id: Some(setl_id.to_owned()),
+            state: RequestState::Pending,
+            setl_id: None,
+            setlinfo: None,
+            err_msg: None,
+            setl_date: None,
+            ..original
+        };
+        self.check_no_other(&request)?;
+        self.attempts(request, true)
+    }
+}

@@ -1,0 +1,488 @@
+//! The daemon's settlement service: registering visits (2201, 2203), previews (2205, 2204,
+//! 2206 beside medcard's own split), and settling and refunding **exactly once** (2207,
+//! 2208, with 2601 reversals) — insurer-api.md §5.2.
+//!
+//! Every money-moving call is journalled before it is sent ([`super::journal`]). A call
+//! with no answer is never sent again: it is reversed with 2601 (a new msgid, `omsgid` = the
+//! lost one) until the insurer answers the reversal; only then is a fresh attempt made. The
+//! caller's `request_id` is the idempotency key: the same request_id always ends in the same
+//! one settlement, however often it is retried and whatever crashed in between. Calls for
+//! one visit are serialised; different visits settle in parallel over a pool of links.
+//!
+//! Blocking: the socket runs these on tokio's blocking pool.
+//!
+//! This file holds the types and the [`Settler`]'s links, locks and policies; the work is in
+//! `visit` (2201–2203), `preview` (2204–2206 and the local split), `commit` (2207, 2208),
+//! `resolve` (2601 and the resolver's passes) and `report` (status, lists, receipts).
+
+use super::calc::{AccountFunds, Split, YearToDate, settle};
+use super::crash::{self, Point};
+use super::journal::{
+    CallOutcome, CallRow, CallState, Journal, PreviewRow, RequestKind, RequestRow, RequestState,
+    RequestUpdate, VisitRow,
+};
+use super::lines::{CatalogueTotals, FeeLine, LineSplit, split_line};
+use super::policy::{Policy, RuleKey, is_retired};
+use crate::cache::{Cache, CacheError};
+use crate::insurer::clock::LocalTime;
+use crate::insurer::settlement::{
+    self as wire, CancelRegisterIn, FeeCancelIn, FeeDetailIn, RefundIn, RegisterIn, RegisterOut,
+    ReversalIn, Setlinfo, SettleIn, SettleOut, VisitInfoIn, data_input, output_part,
+};
+use crate::insurer::{InsurerClient, LinkError, Reply, Retry};
+use crate::mask;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+mod commit;
+mod preview;
+mod report;
+mod resolve;
+mod visit;
+
+pub use preview::differences;
+use preview::settle_input;
+use resolve::Reversal;
+
+/// Why a settlement operation did not do what was asked, in the cashier's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error("no visit {0} was registered here")]
+    UnknownVisit(String),
+    #[error("visit {0} was cancelled")]
+    VisitCancelled(String),
+    #[error("no preview {0}: preview the bill first")]
+    UnknownPreview(String),
+    #[error("no settlement {0}")]
+    UnknownSettlement(String),
+    #[error("this card may not settle with insurance ({0}); take payment in cash")]
+    NotAllowed(String),
+    #[error("batch {chrg_bchno} is settled, or being settled, by request {request_id}")]
+    BatchSettled {
+        chrg_bchno: String,
+        request_id: String,
+    },
+    #[error("the insurer refused: {0}")]
+    Refused(String),
+    #[error("the insurer cannot be reached now ({0}); nothing was charged")]
+    InsurerDown(String),
+    #[error(
+        "the outcome of request {request_id} is not known yet: medcard is reversing the \
+         unanswered call; ask settle.status or retry settle.commit with the same request_id"
+    )]
+    Unknown { request_id: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no insurer link is configured (insurer.url)")]
+    NoInsurer,
+    #[error("policy: {0}")]
+    Policy(String),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// How the service settles.
+#[derive(Debug, Clone)]
+pub struct SettleOptions {
+    /// 医院等级 for the rule choice: "1", "2" or "3".
+    pub hosp_lv: String,
+    /// 医疗类别 when a registration names none: 11 普通门诊.
+    pub med_type: String,
+    /// The policy for local previews when none matches the person's region and insutype.
+    pub default_policy: String,
+    /// Attempts of a 2207 / 2208 for one commit (each after the previous one was undone).
+    pub max_attempts: u32,
+    /// 2601 tries inside one commit before it reports `unknown` (the resolver goes on).
+    pub reversal_tries: u32,
+    /// Pause before the first 2601 retry; doubles each time.
+    pub reversal_backoff: Duration,
+}
+
+impl Default for SettleOptions {
+    fn default() -> SettleOptions {
+        SettleOptions {
+            hosp_lv: "3".into(),
+            med_type: "11".into(),
+            default_policy: "cq-seed".into(),
+            max_attempts: 3,
+            reversal_tries: 3,
+            reversal_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Who is being registered, from the card session (or an ID number) and the cache.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Patient {
+    pub psn_no: String,
+    pub psn_name: String,
+    pub insutype: String,
+    pub psn_type: String,
+    pub insuplc_admdvs: String,
+    /// 03 社会保障卡, 02 居民身份证.
+    pub mdtrt_cert_type: String,
+    pub mdtrt_cert_no: String,
+    /// The verdict's `may_settle`: yes | self_pay_only | no.
+    pub may_settle: String,
+    pub verdict_code: String,
+    /// This year's in-scope amount as the card carries it (DF04 annual totals), when read.
+    #[serde(default)]
+    pub ytd_hint: Option<Decimal>,
+}
+
+/// What `visit.register` asks for besides the patient.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegisterParams {
+    pub dept_code: String,
+    pub dept_name: String,
+    pub dr_name: String,
+    /// 医师编码 (defaults to the doctor's name).
+    pub atddr_no: String,
+    /// 科别 (defaults to dept_code).
+    pub caty: String,
+    pub med_type: String,
+    /// The hospital's own visit number; generated when absent.
+    pub ipt_otp_no: String,
+    pub main_cond_dscr: String,
+}
+
+/// A bill line as the cashier's software sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BillItem {
+    /// 医保目录编码.
+    #[serde(alias = "med_list_codg")]
+    pub code: String,
+    #[serde(default, alias = "fee_name")]
+    pub name: String,
+    #[serde(alias = "cnt", with = "crate::settle::money::ratio")]
+    pub qty: Decimal,
+    #[serde(alias = "pric", with = "crate::settle::money::ratio")]
+    pub price: Decimal,
+    /// 院内目录编码 (defaults to the code).
+    #[serde(default)]
+    pub medins_code: String,
+}
+
+/// A difference between medcard's preview and the insurer's 2206.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Difference {
+    pub field: String,
+    pub local: String,
+    pub insurer: String,
+}
+
+/// `settle.preview`'s answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Preview {
+    pub preview_id: String,
+    pub mdtrt_id: String,
+    pub chrg_bchno: String,
+    /// "insurer" (2206 answered) or "local" (the insurer could not be asked).
+    pub source: String,
+    pub lines: Vec<LineSplit>,
+    /// medcard's own split; `null` when no policy covers the person (`local_error` says why).
+    pub local: Option<Split>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_error: Option<String>,
+    pub insurer: Option<Setlinfo>,
+    pub differences: Vec<Difference>,
+    pub may_settle: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insurer_error: Option<String>,
+}
+
+/// A settlement request as the socket reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settlement {
+    pub request_id: String,
+    pub kind: RequestKind,
+    pub state: RequestState,
+    pub mdtrt_id: String,
+    pub chrg_bchno: String,
+    pub setl_id: Option<String>,
+    pub orig_setl_id: Option<String>,
+    pub setl_date: Option<String>,
+    pub setlinfo: Option<Value>,
+    pub err_msg: Option<String>,
+    /// The journalled calls: msgid, infno, state.
+    pub calls: Vec<Value>,
+}
+
+/// The settlement service.
+pub struct Settler {
+    journal: Journal,
+    cache: Arc<Cache>,
+    links: Vec<Mutex<InsurerClient>>,
+    next_link: AtomicUsize,
+    policies: Vec<Policy>,
+    options: SettleOptions,
+    visit_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn link_error(e: LinkError) -> SettleError {
+    match e {
+        LinkError::Business { err_msg, .. } => SettleError::Refused(err_msg),
+        other => SettleError::InsurerDown(other.to_string()),
+    }
+}
+
+impl Settler {
+    /// A service over `cache` with `links` (at least one; the pool's size is the number of
+    /// visits that can settle at the same moment).
+    pub fn new(
+        cache: Arc<Cache>,
+        links: Vec<InsurerClient>,
+        policies: Vec<Policy>,
+        options: SettleOptions,
+    ) -> Settler {
+        Settler {
+            journal: Journal::new(cache.writer().clone()),
+            cache,
+            links: links.into_iter().map(Mutex::new).collect(),
+            next_link: AtomicUsize::new(0),
+            policies,
+            options,
+            visit_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The journal (for status, lists and reconciliation).
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Runs `work` with a free link (or waits for one).
+    fn with_link<T>(
+        &self,
+        work: impl FnOnce(&mut InsurerClient) -> Result<T, SettleError>,
+    ) -> Result<T, SettleError> {
+        if self.links.is_empty() {
+            return Err(SettleError::NoInsurer);
+        }
+        let start = self.next_link.fetch_add(1, Ordering::Relaxed);
+        let n = self.links.len();
+        for i in 0..n {
+            if let Ok(mut link) = self.links[(start + i) % n].try_lock() {
+                return work(&mut link);
+            }
+        }
+        let mut link = lock(&self.links[start % n]);
+        work(&mut link)
+    }
+
+    /// An idempotent call (registration, uploads, pre-settlement): retried by the link.
+    fn call(&self, infno: &str, admdvs: &str, input: Value) -> Result<Reply, SettleError> {
+        self.with_link(|link| {
+            let region = (!admdvs.is_empty()).then_some(admdvs);
+            link.call_in(infno, region, input, Retry::Idempotent)
+                .map_err(link_error)
+        })
+    }
+
+    fn visit_lock(&self, mdtrt_id: &str) -> Arc<Mutex<()>> {
+        let mut locks = lock(&self.visit_locks);
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        locks.entry(mdtrt_id.to_owned()).or_default().clone()
+    }
+
+    fn policy_for(&self, insuplc_admdvs: &str, insutype: &str) -> Result<&Policy, SettleError> {
+        self.policies
+            .iter()
+            .find(|p| {
+                p.applies_to_region(insuplc_admdvs) && p.insutype.iter().any(|t| t == insutype)
+            })
+            .or_else(|| {
+                self.policies
+                    .iter()
+                    .find(|p| p.id == self.options.default_policy)
+            })
+            .ok_or_else(|| {
+                SettleError::Policy(format!("no policy {}", self.options.default_policy))
+            })
+    }
+}
+
+/// The built-in policies plus every `*.toml` in `policy_dir` (a file replaces a built-in of
+/// the same id); `default_policy` must be among them.
+pub fn load_policies(policy_dir: &str, default_policy: &str) -> Result<Vec<Policy>, String> {
+    let mut policies = Policy::built_ins().map_err(|e| e.to_string())?;
+    if !policy_dir.trim().is_empty() {
+        let dir = std::path::Path::new(policy_dir.trim());
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("policy_dir {}: {e}", dir.display()))?;
+        let mut paths: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let policy = Policy::load(&path).map_err(|e| e.to_string())?;
+            policies.retain(|p| p.id != policy.id);
+            policies.push(policy);
+        }
+    }
+    if !policies.iter().any(|p| p.id == default_policy) {
+        let ids: Vec<&str> = policies.iter().map(|p| p.id.as_str()).collect();
+        return Err(format!(
+            "no policy {default_policy:?} (known: {})",
+            ids.join(", ")
+        ));
+    }
+    Ok(policies)
+}
+
+/// A request_id met again with another preview or settlement than it was first used for.
+fn reused(existing: &RequestRow) -> SettleError {
+    let what = match existing.kind {
+        RequestKind::Settle => format!("preview {}", existing.preview_id.as_deref().unwrap_or("?")),
+        RequestKind::Refund => format!(
+            "the refund of {}",
+            existing.orig_setl_id.as_deref().unwrap_or("?")
+        ),
+    };
+    SettleError::Invalid(format!(
+        "request_id {} was already used for {what}: use a new request_id for a new settlement",
+        existing.request_id
+    ))
+}
+
+/// A request_id: 1–64 printable ASCII characters.
+fn check_request_id(request_id: &str) -> Result<(), SettleError> {
+    let ok =
+        (1..=64).contains(&request_id.len()) && request_id.chars().all(|c| c.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(SettleError::Invalid(
+            "request_id must be 1–64 printable ASCII characters".into(),
+        ))
+    }
+}
+
+/// The person's region for the envelope's `insuplc_admdvs` (none when unknown).
+fn region(admdvs: &str) -> Option<&str> {
+    (!admdvs.is_empty()).then_some(admdvs)
+}
+
+fn fen(mut d: Decimal) -> String {
+    d.rescale(2);
+    d.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::preview::self_pay_split;
+    use super::*;
+    use crate::settle::calc::AccountFunds;
+
+    fn seed_split() -> Split {
+        // Seed 000: ytd 230.00, balc 102.80, this visit 120.00 in scope.
+        let policy = Policy::built_in("cq-seed").expect("cq-seed");
+        let key = RuleKey {
+            insutype: "310",
+            med_type: "11",
+            hosp_lv: "3",
+            retired: false,
+        };
+        let rule = policy.rule_for(&key).expect("rule");
+        let ytd = YearToDate {
+            inscp_scp_amt: Decimal::new(23000, 2),
+            fund_pay: Decimal::ZERO,
+        };
+        let funds = AccountFunds {
+            balc: Decimal::new(10280, 2),
+            mulaid: Vec::new(),
+            acct_used: true,
+        };
+        settle(
+            &policy,
+            rule,
+            &CatalogueTotals::in_scope_only(Decimal::new(12000, 2)),
+            &ytd,
+            &funds,
+        )
+    }
+
+    #[test]
+    fn a_cash_only_split_keeps_the_bill_and_the_balance() {
+        let split = self_pay_split(seed_split());
+        assert_eq!(split.psn_cash_pay, Decimal::new(12000, 2));
+        assert_eq!(split.psn_part_amt, Decimal::new(12000, 2));
+        assert_eq!(split.acct_pay, Decimal::ZERO);
+        assert_eq!(split.hifp_pay, Decimal::ZERO);
+        assert_eq!(
+            split.balc,
+            Decimal::new(10280, 2),
+            "the account is untouched"
+        );
+        assert_eq!(
+            split.medfee_sumamt,
+            split.fund_pay_sumamt + split.psn_part_amt
+        );
+        assert_eq!(split.psn_part_amt, split.acct_pay + split.psn_cash_pay);
+        assert_eq!(split.ytd_inscp_after, Decimal::new(23000, 2));
+        assert!(split.bands.is_empty());
+    }
+
+    #[test]
+    fn differences_name_the_fields_that_disagree() {
+        let local = seed_split();
+        let mut insurer: Setlinfo = serde_json::from_value(json!({
+            "mdtrt_id": "M", "psn_no": "P", "insutype": "310", "med_type": "11",
+            "medfee_sumamt": "120.00", "fulamt_ownpay_amt": "0", "overlmt_selfpay": "0",
+            "preselfpay_amt": "0", "inscp_scp_amt": "120.00", "act_pay_dedc": "120.00",
+            "hifp_pay": "0", "pool_prop_selfpay": "0", "fund_pay_sumamt": "0",
+            "psn_part_amt": "120.00", "acct_pay": "102.80", "acct_mulaid_pay": "0",
+            "psn_cash_pay": "17.20", "hosp_part_amt": "0", "balc": "0"
+        }))
+        .expect("setlinfo");
+        assert_eq!(differences(&local, &insurer), []);
+        insurer.acct_pay = Decimal::new(10000, 2);
+        insurer.psn_cash_pay = Decimal::new(2000, 2);
+        let fields: Vec<String> = differences(&local, &insurer)
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
+        assert_eq!(fields, ["acct_pay", "psn_cash_pay"]);
+    }
+
+    #[test]
+    fn request_ids_are_short_printable_ascii() {
+        assert!(check_request_id("cashier-1-0001").is_ok());
+        assert!(check_request_id("").is_err());
+        assert!(check_request_id("收费").is_err());
+        assert!(check_request_id("a b").is_err());
+        assert!(check_request_id(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn policies_load_built_in_and_name_a_missing_default() {
+        let ids: Vec<String> = load_policies("", "cq-seed")
+            .expect("built-in")
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert!(
+            ids.contains(&"cq-employee-outpatient".to_owned()),
+            "{ids:?}"
+        );
+        let err = load_policies("", "nowhere").err().unwrap_or_default();
+        assert!(err.contains("nowhere") && err.contains("cq-seed"), "{err}");
+        assert!(load_policies("/nonexistent-policies", "cq-seed").is_err());
+    }
+}

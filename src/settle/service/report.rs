@@ -1,0 +1,74 @@
+//! What the socket reports: a request with its journalled calls, a day's list, the visit and
+//! lines a receipt needs.
+
+use super::*;
+
+impl Settler {
+    /// `settle.status` by request_id or setl_id.
+    pub fn status(
+        &self,
+        request_id: Option<&str>,
+        setl_id: Option<&str>,
+    ) -> Result<Settlement, SettleError> {
+        let found = match (request_id, setl_id) {
+            (Some(id), _) => self.journal.request(id)?,
+            (None, Some(id)) => self.journal.request_by_setl_id(id)?,
+            (None, None) => return Err(SettleError::Invalid("give request_id or setl_id".into())),
+        };
+        let row = found.ok_or_else(|| {
+            SettleError::UnknownSettlement(request_id.or(setl_id).unwrap_or_default().to_owned())
+        })?;
+        self.report(&row)
+    }
+
+    /// `settle.list`: every request settled on `date`.
+    pub fn list(&self, date: &str) -> Result<Vec<Settlement>, SettleError> {
+        self.journal
+            .requests_on(date)?
+            .iter()
+            .map(|r| self.report(r))
+            .collect()
+    }
+
+    /// A request as the socket shows it.
+    pub fn report(&self, row: &RequestRow) -> Result<Settlement, SettleError> {
+        let calls = self
+            .journal
+            .calls(&row.request_id)?
+            .into_iter()
+            .map(|c| json!({"msgid": c.msgid, "infno": c.infno, "state": c.state, "omsgid": c.omsgid, "err_msg": c.err_msg}))
+            .collect();
+        Ok(Settlement {
+            request_id: row.request_id.clone(),
+            kind: row.kind,
+            state: row.state,
+            mdtrt_id: row.mdtrt_id.clone(),
+            chrg_bchno: row.chrg_bchno.clone(),
+            setl_id: row.setl_id.clone().filter(|s| !s.is_empty()),
+            orig_setl_id: row.orig_setl_id.clone(),
+            setl_date: row.setl_date.clone(),
+            setlinfo: row
+                .setlinfo
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok()),
+            err_msg: row.err_msg.clone(),
+            calls,
+        })
+    }
+
+    /// The visit a settlement belongs to.
+    pub fn visit(&self, mdtrt_id: &str) -> Result<VisitRow, SettleError> {
+        self.journal
+            .visit(mdtrt_id)?
+            .ok_or_else(|| SettleError::UnknownVisit(mdtrt_id.to_owned()))
+    }
+
+    /// The lines of a settlement's preview.
+    pub fn preview_lines(&self, preview_id: &str) -> Result<Vec<FeeLine>, SettleError> {
+        let row = self
+            .journal
+            .preview(preview_id)?
+            .ok_or_else(|| SettleError::UnknownPreview(preview_id.to_owned()))?;
+        Ok(serde_json::from_str(&row.lines).map_err(|e| CacheError::Corrupt(e.to_string()))?)
+    }
+}

@@ -1,0 +1,179 @@
+//! Visits: 2201 registration (+ 2203 with the medical type), a cash-only visit recorded here
+//! alone, 2202 cancellation.
+
+use super::*;
+
+impl Settler {
+    /// 2201 (+ 2203 with the medical type): registers a visit and journals it.
+    pub fn register(
+        &self,
+        patient: &Patient,
+        params: &RegisterParams,
+    ) -> Result<VisitRow, SettleError> {
+        if patient.may_settle == "no" {
+            return Err(SettleError::NotAllowed(patient.verdict_code.clone()));
+        }
+        for (name, value) in [
+            ("dept_code", &params.dept_code),
+            ("dept_name", &params.dept_name),
+            ("dr_name", &params.dr_name),
+        ] {
+            if value.trim().is_empty() {
+                return Err(SettleError::Invalid(format!("{name} is required")));
+            }
+        }
+        let now = LocalTime::now();
+        let ipt_otp_no = if params.ipt_otp_no.is_empty() {
+            let date = now.compact();
+            let date = date.get(..8).unwrap_or(&date);
+            let serial = self.journal.next_serial("visit", date)?;
+            format!("MZ{date}{serial:06}")
+        } else {
+            params.ipt_otp_no.clone()
+        };
+        let med_type = Some(params.med_type.clone())
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| self.options.med_type.clone());
+        let begntime = now.datetime();
+        if patient.may_settle == "self_pay_only" {
+            return self.register_self_pay(patient, params, ipt_otp_no, med_type, begntime);
+        }
+        let input = RegisterIn {
+            psn_no: patient.psn_no.clone(),
+            insutype: patient.insutype.clone(),
+            begntime: begntime.clone(),
+            mdtrt_cert_type: patient.mdtrt_cert_type.clone(),
+            mdtrt_cert_no: patient.mdtrt_cert_no.clone(),
+            ipt_otp_no: ipt_otp_no.clone(),
+            atddr_no: Some(params.atddr_no.clone())
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| params.dr_name.clone()),
+            dr_name: params.dr_name.clone(),
+            dept_code: params.dept_code.clone(),
+            dept_name: params.dept_name.clone(),
+            caty: Some(params.caty.clone())
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| params.dept_code.clone()),
+        };
+        let reply = self.call(wire::REGISTER, &patient.insuplc_admdvs, data_input(&input))?;
+        let out: RegisterOut = output_part(&reply.output, "data").map_err(SettleError::Refused)?;
+        let visit_info = VisitInfoIn {
+            mdtrt_id: out.mdtrt_id.clone(),
+            psn_no: patient.psn_no.clone(),
+            med_type: med_type.clone(),
+            begntime: begntime.clone(),
+            main_cond_dscr: params.main_cond_dscr.clone(),
+            dise_codg: String::new(),
+            dise_name: String::new(),
+        };
+        self.call(
+            wire::VISIT_INFO,
+            &patient.insuplc_admdvs,
+            json!({"mdtrtinfo": visit_info, "diseinfo": []}),
+        )?;
+        let visit = visit_row(
+            out.mdtrt_id,
+            ipt_otp_no,
+            patient,
+            params,
+            med_type,
+            begntime,
+        );
+        if self.journal.visit(&visit.mdtrt_id)?.is_none() {
+            self.journal.insert_visit(&visit)?;
+        }
+        tracing::info!(mdtrt_id = %visit.mdtrt_id, psn = %mask::name(&visit.psn_name), dept = %visit.dept_code, "visit registered");
+        Ok(visit)
+    }
+
+    /// A visit of a card whose verdict allows cash only: recorded here, not at the insurer
+    /// (no insurance money moves; the patient claims later by 手工报销).
+    pub(super) fn register_self_pay(
+        &self,
+        patient: &Patient,
+        params: &RegisterParams,
+        ipt_otp_no: String,
+        med_type: String,
+        begntime: String,
+    ) -> Result<VisitRow, SettleError> {
+        let mdtrt_id = format!("L{ipt_otp_no}");
+        let visit = visit_row(mdtrt_id, ipt_otp_no, patient, params, med_type, begntime);
+        self.journal.insert_visit(&visit)?;
+        tracing::info!(mdtrt_id = %visit.mdtrt_id, verdict = %visit.verdict_code, "self-pay visit registered locally");
+        Ok(visit)
+    }
+
+    pub(super) fn registered_visit(&self, mdtrt_id: &str) -> Result<VisitRow, SettleError> {
+        let visit = self
+            .journal
+            .visit(mdtrt_id)?
+            .ok_or_else(|| SettleError::UnknownVisit(mdtrt_id.to_owned()))?;
+        if visit.state != "registered" {
+            return Err(SettleError::VisitCancelled(mdtrt_id.to_owned()));
+        }
+        Ok(visit)
+    }
+
+    /// 2202: cancels a visit with nothing settled.
+    pub fn cancel_visit(&self, mdtrt_id: &str) -> Result<VisitRow, SettleError> {
+        let guard = self.visit_lock(mdtrt_id);
+        let _held = lock(&guard);
+        let mut visit = self.registered_visit(mdtrt_id)?;
+        let live = self.journal.requests_for_visit(mdtrt_id)?;
+        if let Some(held) = live.iter().find(|r| {
+            r.kind == RequestKind::Settle
+                && !matches!(
+                    r.state,
+                    RequestState::Refused | RequestState::Retry | RequestState::Refunded
+                )
+        }) {
+            return Err(SettleError::Invalid(format!(
+                "visit {mdtrt_id} has settlement request {} ({}): refund it before cancelling",
+                held.request_id,
+                held.state.as_str()
+            )));
+        }
+        if visit.may_settle != "self_pay_only" {
+            let input = CancelRegisterIn {
+                psn_no: visit.psn_no.clone(),
+                mdtrt_id: visit.mdtrt_id.clone(),
+                ipt_otp_no: visit.ipt_otp_no.clone(),
+            };
+            let admdvs = &visit.insuplc_admdvs;
+            self.call(wire::CANCEL_REGISTER, admdvs, data_input(&input))?;
+        }
+        self.journal.set_visit_state(mdtrt_id, "cancelled")?;
+        visit.state = "cancelled".into();
+        Ok(visit)
+    }
+}
+
+pub(super) fn visit_row(
+    mdtrt_id: String,
+    ipt_otp_no: String,
+    patient: &Patient,
+    params: &RegisterParams,
+    med_type: String,
+    begntime: String,
+) -> VisitRow {
+    VisitRow {
+        mdtrt_id,
+        ipt_otp_no,
+        psn_no: patient.psn_no.clone(),
+        psn_name: patient.psn_name.clone(),
+        insutype: patient.insutype.clone(),
+        psn_type: patient.psn_type.clone(),
+        insuplc_admdvs: patient.insuplc_admdvs.clone(),
+        mdtrt_cert_type: patient.mdtrt_cert_type.clone(),
+        mdtrt_cert_no: patient.mdtrt_cert_no.clone(),
+        med_type,
+        dept_code: params.dept_code.clone(),
+        dept_name: params.dept_name.clone(),
+        dr_name: params.dr_name.clone(),
+        may_settle: patient.may_settle.clone(),
+        verdict_code: patient.verdict_code.clone(),
+        ytd_hint: patient.ytd_hint.map(|d| d.to_string()),
+        begntime,
+        state: "registered".into(),
+    }
+}
