@@ -132,7 +132,7 @@ fn bill(qty: &str, price: &str) -> Vec<BillItem> {
     }]
 }
 
-/// Was a bug (service.rs `resolve_all` / `resolve_call`, journal.rs `settle_call`): the resolver
+/// Was a bug (service/resolve.rs `resolve_all` / `resolve_call`, journal.rs `settle_call`): the resolver
 /// lists the unresolved calls without the visit lock and then acts on that stale row. A
 /// 2207 that is PENDING only because it is in flight is listed; the resolver waits for the
 /// visit lock, the commit records SUCCESS and answers the cashier "settled", and then the
@@ -176,7 +176,7 @@ fn a_resolver_pass_during_a_slow_commit_does_not_reverse_the_settlement() {
     assert_eq!(bench.standing(&mdtrt_id), 1, "the insurer reversed it");
 }
 
-/// Was a bug (service.rs `fee_detail`: `fee_ocur_time: LocalTime::now()`, used by `ask_insurer`
+/// Was a bug (service/preview.rs `fee_detail`: `fee_ocur_time: LocalTime::now()`, used by `ask_insurer`
 /// from `call_input`): when a preview's 2204 was answered but its 2206 was not (source
 /// `local`, `uploaded` stays false), the commit uploads the same feedetl_sn lines again with
 /// a new fee_ocur_time. The insurer holds the first upload and refuses different content
