@@ -443,3 +443,85 @@ fn a_residents_bill_is_paid_from_a_bound_relatives_account() {
     let (code, report) = rig.reconcile();
     assert_eq!(code, 0, "{report}");
 }
+
+#[test]
+fn a_mixed_bill_splits_by_catalogue_class_the_same_here_and_at_the_insurer() {
+    // 小王 again (ytd 230.00, balc 102.80). Lines (fixtures/insurer/catalogue.toml):
+    //   普通门诊诊查费 1 × 15.00, 甲类 capped at 10.00: overlmt 5.00, in scope 10.00
+    //   头孢克洛缓释片 3 × 33.35 = 100.05, 乙类 10 %: 先行自付 10.005 → 10.01, in scope 90.04
+    //   布地奈德鼻喷雾剂 1 × 70.00, 乙类 20 % capped at 68.00: overlmt 2.00, 先行自付 13.60,
+    //     in scope 54.40
+    //   维生素C咀嚼片 3 × 12.50 = 37.50, 丙类: 全自费
+    //   an item not in the catalogue, 9.99: 全自费
+    // medfee 232.54 = fulamt 47.49 + overlmt 7.00 + preselfpay 23.61 + inscp 154.44.
+    // 230.00 + 154.44 stays under the 400.00 deductible: fund 0; the account 102.80, cash 129.74.
+    let rig = Rig::start("settle-mixed", "");
+    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
+    let mdtrt_id = register(&mut client);
+    let items = json!([
+        {"code": "001102000010000", "name": "普通门诊诊查费", "qty": "1", "price": "15.00"},
+        {"code": "XJ01DCA041A010010100003", "name": "头孢克洛缓释片", "qty": "3", "price": "33.35"},
+        {"code": "XR01ADB045B002010100004", "name": "布地奈德鼻喷雾剂", "qty": "1", "price": "70.00"},
+        {"code": "XA11GAA001A001010100005", "name": "维生素C咀嚼片", "qty": "3", "price": "12.50"},
+        {"code": "X-NOT-IN-CATALOGUE", "name": "自备材料", "qty": "1", "price": "9.99"},
+    ]);
+    let p = preview(&mut client, &mdtrt_id, items);
+    let expected = [
+        ("medfee_sumamt", "232.54"),
+        ("fulamt_ownpay_amt", "47.49"),
+        ("overlmt_selfpay", "7.00"),
+        ("preselfpay_amt", "23.61"),
+        ("inscp_scp_amt", "154.44"),
+        ("act_pay_dedc", "154.44"),
+        ("hifp_pay", "0.00"),
+        ("acct_pay", "102.80"),
+        ("psn_cash_pay", "129.74"),
+    ];
+    for side in ["local", "insurer"] {
+        for (field, value) in expected {
+            assert_eq!(p[side][field], value, "{side}.{field}: {p}");
+        }
+    }
+    assert_eq!(p["differences"], json!([]), "{p}");
+    let preselfpay: Vec<&str> = p["lines"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|x| x["preselfpay_amt"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        preselfpay,
+        ["0.00", "10.01", "13.60", "0.00", "0.00"],
+        "{p}"
+    );
+    let done = client.result(
+        "settle.commit",
+        json!({"preview_id": p["preview_id"], "request_id": "mixed-1"}),
+    );
+    assert_eq!(done["setlinfo"]["psn_cash_pay"], "129.74", "{done}");
+}
+
+#[test]
+fn a_patient_may_keep_the_account_and_pay_cash() {
+    // acct_used false (acct_used_flag 0): 120.00 all cash, 小王's 102.80 untouched.
+    let rig = Rig::start("settle-no-acct", "");
+    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
+    let mdtrt_id = register(&mut client);
+    let p = client.result(
+        "settle.preview",
+        json!({"mdtrt_id": mdtrt_id, "items": one_line("120.00"), "acct_used": false}),
+    );
+    for side in ["local", "insurer"] {
+        assert_eq!(p[side]["acct_pay"], "0.00", "{side}: {p}");
+        assert_eq!(p[side]["psn_cash_pay"], "120.00", "{side}: {p}");
+        assert_eq!(p[side]["balc"], "102.80", "{side}: {p}");
+    }
+    let done = client.result(
+        "settle.commit",
+        json!({"preview_id": p["preview_id"], "request_id": "cash-1"}),
+    );
+    assert_eq!(done["setlinfo"]["psn_cash_pay"], "120.00", "{done}");
+    assert_eq!(rig.balc(XIAOWANG_CERTNO), "102.80");
+}
