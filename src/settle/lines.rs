@@ -28,6 +28,13 @@ pub struct FeeLine {
     pub pric: Decimal,
 }
 
+impl FeeLine {
+    /// det_item_fee_sumamt: quantity × price to the fen, checked as [`split_line`] checks it.
+    pub fn amount(&self) -> Result<Decimal, LineError> {
+        line_amount(self)
+    }
+}
+
 /// One line's split, named as 2204 returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LineSplit {

@@ -100,7 +100,9 @@ pub fn render(settlement: &Settlement, visit: &VisitRow, lines: &[FeeLine]) -> S
     if !lines.is_empty() {
         let _ = writeln!(out, "{}", "-".repeat(40));
         for line in lines {
-            let amount = super::calc::round_fen(line.cnt * line.pric);
+            let amount = line
+                .amount()
+                .map_or_else(|_| "?".to_owned(), |a| a.to_string());
             let _ = writeln!(
                 out,
                 "{:<20} {:>6} × {:>8} = {:>10}",

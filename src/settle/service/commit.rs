@@ -18,34 +18,14 @@ impl Settler {
         if let Some(existing) = self.earlier_request(request_id, RequestKind::Settle, preview_id)? {
             return self.continue_request(existing);
         }
-        if let Some(other) = self.journal.request_for_batch(&preview.chrg_bchno)? {
-            return Err(SettleError::BatchSettled {
-                chrg_bchno: preview.chrg_bchno,
-                request_id: other.request_id,
-            });
-        }
         let visit = self.registered_visit(&preview.mdtrt_id)?;
+        let request = settle_request(&visit, &preview, request_id);
+        self.check_no_other(&request)?;
         match visit.may_settle.as_str() {
-            "no" => return Err(SettleError::NotAllowed(visit.verdict_code)),
-            "self_pay_only" => return self.settle_self_pay(&visit, &preview, request_id),
-            _ => {}
+            "no" => Err(SettleError::NotAllowed(visit.verdict_code)),
+            "self_pay_only" => self.settle_self_pay(request, &preview),
+            _ => self.attempts(request, true),
         }
-        let request = RequestRow {
-            request_id: request_id.to_owned(),
-            kind: RequestKind::Settle,
-            preview_id: Some(preview.preview_id.clone()),
-            mdtrt_id: visit.mdtrt_id.clone(),
-            chrg_bchno: preview.chrg_bchno.clone(),
-            psn_no: visit.psn_no.clone(),
-            insuplc_admdvs: visit.insuplc_admdvs.clone(),
-            orig_setl_id: None,
-            state: RequestState::Pending,
-            setl_id: None,
-            setlinfo: None,
-            err_msg: None,
-            setl_date: None,
-        };
-        self.attempts(request, true)
     }
 
     /// The request journalled under `request_id`, if any; an error when it was for another
@@ -191,19 +171,13 @@ impl Settler {
                     SettleError::UnknownPreview(request.preview_id.clone().unwrap_or_default())
                 })?;
                 let visit = self.registered_visit(&request.mdtrt_id)?;
+                let lines = stored_lines(preview)?;
                 if !preview.uploaded {
-                    let lines: Vec<FeeLine> = serde_json::from_str(&preview.lines)
-                        .map_err(|e| CacheError::Corrupt(e.to_string()))?;
                     let setlinfo = self.ask_insurer(&visit, preview, &lines)?;
                     self.journal
                         .update_preview_insurer(&preview.preview_id, &to_json(&setlinfo))?;
                 }
-                let lines: Vec<FeeLine> = serde_json::from_str(&preview.lines)
-                    .map_err(|e| CacheError::Corrupt(e.to_string()))?;
-                let medfee = lines
-                    .iter()
-                    .map(|l| crate::settle::calc::round_fen(l.cnt * l.pric))
-                    .sum();
+                let medfee = medfee(&lines)?;
                 Ok((
                     wire::SETTLE,
                     data_input(&settle_input(&visit, preview, medfee)),
@@ -315,42 +289,23 @@ impl Settler {
     /// A cash-only settlement (verdict `self_pay_only`): nothing is sent to the insurer.
     pub(super) fn settle_self_pay(
         &self,
-        visit: &VisitRow,
+        request: RequestRow,
         preview: &PreviewRow,
-        request_id: &str,
     ) -> Result<Settlement, SettleError> {
-        let lines: Vec<FeeLine> =
-            serde_json::from_str(&preview.lines).map_err(|e| CacheError::Corrupt(e.to_string()))?;
-        let medfee: Decimal = lines
-            .iter()
-            .map(|l| crate::settle::calc::round_fen(l.cnt * l.pric))
-            .sum();
-        let date = LocalTime::now().date();
+        let medfee = medfee(&stored_lines(preview)?)?.to_string();
         let setlinfo = json!({
-            "mdtrt_id": visit.mdtrt_id, "psn_no": visit.psn_no, "medfee_sumamt": medfee.to_string(),
-            "psn_cash_pay": medfee.to_string(), "fund_pay_sumamt": "0.00", "acct_pay": "0.00",
+            "mdtrt_id": request.mdtrt_id, "psn_no": request.psn_no, "medfee_sumamt": medfee,
+            "psn_cash_pay": medfee, "fund_pay_sumamt": "0.00", "acct_pay": "0.00",
             "voucher": crate::settle::receipt::MANUAL_REIMBURSEMENT_ZH,
         });
-        self.journal.insert_final_request(&RequestRow {
-            request_id: request_id.to_owned(),
-            kind: RequestKind::Settle,
-            preview_id: Some(preview.preview_id.clone()),
-            mdtrt_id: visit.mdtrt_id.clone(),
-            chrg_bchno: preview.chrg_bchno.clone(),
-            psn_no: visit.psn_no.clone(),
-            insuplc_admdvs: visit.insuplc_admdvs.clone(),
-            orig_setl_id: None,
+        let request = RequestRow {
             state: RequestState::SelfPay,
-            setl_id: None,
             setlinfo: Some(setlinfo.to_string()),
-            err_msg: None,
-            setl_date: Some(date),
-        })?;
-        let done = self
-            .journal
-            .request(request_id)?
-            .ok_or_else(|| SettleError::UnknownSettlement(request_id.to_owned()))?;
-        self.report(&done)
+            setl_date: Some(LocalTime::now().date()),
+            ..request
+        };
+        self.journal.insert_final_request(&request)?;
+        self.report(&request)
     }
 
     /// 2208 for a settlement, exactly once per `request_id`.

@@ -346,6 +346,40 @@ pub fn load_policies(policy_dir: &str, default_policy: &str) -> Result<Vec<Polic
     Ok(policies)
 }
 
+/// The lines a preview stored.
+fn stored_lines(preview: &PreviewRow) -> Result<Vec<FeeLine>, SettleError> {
+    Ok(serde_json::from_str(&preview.lines).map_err(|e| CacheError::Corrupt(e.to_string()))?)
+}
+
+/// 医疗费总额 of `lines`.
+fn medfee(lines: &[FeeLine]) -> Result<Decimal, SettleError> {
+    lines.iter().try_fold(Decimal::ZERO, |sum, line| {
+        let amount = line
+            .amount()
+            .map_err(|e| SettleError::Invalid(e.to_string()))?;
+        Ok(sum + amount)
+    })
+}
+
+/// A settle request for `preview`'s batch of `visit`, before its first call.
+fn settle_request(visit: &VisitRow, preview: &PreviewRow, request_id: &str) -> RequestRow {
+    RequestRow {
+        request_id: request_id.to_owned(),
+        kind: RequestKind::Settle,
+        preview_id: Some(preview.preview_id.clone()),
+        mdtrt_id: visit.mdtrt_id.clone(),
+        chrg_bchno: preview.chrg_bchno.clone(),
+        psn_no: visit.psn_no.clone(),
+        insuplc_admdvs: visit.insuplc_admdvs.clone(),
+        orig_setl_id: None,
+        state: RequestState::Pending,
+        setl_id: None,
+        setlinfo: None,
+        err_msg: None,
+        setl_date: None,
+    }
+}
+
 /// A request_id met again with another preview or settlement than it was first used for.
 fn reused(existing: &RequestRow) -> SettleError {
     let what = match existing.kind {

@@ -187,17 +187,16 @@ impl Settler {
                 self.call(wire::FEE_CANCEL, &visit.insuplc_admdvs, data_input(&cancel))?;
             }
         }
-        let feedetail: Vec<FeeDetailIn> = lines
+        let feedetail = lines
             .iter()
             .map(|l| fee_detail(visit, preview, l))
-            .collect();
+            .collect::<Result<Vec<FeeDetailIn>, SettleError>>()?;
         self.call(
             wire::FEE_UPLOAD,
             &visit.insuplc_admdvs,
             json!({"feedetail": feedetail}),
         )?;
-        let medfee: Decimal = feedetail.iter().map(|l| l.det_item_fee_sumamt).sum();
-        let input = settle_input(visit, preview, medfee);
+        let input = settle_input(visit, preview, medfee(lines)?);
         let reply = self.call(wire::PRE_SETTLE, &visit.insuplc_admdvs, data_input(&input))?;
         let out: SettleOut = serde_json::from_value(reply.output)
             .map_err(|e| SettleError::Refused(format!("2206 answer: {e}")))?;
@@ -249,8 +248,12 @@ pub(super) fn fee_lines(chrg_bchno: &str, items: &[BillItem]) -> Vec<FeeLine> {
         .collect()
 }
 
-pub(super) fn fee_detail(visit: &VisitRow, preview: &PreviewRow, line: &FeeLine) -> FeeDetailIn {
-    FeeDetailIn {
+pub(super) fn fee_detail(
+    visit: &VisitRow,
+    preview: &PreviewRow,
+    line: &FeeLine,
+) -> Result<FeeDetailIn, SettleError> {
+    Ok(FeeDetailIn {
         feedetl_sn: line.feedetl_sn.clone(),
         mdtrt_id: visit.mdtrt_id.clone(),
         psn_no: visit.psn_no.clone(),
@@ -260,7 +263,9 @@ pub(super) fn fee_detail(visit: &VisitRow, preview: &PreviewRow, line: &FeeLine)
         med_list_codg: line.med_list_codg.clone(),
         medins_list_codg: line.medins_list_codg.clone(),
         fee_name: line.fee_name.clone(),
-        det_item_fee_sumamt: crate::settle::calc::round_fen(line.cnt * line.pric),
+        det_item_fee_sumamt: line
+            .amount()
+            .map_err(|e| SettleError::Invalid(e.to_string()))?,
         cnt: line.cnt,
         pric: line.pric,
         bilg_dept_codg: visit.dept_code.clone(),
@@ -268,7 +273,7 @@ pub(super) fn fee_detail(visit: &VisitRow, preview: &PreviewRow, line: &FeeLine)
         bilg_dr_codg: visit.dr_name.clone(),
         bilg_dr_name: visit.dr_name.clone(),
         hosp_appr_flag: "1".into(),
-    }
+    })
 }
 
 pub(super) fn settle_input(

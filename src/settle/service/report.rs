@@ -69,6 +69,6 @@ impl Settler {
             .journal
             .preview(preview_id)?
             .ok_or_else(|| SettleError::UnknownPreview(preview_id.to_owned()))?;
-        Ok(serde_json::from_str(&row.lines).map_err(|e| CacheError::Corrupt(e.to_string()))?)
+        stored_lines(&row)
     }
 }
