@@ -3,7 +3,7 @@
 //! It counts every APDU on the wire and traces them at `trace` level, redacted.
 
 use super::{Command, Redaction, Response, StatusWord};
-use crate::reader::{CardChannel, ReaderError};
+use super::transport::{CardChannel, ReaderError};
 
 /// A card that keeps answering `61xx` is broken; stop after this many GET RESPONSEs.
 const MAX_GET_RESPONSE: usize = 16;

@@ -2,17 +2,18 @@
 //! where T=0 quirks (`61xx` → GET RESPONSE, `6Cxx` → resend with the right Le) are handled.
 //!
 //! Nothing here knows about social security cards; it speaks bytes to a [`CardChannel`]
-//! and hands typed [`Response`]s up to the card layer.
-//!
-//! [`CardChannel`]: crate::reader::CardChannel
+//! ([`transport`], implemented by the readers) and hands typed [`Response`]s up to the card
+//! layer.
 
 mod command;
 mod exchange;
 mod status;
+pub mod transport;
 
 pub use command::{Command, Redaction};
 pub use exchange::{ApduError, Exchanger, status_error};
 pub use status::StatusWord;
+pub use transport::{CardChannel, ReaderError};
 
 /// A response APDU: the data field and the status word that ended it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,14 +20,14 @@ pub use pin::{
     BadPin, Pin, PinEntry, PinState, pin_state, verify_pin, verify_pin_entry, verify_pin_on_pad,
 };
 
-use crate::apdu::{ApduError, Command, Exchanger, StatusWord};
+use crate::apdu::{ApduError, Command, Exchanger, ReaderError, StatusWord};
 use crate::codes::ReaderCode;
 use crate::profile::{
     Access, CARD_ID_FIELD, DecodeError, FileSpec, Profile, ProfileError, ProfileSet, VERSION_FIELD,
     decode,
 };
 use crate::psam::{Authenticator, Psam, PsamError, default_algorithm, diversification_factor};
-use crate::reader::{ReaderBackend, ReaderError, with_card};
+use crate::reader::{ReaderBackend, with_card};
 use files::FileReader;
 use records::Records;
 use std::collections::BTreeMap;

@@ -1,6 +1,9 @@
-//! Reader backends: where APDU bytes go. One small trait, two implementations:
-//! [`pcsc_reader`] (the real PC/SC stack through pcscd) and [`virtual_reader`] (cards held
-//! in-process, for fast tests). Everything above this layer works on a [`CardChannel`].
+//! Reader backends: where APDU bytes go. One small trait, [`ReaderBackend`] (which readers
+//! there are, which hold a card, a transaction on one), implemented here by [`pcsc_reader`]
+//! (the real PC/SC stack through pcscd) and, on the simulators' side of the wire, by
+//! `sim::card::virtual_reader` (cards held in-process, for fast tests). A connected card is
+//! an [`apdu::CardChannel`](crate::apdu::CardChannel), the transport the APDU layer talks
+//! to; it and [`ReaderError`] are re-exported here.
 //!
 //! The calls here block; the daemon runs them on a thread of their own, never on the async
 //! runtime.
@@ -9,28 +12,9 @@ pub mod pcsc_reader;
 pub mod pinpad;
 pub mod virtual_reader;
 
-use std::time::{Duration, Instant};
+pub use crate::apdu::transport::{CardChannel, ReaderError};
 
-/// Errors of the reader layer, in the terms of what happened at the counter.
-#[derive(Debug, thiserror::Error)]
-pub enum ReaderError {
-    #[error("PC/SC service (pcscd) is not available: {0}")]
-    NoService(String),
-    #[error("no card reader found")]
-    NoReaders,
-    #[error("reader {0:?} not found")]
-    UnknownReader(String),
-    #[error("several readers hold a card ({0}); name one with --reader")]
-    AmbiguousReader(String),
-    #[error("no card in reader {0:?}")]
-    NoCard(String),
-    #[error("the card was removed during the read")]
-    CardRemoved,
-    #[error("the card does not respond: {0}")]
-    Unresponsive(String),
-    #[error("reader error: {0}")]
-    Other(String),
-}
+use std::time::{Duration, Instant};
 
 /// What a reader currently shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,24 +30,6 @@ pub struct ReaderStatus {
 
 /// How often the default [`ReaderBackend::wait_for_change`] looks again.
 const CHANGE_POLL: Duration = Duration::from_millis(20);
-
-/// A connected card inside an exclusive transaction: bytes in, bytes out.
-pub trait CardChannel {
-    /// The ATR the card answered at power-up.
-    fn atr(&self) -> &[u8];
-    /// Sends one command APDU and returns the raw response (data ‖ SW1 SW2). A response
-    /// shorter than two bytes is passed up unchanged: the APDU layer decides what it means.
-    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, ReaderError>;
-
-    /// A reader control command (`SCardControl`): PC/SC part 10 features such as PIN-pad
-    /// verification ([`pinpad`]). Readers without control commands refuse.
-    fn control(&mut self, code: u32, data: &[u8]) -> Result<Vec<u8>, ReaderError> {
-        let _ = (code, data);
-        Err(ReaderError::Other(
-            "the reader takes no control commands".into(),
-        ))
-    }
-}
 
 /// A source of readers and cards.
 pub trait ReaderBackend {
