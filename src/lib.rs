@@ -1,14 +1,24 @@
 //! medcard: smart-card terminal middleware for the Chinese social security card (社会保障卡).
 //!
-//! Data flows one way through the layers below; each module's doc comment says what it owns.
+//! The layers, bottom to top; a module uses only those below it, and each module's doc comment
+//! says what it owns:
 //!
 //! ```text
-//! reader (PC/SC, virtual) → apdu (T=0, status words) → profile (layouts as data)
-//!        → card (read + decode a card) → cli / later: cache, insurer, settlement, socket
+//! codes, mask             leaves: reader-interface codes, masking for logs
+//! apdu (+ transport)      ISO 7816-4 commands, status words, T=0; the CardChannel it talks to
+//! reader                  reader backends (PC/SC through pcscd)
+//! profile                 card layouts as data
+//! card, psam              reading and decoding a card; the PSAM's cryptograms
+//! insurer                 the national platform's HTTP interface
+//! cache                   the local SQLite file and its sync
+//! verdict                 what a card read and the insurer's knowledge say at the counter
+//! settle                  settlement, journal first, exactly once
+//! serve                   the daemon and its socket
 //! ```
 //!
-//! `sim` is the other side of the wire: a virtual card that answers APDUs, served in-process
-//! (through [`reader::virtual_reader`]) or to the real pcscd through vpcd.
+//! The binary's `cli` sits on top. [`sim`] is the other side of the wire — virtual cards and
+//! PSAMs, the insurer simulator, pcscd for the end-to-end stack: it may use the layers, none
+//! of them uses it.
 
 pub mod apdu;
 pub mod cache;
@@ -16,7 +26,6 @@ pub mod card;
 pub mod codes;
 pub mod insurer;
 pub mod mask;
-pub mod pcscd;
 pub mod profile;
 pub mod psam;
 pub mod reader;

@@ -7,9 +7,9 @@ use common::expected::{FAILING, Outcome, READABLE, check_card, expected};
 use medcard::apdu::Exchanger;
 use medcard::card::{CardReader, ReadError, read_in_reader};
 use medcard::profile::ProfileSet;
-use medcard::reader::virtual_reader::VirtualReaders;
 use medcard::reader::with_card;
-use medcard::sim::{CardImage, VirtualCard};
+use medcard::sim::card::VirtualReaders;
+use medcard::sim::card::{CardImage, VirtualCard};
 
 const READER: &str = "test reader";
 
@@ -149,7 +149,7 @@ fn with_psam(
     let profiles = ProfileSet::built_in().unwrap();
     let psam_path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join(format!("fixtures/psam/{psam}.toml"));
-    let chip = medcard::sim::Chip::load(&psam_path).unwrap();
+    let chip = medcard::sim::card::Chip::load(&psam_path).unwrap();
     let mut psam_readers = VirtualReaders::with_card("psam", chip);
     let mut card_readers = reader_with(card);
     let pin = pin.map(|p| Pin::new(p).unwrap());

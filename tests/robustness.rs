@@ -7,7 +7,7 @@ use medcard::apdu::Exchanger;
 use medcard::card::CardReader;
 use medcard::profile::{Format, ProfileSet, decode};
 use medcard::reader::{CardChannel, ReaderError};
-use medcard::sim::Chip;
+use medcard::sim::card::Chip;
 
 /// xorshift64*: deterministic, so a failure can be replayed.
 struct Random(u64);

@@ -11,13 +11,13 @@ use medcard::card::{Pin, PinState};
 use medcard::codes::ReaderCode;
 use medcard::profile::ProfileSet;
 use medcard::reader::pcsc_reader::PcscReaders;
-use medcard::reader::virtual_reader::SharedVirtualReaders;
 use medcard::reader::{CardChannel, ReaderBackend, ReaderError, ReaderStatus};
 use medcard::serve::{
     CardEvent, CardSession, MonitorConfig, MonitorHandle, MonitorThread, PsamChoice, ReaderState,
     SessionError, spawn_monitor,
 };
-use medcard::sim::Chip;
+use medcard::sim::card::Chip;
+use medcard::sim::card::SharedVirtualReaders;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

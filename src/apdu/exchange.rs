@@ -2,8 +2,8 @@
 //! [`Response`], following `61xx` (GET RESPONSE, append) and `6Cxx` (resend with Le=xx).
 //! It counts every APDU on the wire and traces them at `trace` level, redacted.
 
-use super::{Command, Redaction, Response, StatusWord};
 use super::transport::{CardChannel, ReaderError};
+use super::{Command, Redaction, Response, StatusWord};
 
 /// A card that keeps answering `61xx` is broken; stop after this many GET RESPONSEs.
 const MAX_GET_RESPONSE: usize = 16;

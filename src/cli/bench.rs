@@ -15,12 +15,12 @@ mod settle_bench;
 use clap::{Args, Subcommand};
 use medcard::apdu::Exchanger;
 use medcard::card::{CardReader, PsamSlot, ReadExtras, ReadOptions, read_in_reader_with};
-use medcard::pcscd::{VPCD_PORT, VPCD_READER_0, VPCD_READER_1};
 use medcard::profile::ProfileSet;
 use medcard::psam::Psam;
 use medcard::reader::pcsc_reader::PcscReaders;
 use medcard::reader::{ReaderBackend, with_card};
-use medcard::sim::vpcd::CardThread;
+use medcard::sim::card::vpcd::CardThread;
+use medcard::sim::pcscd::{VPCD_PORT, VPCD_READER_0, VPCD_READER_1};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -755,11 +755,11 @@ mod cache_bench {
     use super::super::sync::{Prefetching, sync_pages, thousands};
     use medcard::cache::{Cache, CacheMsgIds, Feed, SyncReport};
     use medcard::card::CardRead;
-    use medcard::insurer::sim::Fixtures;
-    use medcard::insurer::sim::db::{
+    use medcard::insurer::{InsurerClient, InsurerConfig, InsurerLink};
+    use medcard::sim::insurer::Fixtures;
+    use medcard::sim::insurer::db::{
         synthetic_card_no, synthetic_card_stays_lost, synthetic_cards_for,
     };
-    use medcard::insurer::{InsurerClient, InsurerConfig, InsurerLink};
     use medcard::verdict::{
         CalendarDate, FactSource, VerdictCode, VerdictFacts, VerdictPolicy, assess,
     };

@@ -12,8 +12,8 @@
 
 use super::{Summary, ms};
 use crate::cli::demo::counter::{Counter, CounterSetup, RpcClient};
-use medcard::reader::virtual_reader::SharedVirtualReaders;
-use medcard::sim::Chip;
+use medcard::sim::card::Chip;
+use medcard::sim::card::SharedVirtualReaders;
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};

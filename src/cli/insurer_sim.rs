@@ -3,8 +3,8 @@
 //! first line on stdout so a parent process can find it.
 
 use clap::Args;
-use medcard::insurer::sim::faults::Faults;
-use medcard::insurer::sim::{SimOptions, SimState, remove_db, serve, temp_db_path};
+use medcard::sim::insurer::faults::Faults;
+use medcard::sim::insurer::{SimOptions, SimState, remove_db, serve, temp_db_path};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -25,29 +25,34 @@ pub fn load_profiles(dir: Option<&Path>) -> Result<ProfileSet, ProfileError> {
 }
 
 /// A card image named by a fixture file path or a built-in card name (`xiaowang`, `gen3`, …).
-pub fn load_card(spec: &str) -> Result<medcard::sim::CardImage, medcard::sim::SimError> {
+pub fn load_card(
+    spec: &str,
+) -> Result<medcard::sim::card::CardImage, medcard::sim::card::SimError> {
     let path = Path::new(spec);
     if path.exists() {
-        medcard::sim::CardImage::load(path)
+        medcard::sim::card::CardImage::load(path)
     } else {
-        medcard::sim::built_in_card(spec)
+        medcard::sim::card::built_in_card(spec)
     }
 }
 
 /// A PSAM image named by a fixture file path or a built-in name (`test-sm4`, …).
-pub fn load_psam(spec: &str) -> Result<medcard::sim::PsamImage, medcard::sim::SimError> {
+pub fn load_psam(
+    spec: &str,
+) -> Result<medcard::sim::card::PsamImage, medcard::sim::card::SimError> {
     let path = Path::new(spec);
     if path.exists() {
-        medcard::sim::PsamImage::load(path)
+        medcard::sim::card::PsamImage::load(path)
     } else {
-        medcard::sim::built_in_psam(spec)
+        medcard::sim::card::built_in_psam(spec)
     }
 }
 
 /// pcscd for a command that drives the real stack: the machine-wide lock, then a running
 /// pcscd (started here when none runs, stopped again when the guard drops).
-pub fn real_stack() -> Result<(medcard::pcscd::StackLock, medcard::pcscd::Pcscd), String> {
-    let lock = medcard::pcscd::StackLock::acquire().map_err(|e| e.to_string())?;
-    let pcscd = medcard::pcscd::Pcscd::ensure_running().map_err(|e| e.to_string())?;
+pub fn real_stack() -> Result<(medcard::sim::pcscd::StackLock, medcard::sim::pcscd::Pcscd), String>
+{
+    let lock = medcard::sim::pcscd::StackLock::acquire().map_err(|e| e.to_string())?;
+    let pcscd = medcard::sim::pcscd::Pcscd::ensure_running().map_err(|e| e.to_string())?;
     Ok((lock, pcscd))
 }

@@ -8,9 +8,9 @@ use medcard::card::{
 use medcard::codes::ReaderCode;
 use medcard::psam::find_psam;
 use medcard::reader::pcsc_reader::PcscReaders;
-use medcard::reader::virtual_reader::VirtualReaders;
 use medcard::reader::{ReaderBackend, ReaderError, ReaderStatus, choose_reader};
-use medcard::sim::Chip;
+use medcard::sim::card::Chip;
+use medcard::sim::card::VirtualReaders;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -6,12 +6,12 @@
 use clap::Args;
 use medcard::reader::ReaderBackend;
 use medcard::reader::pcsc_reader::PcscReaders;
-use medcard::reader::virtual_reader::SharedVirtualReaders;
 use medcard::serve::config::{Config, DEFAULT_PATH};
 use medcard::serve::server::{Listeners, Reloader, Server};
 use medcard::serve::verdicts::Services;
 use medcard::serve::{Assessor, MonitorConfig, MonitorThread, PsamChoice, spawn_monitor, systemd};
-use medcard::sim::Chip;
+use medcard::sim::card::Chip;
+use medcard::sim::card::SharedVirtualReaders;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

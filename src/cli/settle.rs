@@ -3,14 +3,14 @@
 //! under a cost-sharing policy, with `medcard::settle` — no insurer, no card.
 
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
-use medcard::insurer::sim::Fixtures;
-use medcard::insurer::sim::fixtures::ItemFixture;
 use medcard::insurer::{CatalogueItem, ChrgitmLv};
 use medcard::settle::receipt::{amount_table, pad};
 use medcard::settle::{
     AccountFunds, BandKind, CatalogueTotals, FeeLine, LineSplit, Policy, PolicyError, RuleKey,
     Split, YearToDate, money::two_places, settle, split_lines,
 };
+use medcard::sim::insurer::Fixtures;
+use medcard::sim::insurer::fixtures::ItemFixture;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

@@ -3,8 +3,8 @@
 //! from stdin and an optional Unix socket.
 
 use clap::Args;
-use medcard::sim::vpcd::{Control, VpcdCard, VpcdEvent};
-use medcard::sim::{BUILT_IN_CARDS, BUILT_IN_PSAMS, Chip, built_in_card, built_in_psam};
+use medcard::sim::card::vpcd::{Control, VpcdCard, VpcdEvent};
+use medcard::sim::card::{BUILT_IN_CARDS, BUILT_IN_PSAMS, Chip, built_in_card, built_in_psam};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -220,7 +220,7 @@ fn parse_line(line: &str) -> Result<Option<(Control, Option<PathBuf>)>, String> 
 
 /// A card or PSAM file (told apart by content), or, when no such file exists, a built-in
 /// fixture of that name.
-fn load_chip(path: &Path) -> Result<Chip, medcard::sim::SimError> {
+fn load_chip(path: &Path) -> Result<Chip, medcard::sim::card::SimError> {
     if !path.exists()
         && let Some(name) = path.to_str()
     {

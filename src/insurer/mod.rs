@@ -11,7 +11,9 @@
 //! - [`client`]: [`InsurerClient`], the HTTP client (envelope, msgids, sign-in, retries,
 //!   circuit breaker); [`envelope`], [`wire`], [`msgid`], [`breaker`], [`signer`], [`clock`]
 //!   are its parts.
-//! - [`sim`]: the insurer simulator behind `medcard insurer-sim` (axum + SQLite).
+//!
+//! The insurer simulator behind `medcard insurer-sim` is on the other side of the wire, in
+//! `sim::insurer`.
 
 pub mod breaker;
 pub mod client;
@@ -20,7 +22,6 @@ pub mod envelope;
 pub mod msgid;
 pub mod settlement;
 pub mod signer;
-pub mod sim;
 pub mod types;
 pub mod wire;
 

@@ -3,7 +3,7 @@
 //! medcard never holds or computes keys itself: the PSAM diversifies its master key with
 //! the card's factor and computes each cryptogram.
 //!
-//! Commands (PBOC-style PSAM, as the virtual PSAM in `sim::psam` answers them):
+//! Commands (PBOC-style PSAM, as the virtual PSAM in `sim::card::psam` answers them):
 //! `00 B0 96 00 06` reads the terminal number (file 0016) — also how a PSAM is recognised;
 //! `80 1A <usage> <algorithm> 08 <factor>` loads the diversified key;
 //! `80 FA 00 00 08 <data> 08` returns the 8-byte cryptogram.

@@ -10,7 +10,6 @@
 
 pub mod pcsc_reader;
 pub mod pinpad;
-pub mod virtual_reader;
 
 pub use crate::apdu::transport::{CardChannel, ReaderError};
 

@@ -1,17 +1,17 @@
 //! The real stack for end-to-end tests: pcscd (started here if none runs) and
 //! `medcard sim --vpcd` processes inserting fixture cards into vpcd's two slots.
 
-use medcard::pcscd::{Pcscd, StackLock, VPCD_PORT, terminate};
 use medcard::reader::ReaderBackend;
 use medcard::reader::pcsc_reader::PcscReaders;
+use medcard::sim::pcscd::{Pcscd, StackLock, VPCD_PORT, terminate};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const READER_0: &str = medcard::pcscd::VPCD_READER_0;
-pub const READER_1: &str = medcard::pcscd::VPCD_READER_1;
+pub const READER_0: &str = medcard::sim::pcscd::VPCD_READER_0;
+pub const READER_1: &str = medcard::sim::pcscd::VPCD_READER_1;
 
 /// pcscd plus the machine-wide lock; sims are stopped before pcscd (field order).
 pub struct Stack {

@@ -5,14 +5,14 @@
 //! socket. `medcard demo` plays its script against it; `medcard bench settle` measures
 //! settlements through it. [`RpcClient`] is the cashier's side: one socket connection.
 
-use medcard::insurer::sim::{SimOptions, SimState, remove_db, serve};
 use medcard::reader::ReaderBackend;
-use medcard::reader::virtual_reader::SharedVirtualReaders;
 use medcard::serve::background::Background;
 use medcard::serve::config::Config;
 use medcard::serve::server::{Listeners, Server};
 use medcard::serve::verdicts::Services;
 use medcard::serve::{MonitorConfig, MonitorHandle, MonitorThread, spawn_monitor};
+use medcard::sim::card::SharedVirtualReaders;
+use medcard::sim::insurer::{SimOptions, SimState, remove_db, serve};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -7,9 +7,9 @@
 //! serves until Ctrl-C for the newcomer's own calls.
 
 use super::counter::{Counter, CounterSetup, RpcClient};
-use medcard::reader::virtual_reader::SharedVirtualReaders;
 use medcard::serve::CardEvent;
-use medcard::sim::Chip;
+use medcard::sim::card::Chip;
+use medcard::sim::card::SharedVirtualReaders;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -11,10 +11,10 @@ use clap::Args;
 use medcard::card::{
     Pin, PinEntry, PsamSlot, ReadExtras, ireadcardbas_string, read_in_reader_with,
 };
-use medcard::pcscd::{VPCD_PORT, VPCD_READER_0, VPCD_READER_1};
 use medcard::reader::ReaderBackend;
 use medcard::reader::pcsc_reader::PcscReaders;
-use medcard::sim::vpcd::CardThread;
+use medcard::sim::card::vpcd::CardThread;
+use medcard::sim::pcscd::{VPCD_PORT, VPCD_READER_0, VPCD_READER_1};
 use std::process::ExitCode;
 use std::time::Duration;
 

@@ -468,7 +468,7 @@ impl Drop for CardThread {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::{CardImage, PsamImage};
+    use crate::sim::card::{CardImage, PsamImage};
     use std::net::TcpListener;
     use std::sync::mpsc::{self, Sender};
     use std::thread::JoinHandle;

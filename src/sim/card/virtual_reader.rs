@@ -11,9 +11,10 @@
 //! PC/SC's event counter does. [`SharedVirtualReaders`] is the same thing behind locks, for a
 //! reader monitor on another thread and a test that plugs cards in and out meanwhile.
 
-use super::pinpad;
-use super::{CardChannel, ReaderBackend, ReaderError, ReaderStatus};
-use crate::sim::{Chip, VirtualCard, VirtualPsam};
+use super::{Chip, VirtualCard, VirtualPsam};
+use crate::apdu::{CardChannel, ReaderError};
+use crate::reader::pinpad;
+use crate::reader::{ReaderBackend, ReaderStatus, choose_reader};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -332,7 +333,7 @@ impl ReaderBackend for SharedVirtualReaders {
         let deadline = Instant::now() + timeout;
         loop {
             let readers = self.readers()?;
-            match super::choose_reader(&readers, reader) {
+            match choose_reader(&readers, reader) {
                 Ok(name) => return Ok(name),
                 Err(ReaderError::AmbiguousReader(_)) if reader.is_none() => {
                     if let Some(first) = readers.iter().find(|r| r.atr.is_some()) {
@@ -402,7 +403,7 @@ impl CardChannel for VirtualChannel<'_> {
 mod tests {
     use super::*;
     use crate::reader::with_card;
-    use crate::sim::{CardImage, PsamImage};
+    use crate::sim::card::{CardImage, PsamImage};
 
     const SELECT_SSSE: &str = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF";
 

@@ -1,6 +1,6 @@
 //! [`Chip`]: whatever sits in a reader slot — a social security card or a PSAM — so that
 //! vpcd ([`super::vpcd`]), its controls and the in-process readers
-//! ([`crate::reader::virtual_reader`]) serve either.
+//! ([`super::virtual_reader`]) serve either.
 //!
 //! A file is a PSAM file when it has a top-level `terminal_no` or `[[keys]]`
 //! (`fixtures/psam/*.toml`); anything else is a card file (`fixtures/cards/*.toml`).

@@ -1,77 +1,94 @@
-//! The other side of the wire: a virtual social security card and a virtual PSAM.
+//! The card side of the wire: a virtual social security card and a virtual PSAM, and the
+//! readers that hold them.
 //!
 //! - [`image`]: card images, loaded from `fixtures/cards/*.toml` (what is on the card).
-//! - [`card`]: [`VirtualCard`], an ISO 7816-4 card answering SELECT, READ RECORD, GET RESPONSE,
-//!   VERIFY, GET CHALLENGE, EXTERNAL/INTERNAL AUTHENTICATE and GET BALANCE (DF04), with
-//!   behaviour switches for T=0 quirks, slowness and vanishing.
+//! - [`virtual_card`]: [`VirtualCard`], an ISO 7816-4 card answering SELECT, READ RECORD,
+//!   GET RESPONSE, VERIFY, GET CHALLENGE, EXTERNAL/INTERNAL AUTHENTICATE and GET BALANCE
+//!   (DF04), with behaviour switches for T=0 quirks, slowness and vanishing.
 //! - [`psam`]: [`VirtualPsam`] and its images (`fixtures/psam/*.toml`, TEST keys): the secure
 //!   module that computes the cryptograms medcard needs for 3.0 cards.
 //! - [`crypto`]: key diversification and cryptograms (3DES, SM4), shared by card and PSAM.
 //! - [`chip`]: [`Chip`], a card or a PSAM, whichever sits in a slot.
 //! - [`vpcd`]: the card side of vsmartcard's vpcd protocol, so that the real pcscd sees a
 //!   reader holding the chip.
+//! - [`virtual_reader`]: in-process readers holding chips, a [`ReaderBackend`] with no pcscd
+//!   involved (fast tests, `medcard read --card-file`, the demo and benchmarks).
 //!
-//! In-process use goes through [`crate::reader::virtual_reader`] instead of vpcd.
+//! [`ReaderBackend`]: crate::reader::ReaderBackend
 
-pub mod card;
 pub mod chip;
 mod command;
 pub mod crypto;
 pub mod image;
 pub mod psam;
+pub mod virtual_card;
+pub mod virtual_reader;
 pub mod vpcd;
 
-pub use card::VirtualCard;
 pub use chip::Chip;
 pub use image::{
     AnnualAmount, Behaviour, CardImage, Df04, Ef06Access, Pin, Record, Ssse, Transaction,
 };
 pub use psam::{PsamImage, VirtualPsam};
+pub use virtual_card::VirtualCard;
+pub use virtual_reader::{SharedVirtualReaders, VirtualReaders};
 
 /// The fixture cards, compiled in so the demo and benchmarks run without the source tree.
 pub const BUILT_IN_CARDS: &[(&str, &str)] = &[
-    ("corrupt", include_str!("../../fixtures/cards/corrupt.toml")),
-    ("expired", include_str!("../../fixtures/cards/expired.toml")),
-    ("gen1", include_str!("../../fixtures/cards/gen1.toml")),
-    ("gen3", include_str!("../../fixtures/cards/gen3.toml")),
+    (
+        "corrupt",
+        include_str!("../../../fixtures/cards/corrupt.toml"),
+    ),
+    (
+        "expired",
+        include_str!("../../../fixtures/cards/expired.toml"),
+    ),
+    ("gen1", include_str!("../../../fixtures/cards/gen1.toml")),
+    ("gen3", include_str!("../../../fixtures/cards/gen3.toml")),
     (
         "gen3-des",
-        include_str!("../../fixtures/cards/gen3-des.toml"),
+        include_str!("../../../fixtures/cards/gen3-des.toml"),
     ),
     (
         "gen3-locked",
-        include_str!("../../fixtures/cards/gen3-locked.toml"),
+        include_str!("../../../fixtures/cards/gen3-locked.toml"),
     ),
     (
         "long-name",
-        include_str!("../../fixtures/cards/long-name.toml"),
+        include_str!("../../../fixtures/cards/long-name.toml"),
     ),
-    ("no-4e", include_str!("../../fixtures/cards/no-4e.toml")),
-    ("no-ssse", include_str!("../../fixtures/cards/no-ssse.toml")),
+    ("no-4e", include_str!("../../../fixtures/cards/no-4e.toml")),
+    (
+        "no-ssse",
+        include_str!("../../../fixtures/cards/no-ssse.toml"),
+    ),
     (
         "pin-2-left",
-        include_str!("../../fixtures/cards/pin-2-left.toml"),
+        include_str!("../../../fixtures/cards/pin-2-left.toml"),
     ),
     (
         "pin-locked",
-        include_str!("../../fixtures/cards/pin-locked.toml"),
+        include_str!("../../../fixtures/cards/pin-locked.toml"),
     ),
-    ("quirky", include_str!("../../fixtures/cards/quirky.toml")),
+    (
+        "quirky",
+        include_str!("../../../fixtures/cards/quirky.toml"),
+    ),
     (
         "rare-char",
-        include_str!("../../fixtures/cards/rare-char.toml"),
+        include_str!("../../../fixtures/cards/rare-char.toml"),
     ),
     (
         "resident",
-        include_str!("../../fixtures/cards/resident.toml"),
+        include_str!("../../../fixtures/cards/resident.toml"),
     ),
     (
         "vanishing",
-        include_str!("../../fixtures/cards/vanishing.toml"),
+        include_str!("../../../fixtures/cards/vanishing.toml"),
     ),
     (
         "xiaowang",
-        include_str!("../../fixtures/cards/xiaowang.toml"),
+        include_str!("../../../fixtures/cards/xiaowang.toml"),
     ),
 ];
 
@@ -79,23 +96,23 @@ pub const BUILT_IN_CARDS: &[(&str, &str)] = &[
 pub const BUILT_IN_PSAMS: &[(&str, &str)] = &[
     (
         "no-rkssse",
-        include_str!("../../fixtures/psam/no-rkssse.toml"),
+        include_str!("../../../fixtures/psam/no-rkssse.toml"),
     ),
     (
         "test-des-only",
-        include_str!("../../fixtures/psam/test-des-only.toml"),
+        include_str!("../../../fixtures/psam/test-des-only.toml"),
     ),
     (
         "test-sm4",
-        include_str!("../../fixtures/psam/test-sm4.toml"),
+        include_str!("../../../fixtures/psam/test-sm4.toml"),
     ),
     (
         "wrong-internal",
-        include_str!("../../fixtures/psam/wrong-internal.toml"),
+        include_str!("../../../fixtures/psam/wrong-internal.toml"),
     ),
     (
         "wrong-key",
-        include_str!("../../fixtures/psam/wrong-key.toml"),
+        include_str!("../../../fixtures/psam/wrong-key.toml"),
     ),
 ];
 

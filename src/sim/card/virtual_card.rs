@@ -677,7 +677,7 @@ fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::image::TRANSACTION_RECORD_LEN;
+    use crate::sim::card::image::TRANSACTION_RECORD_LEN;
 
     const SELECT_SSSE: &str = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF";
 

@@ -468,8 +468,8 @@ pub fn seed_bindings(conn: &Connection, bindings: &[BindingFixture]) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::insurer::sim::db::SimDb;
-    use crate::insurer::sim::fixtures::Fixtures;
+    use crate::sim::insurer::db::SimDb;
+    use crate::sim::insurer::fixtures::Fixtures;
     use std::path::Path;
 
     const WANG: &str = "50000000000000012345";
