@@ -30,16 +30,19 @@ build: deps
 
 lint:
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features fault-injection -- -D warnings
 
-# Unit tests, in-process reader tests and the end-to-end tests through pcscd + vpcd
-# (these take a machine-wide lock: one pcscd per machine, two vpcd slots).
+# The release binary hospitals install (no features: no crash points), then unit tests,
+# in-process reader tests and the end-to-end tests through pcscd + vpcd (these take a
+# machine-wide lock: one pcscd per machine, two vpcd slots), built with the crash points of
+# the exactly-once tests; tests/release_binary.rs checks the release binary has none.
 test: deps lint
-	$(CARGO) test --all-targets
+	$(CARGO) build --release
+	$(CARGO) test --all-targets --features fault-injection
 
 # The exactly-once fault matrix (part of `make test` too), with its table printed.
 fault-matrix: deps
-	$(CARGO) test --test settle_faults -- --nocapture
+	$(CARGO) test --features fault-injection --test settle_faults -- --nocapture
 
 # A counter's day on embedded defaults: virtual readers, the built-in insurer simulator,
 # a SQLite cache and journal; swipe, register, preview, settle, receipt.

@@ -4,11 +4,12 @@
 //! lost. Points: `before_send` (the call is on disk, not sent), `after_send` (sent; the
 //! process dies `MEDCARD_CRASH_DELAY_MS`, default 100, later while waiting for the reply),
 //! `after_reply` (an answer or a transport failure came back, nothing recorded yet),
-//! `after_commit` (the outcome is recorded, the caller not yet answered). Unset (always, in
-//! production) every point is a no-op.
-
-use std::sync::OnceLock;
-use std::time::Duration;
+//! `after_commit` (the outcome is recorded, the caller not yet answered).
+//!
+//! Crash points exist only in builds with `--features fault-injection` (`make test`, `make
+//! fault-matrix`). Without it — the release binary hospitals install — [`at`] is an empty
+//! inline function: the environment is never read and the variable's name is not in the
+//! binary.
 
 /// A step of a journalled call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,68 +20,84 @@ pub enum Point {
     AfterCommit,
 }
 
-impl Point {
-    fn name(self) -> &'static str {
-        match self {
-            Point::BeforeSend => "before_send",
-            Point::AfterSend => "after_send",
-            Point::AfterReply => "after_reply",
-            Point::AfterCommit => "after_commit",
+/// Does nothing: this build has no crash points (no `--features fault-injection`).
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn at(_point: Point, _infno: &str) {}
+
+#[cfg(feature = "fault-injection")]
+pub use injected::at;
+
+/// The crash points themselves: reading the plan from the environment, and dying.
+#[cfg(feature = "fault-injection")]
+mod injected {
+    use super::Point;
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    impl Point {
+        fn name(self) -> &'static str {
+            match self {
+                Point::BeforeSend => "before_send",
+                Point::AfterSend => "after_send",
+                Point::AfterReply => "after_reply",
+                Point::AfterCommit => "after_commit",
+            }
         }
     }
-}
 
-struct Plan {
-    point: String,
-    infno: String,
-    delay: Duration,
-}
+    struct Plan {
+        point: String,
+        infno: String,
+        delay: Duration,
+    }
 
-fn plan() -> Option<&'static Plan> {
-    static PLAN: OnceLock<Option<Plan>> = OnceLock::new();
-    PLAN.get_or_init(|| {
-        let spec = std::env::var("MEDCARD_CRASH_AT").ok()?;
-        let (point, infno) = spec.split_once(':')?;
-        let delay_ms = std::env::var("MEDCARD_CRASH_DELAY_MS")
-            .ok()
-            .and_then(|ms| ms.parse().ok())
-            .unwrap_or(100);
-        tracing::warn!(
-            point,
-            infno,
-            "MEDCARD_CRASH_AT is set: this process will kill itself (test only)"
-        );
-        Some(Plan {
-            point: point.to_owned(),
-            infno: infno.to_owned(),
-            delay: Duration::from_millis(delay_ms),
+    fn plan() -> Option<&'static Plan> {
+        static PLAN: OnceLock<Option<Plan>> = OnceLock::new();
+        PLAN.get_or_init(|| {
+            let spec = std::env::var("MEDCARD_CRASH_AT").ok()?;
+            let (point, infno) = spec.split_once(':')?;
+            let delay_ms = std::env::var("MEDCARD_CRASH_DELAY_MS")
+                .ok()
+                .and_then(|ms| ms.parse().ok())
+                .unwrap_or(100);
+            tracing::warn!(
+                point,
+                infno,
+                "MEDCARD_CRASH_AT is set: this process will kill itself (test only)"
+            );
+            Some(Plan {
+                point: point.to_owned(),
+                infno: infno.to_owned(),
+                delay: Duration::from_millis(delay_ms),
+            })
         })
-    })
-    .as_ref()
-}
-
-fn die(point: Point, infno: &str) {
-    tracing::warn!(point = point.name(), infno, "crash point reached: SIGKILL");
-    // SAFETY: kill(2) on our own pid with a valid signal number has no memory effects.
-    unsafe {
-        libc::kill(libc::getpid(), libc::SIGKILL);
+        .as_ref()
     }
-}
 
-/// Dies here if the plan names this point and transaction.
-pub fn at(point: Point, infno: &str) {
-    let Some(plan) = plan() else { return };
-    if plan.point != point.name() || plan.infno != infno {
-        return;
+    fn die(point: Point, infno: &str) {
+        tracing::warn!(point = point.name(), infno, "crash point reached: SIGKILL");
+        // SAFETY: kill(2) on our own pid with a valid signal number has no memory effects.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
     }
-    if point == Point::AfterSend {
-        let delay = plan.delay;
-        let infno = infno.to_owned();
-        std::thread::spawn(move || {
-            std::thread::sleep(delay);
-            die(Point::AfterSend, &infno);
-        });
-    } else {
-        die(point, infno);
+
+    /// Dies here if the plan names this point and transaction.
+    pub fn at(point: Point, infno: &str) {
+        let Some(plan) = plan() else { return };
+        if plan.point != point.name() || plan.infno != infno {
+            return;
+        }
+        if point == Point::AfterSend {
+            let delay = plan.delay;
+            let infno = infno.to_owned();
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                die(Point::AfterSend, &infno);
+            });
+        } else {
+            die(point, infno);
+        }
     }
 }

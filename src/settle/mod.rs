@@ -16,7 +16,7 @@
 //!   money-moving call, in the cache file, written before each call is sent.
 //! - [`service`]: [`service::Settler`], registration, preview, commit and refund exactly once
 //!   (2201–2208 with 2601 reversals); [`receipt`] prints the result; [`crash`] holds the
-//!   test-only crash points of the exactly-once tests; [`reconcile`] compares a day's
+//!   crash points of the exactly-once tests (only with `--features fault-injection`); [`reconcile`] compares a day's
 //!   journal with the insurer's (3201 and the day's list).
 //!
 //! Money is [`rust_decimal::Decimal`], never a float; every amount is rounded to the fen
