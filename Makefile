@@ -39,7 +39,7 @@ test: deps lint
 
 # The exactly-once fault matrix (part of `make test` too), with its table printed.
 fault-matrix: deps
-	$(CARGO) test --test settle_faults -- --nocapture
+	$(CARGO) test --test suite settle_faults -- --nocapture
 
 # A counter's day on embedded defaults: virtual readers, the built-in insurer simulator,
 # a SQLite cache and journal; swipe, register, preview, settle, receipt.

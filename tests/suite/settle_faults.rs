@@ -10,7 +10,7 @@
 //! Real parts: `medcard serve` (a child, killed by its own crash point, restarted on the same
 //! journal), `medcard insurer-sim` on loopback, the real socket, the real SQLite files.
 
-mod common;
+use crate::common;
 
 use common::settle::{Rig, XIAOWANG, one_line, preview, register, wait_card, wait_catalogue};
 use serde_json::{Value, json};

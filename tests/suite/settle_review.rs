@@ -3,7 +3,7 @@
 //! `medcard insurer-sim` child on loopback, with no daemon and no background resolver, so
 //! the interleavings are the test's own.
 
-mod common;
+use crate::common;
 
 use common::daemon::temp_dir;
 use common::insurer::InsurerSim;

@@ -7,7 +7,7 @@
 //! everything 2207 sends), and a registration with no card in the reader (1001). Every wait
 //! is on an event or a state, with a deadline. Takes the machine-wide end-to-end lock.
 
-mod common;
+use crate::common;
 
 use common::daemon::{Client, Events};
 use common::fixture;

@@ -2,7 +2,7 @@
 //! completely, every PSAM and external-authentication failure gives its code without
 //! locking the card, and offline cards give their balance behind the PIN.
 
-mod common;
+use crate::common;
 
 use common::stack::{READER_0, READER_1, Sim, Stack, json_of, scriptor};
 use serde_json::{Value, json};

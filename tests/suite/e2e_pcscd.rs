@@ -2,7 +2,7 @@
 //! as the card and `medcard read` as the client — the code path of a real reader. Needs
 //! root, pcscd and vsmartcard-vpcd (`make deps`); the tests serialise on a machine-wide lock.
 
-mod common;
+use crate::common;
 
 use common::expected::{FAILING, Outcome, READABLE, check_card, expected};
 use common::fixture;

@@ -3,7 +3,7 @@
 //! example (小王: 17.20 in cash), exactly-once under retries and a lost reply, refunds,
 //! verdicts that forbid settlement, and the insurer down.
 
-mod common;
+use crate::common;
 
 use common::settle::{self, Rig, XIAOWANG, one_line, preview, register, wait_card, wait_catalogue};
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 //! --format json`; and a load interrupted by stopping the simulator, resumed by a second run
 //! with the same final counts (no gaps, no duplicates).
 
-mod common;
+use crate::common;
 
 use common::insurer::InsurerSim;
 use serde_json::{Value, json};

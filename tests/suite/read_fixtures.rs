@@ -1,7 +1,7 @@
 //! Every fixture card read in-process (library, virtual reader): fields, APDU counts, error
 //! codes; plus the fallbacks and T=0 handling each fixture was made to exercise.
 
-mod common;
+use crate::common;
 
 use common::expected::{FAILING, Outcome, READABLE, check_card, expected};
 use medcard::apdu::Exchanger;

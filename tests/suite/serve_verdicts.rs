@@ -5,7 +5,7 @@
 //! down (verdicts from the cache), the insurer back (sync catches up), garbage and dropped
 //! replies (the cache intact, the error in `sync.status`).
 
-mod common;
+use crate::common;
 
 use common::daemon::{Client, Daemon, PATIENCE, temp_dir};
 use common::fixture;

@@ -6,7 +6,7 @@
 //! card reported lost while in the reader, the insurer gone). Every wait is on an event or
 //! a state, with a 10 s limit.
 
-mod common;
+use crate::common;
 
 use common::daemon::{Daemon, Events, temp_dir};
 use common::fixture;

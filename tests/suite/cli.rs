@@ -1,7 +1,7 @@
 //! The `medcard` command line without the PC/SC stack: in-process virtual cards, profile
 //! checking, help texts and exit statuses.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

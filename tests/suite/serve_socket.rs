@@ -4,7 +4,7 @@
 //! a stalled subscriber, a vanishing client), reload, permissions, the CLI clients, the
 //! daemon itself with virtual cards, and the systemd units.
 
-mod common;
+use crate::common;
 
 use medcard::card::{CardRead, PinState};
 use medcard::serve::config::Config;

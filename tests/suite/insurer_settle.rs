@@ -7,7 +7,7 @@
 //! (fixtures/policy/cq-seed.toml, fixtures/insurer/policies/sim-resident-outpatient.toml) and
 //! the fixtures (fixtures/insurer/persons.toml, catalogue.toml) — not from medcard's output.
 
-mod common;
+use crate::common;
 
 use common::insurer::InsurerSim;
 use medcard::insurer::settlement::{

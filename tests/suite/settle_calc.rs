@@ -8,6 +8,7 @@ use medcard::settle::{
     AccountFunds, BandKind, CatalogueTotals, Policy, RuleKey, Split, YearToDate, settle,
 };
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use rust_decimal::Decimal;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -459,8 +460,19 @@ fn fen(max_yuan: i64) -> impl Strategy<Value = Decimal> {
     (0..=max_yuan * 100).prop_map(|f| Decimal::new(f, 2))
 }
 
+/// 2000 cases a property; failures are kept beside this file (`settle_calc.proptest-regressions`):
+/// proptest's default would put them in `tests/proptest-regressions/` now that `main.rs` is here.
+fn property_config() -> ProptestConfig {
+    ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::with_cases(2000)
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(property_config())]
 
     #[test]
     fn every_split_adds_up(

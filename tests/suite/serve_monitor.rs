@@ -3,7 +3,7 @@
 //! pcscd + vpcd with `PcscReaders` (hot-plug, swap, pcscd restarted under the monitor, a
 //! card pulled mid-read). The end-to-end test takes the machine-wide stack lock.
 
-mod common;
+use crate::common;
 
 use common::fixture;
 use common::stack::{READER_0, READER_1, Sim, Stack};

@@ -3,7 +3,7 @@
 //! (latency, HTTP 500, infcode −1, garbage, reply dropped after processing), retries and the
 //! circuit breaker.
 
-mod common;
+use crate::common;
 
 use common::insurer::InsurerSim;
 use medcard::insurer::{
