@@ -4,17 +4,11 @@
 
 use crate::common;
 
-use common::stack::{READER_0, READER_1, Sim, Stack, json_of, scriptor};
+use common::stack::{READER_0, READER_1, Sim, Stack, scriptor};
+use common::{json_of, psam};
 use serde_json::{Value, json};
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-
-fn psam(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/psam")
-        .join(format!("{name}.toml"))
-}
 
 /// `medcard read` on slot 0 with `args`, `stdin` fed to it, trace logging on.
 fn read(args: &[&str], stdin: &str) -> (Value, Option<i32>, String) {

@@ -9,8 +9,8 @@
 
 use crate::common;
 
-use common::daemon::{Client, Events};
 use common::fixture;
+use common::rpc::{Client, Events};
 use common::settle::{CLASS_A, Rig, XIAOWANG, one_line, preview, wait_catalogue};
 use common::stack::{READER_0, Sim, Stack};
 use serde_json::{Value, json};

@@ -9,6 +9,7 @@
 
 use crate::common;
 
+use common::d;
 use common::insurer::InsurerSim;
 use medcard::insurer::settlement::{
     self as tx, DayDetailRow, DayTotalsOut, FeeDetailIn, RegisterOut, SettleIn, SettleOut,
@@ -17,9 +18,6 @@ use medcard::insurer::settlement::{
 use medcard::insurer::{InsurerClient, InsurerConfig, LinkError, wire};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::str::FromStr;
-use std::time::Duration;
 
 const WANG: &str = "50000000000000012345";
 const WANG_CERTNO: &str = "500103199103080319";
@@ -36,41 +34,22 @@ const ZHENG: &str = "37010000000000068100";
 /// 阿莫西林胶囊: 甲类, no price cap.
 const AMOXICILLIN: &str = "XJ01CAA040A001010100001";
 
-fn d(s: &str) -> Decimal {
-    Decimal::from_str(s).unwrap()
-}
-
-/// A simulator with its own directory, removed on drop.
+/// A simulator in a directory of its own.
 struct Sim {
     sim: InsurerSim,
-    dir: PathBuf,
 }
 
 impl Sim {
     fn start(extra: &[&str]) -> Sim {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "medcard-insurer-settle-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let sim = InsurerSim::start(&dir.join("sim.sqlite"), "127.0.0.1:0", extra);
-        Sim { sim, dir }
-    }
-
-    fn admin(&self, request: Value) -> Value {
-        self.sim.admin(request)
+        Sim {
+            sim: InsurerSim::fresh("insurer-settle", extra),
+        }
     }
 
     fn hospital(&self) -> Hospital {
         let config = InsurerConfig {
-            url: self.sim.url(),
-            timeout: Duration::from_secs(5),
             retries: 0,
-            ..InsurerConfig::default()
+            ..self.sim.config()
         };
         let mut client = InsurerClient::new(config);
         client.sign_in().unwrap();
@@ -84,10 +63,11 @@ impl Sim {
     }
 }
 
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.sim.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::Deref for Sim {
+    type Target = InsurerSim;
+
+    fn deref(&self) -> &InsurerSim {
+        &self.sim
     }
 }
 

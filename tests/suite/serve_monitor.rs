@@ -18,7 +18,6 @@ use medcard::serve::{
     SessionError, spawn_monitor,
 };
 use medcard::sim::Chip;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -32,10 +31,7 @@ fn chip(name: &str) -> Chip {
 }
 
 fn psam_chip(name: &str) -> Chip {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/psam")
-        .join(format!("{name}.toml"));
-    Chip::load(&path).expect("fixture PSAM")
+    Chip::load(&common::psam(name)).expect("fixture PSAM")
 }
 
 fn config(psam: PsamChoice) -> MonitorConfig {

@@ -5,13 +5,15 @@
 
 use crate::common;
 
+use common::daemon::Daemon;
+use common::rpc::Client;
 use common::settle::{self, Rig, XIAOWANG, one_line, preview, register, wait_card, wait_catalogue};
 use serde_json::{Value, json};
 
 /// 小王's ID number (fixtures/insurer/persons.toml).
 const XIAOWANG_CERTNO: &str = "500103199103080319";
 
-fn ready(rig: &Rig, cards: &[&str]) -> (common::daemon::Daemon, common::daemon::Client) {
+fn ready(rig: &Rig, cards: &[&str]) -> (Daemon, Client) {
     let daemon = rig.daemon(cards, &[]);
     let mut client = daemon.client();
     wait_catalogue(&mut client);

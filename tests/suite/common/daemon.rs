@@ -1,33 +1,18 @@
 //! `medcard serve` as a child process for end-to-end tests: started on a socket in a
-//! temporary directory, a line-oriented JSON-RPC client, and an event subscription read with
-//! deadlines (never sleep-and-hope).
+//! temporary directory of its own, with clients ([`super::rpc`]) on that socket.
 
-use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, ErrorKind, Write};
+use super::rpc::{Client, Events};
+use super::temp::TempDir;
+use serde_json::json;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-/// How long a test waits for anything the daemon should do.
-pub const PATIENCE: Duration = Duration::from_secs(10);
-
-static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh temporary directory for one daemon.
-pub fn temp_dir(tag: &str) -> PathBuf {
-    let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("medcard-{tag}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temporary directory");
-    dir
-}
 
 /// A running `medcard serve`; killed on drop if the test did not stop it.
 pub struct Daemon {
     child: Child,
-    pub dir: PathBuf,
+    _dir: TempDir,
     pub socket: PathBuf,
     pub log: PathBuf,
 }
@@ -44,6 +29,21 @@ impl Daemon {
         Daemon::start_with_env(name, config, args, &[])
     }
 
+    /// `medcard serve` with `config` on virtual readers holding `cards` (fixture names, or
+    /// paths ending in `.toml`), with extra environment variables.
+    pub fn start_virtual(config: &Path, cards: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut args = vec!["--virtual".to_owned()];
+        args.extend(cards.iter().map(|card| {
+            if card.ends_with(".toml") {
+                (*card).to_owned()
+            } else {
+                super::fixture(card).display().to_string()
+            }
+        }));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Daemon::start_with_env("medcard.sock", config, &args, env)
+    }
+
     /// [`Daemon::start_with_config`] with extra environment variables.
     pub fn start_with_env(
         name: &str,
@@ -51,7 +51,7 @@ impl Daemon {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Daemon {
-        let dir = temp_dir("daemon");
+        let dir = TempDir::new("daemon");
         let socket = dir.join(name);
         let log = dir.join("serve.log");
         let child = Command::new(super::medcard_bin())
@@ -68,7 +68,7 @@ impl Daemon {
             .expect("start medcard serve");
         let mut daemon = Daemon {
             child,
-            dir,
+            _dir: dir,
             socket,
             log,
         };
@@ -159,163 +159,5 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A JSON-RPC client on one connection: one request at a time.
-pub struct Client {
-    stream: UnixStream,
-    lines: BufReader<UnixStream>,
-    next_id: u64,
-}
-
-impl Client {
-    pub fn connect(socket: &Path) -> Client {
-        Client::of(UnixStream::connect(socket).expect("connect to medcard serve"))
-    }
-
-    fn of(stream: UnixStream) -> Client {
-        stream
-            .set_read_timeout(Some(PATIENCE))
-            .expect("read timeout");
-        let lines = BufReader::new(stream.try_clone().expect("clone the stream"));
-        Client {
-            stream,
-            lines,
-            next_id: 1,
-        }
-    }
-
-    /// Sends a request and returns its response (notifications in between are skipped).
-    pub fn call(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        writeln!(self.stream, "{request}").expect("send a request");
-        loop {
-            let message = read_message(&mut self.lines, Instant::now() + PATIENCE)
-                .unwrap_or_else(|| panic!("no answer to {method} within {PATIENCE:?}"));
-            if message.get("id") == Some(&json!(id)) {
-                return message;
-            }
-        }
-    }
-
-    /// The result of a call that must succeed.
-    pub fn result(&mut self, method: &str, params: Value) -> Value {
-        let response = self.call(method, params);
-        assert!(response.get("error").is_none(), "{method}: {response}");
-        response["result"].clone()
-    }
-
-    /// The error object of a call that must fail.
-    pub fn error(&mut self, method: &str, params: Value) -> Value {
-        let response = self.call(method, params);
-        assert!(response.get("result").is_none(), "{method}: {response}");
-        response["error"].clone()
-    }
-}
-
-/// One JSON message, or `None` when `deadline` passes first (or the daemon closes).
-fn read_message(lines: &mut BufReader<UnixStream>, deadline: Instant) -> Option<Value> {
-    let mut line = Vec::new();
-    loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        lines
-            .get_ref()
-            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .ok()?;
-        match lines.read_until(b'\n', &mut line) {
-            Ok(0) => return None,
-            Ok(_) if line.ends_with(b"\n") => {
-                return Some(serde_json::from_slice(&line).unwrap_or_else(|e| {
-                    let line = String::from_utf8_lossy(&line);
-                    panic!("medcard serve sent something that is not JSON ({e}): {line:?}")
-                }));
-            }
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => panic!("reading from medcard serve: {e}"),
-        }
-    }
-}
-
-/// A subscription to every topic on a connection of its own.
-pub struct Events {
-    lines: BufReader<UnixStream>,
-    /// Every notification seen, in order (for failure messages).
-    pub seen: Vec<Value>,
-}
-
-impl Events {
-    pub fn subscribe(socket: &Path) -> Events {
-        let mut stream = UnixStream::connect(socket).expect("connect to medcard serve");
-        writeln!(
-            stream,
-            r#"{{"jsonrpc":"2.0","id":1,"method":"events.subscribe"}}"#
-        )
-        .expect("subscribe");
-        let mut lines = BufReader::new(stream);
-        let reply = read_message(&mut lines, Instant::now() + PATIENCE)
-            .expect("an answer to events.subscribe");
-        assert!(reply["result"]["subscribed"].is_array(), "{reply}");
-        Events {
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The next notification, waiting up to [`PATIENCE`].
-    pub fn next(&mut self) -> Value {
-        let event = read_message(&mut self.lines, Instant::now() + PATIENCE).unwrap_or_else(|| {
-            panic!(
-                "no notification within {PATIENCE:?}; seen so far: {}",
-                self.describe()
-            )
-        });
-        self.seen.push(event.clone());
-        event
-    }
-
-    /// The notifications about `reader` up to and including the first `method` one (waiting
-    /// up to [`PATIENCE`] for each); notifications about other readers are skipped.
-    pub fn until(&mut self, reader: &str, method: &str) -> Vec<Value> {
-        let deadline = Instant::now() + PATIENCE;
-        let mut got = Vec::new();
-        loop {
-            let event = read_message(&mut self.lines, deadline).unwrap_or_else(|| {
-                panic!(
-                    "no {method} for {reader} within {PATIENCE:?}; seen so far: {}",
-                    self.describe()
-                )
-            });
-            self.seen.push(event.clone());
-            if event["params"]["reader"] != reader {
-                continue;
-            }
-            let done = event["method"] == method;
-            got.push(event);
-            if done {
-                return got;
-            }
-        }
-    }
-
-    /// The methods of `events`, in order.
-    pub fn methods(events: &[Value]) -> Vec<&str> {
-        events
-            .iter()
-            .map(|e| e["method"].as_str().unwrap_or("?"))
-            .collect()
-    }
-
-    fn describe(&self) -> String {
-        Events::methods(&self.seen)
-            .iter()
-            .zip(&self.seen)
-            .map(|(m, e)| format!("{m}({})", e["params"]["reader"]))
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 }
