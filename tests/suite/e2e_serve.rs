@@ -42,6 +42,14 @@ fn stop(mut daemon: Daemon) {
     assert!(!daemon.socket.exists(), "the socket is removed on exit");
 }
 
+/// `card`'s session is the daemon's only one, and `card.read` with `params` gives it.
+fn assert_sole_session(client: &mut Client, params: Value, card: &Value) {
+    let read = client.result("card.read", params);
+    assert_eq!(read["session_id"], card["session_id"]);
+    let info = client.result("system.info", json!({}));
+    assert_eq!(info["sessions"], 1, "{info}");
+}
+
 /// Polls `readers.list` until `check` holds for it (at most 10 s).
 fn wait_for_readers(daemon: &Daemon, what: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let mut client = daemon.client();
@@ -193,14 +201,7 @@ fn a_3_0_card_reads_completely_with_the_psam_in_the_other_slot() {
         "{seen:?}"
     );
     let card = ready_card(&seen);
-    assert_eq!(
-        card["holder"],
-        json!({"certno": "440106200108170645", "psn_name": "黄嘉怡", "gend": "2", "naty": "01",
-               "birthplace": "440106", "brdy": "2001-08-17"})
-    );
-    assert_eq!(card["needs_psam"], json!([]));
-    assert_eq!(card["psam_terminal_no"], "410100813475");
-    assert_eq!(card["profile"], "ssse-3.0");
+    common::expected::check_gen3_opened_by_the_psam(&card);
     // No card events for the PSAM's reader.
     assert!(
         events
@@ -225,10 +226,7 @@ fn a_3_0_card_reads_completely_with_the_psam_in_the_other_slot() {
     let error = client.error("card.read", json!({"reader": READER_1}));
     assert_eq!(error["code"], 1001, "the PSAM has no session: {error}");
     // Without a reader named, the only session is the card's.
-    let read = client.result("card.read", json!({}));
-    assert_eq!(read["session_id"], card["session_id"]);
-    let info = client.result("system.info", json!({}));
-    assert_eq!(info["sessions"], 1, "{info}");
+    assert_sole_session(&mut client, json!({}), &card);
 
     drop(events);
     drop(client);
@@ -269,10 +267,7 @@ fn verdicts_through_pcscd_with_the_insurer_up_then_gone() {
     assert_eq!(card["verdict"]["source"], "cache", "{card}");
     assert_eq!(card["verdict"]["code"], "unknown_person", "{card}");
     assert_eq!(card["verdict"]["stale_seconds"], Value::Null, "{card}");
-    let read = client.result("card.read", json!({"reader": READER_0}));
-    assert_eq!(read["session_id"], card["session_id"]);
-    let info = client.result("system.info", json!({}));
-    assert_eq!(info["sessions"], 1, "{info}");
+    assert_sole_session(&mut client, json!({"reader": READER_0}), &card);
 
     drop(events);
     drop(client);

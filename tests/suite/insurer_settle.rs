@@ -188,6 +188,14 @@ impl Hospital {
         self.upload(admdvs, fee).unwrap();
         settle_input(psn_no, insutype, mdtrt_id, batch, total)
     }
+
+    /// 小王 registered in Chongqing (310) with one batch "B1" of one 阿莫西林 at `price`:
+    /// the mdtrt_id and the 2206/2207 input.
+    fn wang_amoxicillin(&mut self, price: &str) -> (String, SettleIn) {
+        let visit = self.register(WANG, "310", CQ);
+        let bill = self.bill(WANG, "310", CQ, &visit, "B1", &[(AMOXICILLIN, "1", price)]);
+        (visit, bill)
+    }
 }
 
 fn register_input(psn_no: &str, insutype: &str, ipt: &str) -> Value {
@@ -283,15 +291,7 @@ fn xiaowang_settles_refunds_and_reverses_a_lost_reply() {
     // Fixture: 332.80 credited (25.00 + 3 × 102.60), 230.00 spent in three earlier visits.
     assert_eq!(h.balc(WANG_CERTNO), d("102.80"));
 
-    let visit = h.register(WANG, "310", CQ);
-    let bill = h.bill(
-        WANG,
-        "310",
-        CQ,
-        &visit,
-        "B1",
-        &[(AMOXICILLIN, "1", "120.00")],
-    );
+    let (visit, bill) = h.wang_amoxicillin("120.00");
     // ytd 230.00 + 120.00 = 350.00 < the 400 deductible: all 120.00 is the person's
     // (act_pay_dedc 120.00, fund 0.00); the account pays 102.80, cash 17.20, balc 0.00.
     let (_, pre) = h.settle(tx::PRE_SETTLE, CQ, &bill).unwrap();
@@ -590,15 +590,7 @@ fn a_new_year_resets_the_deductible_and_year_end_pays_interest() {
     let mut h = sim.hospital();
     let today = sim.today();
     let year: i32 = today[..4].parse().unwrap();
-    let visit = h.register(WANG, "310", CQ);
-    let bill = h.bill(
-        WANG,
-        "310",
-        CQ,
-        &visit,
-        "B1",
-        &[(AMOXICILLIN, "1", "300.00")],
-    );
+    let (_, bill) = h.wang_amoxicillin("300.00");
     // This year: ytd 230.00; 230 → 530: 170.00 to the 400 deductible, then 130.00 in the
     // 25 % band: person 32.50, fund 97.50.
     let (_, out) = h.settle(tx::PRE_SETTLE, CQ, &bill).unwrap();

@@ -9,7 +9,7 @@ use crate::common;
 
 use common::daemon::Daemon;
 use common::insurer::{InsurerSim, sim_db, verdict_config};
-use common::rpc::{Client, PATIENCE};
+use common::rpc::{Client, Events, PATIENCE};
 use common::temp::TempDir;
 use common::{fixture, wait_until};
 use serde_json::{Value, json};
@@ -69,6 +69,17 @@ fn wait_for_feed(client: &mut Client, version: u64) -> Value {
 /// `card.refresh` of reader `index` (the card read again, judged again).
 fn swipe(client: &mut Client, index: usize) -> Value {
     client.result("card.refresh", json!({"reader": reader(index)}))
+}
+
+/// `card.verify_pin` with the right PIN on reader 0; the card of the `card.ready` it brings.
+fn verify_pin(client: &mut Client, events: &mut Events) -> Value {
+    let verified = client.result(
+        "card.verify_pin",
+        json!({"reader": reader(0), "pin": "123456"}),
+    );
+    assert_eq!(verified, json!({"ok": true}));
+    let ready = events.until(&reader(0), "card.ready");
+    ready.last().expect("card.ready")["params"]["card"].clone()
 }
 
 fn code(card: &Value) -> &str {
@@ -293,13 +304,7 @@ fn verify_pin_reads_the_on_card_balance_and_judges_balance_mismatch() {
 
     // Equal balances (102.80 on the card and at the insurer): ok, the balance attached.
     let mut events = daemon.events();
-    let verified = client.result(
-        "card.verify_pin",
-        json!({"reader": reader(0), "pin": "123456"}),
-    );
-    assert_eq!(verified, json!({"ok": true}));
-    let ready = events.until(&reader(0), "card.ready");
-    let card = &ready.last().expect("card.ready")["params"]["card"];
+    let card = &verify_pin(&mut client, &mut events);
     assert_eq!(card["session_id"], session_id, "{card}");
     assert_eq!(card["balance"]["balc"], "102.80", "{card}");
     let read = client.result("card.read", json!({"reader": reader(0)}));
@@ -312,13 +317,7 @@ fn verify_pin_reads_the_on_card_balance_and_judges_balance_mismatch() {
     // The insurer's balc differs: the next verification judges balance_mismatch.
     sim.admin(json!({"action": "set_balc", "certno": "500103199103080319",
                      "insutype": "310", "balc": "300.00"}));
-    let verified = client.result(
-        "card.verify_pin",
-        json!({"reader": reader(0), "pin": "123456"}),
-    );
-    assert_eq!(verified, json!({"ok": true}));
-    let ready = events.until(&reader(0), "card.ready");
-    let card = &ready.last().expect("card.ready")["params"]["card"];
+    let card = &verify_pin(&mut client, &mut events);
     assert_eq!(card["session_id"], session_id, "{card}");
     let read = client.result("card.read", json!({"reader": reader(0)}));
     assert_eq!(read["session_id"], session_id);
