@@ -42,7 +42,7 @@ test: deps lint
 
 # The exactly-once fault matrix (part of `make test` too), with its table printed.
 fault-matrix: deps
-	$(CARGO) test --features fault-injection --test settle_faults -- --nocapture
+	$(CARGO) test --features fault-injection --test suite settle_faults -- --nocapture
 
 # A counter's day on embedded defaults: virtual readers, the built-in insurer simulator,
 # a SQLite cache and journal; swipe, register, preview, settle, receipt.

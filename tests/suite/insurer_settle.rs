@@ -7,8 +7,9 @@
 //! (fixtures/policy/cq-seed.toml, fixtures/insurer/policies/sim-resident-outpatient.toml) and
 //! the fixtures (fixtures/insurer/persons.toml, catalogue.toml) — not from medcard's output.
 
-mod common;
+use crate::common;
 
+use common::d;
 use common::insurer::InsurerSim;
 use medcard::insurer::settlement::{
     self as tx, DayDetailRow, DayTotalsOut, FeeDetailIn, RegisterOut, SettleIn, SettleOut,
@@ -17,9 +18,6 @@ use medcard::insurer::settlement::{
 use medcard::insurer::{InsurerClient, InsurerConfig, LinkError, wire};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::str::FromStr;
-use std::time::Duration;
 
 const WANG: &str = "50000000000000012345";
 const WANG_CERTNO: &str = "500103199103080319";
@@ -36,41 +34,22 @@ const ZHENG: &str = "37010000000000068100";
 /// 阿莫西林胶囊: 甲类, no price cap.
 const AMOXICILLIN: &str = "XJ01CAA040A001010100001";
 
-fn d(s: &str) -> Decimal {
-    Decimal::from_str(s).unwrap()
-}
-
-/// A simulator with its own directory, removed on drop.
+/// A simulator in a directory of its own.
 struct Sim {
     sim: InsurerSim,
-    dir: PathBuf,
 }
 
 impl Sim {
     fn start(extra: &[&str]) -> Sim {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "medcard-insurer-settle-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let sim = InsurerSim::start(&dir.join("sim.sqlite"), "127.0.0.1:0", extra);
-        Sim { sim, dir }
-    }
-
-    fn admin(&self, request: Value) -> Value {
-        self.sim.admin(request)
+        Sim {
+            sim: InsurerSim::fresh("insurer-settle", extra),
+        }
     }
 
     fn hospital(&self) -> Hospital {
         let config = InsurerConfig {
-            url: self.sim.url(),
-            timeout: Duration::from_secs(5),
             retries: 0,
-            ..InsurerConfig::default()
+            ..self.sim.config()
         };
         let mut client = InsurerClient::new(config);
         client.sign_in().unwrap();
@@ -84,10 +63,11 @@ impl Sim {
     }
 }
 
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.sim.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl std::ops::Deref for Sim {
+    type Target = InsurerSim;
+
+    fn deref(&self) -> &InsurerSim {
+        &self.sim
     }
 }
 
@@ -208,6 +188,14 @@ impl Hospital {
         self.upload(admdvs, fee).unwrap();
         settle_input(psn_no, insutype, mdtrt_id, batch, total)
     }
+
+    /// 小王 registered in Chongqing (310) with one batch "B1" of one 阿莫西林 at `price`:
+    /// the mdtrt_id and the 2206/2207 input.
+    fn wang_amoxicillin(&mut self, price: &str) -> (String, SettleIn) {
+        let visit = self.register(WANG, "310", CQ);
+        let bill = self.bill(WANG, "310", CQ, &visit, "B1", &[(AMOXICILLIN, "1", price)]);
+        (visit, bill)
+    }
 }
 
 fn register_input(psn_no: &str, insutype: &str, ipt: &str) -> Value {
@@ -303,15 +291,7 @@ fn xiaowang_settles_refunds_and_reverses_a_lost_reply() {
     // Fixture: 332.80 credited (25.00 + 3 × 102.60), 230.00 spent in three earlier visits.
     assert_eq!(h.balc(WANG_CERTNO), d("102.80"));
 
-    let visit = h.register(WANG, "310", CQ);
-    let bill = h.bill(
-        WANG,
-        "310",
-        CQ,
-        &visit,
-        "B1",
-        &[(AMOXICILLIN, "1", "120.00")],
-    );
+    let (visit, bill) = h.wang_amoxicillin("120.00");
     // ytd 230.00 + 120.00 = 350.00 < the 400 deductible: all 120.00 is the person's
     // (act_pay_dedc 120.00, fund 0.00); the account pays 102.80, cash 17.20, balc 0.00.
     let (_, pre) = h.settle(tx::PRE_SETTLE, CQ, &bill).unwrap();
@@ -610,15 +590,7 @@ fn a_new_year_resets_the_deductible_and_year_end_pays_interest() {
     let mut h = sim.hospital();
     let today = sim.today();
     let year: i32 = today[..4].parse().unwrap();
-    let visit = h.register(WANG, "310", CQ);
-    let bill = h.bill(
-        WANG,
-        "310",
-        CQ,
-        &visit,
-        "B1",
-        &[(AMOXICILLIN, "1", "300.00")],
-    );
+    let (_, bill) = h.wang_amoxicillin("300.00");
     // This year: ytd 230.00; 230 → 530: 170.00 to the 400 deductible, then 130.00 in the
     // 25 % band: person 32.50, fund 97.50.
     let (_, out) = h.settle(tx::PRE_SETTLE, CQ, &bill).unwrap();

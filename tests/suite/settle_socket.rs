@@ -3,15 +3,17 @@
 //! example (小王: 17.20 in cash), exactly-once under retries and a lost reply, refunds,
 //! verdicts that forbid settlement, and the insurer down.
 
-mod common;
+use crate::common;
 
+use common::daemon::Daemon;
+use common::rpc::Client;
 use common::settle::{self, Rig, XIAOWANG, one_line, preview, register, wait_card, wait_catalogue};
 use serde_json::{Value, json};
 
 /// 小王's ID number (fixtures/insurer/persons.toml).
 const XIAOWANG_CERTNO: &str = "500103199103080319";
 
-fn ready(rig: &Rig, cards: &[&str]) -> (common::daemon::Daemon, common::daemon::Client) {
+fn ready(rig: &Rig, cards: &[&str]) -> (Daemon, Client) {
     let daemon = rig.daemon(cards, &[]);
     let mut client = daemon.client();
     wait_catalogue(&mut client);

@@ -1,16 +1,10 @@
 //! The `medcard` command line without the PC/SC stack: in-process virtual cards, profile
 //! checking, help texts and exit statuses.
 
-mod common;
+use crate::common;
 
-use std::process::{Command, Output};
-
-fn medcard(args: &[&str]) -> Output {
-    Command::new(common::medcard_bin())
-        .args(args)
-        .output()
-        .expect("run medcard")
-}
+use common::medcard;
+use common::temp::TempDir;
 
 fn card_file(name: &str) -> String {
     common::fixture(name).display().to_string()
@@ -78,14 +72,8 @@ fn a_missing_card_file_is_a_load_error_naming_the_file() {
 
 #[test]
 fn profiles_check_names_the_file_the_item_and_the_problem() {
-    let dir = std::env::temp_dir().join(format!("medcard-cli-profiles-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let base = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/apdu-specs/ssse-2.0.toml"
-    ))
-    .unwrap();
-    let broken = base
+    let dir = TempDir::new("cli-profiles");
+    let broken = common::profile_text("ssse-2.0")
         .replace("name = \"ssse-2.0\"", "name = \"broken\"")
         .replace("spec_versions = [\"2.0\"]", "spec_versions = [\"2.1\"]")
         .replacen(
@@ -93,10 +81,8 @@ fn profiles_check_names_the_file_the_item_and_the_problem() {
             "format = \"date\"\nlength = 3",
             1,
         );
-    let path = dir.join("broken.toml");
-    std::fs::write(&path, broken).unwrap();
+    let path = dir.file("broken.toml", &broken);
     let output = medcard(&["profiles", "check", &path.display().to_string()]);
-    std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -169,7 +155,7 @@ fn asking_for_a_pin_pad_on_a_reader_without_one_is_a_clear_error() {
 
 #[test]
 fn the_demo_plays_a_swipe_and_a_settlement_through_the_daemon_and_stops_with_once() {
-    let dir = std::env::temp_dir().join(format!("medcard-cli-demo-{}", std::process::id()));
+    let dir = TempDir::new("cli-demo");
     let socket = dir.join("demo.sock");
     let output = medcard(&["demo", "--once", "--socket", &socket.display().to_string()]);
     assert!(output.status.success(), "{output:?}");
@@ -200,5 +186,4 @@ fn the_demo_plays_a_swipe_and_a_settlement_through_the_daemon_and_stops_with_onc
     assert_eq!(setl_ids.len(), 2, "{stdout}");
     assert_eq!(setl_ids[0], setl_ids[1], "{stdout}");
     assert!(!socket.exists(), "the demo removes its socket");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,12 +3,11 @@
 //! helpers that look at the insurer's side directly (its list of the day's settlements, its
 //! msg_log) so a test can check what the insurer holds, not only what medcard says.
 
-use super::daemon::{Client, Daemon, temp_dir};
-use super::fixture;
+use super::daemon::Daemon;
 use super::insurer::InsurerSim;
-use medcard::insurer::clock::LocalTime;
-use medcard::insurer::settlement::{DayDetailIn, DayDetailRow, data_input, output_part};
-use medcard::insurer::{InsurerClient, InsurerConfig, Retry};
+use super::rpc::Client;
+use super::temp::TempDir;
+use medcard::insurer::settlement::DayDetailRow;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Command;
@@ -19,17 +18,18 @@ pub const CLASS_A: &str = "XJ01CAA040A001010100001";
 /// 小王's card (seed 000): his insurer record has balc 102.80 and 230.00 in scope this year.
 pub const XIAOWANG: &str = "xiaowang";
 
+/// The simulator is stopped before its directory goes (field order).
 pub struct Rig {
-    pub dir: PathBuf,
     pub sim: InsurerSim,
     pub config: PathBuf,
+    _dir: TempDir,
 }
 
 impl Rig {
     /// A simulator and a config; `settle_lines` are extra `[settle]` keys.
     pub fn start(tag: &str, settle_lines: &str) -> Rig {
-        let dir = temp_dir(tag);
-        let sim = InsurerSim::start(&dir.join("sim.sqlite"), "127.0.0.1:0", &[]);
+        let dir = TempDir::new(tag);
+        let sim = InsurerSim::in_dir(&dir);
         let config = dir.join("medcard.toml");
         let text = format!(
             "[socket]\nmax_connections = 128\n\n[insurer]\nurl = {:?}\nmdtrtarea_admvs = \"500000\"\ntimeout_ms = 3000\n\
@@ -39,60 +39,32 @@ impl Rig {
             dir.join("cache.sqlite").display().to_string()
         );
         std::fs::write(&config, text).expect("write the config");
-        Rig { dir, sim, config }
+        Rig {
+            sim,
+            config,
+            _dir: dir,
+        }
     }
 
     /// `medcard serve` with virtual readers holding `cards` (fixture names).
     pub fn daemon(&self, cards: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let mut args = vec!["--virtual".to_owned()];
-        args.extend(cards.iter().map(|c| fixture(c).display().to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Daemon::start_with_env("medcard.sock", &self.config, &args, env)
-    }
-
-    /// A link of the test's own to the simulator.
-    pub fn link(&self) -> InsurerClient {
-        InsurerClient::new(InsurerConfig {
-            url: self.sim.url(),
-            fixmedins_code: "H50010399999".into(),
-            timeout: Duration::from_secs(5),
-            ..InsurerConfig::default()
-        })
-    }
-
-    /// The insurer's settlements of today (any state).
-    pub fn insurer_rows(&self) -> Vec<DayDetailRow> {
-        let input = data_input(&DayDetailIn {
-            stmt_date: LocalTime::now().date(),
-        });
-        let reply = self
-            .link()
-            .call("X302", input, Retry::Idempotent)
-            .expect("X302 from the simulator");
-        output_part(&reply.output, "detail").expect("X302 detail")
+        Daemon::start_virtual(&self.config, cards, env)
     }
 
     /// The insurer's settlements of a visit that stand (not refunded, not reversed).
     pub fn standing(&self, mdtrt_id: &str) -> Vec<DayDetailRow> {
-        self.insurer_rows()
-            .into_iter()
-            .filter(|r| r.mdtrt_id == mdtrt_id && r.refd_setl_flag != "1" && r.revs_flag != "1")
-            .collect()
+        self.sim.standing(mdtrt_id)
     }
 
     /// How many requests of `infno` reached the simulator (its msg_log).
     pub fn requests(&self, infno: &str) -> usize {
-        let log = self.sim.admin(json!({"action": "msg_log"}));
-        log["rows"]
-            .as_array()
-            .map(|rows| rows.iter().filter(|r| r["infno"] == infno).count())
-            .unwrap_or(0)
+        self.sim.logged(infno)
     }
 
     /// The person's balance at the insurer (1101 by ID number).
     pub fn balc(&self, certno: &str) -> String {
         use medcard::insurer::InsurerLink;
-        let person = self.link().person_by_certno(certno).expect("1101");
+        let person = self.sim.own_link().person_by_certno(certno).expect("1101");
         person.insuinfo[0].balc.to_string()
     }
 
@@ -109,13 +81,6 @@ impl Rig {
             String::from_utf8_lossy(&out.stderr)
         );
         (out.status.code().unwrap_or(-1), text)
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        self.sim.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

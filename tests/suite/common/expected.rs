@@ -342,6 +342,19 @@ pub fn expected(name: &str) -> Outcome {
     }
 }
 
+/// The 3.0 card `gen3` read completely with the test PSAM (`test-sm4`): the holder behind
+/// the authentication, nothing left for a PSAM, the PSAM's terminal number.
+pub fn check_gen3_opened_by_the_psam(actual: &Value) {
+    assert_eq!(
+        actual["holder"],
+        json!({"certno": "440106200108170645", "psn_name": "黄嘉怡", "gend": "2", "naty": "01",
+               "birthplace": "440106", "brdy": "2001-08-17"})
+    );
+    assert_eq!(actual["needs_psam"], json!([]));
+    assert_eq!(actual["psam_terminal_no"], "410100813475");
+    assert_eq!(actual["profile"], "ssse-3.0");
+}
+
 /// Compares a read's JSON with the expectation; panics naming the card and the field.
 pub fn check_card(name: &str, actual: &Value) {
     let Outcome::Card {

@@ -4,18 +4,15 @@
 //!
 //! Every expected figure is worked out by hand in the comment beside it.
 
+use crate::common::temp::TempDir;
+use crate::common::{d, medcard};
 use medcard::settle::{
     AccountFunds, BandKind, CatalogueTotals, Policy, RuleKey, Split, YearToDate, settle,
 };
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use rust_decimal::Decimal;
-use std::path::PathBuf;
-use std::process::{Command, Output};
-use std::str::FromStr;
-
-fn d(s: &str) -> Decimal {
-    Decimal::from_str(s).unwrap()
-}
+use std::process::Output;
 
 /// A bill that is all in scope.
 struct Visit<'a> {
@@ -459,8 +456,19 @@ fn fen(max_yuan: i64) -> impl Strategy<Value = Decimal> {
     (0..=max_yuan * 100).prop_map(|f| Decimal::new(f, 2))
 }
 
+/// 2000 cases a property; failures are kept beside this file (`settle_calc.proptest-regressions`):
+/// proptest's default would put them in `tests/proptest-regressions/` now that `main.rs` is here.
+fn property_config() -> ProptestConfig {
+    ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::with_cases(2000)
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(property_config())]
 
     #[test]
     fn every_split_adds_up(
@@ -560,13 +568,6 @@ proptest! {
 
 // --- medcard settle calc ---------------------------------------------------------------------
 
-fn medcard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_medcard"))
-        .args(args)
-        .output()
-        .expect("run medcard")
-}
-
 fn json(output: &Output) -> serde_json::Value {
     assert!(output.status.success(), "{output:?}");
     serde_json::from_slice(&output.stdout).unwrap()
@@ -575,15 +576,6 @@ fn json(output: &Output) -> serde_json::Value {
 fn stderr(output: &Output) -> String {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// A file in a fresh temporary directory for this test.
-fn temp_file(test: &str, name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("medcard-settle-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 #[test]
@@ -688,8 +680,8 @@ fn calc_with_fee_lines_against_the_built_in_catalogue() {
     // 阿莫西林 (甲类) 2 × 12.50 = 25.00 in scope; 头孢克洛 (乙类 10 %) 1 × 33.35 → 3.335 → 3.34
     // 先行自付, 30.01 in scope; 维生素C (丙类) 1 × 9.90 全自费; an unknown code 5.00 全自费.
     // medfee 73.25; in scope 55.01 (all deductible from 0); person 73.25, all cash (balc 0).
-    let items = temp_file(
-        "items",
+    let dir = TempDir::new("settle-calc-items");
+    let items = dir.file(
         "bill.json",
         r#"[
           {"code": "XJ01CAA040A001010100001", "name": "阿莫西林胶囊", "qty": "2", "price": "12.50"},
@@ -724,21 +716,19 @@ fn calc_with_fee_lines_against_the_built_in_catalogue() {
 fn calc_with_a_catalogue_file_and_a_policy_file() {
     // Catalogue: one 乙类 item, 50 % 先行自付, cap 10.00. 3 × 12.00 = 36.00: 6.00 over the cap,
     // 15.00 先行自付, 15.00 in scope.
-    let catalogue = temp_file(
-        "files",
+    let dir = TempDir::new("settle-calc-files");
+    let catalogue = dir.file(
         "catalogue.toml",
         "[[item]]\nhilist_code = \"Q1\"\nhilist_name = \"q\"\nchrgitm_lv = \"02\"\n\
          selfpay_prop = \"0.50\"\npric_uplmt_amt = \"10.00\"\n",
     );
-    let items = temp_file(
-        "files",
+    let items = dir.file(
         "bill.json",
         r#"[{"code": "Q1", "name": "q", "qty": 3, "price": "12.00"}]"#,
     );
     // Policy: no deductible, person 10 % to 100, then 50 % without a cap.
     // In scope 15.00 → person 1.50, fund 13.50; person total 6 + 15 + 1.50 = 22.50.
-    let policy = temp_file(
-        "files",
+    let policy = dir.file(
         "flat.toml",
         "[policy]\nid = \"flat\"\nname = \"flat\"\nregion = \"11\"\ninsutype = [\"390\"]\n\
          [account]\nemployee_rate = \"0\"\nemployer_rate = \"0\"\nemployer_to_account = \"0\"\n\
@@ -804,7 +794,8 @@ fn calc_errors_are_in_the_operators_terms() {
         "{e}"
     );
     assert!(e.contains("--hosp-lv"), "{e}");
-    let bad = temp_file("errors", "bad.toml", "[policy]\nid = \"x\"\n");
+    let dir = TempDir::new("settle-calc-errors");
+    let bad = dir.file("bad.toml", "[policy]\nid = \"x\"\n");
     let e = run(&[
         "--balc",
         "1",
@@ -814,14 +805,10 @@ fn calc_errors_are_in_the_operators_terms() {
         bad.to_str().unwrap(),
     ]);
     assert!(e.contains("bad.toml: not a policy file"), "{e}");
-    let missing = temp_file("errors", "bill.json", "{}");
+    let missing = dir.file("bill.json", "{}");
     let e = run(&["--balc", "1", "--items", missing.to_str().unwrap()]);
     assert!(e.contains("is not a JSON array"), "{e}");
-    let zero = temp_file(
-        "errors",
-        "zero.json",
-        r#"[{"code": "X", "qty": 0, "price": 1}]"#,
-    );
+    let zero = dir.file("zero.json", r#"[{"code": "X", "qty": 0, "price": 1}]"#);
     let e = run(&["--balc", "1", "--items", zero.to_str().unwrap()]);
     assert!(e.contains("quantity 0 is not above 0"), "{e}");
 }

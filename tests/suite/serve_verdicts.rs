@@ -5,58 +5,37 @@
 //! down (verdicts from the cache), the insurer back (sync catches up), garbage and dropped
 //! replies (the cache intact, the error in `sync.status`).
 
-mod common;
+use crate::common;
 
-use common::daemon::{Client, Daemon, PATIENCE, temp_dir};
-use common::fixture;
-use common::insurer::InsurerSim;
+use common::daemon::Daemon;
+use common::insurer::{InsurerSim, sim_db, verdict_config};
+use common::rpc::{Client, Events, PATIENCE};
+use common::temp::TempDir;
+use common::{fixture, wait_until};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-/// A `medcard insurer-sim` child on loopback with its SQLite file in `dir`.
-struct Sim;
-
-impl Sim {
-    /// Starts the simulator on `listen` (`127.0.0.1:0`: any port) with `dir/sim.sqlite`.
-    fn start(dir: &Path, listen: &str) -> InsurerSim {
-        InsurerSim::start(&dir.join("sim.sqlite"), listen, &[])
-    }
-}
+use std::time::Duration;
 
 /// A config file in `dir`: the insurer at `url`, the cache at `dir/cache.sqlite`, a one-second
 /// sync interval.
 fn config_file(dir: &Path, url: &str, stale_limit_s: u64) -> PathBuf {
-    config_with(dir, url, stale_limit_s, "")
+    verdict_config(dir, url, stale_limit_s, "")
 }
 
-/// [`config_file`] with more `[cache]` lines.
-fn config_with(dir: &Path, url: &str, stale_limit_s: u64, cache_lines: &str) -> PathBuf {
-    let path = dir.join("medcard.toml");
-    let text = format!(
-        "[insurer]\nurl = {url:?}\nmdtrtarea_admvs = \"500000\"\ntimeout_ms = 2000\n\
-         sync_interval_s = 1\npage_size = 2\n\n[cache]\npath = {:?}\nstale_limit_s = {stale_limit_s}\n\
-         {cache_lines}",
-        dir.join("cache.sqlite").display().to_string()
-    );
-    std::fs::write(&path, text).expect("write the config");
-    path
+/// 小王's card in a daemon judged against a simulator of its own, once the fixtures' three
+/// card events are in the cache (dropped in reverse: client, daemon, simulator, directory).
+fn xiaowang_synced(tag: &str) -> (TempDir, InsurerSim, Daemon, Client) {
+    let dir = TempDir::new(tag);
+    let sim = InsurerSim::in_dir(&dir);
+    let config = config_file(&dir, &sim.url(), 86_400);
+    let daemon = start_daemon(&config, &["xiaowang"]);
+    let mut client = daemon.client();
+    wait_for_feed(&mut client, 3);
+    (dir, sim, daemon, client)
 }
 
 fn reader(index: usize) -> String {
     format!("medcard virtual reader {index}")
-}
-
-fn virtual_args(cards: &[&str]) -> Vec<String> {
-    let mut args = vec!["--virtual".to_owned()];
-    args.extend(cards.iter().map(|c| {
-        if c.ends_with(".toml") {
-            (*c).to_owned()
-        } else {
-            fixture(c).display().to_string()
-        }
-    }));
-    args
 }
 
 /// xiaowang's card with one text changed, written to `dir/NAME.toml` (a card the insurer
@@ -70,33 +49,37 @@ fn variant(dir: &Path, name: &str, from: &str, to: &str) -> String {
 }
 
 fn start_daemon(config: &Path, cards: &[&str]) -> Daemon {
-    let args = virtual_args(cards);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start_with_config("medcard.sock", config, &args)
-}
-
-/// Polls `check` every 100 ms until it holds (at most twice [`PATIENCE`]).
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE * 2;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    Daemon::start_virtual(config, cards, &[])
 }
 
 /// Waits until the card-status feed's watermark is at least `version`.
 fn wait_for_feed(client: &mut Client, version: u64) -> Value {
     let mut status = Value::Null;
-    wait_until(&format!("card_events version {version}"), || {
-        status = client.result("sync.status", json!({}));
-        status["versions"]["card_events"].as_u64().unwrap_or(0) >= version
-    });
+    wait_until(
+        &format!("card_events version {version}"),
+        PATIENCE * 2,
+        || {
+            status = client.result("sync.status", json!({}));
+            status["versions"]["card_events"].as_u64().unwrap_or(0) >= version
+        },
+    );
     status
 }
 
 /// `card.refresh` of reader `index` (the card read again, judged again).
 fn swipe(client: &mut Client, index: usize) -> Value {
     client.result("card.refresh", json!({"reader": reader(index)}))
+}
+
+/// `card.verify_pin` with the right PIN on reader 0; the card of the `card.ready` it brings.
+fn verify_pin(client: &mut Client, events: &mut Events) -> Value {
+    let verified = client.result(
+        "card.verify_pin",
+        json!({"reader": reader(0), "pin": "123456"}),
+    );
+    assert_eq!(verified, json!({"ok": true}));
+    let ready = events.until(&reader(0), "card.ready");
+    ready.last().expect("card.ready")["params"]["card"].clone()
 }
 
 fn code(card: &Value) -> &str {
@@ -112,8 +95,8 @@ fn reason_codes(card: &Value) -> Vec<&str> {
 
 #[test]
 fn every_verdict_code_from_a_card_read_through_the_socket() {
-    let dir = temp_dir("verdicts");
-    let sim = Sim::start(&dir, "127.0.0.1:0");
+    let dir = TempDir::new("verdicts");
+    let sim = InsurerSim::in_dir(&dir);
     let config = config_file(&dir, &sim.url(), 86_400);
     let unknown_card = variant(&dir, "unknown", "C06123455", "C99999996");
     let renamed = variant(&dir, "renamed", "gbk = \"王小\"", "gbk = \"王大\"");
@@ -222,13 +205,8 @@ fn every_verdict_code_from_a_card_read_through_the_socket() {
 
 #[test]
 fn insurer_down_verdicts_from_the_cache_then_sync_catches_up() {
-    let dir = temp_dir("verdicts-down");
-    let mut sim = Sim::start(&dir, "127.0.0.1:0");
+    let (dir, mut sim, daemon, mut client) = xiaowang_synced("verdicts-down");
     let addr = sim.addr.clone();
-    let config = config_file(&dir, &sim.url(), 86_400);
-    let daemon = start_daemon(&config, &["xiaowang"]);
-    let mut client = daemon.client();
-    wait_for_feed(&mut client, 3);
     let up = swipe(&mut client, 0);
     assert_eq!(up["verdict"]["source"], "insurer", "{up}");
     let synced = client.result("sync.status", json!({}));
@@ -244,12 +222,12 @@ fn insurer_down_verdicts_from_the_cache_then_sync_catches_up() {
         "{down}"
     );
     assert_eq!(down["insured"]["psn_no"], "50000000000000012345");
-    wait_until("the sync error in sync.status", || {
+    wait_until("the sync error in sync.status", PATIENCE * 2, || {
         client.result("sync.status", json!({}))["last_error"].is_string()
     });
 
     // Back on the same port with the same database: the sync catches up by itself.
-    let sim = Sim::start(&dir, &addr);
+    let sim = InsurerSim::start(&sim_db(&dir), &addr, &[]);
     let version = sim.admin(json!({"action": "report_lost", "card_no": "C06123455"}))["version"]
         .as_u64()
         .expect("version");
@@ -273,12 +251,7 @@ fn insurer_down_verdicts_from_the_cache_then_sync_catches_up() {
 
 #[test]
 fn garbage_and_dropped_replies_leave_the_cache_intact() {
-    let dir = temp_dir("verdicts-faults");
-    let sim = Sim::start(&dir, "127.0.0.1:0");
-    let config = config_file(&dir, &sim.url(), 86_400);
-    let daemon = start_daemon(&config, &["xiaowang"]);
-    let mut client = daemon.client();
-    wait_for_feed(&mut client, 3);
+    let (_dir, sim, _daemon, mut client) = xiaowang_synced("verdicts-faults");
     assert_eq!(swipe(&mut client, 0)["verdict"]["source"], "insurer");
     let before = client.result("system.info", json!({}))["cache"].clone();
 
@@ -287,7 +260,7 @@ fn garbage_and_dropped_replies_leave_the_cache_intact() {
         let card = swipe(&mut client, 0);
         assert_eq!(code(&card), "ok", "{fault}: {card}");
         assert_eq!(card["verdict"]["source"], "cache", "{fault}: {card}");
-        wait_until("a sync error", || {
+        wait_until("a sync error", PATIENCE * 2, || {
             client.result("sync.status", json!({}))["last_error"].is_string()
         });
         let after = client.result("system.info", json!({}))["cache"].clone();
@@ -300,10 +273,10 @@ fn garbage_and_dropped_replies_leave_the_cache_intact() {
 
 #[test]
 fn no_insurance_the_counter_settles_under_is_not_insured() {
-    let dir = temp_dir("verdicts-not-insured");
-    let sim = Sim::start(&dir, "127.0.0.1:0");
+    let dir = TempDir::new("verdicts-not-insured");
+    let sim = InsurerSim::in_dir(&dir);
     // This counter settles 390 (居民) only; xiaowang has 310 (职工) only.
-    let config = config_with(
+    let config = verdict_config(
         &dir,
         &sim.url(),
         86_400,
@@ -321,12 +294,7 @@ fn no_insurance_the_counter_settles_under_is_not_insured() {
 /// (same session, `card.ready` again) and the verdict compares it with the insurer's `balc`.
 #[test]
 fn verify_pin_reads_the_on_card_balance_and_judges_balance_mismatch() {
-    let dir = temp_dir("verdicts-balance");
-    let sim = Sim::start(&dir, "127.0.0.1:0");
-    let config = config_file(&dir, &sim.url(), 86_400);
-    let daemon = start_daemon(&config, &["xiaowang"]);
-    let mut client = daemon.client();
-    wait_for_feed(&mut client, 3);
+    let (_dir, sim, daemon, mut client) = xiaowang_synced("verdicts-balance");
 
     // Read without the PIN: no on-card balance, no balance_mismatch.
     let first = client.result("card.read", json!({"reader": reader(0), "wait_ms": 10_000}));
@@ -336,13 +304,7 @@ fn verify_pin_reads_the_on_card_balance_and_judges_balance_mismatch() {
 
     // Equal balances (102.80 on the card and at the insurer): ok, the balance attached.
     let mut events = daemon.events();
-    let verified = client.result(
-        "card.verify_pin",
-        json!({"reader": reader(0), "pin": "123456"}),
-    );
-    assert_eq!(verified, json!({"ok": true}));
-    let ready = events.until(&reader(0), "card.ready");
-    let card = &ready.last().expect("card.ready")["params"]["card"];
+    let card = &verify_pin(&mut client, &mut events);
     assert_eq!(card["session_id"], session_id, "{card}");
     assert_eq!(card["balance"]["balc"], "102.80", "{card}");
     let read = client.result("card.read", json!({"reader": reader(0)}));
@@ -355,13 +317,7 @@ fn verify_pin_reads_the_on_card_balance_and_judges_balance_mismatch() {
     // The insurer's balc differs: the next verification judges balance_mismatch.
     sim.admin(json!({"action": "set_balc", "certno": "500103199103080319",
                      "insutype": "310", "balc": "300.00"}));
-    let verified = client.result(
-        "card.verify_pin",
-        json!({"reader": reader(0), "pin": "123456"}),
-    );
-    assert_eq!(verified, json!({"ok": true}));
-    let ready = events.until(&reader(0), "card.ready");
-    let card = &ready.last().expect("card.ready")["params"]["card"];
+    let card = &verify_pin(&mut client, &mut events);
     assert_eq!(card["session_id"], session_id, "{card}");
     let read = client.result("card.read", json!({"reader": reader(0)}));
     assert_eq!(read["session_id"], session_id);

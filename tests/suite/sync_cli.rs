@@ -3,51 +3,17 @@
 //! --format json`; and a load interrupted by stopping the simulator, resumed by a second run
 //! with the same final counts (no gaps, no duplicates).
 
-mod common;
+use crate::common;
 
-use common::insurer::InsurerSim;
+use common::insurer::{ANY_PORT, InsurerSim, sim_db};
+use common::temp::TempDir;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const MEDCARD: &str = env!("CARGO_BIN_EXE_medcard");
-
-/// The simulator with its SQLite at `db`.
-struct Sim;
-
-impl Sim {
-    fn start(db: &Path, extra: &[&str]) -> InsurerSim {
-        InsurerSim::start(db, "127.0.0.1:0", extra)
-    }
-}
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "medcard-sync-cli-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn sync_command(url: &str, db: &Path, page_size: u32) -> Command {
-    let mut command = Command::new(MEDCARD);
+    let mut command = Command::new(common::medcard_bin());
     command
         .args(["sync", "--full", "--insurer", url, "--db"])
         .arg(db)
@@ -56,7 +22,7 @@ fn sync_command(url: &str, db: &Path, page_size: u32) -> Command {
 }
 
 fn stats(db: &Path) -> Value {
-    let out = Command::new(MEDCARD)
+    let out = Command::new(common::medcard_bin())
         .args(["cache", "stats", "--format", "json", "--db"])
         .arg(db)
         .output()
@@ -113,11 +79,11 @@ fn assert_complete(db: &Path, card_latest: u64, catalogue_latest: u64) {
 
 #[test]
 fn full_sync_loads_both_feeds() {
-    let dir = TempDir::new("full");
-    let sim = Sim::start(&dir.0.join("sim.sqlite"), &[]);
+    let dir = TempDir::new("sync-cli-full");
+    let sim = InsurerSim::start(&sim_db(&dir), ANY_PORT, &[]);
     let (card_latest, catalogue_latest) = generate(&sim);
     assert!(card_latest >= 20_000 && catalogue_latest >= 3_000);
-    let db = dir.0.join("cache.sqlite");
+    let db = dir.join("cache.sqlite");
     let out = sync_command(&sim.url(), &db, 5000).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -141,7 +107,7 @@ fn full_sync_loads_both_feeds() {
 
     // An incremental pass (no --full) picks up new events.
     let more = sim.admin(json!({"action": "generate_card_events", "count": 500}));
-    let out = Command::new(MEDCARD)
+    let out = Command::new(common::medcard_bin())
         .args(["sync", "--insurer", &sim.url(), "--db"])
         .arg(&db)
         .output()
@@ -156,11 +122,11 @@ fn full_sync_loads_both_feeds() {
 
 #[test]
 fn interrupted_sync_resumes_without_gaps_or_duplicates() {
-    let dir = TempDir::new("resume");
-    let sim_db = dir.0.join("sim.sqlite");
-    let mut sim = Sim::start(&sim_db, &["--latency-ms", "20"]);
+    let dir = TempDir::new("sync-cli-resume");
+    let sim_db = sim_db(&dir);
+    let mut sim = InsurerSim::start(&sim_db, ANY_PORT, &["--latency-ms", "20"]);
     let (card_latest, catalogue_latest) = generate(&sim);
-    let db = dir.0.join("cache.sqlite");
+    let db = dir.join("cache.sqlite");
 
     // Small pages and 20 ms per request: about 200 requests, so stopping the simulator
     // after a second lands in the middle of the card feed.
@@ -193,7 +159,7 @@ fn interrupted_sync_resumes_without_gaps_or_duplicates() {
     );
 
     // The simulator again, on the same database (a new port): the rerun resumes.
-    let sim = Sim::start(&sim_db, &[]);
+    let sim = InsurerSim::start(&sim_db, ANY_PORT, &[]);
     let out = sync_command(&sim.url(), &db, 1000).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert!(

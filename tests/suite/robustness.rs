@@ -1,7 +1,7 @@
 //! Bad input gets a clear error, never a panic: random APDUs at the virtual card and PSAM,
 //! random and truncated responses at the card reader, random bytes at the decoders.
 
-mod common;
+use crate::common;
 
 use medcard::apdu::Exchanger;
 use medcard::card::CardReader;

@@ -3,22 +3,18 @@
 //! `medcard insurer-sim` child on loopback, with no daemon and no background resolver, so
 //! the interleavings are the test's own.
 
-mod common;
+use crate::common;
 
-use common::daemon::temp_dir;
+use common::d;
 use common::insurer::InsurerSim;
+use common::temp::TempDir;
 use medcard::cache::Cache;
-use medcard::insurer::clock::LocalTime;
-use medcard::insurer::settlement::{DayDetailIn, DayDetailRow, data_input, output_part};
-use medcard::insurer::{InsurerClient, InsurerConfig, Retry};
+use medcard::insurer::{InsurerClient, InsurerConfig};
 use medcard::settle::journal::RequestState;
 use medcard::settle::service::{
     BillItem, Patient, RegisterParams, SettleError, SettleOptions, Settler, load_policies,
 };
-use rust_decimal::Decimal;
 use serde_json::json;
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,23 +24,22 @@ const WANG_CERTNO: &str = "500103199103080319";
 /// 阿莫西林胶囊: 甲类.
 const CLASS_A: &str = "XJ01CAA040A001010100001";
 
+/// The simulator is stopped before its directory goes (field order).
 struct Bench {
-    dir: PathBuf,
     sim: InsurerSim,
     settler: Arc<Settler>,
+    _dir: TempDir,
 }
 
 impl Bench {
     fn start(tag: &str) -> Bench {
-        let dir = temp_dir(tag);
-        let sim = InsurerSim::start(&dir.join("sim.sqlite"), "127.0.0.1:0", &[]);
+        let dir = TempDir::new(tag);
+        let sim = InsurerSim::in_dir(&dir);
         let cache = Arc::new(Cache::open(dir.join("cache.sqlite")).expect("cache"));
         let link = InsurerClient::new(InsurerConfig {
-            url: sim.url(),
             fixmedins_code: "H50010377777".into(),
-            timeout: Duration::from_secs(5),
             breaker_threshold: 1000,
-            ..InsurerConfig::default()
+            ..sim.config()
         });
         let policies = load_policies("", "cq-seed").expect("policies");
         let options = SettleOptions {
@@ -52,7 +47,11 @@ impl Bench {
             ..SettleOptions::default()
         };
         let settler = Arc::new(Settler::new(cache, vec![link], policies, options));
-        Bench { dir, sim, settler }
+        Bench {
+            sim,
+            settler,
+            _dir: dir,
+        }
     }
 
     fn register(&self) -> String {
@@ -80,46 +79,13 @@ impl Bench {
             .mdtrt_id
     }
 
-    /// The insurer's settlements of today (any state), from its own X302.
-    fn insurer_rows(&self) -> Vec<DayDetailRow> {
-        let mut link = InsurerClient::new(InsurerConfig {
-            url: self.sim.url(),
-            fixmedins_code: "H50010366666".into(),
-            timeout: Duration::from_secs(5),
-            ..InsurerConfig::default()
-        });
-        let input = data_input(&DayDetailIn {
-            stmt_date: LocalTime::now().date(),
-        });
-        let reply = link.call("X302", input, Retry::Idempotent).expect("X302");
-        output_part(&reply.output, "detail").expect("X302 detail")
-    }
-
     fn standing(&self, mdtrt_id: &str) -> usize {
-        self.insurer_rows()
-            .iter()
-            .filter(|r| r.mdtrt_id == mdtrt_id && r.refd_setl_flag != "1" && r.revs_flag != "1")
-            .count()
+        self.sim.standing(mdtrt_id).len()
     }
 
     fn requests(&self, infno: &str) -> usize {
-        let log = self.sim.admin(json!({"action": "msg_log"}));
-        log["rows"]
-            .as_array()
-            .map(|rows| rows.iter().filter(|r| r["infno"] == infno).count())
-            .unwrap_or(0)
+        self.sim.logged(infno)
     }
-}
-
-impl Drop for Bench {
-    fn drop(&mut self) {
-        self.sim.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn d(s: &str) -> Decimal {
-    Decimal::from_str(s).expect("decimal")
 }
 
 fn bill(qty: &str, price: &str) -> Vec<BillItem> {

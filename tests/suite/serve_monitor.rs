@@ -3,7 +3,7 @@
 //! pcscd + vpcd with `PcscReaders` (hot-plug, swap, pcscd restarted under the monitor, a
 //! card pulled mid-read). The end-to-end test takes the machine-wide stack lock.
 
-mod common;
+use crate::common;
 
 use common::fixture;
 use common::stack::{READER_0, READER_1, Sim, Stack};
@@ -16,9 +16,7 @@ use medcard::serve::{
     CardEvent, CardSession, MonitorConfig, MonitorHandle, MonitorThread, PsamChoice, ReaderState,
     SessionError, spawn_monitor,
 };
-use medcard::sim::card::Chip;
-use medcard::sim::card::SharedVirtualReaders;
-use std::path::PathBuf;
+use medcard::sim::card::{Chip, SharedVirtualReaders};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -32,10 +30,7 @@ fn chip(name: &str) -> Chip {
 }
 
 fn psam_chip(name: &str) -> Chip {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/psam")
-        .join(format!("{name}.toml"));
-    Chip::load(&path).expect("fixture PSAM")
+    Chip::load(&common::psam(name)).expect("fixture PSAM")
 }
 
 fn config(psam: PsamChoice) -> MonitorConfig {

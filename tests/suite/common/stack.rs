@@ -131,21 +131,9 @@ impl Drop for Sim {
 
 /// Runs `medcard read` with `args` against the real stack.
 pub fn medcard_read(args: &[&str]) -> Output {
-    Command::new(super::medcard_bin())
-        .arg("read")
-        .args(args)
-        .output()
-        .expect("run medcard read")
-}
-
-pub fn json_of(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "medcard printed no JSON ({e}): stdout {:?} stderr {:?}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
+    let mut read = vec!["read"];
+    read.extend(args);
+    super::medcard(&read)
 }
 
 /// Sends APDUs with pcsc-tools' `scriptor` and returns each reply as hex.

@@ -3,7 +3,7 @@
 //! (latency, HTTP 500, infcode −1, garbage, reply dropped after processing), retries and the
 //! circuit breaker.
 
-mod common;
+use crate::common;
 
 use common::insurer::InsurerSim;
 use medcard::insurer::{
@@ -13,17 +13,14 @@ use medcard::insurer::{
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const XIAOWANG_CARD: &str = "C06123455";
 const XIAOWANG_SN: &str = "500000D15600000512345678ABCDEF01";
 
-/// A running simulator, killed on drop, with its own temporary directory.
+/// A simulator in a directory of its own, and the test's client configuration for it.
 struct Sim {
     sim: InsurerSim,
-    addr: String,
-    dir: PathBuf,
 }
 
 impl Sim {
@@ -32,39 +29,22 @@ impl Sim {
     }
 
     fn start_with(extra: &[&str]) -> Sim {
-        let dir = std::env::temp_dir().join(format!(
-            "medcard-insurer-link-{}-{}",
-            std::process::id(),
-            Instant::now().elapsed().as_nanos() ^ rand_suffix()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let sim = InsurerSim::start(&dir.join("sim.sqlite"), "127.0.0.1:0", extra);
-        let addr = sim.addr.clone();
-        Sim { sim, addr, dir }
+        Sim {
+            sim: InsurerSim::fresh("insurer-link", extra),
+        }
     }
 
+    /// Single attempts, a short backoff.
     fn config(&self) -> InsurerConfig {
         InsurerConfig {
-            url: format!("http://{}/fsi/api/callService", self.addr),
-            timeout: Duration::from_secs(5),
             retries: 0,
             backoff_base: Duration::from_millis(10),
-            ..InsurerConfig::default()
+            ..self.sim.config()
         }
     }
 
     fn client(&self) -> InsurerClient {
         InsurerClient::new(self.config())
-    }
-
-    fn admin(&self, request: Value) -> Value {
-        self.sim.admin(request)
-    }
-
-    fn requests(&self, infno: &str) -> u64 {
-        self.admin(json!({"action": "stats"}))["requests"][infno]
-            .as_u64()
-            .unwrap_or(0)
     }
 
     fn faults(&self, faults: Value) {
@@ -74,17 +54,11 @@ impl Sim {
     }
 }
 
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
+impl std::ops::Deref for Sim {
+    type Target = InsurerSim;
 
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.sim.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+    fn deref(&self) -> &InsurerSim {
+        &self.sim
     }
 }
 

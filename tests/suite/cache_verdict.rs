@@ -2,6 +2,8 @@
 //! migrations, atomic and idempotent page application, resumable sync with a fake insurer
 //! link, lookups, and every verdict code from facts.
 
+use crate::common::d;
+use crate::common::temp::TempDir;
 use medcard::cache::{Cache, CardRecord, CardStatus, Feed, SyncError, migrations, sync_feed};
 use medcard::card::{Balance, BalanceSource, CardRead};
 use medcard::insurer::{
@@ -11,29 +13,21 @@ use medcard::insurer::{
 use medcard::verdict::{
     CalendarDate, FactSource, MaySettle, VerdictCode, VerdictFacts, VerdictPolicy, assess, verdict,
 };
-use rust_decimal::Decimal;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// A cache file in a fresh temporary directory, removed (with the directory) on drop.
 struct Scratch {
-    dir: PathBuf,
     path: PathBuf,
+    dir: TempDir,
 }
 
 impl Scratch {
     fn new(tag: &str) -> Scratch {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("medcard-cache-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new(&format!("cache-{tag}"));
         let path = dir.join("cache.sqlite");
-        Scratch { dir, path }
+        Scratch { path, dir }
     }
 }
 
@@ -51,20 +45,10 @@ impl AsRef<std::path::Path> for Scratch {
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn open_temp(tag: &str) -> (Scratch, Cache) {
     let scratch = Scratch::new(tag);
     let cache = Cache::open(&scratch.path).unwrap();
     (scratch, cache)
-}
-
-fn dec(text: &str) -> Decimal {
-    Decimal::from_str(text).unwrap()
 }
 
 fn person(psn_no: &str, certno: &str, name: &str, rows: Vec<InsuInfo>) -> PersonInfo {
@@ -84,7 +68,7 @@ fn person(psn_no: &str, certno: &str, name: &str, rows: Vec<InsuInfo>) -> Person
 
 fn insu(insutype: &str, stas: &str, balc: &str, admdvs: &str) -> InsuInfo {
     InsuInfo {
-        balc: dec(balc),
+        balc: d(balc),
         insutype: insutype.into(),
         psn_type: "11".into(),
         psn_insu_stas: stas.into(),
@@ -112,8 +96,8 @@ fn item(version: u64, code: &str) -> CatalogueItem {
         hilist_code: code.into(),
         hilist_name: format!("item {code}"),
         chrgitm_lv: ChrgitmLv::B,
-        selfpay_prop: dec("0.10"),
-        pric_uplmt_amt: Some(dec("12.50")),
+        selfpay_prop: d("0.10"),
+        pric_uplmt_amt: Some(d("12.50")),
         vali_flag: true,
     }
 }
@@ -214,7 +198,7 @@ fn balc_round_trips_as_a_decimal_string() {
         .unwrap();
     assert_eq!(stored, "332.80");
     let back = cache.person_by_certno("C1").unwrap().unwrap();
-    assert_eq!(back.info.insuinfo[0].balc, dec("332.80"));
+    assert_eq!(back.info.insuinfo[0].balc, d("332.80"));
     assert_eq!(back.info.insuinfo[0].balc.to_string(), "332.80");
     assert_eq!(back.info, info);
 }
@@ -804,8 +788,8 @@ fn verdict_balance_mismatch_gives_both_amounts() {
         (v.code, v.may_settle),
         (VerdictCode::BalanceMismatch, MaySettle::SelfPayOnly)
     );
-    assert_eq!(v.reasons[0].card_balc, Some(dec("300.00")));
-    assert_eq!(v.reasons[0].insurer_balc, Some(dec("332.80")));
+    assert_eq!(v.reasons[0].card_balc, Some(d("300.00")));
+    assert_eq!(v.reasons[0].insurer_balc, Some(d("332.80")));
     // Equal amounts, however written, are no mismatch.
     assert_eq!(
         judge(&offline_card("332.8"), &good_facts()).code,

@@ -6,21 +6,16 @@
 //! card reported lost while in the reader, the insurer gone). Every wait is on an event or
 //! a state, with a 10 s limit.
 
-mod common;
+use crate::common;
 
-use common::daemon::{Daemon, Events, temp_dir};
-use common::fixture;
-use common::insurer::InsurerSim;
+use common::daemon::Daemon;
+use common::insurer::{InsurerSim, verdict_config};
+use common::rpc::{Client, Events, PATIENCE};
 use common::stack::{READER_0, READER_1, Sim, Stack};
+use common::temp::TempDir;
+use common::{fixture, psam};
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-fn psam(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/psam")
-        .join(format!("{name}.toml"))
-}
 
 /// The daemon on `e2e.sock`, in PC/SC mode.
 fn start_daemon() -> Daemon {
@@ -47,10 +42,18 @@ fn stop(mut daemon: Daemon) {
     assert!(!daemon.socket.exists(), "the socket is removed on exit");
 }
 
+/// `card`'s session is the daemon's only one, and `card.read` with `params` gives it.
+fn assert_sole_session(client: &mut Client, params: Value, card: &Value) {
+    let read = client.result("card.read", params);
+    assert_eq!(read["session_id"], card["session_id"]);
+    let info = client.result("system.info", json!({}));
+    assert_eq!(info["sessions"], 1, "{info}");
+}
+
 /// Polls `readers.list` until `check` holds for it (at most 10 s).
 fn wait_for_readers(daemon: &Daemon, what: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let mut client = daemon.client();
-    let deadline = Instant::now() + common::daemon::PATIENCE;
+    let deadline = Instant::now() + PATIENCE;
     loop {
         let readers = client.result("readers.list", json!({}));
         let list = readers.as_array().cloned().unwrap_or_default();
@@ -90,7 +93,7 @@ fn cards_come_and_go_through_pcscd_and_the_daemon_survives_a_pcscd_restart() {
     common::expected::check_card("xiaowang", &read);
 
     // The PIN: right, then wrong (a result with the tries left, not an error).
-    let pin = |client: &mut common::daemon::Client, pin: &str| {
+    let pin = |client: &mut Client, pin: &str| {
         client.result("card.verify_pin", json!({"reader": READER_0, "pin": pin}))
     };
     assert_eq!(pin(&mut client, "123456"), json!({"ok": true}));
@@ -198,14 +201,7 @@ fn a_3_0_card_reads_completely_with_the_psam_in_the_other_slot() {
         "{seen:?}"
     );
     let card = ready_card(&seen);
-    assert_eq!(
-        card["holder"],
-        json!({"certno": "440106200108170645", "psn_name": "黄嘉怡", "gend": "2", "naty": "01",
-               "birthplace": "440106", "brdy": "2001-08-17"})
-    );
-    assert_eq!(card["needs_psam"], json!([]));
-    assert_eq!(card["psam_terminal_no"], "410100813475");
-    assert_eq!(card["profile"], "ssse-3.0");
+    common::expected::check_gen3_opened_by_the_psam(&card);
     // No card events for the PSAM's reader.
     assert!(
         events
@@ -230,10 +226,7 @@ fn a_3_0_card_reads_completely_with_the_psam_in_the_other_slot() {
     let error = client.error("card.read", json!({"reader": READER_1}));
     assert_eq!(error["code"], 1001, "the PSAM has no session: {error}");
     // Without a reader named, the only session is the card's.
-    let read = client.result("card.read", json!({}));
-    assert_eq!(read["session_id"], card["session_id"]);
-    let info = client.result("system.info", json!({}));
-    assert_eq!(info["sessions"], 1, "{info}");
+    assert_sole_session(&mut client, json!({}), &card);
 
     drop(events);
     drop(client);
@@ -243,19 +236,9 @@ fn a_3_0_card_reads_completely_with_the_psam_in_the_other_slot() {
 #[test]
 fn verdicts_through_pcscd_with_the_insurer_up_then_gone() {
     let stack = Stack::start();
-    let dir = temp_dir("e2e-verdicts");
-    let mut insurer = InsurerSim::start(&dir.join("sim.sqlite"), "127.0.0.1:0", &[]);
-    let config = dir.join("medcard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[insurer]\nurl = {:?}\nmdtrtarea_admvs = \"500000\"\ntimeout_ms = 2000\n\
-             sync_interval_s = 1\npage_size = 2\n\n[cache]\npath = {:?}\nstale_limit_s = 86400\n",
-            insurer.url(),
-            dir.join("cache.sqlite").display().to_string()
-        ),
-    )
-    .expect("write the config");
+    let dir = TempDir::new("e2e-verdicts");
+    let mut insurer = InsurerSim::in_dir(&dir);
+    let config = verdict_config(&dir, &insurer.url(), 86_400, "");
     let daemon = Daemon::start_with_config("e2e-verdicts.sock", &config, &[]);
     let mut events = daemon.events();
     let mut client = daemon.client();
@@ -284,10 +267,7 @@ fn verdicts_through_pcscd_with_the_insurer_up_then_gone() {
     assert_eq!(card["verdict"]["source"], "cache", "{card}");
     assert_eq!(card["verdict"]["code"], "unknown_person", "{card}");
     assert_eq!(card["verdict"]["stale_seconds"], Value::Null, "{card}");
-    let read = client.result("card.read", json!({"reader": READER_0}));
-    assert_eq!(read["session_id"], card["session_id"]);
-    let info = client.result("system.info", json!({}));
-    assert_eq!(info["sessions"], 1, "{info}");
+    assert_sole_session(&mut client, json!({"reader": READER_0}), &card);
 
     drop(events);
     drop(client);

@@ -4,7 +4,11 @@
 //! a stalled subscriber, a vanishing client), reload, permissions, the CLI clients, the
 //! daemon itself with virtual cards, and the systemd units.
 
-mod common;
+use crate::common;
+
+use common::medcard;
+use common::rpc::{Client, Connection};
+use common::temp::TempDir;
 
 use medcard::card::{CardRead, PinState};
 use medcard::serve::config::Config;
@@ -16,26 +20,15 @@ use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const READER_A: &str = "Reader A";
 const READER_B: &str = "Reader B";
 const GOOD_PIN: &str = "123456";
 const LOCKED_PIN: &str = "000000";
-
-static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
-
-fn temp_dir() -> PathBuf {
-    let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("medcard-serve-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn card(certno: &str) -> CardRead {
     let mut card = CardRead {
@@ -87,7 +80,7 @@ fn one_card() -> Snapshot {
 
 /// A server on a temporary socket with a fake monitor.
 struct TestServer {
-    dir: PathBuf,
+    dir: TempDir,
     socket: PathBuf,
     side: Arc<MonitorSide>,
     reloader: Reloader,
@@ -102,7 +95,7 @@ impl TestServer {
     }
 
     fn with(adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = temp_dir();
+        let dir = TempDir::new("serve");
         let socket = dir.join("run/medcard.sock");
         let mut config = Config::default();
         config.socket.path = socket.clone();
@@ -166,7 +159,6 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -213,83 +205,7 @@ fn pin_state() -> PinState {
 static LAST_PIN: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 static ONE_VERIFY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// A line-oriented JSON-RPC client.
-struct Client<S = UnixStream> {
-    stream: S,
-    lines: BufReader<S>,
-    next_id: u64,
-}
-
-impl Client {
-    fn connect(path: &Path) -> Client {
-        let stream = UnixStream::connect(path).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let lines = BufReader::new(stream.try_clone().unwrap());
-        Client {
-            stream,
-            lines,
-            next_id: 1,
-        }
-    }
-}
-
-impl Client<std::net::TcpStream> {
-    fn connect_tcp(addr: std::net::SocketAddr) -> Client<std::net::TcpStream> {
-        let stream = std::net::TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let lines = BufReader::new(stream.try_clone().unwrap());
-        Client {
-            stream,
-            lines,
-            next_id: 1,
-        }
-    }
-}
-
-impl<S: Read + Write> Client<S> {
-    fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
-    }
-
-    fn read(&mut self) -> Value {
-        let mut line = String::new();
-        let n = self.lines.read_line(&mut line).unwrap();
-        assert!(n > 0, "the server closed the connection");
-        serde_json::from_str(&line).unwrap()
-    }
-
-    /// Sends a request and returns its response (notifications in between are skipped).
-    fn call(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        self.send_raw(format!("{request}\n").as_bytes());
-        loop {
-            let message = self.read();
-            if message.get("id") == Some(&json!(id)) {
-                return message;
-            }
-        }
-    }
-
-    fn result(&mut self, method: &str, params: Value) -> Value {
-        let response = self.call(method, params);
-        assert!(response.get("error").is_none(), "{method}: {response}");
-        response["result"].clone()
-    }
-
-    fn error(&mut self, method: &str, params: Value) -> Value {
-        let response = self.call(method, params);
-        assert!(response.get("result").is_none(), "{method}: {response}");
-        response["error"].clone()
-    }
-}
-
-fn verify<S: Read + Write>(client: &mut Client<S>, pin: &str) -> Value {
+fn verify<S: Connection>(client: &mut Client<S>, pin: &str) -> Value {
     let _one = ONE_VERIFY.lock().unwrap_or_else(|e| e.into_inner());
     *LAST_PIN.lock().unwrap() = Some(pin.to_owned());
     client.call("card.verify_pin", json!({"reader": READER_A, "pin": pin}))
@@ -851,13 +767,6 @@ fn the_socket_is_0660_and_a_stale_one_is_replaced() {
     assert!(file.exists());
 }
 
-fn medcard(args: &[&str]) -> std::process::Output {
-    Command::new(common::medcard_bin())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn medcard_call_prints_results_and_errors() {
     let server = TestServer::start();
@@ -941,7 +850,7 @@ fn medcard_config_check_explains_and_validates() {
         "the sample shows every default"
     );
 
-    let dir = temp_dir();
+    let dir = TempDir::new("serve");
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[socket]\nmode = \"0666\"\ntcp = \"0.0.0.0:7788\"\n").unwrap();
     let output = medcard(&["config", "check", bad.to_str().unwrap()]);
@@ -954,12 +863,11 @@ fn medcard_config_check_explains_and_validates() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1));
     assert!(text.contains("max_conections"), "{text}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn medcard_serve_with_virtual_cards_answers_and_stops_on_sigterm() {
-    let dir = temp_dir();
+    let dir = TempDir::new("serve");
     let socket = dir.join("medcard.sock");
     let mut child = Command::new(common::medcard_bin())
         .args(["--log", "debug", "serve", "--config"])
@@ -1009,7 +917,6 @@ fn medcard_serve_with_virtual_cards_answers_and_stops_on_sigterm() {
         !stderr.contains(card["holder"]["psn_name"].as_str().unwrap()),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `systemd-analyze verify` on the units, with ExecStart pointed at the binary just built
@@ -1029,7 +936,7 @@ fn systemd_units_verify() {
         return;
     }
     let units = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("systemd");
-    let dir = temp_dir();
+    let dir = TempDir::new("serve");
     let service = std::fs::read_to_string(units.join("medcard.service")).unwrap();
     let binary = common::medcard_bin().display().to_string();
     assert!(service.contains("ExecStart=/usr/bin/medcard serve"));
@@ -1051,7 +958,6 @@ fn systemd_units_verify() {
         output.status.success() && !stderr.contains("medcard"),
         "systemd-analyze verify: {stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `medcard serve` as systemd runs it: the listening socket passed as fd 3 (LISTEN_PID /
@@ -1061,7 +967,7 @@ fn systemd_units_verify() {
 fn medcard_serve_speaks_systemd_socket_activation_notify_and_reload() {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
-    let dir = temp_dir();
+    let dir = TempDir::new("serve");
     let notify = std::os::unix::net::UnixDatagram::bind(dir.join("notify")).unwrap();
     notify
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -1138,5 +1044,4 @@ fn medcard_serve_speaks_systemd_socket_activation_notify_and_reload() {
     assert!(child.wait().unwrap().success());
     assert!(socket.exists(), "systemd's socket is left to systemd");
     drop(listener);
-    let _ = std::fs::remove_dir_all(&dir);
 }

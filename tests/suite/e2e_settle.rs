@@ -7,10 +7,10 @@
 //! everything 2207 sends), and a registration with no card in the reader (1001). Every wait
 //! is on an event or a state, with a deadline. Takes the machine-wide end-to-end lock.
 
-mod common;
+use crate::common;
 
-use common::daemon::{Client, Events};
 use common::fixture;
+use common::rpc::{Client, Events};
 use common::settle::{CLASS_A, Rig, XIAOWANG, one_line, preview, wait_catalogue};
 use common::stack::{READER_0, Sim, Stack};
 use serde_json::{Value, json};

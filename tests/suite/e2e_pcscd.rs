@@ -2,11 +2,12 @@
 //! as the card and `medcard read` as the client — the code path of a real reader. Needs
 //! root, pcscd and vsmartcard-vpcd (`make deps`); the tests serialise on a machine-wide lock.
 
-mod common;
+use crate::common;
 
 use common::expected::{FAILING, Outcome, READABLE, check_card, expected};
 use common::fixture;
-use common::stack::{READER_0, READER_1, Sim, Stack, json_of, medcard_read, scriptor};
+use common::json_of;
+use common::stack::{READER_0, READER_1, Sim, Stack, medcard_read, scriptor};
 use medcard::profile::ProfileSet;
 use medcard::reader::pcsc_reader::PcscReaders;
 use std::process::Command;

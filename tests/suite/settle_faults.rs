@@ -15,12 +15,11 @@
 //! this file is empty.
 #![cfg(feature = "fault-injection")]
 
-mod common;
+use crate::common;
 
+use common::rpc::call_once;
 use common::settle::{Rig, XIAOWANG, one_line, preview, register, wait_card, wait_catalogue};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
@@ -88,19 +87,6 @@ const CASES: [Case; 9] = [
         fault: Some("drop"),
     },
 ];
-
-/// One JSON-RPC call on a fresh connection; `None` when the daemon died before answering.
-fn call_or_die(socket: &std::path::Path, method: &str, params: Value) -> Option<Value> {
-    let mut stream = UnixStream::connect(socket).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .ok()?;
-    let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    writeln!(stream, "{request}").ok()?;
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).ok()?;
-    serde_json::from_str(&line).ok()
-}
 
 fn set_fault(rig: &Rig, fault: Option<&str>, infno: &str) {
     let plan = match fault {
@@ -170,7 +156,12 @@ fn crash_and_retry(
     let mut first = rig.daemon(&[XIAOWANG], &env_refs);
     wait_card(&mut first.client());
     set_fault(rig, case.fault, infno);
-    let answer = call_or_die(&first.socket, method, params.clone());
+    let answer = call_once(
+        &first.socket,
+        method,
+        params.clone(),
+        Duration::from_secs(20),
+    );
     let died = match case.crash {
         Some(_) => {
             let status = first.wait_exit(Duration::from_secs(15)).unwrap_or_else(|| {

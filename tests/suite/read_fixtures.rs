@@ -1,9 +1,10 @@
 //! Every fixture card read in-process (library, virtual reader): fields, APDU counts, error
 //! codes; plus the fallbacks and T=0 handling each fixture was made to exercise.
 
-mod common;
+use crate::common;
 
 use common::expected::{FAILING, Outcome, READABLE, check_card, expected};
+use common::temp::TempDir;
 use medcard::apdu::Exchanger;
 use medcard::card::{CardReader, ReadError, read_in_reader};
 use medcard::profile::ProfileSet;
@@ -111,23 +112,17 @@ fn t0_quirks_are_handled_below_the_card_layer() {
 
 #[test]
 fn a_regional_profile_is_a_new_file_not_new_code() {
-    let dir = std::env::temp_dir().join(format!("medcard-regional-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let base = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/apdu-specs/ssse-2.0.toml"
-    ))
-    .unwrap();
-    let regional = base
+    let dir = TempDir::new("regional");
+    let regional = common::profile_text("ssse-2.0")
         .replace("name = \"ssse-2.0\"", "name = \"ssse-2.0-chongqing\"")
         .replace(
             "spec_versions = [\"2.0\"]",
             "spec_versions = [\"2.0\"]\nregions = [\"50\"]",
         )
         .replace("field = \"init_org\"", "field = \"x_init_org\"");
-    std::fs::write(dir.join("chongqing.toml"), regional).unwrap();
+    dir.file("chongqing.toml", &regional);
     let profiles = ProfileSet::built_in_and_dir(&dir).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    drop(dir);
 
     let card = read_in_reader(&mut reader_with("xiaowang"), READER, &profiles).unwrap();
     assert_eq!(card.profile, "ssse-2.0-chongqing");
@@ -147,9 +142,7 @@ fn with_psam(
     use medcard::card::{Pin, ReadOptions};
     use medcard::psam::Psam;
     let profiles = ProfileSet::built_in().unwrap();
-    let psam_path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("fixtures/psam/{psam}.toml"));
-    let chip = medcard::sim::card::Chip::load(&psam_path).unwrap();
+    let chip = medcard::sim::card::Chip::load(&common::psam(psam)).unwrap();
     let mut psam_readers = VirtualReaders::with_card("psam", chip);
     let mut card_readers = reader_with(card);
     let pin = pin.map(|p| Pin::new(p).unwrap());

@@ -1,0 +1,77 @@
+//! Shared by the integration tests: fixture paths, the `medcard` binary, amounts, temporary
+//! directories ([`temp`]), the fixture cards' expected contents (written from the fixture
+//! descriptions, not from medcard's output; [`expected`]), the JSON-RPC client ([`rpc`]),
+//! `medcard serve` ([`daemon`]) and the insurer simulator ([`insurer`]) as child processes,
+//! a settlement rig ([`settle`]) and a harness for the real PC/SC stack ([`stack`]).
+
+pub mod daemon;
+pub mod expected;
+pub mod insurer;
+pub mod rpc;
+pub mod settle;
+pub mod stack;
+pub mod temp;
+
+use rust_decimal::Decimal;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// A file of the repository, by its path from the top.
+pub fn repo_file(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A fixture card: `fixtures/cards/NAME.toml`.
+pub fn fixture(name: &str) -> PathBuf {
+    repo_file("fixtures/cards").join(format!("{name}.toml"))
+}
+
+/// A fixture PSAM: `fixtures/psam/NAME.toml`.
+pub fn psam(name: &str) -> PathBuf {
+    repo_file("fixtures/psam").join(format!("{name}.toml"))
+}
+
+/// The text of a built-in card profile, `apdu-specs/NAME.toml`.
+pub fn profile_text(name: &str) -> String {
+    std::fs::read_to_string(repo_file("apdu-specs").join(format!("{name}.toml")))
+        .expect("a built-in profile")
+}
+
+pub fn medcard_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_medcard"))
+}
+
+/// Runs `medcard ARGS…` to the end.
+pub fn medcard(args: &[&str]) -> Output {
+    Command::new(medcard_bin())
+        .args(args)
+        .output()
+        .expect("run medcard")
+}
+
+/// What medcard printed on stdout, as JSON.
+pub fn json_of(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "medcard printed no JSON ({e}): stdout {:?} stderr {:?}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// An amount written as in the documents: `d("102.80")`.
+pub fn d(text: &str) -> Decimal {
+    Decimal::from_str(text).expect("a decimal amount")
+}
+
+/// Polls `check` every 100 ms until it holds; fails the test after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

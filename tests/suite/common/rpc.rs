@@ -1,0 +1,214 @@
+//! The test side of `medcard serve`'s JSON-RPC: a line-oriented client on a Unix or TCP
+//! connection, an event subscription, and a one-shot call that tolerates a dying daemon.
+//! Every read has a deadline ([`PATIENCE`]; never sleep-and-hope). The only JSON-RPC client
+//! the tests have, so that it can give way to the library's own in one place.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long a test waits for anything the daemon should do.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A connection the client can read with a deadline: a Unix or a TCP stream.
+pub trait Connection: Read + Write + Sized {
+    fn duplicate(&self) -> std::io::Result<Self>;
+    fn set_read_deadline(&self, left: Duration) -> std::io::Result<()>;
+}
+
+impl Connection for UnixStream {
+    fn duplicate(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+
+    fn set_read_deadline(&self, left: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(left))
+    }
+}
+
+impl Connection for TcpStream {
+    fn duplicate(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+
+    fn set_read_deadline(&self, left: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(left))
+    }
+}
+
+/// A JSON-RPC client on one connection: one request at a time. `stream` and `lines` are
+/// open for tests that write malformed requests or read what follows the last message.
+pub struct Client<S: Connection = UnixStream> {
+    pub stream: S,
+    pub lines: BufReader<S>,
+    next_id: u64,
+}
+
+impl Client {
+    pub fn connect(socket: &Path) -> Client {
+        Client::of(UnixStream::connect(socket).expect("connect to medcard serve"))
+    }
+}
+
+impl Client<TcpStream> {
+    pub fn connect_tcp(addr: SocketAddr) -> Client<TcpStream> {
+        Client::of(TcpStream::connect(addr).expect("connect to medcard serve over TCP"))
+    }
+}
+
+impl<S: Connection> Client<S> {
+    pub fn of(stream: S) -> Client<S> {
+        stream.set_read_deadline(PATIENCE).expect("read timeout");
+        let lines = BufReader::new(stream.duplicate().expect("clone the stream"));
+        Client {
+            stream,
+            lines,
+            next_id: 1,
+        }
+    }
+
+    /// Writes `bytes` as they are (a request, a fragment, garbage).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send to medcard serve");
+    }
+
+    /// The next message, whatever it is (waiting up to [`PATIENCE`]).
+    pub fn read(&mut self) -> Value {
+        read_message(&mut self.lines, Instant::now() + PATIENCE)
+            .unwrap_or_else(|| panic!("nothing from medcard serve within {PATIENCE:?}"))
+    }
+
+    /// Sends a request and returns its response (notifications in between are skipped).
+    pub fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.send_raw(format!("{request}\n").as_bytes());
+        loop {
+            let message = read_message(&mut self.lines, Instant::now() + PATIENCE)
+                .unwrap_or_else(|| panic!("no answer to {method} within {PATIENCE:?}"));
+            if message.get("id") == Some(&json!(id)) {
+                return message;
+            }
+        }
+    }
+
+    /// The result of a call that must succeed.
+    pub fn result(&mut self, method: &str, params: Value) -> Value {
+        let response = self.call(method, params);
+        assert!(response.get("error").is_none(), "{method}: {response}");
+        response["result"].clone()
+    }
+
+    /// The error object of a call that must fail.
+    pub fn error(&mut self, method: &str, params: Value) -> Value {
+        let response = self.call(method, params);
+        assert!(response.get("result").is_none(), "{method}: {response}");
+        response["error"].clone()
+    }
+}
+
+/// One call on a fresh connection, waiting up to `limit`; `None` when the daemon is not
+/// there or dies before answering.
+pub fn call_once(socket: &Path, method: &str, params: Value, limit: Duration) -> Option<Value> {
+    let mut stream = UnixStream::connect(socket).ok()?;
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    writeln!(stream, "{request}").ok()?;
+    read_message(&mut BufReader::new(stream), Instant::now() + limit)
+}
+
+/// One JSON message, or `None` when `deadline` passes first (or the daemon closes).
+fn read_message<S: Connection>(lines: &mut BufReader<S>, deadline: Instant) -> Option<Value> {
+    let mut line = Vec::new();
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        lines
+            .get_ref()
+            .set_read_deadline(left.max(Duration::from_millis(1)))
+            .ok()?;
+        match lines.read_until(b'\n', &mut line) {
+            Ok(0) => return None,
+            Ok(_) if line.ends_with(b"\n") => {
+                // The next plain read (a test's own) gets the usual patience back.
+                lines.get_ref().set_read_deadline(PATIENCE).ok()?;
+                return Some(serde_json::from_slice(&line).unwrap_or_else(|e| {
+                    let line = String::from_utf8_lossy(&line);
+                    panic!("medcard serve sent something that is not JSON ({e}): {line:?}")
+                }));
+            }
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("reading from medcard serve: {e}"),
+        }
+    }
+}
+
+/// A subscription to every topic on a connection of its own.
+pub struct Events {
+    lines: BufReader<UnixStream>,
+    /// Every notification seen, in order (for failure messages).
+    pub seen: Vec<Value>,
+}
+
+impl Events {
+    pub fn subscribe(socket: &Path) -> Events {
+        let mut stream = UnixStream::connect(socket).expect("connect to medcard serve");
+        writeln!(
+            stream,
+            r#"{{"jsonrpc":"2.0","id":1,"method":"events.subscribe"}}"#
+        )
+        .expect("subscribe");
+        let mut lines = BufReader::new(stream);
+        let reply = read_message(&mut lines, Instant::now() + PATIENCE)
+            .expect("an answer to events.subscribe");
+        assert!(reply["result"]["subscribed"].is_array(), "{reply}");
+        Events {
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The notifications about `reader` up to and including the first `method` one (waiting
+    /// up to [`PATIENCE`] for each); notifications about other readers are skipped.
+    pub fn until(&mut self, reader: &str, method: &str) -> Vec<Value> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut got = Vec::new();
+        loop {
+            let event = read_message(&mut self.lines, deadline).unwrap_or_else(|| {
+                panic!(
+                    "no {method} for {reader} within {PATIENCE:?}; seen so far: {}",
+                    self.describe()
+                )
+            });
+            self.seen.push(event.clone());
+            if event["params"]["reader"] != reader {
+                continue;
+            }
+            let done = event["method"] == method;
+            got.push(event);
+            if done {
+                return got;
+            }
+        }
+    }
+
+    /// The methods of `events`, in order.
+    pub fn methods(events: &[Value]) -> Vec<&str> {
+        events
+            .iter()
+            .map(|e| e["method"].as_str().unwrap_or("?"))
+            .collect()
+    }
+
+    fn describe(&self) -> String {
+        Events::methods(&self.seen)
+            .iter()
+            .zip(&self.seen)
+            .map(|(m, e)| format!("{m}({})", e["params"]["reader"]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

@@ -1,0 +1,25 @@
+//! The integration tests, as one test binary (one link of the library instead of one per
+//! file): each module below was a file of its own in `tests/`; `common` holds the helpers
+//! they share. Run one module with a name filter, e.g. `cargo test --test suite settle_faults`.
+
+mod common;
+
+mod cache_verdict;
+mod cli;
+mod e2e_pcscd;
+mod e2e_psam_pin;
+mod e2e_serve;
+mod e2e_settle;
+mod insurer_link;
+mod insurer_settle;
+mod read_fixtures;
+mod release_binary;
+mod robustness;
+mod serve_monitor;
+mod serve_socket;
+mod serve_verdicts;
+mod settle_calc;
+mod settle_faults;
+mod settle_review;
+mod settle_socket;
+mod sync_cli;
