@@ -11,8 +11,15 @@ use std::time::Duration;
 /// The first passed file descriptor (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: i32 = 3;
 
+/// Sends `state` to the service manager, when run by systemd; a failure is logged.
+pub fn notify(state: &str) {
+    if let Err(e) = try_notify(state) {
+        tracing::warn!(error = %e, state, "sd_notify failed");
+    }
+}
+
 /// Sends `state` to the service manager. `Ok(false)` when not run by systemd.
-pub fn notify(state: &str) -> io::Result<bool> {
+pub fn try_notify(state: &str) -> io::Result<bool> {
     let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
         return Ok(false);
     };
