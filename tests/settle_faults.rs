@@ -13,9 +13,8 @@
 mod common;
 
 use common::settle::{Rig, XIAOWANG, one_line, preview, register, wait_card, wait_catalogue};
+use medcard::serve::client::Client;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
@@ -86,15 +85,9 @@ const CASES: [Case; 9] = [
 
 /// One JSON-RPC call on a fresh connection; `None` when the daemon died before answering.
 fn call_or_die(socket: &std::path::Path, method: &str, params: Value) -> Option<Value> {
-    let mut stream = UnixStream::connect(socket).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .ok()?;
-    let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    writeln!(stream, "{request}").ok()?;
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).ok()?;
-    serde_json::from_str(&line).ok()
+    let mut client = Client::connect(socket).ok()?;
+    client.set_timeout(Some(Duration::from_secs(20))).ok()?;
+    client.call_raw(method, params).ok()
 }
 
 fn set_fault(rig: &Rig, fault: Option<&str>, infno: &str) {

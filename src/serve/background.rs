@@ -121,4 +121,3 @@ fn sync_once(cache: &Cache, link: &mut dyn InsurerLink, page_size: u32) -> bool 
     }
     card_events
 }
-

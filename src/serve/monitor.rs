@@ -30,8 +30,8 @@
 
 use super::MonitorHandle;
 use super::handle::{MonitorSide, Request, Snapshot, channel};
-use super::worker::{StopFlag, Worker};
 use super::types::{CardEvent, CardSession, ReaderInfo, ReaderState, SessionError};
+use super::worker::{StopFlag, Worker};
 use crate::apdu::Exchanger;
 use crate::card::{
     Balance, BalanceSource, CardRead, Pin, PinEntry, PinState, PsamSlot, ReadError, ReadExtras,

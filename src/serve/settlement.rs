@@ -7,9 +7,7 @@
 use super::handle::pick_session_ref;
 use super::rpc::{RpcError, code};
 use super::shared::Shared;
-use crate::settle::service::{
-    BillItem, CardFacts, Patient, RegisterParams, SettleError, Settler,
-};
+use crate::settle::service::{BillItem, CardFacts, Patient, RegisterParams, SettleError, Settler};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;

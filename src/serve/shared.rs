@@ -115,4 +115,3 @@ impl Shutdown {
         self.is_shutdown = true;
     }
 }
-

@@ -132,4 +132,3 @@ impl Assessor for CacheAssessor {
         Some(assess(card, &facts, &self.policy, today, now))
     }
 }
-

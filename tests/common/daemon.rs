@@ -1,10 +1,9 @@
 //! `medcard serve` as a child process for end-to-end tests: started on a socket in a
-//! temporary directory, a line-oriented JSON-RPC client, and an event subscription read with
-//! deadlines (never sleep-and-hope).
+//! temporary directory, medcard's JSON-RPC client with the tests' patience, and an event
+//! subscription read with deadlines (never sleep-and-hope).
 
+use medcard::serve::client::{ClientError, Subscription};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -74,15 +73,13 @@ impl Daemon {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(stream) = UnixStream::connect(&daemon.socket) {
-                let mut client = Client::of(stream);
-                if client
-                    .call("system.info", json!({}))
-                    .get("result")
-                    .is_some()
-                {
-                    break;
-                }
+            if let Ok(mut client) = Client::try_connect(&daemon.socket)
+                && client
+                    .0
+                    .call_raw("system.info", json!({}))
+                    .is_ok_and(|r| r.get("result").is_some())
+            {
+                break;
             }
             if let Ok(Some(status)) = daemon.child.try_wait() {
                 panic!("medcard serve exited ({status}): {}", daemon.log_text());
@@ -163,43 +160,25 @@ impl Drop for Daemon {
     }
 }
 
-/// A JSON-RPC client on one connection: one request at a time.
-pub struct Client {
-    stream: UnixStream,
-    lines: BufReader<UnixStream>,
-    next_id: u64,
-}
+/// A JSON-RPC client on one connection (medcard's own): one request at a time.
+pub struct Client(medcard::serve::client::Client);
 
 impl Client {
     pub fn connect(socket: &Path) -> Client {
-        Client::of(UnixStream::connect(socket).expect("connect to medcard serve"))
+        Client::try_connect(socket).expect("connect to medcard serve")
     }
 
-    fn of(stream: UnixStream) -> Client {
-        stream
-            .set_read_timeout(Some(PATIENCE))
-            .expect("read timeout");
-        let lines = BufReader::new(stream.try_clone().expect("clone the stream"));
-        Client {
-            stream,
-            lines,
-            next_id: 1,
-        }
+    fn try_connect(socket: &Path) -> Result<Client, ClientError> {
+        let mut client = medcard::serve::client::Client::connect(socket)?;
+        client.set_timeout(Some(PATIENCE))?;
+        Ok(Client(client))
     }
 
     /// Sends a request and returns its response (notifications in between are skipped).
     pub fn call(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        writeln!(self.stream, "{request}").expect("send a request");
-        loop {
-            let message = read_message(&mut self.lines, Instant::now() + PATIENCE)
-                .unwrap_or_else(|| panic!("no answer to {method} within {PATIENCE:?}"));
-            if message.get("id") == Some(&json!(id)) {
-                return message;
-            }
-        }
+        self.0
+            .call_raw(method, params)
+            .unwrap_or_else(|e| panic!("no answer to {method} within {PATIENCE:?}: {e}"))
     }
 
     /// The result of a call that must succeed.
@@ -217,63 +196,47 @@ impl Client {
     }
 }
 
-/// One JSON message, or `None` when `deadline` passes first (or the daemon closes).
-fn read_message(lines: &mut BufReader<UnixStream>, deadline: Instant) -> Option<Value> {
-    let mut line = Vec::new();
-    loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        lines
-            .get_ref()
-            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .ok()?;
-        match lines.read_until(b'\n', &mut line) {
-            Ok(0) => return None,
-            Ok(_) if line.ends_with(b"\n") => {
-                return Some(serde_json::from_slice(&line).unwrap_or_else(|e| {
-                    let line = String::from_utf8_lossy(&line);
-                    panic!("medcard serve sent something that is not JSON ({e}): {line:?}")
-                }));
-            }
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => panic!("reading from medcard serve: {e}"),
-        }
-    }
-}
-
 /// A subscription to every topic on a connection of its own.
 pub struct Events {
-    lines: BufReader<UnixStream>,
+    subscription: Subscription,
     /// Every notification seen, in order (for failure messages).
     pub seen: Vec<Value>,
 }
 
 impl Events {
     pub fn subscribe(socket: &Path) -> Events {
-        let mut stream = UnixStream::connect(socket).expect("connect to medcard serve");
-        writeln!(
-            stream,
-            r#"{{"jsonrpc":"2.0","id":1,"method":"events.subscribe"}}"#
-        )
-        .expect("subscribe");
-        let mut lines = BufReader::new(stream);
-        let reply = read_message(&mut lines, Instant::now() + PATIENCE)
-            .expect("an answer to events.subscribe");
-        assert!(reply["result"]["subscribed"].is_array(), "{reply}");
+        let subscription = Client::try_connect(socket)
+            .and_then(|client| client.0.subscribe(&[]))
+            .expect("subscribe to medcard serve");
         Events {
-            lines,
+            subscription,
             seen: Vec::new(),
+        }
+    }
+
+    /// The next notification, or `None` when `deadline` passes first (or the daemon closes).
+    fn next_before(&mut self, deadline: Instant) -> Option<Value> {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        self.subscription
+            .set_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
+        match self.subscription.next()? {
+            Ok(event) => Some(event),
+            Err(ClientError::TimedOut) => None,
+            Err(e) => panic!("reading from medcard serve: {e}"),
         }
     }
 
     /// The next notification, waiting up to [`PATIENCE`].
     pub fn next(&mut self) -> Value {
-        let event = read_message(&mut self.lines, Instant::now() + PATIENCE).unwrap_or_else(|| {
-            panic!(
-                "no notification within {PATIENCE:?}; seen so far: {}",
-                self.describe()
-            )
-        });
+        let event = self
+            .next_before(Instant::now() + PATIENCE)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no notification within {PATIENCE:?}; seen so far: {}",
+                    self.describe()
+                )
+            });
         self.seen.push(event.clone());
         event
     }
@@ -284,7 +247,7 @@ impl Events {
         let deadline = Instant::now() + PATIENCE;
         let mut got = Vec::new();
         loop {
-            let event = read_message(&mut self.lines, deadline).unwrap_or_else(|| {
+            let event = self.next_before(deadline).unwrap_or_else(|| {
                 panic!(
                     "no {method} for {reader} within {PATIENCE:?}; seen so far: {}",
                     self.describe()

@@ -2,19 +2,17 @@
 //! 127.0.0.1:0 (its own SQLite file, the built-in fixtures) and the [`Daemon`] on virtual
 //! readers pointed at it (the cache and settlement journal in a directory of the caller's,
 //! verdicts, the background sync and resolver, the socket). `medcard demo` plays its script against it; `medcard bench settle` measures
-//! settlements through it. [`RpcClient`] is the cashier's side: one socket connection.
+//! settlements through it. [`Counter::client`] is the cashier's side: one socket connection.
 
 use medcard::insurer::sim::{SimOptions, SimState, remove_db, serve};
 use medcard::reader::ReaderBackend;
 use medcard::reader::virtual_reader::SharedVirtualReaders;
+use medcard::serve::client::Client;
 use medcard::serve::config::Config;
 use medcard::serve::{Daemon, MonitorHandle, RunningDaemon};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -85,17 +83,19 @@ impl Counter {
         })
     }
 
-    /// A new connection to the daemon.
-    pub async fn client(&self) -> Result<RpcClient, String> {
-        RpcClient::connect(&self.socket).await
+    /// A new connection to the daemon, as a cashier's program holds it.
+    pub fn client(&self) -> Result<Client, String> {
+        Client::connect(&self.socket).map_err(|e| e.to_string())
     }
 
     /// Waits until the first sync brought the catalogue (local previews need its classes).
     pub async fn wait_synced(&self) -> Result<(), String> {
-        let mut client = self.client().await?;
+        let mut client = self.client()?;
         let deadline = tokio::time::Instant::now() + SYNC_WAIT;
         loop {
-            let status = client.call("sync.status", json!({})).await?;
+            let status = client
+                .call("sync.status", json!({}))
+                .map_err(|e| e.to_string())?;
             if status["versions"]["catalogue"].as_u64().unwrap_or(0) > 0 {
                 return Ok(());
             }
@@ -145,58 +145,4 @@ fn counter_config(setup: &CounterSetup<'_>, insurer_url: &str) -> Config {
     config.cache.path = setup.dir.join("cache.sqlite");
     config.settle.links = setup.links.max(1);
     config
-}
-
-/// One connection to the daemon, one request at a time, as a cashier's program holds it.
-pub struct RpcClient {
-    read: BufReader<OwnedReadHalf>,
-    write: OwnedWriteHalf,
-    next_id: u64,
-    line: String,
-}
-
-impl RpcClient {
-    pub async fn connect(socket: &Path) -> Result<RpcClient, String> {
-        let stream = UnixStream::connect(socket)
-            .await
-            .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
-        let (read, write) = stream.into_split();
-        Ok(RpcClient {
-            read: BufReader::new(read),
-            write,
-            next_id: 1,
-            line: String::new(),
-        })
-    }
-
-    /// The request line the next [`call`](Self::call) of `method` sends (for showing).
-    pub fn request(&self, method: &str, params: &Value) -> Value {
-        json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
-    }
-
-    /// Sends a request; its `result`, or its `error` object as the message.
-    pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, String> {
-        let mut request = self.request(method, &params).to_string();
-        request.push('\n');
-        self.next_id += 1;
-        self.write
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("{method}: cannot send: {e}"))?;
-        self.line.clear();
-        let n = self
-            .read
-            .read_line(&mut self.line)
-            .await
-            .map_err(|e| format!("{method}: cannot read the answer: {e}"))?;
-        if n == 0 {
-            return Err(format!("{method}: the daemon closed the connection"));
-        }
-        let mut reply: Value = serde_json::from_str(&self.line)
-            .map_err(|e| format!("{method}: unreadable answer: {e}"))?;
-        match reply.get_mut("result") {
-            Some(result) => Ok(result.take()),
-            None => Err(format!("{method} failed: {}", reply["error"])),
-        }
-    }
 }
