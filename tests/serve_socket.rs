@@ -1102,7 +1102,7 @@ fn medcard_serve_speaks_systemd_socket_activation_notify_and_reload() {
     let next_state = || {
         let mut buffer = [0u8; 256];
         let n = notify.recv(&mut buffer).unwrap();
-        String::from_utf8_lossy(&buffer[..n]).into_owned()
+        String::from_utf8_lossy(&buffer[..n]).trim_end().to_owned()
     };
     assert!(next_state().starts_with("READY=1"));
     assert_eq!(next_state(), "WATCHDOG=1");

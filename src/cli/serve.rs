@@ -7,9 +7,10 @@ use clap::Args;
 use medcard::reader::ReaderBackend;
 use medcard::reader::pcsc_reader::PcscReaders;
 use medcard::reader::virtual_reader::SharedVirtualReaders;
+use medcard::serve::Daemon;
 use medcard::serve::config::{Config, DEFAULT_PATH};
 use medcard::serve::server::Reloader;
-use medcard::serve::{Daemon, systemd};
+use medcard::serve::systemd::{self, NotifyState};
 use medcard::sim::Chip;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -139,14 +140,14 @@ async fn reload_on_hangup(reloader: Reloader, args: ServeArgs) {
         return;
     };
     while hangups.recv().await.is_some() {
-        systemd::notify("RELOADING=1");
+        systemd::notify(&[NotifyState::Reloading]);
         match args.config() {
             Ok((config, _)) => {
                 reloader.reload(config);
             }
             Err(message) => tracing::error!(%message, "reload failed; keeping the old settings"),
         }
-        systemd::notify("READY=1");
+        systemd::notify(&[NotifyState::Ready]);
     }
 }
 

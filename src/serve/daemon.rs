@@ -13,7 +13,7 @@ use super::handle::MonitorHandle;
 use super::monitor::{MonitorConfig, PsamChoice, spawn_monitor};
 use super::server::{Listeners, Reloader, Server};
 use super::services::Services;
-use super::systemd;
+use super::systemd::{self, NotifyState};
 use super::worker::{Liveness, Worker};
 use crate::profile::{ProfileError, ProfileSet};
 use crate::reader::ReaderBackend;
@@ -123,12 +123,12 @@ impl Daemon {
         } = self;
         let watchdog = systemd::watchdog_interval()
             .map(|every| tokio::spawn(watchdog(threads.1.liveness(), every)));
-        systemd::notify("READY=1\nSTATUS=serving");
+        systemd::notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
         tracing::info!(path = %socket.display(), socket_activated, "serving");
         server
             .run(listeners, async {
                 shutdown.await;
-                systemd::notify("STOPPING=1");
+                systemd::notify(&[NotifyState::Stopping]);
             })
             .await;
         if let Some(watchdog) = watchdog {
@@ -182,6 +182,6 @@ async fn watchdog(monitor: Liveness, every: Duration) {
             tracing::error!("the reader monitor stopped; no more watchdog pings");
             return;
         }
-        systemd::notify("WATCHDOG=1");
+        systemd::notify(&[NotifyState::Watchdog]);
     }
 }
