@@ -10,12 +10,12 @@ use crate::cache::{CardRecord, CardStatus};
 use crate::card::{BalanceSource, CardRead};
 use crate::insurer::{InsuInfo, PersonInfo};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Whether the counter may settle through the insurer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MaySettle {
     /// Settle as usual.
@@ -27,7 +27,7 @@ pub enum MaySettle {
 }
 
 /// What a verdict says. Declared strictest first: the order decides which code leads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VerdictCode {
     Lost,
@@ -44,7 +44,36 @@ pub enum VerdictCode {
     Ok,
 }
 
+impl MaySettle {
+    /// The name on every wire: `yes`, `self_pay_only`, `no`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaySettle::Yes => "yes",
+            MaySettle::SelfPayOnly => "self_pay_only",
+            MaySettle::No => "no",
+        }
+    }
+}
+
 impl VerdictCode {
+    /// The name on every wire (`lost`, `stale_cache`, `ok`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerdictCode::Lost => "lost",
+            VerdictCode::Replaced => "replaced",
+            VerdictCode::Cancelled => "cancelled",
+            VerdictCode::IdentityMismatch => "identity_mismatch",
+            VerdictCode::Expired => "expired",
+            VerdictCode::UnknownPerson => "unknown_person",
+            VerdictCode::NotInsured => "not_insured",
+            VerdictCode::Suspended => "suspended",
+            VerdictCode::StaleCache => "stale_cache",
+            VerdictCode::BalanceMismatch => "balance_mismatch",
+            VerdictCode::OtherRegion => "other_region",
+            VerdictCode::Ok => "ok",
+        }
+    }
+
     /// What the code allows.
     pub fn may_settle(self) -> MaySettle {
         match self {

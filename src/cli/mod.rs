@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod cache;
 pub mod call;
+pub mod config;
 pub mod demo;
 pub mod insurer_sim;
 pub mod profiles;

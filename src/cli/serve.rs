@@ -1,20 +1,19 @@
-//! `medcard serve`: the daemon. Loads the configuration (flags override it), starts the
-//! reader monitor (PC/SC, or in-process virtual cards with `--virtual`), binds the socket
-//! (or takes systemd's), tells systemd it is ready, pings the watchdog, reloads on SIGHUP
-//! and drains on SIGTERM / SIGINT.
+//! `medcard serve`: the daemon. Loads the configuration (flags override it), chooses the
+//! readers (PC/SC, or in-process virtual cards with `--virtual`), takes systemd's socket when
+//! socket-activated, and runs [`Daemon`] (which tells systemd it is ready and pings the
+//! watchdog) until SIGTERM / SIGINT; reloads the configuration on SIGHUP.
 
 use clap::Args;
 use medcard::reader::ReaderBackend;
 use medcard::reader::pcsc_reader::PcscReaders;
+use medcard::serve::Daemon;
 use medcard::serve::config::{Config, DEFAULT_PATH};
-use medcard::serve::server::{Listeners, Reloader, Server};
-use medcard::serve::verdicts::Services;
-use medcard::serve::{Assessor, MonitorConfig, MonitorThread, PsamChoice, spawn_monitor, systemd};
+use medcard::serve::server::Reloader;
+use medcard::serve::systemd::{self, NotifyState};
 use medcard::sim::card::Chip;
 use medcard::sim::card::SharedVirtualReaders;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Run the daemon: one process owns the readers and answers programs on a local socket.
@@ -98,68 +97,28 @@ async fn serve(
     config: Config,
     inherited: Option<std::os::unix::net::UnixListener>,
 ) -> Result<(), String> {
-    let socket_activated = inherited.is_some();
-    let inherited = inherited
-        .map(tokio::net::UnixListener::from_std)
-        .transpose()
-        .map_err(|e| format!("cannot use systemd's socket: {e}"))?;
-    let services = std::sync::Arc::new(Services::open(&config));
-    let (handle, monitor) = start_monitor(&args, &config, services.assessor(&config))?;
-    // The sync (card-status news has the cards in the readers judged again) and the
-    // resolver of unanswered money-moving calls; stopped and joined when serve returns.
-    let _background = medcard::serve::background::Background::start(&services, &config, &handle);
-    let listeners = Listeners::bind(&config, inherited)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.socket.path.display()))?;
-    let socket_path = config.socket.path.clone();
-    let server = Server::with_services(config, handle, services);
-    let reloading = tokio::spawn(reload_on_hangup(server.reloader(), args));
-    let monitor = std::sync::Arc::new(monitor);
-    let watchdog = tokio::spawn(watchdog(monitor.clone()));
-    notify("READY=1\nSTATUS=serving");
-    tracing::info!(path = %socket_path.display(), socket_activated, "serving");
-    server.run(listeners, terminated()).await;
-    notify("STOPPING=1");
-    reloading.abort();
-    watchdog.abort();
-    if !socket_activated {
-        let _ = std::fs::remove_file(&socket_path);
+    let daemon = if args.virtual_cards.is_empty() {
+        let readers = || Box::new(PcscReaders::new()) as Box<dyn ReaderBackend + Send>;
+        Daemon::start(config, readers, inherited).await
+    } else {
+        let readers = virtual_readers(&args.virtual_cards)?;
+        let backends = move || Box::new(readers.clone()) as Box<dyn ReaderBackend + Send>;
+        Daemon::start(config, backends, inherited).await
     }
-    let _ = tokio::task::spawn_blocking(move || drop(monitor)).await;
-    tracing::info!("stopped");
+    .map_err(|e| e.to_string())?;
+    let reloading = tokio::spawn(reload_on_hangup(daemon.reloader(), args));
+    daemon.run(terminated()).await;
+    reloading.abort();
     Ok(())
 }
 
-/// The reader monitor over PC/SC or over the `--virtual` cards.
-fn start_monitor(
-    args: &ServeArgs,
-    config: &Config,
-    assessor: Option<std::sync::Arc<dyn Assessor>>,
-) -> Result<(medcard::serve::MonitorHandle, MonitorThread), String> {
-    let profiles_dir = Some(config.readers.profiles.trim())
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from);
-    let profiles = super::load_profiles(profiles_dir.as_deref()).map_err(|e| e.to_string())?;
-    let monitor_config = MonitorConfig {
-        profiles,
-        psam: match config.readers.psam.trim() {
-            "auto" => PsamChoice::Auto,
-            "none" => PsamChoice::None,
-            name => PsamChoice::Named(name.to_owned()),
-        },
-        poll: Duration::from_millis(config.readers.poll_ms),
-        assessor,
-    };
-    if args.virtual_cards.is_empty() {
-        let backends = || Box::new(PcscReaders::new()) as Box<dyn ReaderBackend + Send>;
-        return Ok(spawn_monitor(monitor_config, backends));
-    }
+/// One in-process reader for each `--virtual` card.
+fn virtual_readers(cards: &[String]) -> Result<SharedVirtualReaders, String> {
     let readers = SharedVirtualReaders::new();
-    for (index, spec) in args.virtual_cards.iter().enumerate() {
+    for (index, spec) in cards.iter().enumerate() {
         readers.insert(&format!("medcard virtual reader {index}"), load_chip(spec)?);
     }
-    let backends = move || Box::new(readers.clone()) as Box<dyn ReaderBackend + Send>;
-    Ok(spawn_monitor(monitor_config, backends))
+    Ok(readers)
 }
 
 /// A card or PSAM file, or a built-in card name.
@@ -181,14 +140,14 @@ async fn reload_on_hangup(reloader: Reloader, args: ServeArgs) {
         return;
     };
     while hangups.recv().await.is_some() {
-        notify("RELOADING=1");
+        systemd::notify(&[NotifyState::Reloading]);
         match args.config() {
             Ok((config, _)) => {
                 reloader.reload(config);
             }
             Err(message) => tracing::error!(%message, "reload failed; keeping the old settings"),
         }
-        notify("READY=1");
+        systemd::notify(&[NotifyState::Ready]);
     }
 }
 
@@ -204,27 +163,5 @@ async fn terminated() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM"),
         _ = int.recv() => tracing::info!("SIGINT"),
-    }
-}
-
-/// `WATCHDOG=1` at half the watchdog interval while the monitor thread runs.
-async fn watchdog(monitor: std::sync::Arc<MonitorThread>) {
-    let Some(interval) = systemd::watchdog_interval() else {
-        return;
-    };
-    let mut ticks = tokio::time::interval(interval);
-    loop {
-        ticks.tick().await;
-        if !monitor.is_running() {
-            tracing::error!("the reader monitor stopped; no more watchdog pings");
-            return;
-        }
-        notify("WATCHDOG=1");
-    }
-}
-
-fn notify(state: &str) {
-    if let Err(e) = systemd::notify(state) {
-        tracing::warn!(error = %e, state, "sd_notify failed");
     }
 }

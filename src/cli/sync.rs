@@ -9,18 +9,19 @@
 //!
 //! The next page is fetched while the current one is applied ([`Prefetching`]).
 //!
-//! The progress line is redrawn in place (`\r`) when stderr is a terminal; otherwise a line
-//! is written about every 10 %. The summary goes to stdout. When the insurer cannot be
+//! The progress line is an `indicatif` bar redrawn in place when stderr is a terminal;
+//! otherwise a plain line is written about every 10 %. The summary goes to stdout. When the insurer cannot be
 //! reached the command stops with exit status 1 and says so; what was applied stays applied
 //! and the next run resumes.
 
 use super::cache::DEFAULT_DB;
 use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use medcard::cache::{Cache, CacheMsgIds, Feed, SyncError, SyncReport, sync_feed};
 use medcard::insurer::{
     CardEventPage, CataloguePage, InsurerClient, InsurerConfig, InsurerLink, LinkError, PersonInfo,
 };
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -221,28 +222,33 @@ pub fn summary(report: &SyncReport, elapsed: Duration) -> String {
     )
 }
 
-/// The progress line on stderr.
+/// The progress line on stderr: an `indicatif` bar redrawn in place on a terminal, plain
+/// lines about every 10 % otherwise.
 struct Progress {
     feed: Feed,
     enabled: bool,
-    tty: bool,
+    /// On a terminal: the bar (drawn at most ten times a second).
+    bar: Option<ProgressBar>,
     started: Instant,
-    last_draw: Option<Instant>,
     /// Non-terminal: the next tenth to report.
     next_tenth: u64,
-    drawn: bool,
 }
 
 impl Progress {
     fn new(feed: Feed, enabled: bool) -> Progress {
+        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
+            if let Ok(style) = ProgressStyle::with_template("[{bar:20}] {msg}") {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        });
         Progress {
             feed,
             enabled,
-            tty: std::io::stderr().is_terminal(),
+            bar,
             started: Instant::now(),
-            last_draw: None,
             next_tenth: 1,
-            drawn: false,
         }
     }
 
@@ -252,29 +258,17 @@ impl Progress {
         }
         let span = report.latest_version.saturating_sub(report.from_version);
         let done = report.to_version.saturating_sub(report.from_version);
-        let tenths = done.saturating_mul(10).checked_div(span).unwrap_or(10);
-        let due = if self.tty {
-            report.caught_up
-                || self
-                    .last_draw
-                    .is_none_or(|at| at.elapsed() >= Duration::from_millis(100))
-        } else {
-            tenths >= self.next_tenth || report.caught_up
-        };
-        if !due {
+        if let Some(bar) = &self.bar {
+            bar.set_length(span.max(1));
+            bar.set_position(if span == 0 { 1 } else { done });
+            bar.set_message(self.line(report, done, span));
             return;
         }
-        let line = self.line(report, done, span);
-        let mut err = std::io::stderr().lock();
-        let _ = if self.tty {
-            write!(err, "\r{line}\x1b[K")
-        } else {
-            writeln!(err, "{line}")
-        };
-        let _ = err.flush();
-        self.last_draw = Some(Instant::now());
-        self.next_tenth = tenths + 1;
-        self.drawn = true;
+        let tenths = done.saturating_mul(10).checked_div(span).unwrap_or(10);
+        if tenths >= self.next_tenth || report.caught_up {
+            eprintln!("{}", self.line(report, done, span));
+            self.next_tenth = tenths + 1;
+        }
     }
 
     fn line(&self, report: &SyncReport, done: u64, span: u64) -> String {
@@ -308,10 +302,10 @@ impl Progress {
         )
     }
 
-    /// Ends the redrawn line.
+    /// Leaves the bar's last state on the terminal.
     fn finish(&mut self) {
-        if self.enabled && self.tty && self.drawn {
-            eprintln!();
+        if let Some(bar) = &self.bar {
+            bar.finish();
         }
     }
 }

@@ -1,19 +1,29 @@
-//! The daemon's background work beside the socket: the sync thread (the card-status feed and
-//! the catalogue; card-status news has the cards in the readers judged again) and the
-//! resolver that reverses unanswered money-moving calls at start-up and every
-//! `settle.resolve_interval_s`. `medcard serve`, `medcard demo` and `medcard bench settle`
-//! start them the same way, through [`Background::start`].
+//! The daemon's background work beside the socket, each a [`Worker`]: the sync (the
+//! card-status feed and the catalogue every `insurer.sync_interval_s`; card-status news has
+//! the cards in the readers judged again) and the resolver that reverses unanswered
+//! money-moving calls at start-up and every `settle.resolve_interval_s`.
+//! [`super::daemon::Daemon`] starts them through [`Background::start`].
+//!
+//! The sync never blocks a swipe: it has its own link, and the cache's writer lock is held
+//! for one page at a time. Its errors are in `sync.status`.
 
 use super::config::Config;
 use super::handle::MonitorHandle;
-use super::settlement::ResolverThread;
-use super::verdicts::{Services, SyncThread};
+use super::services::Services;
+use super::worker::Worker;
+use crate::cache::{Cache, Feed, sync_feed};
+use crate::insurer::InsurerLink;
+use crate::settle::service::Settler;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Feed pages per sync turn and feed; the rest waits for the next turn.
+const MAX_PAGES_PER_TURN: u32 = 100;
 
 /// The running background threads; each is stopped and joined when this is dropped.
 pub struct Background {
-    _sync: Option<SyncThread>,
-    _resolver: Option<ResolverThread>,
+    _sync: Option<Worker>,
+    _resolver: Option<Worker>,
 }
 
 impl Background {
@@ -21,19 +31,93 @@ impl Background {
     /// resolver (a settler). Card-status news re-judges the cards `handle` watches.
     pub fn start(services: &Services, config: &Config, handle: &MonitorHandle) -> Background {
         let reassess = handle.clone();
-        let sync = services.start_sync(
-            config,
-            Box::new(move || {
-                let _ = reassess.reassess();
-            }),
-        );
+        let sync = services.sync_link(config).map(|(cache, link)| {
+            spawn_sync(
+                cache,
+                Box::new(link),
+                services.sync_interval,
+                config.insurer.page_size.max(1),
+                Box::new(move || {
+                    let _ = reassess.reassess();
+                }),
+            )
+        });
         let resolver = services.settler.clone().map(|settler| {
             let interval = Duration::from_secs(config.settle.resolve_interval_s.max(1));
-            ResolverThread::spawn(settler, interval)
+            spawn_resolver(settler, interval)
         });
         Background {
             _sync: sync,
             _resolver: resolver,
         }
     }
+}
+
+/// The background sync: both feeds at once, then every `interval`, until stopped.
+/// `on_card_events` is called after a turn that brought card-status events.
+pub fn spawn_sync(
+    cache: Arc<Cache>,
+    mut link: Box<dyn InsurerLink>,
+    interval: Duration,
+    page_size: u32,
+    on_card_events: Box<dyn Fn() + Send>,
+) -> Worker {
+    Worker::spawn("medcard-sync", move |stop| {
+        tracing::info!(interval_s = interval.as_secs(), "background sync started");
+        while !stop.is_stopped() {
+            if sync_once(&cache, link.as_mut(), page_size) {
+                on_card_events();
+            }
+            stop.sleep(interval);
+        }
+        tracing::info!("background sync stopped");
+    })
+}
+
+/// Reverses unanswered calls at start-up (the journal's recovery) and every `interval`.
+pub fn spawn_resolver(settler: Arc<Settler>, interval: Duration) -> Worker {
+    Worker::spawn("medcard-resolver", move |stop| {
+        let mut first = true;
+        while !stop.is_stopped() {
+            let pass = if first {
+                settler.recover()
+            } else {
+                settler.resolve_all()
+            };
+            first = false;
+            match pass {
+                Ok(0) => {}
+                Ok(left) => tracing::warn!(left, "calls still unanswered; retrying later"),
+                Err(e) => tracing::error!(error = %e, "resolving the journal failed"),
+            }
+            stop.sleep(interval);
+        }
+    })
+}
+
+/// One turn: the card-status feed, then the catalogue. Errors are in the cache already.
+/// True when card-status events were applied.
+fn sync_once(cache: &Cache, link: &mut dyn InsurerLink, page_size: u32) -> bool {
+    let mut card_events = false;
+    for feed in [Feed::CardEvents, Feed::Catalogue] {
+        match sync_feed(cache, link, feed, page_size, MAX_PAGES_PER_TURN) {
+            Ok(report) if report.applied > 0 => {
+                card_events |= feed == Feed::CardEvents;
+                tracing::info!(
+                    feed = feed.as_str(),
+                    applied = report.applied,
+                    version = report.to_version,
+                    latest = report.latest_version,
+                    "synced"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(feed = feed.as_str(), error = %e, "sync failed; the next turn resumes");
+                // A dead insurer answers the second feed no better than the first.
+                return card_events;
+            }
+        }
+    }
+    card_events
 }

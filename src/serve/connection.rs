@@ -18,7 +18,7 @@
 use super::methods;
 use super::peer::Peer;
 use super::rpc::{self, Call, RpcError};
-use super::server::{Shared, Shutdown};
+use super::shared::{Shared, Shutdown};
 use super::types::CardEvent;
 use serde_json::{Value, json};
 use std::io;

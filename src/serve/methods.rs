@@ -6,7 +6,7 @@
 use super::handle::pick_session_ref;
 use super::peer::Peer;
 use super::rpc::{Call, RpcError};
-use super::server::Shared;
+use super::shared::Shared;
 use super::types::{CardEvent, CardSession, ReaderState, SessionError};
 use crate::card::{Pin, PinState};
 use crate::mask;

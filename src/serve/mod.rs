@@ -11,24 +11,41 @@
 //! - [`connection`]: line framing with a size limit, JSON-RPC parsing and replies.
 //! - [`methods`]: one handler per method, from request to result.
 //! - [`config`]: the settings file, `/etc/medcard/medcard.toml` by default.
-//! - [`verdicts`]: the cache + 1101 assessor and the background sync.
-//! - [`settlement`]: visits and settlement on the socket, and the background resolver of
-//!   unanswered money-moving calls.
-//! - [`background`]: starting the sync and the resolver threads beside the socket.
+//! - [`shared`]: what every connection shares (the handle, the services, the settings).
+//! - [`services`]: the cache, the insurer link and the settler, opened once from the config.
+//! - [`verdicts`]: the cache + 1101 assessor the monitor calls before `card.ready`.
+//! - [`settlement`]: visits and settlement on the socket (the wire; the work is in
+//!   [`crate::settle::service`]).
+//! - [`background`]: the sync and the resolver threads beside the socket.
+//! - [`worker`]: the one stoppable-thread type (monitor, sync, resolver).
+//! - [`daemon`]: the composition root: [`Daemon`] starts all of the above and stops it in
+//!   order.
+//! - [`client`]: the blocking JSON-RPC client of the socket (`medcard call`, the demo,
+//!   the benches, the tests).
+//!
+//! Inside `serve` modules point one way: `daemon` → `server` → `connection` → `methods` →
+//! `settlement` → `shared` → `services` → `verdicts` → `monitor` → `handle` / `worker`.
 
 pub mod background;
+pub mod client;
 pub mod config;
 pub mod connection;
+pub mod daemon;
 pub mod handle;
 pub mod methods;
 pub mod monitor;
 pub mod peer;
 pub mod rpc;
 pub mod server;
+pub mod services;
 pub mod settlement;
+pub mod shared;
 pub mod systemd;
 pub mod types;
 pub mod verdicts;
+pub mod worker;
+
+pub use daemon::{Daemon, DaemonError, RunningDaemon};
 
 pub use handle::{MonitorHandle, MonitorSide, Request, Snapshot};
 pub use monitor::{Assessor, MonitorConfig, MonitorThread, PsamChoice, spawn_monitor};

@@ -31,6 +31,7 @@
 use super::MonitorHandle;
 use super::handle::{MonitorSide, Request, Snapshot, channel};
 use super::types::{CardEvent, CardSession, ReaderInfo, ReaderState, SessionError};
+use super::worker::{StopFlag, Worker};
 use crate::apdu::Exchanger;
 use crate::card::{
     Balance, BalanceSource, CardRead, Pin, PinEntry, PinState, PsamSlot, ReadError, ReadExtras,
@@ -43,10 +44,9 @@ use crate::psam::find_psam;
 use crate::reader::{ReaderBackend, ReaderError, ReaderStatus, with_card};
 use crate::verdict::Assessment;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, watch};
 
@@ -116,38 +116,9 @@ impl MonitorConfig {
     }
 }
 
-/// The running monitor thread; stops it (and waits for it) on [`stop`](Self::stop) or drop.
-pub struct MonitorThread {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl MonitorThread {
-    /// Stops the thread and waits until it has ended.
-    pub fn stop(mut self) {
-        self.halt();
-    }
-
-    /// Whether the thread still runs (it ends when stopped, or when every handle is gone).
-    pub fn is_running(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the reader monitor thread panicked");
-        }
-    }
-}
-
-impl Drop for MonitorThread {
-    fn drop(&mut self) {
-        self.halt();
-    }
-}
+/// The running monitor thread: a [`Worker`], stopped (and waited for) on
+/// [`stop`](Worker::stop) or drop.
+pub type MonitorThread = Worker;
 
 /// Starts the monitor on a thread of its own. `backends` makes two connections to the
 /// readers: one for the cards, one for the PSAM (whose transaction stays open while a card
@@ -158,23 +129,12 @@ pub fn spawn_monitor(
     mut backends: impl FnMut() -> Box<dyn ReaderBackend + Send> + Send + 'static,
 ) -> (MonitorHandle, MonitorThread) {
     let (handle, side) = channel();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let spawned = std::thread::Builder::new()
-        .name("medcard-monitor".into())
-        .spawn(move || {
-            let cards = backends();
-            let psam = backends();
-            Monitor::new(config, side, cards, psam).run(&flag);
-        });
-    let thread = match spawned {
-        Ok(thread) => Some(thread),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the reader monitor thread");
-            None
-        }
-    };
-    (handle, MonitorThread { stop, thread })
+    let thread = Worker::spawn("medcard-monitor", move |stop| {
+        let cards = backends();
+        let psam = backends();
+        Monitor::new(config, side, cards, psam).run(stop);
+    });
+    (handle, thread)
 }
 
 /// One reader as the monitor knows it.
@@ -235,9 +195,9 @@ impl Monitor {
         }
     }
 
-    fn run(mut self, stop: &AtomicBool) {
+    fn run(mut self, stop: &StopFlag) {
         tracing::info!(poll = ?self.config.poll, psam = ?self.config.psam, "reader monitor started");
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.is_stopped() {
             if !self.serve_requests() {
                 tracing::info!("every monitor handle is gone; stopping the reader monitor");
                 break;

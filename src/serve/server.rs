@@ -3,107 +3,23 @@
 //! clear error line and is closed), run each connection as a task, and on shutdown tell
 //! every connection through a broadcast and wait until they have all finished.
 //!
-//! State shared by the connections is [`Shared`]: the [`MonitorHandle`] (the one owner of
-//! the readers lives behind it) and the settings, which [`Reloader::reload`] replaces on
-//! SIGHUP.
+//! State shared by the connections is [`Shared`] ([`super::shared`]); [`Reloader::reload`]
+//! replaces its settings on SIGHUP.
 
 use super::config::{Config, Findings};
 use super::connection;
 use super::handle::MonitorHandle;
-use super::peer::{AllowList, Peer};
+use super::peer::Peer;
+use super::services::Services;
+use super::shared::{Settings, Shared, Shutdown};
 use std::future::Future;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{broadcast, mpsc};
-
-/// The settings connections read, replaced as a whole on reload.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub config: Config,
-    pub allow: AllowList,
-}
-
-impl Settings {
-    pub fn new(config: Config) -> Settings {
-        let allow = AllowList::from_names(&config.access.allowed_groups);
-        Settings { config, allow }
-    }
-}
-
-/// What every connection shares.
-pub struct Shared {
-    pub handle: MonitorHandle,
-    pub started: Instant,
-    settings: RwLock<Arc<Settings>>,
-    connections: AtomicUsize,
-    /// The cache and the insurer link (`sync.status`, `system.info`); none in bare setups.
-    pub services: Arc<super::verdicts::Services>,
-}
-
-impl Shared {
-    /// The current settings.
-    pub fn settings(&self) -> Arc<Settings> {
-        match self.settings.read() {
-            Ok(settings) => settings.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// Connections being served.
-    pub fn connection_count(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
-    }
-
-    /// A slot for one more connection, unless `max_connections` are served.
-    fn admit_connection(self: &Arc<Self>) -> Option<ConnectionSlot> {
-        let max = self.settings().config.socket.max_connections;
-        let admitted = self
-            .connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .is_ok();
-        admitted.then(|| ConnectionSlot(self.clone()))
-    }
-}
-
-/// One admitted connection; the count goes down when it drops.
-struct ConnectionSlot(Arc<Shared>);
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Listens for the server's shutdown signal (mini-redis's `Shutdown`).
-pub struct Shutdown {
-    is_shutdown: bool,
-    notify: broadcast::Receiver<()>,
-}
-
-impl Shutdown {
-    fn new(notify: broadcast::Receiver<()>) -> Shutdown {
-        Shutdown {
-            is_shutdown: false,
-            notify,
-        }
-    }
-
-    /// Resolves once shutdown was signalled (at once if it already was).
-    pub async fn recv(&mut self) {
-        if self.is_shutdown {
-            return;
-        }
-        let _ = self.notify.recv().await;
-        self.is_shutdown = true;
-    }
-}
 
 /// The listening sockets.
 pub struct Listeners {
@@ -208,11 +124,7 @@ impl Reloader {
                 .warnings
                 .push("insurer.* and cache.* take effect at the next start".to_owned());
         }
-        let settings = Arc::new(Settings::new(config));
-        match self.shared.settings.write() {
-            Ok(mut slot) => *slot = settings,
-            Err(poisoned) => *poisoned.into_inner() = settings,
-        }
+        self.shared.replace_settings(Settings::new(config));
         tracing::info!(warnings = ?findings.warnings, "configuration reloaded");
         findings
     }
@@ -224,24 +136,15 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server with no services (no cache, no insurer): cards only.
     pub fn new(config: Config, handle: MonitorHandle) -> Server {
         Server::with_services(config, handle, Arc::default())
     }
 
-    /// A server whose `sync.status` and `system.info` report `services`.
-    pub fn with_services(
-        config: Config,
-        handle: MonitorHandle,
-        services: Arc<super::verdicts::Services>,
-    ) -> Server {
+    /// A server whose `sync.status`, `system.info` and settlement methods use `services`.
+    pub fn with_services(config: Config, handle: MonitorHandle, services: Arc<Services>) -> Server {
         Server {
-            shared: Arc::new(Shared {
-                handle,
-                started: Instant::now(),
-                settings: RwLock::new(Arc::new(Settings::new(config))),
-                connections: AtomicUsize::new(0),
-                services,
-            }),
+            shared: Arc::new(Shared::new(Settings::new(config), handle, services)),
         }
     }
 

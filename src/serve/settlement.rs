@@ -1,27 +1,16 @@
-//! Settlement on the socket: building the [`Settler`] from `[settle]`, the background
-//! resolver that reverses unanswered calls, and the methods `visit.register`,
-//! `visit.cancel`, `settle.preview`, `settle.commit`, `settle.refund`, `settle.status`,
-//! `settle.list` and `settle.receipt` (docs/protocol.md). The settlement work is blocking;
-//! it runs on tokio's blocking pool.
+//! Settlement on the socket, the wire only: the methods `visit.register`, `visit.cancel`,
+//! `settle.preview`, `settle.commit`, `settle.refund`, `settle.status`, `settle.list` and
+//! `settle.receipt` (docs/protocol.md) — their params, the call into the [`Settler`]
+//! (`settle::service`, which also finds the patient) and [`SettleError`] mapped to the
+//! error codes 1010–1017. The settlement work is blocking; it runs on tokio's blocking pool.
 
-use super::config::Config;
 use super::handle::pick_session_ref;
 use super::rpc::{RpcError, code};
-use super::server::Shared;
-use super::types::CardSession;
-use crate::cache::Cache;
-use crate::insurer::{InsurerClient, InsurerLink, LinkError};
-use crate::mask;
-use crate::settle::service::{
-    BillItem, Patient, RegisterParams, SettleError, SettleOptions, Settler, load_policies,
-};
-use crate::verdict::{MaySettle, VerdictPolicy, choose_insuinfo};
+use super::shared::Shared;
+use crate::settle::service::{BillItem, CardFacts, Patient, RegisterParams, SettleError, Settler};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 /// Every settlement method, and whether it moves money or registers (needs an allowed group).
 pub const METHODS: [(&str, bool); 8] = [
@@ -35,86 +24,15 @@ pub const METHODS: [(&str, bool); 8] = [
     ("settle.receipt", false),
 ];
 
-/// The settlement service for `config`, when both the insurer link and the cache are there.
-pub fn open_settler(config: &Config, cache: Option<&Arc<Cache>>) -> Option<Arc<Settler>> {
-    let cache = cache?.clone();
-    if !config.insurer.enabled() {
-        return None;
-    }
-    let settle = &config.settle;
-    let policies = match load_policies(&settle.policy_dir, &settle.default_policy) {
-        Ok(policies) => policies,
-        Err(e) => {
-            tracing::error!(error = %e, "settlement disabled: the policies cannot be loaded");
-            return None;
-        }
-    };
-    let links = (0..settle.links.max(1))
-        .map(|_| {
-            let mut link = config
-                .insurer
-                .link_config(Duration::from_millis(settle.timeout_ms));
-            link.retries = 2;
-            super::verdicts::client_with_msgids(link, Some(&cache))
-        })
-        .collect();
-    let options = SettleOptions {
-        hosp_lv: settle.hosp_lv.clone(),
-        med_type: settle.med_type.clone(),
-        default_policy: settle.default_policy.clone(),
-        reversal_tries: settle.reversal_tries.max(1),
-        ..SettleOptions::default()
-    };
-    Some(Arc::new(Settler::new(cache, links, policies, options)))
-}
-
-/// Reverses unanswered calls at start-up and every interval, until dropped.
-pub struct ResolverThread {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl ResolverThread {
-    pub fn spawn(settler: Arc<Settler>, interval: Duration) -> ResolverThread {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("medcard-resolver".into())
-            .spawn(move || {
-                let mut first = true;
-                while !flag.load(Ordering::Relaxed) {
-                    let pass = if first {
-                        settler.recover()
-                    } else {
-                        settler.resolve_all()
-                    };
-                    first = false;
-                    match pass {
-                        Ok(0) => {}
-                        Ok(left) => tracing::warn!(left, "calls still unanswered; retrying later"),
-                        Err(e) => tracing::error!(error = %e, "resolving the journal failed"),
-                    }
-                    super::verdicts::sleep_unless_stopped(&flag, interval);
-                }
-            })
-            .map_err(|e| tracing::error!(error = %e, "cannot start the resolver thread"))
-            .ok();
-        ResolverThread { stop, thread }
-    }
-}
-
-impl Drop for ResolverThread {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 impl From<SettleError> for RpcError {
     fn from(e: SettleError) -> RpcError {
         let (code, zh) = match &e {
+            SettleError::CardMayNotSettle { message_zh, .. } => {
+                return RpcError::new(code::SETTLE_NOT_ALLOWED, e.to_string(), message_zh.clone());
+            }
+            SettleError::HolderUnknown => {
+                (code::SETTLE_NOT_ALLOWED, "医保中心无此参保人，请按自费收费")
+            }
             SettleError::UnknownVisit(_) => (code::UNKNOWN_VISIT, "就诊ID不存在"),
             SettleError::VisitCancelled(_) => (code::UNKNOWN_VISIT, "该就诊已撤销"),
             SettleError::UnknownPreview(_) => (code::UNKNOWN_PREVIEW, "预结算不存在，请先预结算"),
@@ -303,10 +221,17 @@ async fn visit_register(
     let patient = match &request.certno {
         Some(certno) => {
             let certno = certno.clone();
-            let preference = shared.services.insutype_preference.clone();
-            let cache = shared.services.cache.clone();
-            let link = shared.services.link.clone();
-            blocking(move || patient_by_certno(&certno, &preference, cache, link)).await?
+            let services = shared.services.clone();
+            blocking(move || {
+                let link = services.link.as_deref().ok_or(SettleError::NoInsurer)?;
+                Patient::by_certno(
+                    &certno,
+                    &services.insutype_preference,
+                    services.cache.as_deref(),
+                    link,
+                )
+            })
+            .await?
         }
         None => patient_from_card(shared, &request)?,
     };
@@ -315,6 +240,7 @@ async fn visit_register(
     to_value(&visit)
 }
 
+/// The patient of the card in the reader the request names (still the session it names).
 fn patient_from_card(shared: &Shared, request: &RegisterRequest) -> Result<Patient, RpcError> {
     let snapshot = shared.handle.snapshot();
     let (_, session) = pick_session_ref(&snapshot, request.reader.as_deref())?;
@@ -330,117 +256,10 @@ fn patient_from_card(shared: &Shared, request: &RegisterRequest) -> Result<Patie
             "卡已更换，请重新读卡",
         ));
     }
-    patient_of_session(shared, session)
-}
-
-fn patient_of_session(shared: &Shared, session: &CardSession) -> Result<Patient, RpcError> {
-    if let Some(verdict) = session
-        .verdict
-        .as_ref()
-        .filter(|v| v.may_settle == MaySettle::No)
-    {
-        return Err(RpcError::new(
-            code::SETTLE_NOT_ALLOWED,
-            format!(
-                "this card may not settle with insurance: {}",
-                verdict.message_en
-            ),
-            verdict.message_zh.clone(),
-        ));
-    }
-    let insured = session.insured.as_ref().ok_or_else(|| {
-        RpcError::new(
-            code::SETTLE_NOT_ALLOWED,
-            "the insurer does not know this card's holder: take payment in cash",
-            "医保中心无此参保人，请按自费收费",
-        )
-    })?;
-    let verdict = session.verdict.as_ref();
-    let may_settle = verdict
-        .and_then(|v| serde_json::to_value(v.may_settle).ok())
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "yes".into());
-    let verdict_code = verdict
-        .and_then(|v| serde_json::to_value(v.code).ok())
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    let psn_type = shared
-        .services
-        .cache
-        .as_ref()
-        .and_then(|c| c.reader().person_by_psn_no(&insured.psn_no).ok().flatten())
-        .and_then(|p| {
-            p.info
-                .insuinfo
-                .into_iter()
-                .find(|i| i.insutype == insured.insutype)
-        })
-        .map(|i| i.psn_type)
-        .unwrap_or_default();
-    Ok(Patient {
-        psn_no: insured.psn_no.clone(),
-        psn_name: session.card.holder.psn_name.clone().unwrap_or_default(),
-        insutype: insured.insutype.clone(),
-        psn_type,
-        insuplc_admdvs: insured.insuplc_admdvs.clone(),
-        mdtrt_cert_type: "03".into(),
-        mdtrt_cert_no: session.card.card_no.clone().unwrap_or_default(),
-        may_settle,
-        verdict_code,
-        ytd_hint: card_ytd(session),
-    })
-}
-
-/// The year's cumulative amount on the card (DF04: 个人自付累计 + 统筹累计), when the PIN
-/// let it be read and it is this year's.
-fn card_ytd(session: &CardSession) -> Option<rust_decimal::Decimal> {
-    let balance = session.card.balance.as_ref()?;
-    let this_year = crate::insurer::clock::LocalTime::now().year.to_string();
-    if balance.year.trim() != this_year {
-        return None;
-    }
-    let amount = |text: &str| text.trim().parse::<rust_decimal::Decimal>().ok();
-    Some(amount(&balance.annual_self_pay)? + amount(&balance.annual_fund_pay)?)
-}
-
-/// 1101 by ID number (no card): the patient as the insurer knows them now.
-fn patient_by_certno(
-    certno: &str,
-    preference: &[String],
-    cache: Option<Arc<Cache>>,
-    link: Option<Arc<std::sync::Mutex<InsurerClient>>>,
-) -> Result<Patient, SettleError> {
-    let link = link.ok_or(SettleError::NoInsurer)?;
-    let mut link = link
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let person = link.person_by_certno(certno).map_err(|e| match e {
-        LinkError::Business { err_msg, .. } => SettleError::Refused(err_msg),
-        other => SettleError::InsurerDown(other.to_string()),
-    })?;
-    if let Some(cache) = &cache
-        && let Err(e) = cache.store_person(&person, std::time::SystemTime::now())
-    {
-        tracing::warn!(error = %e, "could not cache the 1101 answer");
-    }
-    let policy = VerdictPolicy {
-        insutype_preference: preference.to_vec(),
-        ..VerdictPolicy::default()
+    let facts = CardFacts {
+        card: &session.card,
+        verdict: session.verdict.as_ref(),
+        insured: session.insured.as_ref(),
     };
-    let row = choose_insuinfo(&person, &policy)
-        .ok_or_else(|| SettleError::NotAllowed("not_insured".into()))?;
-    let active = row.psn_insu_stas == "1";
-    tracing::info!(certno = %mask::certno(certno), active, "patient by ID number");
-    Ok(Patient {
-        psn_no: person.baseinfo.psn_no.clone(),
-        psn_name: person.baseinfo.psn_name.clone(),
-        insutype: row.insutype.clone(),
-        psn_type: row.psn_type.clone(),
-        insuplc_admdvs: row.insuplc_admdvs.clone(),
-        mdtrt_cert_type: "02".into(),
-        mdtrt_cert_no: certno.to_owned(),
-        may_settle: if active { "yes" } else { "no" }.into(),
-        verdict_code: if active { "ok" } else { "suspended" }.into(),
-        ytd_hint: None,
-    })
+    Ok(Patient::of_card(facts, shared.services.cache.as_deref())?)
 }

@@ -1,22 +1,33 @@
-//! The two systemd protocols the daemon speaks, without a crate: `sd_notify` (a datagram to
-//! `$NOTIFY_SOCKET`: `READY=1`, `WATCHDOG=1`, `STOPPING=1`, `RELOADING=1`) and socket
-//! activation (`$LISTEN_PID` / `$LISTEN_FDS`: the listening socket is fd 3).
+//! The two systemd protocols the daemon speaks, through the `sd-notify` crate: `sd_notify`
+//! (`READY=1`, `WATCHDOG=1`, `STOPPING=1`, `RELOADING=1` to `$NOTIFY_SOCKET`; an abstract
+//! `@name` socket, which the crate does not address, is sent to here) and socket activation
+//! (`$LISTEN_PID` / `$LISTEN_FDS`: the listening socket is fd 3).
 
+pub use sd_notify::NotifyState;
 use std::io;
-use std::os::fd::FromRawFd;
+use std::os::fd::{FromRawFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram, UnixListener};
 use std::time::Duration;
 
-/// The first passed file descriptor (`SD_LISTEN_FDS_START`).
-const LISTEN_FDS_START: i32 = 3;
+/// Sends `states` to the service manager, when run by systemd; a failure is logged.
+pub fn notify(states: &[NotifyState<'_>]) {
+    if let Err(e) = try_notify(states) {
+        tracing::warn!(error = %e, ?states, "sd_notify failed");
+    }
+}
 
-/// Sends `state` to the service manager. `Ok(false)` when not run by systemd.
-pub fn notify(state: &str) -> io::Result<bool> {
-    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
-        return Ok(false);
-    };
-    notify_to(&target.to_string_lossy(), state).map(|()| true)
+/// Sends `states` to the service manager (nothing when not run by systemd).
+pub fn try_notify(states: &[NotifyState<'_>]) -> io::Result<()> {
+    match std::env::var("NOTIFY_SOCKET") {
+        Ok(target) if target.starts_with('@') => notify_to(&target, &message(states)),
+        _ => sd_notify::notify(states),
+    }
+}
+
+/// The datagram `states` make, one per line (as `sd-notify` writes it).
+fn message(states: &[NotifyState<'_>]) -> String {
+    states.iter().map(|state| format!("{state}\n")).collect()
 }
 
 /// Sends `state` to the notification socket `target` (a path, or `@` and an abstract name).
@@ -32,51 +43,37 @@ pub fn notify_to(target: &str, state: &str) -> io::Result<()> {
 
 /// How often to send `WATCHDOG=1`: half of `$WATCHDOG_USEC`, when it is meant for us.
 pub fn watchdog_interval() -> Option<Duration> {
-    if !meant_for_us("WATCHDOG_PID") {
-        return None;
-    }
-    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    (usec > 0).then(|| Duration::from_micros(usec / 2))
+    sd_notify::watchdog_enabled()
+        .filter(|usec| !usec.is_zero())
+        .map(|usec| usec / 2)
 }
 
 /// The listening Unix socket systemd passed (fd 3), if `$LISTEN_PID` is ours. The
 /// variables are removed so that children do not inherit them.
 pub fn inherited_listener() -> io::Result<Option<UnixListener>> {
-    let ours = meant_for_us("LISTEN_PID");
-    let count: i32 = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
     // SAFETY: single-threaded at this point of start-up (called before the runtime).
-    unsafe {
-        std::env::remove_var("LISTEN_PID");
-        std::env::remove_var("LISTEN_FDS");
+    let fds = unsafe {
         std::env::remove_var("LISTEN_FDNAMES");
-    }
-    if !ours || count < 1 {
+        sd_notify::listen_fds_and_unset_env()
+    };
+    // Variables that do not parse are not meant for us (as with another process's pid).
+    let Some(fd) = fds.ok().and_then(|mut fds| fds.next()) else {
         return Ok(None);
-    }
-    if !is_unix_listener(LISTEN_FDS_START) {
+    };
+    if !is_unix_listener(fd) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "systemd passed fd 3, but it is not a listening Unix stream socket",
         ));
     }
     // SAFETY: fd 3 was passed to this process by systemd and nothing else owns it.
-    let listener = unsafe { UnixListener::from_raw_fd(LISTEN_FDS_START) };
+    let listener = unsafe { UnixListener::from_raw_fd(fd) };
     listener.set_nonblocking(true)?;
     Ok(Some(listener))
 }
 
-fn meant_for_us(variable: &str) -> bool {
-    match std::env::var(variable) {
-        Ok(pid) => pid.parse::<u32>().ok() == Some(std::process::id()),
-        Err(_) => variable == "WATCHDOG_PID",
-    }
-}
-
 /// Whether `fd` is a listening `AF_UNIX` stream socket.
-fn is_unix_listener(fd: i32) -> bool {
+fn is_unix_listener(fd: RawFd) -> bool {
     let option = |level, name| {
         let mut value: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -111,5 +108,12 @@ mod tests {
         let n = receiver.recv(&mut buffer).unwrap();
         assert_eq!(&buffer[..n], b"WATCHDOG=1");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn states_make_one_line_each() {
+        use super::NotifyState;
+        let states = [NotifyState::Ready, NotifyState::Status("serving")];
+        assert_eq!(super::message(&states), "READY=1\nSTATUS=serving\n");
     }
 }

@@ -7,7 +7,7 @@
 use crate::common;
 
 use common::medcard;
-use common::rpc::{Client, Connection};
+use common::rpc::{Connection, RawClient};
 use common::temp::TempDir;
 
 use medcard::card::{CardRead, PinState};
@@ -133,8 +133,8 @@ impl TestServer {
         }
     }
 
-    fn client(&self) -> Client {
-        Client::connect(&self.socket)
+    fn client(&self) -> RawClient {
+        RawClient::connect(&self.socket)
     }
 
     fn publish(&self, snapshot: Snapshot) {
@@ -205,7 +205,7 @@ fn pin_state() -> PinState {
 static LAST_PIN: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 static ONE_VERIFY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn verify<S: Connection>(client: &mut Client<S>, pin: &str) -> Value {
+fn verify<S: Connection>(client: &mut RawClient<S>, pin: &str) -> Value {
     let _one = ONE_VERIFY.lock().unwrap_or_else(|e| e.into_inner());
     *LAST_PIN.lock().unwrap() = Some(pin.to_owned());
     client.call("card.verify_pin", json!({"reader": READER_A, "pin": pin}))
@@ -498,7 +498,7 @@ fn a_hundred_concurrent_clients_each_read_the_card() {
         .map(|_| {
             let socket = socket.clone();
             std::thread::spawn(move || {
-                let mut client = Client::connect(&socket);
+                let mut client = RawClient::connect(&socket);
                 client.result("card.read", json!({}))["holder"]["certno"].clone()
             })
         })
@@ -511,7 +511,7 @@ fn a_hundred_concurrent_clients_each_read_the_card() {
 #[test]
 fn the_connection_over_the_limit_is_refused_with_a_clear_message() {
     let server = TestServer::with(|config| config.socket.max_connections = 3);
-    let mut held: Vec<Client> = (0..3).map(|_| server.client()).collect();
+    let mut held: Vec<RawClient> = (0..3).map(|_| server.client()).collect();
     for client in &mut held {
         client.result("system.info", json!({}));
     }
@@ -692,7 +692,7 @@ fn the_loopback_tcp_listener_reads_but_cannot_mutate_under_an_allow_list() {
         config.socket.tcp = "127.0.0.1:0".into();
         config.access.allowed_groups = vec!["0".into()];
     });
-    let mut client = Client::connect_tcp(server.tcp.unwrap());
+    let mut client = RawClient::connect_tcp(server.tcp.unwrap());
     assert_eq!(client.result("card.read", json!({}))["reader"], READER_A);
     assert_eq!(verify(&mut client, GOOD_PIN)["error"]["code"], 1007);
     client.send_raw(b"not json\n");
@@ -883,7 +883,7 @@ fn medcard_serve_with_virtual_cards_answers_and_stops_on_sigterm() {
     let card = loop {
         if let Ok(stream) = UnixStream::connect(&socket) {
             drop(stream);
-            let mut client = Client::connect(&socket);
+            let mut client = RawClient::connect(&socket);
             let response = client.call("card.read", json!({"wait_ms": 5000}));
             if response.get("result").is_some() {
                 break response["result"].clone();
@@ -1008,12 +1008,12 @@ fn medcard_serve_speaks_systemd_socket_activation_notify_and_reload() {
     let next_state = || {
         let mut buffer = [0u8; 256];
         let n = notify.recv(&mut buffer).unwrap();
-        String::from_utf8_lossy(&buffer[..n]).into_owned()
+        String::from_utf8_lossy(&buffer[..n]).trim_end().to_owned()
     };
     assert!(next_state().starts_with("READY=1"));
     assert_eq!(next_state(), "WATCHDOG=1");
 
-    let mut client = Client::connect(&socket);
+    let mut client = RawClient::connect(&socket);
     let card = client.result("card.read", json!({"wait_ms": 5000}));
     assert_eq!(card["reader"], "medcard virtual reader 0");
     assert!(!dir.join("not-used.sock").exists());

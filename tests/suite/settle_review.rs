@@ -63,8 +63,8 @@ impl Bench {
             insuplc_admdvs: "500000".into(),
             mdtrt_cert_type: "02".into(),
             mdtrt_cert_no: WANG_CERTNO.into(),
-            may_settle: "yes".into(),
-            verdict_code: "ok".into(),
+            may_settle: medcard::verdict::MaySettle::Yes,
+            verdict_code: Some(medcard::verdict::VerdictCode::Ok),
             ytd_hint: None,
         };
         let params = RegisterParams {

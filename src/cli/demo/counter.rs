@@ -1,25 +1,18 @@
 //! A whole hospital counter in one process, on embedded defaults: the insurer simulator on
-//! 127.0.0.1:0 (its own SQLite file, the built-in fixtures), the daemon's services (the
-//! cache and settlement journal, verdicts, the background sync and resolver) with their
-//! files in a directory of the caller's, the reader monitor on virtual readers, and the
-//! socket. `medcard demo` plays its script against it; `medcard bench settle` measures
-//! settlements through it. [`RpcClient`] is the cashier's side: one socket connection.
+//! 127.0.0.1:0 (its own SQLite file, the built-in fixtures) and the [`Daemon`] on virtual
+//! readers pointed at it (the cache and settlement journal in a directory of the caller's,
+//! verdicts, the background sync and resolver, the socket). `medcard demo` plays its script against it; `medcard bench settle` measures
+//! settlements through it. [`Counter::client`] is the cashier's side: one socket connection.
 
 use medcard::reader::ReaderBackend;
-use medcard::serve::background::Background;
+use medcard::serve::client::Client;
 use medcard::serve::config::Config;
-use medcard::serve::server::{Listeners, Server};
-use medcard::serve::verdicts::Services;
-use medcard::serve::{MonitorConfig, MonitorHandle, MonitorThread, spawn_monitor};
+use medcard::serve::{Daemon, MonitorHandle, RunningDaemon};
 use medcard::sim::card::SharedVirtualReaders;
 use medcard::sim::insurer::{SimOptions, SimState, remove_db, serve};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -46,10 +39,9 @@ pub struct Counter {
     pub socket: PathBuf,
     pub insurer_url: String,
     pub cache_path: PathBuf,
-    server: Stopper<()>,
+    daemon: RunningDaemon,
     sim: Stopper<std::io::Result<()>>,
     sim_db: PathBuf,
-    threads: (Background, MonitorThread),
 }
 
 /// A task that finishes when told to.
@@ -71,47 +63,39 @@ impl Counter {
         let sim_db = setup.dir.join("insurer-sim.sqlite");
         let (sim, addr) = start_sim(&sim_db).await?;
         let config = counter_config(&setup, &format!("http://{addr}/fsi/api/callService"));
-        let services = Arc::new(Services::open(&config));
-        if services.settler.is_none() {
+        let (insurer_url, cache_path) = (config.insurer.url.clone(), config.cache.path.clone());
+        let readers = setup.readers;
+        let backends = move || Box::new(readers.clone()) as Box<dyn ReaderBackend + Send>;
+        let daemon = Daemon::start(config, backends, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        if daemon.services().settler.is_none() {
             return Err("settlement could not be set up (run with --log info to see why)".into());
         }
-        let profiles = super::super::load_profiles(None).map_err(|e| e.to_string())?;
-        let monitor_config = MonitorConfig {
-            assessor: services.assessor(&config),
-            ..MonitorConfig::new(profiles)
-        };
-        let readers = setup.readers;
-        let (handle, monitor) = spawn_monitor(monitor_config, move || {
-            Box::new(readers.clone()) as Box<dyn ReaderBackend + Send>
-        });
-        let background = Background::start(&services, &config, &handle);
-        let listeners = Listeners::bind(&config, None)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", setup.socket.display()))?;
-        let counter = Counter {
-            handle: handle.clone(),
+        Ok(Counter {
+            handle: daemon.handle().clone(),
             socket: setup.socket.to_path_buf(),
-            insurer_url: config.insurer.url.clone(),
-            cache_path: config.cache.path.clone(),
-            server: serve_socket(Server::with_services(config, handle, services), listeners),
+            insurer_url,
+            cache_path,
+            daemon: daemon.spawn(),
             sim,
             sim_db,
-            threads: (background, monitor),
-        };
-        Ok(counter)
+        })
     }
 
-    /// A new connection to the daemon.
-    pub async fn client(&self) -> Result<RpcClient, String> {
-        RpcClient::connect(&self.socket).await
+    /// A new connection to the daemon, as a cashier's program holds it.
+    pub fn client(&self) -> Result<Client, String> {
+        Client::connect(&self.socket).map_err(|e| e.to_string())
     }
 
     /// Waits until the first sync brought the catalogue (local previews need its classes).
     pub async fn wait_synced(&self) -> Result<(), String> {
-        let mut client = self.client().await?;
+        let mut client = self.client()?;
         let deadline = tokio::time::Instant::now() + SYNC_WAIT;
         loop {
-            let status = client.call("sync.status", json!({})).await?;
+            let status = client
+                .call("sync.status", json!({}))
+                .map_err(|e| e.to_string())?;
             if status["versions"]["catalogue"].as_u64().unwrap_or(0) > 0 {
                 return Ok(());
             }
@@ -124,9 +108,7 @@ impl Counter {
 
     /// Stops the socket, the threads and the simulator; removes both SQLite files.
     pub async fn stop(self) {
-        self.server.stop().await;
-        let threads = self.threads;
-        let _ = tokio::task::spawn_blocking(move || drop(threads)).await;
+        self.daemon.stop().await;
         if let Some(Err(e)) = self.sim.stop().await {
             tracing::warn!(error = %e, "the insurer simulator stopped with an error");
         }
@@ -163,71 +145,4 @@ fn counter_config(setup: &CounterSetup<'_>, insurer_url: &str) -> Config {
     config.cache.path = setup.dir.join("cache.sqlite");
     config.settle.links = setup.links.max(1);
     config
-}
-
-/// Serves the socket on a task until stopped.
-fn serve_socket(server: Server, listeners: Listeners) -> Stopper<()> {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .run(listeners, async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    Stopper { stop, task }
-}
-
-/// One connection to the daemon, one request at a time, as a cashier's program holds it.
-pub struct RpcClient {
-    read: BufReader<OwnedReadHalf>,
-    write: OwnedWriteHalf,
-    next_id: u64,
-    line: String,
-}
-
-impl RpcClient {
-    pub async fn connect(socket: &Path) -> Result<RpcClient, String> {
-        let stream = UnixStream::connect(socket)
-            .await
-            .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
-        let (read, write) = stream.into_split();
-        Ok(RpcClient {
-            read: BufReader::new(read),
-            write,
-            next_id: 1,
-            line: String::new(),
-        })
-    }
-
-    /// The request line the next [`call`](Self::call) of `method` sends (for showing).
-    pub fn request(&self, method: &str, params: &Value) -> Value {
-        json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
-    }
-
-    /// Sends a request; its `result`, or its `error` object as the message.
-    pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, String> {
-        let mut request = self.request(method, &params).to_string();
-        request.push('\n');
-        self.next_id += 1;
-        self.write
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("{method}: cannot send: {e}"))?;
-        self.line.clear();
-        let n = self
-            .read
-            .read_line(&mut self.line)
-            .await
-            .map_err(|e| format!("{method}: cannot read the answer: {e}"))?;
-        if n == 0 {
-            return Err(format!("{method}: the daemon closed the connection"));
-        }
-        let mut reply: Value = serde_json::from_str(&self.line)
-            .map_err(|e| format!("{method}: unreadable answer: {e}"))?;
-        match reply.get_mut("result") {
-            Some(result) => Ok(result.take()),
-            None => Err(format!("{method} failed: {}", reply["error"])),
-        }
-    }
 }

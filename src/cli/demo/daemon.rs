@@ -6,8 +6,9 @@
 //! → the card removed; then a 3.0 card opened through the PSAM. Then, unless `--once`, it
 //! serves until Ctrl-C for the newcomer's own calls.
 
-use super::counter::{Counter, CounterSetup, RpcClient};
+use super::counter::{Counter, CounterSetup};
 use medcard::serve::CardEvent;
+use medcard::serve::client::Client;
 use medcard::sim::card::Chip;
 use medcard::sim::card::SharedVirtualReaders;
 use serde_json::{Value, json};
@@ -80,9 +81,9 @@ fn introduce(counter: &Counter) {
 async fn play(counter: &Counter, readers: &SharedVirtualReaders) -> Result<(), String> {
     println!("\n▶ the daemon syncs the insurer's card-status feed and catalogue into the cache");
     counter.wait_synced().await?;
-    let mut client = counter.client().await?;
+    let mut client = counter.client()?;
     insert_and_read(counter, readers, &mut client, "xiaowang").await?;
-    settle(&mut client).await?;
+    settle(&mut client)?;
     println!("\n▶ 小王 takes the card back");
     readers.remove(COUNTER_READER);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -95,7 +96,7 @@ async fn play(counter: &Counter, readers: &SharedVirtualReaders) -> Result<(), S
 async fn insert_and_read(
     counter: &Counter,
     readers: &SharedVirtualReaders,
-    client: &mut RpcClient,
+    client: &mut Client,
     name: &str,
 ) -> Result<(), String> {
     let card = super::super::load_card(name).map_err(|e| e.to_string())?;
@@ -116,20 +117,18 @@ async fn insert_and_read(
         json!({"reader": COUNTER_READER}),
         card_summary,
     )
-    .await
     .map(drop)
 }
 
 /// Register, preview, commit, receipt, and the commit retried: the counter's main job.
-async fn settle(client: &mut RpcClient) -> Result<(), String> {
+fn settle(client: &mut Client) -> Result<(), String> {
     let visit = step(
         client,
         "the cashier registers the visit",
         "visit.register",
         json!({"dept_code": "A03", "dept_name": "内科", "dr_name": "张医生"}),
         |v| format!("visit registered, mdtrt_id {}", plain(&v["mdtrt_id"])),
-    )
-    .await?;
+    )?;
     let items =
         json!([{"code": CLASS_A_ITEM, "name": "阿莫西林胶囊", "qty": "1", "price": "120.00"}]);
     let preview = step(
@@ -138,8 +137,7 @@ async fn settle(client: &mut RpcClient) -> Result<(), String> {
         "settle.preview",
         json!({"mdtrt_id": visit["mdtrt_id"], "items": items}),
         split_summary,
-    )
-    .await?;
+    )?;
     let commit = json!({"preview_id": preview["preview_id"], "request_id": REQUEST_ID});
     let done = step(
         client,
@@ -154,32 +152,29 @@ async fn settle(client: &mut RpcClient) -> Result<(), String> {
                 plain(&d["setlinfo"]["psn_cash_pay"])
             )
         },
-    )
-    .await?;
+    )?;
     let receipt = step(
         client,
         "the receipt",
         "settle.receipt",
         json!({"request_id": REQUEST_ID}),
         |_| "the text below".to_owned(),
-    )
-    .await?;
+    )?;
     for line in receipt["text"].as_str().unwrap_or_default().lines() {
         println!("    │ {line}");
     }
-    retry(client, commit, &done["setl_id"]).await
+    retry(client, commit, &done["setl_id"])
 }
 
 /// The cashier's program times out and sends the same commit again: nothing is charged twice.
-async fn retry(client: &mut RpcClient, commit: Value, setl_id: &Value) -> Result<(), String> {
+fn retry(client: &mut Client, commit: Value, setl_id: &Value) -> Result<(), String> {
     let again = step(
         client,
         "the cashier's program timed out and retries the same request_id",
         "settle.commit",
         commit,
         |d| format!("{} — setl_id {}", plain(&d["state"]), plain(&d["setl_id"])),
-    )
-    .await?;
+    )?;
     if &again["setl_id"] != setl_id {
         return Err(format!(
             "the retry settled again: {} after {}",
@@ -192,8 +187,8 @@ async fn retry(client: &mut RpcClient, commit: Value, setl_id: &Value) -> Result
 }
 
 /// One request, shown as sent, and a short line of its answer.
-async fn step(
-    client: &mut RpcClient,
+fn step(
+    client: &mut Client,
     what: &str,
     method: &str,
     params: Value,
@@ -201,7 +196,7 @@ async fn step(
 ) -> Result<Value, String> {
     println!("\n▶ {what}");
     println!("  → {}", client.request(method, &params));
-    let result = client.call(method, params).await?;
+    let result = client.call(method, params).map_err(|e| e.to_string())?;
     println!("  ← {}", summary(&result));
     Ok(result)
 }

@@ -13,7 +13,8 @@
 //!
 //! This file holds the types and the [`Settler`]'s links, locks and policies; the work is in
 //! `visit` (2201–2203), `preview` (2204–2206 and the local split), `commit` (2207, 2208),
-//! `resolve` (2601 and the resolver's passes) and `report` (status, lists, receipts).
+//! `resolve` (2601 and the resolver's passes), `report` (status, lists, receipts) and
+//! `patient` (who is registered: from a card read or by ID number).
 
 use super::calc::{AccountFunds, Split, YearToDate, settle};
 use super::crash::{self, Point};
@@ -31,6 +32,7 @@ use crate::insurer::settlement::{
 };
 use crate::insurer::{InsurerClient, LinkError, Reply, Retry};
 use crate::mask;
+use crate::verdict::{MaySettle, VerdictCode};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -40,11 +42,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 mod commit;
+mod patient;
 mod preview;
 mod report;
 mod resolve;
 mod visit;
 
+pub use patient::{CardFacts, card_ytd};
 pub use preview::differences;
 use preview::settle_input;
 use resolve::Reversal;
@@ -62,6 +66,14 @@ pub enum SettleError {
     UnknownSettlement(String),
     #[error("this card may not settle with insurance ({0}); take payment in cash")]
     NotAllowed(String),
+    /// The card's verdict says `no`; its messages say why.
+    #[error("this card may not settle with insurance: {message_en}")]
+    CardMayNotSettle {
+        message_en: String,
+        message_zh: String,
+    },
+    #[error("the insurer does not know this card's holder: take payment in cash")]
+    HolderUnknown,
     #[error("batch {chrg_bchno} is settled, or being settled, by request {request_id}")]
     BatchSettled {
         chrg_bchno: String,
@@ -116,8 +128,9 @@ impl Default for SettleOptions {
     }
 }
 
-/// Who is being registered, from the card session (or an ID number) and the cache.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Who is being registered, from the card session (or an ID number) and the cache
+/// (`patient`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Patient {
     pub psn_no: String,
     pub psn_name: String,
@@ -127,9 +140,10 @@ pub struct Patient {
     /// 03 社会保障卡, 02 居民身份证.
     pub mdtrt_cert_type: String,
     pub mdtrt_cert_no: String,
-    /// The verdict's `may_settle`: yes | self_pay_only | no.
-    pub may_settle: String,
-    pub verdict_code: String,
+    /// The verdict's `may_settle`.
+    pub may_settle: MaySettle,
+    /// The verdict's code; none when the card was not judged.
+    pub verdict_code: Option<VerdictCode>,
     /// This year's in-scope amount as the card carries it (DF04 annual totals), when read.
     #[serde(default)]
     pub ytd_hint: Option<Decimal>,

@@ -10,8 +10,8 @@ impl Settler {
         patient: &Patient,
         params: &RegisterParams,
     ) -> Result<VisitRow, SettleError> {
-        if patient.may_settle == "no" {
-            return Err(SettleError::NotAllowed(patient.verdict_code.clone()));
+        if patient.may_settle == MaySettle::No {
+            return Err(SettleError::NotAllowed(patient.verdict_code_text()));
         }
         for (name, value) in [
             ("dept_code", &params.dept_code),
@@ -35,7 +35,7 @@ impl Settler {
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| self.options.med_type.clone());
         let begntime = now.datetime();
-        if patient.may_settle == "self_pay_only" {
+        if patient.may_settle == MaySettle::SelfPayOnly {
             return self.register_self_pay(patient, params, ipt_otp_no, med_type, begntime);
         }
         let input = RegisterIn {
@@ -170,8 +170,8 @@ pub(super) fn visit_row(
         dept_code: params.dept_code.clone(),
         dept_name: params.dept_name.clone(),
         dr_name: params.dr_name.clone(),
-        may_settle: patient.may_settle.clone(),
-        verdict_code: patient.verdict_code.clone(),
+        may_settle: patient.may_settle.as_str().to_owned(),
+        verdict_code: patient.verdict_code_text(),
         ytd_hint: patient.ytd_hint.map(|d| d.to_string()),
         begntime,
         state: "registered".into(),

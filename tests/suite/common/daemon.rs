@@ -4,7 +4,6 @@
 use super::rpc::{Client, Events};
 use super::temp::TempDir;
 use serde_json::json;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -74,15 +73,13 @@ impl Daemon {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(stream) = UnixStream::connect(&daemon.socket) {
-                let mut client = Client::of(stream);
-                if client
+            if let Ok(mut client) = Client::try_connect(&daemon.socket)
+                && client
                     .call("system.info", json!({}))
                     .get("result")
                     .is_some()
-                {
-                    break;
-                }
+            {
+                break;
             }
             if let Ok(Some(status)) = daemon.child.try_wait() {
                 panic!("medcard serve exited ({status}): {}", daemon.log_text());

@@ -1,8 +1,10 @@
-//! The test side of `medcard serve`'s JSON-RPC: a line-oriented client on a Unix or TCP
-//! connection, an event subscription, and a one-shot call that tolerates a dying daemon.
-//! Every read has a deadline ([`PATIENCE`]; never sleep-and-hope). The only JSON-RPC client
-//! the tests have, so that it can give way to the library's own in one place.
+//! The test side of `medcard serve`'s JSON-RPC. Every test talks to the daemon through
+//! medcard's own client (`medcard::serve::client`), wrapped here with the tests' patience
+//! ([`PATIENCE`]; never sleep-and-hope): [`Client`], [`Events`] and [`call_once`]. Only the
+//! protocol tests, which write malformed, partial or oversized requests on purpose, use
+//! [`RawClient`]: the line protocol by hand.
 
+use medcard::serve::client::{self, ClientError, Subscription};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -39,31 +41,75 @@ impl Connection for TcpStream {
     }
 }
 
-/// A JSON-RPC client on one connection: one request at a time. `stream` and `lines` are
-/// open for tests that write malformed requests or read what follows the last message.
-pub struct Client<S: Connection = UnixStream> {
+/// medcard's client with the tests' patience: one request at a time on one connection.
+pub struct Client(client::Client);
+
+impl Client {
+    pub fn connect(socket: &Path) -> Client {
+        Client::try_connect(socket).expect("connect to medcard serve")
+    }
+
+    /// A connection, or why there is none yet (the daemon still starting).
+    pub fn try_connect(socket: &Path) -> Result<Client, ClientError> {
+        Client::with_patience(client::Client::connect(socket))
+    }
+
+    fn with_patience(
+        connected: Result<client::Client, ClientError>,
+    ) -> Result<Client, ClientError> {
+        let mut client = connected?;
+        client.set_timeout(Some(PATIENCE))?;
+        Ok(Client(client))
+    }
+
+    /// Sends a request and returns its whole response (`result` or `error`).
+    pub fn call(&mut self, method: &str, params: Value) -> Value {
+        self.0
+            .call_raw(method, params)
+            .unwrap_or_else(|e| panic!("no answer to {method} within {PATIENCE:?}: {e}"))
+    }
+
+    /// The result of a call that must succeed.
+    pub fn result(&mut self, method: &str, params: Value) -> Value {
+        let response = self.call(method, params);
+        assert!(response.get("error").is_none(), "{method}: {response}");
+        response["result"].clone()
+    }
+
+    /// The error object of a call that must fail.
+    pub fn error(&mut self, method: &str, params: Value) -> Value {
+        let response = self.call(method, params);
+        assert!(response.get("result").is_none(), "{method}: {response}");
+        response["error"].clone()
+    }
+}
+
+/// The line protocol by hand, for the tests of the protocol itself: one request at a time.
+/// `stream` and `lines` are open for tests that write malformed requests or read what
+/// follows the last message.
+pub struct RawClient<S: Connection = UnixStream> {
     pub stream: S,
     pub lines: BufReader<S>,
     next_id: u64,
 }
 
-impl Client {
-    pub fn connect(socket: &Path) -> Client {
-        Client::of(UnixStream::connect(socket).expect("connect to medcard serve"))
+impl RawClient {
+    pub fn connect(socket: &Path) -> RawClient {
+        RawClient::of(UnixStream::connect(socket).expect("connect to medcard serve"))
     }
 }
 
-impl Client<TcpStream> {
-    pub fn connect_tcp(addr: SocketAddr) -> Client<TcpStream> {
-        Client::of(TcpStream::connect(addr).expect("connect to medcard serve over TCP"))
+impl RawClient<TcpStream> {
+    pub fn connect_tcp(addr: SocketAddr) -> RawClient<TcpStream> {
+        RawClient::of(TcpStream::connect(addr).expect("connect to medcard serve over TCP"))
     }
 }
 
-impl<S: Connection> Client<S> {
-    pub fn of(stream: S) -> Client<S> {
+impl<S: Connection> RawClient<S> {
+    pub fn of(stream: S) -> RawClient<S> {
         stream.set_read_deadline(PATIENCE).expect("read timeout");
         let lines = BufReader::new(stream.duplicate().expect("clone the stream"));
-        Client {
+        RawClient {
             stream,
             lines,
             next_id: 1,
@@ -114,10 +160,9 @@ impl<S: Connection> Client<S> {
 /// One call on a fresh connection, waiting up to `limit`; `None` when the daemon is not
 /// there or dies before answering.
 pub fn call_once(socket: &Path, method: &str, params: Value, limit: Duration) -> Option<Value> {
-    let mut stream = UnixStream::connect(socket).ok()?;
-    let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    writeln!(stream, "{request}").ok()?;
-    read_message(&mut BufReader::new(stream), Instant::now() + limit)
+    let mut client = client::Client::connect(socket).ok()?;
+    client.set_timeout(Some(limit)).ok()?;
+    client.call_raw(method, params).ok()
 }
 
 /// One JSON message, or `None` when `deadline` passes first (or the daemon closes).
@@ -148,26 +193,32 @@ fn read_message<S: Connection>(lines: &mut BufReader<S>, deadline: Instant) -> O
 
 /// A subscription to every topic on a connection of its own.
 pub struct Events {
-    lines: BufReader<UnixStream>,
+    subscription: Subscription,
     /// Every notification seen, in order (for failure messages).
     pub seen: Vec<Value>,
 }
 
 impl Events {
     pub fn subscribe(socket: &Path) -> Events {
-        let mut stream = UnixStream::connect(socket).expect("connect to medcard serve");
-        writeln!(
-            stream,
-            r#"{{"jsonrpc":"2.0","id":1,"method":"events.subscribe"}}"#
-        )
-        .expect("subscribe");
-        let mut lines = BufReader::new(stream);
-        let reply = read_message(&mut lines, Instant::now() + PATIENCE)
-            .expect("an answer to events.subscribe");
-        assert!(reply["result"]["subscribed"].is_array(), "{reply}");
+        let subscription = client::Client::connect(socket)
+            .and_then(|client| client.subscribe(&[]))
+            .expect("subscribe to medcard serve");
         Events {
-            lines,
+            subscription,
             seen: Vec::new(),
+        }
+    }
+
+    /// The next notification, or `None` when `deadline` passes first (or the daemon closes).
+    fn next_before(&mut self, deadline: Instant) -> Option<Value> {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        self.subscription
+            .set_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
+        match self.subscription.next()? {
+            Ok(event) => Some(event),
+            Err(ClientError::TimedOut) => None,
+            Err(e) => panic!("reading from medcard serve: {e}"),
         }
     }
 
@@ -177,7 +228,7 @@ impl Events {
         let deadline = Instant::now() + PATIENCE;
         let mut got = Vec::new();
         loop {
-            let event = read_message(&mut self.lines, deadline).unwrap_or_else(|| {
+            let event = self.next_before(deadline).unwrap_or_else(|| {
                 panic!(
                     "no {method} for {reader} within {PATIENCE:?}; seen so far: {}",
                     self.describe()

@@ -11,7 +11,8 @@
 //! the commit phase is timed by the wall clock.
 
 use super::{Summary, ms};
-use crate::cli::demo::counter::{Counter, CounterSetup, RpcClient};
+use crate::cli::demo::counter::{Counter, CounterSetup};
+use medcard::serve::client::Client;
 use medcard::sim::card::Chip;
 use medcard::sim::card::SharedVirtualReaders;
 use serde_json::json;
@@ -106,26 +107,15 @@ async fn measure(plan: &Plan, counter: &Counter) -> Result<Figures, String> {
         plan.count, plan.price, plan.clients, plan.links
     );
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(plan.clients);
-    for index in 0..plan.clients {
-        let share = plan.count / plan.clients + usize::from(index < plan.count % plan.clients);
-        let client = counter.client().await?;
-        tasks.push(tokio::spawn(prepare(
-            client,
-            index,
-            share,
-            plan.price.clone(),
-        )));
-    }
-    let prepared = join_all(tasks).await?;
+    let prepared = each_client(plan, counter, |client, index, share| {
+        prepare(client, index, share, &plan.price)
+    })?;
     let prepare = started.elapsed();
     let committing = Instant::now();
-    let tasks: Vec<_> = prepared
-        .into_iter()
-        .enumerate()
-        .map(|(index, (client, previews))| tokio::spawn(commit(client, index, previews)))
-        .collect();
-    let latencies = join_all(tasks).await?.concat();
+    let latencies = each_client(plan, counter, |client, index, _| {
+        commit(client, index, &prepared[index])
+    })?
+    .concat();
     Ok(Figures {
         prepare,
         commit: committing.elapsed(),
@@ -133,24 +123,47 @@ async fn measure(plan: &Plan, counter: &Counter) -> Result<Figures, String> {
     })
 }
 
-async fn join_all<T>(
-    tasks: Vec<tokio::task::JoinHandle<Result<T, String>>>,
+/// Runs `work` for every client at once, each on a thread with a connection of its own, its
+/// index and its share of the settlements; the results in client order.
+fn each_client<T: Send>(
+    plan: &Plan,
+    counter: &Counter,
+    work: impl Fn(Client, usize, usize) -> Result<T, String> + Sync,
 ) -> Result<Vec<T>, String> {
-    let mut done = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        done.push(task.await.map_err(|e| format!("a client failed: {e}"))??);
+    let mut clients = Vec::with_capacity(plan.clients);
+    for _ in 0..plan.clients {
+        clients.push(counter.client()?);
     }
-    Ok(done)
+    let work = &work;
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = clients
+            .into_iter()
+            .enumerate()
+            .map(|(index, client)| {
+                let share =
+                    plan.count / plan.clients + usize::from(index < plan.count % plan.clients);
+                scope.spawn(move || work(client, index, share))
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .map_err(|_| "a client thread panicked".to_owned())?
+            })
+            .collect()
+    })
 }
 
 /// `count` visits registered (persons from the `first`-th on) and previewed; their
 /// preview ids.
-async fn prepare(
-    mut client: RpcClient,
+fn prepare(
+    mut client: Client,
     first: usize,
     count: usize,
-    price: String,
-) -> Result<(RpcClient, Vec<String>), String> {
+    price: &str,
+) -> Result<Vec<String>, String> {
     let mut previews = Vec::with_capacity(count);
     let items = json!([{"code": CLASS_A_ITEM, "name": "阿莫西林胶囊", "qty": "1", "price": price}]);
     for n in 0..count {
@@ -160,29 +173,25 @@ async fn prepare(
                 "visit.register",
                 json!({"certno": certno, "dept_code": "A03", "dept_name": "内科", "dr_name": "张医生"}),
             )
-            .await?;
+            .map_err(|e| e.to_string())?;
         let preview = client
             .call(
                 "settle.preview",
                 json!({"mdtrt_id": visit["mdtrt_id"], "items": items, "acct_used": false}),
             )
-            .await?;
+            .map_err(|e| e.to_string())?;
         let id = preview["preview_id"]
             .as_str()
             .ok_or_else(|| format!("settle.preview answered no preview_id: {preview}"))?;
         previews.push(id.to_owned());
     }
-    Ok((client, previews))
+    Ok(previews)
 }
 
 /// Commits `previews` one after another; each commit's latency.
-async fn commit(
-    mut client: RpcClient,
-    index: usize,
-    previews: Vec<String>,
-) -> Result<Vec<Duration>, String> {
+fn commit(mut client: Client, index: usize, previews: &[String]) -> Result<Vec<Duration>, String> {
     let mut latencies = Vec::with_capacity(previews.len());
-    for (n, preview_id) in previews.into_iter().enumerate() {
+    for (n, preview_id) in previews.iter().enumerate() {
         let request_id = format!("bench-{index}-{n}");
         let sent = Instant::now();
         let done = client
@@ -190,7 +199,7 @@ async fn commit(
                 "settle.commit",
                 json!({"preview_id": preview_id, "request_id": request_id}),
             )
-            .await?;
+            .map_err(|e| e.to_string())?;
         latencies.push(sent.elapsed());
         if done["state"] != "settled" {
             return Err(format!("{request_id} did not settle: {done}"));

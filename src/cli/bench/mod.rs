@@ -1,0 +1,227 @@
+//! `medcard bench`: figures, printed, for the targets the issues set. Timed tests are not
+//! used anywhere; this is where speed is measured.
+//!
+//! - `bench read`: card reads through pcscd + vpcd against a raw replay of the same APDUs.
+//! - `bench serve`: `card.read` answered from a session by a `medcard serve` child process,
+//!   at several numbers of concurrent clients, with the daemon's memory.
+//! - `bench cache`: the insurer's feeds loaded into the local cache from a `medcard
+//!   insurer-sim` child, verdict lookups from the cache, and an incremental sync.
+//! - `bench settle`: settlements through the daemon's socket against the insurer simulator,
+//!   in-process.
+//!
+//! One file per bench; the percentiles, the millisecond format and the `/proc` memory
+//! figures they share are here.
+
+mod cache;
+mod read;
+mod serve;
+mod settle;
+
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Measure medcard: `bench read` times card reads through pcscd + vpcd; `bench serve` the
+/// daemon's `card.read` throughput and latency; `bench cache` the cache's load, lookups and
+/// incremental sync; `bench settle` settlements per second through the socket.
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// Read fixture cards through pcscd + vpcd and compare with a raw replay of the same APDUs.
+    ///
+    /// Starts pcscd if none runs (root), inserts each card into vpcd slot 0 from this
+    /// process, reads it --count times (connect, transaction, read, disconnect: one swipe
+    /// each), then replays the exact APDU sequence of one read the same number of times with
+    /// no decoding. A PSAM (slot 1) authenticates 3.0 cards; its APDUs are replayed too, and
+    /// the replay sends GET CHALLENGE where the read sent EXTERNAL AUTHENTICATE (a replayed
+    /// cryptogram would only cost the card a try). Prints APDUs per read (card + PSAM),
+    /// median and p99 per read, and the ratio of the medians (target ≤ 1.10).
+    Read {
+        /// Reads per card.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// Cards to read: fixture files or built-in names.
+        #[arg(long = "card", default_values_t = ["xiaowang".to_owned(), "gen1".to_owned(), "no-4e".to_owned(), "gen3".to_owned()])]
+        cards: Vec<String>,
+        /// The PSAM in vpcd slot 1: a fixture file or a built-in name.
+        #[arg(long, default_value = "test-sm4")]
+        psam: String,
+        /// Extra card profiles.
+        #[arg(long, value_name = "DIR")]
+        profiles: Option<PathBuf>,
+    },
+    /// Requests per second and latency of `card.read` answered by `medcard serve`.
+    ///
+    /// Starts `medcard serve --virtual CARD` (this binary) on a socket in a temporary
+    /// directory, waits until it answers, then for each number of --clients runs that many
+    /// connections at once, each sending `card.read` one after another: a warm-up, then
+    /// --seconds measured. Prints requests/s, p50 and p99 latency, and the daemon's RSS
+    /// (VmRSS, and its peak VmHWM) after each level; then compares the largest level with
+    /// the targets (≥ 20,000 req/s, p99 ≤ 2 ms, RSS ≤ 30 MB). A miss is reported, not an
+    /// error. The daemon is stopped with SIGTERM at the end.
+    Serve {
+        /// Measured seconds per level.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Warm-up seconds per level (requests sent, not counted).
+        #[arg(long, default_value_t = 1.0)]
+        warm_up: f64,
+        /// Concurrent clients per level.
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 64])]
+        clients: Vec<usize>,
+        /// The card the daemon serves: a fixture file or a built-in name.
+        #[arg(long, default_value = "xiaowang")]
+        card: String,
+    },
+    /// Load the insurer's feeds into the local cache, then verdict lookups from it.
+    ///
+    /// Starts `medcard insurer-sim` (this binary) with a temporary database and has it
+    /// generate --events card-status events and --catalogue catalogue items (timed apart);
+    /// then, in this process, loads both feeds into a new cache through the real insurer
+    /// client and `cache::sync_feed` (--page-size per request) and prints the load time and
+    /// rate and this process's RSS (VmRSS, peak VmHWM); then --lookups verdicts for random
+    /// cards (known, lost, unknown, and fixture cards whose holders are cached: card status +
+    /// person + verdict::assess each) with p50 / p99; then --changes new events and the time
+    /// of the incremental sync. Compares with the targets (load ≤ 20 s, p99 ≤ 100 µs,
+    /// RSS ≤ 100 MB, incremental ≤ 1 s); a miss is reported, not an error.
+    Cache {
+        /// Card-status events generated in the simulator.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u32,
+        /// Catalogue items generated in the simulator.
+        #[arg(long, default_value_t = 100_000)]
+        catalogue: u32,
+        /// Verdict lookups.
+        #[arg(long, default_value_t = 100_000)]
+        lookups: usize,
+        /// Events or items per request (the simulator allows up to 5000).
+        #[arg(long, default_value_t = 5000)]
+        page_size: u32,
+        /// New events for the incremental sync.
+        #[arg(long, default_value_t = 10_000)]
+        changes: u32,
+    },
+    /// Settlements per second through the daemon's socket against the insurer simulator.
+    ///
+    /// All in this process, as `medcard demo` runs it: the insurer simulator on loopback (a
+    /// temporary database, the built-in fixtures), the cache and settlement journal in a
+    /// temporary directory (synchronous=FULL), and the daemon with 小王's card in a virtual
+    /// reader. First every client registers its visits (visit.register by ID number, twelve
+    /// fixture persons in turn) and previews one line of --price yuan of a 甲类 item with the
+    /// personal account left out (acct_used false); then every
+    /// client commits its previews one after another (a new request_id each). Prints the
+    /// register + preview rate, commits/s over the commit phase's wall clock with p50 / p99 /
+    /// max commit latency, the whole settlement rate, and the target (≥ 500 commits/s); a
+    /// miss is reported, not an error. Everything is removed at the end.
+    Settle {
+        /// Settlements in all, shared among the clients.
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+        /// Concurrent socket connections, each one settlement at a time.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// The settler's links to the insurer (settle.links): settlements that can call the
+        /// insurer at the same moment (default: as many as --clients).
+        #[arg(long, value_name = "N")]
+        links: Option<usize>,
+        /// The bill line's price, yuan (one of the 甲类 item 阿莫西林胶囊).
+        #[arg(long, default_value = "1.00")]
+        price: String,
+    },
+}
+
+pub fn run(args: BenchArgs) -> ExitCode {
+    let outcome = match args.what {
+        What::Read {
+            count,
+            cards,
+            psam,
+            profiles,
+        } => read::run(count.max(1), &cards, &psam, profiles.as_deref()),
+        What::Serve {
+            seconds,
+            warm_up,
+            clients,
+            card,
+        } => serve::run(&serve::Plan {
+            seconds: seconds.max(0.1),
+            warm_up: warm_up.max(0.0),
+            clients: clients.into_iter().map(|n| n.max(1)).collect(),
+            card,
+        }),
+        What::Cache {
+            events,
+            catalogue,
+            lookups,
+            page_size,
+            changes,
+        } => cache::run(&cache::Plan {
+            events,
+            catalogue,
+            lookups,
+            page_size: page_size.max(1),
+            changes,
+        }),
+        What::Settle {
+            count,
+            clients,
+            links,
+            price,
+        } => settle::run(&settle::Plan {
+            count: count.max(1),
+            clients: clients.max(1),
+            links: links.unwrap_or(clients).max(1),
+            price,
+        }),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("medcard bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The median and the 99th percentile of timed samples.
+struct Summary {
+    median: Duration,
+    p99: Duration,
+}
+
+impl Summary {
+    fn of(mut samples: Vec<Duration>) -> Summary {
+        samples.sort();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        Summary {
+            median: at(0.5),
+            p99: at(0.99),
+        }
+    }
+}
+
+/// Milliseconds with three places.
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1e3)
+}
+
+/// VmRSS and VmHWM of a process (`self` or a pid) in MB, from `/proc/PID/status`.
+fn memory_mb(pid: &str) -> Result<(f64, f64), String> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .ok_or_else(|| format!("no {key} in {path}"))
+    };
+    Ok((kb("VmRSS:")? / 1024.0, kb("VmHWM:")? / 1024.0))
+}

@@ -1,0 +1,321 @@
+//! The daemon's client: JSON-RPC 2.0 over the Unix socket (or the optional loopback TCP
+//! listener), blocking, one object per line, one request at a time on a connection. Request
+//! ids are numbered per connection; notifications that arrive before an answer are skipped.
+//! [`Client::subscribe`] turns a connection into an iterator of `events.subscribe`
+//! notifications. `medcard call` / `events`, the demo, the benches and the tests use it.
+
+use serde_json::{Value, json};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// Why a call did not bring a result.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot connect to the daemon at {target}: {source} (is `medcard serve` running? \
+         --socket names another socket)"
+    )]
+    Connect { target: String, source: io::Error },
+    #[error("no answer from the daemon in time")]
+    TimedOut,
+    #[error("the daemon closed the connection without answering")]
+    Closed,
+    #[error("talking to the daemon: {0}")]
+    Io(#[from] io::Error),
+    /// The daemon answered with a JSON-RPC error.
+    #[error("{method} failed: {code} {message}")]
+    Rpc {
+        method: String,
+        code: i64,
+        message: String,
+        /// The error's `data` (`message_zh`, `reader_code`, …); null when absent.
+        data: Value,
+    },
+    #[error("the daemon sent something that is not a JSON-RPC message: {0}")]
+    Malformed(String),
+}
+
+impl ClientError {
+    /// The JSON-RPC error object, for a daemon's error (`{code, message, data}`).
+    pub fn rpc_error(&self) -> Option<Value> {
+        match self {
+            ClientError::Rpc {
+                code,
+                message,
+                data,
+                ..
+            } => {
+                let mut error = json!({"code": code, "message": message});
+                if !data.is_null() {
+                    error["data"] = data.clone();
+                }
+                Some(error)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A byte stream to the daemon.
+trait Stream: Read + Write + Send {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl Stream for UnixStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
+    }
+}
+
+impl Stream for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+/// One connection to the daemon.
+pub struct Client {
+    stream: BufReader<Box<dyn Stream>>,
+    next_id: u64,
+    /// A line read in part when a read timed out; the rest follows on the next read.
+    partial: Vec<u8>,
+}
+
+impl Client {
+    /// Connects to the daemon's Unix socket.
+    pub fn connect(socket: &Path) -> Result<Client, ClientError> {
+        let stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+            target: socket.display().to_string(),
+            source,
+        })?;
+        Ok(Client::of(Box::new(stream)))
+    }
+
+    /// Connects to the daemon's loopback TCP listener.
+    pub fn connect_tcp(addr: SocketAddr) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect(addr).map_err(|source| ClientError::Connect {
+            target: addr.to_string(),
+            source,
+        })?;
+        Ok(Client::of(Box::new(stream)))
+    }
+
+    fn of(stream: Box<dyn Stream>) -> Client {
+        Client {
+            stream: BufReader::new(stream),
+            next_id: 1,
+            partial: Vec::new(),
+        }
+    }
+
+    /// How long a read waits for the daemon ([`ClientError::TimedOut`] after); `None`: for
+    /// ever (the default).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        Ok(self.stream.get_ref().set_read_timeout(timeout)?)
+    }
+
+    /// The request the next [`call`](Self::call) of `method` sends (for showing it).
+    pub fn request(&self, method: &str, params: &Value) -> Value {
+        json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+    }
+
+    /// Calls `method`: its result, or the daemon's error as [`ClientError::Rpc`].
+    pub fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let mut response = self.call_raw(method, params)?;
+        if let Some(error) = response.get_mut("error") {
+            return Err(rpc_error(method, error.take()));
+        }
+        match response.get_mut("result") {
+            Some(result) => Ok(result.take()),
+            None => Err(ClientError::Malformed(format!(
+                "an answer to {method} with neither result nor error: {response}"
+            ))),
+        }
+    }
+
+    /// Calls `method` and returns the whole response object (`result` or `error`).
+    pub fn call_raw(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let id = self.next_id;
+        let request = self.request(method, &params);
+        self.next_id += 1;
+        self.send(&request)?;
+        loop {
+            let message = self.next_message()?.ok_or(ClientError::Closed)?;
+            if message.get("id") == Some(&json!(id)) {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// Subscribes to `topics` (all when empty) and hands the connection over to the
+    /// notifications.
+    pub fn subscribe(mut self, topics: &[String]) -> Result<Subscription, ClientError> {
+        let params = if topics.is_empty() {
+            json!({})
+        } else {
+            json!({"topics": topics})
+        };
+        self.call("events.subscribe", params.clone())?;
+        Ok(Subscription {
+            client: self,
+            params,
+        })
+    }
+
+    fn send(&mut self, message: &Value) -> Result<(), ClientError> {
+        let line = format!("{message}\n");
+        self.stream.get_mut().write_all(line.as_bytes())?;
+        Ok(())
+    }
+
+    /// The next JSON message; `None` when the daemon closed the connection.
+    fn next_message(&mut self) -> Result<Option<Value>, ClientError> {
+        match self.stream.read_until(b'\n', &mut self.partial) {
+            Ok(_) if self.partial.is_empty() => return Ok(None),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(ClientError::TimedOut);
+            }
+            Err(e) => return Err(ClientError::Io(e)),
+        }
+        let line = std::mem::take(&mut self.partial);
+        if !line.ends_with(b"\n") {
+            return Ok(None);
+        }
+        serde_json::from_slice(&line).map(Some).map_err(|e| {
+            ClientError::Malformed(format!("{e}: {:?}", String::from_utf8_lossy(&line)))
+        })
+    }
+}
+
+fn rpc_error(method: &str, error: Value) -> ClientError {
+    ClientError::Rpc {
+        method: method.to_owned(),
+        code: error["code"].as_i64().unwrap_or_default(),
+        message: error["message"].as_str().unwrap_or_default().to_owned(),
+        data: error.get("data").cloned().unwrap_or(Value::Null),
+    }
+}
+
+/// A connection subscribed to the daemon's notifications; each item is one whole
+/// notification (`{"jsonrpc", "method", "params"}`). Ends when the daemon closes.
+pub struct Subscription {
+    client: Client,
+    params: Value,
+}
+
+impl Subscription {
+    /// Subscribes again with the same topics (after an `events.dropped`); events in between
+    /// are lost.
+    pub fn renew(&mut self) -> Result<(), ClientError> {
+        let request = self.client.request("events.subscribe", &self.params);
+        self.client.next_id += 1;
+        self.client.send(&request)
+    }
+
+    /// How long [`next`](Iterator::next) waits for a notification.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        self.client.set_timeout(timeout)
+    }
+}
+
+impl Iterator for Subscription {
+    type Item = Result<Value, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let message = match self.client.next_message() {
+                Ok(Some(message)) => message,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            };
+            if let Some(error) = message.get("error") {
+                return Some(Err(rpc_error("events.subscribe", error.clone())));
+            }
+            if message.get("method").is_some() {
+                return Some(Ok(message));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A daemon stand-in answering one connection with `reply` for each line it reads.
+    fn answering(reply: impl Fn(&Value) -> Vec<String> + Send + 'static) -> Client {
+        let dir = std::env::temp_dir().join(format!(
+            "medcard-client-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut writer = stream.try_clone().unwrap();
+            for line in BufReader::new(stream).lines() {
+                let request: Value = serde_json::from_str(&line.unwrap()).unwrap();
+                for answer in reply(&request) {
+                    writeln!(writer, "{answer}").unwrap();
+                }
+            }
+        });
+        let client = Client::connect(&path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        client
+    }
+
+    #[test]
+    fn results_errors_and_notifications_in_between() {
+        let mut client = answering(|request| {
+            let id = &request["id"];
+            match request["method"].as_str() {
+                Some("ok") => vec![
+                    json!({"jsonrpc": "2.0", "method": "card.ready", "params": {}}).to_string(),
+                    json!({"jsonrpc": "2.0", "id": id, "result": {"n": id}}).to_string(),
+                ],
+                Some("bad") => vec![
+                    json!({"jsonrpc": "2.0", "id": id, "error": {"code": 1001, "message": "no card", "data": {"message_zh": "无卡"}}})
+                        .to_string(),
+                ],
+                _ => vec!["not json".to_owned()],
+            }
+        });
+        assert_eq!(client.call("ok", json!({})).unwrap(), json!({"n": 1}));
+        let error = client.call("bad", json!({})).unwrap_err();
+        assert!(
+            matches!(&error, ClientError::Rpc { code: 1001, data, .. } if data["message_zh"] == "无卡")
+        );
+        assert_eq!(error.rpc_error().unwrap()["message"], "no card");
+        assert!(matches!(
+            client.call("garbage", json!({})),
+            Err(ClientError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_subscription_yields_notifications_and_a_silent_daemon_times_out() {
+        let client = answering(|request| match request["method"].as_str() {
+            Some("events.subscribe") => vec![
+                json!({"jsonrpc": "2.0", "id": request["id"], "result": {"subscribed": []}})
+                    .to_string(),
+                json!({"jsonrpc": "2.0", "method": "card.inserted", "params": {"reader": "A"}})
+                    .to_string(),
+            ],
+            _ => Vec::new(),
+        });
+        let mut events = client.subscribe(&[]).unwrap();
+        let event = events.next().unwrap().unwrap();
+        assert_eq!(event["method"], "card.inserted");
+        events.set_timeout(Some(Duration::from_millis(50))).unwrap();
+        assert!(matches!(events.next(), Some(Err(ClientError::TimedOut))));
+    }
+}

@@ -1,0 +1,187 @@
+//! The daemon's composition root: [`Daemon::start`] opens the [`Services`] from a
+//! [`Config`] (cache, insurer link, settler), starts the reader monitor on the readers the
+//! caller chose (PC/SC, or virtual readers in tests and the demo), the background sync and
+//! resolver, and binds the listeners (or takes systemd's socket); [`Daemon::run`] serves
+//! until told to stop, speaking systemd's notify protocol and watchdog when run by it, then
+//! takes everything down in order: the listeners and connections, the socket file, the
+//! background threads, the monitor. `medcard serve`, `medcard demo`, `medcard bench settle`
+//! and the tests start the daemon this one way.
+
+use super::background::Background;
+use super::config::Config;
+use super::handle::MonitorHandle;
+use super::monitor::{MonitorConfig, PsamChoice, spawn_monitor};
+use super::server::{Listeners, Reloader, Server};
+use super::services::Services;
+use super::systemd::{self, NotifyState};
+use super::worker::{Liveness, Worker};
+use crate::profile::{ProfileError, ProfileSet};
+use crate::reader::ReaderBackend;
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("card profiles: {0}")]
+    Profiles(#[from] ProfileError),
+    #[error("cannot use systemd's socket: {0}")]
+    Inherited(io::Error),
+    #[error("cannot listen on {path}: {source}", path = path.display())]
+    Listen { path: PathBuf, source: io::Error },
+}
+
+/// A started daemon, not yet serving: [`run`](Self::run) or [`spawn`](Self::spawn) it.
+pub struct Daemon {
+    server: Server,
+    listeners: Listeners,
+    handle: MonitorHandle,
+    services: Arc<Services>,
+    socket: PathBuf,
+    socket_activated: bool,
+    /// Stopped in this order (field order): the background threads, then the monitor.
+    threads: (Background, Worker),
+}
+
+impl Daemon {
+    /// Opens the services `config` names, starts the monitor on `readers` (called twice:
+    /// one connection for the cards, one for the PSAM) and the background threads, and
+    /// binds the listeners; `inherited` (systemd's listening socket) replaces the Unix bind.
+    pub async fn start(
+        config: Config,
+        readers: impl FnMut() -> Box<dyn ReaderBackend + Send> + Send + 'static,
+        inherited: Option<std::os::unix::net::UnixListener>,
+    ) -> Result<Daemon, DaemonError> {
+        let socket_activated = inherited.is_some();
+        let inherited = inherited
+            .map(tokio::net::UnixListener::from_std)
+            .transpose()
+            .map_err(DaemonError::Inherited)?;
+        let services = Arc::new(Services::open(&config));
+        let monitor_config = MonitorConfig {
+            profiles: profiles_of(&config)?,
+            psam: PsamChoice::from(config.readers.psam.trim()),
+            poll: Duration::from_millis(config.readers.poll_ms),
+            assessor: services.assessor(&config),
+        };
+        let (handle, monitor) = spawn_monitor(monitor_config, readers);
+        let background = Background::start(&services, &config, &handle);
+        let listeners = Listeners::bind(&config, inherited)
+            .await
+            .map_err(|source| DaemonError::Listen {
+                path: config.socket.path.clone(),
+                source,
+            })?;
+        let socket = config.socket.path.clone();
+        Ok(Daemon {
+            server: Server::with_services(config, handle.clone(), services.clone()),
+            listeners,
+            handle,
+            services,
+            socket,
+            socket_activated,
+            threads: (background, monitor),
+        })
+    }
+
+    /// The monitor's handle: snapshots, events, requests.
+    pub fn handle(&self) -> &MonitorHandle {
+        &self.handle
+    }
+
+    /// The cache, the insurer link and the settler the daemon opened.
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    /// The Unix socket's path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Replaces the settings of the running daemon (SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        self.server.reloader()
+    }
+
+    /// Serves until `shutdown` resolves, then stops everything in order (see the module
+    /// documentation). Under systemd: `READY=1` once serving, `WATCHDOG=1` while the
+    /// monitor runs, `STOPPING=1` when the shutdown begins.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Daemon {
+            server,
+            listeners,
+            socket,
+            socket_activated,
+            threads,
+            ..
+        } = self;
+        let watchdog = systemd::watchdog_interval()
+            .map(|every| tokio::spawn(watchdog(threads.1.liveness(), every)));
+        systemd::notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+        tracing::info!(path = %socket.display(), socket_activated, "serving");
+        server
+            .run(listeners, async {
+                shutdown.await;
+                systemd::notify(&[NotifyState::Stopping]);
+            })
+            .await;
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
+        if !socket_activated {
+            let _ = std::fs::remove_file(&socket);
+        }
+        let _ = tokio::task::spawn_blocking(move || drop(threads)).await;
+        tracing::info!("stopped");
+    }
+
+    /// Serves on a task of its own until [`RunningDaemon::stop`].
+    pub fn spawn(self) -> RunningDaemon {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(self.run(async {
+            let _ = stopped.await;
+        }));
+        RunningDaemon { stop, task }
+    }
+}
+
+/// A daemon serving on a task ([`Daemon::spawn`]).
+pub struct RunningDaemon {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl RunningDaemon {
+    /// Shuts the daemon down as [`Daemon::run`] does and waits until it has.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// The built-in profiles, plus `readers.profiles`' when it names a directory.
+fn profiles_of(config: &Config) -> Result<ProfileSet, ProfileError> {
+    match config.readers.profiles.trim() {
+        "" => ProfileSet::built_in(),
+        dir => ProfileSet::built_in_and_dir(Path::new(dir)),
+    }
+}
+
+/// `WATCHDOG=1` every `every` while the monitor thread runs.
+async fn watchdog(monitor: Liveness, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        if !monitor.is_running() {
+            tracing::error!("the reader monitor stopped; no more watchdog pings");
+            return;
+        }
+        systemd::notify(&[NotifyState::Watchdog]);
+    }
+}

@@ -1,0 +1,249 @@
+//! What the daemon opens once from its [`Config`] and shares: the cache, the swipe's insurer
+//! link, the settlement service ([`Settler`], built from `[settle]`), and the answers of
+//! `sync.status` and `system.info` about them. [`super::daemon::Daemon`] opens them; the
+//! assessor, the background threads and the socket use them.
+
+use super::config::Config;
+use super::monitor::{Assessor, rfc3339};
+use super::verdicts::CacheAssessor;
+use crate::cache::{Cache, Feed};
+use crate::insurer::InsurerClient;
+use crate::settle::service::{SettleOptions, Settler, load_policies};
+use crate::verdict::VerdictPolicy;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// The swipe link's circuit breaker: failures in a row, and how long it then fails fast.
+const SWIPE_BREAKER_THRESHOLD: u32 = 3;
+const SWIPE_BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
+
+/// What the daemon has for verdicts: the cache and the insurer link, shared by the assessor,
+/// the sync thread and the socket methods (`sync.status`, `system.info`).
+#[derive(Default)]
+pub struct Services {
+    pub cache: Option<Arc<Cache>>,
+    /// The swipe's link (1101 with the bounded wait).
+    pub link: Option<Arc<Mutex<InsurerClient>>>,
+    pub insurer_url: String,
+    pub sync_interval: Duration,
+    /// Settlement (needs the link and the cache); `None` without them.
+    pub settler: Option<Arc<Settler>>,
+    /// `cache.insutype_preference`, for registrations by ID number.
+    pub insutype_preference: Vec<String>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("cache", &self.cache.as_ref().map(|c| c.path().to_owned()))
+            .field("insurer_url", &self.insurer_url)
+            .finish()
+    }
+}
+
+impl Services {
+    /// Opens what `config` names. A cache that cannot be opened is logged and left out (the
+    /// daemon still reads cards); without an insurer link an absent cache file is not created.
+    pub fn open(config: &Config) -> Services {
+        let path = &config.cache.path;
+        let wanted = !path.as_os_str().is_empty() && (config.insurer.enabled() || path.exists());
+        let cache = if wanted {
+            match Cache::open(path) {
+                Ok(cache) => {
+                    tracing::info!(path = %path.display(), "cache opened");
+                    Some(Arc::new(cache))
+                }
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot open the cache; verdicts without it");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let link = config.insurer.enabled().then(|| {
+            let mut link_config = config
+                .insurer
+                .link_config(Duration::from_millis(config.insurer.timeout_ms));
+            link_config.breaker_threshold = SWIPE_BREAKER_THRESHOLD;
+            link_config.breaker_cooldown = SWIPE_BREAKER_COOLDOWN;
+            Arc::new(Mutex::new(client_with_msgids(
+                link_config,
+                cache.as_deref(),
+            )))
+        });
+        Services {
+            settler: open_settler(config, cache.as_ref()),
+            cache,
+            link,
+            insurer_url: config.insurer.url.trim().to_owned(),
+            sync_interval: Duration::from_secs(config.insurer.sync_interval_s.max(1)),
+            insutype_preference: config.cache.insutype_preference.clone(),
+        }
+    }
+
+    /// The assessor for the monitor, when there is anything to judge by.
+    pub fn assessor(&self, config: &Config) -> Option<Arc<dyn Assessor>> {
+        if self.cache.is_none() && self.link.is_none() {
+            return None;
+        }
+        Some(Arc::new(CacheAssessor {
+            cache: self.cache.clone(),
+            link: self.link.clone(),
+            policy: VerdictPolicy {
+                hospital_admdvs: config.insurer.mdtrtarea_admvs.trim().to_owned(),
+                stale_limit: Duration::from_secs(config.cache.stale_limit_s),
+                insutype_preference: config.cache.insutype_preference.clone(),
+            },
+        }))
+    }
+
+    /// The background sync's own link (a cache and an insurer are both needed), with the
+    /// cache it syncs into.
+    pub fn sync_link(&self, config: &Config) -> Option<(Arc<Cache>, InsurerClient)> {
+        let cache = self.cache.clone()?;
+        if !config.insurer.enabled() {
+            return None;
+        }
+        let mut link_config = config
+            .insurer
+            .link_config(Duration::from_millis(config.insurer.timeout_ms.max(5_000)));
+        // The sync is paced by its interval: it has no use for a breaker.
+        link_config.breaker_threshold = u32::MAX;
+        let link = client_with_msgids(link_config, Some(&cache));
+        Some((cache, link))
+    }
+
+    /// `sync.status`: the feeds' watermarks, last success and last error.
+    pub fn sync_status(&self) -> Value {
+        let Some(cache) = &self.cache else {
+            return json!({"configured": false, "insurer": !self.insurer_url.is_empty()});
+        };
+        let mut feeds = Vec::new();
+        for feed in [Feed::CardEvents, Feed::Catalogue] {
+            match cache.feed_state(feed.as_str()) {
+                Ok(state) => feeds.push(state),
+                Err(e) => {
+                    return json!({"configured": true, "error": format!("cache: {e}")});
+                }
+            }
+        }
+        let now = crate::cache::unix_seconds(SystemTime::now());
+        // Both feeds must have succeeded for the cache to be "synced" at a time.
+        let last_ok = feeds
+            .iter()
+            .map(|f| f.last_ok)
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|oks| oks.into_iter().min());
+        let last_error = feeds
+            .iter()
+            .filter(|f| f.last_error.is_some())
+            .max_by_key(|f| f.last_error_at);
+        let when =
+            |seconds: Option<i64>| seconds.map(|s| rfc3339(crate::cache::from_unix_seconds(s)));
+        let versions: serde_json::Map<String, Value> = feeds
+            .iter()
+            .map(|f| (f.feed.clone(), json!(f.version)))
+            .collect();
+        let latest: serde_json::Map<String, Value> = feeds
+            .iter()
+            .map(|f| (f.feed.clone(), json!(f.latest_version)))
+            .collect();
+        json!({
+            "configured": true,
+            "insurer": !self.insurer_url.is_empty(),
+            "interval_s": self.sync_interval.as_secs(),
+            "last_ok": when(last_ok),
+            "lag_seconds": last_ok.map(|ok| (now - ok).max(0)),
+            "versions": versions,
+            "latest_versions": latest,
+            "last_error": last_error.and_then(|f| f.last_error.clone()),
+            "last_error_at": when(last_error.and_then(|f| f.last_error_at)),
+            "feeds": feeds,
+        })
+    }
+
+    /// `system.info`'s `cache` entry.
+    pub fn cache_info(&self) -> Value {
+        let Some(cache) = &self.cache else {
+            return json!({"status": "not_configured"});
+        };
+        match cache.stats() {
+            Ok(stats) => json!({
+                "status": "ok",
+                "path": stats.path,
+                "file_bytes": stats.file_bytes,
+                "persons": stats.persons,
+                "cards": stats.cards,
+                "card_events": stats.card_events,
+                "catalogue": stats.catalogue,
+            }),
+            Err(e) => json!({"status": "error", "path": cache.path(), "error": e.to_string()}),
+        }
+    }
+
+    /// `system.info`'s `insurer` entry.
+    pub fn insurer_info(&self) -> Value {
+        let Some(link) = &self.link else {
+            return json!({"status": "not_configured"});
+        };
+        // A swipe may hold the link right now: say so rather than wait.
+        let circuit = match link.try_lock() {
+            Ok(client) if client.circuit_open() => "open",
+            Ok(_) => "closed",
+            Err(_) => "busy",
+        };
+        json!({"status": "configured", "url": self.insurer_url, "circuit": circuit})
+    }
+}
+
+/// A client whose msgids come from the cache's persistent sequence when there is a cache, so
+/// that the daemon and a `medcard sync` run never send the same msgid.
+pub fn client_with_msgids(
+    config: crate::insurer::InsurerConfig,
+    cache: Option<&Cache>,
+) -> InsurerClient {
+    let fixmedins_code = config.fixmedins_code.clone();
+    let client = InsurerClient::new(config);
+    match cache {
+        Some(cache) => client.with_msgids(Box::new(crate::cache::CacheMsgIds::new(
+            &fixmedins_code,
+            cache.writer().clone(),
+        ))),
+        None => client,
+    }
+}
+
+/// The settlement service for `config`, when both the insurer link and the cache are there.
+pub fn open_settler(config: &Config, cache: Option<&Arc<Cache>>) -> Option<Arc<Settler>> {
+    let cache = cache?.clone();
+    if !config.insurer.enabled() {
+        return None;
+    }
+    let settle = &config.settle;
+    let policies = match load_policies(&settle.policy_dir, &settle.default_policy) {
+        Ok(policies) => policies,
+        Err(e) => {
+            tracing::error!(error = %e, "settlement disabled: the policies cannot be loaded");
+            return None;
+        }
+    };
+    let links = (0..settle.links.max(1))
+        .map(|_| {
+            let mut link = config
+                .insurer
+                .link_config(Duration::from_millis(settle.timeout_ms));
+            link.retries = 2;
+            client_with_msgids(link, Some(&cache))
+        })
+        .collect();
+    let options = SettleOptions {
+        hosp_lv: settle.hosp_lv.clone(),
+        med_type: settle.med_type.clone(),
+        default_policy: settle.default_policy.clone(),
+        reversal_tries: settle.reversal_tries.max(1),
+        ..SettleOptions::default()
+    };
+    Some(Arc::new(Settler::new(cache, links, policies, options)))
+}

@@ -1,0 +1,133 @@
+//! Who is being registered: the [`Patient`] of a card read (the verdict the daemon attached,
+//! the insurance row it rests on, 人员类别 from the cache, this year's totals from DF04) or of
+//! an ID number (a fresh 1101, the insurance row chosen by `cache.insutype_preference`).
+//! The caller hands the card's facts in as plain data; nothing here knows of sockets.
+
+use super::{Patient, SettleError};
+use crate::cache::Cache;
+use crate::card::CardRead;
+use crate::insurer::clock::LocalTime;
+use crate::insurer::{InsurerClient, InsurerLink, LinkError};
+use crate::mask;
+use crate::verdict::{Insured, MaySettle, Verdict, VerdictCode, VerdictPolicy, choose_insuinfo};
+use rust_decimal::Decimal;
+use std::sync::{Mutex, PoisonError};
+use std::time::SystemTime;
+
+/// A card as the daemon holds it after reading and judging it.
+#[derive(Debug, Clone, Copy)]
+pub struct CardFacts<'a> {
+    pub card: &'a CardRead,
+    /// The verdict; none when there was nothing to judge by (then the card may settle).
+    pub verdict: Option<&'a Verdict>,
+    /// The insurance row the verdict rests on; none when the insurer knows no such holder.
+    pub insured: Option<&'a Insured>,
+}
+
+impl Patient {
+    /// The patient of a card read (mdtrt_cert_type 03). A card whose verdict says `no`, or
+    /// whose holder the insurer does not know, is refused. `cache` supplies 人员类别.
+    pub fn of_card(facts: CardFacts<'_>, cache: Option<&Cache>) -> Result<Patient, SettleError> {
+        if let Some(verdict) = facts.verdict.filter(|v| v.may_settle == MaySettle::No) {
+            return Err(SettleError::CardMayNotSettle {
+                message_en: verdict.message_en.clone(),
+                message_zh: verdict.message_zh.clone(),
+            });
+        }
+        let insured = facts.insured.ok_or(SettleError::HolderUnknown)?;
+        Ok(Patient {
+            psn_no: insured.psn_no.clone(),
+            psn_name: facts.card.holder.psn_name.clone().unwrap_or_default(),
+            insutype: insured.insutype.clone(),
+            psn_type: psn_type_of(cache, insured),
+            insuplc_admdvs: insured.insuplc_admdvs.clone(),
+            mdtrt_cert_type: "03".into(),
+            mdtrt_cert_no: facts.card.card_no.clone().unwrap_or_default(),
+            may_settle: facts.verdict.map_or(MaySettle::Yes, |v| v.may_settle),
+            verdict_code: facts.verdict.map(|v| v.code),
+            ytd_hint: card_ytd(facts.card),
+        })
+    }
+
+    /// The patient by ID number (no card, mdtrt_cert_type 02): a 1101 on `link` now, the
+    /// answer stored in `cache`, the insurance row by `insutype_preference`.
+    pub fn by_certno(
+        certno: &str,
+        insutype_preference: &[String],
+        cache: Option<&Cache>,
+        link: &Mutex<InsurerClient>,
+    ) -> Result<Patient, SettleError> {
+        let person = {
+            let mut link = link.lock().unwrap_or_else(PoisonError::into_inner);
+            link.person_by_certno(certno).map_err(|e| match e {
+                LinkError::Business { err_msg, .. } => SettleError::Refused(err_msg),
+                other => SettleError::InsurerDown(other.to_string()),
+            })?
+        };
+        if let Some(cache) = cache
+            && let Err(e) = cache.store_person(&person, SystemTime::now())
+        {
+            tracing::warn!(error = %e, "could not cache the 1101 answer");
+        }
+        let policy = VerdictPolicy {
+            insutype_preference: insutype_preference.to_vec(),
+            ..VerdictPolicy::default()
+        };
+        let row = choose_insuinfo(&person, &policy)
+            .ok_or_else(|| SettleError::NotAllowed("not_insured".into()))?;
+        let active = row.psn_insu_stas == "1";
+        tracing::info!(certno = %mask::certno(certno), active, "patient by ID number");
+        let code = if active {
+            VerdictCode::Ok
+        } else {
+            VerdictCode::Suspended
+        };
+        Ok(Patient {
+            psn_no: person.baseinfo.psn_no.clone(),
+            psn_name: person.baseinfo.psn_name.clone(),
+            insutype: row.insutype.clone(),
+            psn_type: row.psn_type.clone(),
+            insuplc_admdvs: row.insuplc_admdvs.clone(),
+            mdtrt_cert_type: "02".into(),
+            mdtrt_cert_no: certno.to_owned(),
+            may_settle: code.may_settle(),
+            verdict_code: Some(code),
+            ytd_hint: None,
+        })
+    }
+}
+
+impl Patient {
+    /// The verdict's code as the journal keeps it (empty when the card was not judged).
+    pub fn verdict_code_text(&self) -> String {
+        self.verdict_code
+            .map(|code| code.as_str().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// 人员类别 of the insured's row, as the cache holds the person (empty when it does not).
+fn psn_type_of(cache: Option<&Cache>, insured: &Insured) -> String {
+    cache
+        .and_then(|c| c.reader().person_by_psn_no(&insured.psn_no).ok().flatten())
+        .and_then(|p| {
+            p.info
+                .insuinfo
+                .into_iter()
+                .find(|i| i.insutype == insured.insutype)
+        })
+        .map(|i| i.psn_type)
+        .unwrap_or_default()
+}
+
+/// The year's cumulative amount on the card (DF04: 个人自付累计 + 统筹累计), when the PIN
+/// let it be read and it is this year's.
+pub fn card_ytd(card: &CardRead) -> Option<Decimal> {
+    let balance = card.balance.as_ref()?;
+    let this_year = LocalTime::now().year.to_string();
+    if balance.year.trim() != this_year {
+        return None;
+    }
+    let amount = |text: &str| text.trim().parse::<Decimal>().ok();
+    Some(amount(&balance.annual_self_pay)? + amount(&balance.annual_fund_pay)?)
+}
