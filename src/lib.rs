@@ -16,6 +16,7 @@ pub mod card;
 pub mod codes;
 pub mod insurer;
 pub mod mask;
+pub mod money;
 pub mod pcscd;
 pub mod profile;
 pub mod psam;

@@ -140,7 +140,7 @@ pub fn balance(
     let sum = entries(conn, account, upto)?
         .iter()
         .fold(Decimal::ZERO, |s, (_, _, amount)| s + amount);
-    Ok(crate::settle::round_fen(sum))
+    Ok(crate::money::round_fen(sum))
 }
 
 /// Set the balance to `target` with an adjust entry (admin `set_balc`).
@@ -246,9 +246,9 @@ fn holders(conn: &Connection) -> Result<Vec<Holder>, TxError> {
 pub struct Posted {
     pub psn_no: String,
     pub insutype: String,
-    #[serde(with = "crate::settle::money")]
+    #[serde(with = "crate::money")]
     pub amount: Decimal,
-    #[serde(with = "crate::settle::money")]
+    #[serde(with = "crate::money")]
     pub balc: Decimal,
 }
 

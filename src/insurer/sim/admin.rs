@@ -11,7 +11,7 @@ use super::db::{TxError, parse_kind};
 use super::faults::Faults;
 use crate::insurer::clock::LocalTime;
 use crate::insurer::types::CardEventKind;
-use crate::insurer::wire::money;
+use crate::money::from_value;
 use serde_json::{Value, json};
 
 fn text<'v>(req: &'v Value, key: &str) -> Result<&'v str, String> {
@@ -49,7 +49,8 @@ pub fn run(state: &SimState, req: &Value) -> Result<Value, String> {
         "suspend_person" => person_status(state, req, "2"),
         "resume_person" => person_status(state, req, "1"),
         "set_balc" => {
-            let balc = money(req.get("balc").unwrap_or(&Value::Null))?;
+            let balc =
+                from_value(req.get("balc").unwrap_or(&Value::Null)).map_err(|e| e.to_string())?;
             let db = state.db();
             db.set_balc(text(req, "certno")?, text(req, "insutype")?, balc)
                 .map_err(tx)?;

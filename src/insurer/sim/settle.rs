@@ -24,8 +24,8 @@ use super::visit::open_visit;
 use crate::insurer::settlement::{
     REVERSIBLE, RefundIn, ReversalIn, SETTLE, SetlDetail, Setlinfo, SettleIn, SettleOut,
 };
+use crate::money::CatalogueTotals;
 use crate::settle::calc::{AccountFunds, Split, YearToDate, settle as split_bill};
-use crate::settle::lines::CatalogueTotals;
 use rusqlite::Connection;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -58,6 +58,7 @@ struct Computed {
 /// The identities of insurer-api.md §2.6, or an internal error.
 fn checked(out: SettleOut) -> Result<SettleOut, TxError> {
     out.setlinfo
+        .amounts
         .check_identities()
         .map_err(|why| TxError::Internal(format!("settlement identities broken: {why}")))?;
     Ok(out)
@@ -83,7 +84,7 @@ fn detail(code: &str, name: &str, amount: Decimal) -> SetlDetail {
 /// an amount only.
 fn setldetail(insutype: &str, split: &Split, parts: &[AccountPart]) -> Vec<SetlDetail> {
     let (pool_code, pool_name) = pool_fund(insutype);
-    let mut rows = vec![detail(pool_code, pool_name, split.hifp_pay)];
+    let mut rows = vec![detail(pool_code, pool_name, split.amounts.hifp_pay)];
     for part in parts {
         let name = if part.mulaid {
             format!("职工基本医疗保险个人账户基金(家庭共济:{})", part.psn_no)
@@ -101,7 +102,7 @@ fn account_parts(person: &Insured, split: &Split, payers: &[AccountKey]) -> Vec<
     let own = AccountPart {
         psn_no: person.psn_no.clone(),
         insutype: person.insutype.clone(),
-        amount: split.acct_pay - split.acct_mulaid_pay,
+        amount: split.amounts.acct_pay - split.amounts.acct_mulaid_pay,
         mulaid: false,
     };
     let relatives = payers
@@ -132,21 +133,7 @@ fn setlinfo(bill: &Bill<'_>, split: &Split) -> Setlinfo {
         psn_type: p.psn_type.clone(),
         med_type: bill.med_type.to_string(),
         setl_time: bill.setl_time.clone(),
-        medfee_sumamt: split.medfee_sumamt,
-        fulamt_ownpay_amt: split.fulamt_ownpay_amt,
-        overlmt_selfpay: split.overlmt_selfpay,
-        preselfpay_amt: split.preselfpay_amt,
-        inscp_scp_amt: split.inscp_scp_amt,
-        act_pay_dedc: split.act_pay_dedc,
-        hifp_pay: split.hifp_pay,
-        pool_prop_selfpay: split.pool_prop_selfpay,
-        fund_pay_sumamt: split.fund_pay_sumamt,
-        psn_part_amt: split.psn_part_amt,
-        acct_pay: split.acct_pay,
-        acct_mulaid_pay: split.acct_mulaid_pay,
-        psn_cash_pay: split.psn_cash_pay,
-        hosp_part_amt: split.hosp_part_amt,
-        balc: split.balc,
+        amounts: split.amounts.clone(),
         medins_setl_id: String::new(),
         clr_optins: p.insuplc_admdvs.clone(),
         clr_way: CLR_WAY_ITEMS.to_string(),
@@ -287,8 +274,8 @@ fn prepare(db: &SimDb, ctx: &Ctx<'_>, req: &SettleIn) -> Result<Computed, TxErro
     }
     let splits: Vec<_> = lines.into_iter().map(|l| l.split).collect();
     let totals = CatalogueTotals::from_lines(&splits);
-    let sum = crate::settle::round_fen(totals.medfee_sumamt());
-    if crate::settle::round_fen(req.medfee_sumamt) != sum {
+    let sum = crate::money::round_fen(totals.medfee_sumamt());
+    if crate::money::round_fen(req.medfee_sumamt) != sum {
         return Err(TxError::Refused(format!(
             "费用总额与明细不符: 医疗费总额[{}]，明细合计[{sum}]",
             req.medfee_sumamt
@@ -382,7 +369,7 @@ pub fn refund(db: &mut SimDb, ctx: &Ctx<'_>, input: &Value) -> Result<Value, TxE
     out.setlinfo.setl_id = refund_setl_id;
     out.setlinfo.setl_time = now;
     out.setlinfo.medins_setl_id = ctx.msgid.to_string();
-    out.setlinfo.balc = own_balance(&tx, &original)?;
+    out.setlinfo.amounts.balc = own_balance(&tx, &original)?;
     let out = checked(out)?;
     tx.commit()?;
     to_value(&out)

@@ -220,7 +220,11 @@ impl Settler {
                         ..RequestUpdate::state(rid, RequestState::Settled)
                     }),
                     refunds,
-                    balance: Some((&request.psn_no, &out.setlinfo.insutype, out.setlinfo.balc)),
+                    balance: Some((
+                        &request.psn_no,
+                        &out.setlinfo.insutype,
+                        out.setlinfo.amounts.balc,
+                    )),
                     ..CallOutcome::new(&call.msgid, CallState::Success)
                 })?;
                 if !recorded {
@@ -229,7 +233,7 @@ impl Settler {
                     tracing::error!(request_id = rid, msgid = %call.msgid, "an answered call was already resolved");
                 }
                 crash::at(Point::AfterCommit, &call.infno);
-                tracing::info!(request_id = rid, setl_id = %out.setlinfo.setl_id, infno = %call.infno, cash = %out.setlinfo.psn_cash_pay, "settled");
+                tracing::info!(request_id = rid, setl_id = %out.setlinfo.setl_id, infno = %call.infno, cash = %out.setlinfo.amounts.psn_cash_pay, "settled");
                 let done = self
                     .journal
                     .request(rid)?

@@ -21,7 +21,7 @@ use super::journal::{
     CallOutcome, CallRow, CallState, Journal, PreviewRow, RequestKind, RequestRow, RequestState,
     RequestUpdate, VisitRow,
 };
-use super::lines::{CatalogueTotals, FeeLine, LineSplit, split_line};
+use super::lines::{FeeLine, LineSplit, split_line};
 use super::policy::{Policy, RuleKey, is_retired};
 use crate::cache::{Cache, CacheError};
 use crate::insurer::clock::LocalTime;
@@ -31,6 +31,7 @@ use crate::insurer::settlement::{
 };
 use crate::insurer::{InsurerClient, LinkError, Reply, Retry};
 use crate::mask;
+use crate::money::{CatalogueTotals, Difference, zero_fen};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -45,7 +46,6 @@ mod report;
 mod resolve;
 mod visit;
 
-pub use preview::differences;
 use preview::settle_input;
 use resolve::Reversal;
 
@@ -160,21 +160,13 @@ pub struct BillItem {
     pub code: String,
     #[serde(default, alias = "fee_name")]
     pub name: String,
-    #[serde(alias = "cnt", with = "crate::settle::money::ratio")]
+    #[serde(alias = "cnt", with = "crate::money::ratio")]
     pub qty: Decimal,
-    #[serde(alias = "pric", with = "crate::settle::money::ratio")]
+    #[serde(alias = "pric", with = "crate::money::ratio")]
     pub price: Decimal,
     /// 院内目录编码 (defaults to the code).
     #[serde(default)]
     pub medins_code: String,
-}
-
-/// A difference between medcard's preview and the insurer's 2206.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Difference {
-    pub field: String,
-    pub local: String,
-    pub insurer: String,
 }
 
 /// `settle.preview`'s answer.
@@ -413,11 +405,6 @@ fn region(admdvs: &str) -> Option<&str> {
     (!admdvs.is_empty()).then_some(admdvs)
 }
 
-fn fen(mut d: Decimal) -> String {
-    d.rescale(2);
-    d.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::preview::self_pay_split;
@@ -455,20 +442,23 @@ mod tests {
     #[test]
     fn a_cash_only_split_keeps_the_bill_and_the_balance() {
         let split = self_pay_split(seed_split());
-        assert_eq!(split.psn_cash_pay, Decimal::new(12000, 2));
-        assert_eq!(split.psn_part_amt, Decimal::new(12000, 2));
-        assert_eq!(split.acct_pay, Decimal::ZERO);
-        assert_eq!(split.hifp_pay, Decimal::ZERO);
+        assert_eq!(split.amounts.psn_cash_pay, Decimal::new(12000, 2));
+        assert_eq!(split.amounts.psn_part_amt, Decimal::new(12000, 2));
+        assert_eq!(split.amounts.acct_pay, Decimal::ZERO);
+        assert_eq!(split.amounts.hifp_pay, Decimal::ZERO);
         assert_eq!(
-            split.balc,
+            split.amounts.balc,
             Decimal::new(10280, 2),
             "the account is untouched"
         );
         assert_eq!(
-            split.medfee_sumamt,
-            split.fund_pay_sumamt + split.psn_part_amt
+            split.amounts.medfee_sumamt,
+            split.amounts.fund_pay_sumamt + split.amounts.psn_part_amt
         );
-        assert_eq!(split.psn_part_amt, split.acct_pay + split.psn_cash_pay);
+        assert_eq!(
+            split.amounts.psn_part_amt,
+            split.amounts.acct_pay + split.amounts.psn_cash_pay
+        );
         assert_eq!(split.ytd_inscp_after, Decimal::new(23000, 2));
         assert!(split.bands.is_empty());
     }
@@ -485,10 +475,12 @@ mod tests {
             "psn_cash_pay": "17.20", "hosp_part_amt": "0", "balc": "0"
         }))
         .expect("setlinfo");
-        assert_eq!(differences(&local, &insurer), []);
-        insurer.acct_pay = Decimal::new(10000, 2);
-        insurer.psn_cash_pay = Decimal::new(2000, 2);
-        let fields: Vec<String> = differences(&local, &insurer)
+        assert_eq!(local.amounts.differences(&insurer.amounts), []);
+        insurer.amounts.acct_pay = Decimal::new(10000, 2);
+        insurer.amounts.psn_cash_pay = Decimal::new(2000, 2);
+        let fields: Vec<&str> = local
+            .amounts
+            .differences(&insurer.amounts)
             .into_iter()
             .map(|d| d.field)
             .collect();
