@@ -13,6 +13,7 @@
 pub mod apdu;
 pub mod cache;
 pub mod card;
+pub mod clock;
 pub mod codes;
 pub mod insurer;
 pub mod mask;

@@ -8,7 +8,7 @@ mod common;
 use common::daemon::temp_dir;
 use common::insurer::InsurerSim;
 use medcard::cache::Cache;
-use medcard::insurer::clock::LocalTime;
+use medcard::clock::DateTime;
 use medcard::insurer::settlement::{DayDetailIn, DayDetailRow, data_input, output_part};
 use medcard::insurer::{InsurerClient, InsurerConfig, Retry};
 use medcard::settle::journal::RequestState;
@@ -89,7 +89,7 @@ impl Bench {
             ..InsurerConfig::default()
         });
         let input = data_input(&DayDetailIn {
-            stmt_date: LocalTime::now().date(),
+            stmt_date: DateTime::now().date(),
         });
         let reply = link.call("X302", input, Retry::Idempotent).expect("X302");
         output_part(&reply.output, "detail").expect("X302 detail")

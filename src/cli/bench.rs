@@ -760,9 +760,7 @@ mod cache_bench {
         synthetic_card_no, synthetic_card_stays_lost, synthetic_cards_for,
     };
     use medcard::insurer::{InsurerClient, InsurerConfig, InsurerLink};
-    use medcard::verdict::{
-        CalendarDate, FactSource, VerdictCode, VerdictFacts, VerdictPolicy, assess,
-    };
+    use medcard::verdict::{FactSource, VerdictCode, VerdictFacts, VerdictPolicy, assess};
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
     use std::io::{BufRead, BufReader};
@@ -933,7 +931,7 @@ mod cache_bench {
             ..VerdictPolicy::default()
         };
         let now = SystemTime::now();
-        let today = CalendarDate::at(now, 8 * 3600);
+        let today = medcard::clock::Date::at(now);
         let mut card = CardRead {
             expiry_date: Some("2035-12-31".into()),
             ..CardRead::default()

@@ -9,13 +9,12 @@
 //! - [`InsurerLink`]: what the cache's sync and the verdicts ask of the insurer; the HTTP
 //!   client implements it, tests may fake it.
 //! - [`client`]: [`InsurerClient`], the HTTP client (envelope, msgids, sign-in, retries,
-//!   circuit breaker); [`envelope`], [`wire`], [`msgid`], [`breaker`], [`signer`], [`clock`]
-//!   are its parts.
+//!   circuit breaker); [`envelope`], [`wire`], [`msgid`], [`breaker`], [`signer`] are its
+//!   parts; times and dates come from [`crate::clock`] (Beijing time).
 //! - [`sim`]: the insurer simulator behind `medcard insurer-sim` (axum + SQLite).
 
 pub mod breaker;
 pub mod client;
-pub mod clock;
 pub mod envelope;
 pub mod msgid;
 pub mod settlement;

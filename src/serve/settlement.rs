@@ -202,7 +202,7 @@ pub async fn dispatch(shared: &Shared, method: &str, params: &Value) -> Result<V
             let p: ListParams = params_of(params)?;
             let date = p
                 .date
-                .unwrap_or_else(|| crate::insurer::clock::LocalTime::now().date());
+                .unwrap_or_else(|| crate::clock::DateTime::now().date());
             let list = blocking(move || settler.list(&date)).await?;
             Ok(json!({ "settlements": list }))
         }
@@ -395,7 +395,7 @@ fn patient_of_session(shared: &Shared, session: &CardSession) -> Result<Patient,
 /// let it be read and it is this year's.
 fn card_ytd(session: &CardSession) -> Option<rust_decimal::Decimal> {
     let balance = session.card.balance.as_ref()?;
-    let this_year = crate::insurer::clock::LocalTime::now().year.to_string();
+    let this_year = crate::clock::DateTime::now().year().to_string();
     if balance.year.trim() != this_year {
         return None;
     }

@@ -14,20 +14,19 @@
 //! Card numbers and ID numbers reach the logs masked only.
 
 use super::config::Config;
-use super::monitor::{Assessor, rfc3339};
+use super::monitor::Assessor;
 use crate::cache::{Cache, Feed, sync_feed};
 use crate::card::CardRead;
+use crate::clock::{Date, rfc3339};
 use crate::insurer::{InsurerClient, InsurerLink, LinkError};
 use crate::mask;
-use crate::verdict::{Assessment, CalendarDate, FactSource, VerdictFacts, VerdictPolicy, assess};
+use crate::verdict::{Assessment, FactSource, VerdictFacts, VerdictPolicy, assess};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-/// The workstation's zone for 卡有效期 (China Standard Time, UTC+8).
-const UTC_OFFSET_SECONDS: i64 = 8 * 3600;
 /// Feed pages per sync turn and feed; the rest waits for the next turn.
 const MAX_PAGES_PER_TURN: u32 = 100;
 /// The swipe link's circuit breaker: failures in a row, and how long it then fails fast.
@@ -155,7 +154,7 @@ impl Services {
                 }
             }
         }
-        let now = crate::cache::unix_seconds(SystemTime::now());
+        let now = crate::clock::unix_seconds(SystemTime::now());
         // Both feeds must have succeeded for the cache to be "synced" at a time.
         let last_ok = feeds
             .iter()
@@ -167,7 +166,7 @@ impl Services {
             .filter(|f| f.last_error.is_some())
             .max_by_key(|f| f.last_error_at);
         let when =
-            |seconds: Option<i64>| seconds.map(|s| rfc3339(crate::cache::from_unix_seconds(s)));
+            |seconds: Option<i64>| seconds.map(|s| rfc3339(crate::clock::from_unix_seconds(s)));
         let versions: serde_json::Map<String, Value> = feeds
             .iter()
             .map(|f| (f.feed.clone(), json!(f.version)))
@@ -329,7 +328,7 @@ impl Assessor for CacheAssessor {
             }
         };
         let now = SystemTime::now();
-        let today = CalendarDate::at(now, UTC_OFFSET_SECONDS);
+        let today = Date::at(now);
         Some(assess(card, &facts, &self.policy, today, now))
     }
 }

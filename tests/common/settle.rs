@@ -6,7 +6,7 @@
 use super::daemon::{Client, Daemon, temp_dir};
 use super::fixture;
 use super::insurer::InsurerSim;
-use medcard::insurer::clock::LocalTime;
+use medcard::clock::DateTime;
 use medcard::insurer::settlement::{DayDetailIn, DayDetailRow, data_input, output_part};
 use medcard::insurer::{InsurerClient, InsurerConfig, Retry};
 use serde_json::{Value, json};
@@ -63,7 +63,7 @@ impl Rig {
     /// The insurer's settlements of today (any state).
     pub fn insurer_rows(&self) -> Vec<DayDetailRow> {
         let input = data_input(&DayDetailIn {
-            stmt_date: LocalTime::now().date(),
+            stmt_date: DateTime::now().date(),
         });
         let reply = self
             .link()

@@ -117,7 +117,7 @@ fn detail_row(s: &Settlement) -> DayDetailRow {
 /// X302: every settlement of a day, any status.
 pub fn day_detail(db: &mut SimDb, _ctx: &Ctx<'_>, input: &Value) -> Result<Value, TxError> {
     let req: DayDetailIn = input_part(input, "data")?;
-    super::clock::BusinessDate::parse(&req.stmt_date).map_err(|_| {
+    crate::clock::Date::parse(&req.stmt_date).map_err(|_| {
         TxError::Refused(format!(
             "对账日期[{}]格式错误，应为yyyy-MM-dd",
             req.stmt_date

@@ -16,11 +16,11 @@
 
 use super::accounts::{self, AccountKey, EntryKind};
 use super::books::{self, AccountPart, Settlement};
-use super::clock::BusinessDate;
 use super::context::{Ctx, Insured, input_part, insured, person, to_value};
 use super::db::{SimDb, TxError};
 use super::policies::SimPolicies;
 use super::visit::open_visit;
+use crate::clock::Date;
 use crate::insurer::settlement::{
     REVERSIBLE, RefundIn, ReversalIn, SETTLE, SetlDetail, Setlinfo, SettleIn, SettleOut,
 };
@@ -43,7 +43,7 @@ struct Bill<'a> {
     totals: CatalogueTotals,
     acct_used: bool,
     /// The day it is settled on (ytd runs over its year).
-    date: BusinessDate,
+    date: Date,
     setl_time: String,
     /// Balances from entries dated on or before this day (seeding the past); `None` = all.
     balances_upto: Option<String>,
@@ -152,13 +152,13 @@ fn compute(
     let rule = policies
         .rule(policy, &p.insutype, bill.med_type, &p.psn_type)
         .map_err(|e| TxError::Refused(format!("未找到适用的待遇政策: {e}")))?;
-    let year = bill.date.year;
+    let year = bill.date.year();
     let (inscp, fund) = books::active_sums(
         conn,
         &p.psn_no,
         &p.insutype,
-        &BusinessDate::year_start(year),
-        &BusinessDate::year_end(year),
+        &Date::year_start(year),
+        &Date::year_end(year),
     )?;
     let ytd = YearToDate {
         inscp_scp_amt: inscp,
@@ -190,7 +190,7 @@ fn book(
     computed: &mut Computed,
     msgid: &str,
     chrg_bchno: &str,
-    date: &BusinessDate,
+    date: &Date,
 ) -> Result<String, TxError> {
     let setl_id = books::new_id(conn, "S", &date.compact())?;
     let info = &mut computed.out.setlinfo;
@@ -203,7 +203,7 @@ fn book(
         chrg_bchno: chrg_bchno.to_string(),
         psn_no: info.psn_no.clone(),
         insutype: info.insutype.clone(),
-        setl_date: date.date(),
+        setl_date: date.to_string(),
         setlinfo: info.clone(),
         setldetail: computed.out.setldetail.clone(),
         status: "settled".into(),
@@ -214,7 +214,7 @@ fn book(
     move_parts(
         conn,
         &computed.parts,
-        &date.date(),
+        &date.to_string(),
         &setl_id,
         -1,
         (EntryKind::Spend, EntryKind::MulaidSpend),
@@ -351,7 +351,7 @@ pub fn refund(db: &mut SimDb, ctx: &Ctx<'_>, input: &Value) -> Result<Value, TxE
     move_parts(
         &tx,
         &parts,
-        &ctx.today.date(),
+        &ctx.today.to_string(),
         &original.setl_id,
         1,
         (EntryKind::Refund, EntryKind::MulaidRefund),
@@ -447,7 +447,7 @@ fn reverse_settlement(
     move_parts(
         conn,
         &parts,
-        &ctx.today.date(),
+        &ctx.today.to_string(),
         &s.setl_id,
         1,
         (EntryKind::Reversal, EntryKind::Reversal),
@@ -467,7 +467,7 @@ fn reverse_refund(conn: &Connection, ctx: &Ctx<'_>, req: &ReversalIn) -> Result<
     move_parts(
         conn,
         &parts,
-        &ctx.today.date(),
+        &ctx.today.to_string(),
         &s.setl_id,
         -1,
         (EntryKind::Spend, EntryKind::MulaidSpend),
@@ -484,7 +484,7 @@ pub fn seed_prior_visit(
     psn_no: &str,
     insutype: &str,
     inscp: Decimal,
-    date: BusinessDate,
+    date: Date,
 ) -> Result<(), TxError> {
     let person = person(conn, psn_no, insutype)?;
     let serial = books::next_seq(conn, "fixture_visit")?;
@@ -496,7 +496,7 @@ pub fn seed_prior_visit(
             mdtrt_id,
             psn_no,
             insutype,
-            format!("{} 10:00:00", date.date())
+            format!("{} 10:00:00", date.to_string())
         ],
     )?;
     let bill = Bill {
@@ -506,8 +506,8 @@ pub fn seed_prior_visit(
         totals: CatalogueTotals::in_scope_only(inscp),
         acct_used: true,
         date,
-        setl_time: format!("{} 10:00:00", date.date()),
-        balances_upto: Some(date.date()),
+        setl_time: format!("{} 10:00:00", date.to_string()),
+        balances_upto: Some(date.to_string()),
     };
     let mut computed = compute(conn, policies, &bill)?;
     // A msgid in the national shape: fixmedins_code(12) + yyyyMMddHHmmss + serial(4).

@@ -207,7 +207,7 @@ impl Settler {
                     .setl_time
                     .get(..10)
                     .map(str::to_owned)
-                    .unwrap_or_else(|| LocalTime::now().date());
+                    .unwrap_or_else(|| DateTime::now().date());
                 let refunds = (request.kind == RequestKind::Refund)
                     .then_some(request.orig_setl_id.as_deref())
                     .flatten();
@@ -305,7 +305,7 @@ impl Settler {
         let request = RequestRow {
             state: RequestState::SelfPay,
             setlinfo: Some(setlinfo.to_string()),
-            setl_date: Some(LocalTime::now().date()),
+            setl_date: Some(DateTime::now().date()),
             ..request
         };
         self.journal.insert_final_request(&request)?;

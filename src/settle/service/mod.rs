@@ -24,7 +24,7 @@ use super::journal::{
 use super::lines::{FeeLine, LineSplit, split_line};
 use super::policy::{Policy, RuleKey, is_retired};
 use crate::cache::{Cache, CacheError};
-use crate::insurer::clock::LocalTime;
+use crate::clock::DateTime;
 use crate::insurer::settlement::{
     self as wire, CancelRegisterIn, FeeCancelIn, FeeDetailIn, RefundIn, RegisterIn, RegisterOut,
     ReversalIn, Setlinfo, SettleIn, SettleOut, VisitInfoIn, data_input, output_part,

@@ -20,7 +20,7 @@ impl Settler {
         let guard = self.visit_lock(mdtrt_id);
         let _held = lock(&guard);
         let visit = self.registered_visit(mdtrt_id)?;
-        let date = LocalTime::now().compact();
+        let date = DateTime::now().compact();
         let serial = self
             .journal
             .next_serial("batch", date.get(..8).unwrap_or(&date))?;
@@ -44,7 +44,7 @@ impl Settler {
             local_split: to_json(&local),
             insurer: None,
             uploaded: false,
-            fee_time: LocalTime::now().datetime(),
+            fee_time: DateTime::now().datetime(),
         };
         self.journal.insert_preview(&row)?;
         let asked = if self_pay {
@@ -149,7 +149,7 @@ impl Settler {
 
     /// This calendar year's in-scope amount and fund pay of the person's settlements here.
     pub(super) fn year_to_date(&self, psn_no: &str) -> Result<YearToDate, SettleError> {
-        let year = LocalTime::now().year;
+        let year = DateTime::now().year();
         let mut ytd = YearToDate {
             inscp_scp_amt: Decimal::ZERO,
             fund_pay: Decimal::ZERO,
