@@ -506,7 +506,7 @@ pub fn seed_prior_visit(
         totals: CatalogueTotals::in_scope_only(inscp),
         acct_used: true,
         date,
-        setl_time: format!("{} 10:00:00", date.to_string()),
+        setl_time: format!("{date} 10:00:00"),
         balances_upto: Some(date.to_string()),
     };
     let mut computed = compute(conn, policies, &bill)?;
