@@ -7,6 +7,10 @@
 //!        → card (read + decode a card) → cli / later: cache, insurer, settlement, socket
 //! ```
 //!
+//! Under all of them are two leaves that import nothing of the crate: [`money`] (amounts, the one
+//! rounding to the fen, the settlement amounts) and [`clock`] (business date and time, Beijing
+//! time).
+//!
 //! `sim` is the other side of the wire: a virtual card that answers APDUs, served in-process
 //! (through [`reader::virtual_reader`]) or to the real pcscd through vpcd.
 

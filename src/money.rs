@@ -4,7 +4,7 @@
 //! - Amounts on the wire and in files are strings with exactly two places ("17.20", "0.00");
 //!   ratios are plain decimal strings ("0.25"). Reading accepts a string or a JSON number,
 //!   parsed exactly (never through a float). Use this module as `#[serde(with =
-//!   "crate::money")]`, or [`vec`], [`option`], [`ratio`].
+//!   "crate::money")]`, or [`mod@vec`], [`option`], [`ratio`].
 //! - [`SettlementAmounts`]: the national amount fields of a settlement (2206/2207/2208
 //!   `setlinfo`), with their identities and the [`Difference`]s between two of them;
 //!   [`CatalogueTotals`] its four-way catalogue split. The local split
@@ -304,8 +304,9 @@ impl SettlementAmounts {
             .map(|(_, d)| d)
     }
 
-    /// The amounts where `self` (medcard's) and `insurer` disagree, in the wire's order; see
-    /// [`NOT_COMPARED`] for the fields left out.
+    /// The amounts where `self` (medcard's) and `insurer` disagree, in the wire's order.
+    /// `pool_prop_selfpay` (a ratio derived from `hifp_pay`), `acct_mulaid_pay` (a part of
+    /// `acct_pay`) and `hosp_part_amt` (medcard models none) are left out.
     pub fn differences(&self, insurer: &SettlementAmounts) -> Vec<Difference> {
         self.fields()
             .into_iter()
