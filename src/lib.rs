@@ -16,6 +16,10 @@
 //! serve                   the daemon and its socket
 //! ```
 //!
+//! Under all of them are two leaves that import nothing of the crate: [`money`] (amounts, the one
+//! rounding to the fen, the settlement amounts) and [`clock`] (business date and time, Beijing
+//! time).
+//!
 //! The binary's `cli` sits on top. [`sim`] is the other side of the wire — virtual cards and
 //! PSAMs, the insurer simulator, pcscd for the end-to-end stack: it may use the layers, none
 //! of them uses it.
@@ -23,9 +27,11 @@
 pub mod apdu;
 pub mod cache;
 pub mod card;
+pub mod clock;
 pub mod codes;
 pub mod insurer;
 pub mod mask;
+pub mod money;
 pub mod profile;
 pub mod psam;
 pub mod reader;

@@ -2,17 +2,18 @@
 //!
 //! [`verdict`] is a pure function of the card read, the facts known about the card and its
 //! holder ([`VerdictFacts`]: fresh from the insurer, or from the cache with their age), the
-//! hospital's [`VerdictPolicy`], the workstation's date and the time. Every code that holds
+//! hospital's [`VerdictPolicy`], today (a [`Date`], Beijing time) and the time. Every code that holds
 //! is listed in `reasons`, strictest first; the strictest decides `code` and `may_settle`.
 //! docs/verdicts.md has the table.
 
 use crate::cache::{CardRecord, CardStatus};
 use crate::card::{BalanceSource, CardRead};
+use crate::clock::Date;
 use crate::insurer::{InsuInfo, PersonInfo};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// Whether the counter may settle through the insurer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -217,75 +218,12 @@ impl Default for VerdictPolicy {
     }
 }
 
-/// A calendar date (the workstation's local date), for 卡有效期.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct CalendarDate {
-    pub year: i32,
-    pub month: u8,
-    pub day: u8,
-}
-
-impl CalendarDate {
-    /// Parses `YYYY-MM-DD` (or `YYYYMMDD`, as some cards store it).
-    pub fn parse(text: &str) -> Option<CalendarDate> {
-        let digits: String = text.trim().chars().filter(|c| *c != '-').collect();
-        if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let year = digits.get(0..4)?.parse().ok()?;
-        let month = digits.get(4..6)?.parse().ok()?;
-        let day = digits.get(6..8)?.parse().ok()?;
-        ((1..=12).contains(&month) && (1..=31).contains(&day)).then_some(CalendarDate {
-            year,
-            month,
-            day,
-        })
-    }
-
-    /// The date at `time` in a zone `utc_offset_seconds` east of UTC (China: 8 × 3600).
-    pub fn at(time: SystemTime, utc_offset_seconds: i64) -> CalendarDate {
-        let seconds = match time.duration_since(UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-        };
-        civil_from_days(
-            seconds
-                .saturating_add(utc_offset_seconds)
-                .div_euclid(86_400),
-        )
-    }
-}
-
-impl std::fmt::Display for CalendarDate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
-    }
-}
-
-/// Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> CalendarDate {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    CalendarDate {
-        year: i32::try_from(year).unwrap_or(i32::MAX),
-        month: u8::try_from(month).unwrap_or(1),
-        day: u8::try_from(day).unwrap_or(1),
-    }
-}
-
 /// The verdict and the insurance row it used.
 pub fn assess(
     card: &CardRead,
     facts: &VerdictFacts,
     policy: &VerdictPolicy,
-    today: CalendarDate,
+    today: Date,
     now: SystemTime,
 ) -> Assessment {
     Assessment {
@@ -299,7 +237,7 @@ pub fn verdict(
     card: &CardRead,
     facts: &VerdictFacts,
     policy: &VerdictPolicy,
-    today: CalendarDate,
+    today: Date,
     now: SystemTime,
 ) -> Verdict {
     let stale_seconds = stale_seconds(facts, now);
@@ -427,9 +365,9 @@ fn replaced(new_card_no: Option<String>) -> Reason {
     reason
 }
 
-fn expiry_reason(card: &CardRead, today: CalendarDate) -> Option<Reason> {
+fn expiry_reason(card: &CardRead, today: Date) -> Option<Reason> {
     let text = card.expiry_date.as_deref()?;
-    let expiry = CalendarDate::parse(text)?;
+    let expiry = Date::from_card(text)?;
     if expiry >= today {
         return None;
     }

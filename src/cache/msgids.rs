@@ -11,7 +11,7 @@
 //! that second.
 
 use super::CacheWriter;
-use crate::insurer::clock::LocalTime;
+use crate::clock::DateTime;
 use crate::insurer::{MsgIdSource, SequenceMsgIds};
 
 /// Sequence numbers reserved at a time.
@@ -40,7 +40,7 @@ impl CacheMsgIds {
 
 impl MsgIdSource for CacheMsgIds {
     fn next_msgid(&mut self) -> String {
-        let stamp = LocalTime::now().compact();
+        let stamp = DateTime::now().compact();
         if let Some((second, next, end)) = &mut self.block
             && *second == stamp
             && *next < *end

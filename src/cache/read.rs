@@ -1,7 +1,8 @@
 //! Lookups on a read-only connection: the person behind a card, a card's status, a catalogue
 //! item, the feeds' watermarks, and the statistics `medcard cache stats` prints.
 
-use super::{Cache, CacheError, CardStatus, configure, from_unix_seconds, version_from_sql};
+use super::{Cache, CacheError, CardStatus, configure, version_from_sql};
+use crate::clock::from_unix_seconds;
 use crate::insurer::{CatalogueItem, ChrgitmLv, InsuInfo, PersonBase, PersonInfo};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use rust_decimal::Decimal;

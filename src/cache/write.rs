@@ -2,7 +2,8 @@
 //! A feed page and its watermark (`sync_state.version`) commit together, so a crash leaves a
 //! page wholly applied or not at all; applying a page again changes nothing.
 
-use super::{CacheError, CardStatus, unix_seconds, version_to_sql};
+use super::{CacheError, CardStatus, version_to_sql};
+use crate::clock::unix_seconds;
 use crate::insurer::{
     CardEventKind, CardEventPage, CardStatusEvent, CatalogueItem, CataloguePage, ChrgitmLv,
     InsuInfo, PersonInfo,

@@ -3,10 +3,8 @@
 
 use clap::{Args, Subcommand, ValueEnum};
 use medcard::cache::{CacheReader, CacheStats, FeedState};
-use medcard::verdict::CalendarDate;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// The cache's default location (the daemon's state directory).
 pub const DEFAULT_DB: &str = "/var/lib/medcard/cache.sqlite";
@@ -95,15 +93,7 @@ fn feed_summary(feed: &FeedState) -> String {
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
 fn utc_time(seconds: i64) -> String {
-    let seconds = u64::try_from(seconds).unwrap_or(0);
-    let date = CalendarDate::at(UNIX_EPOCH + Duration::from_secs(seconds), 0);
-    let of_day = seconds % 86_400;
-    format!(
-        "{date} {:02}:{:02}:{:02} UTC",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60
-    )
+    medcard::clock::utc(medcard::clock::from_unix_seconds(seconds))
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -3,7 +3,7 @@
 
 use clap::Args;
 use medcard::cache::Cache;
-use medcard::insurer::clock::LocalTime;
+use medcard::clock::DateTime;
 use medcard::serve::config::{Config, DEFAULT_PATH};
 use medcard::settle::journal::Journal;
 use medcard::settle::reconcile::{reconcile, render};
@@ -74,7 +74,7 @@ fn reconcile_day(args: &ReconcileArgs) -> Result<bool, String> {
     let fixmedins_code = link_config.fixmedins_code.clone();
     let msgids = medcard::cache::CacheMsgIds::new(&fixmedins_code, cache.writer().clone());
     let mut link = medcard::insurer::InsurerClient::new(link_config).with_msgids(Box::new(msgids));
-    let date = args.date.clone().unwrap_or_else(|| LocalTime::now().date());
+    let date = args.date.clone().unwrap_or_else(|| DateTime::now().date());
     let journal = Journal::new(cache.writer().clone());
     let report = reconcile(&journal, &mut link, &date, &config.insurer.mdtrtarea_admvs)
         .map_err(|e| e.to_string())?;

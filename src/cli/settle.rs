@@ -4,10 +4,11 @@
 
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use medcard::insurer::{CatalogueItem, ChrgitmLv};
+use medcard::money::{CatalogueTotals, MAX_AMOUNT, is_whole_fen, two_places};
 use medcard::settle::receipt::{amount_table, pad};
 use medcard::settle::{
-    AccountFunds, BandKind, CatalogueTotals, FeeLine, LineSplit, Policy, PolicyError, RuleKey,
-    Split, YearToDate, money::two_places, settle, split_lines,
+    AccountFunds, BandKind, FeeLine, LineSplit, Policy, PolicyError, RuleKey, Split, YearToDate,
+    settle, split_lines,
 };
 use medcard::sim::insurer::Fixtures;
 use medcard::sim::insurer::fixtures::ItemFixture;
@@ -192,8 +193,6 @@ fn load_policy(spec: &str) -> Result<Policy, String> {
 }
 
 /// The largest amount the national interface carries, N(16,2).
-const MAX_AMOUNT: &str = "99999999999999.99";
-
 /// An amount in yuan from the command line: a decimal number, 0 or more, at most two places.
 fn amount(flag: &str, text: &str) -> Result<Decimal, String> {
     let not_amount = || format!("{flag}: '{text}' is not an amount in yuan (e.g. 102.80)");
@@ -203,12 +202,12 @@ fn amount(flag: &str, text: &str) -> Result<Decimal, String> {
             "{flag}: '{text}' is negative; amounts are 0 or more"
         ));
     }
-    if d != d.round_dp(2) {
+    if !is_whole_fen(d) {
         return Err(format!(
             "{flag}: '{text}' has fractions of a fen (at most 2 decimal places)"
         ));
     }
-    if d > Decimal::from_str(MAX_AMOUNT).unwrap_or(Decimal::MAX) {
+    if d > MAX_AMOUNT {
         return Err(format!("{flag}: '{text}' is larger than {MAX_AMOUNT}"));
     }
     Ok(d)

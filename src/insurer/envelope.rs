@@ -3,7 +3,7 @@
 //! `infcode` arrives as `"0"` or `0`; anything but zero is a business refusal (§1.4).
 
 use super::LinkError;
-use super::clock::LocalTime;
+use crate::clock::DateTime;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -120,7 +120,7 @@ pub fn build_request(cfg: &InsurerConfig, parts: RequestParts<'_>) -> Value {
         "opter_type": cfg.opter_type,
         "opter": cfg.opter,
         "opter_name": cfg.opter_name,
-        "inf_time": LocalTime::now().datetime(),
+        "inf_time": DateTime::now().datetime(),
         "fixmedins_code": cfg.fixmedins_code,
         "fixmedins_name": cfg.fixmedins_name,
         "sign_no": parts.sign_no.unwrap_or(""),

@@ -9,15 +9,14 @@
 //! - [`InsurerLink`]: what the cache's sync and the verdicts ask of the insurer; the HTTP
 //!   client implements it, tests may fake it.
 //! - [`client`]: [`InsurerClient`], the HTTP client (envelope, msgids, sign-in, retries,
-//!   circuit breaker); [`envelope`], [`wire`], [`msgid`], [`breaker`], [`signer`], [`clock`]
-//!   are its parts.
+//!   circuit breaker); [`envelope`], [`wire`], [`msgid`], [`breaker`], [`signer`] are its
+//!   parts; times and dates come from [`crate::clock`] (Beijing time).
 //!
 //! The insurer simulator behind `medcard insurer-sim` is on the other side of the wire, in
 //! `sim::insurer`.
 
 pub mod breaker;
 pub mod client;
-pub mod clock;
 pub mod envelope;
 pub mod msgid;
 pub mod settlement;

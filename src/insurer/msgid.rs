@@ -3,7 +3,7 @@
 //! name a call by its msgid, so whoever journals calls keeps them; a persistent source (the
 //! cache) can implement [`MsgIdSource`] to carry the sequence across restarts.
 
-use super::clock::LocalTime;
+use crate::clock::DateTime;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ impl SequenceMsgIds {
     }
 
     fn try_next(&self) -> Option<String> {
-        let now = LocalTime::now().compact();
+        let now = DateTime::now().compact();
         let mut issued = ISSUED.lock().unwrap_or_else(PoisonError::into_inner);
         let (stamp, seq) = &mut *issued;
         if now > *stamp {

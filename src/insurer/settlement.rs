@@ -6,9 +6,9 @@
 //! round trip; docs/insurer-extension.md).
 //!
 //! Money is `rust_decimal`, written as strings with two places and read from strings or
-//! numbers ([`crate::settle::money`]). The platform's own field names are kept.
+//! numbers ([`crate::money`]). The platform's own field names are kept.
 
-use crate::settle::money;
+use crate::money::{self, SettlementAmounts};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -178,37 +178,9 @@ pub struct Setlinfo {
     pub med_type: String,
     #[serde(default)]
     pub setl_time: String,
-    #[serde(with = "money")]
-    pub medfee_sumamt: Decimal,
-    #[serde(with = "money")]
-    pub fulamt_ownpay_amt: Decimal,
-    #[serde(with = "money")]
-    pub overlmt_selfpay: Decimal,
-    #[serde(with = "money")]
-    pub preselfpay_amt: Decimal,
-    #[serde(with = "money")]
-    pub inscp_scp_amt: Decimal,
-    #[serde(with = "money")]
-    pub act_pay_dedc: Decimal,
-    #[serde(with = "money")]
-    pub hifp_pay: Decimal,
-    #[serde(with = "money::ratio")]
-    pub pool_prop_selfpay: Decimal,
-    #[serde(with = "money")]
-    pub fund_pay_sumamt: Decimal,
-    #[serde(with = "money")]
-    pub psn_part_amt: Decimal,
-    #[serde(with = "money")]
-    pub acct_pay: Decimal,
-    #[serde(with = "money")]
-    pub acct_mulaid_pay: Decimal,
-    #[serde(with = "money")]
-    pub psn_cash_pay: Decimal,
-    #[serde(with = "money")]
-    pub hosp_part_amt: Decimal,
-    /// The personal account's balance after this settlement.
-    #[serde(with = "money")]
-    pub balc: Decimal,
+    /// medfee_sumamt … balc (the amounts and their identities, insurer-api.md §2.6).
+    #[serde(flatten)]
+    pub amounts: SettlementAmounts,
     /// Echo of the request's msgid.
     #[serde(default)]
     pub medins_setl_id: String,
@@ -218,39 +190,6 @@ pub struct Setlinfo {
     pub clr_way: String,
     #[serde(default)]
     pub clr_type: String,
-}
-
-impl Setlinfo {
-    /// The amount identities of insurer-api.md §2.6; the first one broken, in words.
-    pub fn check_identities(&self) -> Result<(), String> {
-        let catalogue = self.fulamt_ownpay_amt
-            + self.overlmt_selfpay
-            + self.preselfpay_amt
-            + self.inscp_scp_amt;
-        let payers = self.fund_pay_sumamt + self.psn_part_amt + self.hosp_part_amt;
-        if catalogue != self.medfee_sumamt {
-            return Err(format!(
-                "medfee_sumamt {} ≠ catalogue split {catalogue}",
-                self.medfee_sumamt
-            ));
-        }
-        if payers != self.medfee_sumamt {
-            return Err(format!(
-                "medfee_sumamt {} ≠ payers {payers}",
-                self.medfee_sumamt
-            ));
-        }
-        if self.acct_pay + self.psn_cash_pay != self.psn_part_amt {
-            return Err(format!(
-                "psn_part_amt {} ≠ acct_pay {} + psn_cash_pay {}",
-                self.psn_part_amt, self.acct_pay, self.psn_cash_pay
-            ));
-        }
-        if self.acct_mulaid_pay > self.acct_pay {
-            return Err("acct_mulaid_pay exceeds acct_pay".into());
-        }
-        Ok(())
-    }
 }
 
 /// One `setldetail` row: a fund's payment.
@@ -363,6 +302,7 @@ pub fn output_part<T: serde::de::DeserializeOwned>(output: &Value, key: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::money::CatalogueTotals;
 
     fn sample() -> Setlinfo {
         let d = |s: &str| s.parse::<Decimal>().unwrap_or_default();
@@ -377,21 +317,25 @@ mod tests {
             psn_type: "11".into(),
             med_type: "11".into(),
             setl_time: String::new(),
-            medfee_sumamt: d("4.52"),
-            fulamt_ownpay_amt: d("0"),
-            overlmt_selfpay: d("0"),
-            preselfpay_amt: d("0.23"),
-            inscp_scp_amt: d("4.29"),
-            act_pay_dedc: d("4.29"),
-            hifp_pay: d("0"),
-            pool_prop_selfpay: d("0"),
-            fund_pay_sumamt: d("0"),
-            psn_part_amt: d("4.52"),
-            acct_pay: d("4.52"),
-            acct_mulaid_pay: d("0"),
-            psn_cash_pay: d("0"),
-            hosp_part_amt: d("0"),
-            balc: d("1373.63"),
+            amounts: SettlementAmounts {
+                medfee_sumamt: d("4.52"),
+                catalogue: CatalogueTotals {
+                    fulamt_ownpay_amt: d("0"),
+                    overlmt_selfpay: d("0"),
+                    preselfpay_amt: d("0.23"),
+                    inscp_scp_amt: d("4.29"),
+                },
+                act_pay_dedc: d("4.29"),
+                hifp_pay: d("0"),
+                pool_prop_selfpay: d("0"),
+                fund_pay_sumamt: d("0"),
+                psn_part_amt: d("4.52"),
+                acct_pay: d("4.52"),
+                acct_mulaid_pay: d("0"),
+                psn_cash_pay: d("0"),
+                hosp_part_amt: d("0"),
+                balc: d("1373.63"),
+            },
             medins_setl_id: String::new(),
             clr_optins: String::new(),
             clr_way: String::new(),
@@ -403,21 +347,22 @@ mod tests {
     fn the_hebei_sample_keeps_the_identities_and_round_trips() {
         // insurer-api.md §2.6: the 2207 sample kept as a test stub in a Hebei client.
         let s = sample();
-        assert_eq!(s.check_identities(), Ok(()));
+        assert_eq!(s.amounts.check_identities(), Ok(()));
         let v = serde_json::to_value(&s).unwrap_or_default();
         assert_eq!(v["fulamt_ownpay_amt"], "0.00");
         assert_eq!(v["balc"], "1373.63");
         let mut wire = v.clone();
         wire["balc"] = json!(1373.63);
         let back: Setlinfo = serde_json::from_value(wire).unwrap_or_else(|_| sample());
-        assert_eq!(back.balc.to_string(), "1373.63");
+        assert_eq!(back.amounts.balc.to_string(), "1373.63");
     }
 
     #[test]
     fn a_broken_identity_is_named() {
         let mut s = sample();
-        s.psn_cash_pay = Decimal::ONE;
-        let err = s.check_identities().err().unwrap_or_default();
+        s.amounts.psn_cash_pay = Decimal::ONE;
+        let err = s.amounts.check_identities().err().map(|e| e.to_string());
+        let err = err.unwrap_or_default();
         assert!(err.contains("psn_part_amt"), "{err}");
     }
 }

@@ -4,6 +4,7 @@
 //! (docs/insurer-extension.md), outside the platform's numeric ranges.
 
 use super::types::{CardEventPage, CataloguePage, InsuInfo, PersonBase, PersonInfo};
+use crate::money::from_value;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -51,9 +52,6 @@ fn opt_text(obj: &Map<String, Value>, key: &str) -> Option<String> {
     text(obj, key).ok().filter(|s| !s.is_empty())
 }
 
-/// Money from a JSON number or string, to two places.
-pub use crate::settle::money::from_value as money;
-
 fn object<'v>(value: &'v Value, what: &str) -> Result<&'v Map<String, Value>, String> {
     value
         .as_object()
@@ -76,7 +74,7 @@ fn parse_base(value: &Value) -> Result<PersonBase, String> {
 fn parse_insu(value: &Value) -> Result<InsuInfo, String> {
     let i = object(value, "insuinfo row")?;
     Ok(InsuInfo {
-        balc: money(i.get("balc").unwrap_or(&Value::Null))?,
+        balc: from_value(i.get("balc").unwrap_or(&Value::Null)).map_err(|e| e.to_string())?,
         insutype: text(i, "insutype")?,
         psn_type: text(i, "psn_type")?,
         psn_insu_stas: text(i, "psn_insu_stas")?,
@@ -143,11 +141,14 @@ mod tests {
     #[test]
     fn money_from_numbers_and_strings() {
         assert_eq!(
-            money(&json!(332.8)).map(|d| d.to_string()),
+            from_value(&json!(332.8)).map(|d| d.to_string()),
             Ok("332.80".into())
         );
-        assert_eq!(money(&json!("0")).map(|d| d.to_string()), Ok("0.00".into()));
-        assert!(money(&json!(null)).is_err());
+        assert_eq!(
+            from_value(&json!("0")).map(|d| d.to_string()),
+            Ok("0.00".into())
+        );
+        assert!(from_value(&json!(null)).is_err());
     }
 
     #[test]

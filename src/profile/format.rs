@@ -140,26 +140,9 @@ fn decode_date(value: &[u8]) -> Result<Option<String>, DecodeError> {
     else {
         return Ok(None);
     };
-    let bad = || DecodeError::BadDate(digits.clone());
-    if digits.len() != 8 {
-        return Err(bad());
-    }
-    let number = |range: std::ops::Range<usize>| digits[range].parse::<u32>().map_err(|_| bad());
-    let (year, month, day) = (number(0..4)?, number(4..6)?, number(6..8)?);
-    if year < 1900 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-        return Err(bad());
-    }
-    Ok(Some(format!("{year:04}-{month:02}-{day:02}")))
-}
-
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
-            29
-        }
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
+    match crate::clock::Date::from_card(&digits) {
+        Some(date) if date.year() >= 1900 => Ok(Some(date.to_string())),
+        _ => Err(DecodeError::BadDate(digits)),
     }
 }
 

@@ -47,7 +47,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{broadcast, watch};
 
 /// What DF04 gave after a verified PIN (see [`read_medical_balance`]).
@@ -677,7 +677,7 @@ fn new_session(reader: &str, card: CardRead) -> CardSession {
     CardSession {
         session_id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
         reader: reader.to_owned(),
-        read_at: rfc3339(SystemTime::now()),
+        read_at: crate::clock::rfc3339(SystemTime::now()),
         card,
         verdict: None,
         insured: None,
@@ -717,51 +717,9 @@ fn unreadable(reader: &str, e: &ReadError) -> SessionError {
     }
 }
 
-/// `time` as RFC 3339 in UTC with milliseconds: `2026-11-23T13:11:50.123Z`.
-pub fn rfc3339(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let of_day = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60,
-        since.subsec_millis()
-    )
-}
-
-/// Year, month, day of a count of days since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(secs: u64, millis: u64) -> String {
-        rfc3339(UNIX_EPOCH + Duration::from_millis(secs * 1000 + millis))
-    }
-
-    #[test]
-    fn formats_rfc3339_in_utc() {
-        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.005Z");
-        assert_eq!(at(1_700_000_000, 999), "2023-11-14T22:13:20.999Z");
-        assert_eq!(at(4_107_542_399, 0), "2100-02-28T23:59:59.000Z");
-        assert_eq!(at(4_107_542_400, 0), "2100-03-01T00:00:00.000Z");
-    }
 
     #[test]
     fn psam_choices_parse_as_the_cli_takes_them() {

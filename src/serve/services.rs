@@ -4,9 +4,10 @@
 //! assessor, the background threads and the socket use them.
 
 use super::config::Config;
-use super::monitor::{Assessor, rfc3339};
+use super::monitor::Assessor;
 use super::verdicts::CacheAssessor;
 use crate::cache::{Cache, Feed};
+use crate::clock::{from_unix_seconds, rfc3339, unix_seconds};
 use crate::insurer::InsurerClient;
 use crate::settle::service::{SettleOptions, Settler, load_policies};
 use crate::verdict::VerdictPolicy;
@@ -129,7 +130,7 @@ impl Services {
                 }
             }
         }
-        let now = crate::cache::unix_seconds(SystemTime::now());
+        let now = unix_seconds(SystemTime::now());
         // Both feeds must have succeeded for the cache to be "synced" at a time.
         let last_ok = feeds
             .iter()
@@ -140,8 +141,7 @@ impl Services {
             .iter()
             .filter(|f| f.last_error.is_some())
             .max_by_key(|f| f.last_error_at);
-        let when =
-            |seconds: Option<i64>| seconds.map(|s| rfc3339(crate::cache::from_unix_seconds(s)));
+        let when = |seconds: Option<i64>| seconds.map(|s| rfc3339(from_unix_seconds(s)));
         let versions: serde_json::Map<String, Value> = feeds
             .iter()
             .map(|f| (f.feed.clone(), json!(f.version)))

@@ -120,7 +120,7 @@ pub async fn dispatch(shared: &Shared, method: &str, params: &Value) -> Result<V
             let p: ListParams = params_of(params)?;
             let date = p
                 .date
-                .unwrap_or_else(|| crate::insurer::clock::LocalTime::now().date());
+                .unwrap_or_else(|| crate::clock::DateTime::now().date());
             let list = blocking(move || settler.list(&date)).await?;
             Ok(json!({ "settlements": list }))
         }

@@ -14,14 +14,12 @@
 use super::monitor::Assessor;
 use crate::cache::Cache;
 use crate::card::CardRead;
+use crate::clock::Date;
 use crate::insurer::{InsurerClient, InsurerLink, LinkError};
 use crate::mask;
-use crate::verdict::{Assessment, CalendarDate, FactSource, VerdictFacts, VerdictPolicy, assess};
+use crate::verdict::{Assessment, FactSource, VerdictFacts, VerdictPolicy, assess};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
-
-/// The workstation's zone for 卡有效期 (China Standard Time, UTC+8).
-const UTC_OFFSET_SECONDS: i64 = 8 * 3600;
 
 /// Judges cards from the cache and, when configured, a fresh 1101.
 pub struct CacheAssessor {
@@ -128,7 +126,7 @@ impl Assessor for CacheAssessor {
             }
         };
         let now = SystemTime::now();
-        let today = CalendarDate::at(now, UTC_OFFSET_SECONDS);
+        let today = Date::at(now);
         Some(assess(card, &facts, &self.policy, today, now))
     }
 }

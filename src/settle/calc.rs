@@ -20,21 +20,10 @@
 //! range are held at its maximum. Validating inputs (and telling the operator) is the caller's
 //! job; `medcard settle calc` does.
 
-use super::lines::CatalogueTotals;
-use super::money;
 use super::policy::{Policy, Rule};
+use crate::money::{self, CatalogueTotals, MAX_AMOUNT, SettlementAmounts, round_fen, zero_fen};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
-
-/// Round to the fen, half-up (away from zero), with exactly two places ("0" → "0.00").
-pub fn round_fen(d: Decimal) -> Decimal {
-    let mut fen = d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
-    fen.rescale(2);
-    fen
-}
-
-/// The largest amount the national interface carries: N(16,2).
-const MAX_AMOUNT: Decimal = Decimal::from_parts(1_874_919_423, 2_328_306, 0, false, 2);
 
 /// An input amount as `settle` uses it: at least 0, at most N(16,2)'s maximum, in fen.
 fn amount_in(d: Decimal) -> Decimal {
@@ -102,44 +91,9 @@ pub struct Band {
 /// A settlement's result, with the national field names of 2206/2207 `setlinfo`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Split {
-    #[serde(with = "money")]
-    pub medfee_sumamt: Decimal,
-    #[serde(with = "money")]
-    pub fulamt_ownpay_amt: Decimal,
-    #[serde(with = "money")]
-    pub overlmt_selfpay: Decimal,
-    #[serde(with = "money")]
-    pub preselfpay_amt: Decimal,
-    #[serde(with = "money")]
-    pub inscp_scp_amt: Decimal,
-    /// The part of the deductible this settlement consumed.
-    #[serde(with = "money")]
-    pub act_pay_dedc: Decimal,
-    /// Basic pooled fund.
-    #[serde(with = "money")]
-    pub hifp_pay: Decimal,
-    /// The fund's effective ratio on the in-scope amount above the deductible (4 places; 0
-    /// when there is none).
-    pub pool_prop_selfpay: Decimal,
-    /// All funds (only the pooled fund is modelled).
-    #[serde(with = "money")]
-    pub fund_pay_sumamt: Decimal,
-    /// The person's part: fulamt + overlmt + preselfpay + the in-scope part not paid by the fund.
-    #[serde(with = "money")]
-    pub psn_part_amt: Decimal,
-    /// From accounts: own + relatives'.
-    #[serde(with = "money")]
-    pub acct_pay: Decimal,
-    /// The relatives' part of `acct_pay`.
-    #[serde(with = "money")]
-    pub acct_mulaid_pay: Decimal,
-    #[serde(with = "money")]
-    pub psn_cash_pay: Decimal,
-    #[serde(with = "money")]
-    pub hosp_part_amt: Decimal,
-    /// The patient's own balance after.
-    #[serde(with = "money")]
-    pub balc: Decimal,
+    /// medfee_sumamt … balc, as the insurer's `setlinfo` names them.
+    #[serde(flatten)]
+    pub amounts: SettlementAmounts,
     /// Per relative, in the order of [`AccountFunds::mulaid`].
     #[serde(with = "money::vec")]
     pub mulaid_pay: Vec<Decimal>,
@@ -190,26 +144,26 @@ pub fn settle(
     let acct_mulaid_pay = sum(paid.mulaid_pay.iter().copied());
     let acct_pay = paid.own + acct_mulaid_pay;
 
+    let inscp = totals.inscp_scp_amt;
     Split {
-        medfee_sumamt: totals.medfee_sumamt(),
-        fulamt_ownpay_amt: totals.fulamt_ownpay_amt,
-        overlmt_selfpay: totals.overlmt_selfpay,
-        preselfpay_amt: totals.preselfpay_amt,
-        inscp_scp_amt: totals.inscp_scp_amt,
-        act_pay_dedc,
-        hifp_pay,
-        pool_prop_selfpay: pool_ratio(hifp_pay, totals.inscp_scp_amt - act_pay_dedc),
-        fund_pay_sumamt: hifp_pay,
-        psn_part_amt,
-        acct_pay,
-        acct_mulaid_pay,
-        psn_cash_pay: psn_part_amt - acct_pay,
-        hosp_part_amt: round_fen(Decimal::ZERO),
-        balc: paid.balc_after,
+        amounts: SettlementAmounts {
+            medfee_sumamt: totals.medfee_sumamt(),
+            catalogue: totals,
+            act_pay_dedc,
+            hifp_pay,
+            pool_prop_selfpay: pool_ratio(hifp_pay, inscp - act_pay_dedc),
+            fund_pay_sumamt: hifp_pay,
+            psn_part_amt,
+            acct_pay,
+            acct_mulaid_pay,
+            psn_cash_pay: psn_part_amt - acct_pay,
+            hosp_part_amt: zero_fen(),
+            balc: paid.balc_after,
+        },
         mulaid_pay: paid.mulaid_pay,
         mulaid_balc: paid.mulaid_balc,
         bands,
-        ytd_inscp_after: ytd.inscp_scp_amt + totals.inscp_scp_amt,
+        ytd_inscp_after: ytd.inscp_scp_amt + inscp,
         ytd_fund_pay_after: ytd.fund_pay + hifp_pay,
         policy_id: policy.id.clone(),
         rule_name: rule.name.clone(),
@@ -218,7 +172,7 @@ pub fn settle(
 
 /// A sum in fen (0.00 when empty).
 fn sum(amounts: impl Iterator<Item = Decimal>) -> Decimal {
-    amounts.fold(round_fen(Decimal::ZERO), |total, d| total + d)
+    amounts.fold(zero_fen(), |total, d| total + d)
 }
 
 /// `fund / base` to 4 places, half-up; 0 without a base.
@@ -292,7 +246,7 @@ fn lay_bands(rule: &Rule, ytd: Decimal, inscp: Decimal) -> Vec<Band> {
                     psn_share: seg.psn_share,
                     psn_pay,
                     fund_pay: amount - psn_pay,
-                    over_fund_cap: round_fen(Decimal::ZERO),
+                    over_fund_cap: zero_fen(),
                 }
             })
         })
@@ -329,9 +283,9 @@ fn pay_from_accounts(due: Decimal, funds: &AccountFunds) -> AccountPayment {
     let relatives: Vec<Decimal> = funds.mulaid.iter().copied().map(amount_in).collect();
     if !funds.acct_used {
         return AccountPayment {
-            own: round_fen(Decimal::ZERO),
+            own: zero_fen(),
             balc_after: balc,
-            mulaid_pay: relatives.iter().map(|_| round_fen(Decimal::ZERO)).collect(),
+            mulaid_pay: relatives.iter().map(|_| zero_fen()).collect(),
             mulaid_balc: relatives,
         };
     }
@@ -360,34 +314,19 @@ impl Split {
     /// places; the bands add up to inscp_scp_amt and hifp_pay, each band fits its stretch and
     /// splits its amount exactly (so act_pay_dedc ≤ the deductible). All problems, joined.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let mut problems: Vec<String> = Vec::new();
+        let a = &self.amounts;
+        let mut problems: Vec<String> = a
+            .broken_identities()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let mut check = |ok: bool, what: &str| {
             if !ok {
                 problems.push(what.to_string());
             }
         };
-        let four_way = self.fulamt_ownpay_amt
-            + self.overlmt_selfpay
-            + self.preselfpay_amt
-            + self.inscp_scp_amt;
         check(
-            four_way == self.medfee_sumamt,
-            "fulamt + overlmt + preselfpay + inscp ≠ medfee_sumamt",
-        );
-        check(
-            self.fund_pay_sumamt + self.psn_part_amt + self.hosp_part_amt == self.medfee_sumamt,
-            "fund_pay_sumamt + psn_part_amt + hosp_part_amt ≠ medfee_sumamt",
-        );
-        check(
-            self.acct_pay + self.psn_cash_pay == self.psn_part_amt,
-            "acct_pay + psn_cash_pay ≠ psn_part_amt",
-        );
-        check(
-            self.acct_mulaid_pay <= self.acct_pay,
-            "acct_mulaid_pay > acct_pay",
-        );
-        check(
-            sum(self.mulaid_pay.iter().copied()) == self.acct_mulaid_pay,
+            sum(self.mulaid_pay.iter().copied()) == a.acct_mulaid_pay,
             "Σ mulaid_pay ≠ acct_mulaid_pay",
         );
         check(
@@ -399,15 +338,15 @@ impl Split {
             "an amount is negative or not in fen",
         );
         check(
-            sum(self.bands.iter().map(|b| b.amount)) == self.inscp_scp_amt,
+            sum(self.bands.iter().map(|b| b.amount)) == a.catalogue.inscp_scp_amt,
             "Σ band amounts ≠ inscp_scp_amt",
         );
         check(
-            sum(self.bands.iter().map(|b| b.fund_pay)) == self.hifp_pay,
+            sum(self.bands.iter().map(|b| b.fund_pay)) == a.hifp_pay,
             "Σ band fund_pay ≠ hifp_pay",
         );
         check(
-            self.fund_pay_sumamt == self.hifp_pay,
+            a.fund_pay_sumamt == a.hifp_pay,
             "fund_pay_sumamt ≠ hifp_pay",
         );
         check(
@@ -416,7 +355,7 @@ impl Split {
         );
         let deductible_rows = self.bands.iter().filter(|b| b.kind == BandKind::Deductible);
         check(
-            sum(deductible_rows.map(|b| b.amount)) == self.act_pay_dedc,
+            sum(deductible_rows.map(|b| b.amount)) == a.act_pay_dedc,
             "act_pay_dedc ≠ the deductible row",
         );
         if problems.is_empty() {
@@ -428,24 +367,8 @@ impl Split {
 
     /// Every money field, the lists and the bands' amounts.
     fn money(&self) -> Vec<Decimal> {
-        let mut all = vec![
-            self.medfee_sumamt,
-            self.fulamt_ownpay_amt,
-            self.overlmt_selfpay,
-            self.preselfpay_amt,
-            self.inscp_scp_amt,
-            self.act_pay_dedc,
-            self.hifp_pay,
-            self.fund_pay_sumamt,
-            self.psn_part_amt,
-            self.acct_pay,
-            self.acct_mulaid_pay,
-            self.psn_cash_pay,
-            self.hosp_part_amt,
-            self.balc,
-            self.ytd_inscp_after,
-            self.ytd_fund_pay_after,
-        ];
+        let mut all: Vec<Decimal> = self.amounts.money().collect();
+        all.extend([self.ytd_inscp_after, self.ytd_fund_pay_after]);
         all.extend(&self.mulaid_pay);
         all.extend(&self.mulaid_balc);
         for band in &self.bands {
@@ -477,23 +400,6 @@ mod tests {
     }
 
     #[test]
-    fn round_fen_is_half_up_with_two_places() {
-        for (x, fen) in [
-            ("0", "0.00"),
-            ("0.005", "0.01"),
-            ("0.015", "0.02"),
-            ("0.025", "0.03"),
-            ("0.0049", "0.00"),
-            ("4.665", "4.67"),
-            ("-0.005", "-0.01"),
-            ("17.2", "17.20"),
-        ] {
-            assert_eq!(round_fen(d(x)).to_string(), fen, "{x}");
-        }
-        assert_eq!(MAX_AMOUNT.to_string(), "99999999999999.99");
-    }
-
-    #[test]
     fn the_seed_visit_takes_the_last_102_80_from_the_account_and_17_20_in_cash() {
         let policy = Policy::built_in("cq-seed").unwrap();
         let split = settle(
@@ -511,11 +417,11 @@ mod tests {
             },
         );
         // 230 + 120 = 350 < 400: all of it is deductible; 102.80 from the account, 17.20 cash.
-        assert_eq!(split.act_pay_dedc.to_string(), "120.00");
-        assert_eq!(split.hifp_pay.to_string(), "0.00");
-        assert_eq!(split.acct_pay.to_string(), "102.80");
-        assert_eq!(split.psn_cash_pay.to_string(), "17.20");
-        assert_eq!(split.balc.to_string(), "0.00");
+        assert_eq!(split.amounts.act_pay_dedc.to_string(), "120.00");
+        assert_eq!(split.amounts.hifp_pay.to_string(), "0.00");
+        assert_eq!(split.amounts.acct_pay.to_string(), "102.80");
+        assert_eq!(split.amounts.psn_cash_pay.to_string(), "17.20");
+        assert_eq!(split.amounts.balc.to_string(), "0.00");
         split.check_invariants().unwrap();
     }
 
@@ -542,7 +448,7 @@ mod tests {
             },
         );
         split.check_invariants().unwrap();
-        assert_eq!(split.balc.to_string(), "0.00");
+        assert_eq!(split.amounts.balc.to_string(), "0.00");
     }
 
     #[test]
@@ -555,8 +461,8 @@ mod tests {
             &YearToDate::default(),
             &AccountFunds::default(),
         );
-        split.psn_cash_pay += d("0.01");
-        split.acct_mulaid_pay = d("-1.00");
+        split.amounts.psn_cash_pay += d("0.01");
+        split.amounts.acct_mulaid_pay = d("-1.00");
         let err = split.check_invariants().unwrap_err();
         assert!(
             err.contains("acct_pay + psn_cash_pay ≠ psn_part_amt"),

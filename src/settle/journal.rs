@@ -214,7 +214,7 @@ pub struct CallRow {
 }
 
 fn now() -> i64 {
-    crate::cache::unix_seconds(SystemTime::now())
+    crate::clock::unix_seconds(SystemTime::now())
 }
 
 /// The journal: reads and writes through the cache's one writer.

@@ -13,7 +13,7 @@
 //!   the choice most favourable to the person. A spend larger than both is held at both.)
 
 use super::policy::Policy;
-use super::round_fen;
+use crate::money::{round_fen, zero_fen};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -59,7 +59,7 @@ impl LedgerEntry {
 pub fn month_ends(carried_over: Decimal, entries: &[LedgerEntry]) -> [MonthEnd; 12] {
     let mut balance = MonthEnd {
         carried_over: round_fen(carried_over.max(Decimal::ZERO)),
-        current_year: round_fen(Decimal::ZERO),
+        current_year: zero_fen(),
     };
     let mut ends = [balance; 12];
     for (index, end) in ends.iter_mut().enumerate() {

@@ -1,14 +1,14 @@
 //! The 2204 per-line catalogue split (insurer-api.md §2.5, §6.1): each fee line's amount is
 //! divided into 全自费 (`fulamt_ownpay_amt`), 超限价 (`overlmt_amt`), 先行自付
 //! (`preselfpay_amt`) and 符合政策范围 (`inscp_scp_amt`), from its catalogue item's class
-//! (甲/乙/丙), price cap and 先行自付比例. [`CatalogueTotals`] adds the lines up for 2206.
+//! (甲/乙/丙), price cap and 先行自付比例. [`CatalogueTotals::from_lines`] adds the lines up
+//! for 2206.
 //!
 //! Per line: `det_item_fee_sumamt = round_fen(cnt × pric)`, and
 //! `det_item_fee_sumamt = fulamt_ownpay_amt + overlmt_amt + preselfpay_amt + inscp_scp_amt`.
 
-use super::money;
-use super::round_fen;
 use crate::insurer::{CatalogueItem, ChrgitmLv};
+use crate::money::{self, CatalogueTotals, MAX_AMOUNT, round_fen, zero_fen};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -77,7 +77,7 @@ pub enum LineError {
 /// Split one line against its catalogue item (`None`: the code is not in the catalogue).
 pub fn split_line(line: &FeeLine, item: Option<&CatalogueItem>) -> Result<LineSplit, LineError> {
     let amount = line_amount(line)?;
-    let zero = round_fen(Decimal::ZERO);
+    let zero = zero_fen();
     let mut split = LineSplit {
         feedetl_sn: line.feedetl_sn.clone(),
         med_list_codg: line.med_list_codg.clone(),
@@ -145,16 +145,11 @@ fn line_amount(line: &FeeLine) -> Result<Decimal, LineError> {
     line.cnt
         .checked_mul(line.pric)
         .map(round_fen)
-        .filter(|amount| *amount <= max_amount())
+        // Above N(16,2)'s maximum the line is refused, so no sum of a bill's lines overflows.
+        .filter(|amount| *amount <= MAX_AMOUNT)
         .ok_or_else(|| LineError::TooLarge {
             feedetl_sn: line.feedetl_sn.clone(),
         })
-}
-
-/// The largest amount the platform's N(16,2) fields hold: 99,999,999,999,999.99. A line above
-/// it is refused, so that no sum of a bill's lines can overflow.
-pub fn max_amount() -> Decimal {
-    Decimal::new(9_999_999_999_999_999, 2)
 }
 
 /// Why a whole line is self-paid, if it is.
@@ -196,24 +191,7 @@ fn split_in_catalogue(split: &mut LineSplit, item: &CatalogueItem) {
 }
 
 /// A batch's lines added up, as 2206/2207 carry them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CatalogueTotals {
-    #[serde(with = "money")]
-    pub fulamt_ownpay_amt: Decimal,
-    #[serde(with = "money")]
-    pub overlmt_selfpay: Decimal,
-    #[serde(with = "money")]
-    pub preselfpay_amt: Decimal,
-    #[serde(with = "money")]
-    pub inscp_scp_amt: Decimal,
-}
-
 impl CatalogueTotals {
-    /// 医疗费总额: the four parts added up.
-    pub fn medfee_sumamt(&self) -> Decimal {
-        self.fulamt_ownpay_amt + self.overlmt_selfpay + self.preselfpay_amt + self.inscp_scp_amt
-    }
-
     /// The sums of the lines' parts.
     pub fn from_lines(lines: &[LineSplit]) -> CatalogueTotals {
         lines
@@ -224,25 +202,6 @@ impl CatalogueTotals {
                 preselfpay_amt: sum.preselfpay_amt + line.preselfpay_amt,
                 inscp_scp_amt: sum.inscp_scp_amt + line.inscp_scp_amt,
             })
-    }
-
-    /// A bill that is all in scope (the seed's examples).
-    pub fn in_scope_only(inscp: Decimal) -> CatalogueTotals {
-        CatalogueTotals {
-            inscp_scp_amt: round_fen(inscp),
-            ..CatalogueTotals::zero()
-        }
-    }
-
-    /// All four parts 0.00.
-    pub fn zero() -> CatalogueTotals {
-        let zero = round_fen(Decimal::ZERO);
-        CatalogueTotals {
-            fulamt_ownpay_amt: zero,
-            overlmt_selfpay: zero,
-            preselfpay_amt: zero,
-            inscp_scp_amt: zero,
-        }
     }
 }
 

@@ -354,7 +354,7 @@ mod raw {
             if d.is_sign_negative() && !d.is_zero() {
                 return Err(self.err(format!("{field}: {text} is negative")));
             }
-            if d.scale() > 2 && d != d.round_dp(2) {
+            if !crate::money::is_whole_fen(d) {
                 return Err(self.err(format!("{field}: {text} has fractions of a fen")));
             }
             Ok(d)
@@ -474,7 +474,7 @@ mod raw {
                     let cap = base
                         .checked_mul(multiple)
                         .ok_or_else(|| at.err("cap_multiple × contribution_base is too large"))?;
-                    Ok(Some(crate::settle::round_fen(cap)))
+                    Ok(Some(crate::money::round_fen(cap)))
                 }
                 (Some(_), _, _) => {
                     Err(at.err("give either cap or contribution_base with cap_multiple, not both"))

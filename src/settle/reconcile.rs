@@ -18,6 +18,7 @@ use crate::insurer::settlement::{
     output_part,
 };
 use crate::insurer::{InsurerClient, LinkError, Retry};
+use crate::money::{SettlementAmounts, two_places};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -82,9 +83,17 @@ fn setlinfo(row: &RequestRow) -> Option<Setlinfo> {
     serde_json::from_str(row.setlinfo.as_deref()?).ok()
 }
 
-fn fen(mut d: Decimal) -> String {
-    d.rescale(2);
-    d.to_string()
+/// The insurer's amounts as far as its day list gives them (medfee_sumamt, fund_pay_sumamt,
+/// acct_pay, psn_cash_pay), `ours` for the rest: compared with `ours`, only what the list
+/// carries can differ.
+fn as_listed(row: &DayDetailRow, ours: &SettlementAmounts) -> SettlementAmounts {
+    SettlementAmounts {
+        medfee_sumamt: row.medfee_sumamt,
+        fund_pay_sumamt: row.fund_pay_sumamt,
+        acct_pay: row.acct_pay,
+        psn_cash_pay: row.psn_cash_pay,
+        ..ours.clone()
+    }
 }
 
 /// Reconciles `date` (`yyyy-MM-dd`) for institution region `setl_optins`.
@@ -189,7 +198,10 @@ fn insurer_only(row: &DayDetailRow, call: Option<&CallRow>) -> Mismatch {
         msgid: row.msgid.clone(),
         mdtrt_id: row.mdtrt_id.clone(),
         psn_no: row.psn_no.clone(),
-        detail: format!("中心多: {detail}; medfee_sumamt {}", fen(row.medfee_sumamt)),
+        detail: format!(
+            "中心多: {detail}; medfee_sumamt {}",
+            two_places(row.medfee_sumamt)
+        ),
         action,
     }
 }
@@ -217,21 +229,18 @@ fn hospital_only(mine: &RequestRow, theirs: Option<&DayDetailRow>) -> Mismatch {
 }
 
 fn amounts_differ(mine: &RequestRow, theirs: &DayDetailRow) -> Option<Mismatch> {
-    let info = setlinfo(mine)?;
-    let pairs = [
-        ("medfee_sumamt", info.medfee_sumamt, theirs.medfee_sumamt),
-        (
-            "fund_pay_sumamt",
-            info.fund_pay_sumamt,
-            theirs.fund_pay_sumamt,
-        ),
-        ("acct_pay", info.acct_pay, theirs.acct_pay),
-        ("psn_cash_pay", info.psn_cash_pay, theirs.psn_cash_pay),
-    ];
-    let differ: Vec<String> = pairs
+    let ours = setlinfo(mine)?.amounts;
+    let differ: Vec<String> = ours
+        .differences(&as_listed(theirs, &ours))
         .iter()
-        .filter(|(_, a, b)| a != b)
-        .map(|(name, a, b)| format!("{name} here {} / insurer {}", fen(*a), fen(*b)))
+        .map(|d| {
+            format!(
+                "{} here {} / insurer {}",
+                d.field,
+                two_places(d.local),
+                two_places(d.insurer)
+            )
+        })
         .collect();
     (!differ.is_empty()).then(|| Mismatch {
         kind: "amounts_differ",
@@ -272,9 +281,9 @@ fn check_totals(
     for info in local.iter().filter_map(setlinfo) {
         let sums = by_insutype.entry(info.insutype.clone()).or_default();
         sums.count += 1;
-        sums.medfee += info.medfee_sumamt;
-        sums.fund += info.fund_pay_sumamt;
-        sums.acct += info.acct_pay;
+        sums.medfee += info.amounts.medfee_sumamt;
+        sums.fund += info.amounts.fund_pay_sumamt;
+        sums.acct += info.amounts.acct_pay;
     }
     if by_insutype.is_empty() {
         by_insutype.insert("310".into(), Sums::default());
@@ -301,9 +310,9 @@ fn check_totals(
             Ok(TotalsCheck {
                 insutype,
                 fixmedins_setl_cnt: sums.count,
-                medfee_sumamt: fen(sums.medfee),
-                fund_pay_sumamt: fen(sums.fund),
-                acct_pay: fen(sums.acct),
+                medfee_sumamt: two_places(sums.medfee),
+                fund_pay_sumamt: two_places(sums.fund),
+                acct_pay: two_places(sums.acct),
                 stmt_rslt: out.stmt_rslt,
                 stmt_rslt_dscr: out.stmt_rslt_dscr,
             })

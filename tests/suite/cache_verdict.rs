@@ -6,12 +6,13 @@ use crate::common::d;
 use crate::common::temp::TempDir;
 use medcard::cache::{Cache, CardRecord, CardStatus, Feed, SyncError, migrations, sync_feed};
 use medcard::card::{Balance, BalanceSource, CardRead};
+use medcard::clock::Date;
 use medcard::insurer::{
     CardEventKind, CardEventPage, CardStatusEvent, CatalogueItem, CataloguePage, ChrgitmLv,
     InsuInfo, InsurerLink, LinkError, PersonBase, PersonInfo,
 };
 use medcard::verdict::{
-    CalendarDate, FactSource, MaySettle, VerdictCode, VerdictFacts, VerdictPolicy, assess, verdict,
+    FactSource, MaySettle, VerdictCode, VerdictFacts, VerdictPolicy, assess, verdict,
 };
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -588,8 +589,8 @@ fn policy() -> VerdictPolicy {
     }
 }
 
-fn today() -> CalendarDate {
-    CalendarDate::parse("2026-11-23").unwrap()
+fn today() -> Date {
+    Date::from_card("2026-11-23").unwrap()
 }
 
 fn now() -> SystemTime {
@@ -946,14 +947,14 @@ fn verdict_from_a_cache_lookup_end_to_end() {
 fn calendar_dates_from_time_and_text() {
     // 2026-11-23 16:00 UTC is 2026-11-24 00:00 in China.
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_449_600);
-    assert_eq!(CalendarDate::at(t, 0).to_string(), "2026-11-23");
-    assert_eq!(CalendarDate::at(t, 8 * 3600).to_string(), "2026-11-24");
+    assert_eq!(medcard::clock::utc(t), "2026-11-23 16:00:00 UTC");
+    assert_eq!(Date::at(t).to_string(), "2026-11-24");
     assert_eq!(
-        CalendarDate::parse("20301231").unwrap().to_string(),
+        Date::from_card("20301231").unwrap().to_string(),
         "2030-12-31"
     );
-    assert!(CalendarDate::parse("2030-13-01").is_none());
-    assert!(CalendarDate::parse("").is_none());
+    assert!(Date::from_card("2030-13-01").is_none());
+    assert!(Date::from_card("").is_none());
 }
 
 // ---------------------------------------------------------------- medcard cache stats

@@ -119,7 +119,7 @@ impl Hospital {
     ) -> Result<(String, SettleOut), LinkError> {
         let (msgid, out) = self.send(infno, admdvs, data_input(input))?;
         let out: SettleOut = serde_json::from_value(out).unwrap();
-        assert_eq!(out.setlinfo.check_identities(), Ok(()));
+        assert_eq!(out.setlinfo.amounts.check_identities(), Ok(()));
         Ok((msgid, out))
     }
 
@@ -223,7 +223,7 @@ fn fee_line(
     cnt: &str,
     pric: &str,
 ) -> FeeDetailIn {
-    let amount = medcard::settle::round_fen(d(cnt) * d(pric));
+    let amount = medcard::money::round_fen(d(cnt) * d(pric));
     FeeDetailIn {
         feedetl_sn: sn.into(),
         mdtrt_id: mdtrt_id.into(),
@@ -298,11 +298,20 @@ fn xiaowang_settles_refunds_and_reverses_a_lost_reply() {
     let s = &pre.setlinfo;
     assert_eq!(s.setl_id, "");
     assert_eq!(
-        (s.medfee_sumamt, s.inscp_scp_amt, s.act_pay_dedc),
+        (
+            s.amounts.medfee_sumamt,
+            s.amounts.catalogue.inscp_scp_amt,
+            s.amounts.act_pay_dedc
+        ),
         (d("120.00"), d("120.00"), d("120.00"))
     );
     assert_eq!(
-        (s.hifp_pay, s.acct_pay, s.psn_cash_pay, s.balc),
+        (
+            s.amounts.hifp_pay,
+            s.amounts.acct_pay,
+            s.amounts.psn_cash_pay,
+            s.amounts.balc
+        ),
         (d("0.00"), d("102.80"), d("17.20"), d("0.00"))
     );
     assert_eq!(h.balc(WANG_CERTNO), d("102.80"), "2206 changes nothing");
@@ -310,7 +319,12 @@ fn xiaowang_settles_refunds_and_reverses_a_lost_reply() {
     let (msgid, done) = h.settle(tx::SETTLE, CQ, &bill).unwrap();
     let s = &done.setlinfo;
     assert_eq!(
-        (s.acct_pay, s.psn_cash_pay, s.hifp_pay, s.balc),
+        (
+            s.amounts.acct_pay,
+            s.amounts.psn_cash_pay,
+            s.amounts.hifp_pay,
+            s.amounts.balc
+        ),
         (d("102.80"), d("17.20"), d("0.00"), d("0.00"))
     );
     assert_eq!(s.medins_setl_id, msgid);
@@ -329,8 +343,8 @@ fn xiaowang_settles_refunds_and_reverses_a_lost_reply() {
     // 2208: a new setl_id for the refund, the original's amounts, the account back to 102.80.
     let (refund_msgid, refund) = h.refund(WANG, &visit, &s.setl_id).unwrap();
     assert_ne!(refund.setlinfo.setl_id, s.setl_id);
-    assert_eq!(refund.setlinfo.acct_pay, d("102.80"));
-    assert_eq!(refund.setlinfo.balc, d("102.80"));
+    assert_eq!(refund.setlinfo.amounts.acct_pay, d("102.80"));
+    assert_eq!(refund.setlinfo.amounts.balc, d("102.80"));
     assert_eq!(refund.setlinfo.medins_setl_id, refund_msgid);
     assert_eq!(h.balc(WANG_CERTNO), d("102.80"));
     let twice = refusal(h.refund(WANG, &visit, &s.setl_id));
@@ -391,7 +405,7 @@ fn xiaowang_settles_refunds_and_reverses_a_lost_reply() {
     // The batch is free again: a fresh 2207 (new msgid) settles it.
     let (msgid3, third) = h.settle(tx::SETTLE, CQ, &bill2).unwrap();
     assert_eq!(
-        (third.setlinfo.acct_pay, third.setlinfo.balc),
+        (third.setlinfo.amounts.acct_pay, third.setlinfo.amounts.balc),
         (d("102.80"), d("0.00"))
     );
     assert_eq!(third.setlinfo.medins_setl_id, msgid3);
@@ -519,20 +533,20 @@ fn lines_are_split_by_catalogue_class_and_totals_must_match() {
     let s = out.setlinfo;
     assert_eq!(
         [
-            s.fulamt_ownpay_amt,
-            s.overlmt_selfpay,
-            s.preselfpay_amt,
-            s.inscp_scp_amt
+            s.amounts.catalogue.fulamt_ownpay_amt,
+            s.amounts.catalogue.overlmt_selfpay,
+            s.amounts.catalogue.preselfpay_amt,
+            s.amounts.catalogue.inscp_scp_amt
         ],
         [d("35.00"), d("14.00"), d("18.60"), d("109.40")]
     );
     assert_eq!(
         (
-            s.act_pay_dedc,
-            s.hifp_pay,
-            s.acct_pay,
-            s.psn_cash_pay,
-            s.balc
+            s.amounts.act_pay_dedc,
+            s.amounts.hifp_pay,
+            s.amounts.acct_pay,
+            s.amounts.psn_cash_pay,
+            s.amounts.balc
         ),
         (d("109.40"), d("0"), d("177.00"), d("0"), d("33.00"))
     );
@@ -565,9 +579,17 @@ fn family_mutual_aid_pays_the_residents_part_from_the_payers_account() {
     // 刘秀英 has no account: 何丽娟's account pays the 50.00 as 共济.
     let (_, out) = h.settle(tx::SETTLE, "510100", &bill).unwrap();
     let s = &out.setlinfo;
-    assert_eq!((s.hifp_pay, s.psn_part_amt), (d("50.00"), d("50.00")));
     assert_eq!(
-        (s.acct_pay, s.acct_mulaid_pay, s.psn_cash_pay, s.balc),
+        (s.amounts.hifp_pay, s.amounts.psn_part_amt),
+        (d("50.00"), d("50.00"))
+    );
+    assert_eq!(
+        (
+            s.amounts.acct_pay,
+            s.amounts.acct_mulaid_pay,
+            s.amounts.psn_cash_pay,
+            s.amounts.balc
+        ),
         (d("50.00"), d("50.00"), d("0"), d("0"))
     );
     let rows: Vec<_> = out
@@ -595,14 +617,20 @@ fn a_new_year_resets_the_deductible_and_year_end_pays_interest() {
     // 25 % band: person 32.50, fund 97.50.
     let (_, out) = h.settle(tx::PRE_SETTLE, CQ, &bill).unwrap();
     assert_eq!(
-        (out.setlinfo.act_pay_dedc, out.setlinfo.hifp_pay),
+        (
+            out.setlinfo.amounts.act_pay_dedc,
+            out.setlinfo.amounts.hifp_pay
+        ),
         (d("170.00"), d("97.50"))
     );
     // Next year: ytd 0: all 300.00 under the deductible, the fund pays nothing.
     sim.admin(json!({"action": "clock", "date": format!("{}-01-05", year + 1)}));
     let (_, out) = h.settle(tx::PRE_SETTLE, CQ, &bill).unwrap();
     assert_eq!(
-        (out.setlinfo.act_pay_dedc, out.setlinfo.hifp_pay),
+        (
+            out.setlinfo.amounts.act_pay_dedc,
+            out.setlinfo.amounts.hifp_pay
+        ),
         (d("300.00"), d("0.00"))
     );
 

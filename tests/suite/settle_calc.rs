@@ -6,9 +6,8 @@
 
 use crate::common::temp::TempDir;
 use crate::common::{d, medcard};
-use medcard::settle::{
-    AccountFunds, BandKind, CatalogueTotals, Policy, RuleKey, Split, YearToDate, settle,
-};
+use medcard::money::CatalogueTotals;
+use medcard::settle::{AccountFunds, BandKind, Policy, RuleKey, Split, YearToDate, settle};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use rust_decimal::Decimal;
@@ -70,16 +69,21 @@ impl Visit<'_> {
 
 /// (act_pay_dedc, hifp_pay, psn_part_amt) as strings.
 fn fund_and_person(split: &Split) -> [String; 3] {
-    [split.act_pay_dedc, split.hifp_pay, split.psn_part_amt].map(|x| x.to_string())
+    [
+        split.amounts.act_pay_dedc,
+        split.amounts.hifp_pay,
+        split.amounts.psn_part_amt,
+    ]
+    .map(|x| x.to_string())
 }
 
 /// (acct_pay, acct_mulaid_pay, psn_cash_pay, balc) as strings.
 fn payment(split: &Split) -> [String; 4] {
     [
-        split.acct_pay,
-        split.acct_mulaid_pay,
-        split.psn_cash_pay,
-        split.balc,
+        split.amounts.acct_pay,
+        split.amounts.acct_mulaid_pay,
+        split.amounts.psn_cash_pay,
+        split.amounts.balc,
     ]
     .map(|x| x.to_string())
 }
@@ -110,7 +114,7 @@ fn the_seed_example_17_20_in_cash() {
     assert_eq!(fund_and_person(&split), ["120.00", "0.00", "120.00"]);
     assert_eq!(payment(&split), ["102.80", "0.00", "17.20", "0.00"]);
     assert_eq!(split.ytd_inscp_after.to_string(), "350.00");
-    assert_eq!(split.pool_prop_selfpay, Decimal::ZERO);
+    assert_eq!(split.amounts.pool_prop_selfpay, Decimal::ZERO);
 }
 
 #[test]
@@ -128,7 +132,7 @@ fn the_worked_example_of_insurer_api_6_3() {
     assert_eq!(payment(&split), ["332.80", "0.00", "1817.20", "0.00"]);
     assert_eq!(band_funds(&split, BandKind::Pooled), ["3450.00", "2400.00"]);
     // 5,850 / 7,600 = 0.769736… → 0.7697.
-    assert_eq!(split.pool_prop_selfpay, d("0.7697"));
+    assert_eq!(split.amounts.pool_prop_selfpay, d("0.7697"));
 }
 
 // --- band edges (no account: the person's part is all cash) ---------------------------------
@@ -237,7 +241,7 @@ fn one_visit_crossing_every_band() {
         ["3450.00", "4000.00", "1955.00"]
     );
     assert_eq!(split.bands.len(), 4);
-    assert_eq!(split.pool_prop_selfpay, d("0.7903"));
+    assert_eq!(split.amounts.pool_prop_selfpay, d("0.7903"));
 }
 
 #[test]
@@ -497,22 +501,22 @@ proptest! {
         let funds = AccountFunds { balc, mulaid: mulaid.clone(), acct_used };
         let split = settle(policy, rule, &totals, &ytd, &funds);
         prop_assert_eq!(split.check_invariants(), Ok(()));
-        prop_assert!(split.act_pay_dedc <= rule.deductible);
-        prop_assert_eq!(split.medfee_sumamt, fulamt + overlmt + preself + inscp);
+        prop_assert!(split.amounts.act_pay_dedc <= rule.deductible);
+        prop_assert_eq!(split.amounts.medfee_sumamt, fulamt + overlmt + preself + inscp);
         prop_assert_eq!(split.ytd_inscp_after, ytd_inscp + inscp);
         if let Some(cap) = rule.fund_cap {
-            prop_assert!(split.hifp_pay <= (cap - ytd_fund).max(Decimal::ZERO));
+            prop_assert!(split.amounts.hifp_pay <= (cap - ytd_fund).max(Decimal::ZERO));
         }
         // Money only moves out of accounts: own + relatives' before = after + acct_pay.
         let before: Decimal = balc + mulaid.iter().sum::<Decimal>();
-        let after: Decimal = split.balc + split.mulaid_balc.iter().sum::<Decimal>();
-        prop_assert_eq!(before, after + split.acct_pay);
+        let after: Decimal = split.amounts.balc + split.mulaid_balc.iter().sum::<Decimal>();
+        prop_assert_eq!(before, after + split.amounts.acct_pay);
         if !acct_used {
-            prop_assert_eq!(split.psn_cash_pay, split.psn_part_amt);
+            prop_assert_eq!(split.amounts.psn_cash_pay, split.amounts.psn_part_amt);
         }
         // Cash is only due when every account is empty.
-        if split.psn_cash_pay > Decimal::ZERO && acct_used {
-            prop_assert!(split.balc.is_zero());
+        if split.amounts.psn_cash_pay > Decimal::ZERO && acct_used {
+            prop_assert!(split.amounts.balc.is_zero());
             prop_assert!(split.mulaid_balc.iter().all(|b| b.is_zero()));
         }
     }
@@ -535,9 +539,9 @@ proptest! {
         let a = run(ytd, first);
         let b = run(ytd + first, second);
         let both = run(ytd, first + second);
-        let diff = (a.hifp_pay + b.hifp_pay - both.hifp_pay).abs();
-        prop_assert!(diff <= d("0.10"), "{} + {} vs {}", a.hifp_pay, b.hifp_pay, both.hifp_pay);
-        prop_assert_eq!(a.act_pay_dedc + b.act_pay_dedc, both.act_pay_dedc);
+        let diff = (a.amounts.hifp_pay + b.amounts.hifp_pay - both.amounts.hifp_pay).abs();
+        prop_assert!(diff <= d("0.10"), "{} + {} vs {}", a.amounts.hifp_pay, b.amounts.hifp_pay, both.amounts.hifp_pay);
+        prop_assert_eq!(a.amounts.act_pay_dedc + b.amounts.act_pay_dedc, both.amounts.act_pay_dedc);
     }
 
     #[test]

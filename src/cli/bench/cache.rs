@@ -9,9 +9,7 @@ use medcard::sim::insurer::Fixtures;
 use medcard::sim::insurer::db::{
     synthetic_card_no, synthetic_card_stays_lost, synthetic_cards_for,
 };
-use medcard::verdict::{
-    CalendarDate, FactSource, VerdictCode, VerdictFacts, VerdictPolicy, assess,
-};
+use medcard::verdict::{FactSource, VerdictCode, VerdictFacts, VerdictPolicy, assess};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -181,7 +179,7 @@ fn lookups(
         ..VerdictPolicy::default()
     };
     let now = SystemTime::now();
-    let today = CalendarDate::at(now, 8 * 3600);
+    let today = medcard::clock::Date::at(now);
     let mut card = CardRead {
         expiry_date: Some("2035-12-31".into()),
         ..CardRead::default()

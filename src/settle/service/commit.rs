@@ -207,7 +207,7 @@ impl Settler {
                     .setl_time
                     .get(..10)
                     .map(str::to_owned)
-                    .unwrap_or_else(|| LocalTime::now().date());
+                    .unwrap_or_else(|| DateTime::now().date());
                 let refunds = (request.kind == RequestKind::Refund)
                     .then_some(request.orig_setl_id.as_deref())
                     .flatten();
@@ -220,7 +220,11 @@ impl Settler {
                         ..RequestUpdate::state(rid, RequestState::Settled)
                     }),
                     refunds,
-                    balance: Some((&request.psn_no, &out.setlinfo.insutype, out.setlinfo.balc)),
+                    balance: Some((
+                        &request.psn_no,
+                        &out.setlinfo.insutype,
+                        out.setlinfo.amounts.balc,
+                    )),
                     ..CallOutcome::new(&call.msgid, CallState::Success)
                 })?;
                 if !recorded {
@@ -229,7 +233,7 @@ impl Settler {
                     tracing::error!(request_id = rid, msgid = %call.msgid, "an answered call was already resolved");
                 }
                 crash::at(Point::AfterCommit, &call.infno);
-                tracing::info!(request_id = rid, setl_id = %out.setlinfo.setl_id, infno = %call.infno, cash = %out.setlinfo.psn_cash_pay, "settled");
+                tracing::info!(request_id = rid, setl_id = %out.setlinfo.setl_id, infno = %call.infno, cash = %out.setlinfo.amounts.psn_cash_pay, "settled");
                 let done = self
                     .journal
                     .request(rid)?
@@ -301,7 +305,7 @@ impl Settler {
         let request = RequestRow {
             state: RequestState::SelfPay,
             setlinfo: Some(setlinfo.to_string()),
-            setl_date: Some(LocalTime::now().date()),
+            setl_date: Some(DateTime::now().date()),
             ..request
         };
         self.journal.insert_final_request(&request)?;

@@ -22,16 +22,17 @@ use super::journal::{
     CallOutcome, CallRow, CallState, Journal, PreviewRow, RequestKind, RequestRow, RequestState,
     RequestUpdate, VisitRow,
 };
-use super::lines::{CatalogueTotals, FeeLine, LineSplit, split_line};
+use super::lines::{FeeLine, LineSplit, split_line};
 use super::policy::{Policy, RuleKey, is_retired};
 use crate::cache::{Cache, CacheError};
-use crate::insurer::clock::LocalTime;
+use crate::clock::DateTime;
 use crate::insurer::settlement::{
     self as wire, CancelRegisterIn, FeeCancelIn, FeeDetailIn, RefundIn, RegisterIn, RegisterOut,
     ReversalIn, Setlinfo, SettleIn, SettleOut, VisitInfoIn, data_input, output_part,
 };
 use crate::insurer::{InsurerClient, LinkError, Reply, Retry};
 use crate::mask;
+use crate::money::{CatalogueTotals, Difference, zero_fen};
 use crate::verdict::{MaySettle, VerdictCode};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -49,7 +50,6 @@ mod resolve;
 mod visit;
 
 pub use patient::{CardFacts, card_ytd};
-pub use preview::differences;
 use preview::settle_input;
 use resolve::Reversal;
 
@@ -174,21 +174,13 @@ pub struct BillItem {
     pub code: String,
     #[serde(default, alias = "fee_name")]
     pub name: String,
-    #[serde(alias = "cnt", with = "crate::settle::money::ratio")]
+    #[serde(alias = "cnt", with = "crate::money::ratio")]
     pub qty: Decimal,
-    #[serde(alias = "pric", with = "crate::settle::money::ratio")]
+    #[serde(alias = "pric", with = "crate::money::ratio")]
     pub price: Decimal,
     /// 院内目录编码 (defaults to the code).
     #[serde(default)]
     pub medins_code: String,
-}
-
-/// A difference between medcard's preview and the insurer's 2206.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Difference {
-    pub field: String,
-    pub local: String,
-    pub insurer: String,
 }
 
 /// `settle.preview`'s answer.
@@ -427,11 +419,6 @@ fn region(admdvs: &str) -> Option<&str> {
     (!admdvs.is_empty()).then_some(admdvs)
 }
 
-fn fen(mut d: Decimal) -> String {
-    d.rescale(2);
-    d.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::preview::self_pay_split;
@@ -469,20 +456,23 @@ mod tests {
     #[test]
     fn a_cash_only_split_keeps_the_bill_and_the_balance() {
         let split = self_pay_split(seed_split());
-        assert_eq!(split.psn_cash_pay, Decimal::new(12000, 2));
-        assert_eq!(split.psn_part_amt, Decimal::new(12000, 2));
-        assert_eq!(split.acct_pay, Decimal::ZERO);
-        assert_eq!(split.hifp_pay, Decimal::ZERO);
+        assert_eq!(split.amounts.psn_cash_pay, Decimal::new(12000, 2));
+        assert_eq!(split.amounts.psn_part_amt, Decimal::new(12000, 2));
+        assert_eq!(split.amounts.acct_pay, Decimal::ZERO);
+        assert_eq!(split.amounts.hifp_pay, Decimal::ZERO);
         assert_eq!(
-            split.balc,
+            split.amounts.balc,
             Decimal::new(10280, 2),
             "the account is untouched"
         );
         assert_eq!(
-            split.medfee_sumamt,
-            split.fund_pay_sumamt + split.psn_part_amt
+            split.amounts.medfee_sumamt,
+            split.amounts.fund_pay_sumamt + split.amounts.psn_part_amt
         );
-        assert_eq!(split.psn_part_amt, split.acct_pay + split.psn_cash_pay);
+        assert_eq!(
+            split.amounts.psn_part_amt,
+            split.amounts.acct_pay + split.amounts.psn_cash_pay
+        );
         assert_eq!(split.ytd_inscp_after, Decimal::new(23000, 2));
         assert!(split.bands.is_empty());
     }
@@ -499,10 +489,12 @@ mod tests {
             "psn_cash_pay": "17.20", "hosp_part_amt": "0", "balc": "0"
         }))
         .expect("setlinfo");
-        assert_eq!(differences(&local, &insurer), []);
-        insurer.acct_pay = Decimal::new(10000, 2);
-        insurer.psn_cash_pay = Decimal::new(2000, 2);
-        let fields: Vec<String> = differences(&local, &insurer)
+        assert_eq!(local.amounts.differences(&insurer.amounts), []);
+        insurer.amounts.acct_pay = Decimal::new(10000, 2);
+        insurer.amounts.psn_cash_pay = Decimal::new(2000, 2);
+        let fields: Vec<&str> = local
+            .amounts
+            .differences(&insurer.amounts)
             .into_iter()
             .map(|d| d.field)
             .collect();

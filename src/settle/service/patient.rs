@@ -6,7 +6,7 @@
 use super::{Patient, SettleError};
 use crate::cache::Cache;
 use crate::card::CardRead;
-use crate::insurer::clock::LocalTime;
+use crate::clock::DateTime;
 use crate::insurer::{InsurerClient, InsurerLink, LinkError};
 use crate::mask;
 use crate::verdict::{Insured, MaySettle, Verdict, VerdictCode, VerdictPolicy, choose_insuinfo};
@@ -124,7 +124,7 @@ fn psn_type_of(cache: Option<&Cache>, insured: &Insured) -> String {
 /// let it be read and it is this year's.
 pub fn card_ytd(card: &CardRead) -> Option<Decimal> {
     let balance = card.balance.as_ref()?;
-    let this_year = LocalTime::now().year.to_string();
+    let this_year = DateTime::now().year().to_string();
     if balance.year.trim() != this_year {
         return None;
     }

@@ -20,7 +20,7 @@ impl Settler {
         let guard = self.visit_lock(mdtrt_id);
         let _held = lock(&guard);
         let visit = self.registered_visit(mdtrt_id)?;
-        let date = LocalTime::now().compact();
+        let date = DateTime::now().compact();
         let serial = self
             .journal
             .next_serial("batch", date.get(..8).unwrap_or(&date))?;
@@ -44,7 +44,7 @@ impl Settler {
             local_split: to_json(&local),
             insurer: None,
             uploaded: false,
-            fee_time: LocalTime::now().datetime(),
+            fee_time: DateTime::now().datetime(),
         };
         self.journal.insert_preview(&row)?;
         let asked = if self_pay {
@@ -67,7 +67,7 @@ impl Settler {
         };
         Ok(Preview {
             differences: match (&local, &insurer) {
-                (Some(local), Some(insurer)) => differences(local, insurer),
+                (Some(local), Some(insurer)) => local.amounts.differences(&insurer.amounts),
                 _ => Vec::new(),
             },
             source: if insurer.is_some() {
@@ -149,7 +149,7 @@ impl Settler {
 
     /// This calendar year's in-scope amount and fund pay of the person's settlements here.
     pub(super) fn year_to_date(&self, psn_no: &str) -> Result<YearToDate, SettleError> {
-        let year = LocalTime::now().year;
+        let year = DateTime::now().year();
         let mut ytd = YearToDate {
             inscp_scp_amt: Decimal::ZERO,
             fund_pay: Decimal::ZERO,
@@ -163,8 +163,8 @@ impl Settler {
                 .as_deref()
                 .and_then(|s| serde_json::from_str::<Setlinfo>(s).ok())
             {
-                ytd.inscp_scp_amt += s.inscp_scp_amt;
-                ytd.fund_pay += s.fund_pay_sumamt;
+                ytd.inscp_scp_amt += s.amounts.catalogue.inscp_scp_amt;
+                ytd.fund_pay += s.amounts.fund_pay_sumamt;
             }
         }
         Ok(ytd)
@@ -206,8 +206,9 @@ impl Settler {
 
 /// The split of a cash-only settlement: the catalogue split kept, everything the patient's.
 pub(super) fn self_pay_split(mut split: Split) -> Split {
-    let zero = Decimal::new(0, 2);
-    split.balc += split.acct_pay - split.acct_mulaid_pay;
+    let zero = zero_fen();
+    let a = &mut split.amounts;
+    a.balc += a.acct_pay - a.acct_mulaid_pay;
     for (paid, balc) in split
         .mulaid_pay
         .iter_mut()
@@ -217,17 +218,17 @@ pub(super) fn self_pay_split(mut split: Split) -> Split {
         *paid = zero;
     }
     // No insurance rule applied: no band, nothing toward the year's amounts.
+    split.ytd_inscp_after -= a.catalogue.inscp_scp_amt;
+    split.ytd_fund_pay_after -= a.hifp_pay;
+    a.act_pay_dedc = zero;
+    a.hifp_pay = zero;
+    a.pool_prop_selfpay = Decimal::ZERO;
+    a.fund_pay_sumamt = zero;
+    a.acct_pay = zero;
+    a.acct_mulaid_pay = zero;
+    a.psn_part_amt = a.medfee_sumamt;
+    a.psn_cash_pay = a.medfee_sumamt;
     split.bands.clear();
-    split.ytd_inscp_after -= split.inscp_scp_amt;
-    split.ytd_fund_pay_after -= split.hifp_pay;
-    split.act_pay_dedc = zero;
-    split.hifp_pay = zero;
-    split.pool_prop_selfpay = Decimal::ZERO;
-    split.fund_pay_sumamt = zero;
-    split.acct_pay = zero;
-    split.acct_mulaid_pay = zero;
-    split.psn_part_amt = split.medfee_sumamt;
-    split.psn_cash_pay = split.medfee_sumamt;
     split
 }
 
@@ -294,47 +295,4 @@ pub(super) fn settle_input(
         acct_used_flag: if preview.acct_used { "1" } else { "0" }.into(),
         invono: String::new(),
     }
-}
-
-/// The amounts where medcard's split and the insurer's 2206 disagree.
-pub fn differences(local: &Split, insurer: &Setlinfo) -> Vec<Difference> {
-    let pairs = [
-        ("medfee_sumamt", local.medfee_sumamt, insurer.medfee_sumamt),
-        (
-            "fulamt_ownpay_amt",
-            local.fulamt_ownpay_amt,
-            insurer.fulamt_ownpay_amt,
-        ),
-        (
-            "overlmt_selfpay",
-            local.overlmt_selfpay,
-            insurer.overlmt_selfpay,
-        ),
-        (
-            "preselfpay_amt",
-            local.preselfpay_amt,
-            insurer.preselfpay_amt,
-        ),
-        ("inscp_scp_amt", local.inscp_scp_amt, insurer.inscp_scp_amt),
-        ("act_pay_dedc", local.act_pay_dedc, insurer.act_pay_dedc),
-        ("hifp_pay", local.hifp_pay, insurer.hifp_pay),
-        (
-            "fund_pay_sumamt",
-            local.fund_pay_sumamt,
-            insurer.fund_pay_sumamt,
-        ),
-        ("psn_part_amt", local.psn_part_amt, insurer.psn_part_amt),
-        ("acct_pay", local.acct_pay, insurer.acct_pay),
-        ("psn_cash_pay", local.psn_cash_pay, insurer.psn_cash_pay),
-        ("balc", local.balc, insurer.balc),
-    ];
-    pairs
-        .into_iter()
-        .filter(|(_, a, b)| a != b)
-        .map(|(field, a, b)| Difference {
-            field: field.into(),
-            local: fen(a),
-            insurer: fen(b),
-        })
-        .collect()
 }

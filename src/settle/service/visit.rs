@@ -22,7 +22,7 @@ impl Settler {
                 return Err(SettleError::Invalid(format!("{name} is required")));
             }
         }
-        let now = LocalTime::now();
+        let now = DateTime::now();
         let ipt_otp_no = if params.ipt_otp_no.is_empty() {
             let date = now.compact();
             let date = date.get(..8).unwrap_or(&date);

@@ -10,10 +10,10 @@
 //! 31 December of the year before, so they count as carried-over money for interest.
 
 use super::books::{money_col, money_text};
-use super::clock::BusinessDate;
 use super::db::TxError;
 use super::fixtures::{BindingFixture, PersonFixture};
 use super::policies::SimPolicies;
+use crate::clock::Date;
 use crate::settle::ledger::{LedgerEntry, month_ends, monthly_credit, year_end_interest};
 use rusqlite::{Connection, params};
 use rust_decimal::Decimal;
@@ -140,7 +140,7 @@ pub fn balance(
     let sum = entries(conn, account, upto)?
         .iter()
         .fold(Decimal::ZERO, |s, (_, _, amount)| s + amount);
-    Ok(crate::settle::round_fen(sum))
+    Ok(crate::money::round_fen(sum))
 }
 
 /// Set the balance to `target` with an adjust entry (admin `set_balc`).
@@ -246,9 +246,9 @@ fn holders(conn: &Connection) -> Result<Vec<Holder>, TxError> {
 pub struct Posted {
     pub psn_no: String,
     pub insutype: String,
-    #[serde(with = "crate::settle::money")]
+    #[serde(with = "crate::money")]
     pub amount: Decimal,
-    #[serde(with = "crate::settle::money")]
+    #[serde(with = "crate::money")]
     pub balc: Decimal,
 }
 
@@ -260,9 +260,9 @@ pub fn credit_month(
     year: i32,
     month: u32,
 ) -> Result<Vec<Posted>, TxError> {
-    let date = BusinessDate::new(year, month, 1)
+    let date = Date::new(year, month, 1)
         .ok_or_else(|| TxError::Refused(format!("月份[{month}]不正确")))?
-        .date();
+        .to_string();
     let mut posted = Vec::new();
     for holder in holders(conn)? {
         let Some(wage) = holder.wage else { continue };
@@ -294,10 +294,10 @@ pub fn year_entries(
     account: &AccountKey,
     year: i32,
 ) -> Result<(Decimal, Vec<LedgerEntry>), TxError> {
-    let start = BusinessDate::year_start(year);
+    let start = Date::year_start(year);
     let mut carried = Decimal::ZERO;
     let mut moves = Vec::new();
-    for (date, kind, amount) in entries(conn, account, Some(&BusinessDate::year_end(year)))? {
+    for (date, kind, amount) in entries(conn, account, Some(&Date::year_end(year)))? {
         if date < start {
             carried += amount;
             continue;
@@ -305,7 +305,7 @@ pub fn year_entries(
         if kind == EntryKind::Interest.as_str() {
             continue;
         }
-        let month = BusinessDate::parse(&date).map(|d| d.month).unwrap_or(12);
+        let month = Date::parse(&date).map(|d| d.month()).unwrap_or(12);
         moves.push(if amount.is_sign_negative() {
             LedgerEntry::Spend {
                 month,
@@ -339,7 +339,7 @@ pub fn year_end(
     if closed > 0 {
         return Err(TxError::Refused(format!("{year}年度已结转")));
     }
-    let date = BusinessDate::year_end(year);
+    let date = Date::year_end(year);
     let mut posted = Vec::new();
     for holder in holders(conn)? {
         let (carried, moves) = year_entries(conn, &holder.account, year)?;
@@ -384,7 +384,7 @@ pub fn seed_person(
     person: &PersonFixture,
     year: i32,
 ) -> Result<(), TxError> {
-    let before = BusinessDate::year_end(year - 1);
+    let before = Date::year_end(year - 1);
     for (i, row) in person.insuinfo.iter().enumerate() {
         let account = AccountKey::new(&person.psn_no, &row.insutype);
         match (&person.account, i) {
@@ -402,13 +402,13 @@ pub fn seed_person(
                 set_wage(conn, &account, wage)?;
                 let policy = policies.for_person(&row.insuplc_admdvs, &row.insutype);
                 for month in 1..=fixture.credited_months.min(12) {
-                    let date = BusinessDate::new(year, month, 1)
+                    let date = Date::new(year, month, 1)
                         .ok_or_else(|| TxError::Internal(format!("month {year}-{month}")))?;
                     let credit = monthly_credit(policy, wage);
                     post(
                         conn,
                         &account,
-                        &date.date(),
+                        &date.to_string(),
                         EntryKind::Credit,
                         credit,
                         None,
@@ -438,7 +438,7 @@ fn seed_prior_visits(
     for (k, amount) in person.prior_visits.iter().enumerate() {
         let month = 1 + (3 * k / n.max(1)) as u32;
         let day = 10 + (k % 18) as u32;
-        let date = BusinessDate::new(year, month, day)
+        let date = Date::new(year, month, day)
             .ok_or_else(|| TxError::Internal(format!("prior visit date {year}-{month}-{day}")))?;
         let inscp = fixture_money("prior_visits", amount)?;
         super::settle::seed_prior_visit(
@@ -478,7 +478,7 @@ mod tests {
         let policies = SimPolicies::new(None, "cq-seed", "3").unwrap();
         let mut db = SimDb::open(Path::new(":memory:")).unwrap();
         db.seed(&Fixtures::built_in().unwrap(), &policies).unwrap();
-        (db, policies, BusinessDate::today().year)
+        (db, policies, Date::today().year())
     }
 
     fn d(s: &str) -> Decimal {

@@ -6,12 +6,13 @@
 
 use super::SimState;
 use super::accounts::{self, AccountKey};
-use super::clock::{self, BusinessDate};
+use super::clock;
 use super::db::{TxError, parse_kind};
 use super::faults::Faults;
-use crate::insurer::clock::LocalTime;
+use crate::clock::Date;
+use crate::clock::DateTime;
 use crate::insurer::types::CardEventKind;
-use crate::insurer::wire::money;
+use crate::money::from_value;
 use serde_json::{Value, json};
 
 fn text<'v>(req: &'v Value, key: &str) -> Result<&'v str, String> {
@@ -49,7 +50,8 @@ pub fn run(state: &SimState, req: &Value) -> Result<Value, String> {
         "suspend_person" => person_status(state, req, "2"),
         "resume_person" => person_status(state, req, "1"),
         "set_balc" => {
-            let balc = money(req.get("balc").unwrap_or(&Value::Null))?;
+            let balc =
+                from_value(req.get("balc").unwrap_or(&Value::Null)).map_err(|e| e.to_string())?;
             let db = state.db();
             db.set_balc(text(req, "certno")?, text(req, "insutype")?, balc)
                 .map_err(tx)?;
@@ -102,7 +104,7 @@ fn card_event(state: &SimState, req: &Value, kind: CardEventKind) -> Result<Valu
         CardEventKind::Replaced => Some(text(req, "new_card_no")?),
         _ => None,
     };
-    let now = LocalTime::now().datetime();
+    let now = DateTime::now().datetime();
     let version = state
         .db()
         .card_event(card_no, kind, new_card_no, &now)
@@ -121,13 +123,13 @@ fn person_status(state: &SimState, req: &Value, stas: &str) -> Result<Value, Str
 /// `clock {"date": "yyyy-MM-dd"}`; without a date the clock follows today again.
 fn set_clock(state: &SimState, req: &Value) -> Result<Value, String> {
     let date = match req.get("date").and_then(Value::as_str) {
-        Some(text) => Some(BusinessDate::parse(text).map_err(|e| e.to_string())?),
+        Some(text) => Some(Date::parse(text).map_err(|e| e.to_string())?),
         None => None,
     };
     let db = state.db();
     clock::set_business_date(db.conn(), date).map_err(tx)?;
     let now = clock::business_date(db.conn()).map_err(tx)?;
-    Ok(json!({"ok": true, "date": now.date()}))
+    Ok(json!({"ok": true, "date": now.to_string()}))
 }
 
 /// `credit_month {"month": n}`: month n of the business year.
@@ -138,7 +140,7 @@ fn credit_month(state: &SimState, req: &Value) -> Result<Value, String> {
         .and_then(|m| u32::try_from(m).ok())
         .ok_or("missing or bad field \"month\"")?;
     let mut db = state.db();
-    let year = clock::business_date(db.conn()).map_err(tx)?.year;
+    let year = clock::business_date(db.conn()).map_err(tx)?.year();
     let t = db.conn_mut().transaction().map_err(|e| e.to_string())?;
     let posted = accounts::credit_month(&t, state.policies(), year, month).map_err(tx)?;
     t.commit().map_err(|e| e.to_string())?;
@@ -152,15 +154,15 @@ fn year_end(state: &SimState, req: &Value) -> Result<Value, String> {
     let today = clock::business_date(db.conn()).map_err(tx)?;
     let year = match req.get("year").and_then(Value::as_i64) {
         Some(y) => i32::try_from(y).map_err(|_| "bad field \"year\"")?,
-        None => today.year,
+        None => today.year(),
     };
     let t = db.conn_mut().transaction().map_err(|e| e.to_string())?;
     let posted = accounts::year_end(&t, state.policies(), year).map_err(tx)?;
-    if today.year <= year {
-        let next = BusinessDate::new(year + 1, 1, 1).ok_or("bad year")?;
+    if today.year() <= year {
+        let next = Date::new(year + 1, 1, 1).ok_or("bad year")?;
         clock::set_business_date(&t, Some(next)).map_err(tx)?;
     }
     t.commit().map_err(|e| e.to_string())?;
     let now = clock::business_date(db.conn()).map_err(tx)?;
-    Ok(json!({"ok": true, "year": year, "interest": posted, "date": now.date()}))
+    Ok(json!({"ok": true, "year": year, "interest": posted, "date": now.to_string()}))
 }

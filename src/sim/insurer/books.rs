@@ -54,7 +54,7 @@ pub fn money_col(text: &str) -> Result<Decimal, TxError> {
 
 /// Money as the database stores it: two places.
 pub fn money_text(d: Decimal) -> String {
-    crate::settle::round_fen(d).to_string()
+    crate::money::two_places(d)
 }
 
 fn json_col<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, TxError> {
@@ -355,12 +355,12 @@ pub fn insert_settlement(
             i.clr_type,
             s.setl_date,
             i.setl_time,
-            money_text(i.medfee_sumamt),
-            money_text(i.inscp_scp_amt),
-            money_text(i.fund_pay_sumamt),
-            money_text(i.acct_pay),
-            money_text(i.acct_mulaid_pay),
-            money_text(i.psn_cash_pay),
+            money_text(i.amounts.medfee_sumamt),
+            money_text(i.amounts.catalogue.inscp_scp_amt),
+            money_text(i.amounts.fund_pay_sumamt),
+            money_text(i.amounts.acct_pay),
+            money_text(i.amounts.acct_mulaid_pay),
+            money_text(i.amounts.psn_cash_pay),
             to_json(i)?,
             to_json(&s.setldetail)?,
             s.status,

@@ -2,9 +2,9 @@
 //! date), reading an input node, and the insured person a transaction is about — refused as
 //! the platform words it (未查询到人员信息, 人员参保状态异常 …).
 
-use super::clock::BusinessDate;
 use super::db::TxError;
 use super::policies::SimPolicies;
+use crate::clock::Date;
 use rusqlite::{Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -15,7 +15,7 @@ pub struct Ctx<'a> {
     /// The request's msgid (2207: medins_setl_id; 2208: the refund's msgid).
     pub msgid: &'a str,
     /// The business date (admin `clock`).
-    pub today: BusinessDate,
+    pub today: Date,
 }
 
 /// `input[key]` as `T`; a missing or malformed node is refused.

@@ -8,7 +8,7 @@ use super::accounts::{self, AccountKey};
 use super::clock;
 use super::fixtures::{Fixtures, PersonFixture};
 use super::policies::SimPolicies;
-use crate::insurer::clock::LocalTime;
+use crate::clock::DateTime;
 use crate::insurer::types::{
     CardEventKind, CardEventPage, CardStatusEvent, CatalogueItem, CataloguePage, ChrgitmLv,
     InsuInfo, PersonBase, PersonInfo,
@@ -153,7 +153,7 @@ impl SimDb {
     }
 
     fn seed_all(&mut self, fixtures: &Fixtures, policies: &SimPolicies) -> Result<(), TxError> {
-        let year = clock::business_date(&self.conn)?.year;
+        let year = clock::business_date(&self.conn)?.year();
         let tx = self.conn.transaction()?;
         for p in &fixtures.persons {
             insert_person(&tx, p)?;
@@ -363,7 +363,7 @@ impl SimDb {
 
     /// Suspend (2) or resume (1) every insurance row of a person.
     pub fn set_insu_stas(&self, certno: &str, stas: &str) -> Result<usize, TxError> {
-        let paus = (stas != "1").then(|| LocalTime::now().date());
+        let paus = (stas != "1").then(|| DateTime::now().date());
         let n = self.conn.execute(
             "UPDATE insuinfo SET psn_insu_stas = ?2, paus_insu_date = ?3 WHERE certno = ?1",
             params![certno, stas, paus],
@@ -386,7 +386,7 @@ impl SimDb {
             )
             .optional()?;
         let psn_no = psn_no.ok_or_else(|| TxError::Refused("未查询到该险种参保信息".into()))?;
-        let today = clock::business_date(&self.conn)?.date();
+        let today = clock::business_date(&self.conn)?.to_string();
         accounts::set_balance(
             &self.conn,
             &AccountKey::new(&psn_no, insutype),
@@ -452,7 +452,7 @@ impl SimDb {
             params![
                 entry.msgid,
                 entry.infno,
-                LocalTime::now().datetime(),
+                DateTime::now().datetime(),
                 entry.outcome,
                 entry.infcode,
                 entry.err_msg,
@@ -484,7 +484,7 @@ impl SimDb {
     /// every tenth card (*k* % 10 = 7: [`synthetic_card_stays_lost`]), which is only reported
     /// lost. Each call starts again at card 0, so a second call changes known cards.
     pub fn generate_card_events(&mut self, count: u32) -> Result<u64, TxError> {
-        let now = LocalTime::now().datetime();
+        let now = DateTime::now().datetime();
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(

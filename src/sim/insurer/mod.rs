@@ -25,7 +25,7 @@ pub mod service;
 pub mod settle;
 pub mod visit;
 
-use crate::insurer::clock::LocalTime;
+use crate::clock::DateTime;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -149,7 +149,7 @@ impl SimState {
     /// region(6) + yyyyMMddHHmmss + serial(10).
     pub fn next_refmsgid(&self) -> String {
         let n = self.serial.fetch_add(1, Ordering::Relaxed) % 10_000_000_000;
-        format!("{}{}{n:010}", self.region, LocalTime::now().compact())
+        format!("{}{}{n:010}", self.region, DateTime::now().compact())
     }
 
     /// A sign_no (30 characters, same shape as inf_refmsgid).
@@ -243,7 +243,7 @@ fn admin_error(msg: String) -> Response {
 }
 
 async fn transaction_handler(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
-    let received = LocalTime::now().compact_millis();
+    let received = DateTime::now().compact_millis();
     let req = match service::parse_request(&body) {
         Ok(req) => req,
         Err(msg) => {

@@ -23,9 +23,9 @@ struct Totals {
 impl Totals {
     fn of(settlements: &[Settlement]) -> Totals {
         settlements.iter().fold(Totals::default(), |t, s| Totals {
-            medfee_sumamt: t.medfee_sumamt + s.setlinfo.medfee_sumamt,
-            fund_pay_sumamt: t.fund_pay_sumamt + s.setlinfo.fund_pay_sumamt,
-            acct_pay: t.acct_pay + s.setlinfo.acct_pay,
+            medfee_sumamt: t.medfee_sumamt + s.setlinfo.amounts.medfee_sumamt,
+            fund_pay_sumamt: t.fund_pay_sumamt + s.setlinfo.amounts.fund_pay_sumamt,
+            acct_pay: t.acct_pay + s.setlinfo.amounts.acct_pay,
             count: t.count + 1,
         })
     }
@@ -33,11 +33,11 @@ impl Totals {
     /// The differences, in words: "名称: 医药机构 x, 医保中心 y".
     fn differences(&self, hospital: &Totals) -> Vec<String> {
         let money = |name: &str, his: Decimal, ours: Decimal| {
-            (crate::settle::round_fen(his) != crate::settle::round_fen(ours)).then(|| {
+            (crate::money::round_fen(his) != crate::money::round_fen(ours)).then(|| {
                 format!(
                     "{name}不符: 医药机构 {}, 医保中心 {}",
-                    crate::settle::round_fen(his),
-                    crate::settle::round_fen(ours)
+                    crate::money::round_fen(his),
+                    crate::money::round_fen(ours)
                 )
             })
         };
@@ -104,10 +104,10 @@ fn detail_row(s: &Settlement) -> DayDetailRow {
         mdtrt_id: s.mdtrt_id.clone(),
         psn_no: s.psn_no.clone(),
         msgid: s.msgid.clone(),
-        medfee_sumamt: i.medfee_sumamt,
-        fund_pay_sumamt: i.fund_pay_sumamt,
-        acct_pay: i.acct_pay,
-        psn_cash_pay: i.psn_cash_pay,
+        medfee_sumamt: i.amounts.medfee_sumamt,
+        fund_pay_sumamt: i.amounts.fund_pay_sumamt,
+        acct_pay: i.amounts.acct_pay,
+        psn_cash_pay: i.amounts.psn_cash_pay,
         refd_setl_flag: if s.status == "refunded" { "1" } else { "0" }.to_string(),
         revs_flag: if s.status == "reversed" { "1" } else { "0" }.to_string(),
         setl_time: i.setl_time.clone(),
@@ -117,7 +117,7 @@ fn detail_row(s: &Settlement) -> DayDetailRow {
 /// X302: every settlement of a day, any status.
 pub fn day_detail(db: &mut SimDb, _ctx: &Ctx<'_>, input: &Value) -> Result<Value, TxError> {
     let req: DayDetailIn = input_part(input, "data")?;
-    super::clock::BusinessDate::parse(&req.stmt_date).map_err(|_| {
+    crate::clock::Date::parse(&req.stmt_date).map_err(|_| {
         TxError::Refused(format!(
             "对账日期[{}]格式错误，应为yyyy-MM-dd",
             req.stmt_date

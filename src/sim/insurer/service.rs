@@ -8,7 +8,7 @@ use super::SimState;
 use super::context::Ctx;
 use super::db::{MsgLogEntry, SimDb, TxError};
 use super::{clock, recon, settle, visit};
-use crate::insurer::clock::LocalTime;
+use crate::clock::{Date, DateTime};
 use crate::insurer::envelope::parse_infcode;
 use crate::insurer::settlement as tx;
 use crate::insurer::wire;
@@ -75,7 +75,7 @@ pub fn envelope(
         "infcode": infcode,
         "inf_refmsgid": state.next_refmsgid(),
         "refmsg_time": received,
-        "respond_time": LocalTime::now().compact_millis(),
+        "respond_time": DateTime::now().compact_millis(),
         "err_msg": if infcode == 0 { Value::Null } else { Value::from(err_msg) },
         "warn_msg": Value::Null,
         "cainfo": "",
@@ -133,7 +133,7 @@ fn answer(state: &SimState, req: &Request) -> Result<Value, TxError> {
     match req.infno.as_str() {
         wire::SIGN_IN => {
             let sign_no = state.next_sign_no();
-            let now = LocalTime::now().datetime();
+            let now = DateTime::now().datetime();
             let opter = req
                 .input
                 .get("signIn")
@@ -214,12 +214,7 @@ fn person_info(db: &super::db::SimDb, data: &Value) -> Result<Value, TxError> {
 
 /// Age in whole years on today's date, from `yyyy-MM-dd`.
 fn age(brdy: &str) -> Option<u32> {
-    let mut parts = brdy.split('-').map(|p| p.parse::<u32>().ok());
-    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
-    let now = LocalTime::now();
-    let now_year = u32::try_from(now.year).ok()?;
-    let before_birthday = (now.month, now.day) < (m, d);
-    now_year.checked_sub(y + u32::from(before_birthday))
+    Date::today().years_since(Date::parse(brdy).ok()?)
 }
 
 /// X101 / X102 input: `ver` (string or number, "0" = from the start) and `page_size` 1–5000.
@@ -263,8 +258,8 @@ mod tests {
 
     #[test]
     fn age_counts_birthdays() {
-        let now = LocalTime::now();
-        let born = format!("{}-01-01", now.year - 30);
+        let now = DateTime::now();
+        let born = format!("{}-01-01", now.year() - 30);
         assert_eq!(age(&born), Some(30));
         assert_eq!(age("garbage"), None);
     }

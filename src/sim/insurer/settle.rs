@@ -16,16 +16,16 @@
 
 use super::accounts::{self, AccountKey, EntryKind};
 use super::books::{self, AccountPart, Settlement};
-use super::clock::BusinessDate;
 use super::context::{Ctx, Insured, input_part, insured, person, to_value};
 use super::db::{SimDb, TxError};
 use super::policies::SimPolicies;
 use super::visit::open_visit;
+use crate::clock::Date;
 use crate::insurer::settlement::{
     REVERSIBLE, RefundIn, ReversalIn, SETTLE, SetlDetail, Setlinfo, SettleIn, SettleOut,
 };
+use crate::money::CatalogueTotals;
 use crate::settle::calc::{AccountFunds, Split, YearToDate, settle as split_bill};
-use crate::settle::lines::CatalogueTotals;
 use rusqlite::Connection;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -43,7 +43,7 @@ struct Bill<'a> {
     totals: CatalogueTotals,
     acct_used: bool,
     /// The day it is settled on (ytd runs over its year).
-    date: BusinessDate,
+    date: Date,
     setl_time: String,
     /// Balances from entries dated on or before this day (seeding the past); `None` = all.
     balances_upto: Option<String>,
@@ -58,6 +58,7 @@ struct Computed {
 /// The identities of insurer-api.md §2.6, or an internal error.
 fn checked(out: SettleOut) -> Result<SettleOut, TxError> {
     out.setlinfo
+        .amounts
         .check_identities()
         .map_err(|why| TxError::Internal(format!("settlement identities broken: {why}")))?;
     Ok(out)
@@ -83,7 +84,7 @@ fn detail(code: &str, name: &str, amount: Decimal) -> SetlDetail {
 /// an amount only.
 fn setldetail(insutype: &str, split: &Split, parts: &[AccountPart]) -> Vec<SetlDetail> {
     let (pool_code, pool_name) = pool_fund(insutype);
-    let mut rows = vec![detail(pool_code, pool_name, split.hifp_pay)];
+    let mut rows = vec![detail(pool_code, pool_name, split.amounts.hifp_pay)];
     for part in parts {
         let name = if part.mulaid {
             format!("职工基本医疗保险个人账户基金(家庭共济:{})", part.psn_no)
@@ -101,7 +102,7 @@ fn account_parts(person: &Insured, split: &Split, payers: &[AccountKey]) -> Vec<
     let own = AccountPart {
         psn_no: person.psn_no.clone(),
         insutype: person.insutype.clone(),
-        amount: split.acct_pay - split.acct_mulaid_pay,
+        amount: split.amounts.acct_pay - split.amounts.acct_mulaid_pay,
         mulaid: false,
     };
     let relatives = payers
@@ -132,21 +133,7 @@ fn setlinfo(bill: &Bill<'_>, split: &Split) -> Setlinfo {
         psn_type: p.psn_type.clone(),
         med_type: bill.med_type.to_string(),
         setl_time: bill.setl_time.clone(),
-        medfee_sumamt: split.medfee_sumamt,
-        fulamt_ownpay_amt: split.fulamt_ownpay_amt,
-        overlmt_selfpay: split.overlmt_selfpay,
-        preselfpay_amt: split.preselfpay_amt,
-        inscp_scp_amt: split.inscp_scp_amt,
-        act_pay_dedc: split.act_pay_dedc,
-        hifp_pay: split.hifp_pay,
-        pool_prop_selfpay: split.pool_prop_selfpay,
-        fund_pay_sumamt: split.fund_pay_sumamt,
-        psn_part_amt: split.psn_part_amt,
-        acct_pay: split.acct_pay,
-        acct_mulaid_pay: split.acct_mulaid_pay,
-        psn_cash_pay: split.psn_cash_pay,
-        hosp_part_amt: split.hosp_part_amt,
-        balc: split.balc,
+        amounts: split.amounts.clone(),
         medins_setl_id: String::new(),
         clr_optins: p.insuplc_admdvs.clone(),
         clr_way: CLR_WAY_ITEMS.to_string(),
@@ -165,13 +152,13 @@ fn compute(
     let rule = policies
         .rule(policy, &p.insutype, bill.med_type, &p.psn_type)
         .map_err(|e| TxError::Refused(format!("未找到适用的待遇政策: {e}")))?;
-    let year = bill.date.year;
+    let year = bill.date.year();
     let (inscp, fund) = books::active_sums(
         conn,
         &p.psn_no,
         &p.insutype,
-        &BusinessDate::year_start(year),
-        &BusinessDate::year_end(year),
+        &Date::year_start(year),
+        &Date::year_end(year),
     )?;
     let ytd = YearToDate {
         inscp_scp_amt: inscp,
@@ -203,7 +190,7 @@ fn book(
     computed: &mut Computed,
     msgid: &str,
     chrg_bchno: &str,
-    date: &BusinessDate,
+    date: &Date,
 ) -> Result<String, TxError> {
     let setl_id = books::new_id(conn, "S", &date.compact())?;
     let info = &mut computed.out.setlinfo;
@@ -216,7 +203,7 @@ fn book(
         chrg_bchno: chrg_bchno.to_string(),
         psn_no: info.psn_no.clone(),
         insutype: info.insutype.clone(),
-        setl_date: date.date(),
+        setl_date: date.to_string(),
         setlinfo: info.clone(),
         setldetail: computed.out.setldetail.clone(),
         status: "settled".into(),
@@ -227,7 +214,7 @@ fn book(
     move_parts(
         conn,
         &computed.parts,
-        &date.date(),
+        &date.to_string(),
         &setl_id,
         -1,
         (EntryKind::Spend, EntryKind::MulaidSpend),
@@ -287,8 +274,8 @@ fn prepare(db: &SimDb, ctx: &Ctx<'_>, req: &SettleIn) -> Result<Computed, TxErro
     }
     let splits: Vec<_> = lines.into_iter().map(|l| l.split).collect();
     let totals = CatalogueTotals::from_lines(&splits);
-    let sum = crate::settle::round_fen(totals.medfee_sumamt());
-    if crate::settle::round_fen(req.medfee_sumamt) != sum {
+    let sum = crate::money::round_fen(totals.medfee_sumamt());
+    if crate::money::round_fen(req.medfee_sumamt) != sum {
         return Err(TxError::Refused(format!(
             "费用总额与明细不符: 医疗费总额[{}]，明细合计[{sum}]",
             req.medfee_sumamt
@@ -364,7 +351,7 @@ pub fn refund(db: &mut SimDb, ctx: &Ctx<'_>, input: &Value) -> Result<Value, TxE
     move_parts(
         &tx,
         &parts,
-        &ctx.today.date(),
+        &ctx.today.to_string(),
         &original.setl_id,
         1,
         (EntryKind::Refund, EntryKind::MulaidRefund),
@@ -382,7 +369,7 @@ pub fn refund(db: &mut SimDb, ctx: &Ctx<'_>, input: &Value) -> Result<Value, TxE
     out.setlinfo.setl_id = refund_setl_id;
     out.setlinfo.setl_time = now;
     out.setlinfo.medins_setl_id = ctx.msgid.to_string();
-    out.setlinfo.balc = own_balance(&tx, &original)?;
+    out.setlinfo.amounts.balc = own_balance(&tx, &original)?;
     let out = checked(out)?;
     tx.commit()?;
     to_value(&out)
@@ -460,7 +447,7 @@ fn reverse_settlement(
     move_parts(
         conn,
         &parts,
-        &ctx.today.date(),
+        &ctx.today.to_string(),
         &s.setl_id,
         1,
         (EntryKind::Reversal, EntryKind::Reversal),
@@ -480,7 +467,7 @@ fn reverse_refund(conn: &Connection, ctx: &Ctx<'_>, req: &ReversalIn) -> Result<
     move_parts(
         conn,
         &parts,
-        &ctx.today.date(),
+        &ctx.today.to_string(),
         &s.setl_id,
         -1,
         (EntryKind::Spend, EntryKind::MulaidSpend),
@@ -497,7 +484,7 @@ pub fn seed_prior_visit(
     psn_no: &str,
     insutype: &str,
     inscp: Decimal,
-    date: BusinessDate,
+    date: Date,
 ) -> Result<(), TxError> {
     let person = person(conn, psn_no, insutype)?;
     let serial = books::next_seq(conn, "fixture_visit")?;
@@ -509,7 +496,7 @@ pub fn seed_prior_visit(
             mdtrt_id,
             psn_no,
             insutype,
-            format!("{} 10:00:00", date.date())
+            format!("{} 10:00:00", date.to_string())
         ],
     )?;
     let bill = Bill {
@@ -519,8 +506,8 @@ pub fn seed_prior_visit(
         totals: CatalogueTotals::in_scope_only(inscp),
         acct_used: true,
         date,
-        setl_time: format!("{} 10:00:00", date.date()),
-        balances_upto: Some(date.date()),
+        setl_time: format!("{date} 10:00:00"),
+        balances_upto: Some(date.to_string()),
     };
     let mut computed = compute(conn, policies, &bill)?;
     // A msgid in the national shape: fixmedins_code(12) + yyyyMMddHHmmss + serial(4).

@@ -168,7 +168,7 @@ fn split_received(db: &SimDb, line: FeeDetailIn) -> Result<Received, TxError> {
     let item = db.catalogue_item(&line.med_list_codg)?;
     let split = split_line(&fee, item.as_ref())
         .map_err(|e| TxError::Refused(format!("费用明细[{}]数据错误: {e}", line.feedetl_sn)))?;
-    if crate::settle::round_fen(line.det_item_fee_sumamt) != split.det_item_fee_sumamt {
+    if crate::money::round_fen(line.det_item_fee_sumamt) != split.det_item_fee_sumamt {
         return Err(TxError::Refused(format!(
             "费用明细[{}]明细项目费用总额[{}]与数量×单价[{}]不符",
             line.feedetl_sn, line.det_item_fee_sumamt, split.det_item_fee_sumamt

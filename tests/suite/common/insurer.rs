@@ -4,7 +4,7 @@
 //! test can check the insurer's side, not only what medcard says.
 
 use super::temp::TempDir;
-use medcard::insurer::clock::LocalTime;
+use medcard::clock::DateTime;
 use medcard::insurer::settlement::{DayDetailIn, DayDetailRow, data_input, output_part};
 use medcard::insurer::{InsurerClient, InsurerConfig, Retry};
 use serde_json::{Value, json};
@@ -125,7 +125,7 @@ impl InsurerSim {
     /// The insurer's settlements of today (any state), from its own X302.
     pub fn settlements_today(&self) -> Vec<DayDetailRow> {
         let input = data_input(&DayDetailIn {
-            stmt_date: LocalTime::now().date(),
+            stmt_date: DateTime::now().date(),
         });
         let reply = self
             .own_link()
