@@ -1,24 +1,21 @@
 //! medcard: smart-card terminal middleware for the Chinese social security card (社会保障卡).
 //!
-//! The layers, bottom to top; a module uses only those below it, and each module's doc comment
-//! says what it owns:
+//! The layers, bottom to top, as ARCHITECTURE.md states them (and `tests/suite/architecture.rs`
+//! enforces): a module imports only its own layer and those below it, and each module's doc
+//! comment says what it owns.
 //!
 //! ```text
-//! codes, mask             leaves: reader-interface codes, masking for logs
-//! apdu (+ transport)      ISO 7816-4 commands, status words, T=0; the CardChannel it talks to
-//! reader                  reader backends (PC/SC through pcscd)
+//! money, clock, mask      leaves: amounts and the one rounding, Beijing business time, masking
+//! apdu (+ transport), codes   ISO 7816-4, T=0, status words, the CardChannel; reader-interface codes
+//! reader                  reader backends (PC/SC through pcscd, PIN pads)
 //! profile                 card layouts as data
 //! card, psam              reading and decoding a card; the PSAM's cryptograms
 //! insurer                 the national platform's HTTP interface
 //! cache                   the local SQLite file and its sync
 //! verdict                 what a card read and the insurer's knowledge say at the counter
 //! settle                  settlement, journal first, exactly once
-//! serve                   the daemon and its socket
+//! serve                   the daemon (serve::Daemon), its socket and its client (serve::client)
 //! ```
-//!
-//! Under all of them are two leaves that import nothing of the crate: [`money`] (amounts, the one
-//! rounding to the fen, the settlement amounts) and [`clock`] (business date and time, Beijing
-//! time).
 //!
 //! The binary's `cli` sits on top. [`sim`] is the other side of the wire — virtual cards and
 //! PSAMs, the insurer simulator, pcscd for the end-to-end stack: it may use the layers, none

@@ -73,6 +73,11 @@ fn cards_come_and_go_through_pcscd_and_the_daemon_survives_a_pcscd_restart() {
     let mut stack = Stack::start();
     let mut daemon = start_daemon();
     let pid = daemon.pid();
+    // Subscribe once the monitor has listed the empty slot, so that its `reader.added` is not
+    // among the card's events below.
+    wait_for_readers(&daemon, "the empty slot", |list| {
+        list.iter().any(|r| r["name"] == READER_0)
+    });
     let mut events = daemon.events();
     let mut client = daemon.client();
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod architecture;
 mod cache_verdict;
 mod cli;
 mod e2e_pcscd;
