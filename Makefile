@@ -35,7 +35,7 @@ lint:
 # The release binary hospitals install (no features: no crash points), then unit tests,
 # in-process reader tests and the end-to-end tests through pcscd + vpcd (these take a
 # machine-wide lock: one pcscd per machine, two vpcd slots), built with the crash points of
-# the exactly-once tests; tests/release_binary.rs checks the release binary has none.
+# the exactly-once tests; tests/suite/release_binary.rs checks the release binary has none.
 test: deps lint
 	$(CARGO) build --release
 	$(CARGO) test --all-targets --features fault-injection
