@@ -26,7 +26,8 @@
 //!   the benches, the tests).
 //!
 //! Inside `serve` modules point one way: `daemon` → `server` → `connection` → `methods` →
-//! `settlement` → `shared` → `services` → `verdicts` → `monitor` → `handle` / `worker`.
+//! `settlement` → `shared` → `services` → `verdicts` → `monitor` → `handle` / `worker`;
+//! `messages` → `rpc` and the error types (every `RpcError::from` an error goes through it).
 
 pub mod background;
 pub mod client;
