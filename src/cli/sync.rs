@@ -406,7 +406,7 @@ impl Prefetching {
         self.jobs
             .as_ref()
             .and_then(|jobs| jobs.send(job).ok())
-            .ok_or_else(|| LinkError::Uncertain(Uncertainty::LinkStopped))
+            .ok_or(LinkError::Uncertain(Uncertainty::LinkStopped))
     }
 
     fn receive(&self) -> Result<Answer, LinkError> {

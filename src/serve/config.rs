@@ -237,7 +237,7 @@ pub struct SyntaxError {
     /// The key (with its table: `socket.mode`) on that line, when there is one.
     pub key: Option<String>,
     pub kind: SyntaxKind,
-    source: toml::de::Error,
+    source: Box<toml::de::Error>,
 }
 
 /// The kinds of mistake a configuration text can have.
@@ -271,7 +271,7 @@ impl SyntaxError {
             column: place.as_ref().map(|p| p.column),
             key: place.and_then(|p| p.key),
             kind,
-            source,
+            source: Box::new(source),
         }
     }
 }
