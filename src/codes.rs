@@ -1,5 +1,6 @@
 //! The national reader-interface error codes (card-spec.md §5.1, SC-RW Appendix A), so that
 //! HIS software that already understands `iReadCardBas` return values understands medcard.
+//! Their operator texts (the national table's Chinese) are in `serve::messages`.
 
 use crate::apdu::StatusWord;
 use serde::Serialize;
@@ -31,36 +32,6 @@ impl ReaderCode {
         ReaderCode(sw.reader_code())
     }
 
-    /// The operator's text of the national table.
-    pub fn message_zh(self) -> &'static str {
-        match self.0 {
-            -1 => "卡类型不对",
-            -2 => "无卡",
-            -3 => "有卡未上电",
-            -4 => "卡无应答",
-            -5 => "加载动态库错",
-            -11 => "读卡器连接错",
-            -12 => "未建立连接",
-            -13 => "不支持该命令",
-            -14 => "命令参数错",
-            -15 => "信息校验和出错",
-            -21 => "内部认证失败(用户卡不合法)",
-            -22 => "传入数据与卡内不符",
-            -31 => "用户取消",
-            -32 => "超时",
-            -24 => "PSAM卡密钥级别不够",
-            -33 => "密码长度错",
-            -51 => "PIN校验失败",
-            -52 => "PIN锁定",
-            -2201 => "无PSAM卡",
-            -2202 => "PSAM不支持SSF33或SM4",
-            -2203 => "PSAM内无RKSSSE(3.0卡读基本信息需要)",
-            -25551..=-25536 => "外部认证失败",
-            code if code < -25000 => "卡片返回错误状态码",
-            _ => "未知错误",
-        }
-    }
-
     /// A process exit status for the CLI: the code's magnitude where it fits (1 to 99),
     /// 100 for card status words (−(SW), which do not fit an exit status).
     pub fn exit_status(self) -> u8 {
@@ -81,16 +52,11 @@ mod tests {
         let code = ReaderCode::from_status(StatusWord(0x6A83));
         assert_eq!(code, ReaderCode(-27267));
         assert_eq!(code.exit_status(), 100);
-        assert_eq!(code.message_zh(), "卡片返回错误状态码");
     }
 
     #[test]
     fn small_codes_are_their_own_exit_status() {
         assert_eq!(ReaderCode::NO_CARD.exit_status(), 2);
         assert_eq!(ReaderCode::READER_CONNECT.exit_status(), 11);
-        assert_eq!(
-            ReaderCode::NOT_SOCIAL_SECURITY_CARD.message_zh(),
-            "卡类型不对"
-        );
     }
 }

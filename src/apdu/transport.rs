@@ -20,8 +20,24 @@ pub enum ReaderError {
     CardRemoved,
     #[error("the card does not respond: {0}")]
     Unresponsive(String),
+    /// The reader takes no control commands (`SCardControl`): no PIN pad, for one.
+    #[error("the reader takes no control commands")]
+    NoControl,
+    /// The reader does not know this control code.
+    #[error("control code {0:#X} not supported")]
+    ControlUnsupported(u32),
+    /// A card stayed in the reader past the wait for its removal.
+    #[error("the card is still in reader {reader:?} after {waited:?}")]
+    StillInserted {
+        reader: String,
+        waited: std::time::Duration,
+    },
+    /// The backend returned without running the work it was given on the card.
+    #[error("reader backend did not run the card work")]
+    WorkNotRun,
+    /// The reader service failed in a way none of the above names (the backend's own error).
     #[error("reader error: {0}")]
-    Other(String),
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// A connected card inside an exclusive transaction: bytes in, bytes out.
@@ -36,8 +52,6 @@ pub trait CardChannel {
     /// verification (`reader::pinpad`). Readers without control commands refuse.
     fn control(&mut self, code: u32, data: &[u8]) -> Result<Vec<u8>, ReaderError> {
         let _ = (code, data);
-        Err(ReaderError::Other(
-            "the reader takes no control commands".into(),
-        ))
+        Err(ReaderError::NoControl)
     }
 }

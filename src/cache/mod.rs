@@ -57,8 +57,15 @@ pub enum CacheError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the cache schema is version {found}, newer than this medcard knows ({known})")]
     NewerSchema { found: u32, known: u32 },
-    #[error("the cache holds a value it cannot read: {0}")]
-    Corrupt(String),
+    /// A stored value outside what medcard writes (`what`: the column or the kind of value).
+    #[error("the cache holds a value it cannot read: {what} {value:?}")]
+    Corrupt { what: &'static str, value: String },
+    /// A stored JSON document that does not parse as what was stored.
+    #[error("the cache holds a value it cannot read: {what}: {source}")]
+    CorruptJson {
+        what: &'static str,
+        source: serde_json::Error,
+    },
     #[error("the cache's writer lock is poisoned (a writer panicked)")]
     Poisoned,
 }
@@ -191,11 +198,16 @@ fn configure(conn: &Connection) -> Result<(), CacheError> {
 
 /// A version number as SQLite stores it (INTEGER is signed 64-bit).
 fn version_to_sql(version: u64) -> Result<i64, CacheError> {
-    i64::try_from(version)
-        .map_err(|_| CacheError::Corrupt(format!("version {version} out of range")))
+    i64::try_from(version).map_err(|_| CacheError::Corrupt {
+        what: "version out of range",
+        value: version.to_string(),
+    })
 }
 
 /// A version read back from SQLite.
 fn version_from_sql(version: i64) -> Result<u64, CacheError> {
-    u64::try_from(version).map_err(|_| CacheError::Corrupt(format!("negative version {version}")))
+    u64::try_from(version).map_err(|_| CacheError::Corrupt {
+        what: "negative version",
+        value: version.to_string(),
+    })
 }

@@ -309,7 +309,10 @@ fn insuinfo_rows(conn: &Connection, psn_no: &str) -> Result<Vec<InsuInfo>, Cache
 
 /// A stored decimal string back to a `Decimal`.
 fn decimal(text: &str) -> Result<Decimal, CacheError> {
-    Decimal::from_str(text).map_err(|_| CacheError::Corrupt(format!("not a decimal: {text:?}")))
+    Decimal::from_str(text).map_err(|_| CacheError::Corrupt {
+        what: "decimal",
+        value: text.to_owned(),
+    })
 }
 
 type CardRow = (CardRecord, String, i64);
@@ -334,8 +337,10 @@ fn finish_card(
     status: &str,
     version: i64,
 ) -> Result<CardRecord, CacheError> {
-    record.status = CardStatus::parse(status)
-        .ok_or_else(|| CacheError::Corrupt(format!("card status {status:?}")))?;
+    record.status = CardStatus::parse(status).ok_or_else(|| CacheError::Corrupt {
+        what: "card status",
+        value: status.to_owned(),
+    })?;
     record.updated_version = version_from_sql(version)?;
     Ok(record)
 }
@@ -360,7 +365,12 @@ fn finish_catalogue_item(row: CatalogueRow) -> Result<CatalogueItem, CacheError>
         "01" => ChrgitmLv::A,
         "02" => ChrgitmLv::B,
         "03" => ChrgitmLv::C,
-        other => return Err(CacheError::Corrupt(format!("chrgitm_lv {other:?}"))),
+        other => {
+            return Err(CacheError::Corrupt {
+                what: "chrgitm_lv",
+                value: other.to_owned(),
+            });
+        }
     };
     Ok(CatalogueItem {
         version: version_from_sql(version)?,

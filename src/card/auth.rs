@@ -28,7 +28,7 @@ fn random_8() -> Result<[u8; 8], ReadError> {
     let mut bytes = [0u8; 8];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| ReadError::Random(e.to_string()))?;
+        .map_err(ReadError::Random)?;
     Ok(bytes)
 }
 

@@ -81,7 +81,7 @@ pub enum ReadError {
     #[error("cannot read the card's key factor: 卡识别码 is missing or too short")]
     NoFactor,
     #[error("no random numbers from the operating system: {0}")]
-    Random(String),
+    Random(#[source] std::io::Error),
     #[error("wrong PIN: {tries_left} tries left (PIN校验失败，剩余{tries_left}次)")]
     PinWrong { tries_left: u8 },
     #[error("the PIN is locked (PIN锁定): the holder must have it reset at the insurer's counter")]

@@ -9,6 +9,7 @@ use medcard::codes::ReaderCode;
 use medcard::psam::find_psam;
 use medcard::reader::pcsc_reader::PcscReaders;
 use medcard::reader::{ReaderBackend, ReaderError, ReaderStatus, choose_reader};
+use medcard::serve::messages;
 use medcard::sim::card::Chip;
 use medcard::sim::card::VirtualReaders;
 use serde_json::json;
@@ -247,14 +248,12 @@ fn print_failure(failure: &Failure, format: Format) {
             json!({"error": {
                 "code": failure.code,
                 "message": failure.message,
-                "message_zh": failure.code.message_zh(),
+                "message_zh": messages::reader_code_zh(failure.code),
             }})
         ),
         _ => eprintln!(
-            "medcard: {} ({}，错误码 {})",
-            failure.message,
-            failure.code.message_zh(),
-            failure.code.0
+            "medcard: {}",
+            messages::reader_failure_line(&failure.message, failure.code)
         ),
     }
 }

@@ -20,6 +20,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use medcard::cache::{Cache, CacheMsgIds, Feed, SyncError, SyncReport, sync_feed};
 use medcard::insurer::{
     CardEventPage, CataloguePage, InsurerClient, InsurerConfig, InsurerLink, LinkError, PersonInfo,
+    Uncertainty,
 };
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -405,13 +406,13 @@ impl Prefetching {
         self.jobs
             .as_ref()
             .and_then(|jobs| jobs.send(job).ok())
-            .ok_or_else(|| LinkError::Uncertain("the insurer link's thread has stopped".into()))
+            .ok_or(LinkError::Uncertain(Uncertainty::LinkStopped))
     }
 
     fn receive(&self) -> Result<Answer, LinkError> {
         self.answers
             .recv()
-            .map_err(|_| LinkError::Uncertain("the insurer link's thread has stopped".into()))
+            .map_err(|_| LinkError::Uncertain(Uncertainty::LinkStopped))
     }
 
     /// The page `key`: prefetched when it was the one fetched ahead.
@@ -447,7 +448,7 @@ impl Drop for Prefetching {
 
 /// An answer of the wrong kind (cannot happen: one job, one answer, in order).
 fn mixed_up() -> LinkError {
-    LinkError::Uncertain("the insurer link's answers got mixed up".into())
+    LinkError::Uncertain(Uncertainty::MixedUp)
 }
 
 impl InsurerLink for Prefetching {

@@ -8,6 +8,8 @@ use super::breaker::CircuitBreaker;
 use super::envelope::{InsurerConfig, Reply, RequestParts, build_request, parse_response};
 use super::msgid::{MsgIdSource, SequenceMsgIds};
 use super::signer::{NoSigner, Signer};
+use super::types::Uncertainty;
+use super::wire::WireError;
 use super::{CardEventPage, CataloguePage, InsurerLink, LinkError, PersonInfo, wire};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -101,7 +103,12 @@ impl InsurerClient {
             .and_then(|s| s.get("sign_no"))
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| LinkError::Uncertain("9001 answer without sign_no".into()))?
+            .ok_or_else(|| {
+                Uncertainty::output(
+                    wire::SIGN_IN,
+                    WireError::MissingField("signinoutb.sign_no".into()),
+                )
+            })?
             .to_string();
         tracing::info!(sign_no = %sign_no, "signed in to the insurer");
         self.sign_in = Some((sign_no.clone(), Instant::now()));
@@ -222,15 +229,15 @@ impl InsurerClient {
             .post(&self.cfg.url)
             .content_type("application/json; charset=utf-8")
             .send(body.as_str())
-            .map_err(|e| LinkError::Uncertain(format!("transport: {e}")))?;
+            .map_err(transport_error)?;
         let status = response.status();
         if status != 200 {
-            return Err(LinkError::Uncertain(format!("HTTP {status}")));
+            return Err(LinkError::Uncertain(Uncertainty::Http(status.as_u16())));
         }
         response
             .body_mut()
             .read_to_string()
-            .map_err(|e| LinkError::Uncertain(format!("reading the reply: {e}")))
+            .map_err(|e| LinkError::Uncertain(Uncertainty::Body(e.to_string())))
     }
 
     /// base · 2^(attempt−1), plus up to half of that again at random.
@@ -260,8 +267,18 @@ pub fn sign_in_lapsed(err_msg: &str) -> bool {
     err_msg.contains("签到")
 }
 
-fn bad_output(infno: &str, why: String) -> LinkError {
-    LinkError::Uncertain(format!("{infno} output unreadable: {why}"))
+/// A request that did not get through, or no answer in time.
+fn transport_error(e: ureq::Error) -> LinkError {
+    let timed_out = match &e {
+        ureq::Error::Timeout(_) => true,
+        ureq::Error::Io(io) => io.kind() == std::io::ErrorKind::TimedOut,
+        _ => false,
+    };
+    LinkError::Uncertain(if timed_out {
+        Uncertainty::Timeout(e.to_string())
+    } else {
+        Uncertainty::Transport(e.to_string())
+    })
 }
 
 impl InsurerLink for InsurerClient {
@@ -269,14 +286,14 @@ impl InsurerLink for InsurerClient {
         tracing::debug!(card_no = %crate::mask::certno(card_no), "1101 by card");
         let input = wire::person_by_card_input(card_no, card_sn);
         let reply = self.call(wire::PERSON_INFO, input, Retry::Idempotent)?;
-        wire::parse_person(&reply.output).map_err(|e| bad_output(wire::PERSON_INFO, e))
+        wire::parse_person(&reply.output).map_err(|e| Uncertainty::output(wire::PERSON_INFO, e))
     }
 
     fn person_by_certno(&mut self, certno: &str) -> Result<PersonInfo, LinkError> {
         tracing::debug!(certno = %crate::mask::certno(certno), "1101 by certno");
         let input = wire::person_by_certno_input(certno);
         let reply = self.call(wire::PERSON_INFO, input, Retry::Idempotent)?;
-        wire::parse_person(&reply.output).map_err(|e| bad_output(wire::PERSON_INFO, e))
+        wire::parse_person(&reply.output).map_err(|e| Uncertainty::output(wire::PERSON_INFO, e))
     }
 
     fn card_events(
@@ -286,7 +303,7 @@ impl InsurerLink for InsurerClient {
     ) -> Result<CardEventPage, LinkError> {
         let input = wire::versioned_input(since_version, page_size);
         let reply = self.call(wire::CARD_FEED, input, Retry::Idempotent)?;
-        wire::parse_card_events(&reply.output).map_err(|e| bad_output(wire::CARD_FEED, e))
+        wire::parse_card_events(&reply.output).map_err(|e| Uncertainty::output(wire::CARD_FEED, e))
     }
 
     fn catalogue(
@@ -296,7 +313,7 @@ impl InsurerLink for InsurerClient {
     ) -> Result<CataloguePage, LinkError> {
         let input = wire::versioned_input(since_version, page_size);
         let reply = self.call(wire::CATALOGUE, input, Retry::Idempotent)?;
-        wire::parse_catalogue(&reply.output).map_err(|e| bad_output(wire::CATALOGUE, e))
+        wire::parse_catalogue(&reply.output).map_err(|e| Uncertainty::output(wire::CATALOGUE, e))
     }
 }
 

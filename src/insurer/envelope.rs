@@ -3,6 +3,7 @@
 //! `infcode` arrives as `"0"` or `0`; anything but zero is a business refusal (§1.4).
 
 use super::LinkError;
+use super::types::Uncertainty;
 use crate::clock::DateTime;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -66,31 +67,36 @@ impl Default for InsurerConfig {
 impl InsurerConfig {
     /// Shape checks the platform would otherwise refuse every call for: a 12-character
     /// fixmedins_code (so msgids are 30 characters), a 6-digit region, an http(s) URL.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ConfigProblem> {
         let code_ok = self.fixmedins_code.len() == 12
             && self
                 .fixmedins_code
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric());
         if !code_ok {
-            return Err(format!(
-                "fixmedins_code {:?} is not 12 letters/digits",
-                self.fixmedins_code
-            ));
+            return Err(ConfigProblem::FixmedinsCode(self.fixmedins_code.clone()));
         }
         let region_ok = self.mdtrtarea_admvs.len() == 6
             && self.mdtrtarea_admvs.chars().all(|c| c.is_ascii_digit());
         if !region_ok {
-            return Err(format!(
-                "mdtrtarea_admvs {:?} is not 6 digits",
-                self.mdtrtarea_admvs
-            ));
+            return Err(ConfigProblem::Region(self.mdtrtarea_admvs.clone()));
         }
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(format!("insurer url {:?} is not http(s)", self.url));
+            return Err(ConfigProblem::Url(self.url.clone()));
         }
         Ok(())
     }
+}
+
+/// A link configuration the platform would refuse every call for (each carries the value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigProblem {
+    #[error("fixmedins_code {0:?} is not 12 letters/digits")]
+    FixmedinsCode(String),
+    #[error("mdtrtarea_admvs {0:?} is not 6 digits")]
+    Region(String),
+    #[error("insurer url {0:?} is not http(s)")]
+    Url(String),
 }
 
 /// One request's envelope fields beyond the configuration.
@@ -150,11 +156,11 @@ pub fn parse_infcode(value: &Value) -> Option<i64> {
 /// an envelope at all — an uncertain outcome.
 pub fn parse_response(msgid: &str, body: &str) -> Result<Reply, LinkError> {
     let mut value: Value = serde_json::from_str(body)
-        .map_err(|e| LinkError::Uncertain(format!("unparsable response body: {e}")))?;
+        .map_err(|e| LinkError::Uncertain(Uncertainty::NotJson(e.to_string())))?;
     let infcode = value
         .get("infcode")
         .and_then(parse_infcode)
-        .ok_or_else(|| LinkError::Uncertain("response without a readable infcode".into()))?;
+        .ok_or(LinkError::Uncertain(Uncertainty::NoInfcode))?;
     if infcode != 0 {
         let err_msg = value
             .get("err_msg")
@@ -188,12 +194,15 @@ mod tests {
             fixmedins_code: "H5001".into(),
             ..InsurerConfig::default()
         };
-        assert!(short.check().is_err());
+        assert!(matches!(
+            short.check(),
+            Err(ConfigProblem::FixmedinsCode(_))
+        ));
         let region = InsurerConfig {
             mdtrtarea_admvs: "50".into(),
             ..InsurerConfig::default()
         };
-        assert!(region.check().is_err());
+        assert!(matches!(region.check(), Err(ConfigProblem::Region(_))));
     }
 
     #[test]
@@ -218,11 +227,11 @@ mod tests {
         ));
         assert!(matches!(
             parse_response("m", "<html>"),
-            Err(LinkError::Uncertain(_))
+            Err(LinkError::Uncertain(Uncertainty::NotJson(_)))
         ));
         assert!(matches!(
             parse_response("m", "{}"),
-            Err(LinkError::Uncertain(_))
+            Err(LinkError::Uncertain(Uncertainty::NoInfcode))
         ));
     }
 

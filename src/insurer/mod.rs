@@ -26,7 +26,7 @@ pub mod wire;
 
 pub use types::{
     CardEventKind, CardEventPage, CardStatusEvent, CatalogueItem, CataloguePage, ChrgitmLv,
-    InsuInfo, LinkError, PersonBase, PersonInfo,
+    InsuInfo, LinkError, PersonBase, PersonInfo, Uncertainty,
 };
 
 pub use breaker::CircuitBreaker;

@@ -8,6 +8,7 @@
 //! Money is `rust_decimal`, written as strings with two places and read from strings or
 //! numbers ([`crate::money`]). The platform's own field names are kept.
 
+use super::wire::WireError;
 use crate::money::{self, SettlementAmounts};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -292,11 +293,14 @@ pub fn data_input<T: Serialize>(data: &T) -> Value {
 }
 
 /// Reads `output[key]` as `T`; the error names the key.
-pub fn output_part<T: serde::de::DeserializeOwned>(output: &Value, key: &str) -> Result<T, String> {
+pub fn output_part<T: serde::de::DeserializeOwned>(
+    output: &Value,
+    key: &str,
+) -> Result<T, WireError> {
     let part = output
         .get(key)
-        .ok_or_else(|| format!("output has no {key}"))?;
-    serde_json::from_value(part.clone()).map_err(|e| format!("output {key}: {e}"))
+        .ok_or_else(|| WireError::MissingField(key.to_owned()))?;
+    serde_json::from_value(part.clone()).map_err(|e| WireError::shape(key, &e))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! data-element names. Money is `rust_decimal::Decimal` (yuan, two places), never floating
 //! point.
 
+use super::wire::WireError;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +121,49 @@ pub struct CataloguePage {
     pub latest_version: u64,
 }
 
+/// What kind of "no usable answer" an uncertain call had: every one leaves the outcome
+/// unknown (the details are text, so that [`LinkError`] stays comparable and cloneable).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Uncertainty {
+    /// No answer in time.
+    #[error("transport: {0}")]
+    Timeout(String),
+    /// The request did not get through, or the connection broke.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// An HTTP status other than 200.
+    #[error("HTTP {0}")]
+    Http(u16),
+    /// The body of the reply could not be read.
+    #[error("reading the reply: {0}")]
+    Body(String),
+    /// The body is not JSON.
+    #[error("unparsable response body: {0}")]
+    NotJson(String),
+    /// The body is JSON without an `infcode`.
+    #[error("response without a readable infcode")]
+    NoInfcode,
+    /// An answer (infcode 0) whose output cannot be read: it may have been applied.
+    #[error("{infno} output unreadable: {source}")]
+    Output { infno: String, source: WireError },
+    /// The thread that owned the link is gone (`medcard sync`'s prefetching link).
+    #[error("the insurer link's thread has stopped")]
+    LinkStopped,
+    /// An answer of the wrong kind came back (one job, one answer: cannot happen).
+    #[error("the insurer link's answers got mixed up")]
+    MixedUp,
+}
+
+impl Uncertainty {
+    /// `infno`'s output could not be read.
+    pub fn output(infno: &str, source: WireError) -> LinkError {
+        LinkError::Uncertain(Uncertainty::Output {
+            infno: infno.to_owned(),
+            source,
+        })
+    }
+}
+
 /// Why a call to the insurer did not give an answer to use (insurer-api.md §1.4).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LinkError {
@@ -130,7 +174,7 @@ pub enum LinkError {
     /// No usable answer (timeout, connection reset, HTTP error, garbage body): the outcome
     /// is unknown.
     #[error("no answer from the insurer: {0}")]
-    Uncertain(String),
+    Uncertain(Uncertainty),
     /// The circuit breaker is open after repeated failures: not even tried.
     #[error("the insurer link is down (circuit open); retrying in {retry_in_ms} ms")]
     CircuitOpen { retry_in_ms: u64 },

@@ -4,7 +4,7 @@
 //! (docs/insurer-extension.md), outside the platform's numeric ranges.
 
 use super::types::{CardEventPage, CataloguePage, InsuInfo, PersonBase, PersonInfo};
-use crate::money::from_value;
+use crate::money::{AmountError, from_value};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -38,27 +38,55 @@ pub fn versioned_input(since_version: u64, page_size: u32) -> Value {
     json!({"data": {"ver": since_version.to_string(), "page_size": page_size}})
 }
 
+/// Why a transaction's `output` (or a part of it) cannot be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WireError {
+    #[error("missing field {0}")]
+    MissingField(String),
+    #[error("{0} is not an object")]
+    NotAnObject(&'static str),
+    #[error("{0} is not a list")]
+    NotAList(&'static str),
+    #[error("{field}: {source}")]
+    BadAmount {
+        field: &'static str,
+        #[source]
+        source: AmountError,
+    },
+    /// A part that does not have the transaction's shape (serde's account of it).
+    #[error("{part}: {detail}")]
+    Shape { part: String, detail: String },
+}
+
+impl WireError {
+    /// `part` read as a typed value did not fit.
+    pub fn shape(part: impl Into<String>, error: &serde_json::Error) -> WireError {
+        WireError::Shape {
+            part: part.into(),
+            detail: error.to_string(),
+        }
+    }
+}
+
 /// A text field that may arrive as a string or a number; missing → error.
-fn text(obj: &Map<String, Value>, key: &str) -> Result<String, String> {
+fn text(obj: &Map<String, Value>, key: &'static str) -> Result<String, WireError> {
     match obj.get(key) {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),
-        _ => Err(format!("missing field {key}")),
+        _ => Err(WireError::MissingField(key.to_owned())),
     }
 }
 
 /// An optional text field; empty or null → None.
-fn opt_text(obj: &Map<String, Value>, key: &str) -> Option<String> {
+fn opt_text(obj: &Map<String, Value>, key: &'static str) -> Option<String> {
     text(obj, key).ok().filter(|s| !s.is_empty())
 }
 
-fn object<'v>(value: &'v Value, what: &str) -> Result<&'v Map<String, Value>, String> {
-    value
-        .as_object()
-        .ok_or_else(|| format!("{what} is not an object"))
+fn object<'v>(value: &'v Value, what: &'static str) -> Result<&'v Map<String, Value>, WireError> {
+    value.as_object().ok_or(WireError::NotAnObject(what))
 }
 
-fn parse_base(value: &Value) -> Result<PersonBase, String> {
+fn parse_base(value: &Value) -> Result<PersonBase, WireError> {
     let b = object(value, "baseinfo")?;
     Ok(PersonBase {
         psn_no: text(b, "psn_no")?,
@@ -71,10 +99,15 @@ fn parse_base(value: &Value) -> Result<PersonBase, String> {
     })
 }
 
-fn parse_insu(value: &Value) -> Result<InsuInfo, String> {
+fn parse_insu(value: &Value) -> Result<InsuInfo, WireError> {
     let i = object(value, "insuinfo row")?;
     Ok(InsuInfo {
-        balc: from_value(i.get("balc").unwrap_or(&Value::Null)).map_err(|e| e.to_string())?,
+        balc: from_value(i.get("balc").unwrap_or(&Value::Null)).map_err(|source| {
+            WireError::BadAmount {
+                field: "balc",
+                source,
+            }
+        })?,
         insutype: text(i, "insutype")?,
         psn_type: text(i, "psn_type")?,
         psn_insu_stas: text(i, "psn_insu_stas")?,
@@ -85,12 +118,12 @@ fn parse_insu(value: &Value) -> Result<InsuInfo, String> {
 }
 
 /// 1101 output → [`PersonInfo`].
-pub fn parse_person(output: &Value) -> Result<PersonInfo, String> {
+pub fn parse_person(output: &Value) -> Result<PersonInfo, WireError> {
     let baseinfo = parse_base(output.get("baseinfo").unwrap_or(&Value::Null))?;
     let rows = output
         .get("insuinfo")
         .and_then(Value::as_array)
-        .ok_or("insuinfo is not a list")?;
+        .ok_or(WireError::NotAList("insuinfo"))?;
     let insuinfo = rows.iter().map(parse_insu).collect::<Result<_, _>>()?;
     Ok(PersonInfo { baseinfo, insuinfo })
 }
@@ -124,13 +157,13 @@ pub fn person_output(person: &PersonInfo, age: Option<u32>) -> Value {
 }
 
 /// X101 output → [`CardEventPage`].
-pub fn parse_card_events(output: &Value) -> Result<CardEventPage, String> {
-    CardEventPage::deserialize(output).map_err(|e| format!("bad X101 output: {e}"))
+pub fn parse_card_events(output: &Value) -> Result<CardEventPage, WireError> {
+    CardEventPage::deserialize(output).map_err(|e| WireError::shape("the feed page", &e))
 }
 
 /// X102 output → [`CataloguePage`].
-pub fn parse_catalogue(output: &Value) -> Result<CataloguePage, String> {
-    CataloguePage::deserialize(output).map_err(|e| format!("bad X102 output: {e}"))
+pub fn parse_catalogue(output: &Value) -> Result<CataloguePage, WireError> {
+    CataloguePage::deserialize(output).map_err(|e| WireError::shape("the catalogue page", &e))
 }
 
 #[cfg(test)]

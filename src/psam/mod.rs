@@ -33,8 +33,11 @@ pub enum PsamError {
     MissingKey(KeyUsage),
     #[error("the PSAM does not support algorithm {0:02X} (SM4/SSF33) for this card")]
     UnsupportedAlgorithm(u8),
-    #[error("the PSAM refused the computation: {0}")]
-    Refused(String),
+    #[error("the PSAM refused the computation: {}", .0.describe())]
+    Refused(StatusWord),
+    /// The PSAM answered a cryptogram that is not 8 bytes.
+    #[error("the PSAM refused the computation: {0} bytes instead of 8")]
+    BadCryptogram(usize),
     #[error("PSAM reader: {0}")]
     Apdu(#[from] ApduError),
 }
@@ -46,7 +49,9 @@ impl PsamError {
             PsamError::MissingKey(KeyUsage::Rkssse) => ReaderCode::PSAM_NO_RKSSSE,
             PsamError::MissingKey(KeyUsage::Internal) => ReaderCode::PSAM_KEY_LEVEL,
             PsamError::UnsupportedAlgorithm(_) => ReaderCode::PSAM_NO_ALGORITHM,
-            PsamError::Refused(_) | PsamError::Apdu(_) => ReaderCode::NO_PSAM,
+            PsamError::Refused(_) | PsamError::BadCryptogram(_) | PsamError::Apdu(_) => {
+                ReaderCode::NO_PSAM
+            }
         }
     }
 }
@@ -108,7 +113,7 @@ impl Authenticator for Psam<'_, '_> {
             StatusWord::FUNCTION_NOT_SUPPORTED | StatusWord::WRONG_P1P2 => {
                 return Err(PsamError::UnsupportedAlgorithm(algorithm));
             }
-            sw => return Err(PsamError::Refused(sw.describe())),
+            sw => return Err(PsamError::Refused(sw)),
         }
         let compute = Command::new(0x80, 0xFA, 0x00, 0x00)
             .with_data(data.to_vec())
@@ -116,13 +121,13 @@ impl Authenticator for Psam<'_, '_> {
             .redacted(Redaction::CommandData);
         let response = self.ex.exchange(&compute)?;
         if !response.is_ok() {
-            return Err(PsamError::Refused(response.sw.describe()));
+            return Err(PsamError::Refused(response.sw));
         }
         response
             .data
             .as_slice()
             .try_into()
-            .map_err(|_| PsamError::Refused(format!("{} bytes instead of 8", response.data.len())))
+            .map_err(|_| PsamError::BadCryptogram(response.data.len()))
     }
 }
 

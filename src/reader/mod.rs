@@ -65,9 +65,10 @@ pub trait ReaderBackend {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(ReaderError::Other(format!(
-                    "the card is still in reader {reader:?} after {timeout:?}"
-                )));
+                return Err(ReaderError::StillInserted {
+                    reader: reader.to_owned(),
+                    waited: timeout,
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -107,7 +108,7 @@ pub fn with_card<T>(
             result = Some(work(channel));
         }
     })?;
-    result.ok_or_else(|| ReaderError::Other("reader backend did not run the card work".into()))
+    result.ok_or(ReaderError::WorkNotRun)
 }
 
 /// Picks the reader to use: the named one, or the only reader holding a card.

@@ -73,7 +73,7 @@ fn service_error(e: PcscError) -> ReaderError {
             ReaderError::NoService(format!("{e} — is pcscd running?"))
         }
         PcscError::NoReadersAvailable => ReaderError::NoReaders,
-        other => ReaderError::Other(other.to_string()),
+        other => ReaderError::Backend(Box::new(other)),
     }
 }
 

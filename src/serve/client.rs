@@ -34,8 +34,18 @@ pub enum ClientError {
         /// The error's `data` (`message_zh`, `reader_code`, …); null when absent.
         data: Value,
     },
-    #[error("the daemon sent something that is not a JSON-RPC message: {0}")]
-    Malformed(String),
+    /// A line that is not JSON.
+    #[error("the daemon sent something that is not a JSON-RPC message: {source}: {line:?}")]
+    Malformed {
+        line: String,
+        source: serde_json::Error,
+    },
+    /// A response with neither `result` nor `error`.
+    #[error(
+        "the daemon sent something that is not a JSON-RPC message: an answer to {method} \
+         with neither result nor error: {response}"
+    )]
+    NoResult { method: String, response: Value },
 }
 
 impl ClientError {
@@ -130,9 +140,10 @@ impl Client {
         }
         match response.get_mut("result") {
             Some(result) => Ok(result.take()),
-            None => Err(ClientError::Malformed(format!(
-                "an answer to {method} with neither result nor error: {response}"
-            ))),
+            None => Err(ClientError::NoResult {
+                method: method.to_owned(),
+                response,
+            }),
         }
     }
 
@@ -185,9 +196,12 @@ impl Client {
         if !line.ends_with(b"\n") {
             return Ok(None);
         }
-        serde_json::from_slice(&line).map(Some).map_err(|e| {
-            ClientError::Malformed(format!("{e}: {:?}", String::from_utf8_lossy(&line)))
-        })
+        serde_json::from_slice(&line)
+            .map(Some)
+            .map_err(|source| ClientError::Malformed {
+                line: String::from_utf8_lossy(&line).into_owned(),
+                source,
+            })
     }
 }
 
@@ -297,7 +311,7 @@ mod tests {
         assert_eq!(error.rpc_error().unwrap()["message"], "no card");
         assert!(matches!(
             client.call("garbage", json!({})),
-            Err(ClientError::Malformed(_))
+            Err(ClientError::Malformed { .. })
         ));
     }
 

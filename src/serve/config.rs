@@ -213,13 +213,98 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not valid medcard TOML: {message}")]
-    Syntax { path: PathBuf, message: String },
+    #[error("{path} is not valid medcard TOML: {source}")]
+    Syntax {
+        path: PathBuf,
+        #[source]
+        source: SyntaxError,
+    },
     #[error("{path}: {}", problems.join("; "))]
     Invalid {
         path: PathBuf,
         problems: Vec<String>,
     },
+}
+
+/// Why a configuration text is not medcard TOML: where (line, column, the key on that line)
+/// and what kind of mistake, with TOML's own account as the source.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct SyntaxError {
+    /// 1-based line and column of the mistake, when TOML can tell.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The key (with its table: `socket.mode`) on that line, when there is one.
+    pub key: Option<String>,
+    pub kind: SyntaxKind,
+    source: Box<toml::de::Error>,
+}
+
+/// The kinds of mistake a configuration text can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyntaxKind {
+    /// A key medcard does not know (misspelt, or in the wrong table).
+    UnknownKey,
+    /// A value of the wrong type (a string for a number …).
+    WrongType,
+    /// A value of the right type that is not allowed.
+    BadValue,
+    /// Not TOML at all.
+    Toml,
+}
+
+impl SyntaxError {
+    fn new(text: &str, source: toml::de::Error) -> SyntaxError {
+        let message = source.message();
+        let kind = if message.starts_with("unknown field") {
+            SyntaxKind::UnknownKey
+        } else if message.starts_with("invalid type") {
+            SyntaxKind::WrongType
+        } else if message.starts_with("invalid value") || message.starts_with("unknown variant") {
+            SyntaxKind::BadValue
+        } else {
+            SyntaxKind::Toml
+        };
+        let place = source.span().map(|span| place_of(text, span.start));
+        SyntaxError {
+            line: place.as_ref().map(|p| p.line),
+            column: place.as_ref().map(|p| p.column),
+            key: place.and_then(|p| p.key),
+            kind,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Where an offset of a configuration text is: its line and column, and the key of that
+/// line within its table.
+struct Place {
+    line: usize,
+    column: usize,
+    key: Option<String>,
+}
+
+fn place_of(text: &str, offset: usize) -> Place {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    let this_line = text[line_start..].lines().next().unwrap_or("");
+    let key = this_line
+        .split_once('=')
+        .map(|(key, _)| key.trim().to_owned())
+        .filter(|key| !key.is_empty() && !key.starts_with('#'))
+        .map(|key| match &table {
+            Some(table) => format!("{table}.{key}"),
+            None => key,
+        });
+    Place { line, column, key }
 }
 
 /// What [`Config::check`] finds.
@@ -258,9 +343,9 @@ impl Config {
                 });
             }
         };
-        let config = Config::parse(&text).map_err(|message| ConfigError::Syntax {
+        let config = Config::parse(&text).map_err(|source| ConfigError::Syntax {
             path: path.to_owned(),
-            message,
+            source,
         })?;
         config.validated(path).map(|config| Loaded {
             config,
@@ -269,8 +354,8 @@ impl Config {
     }
 
     /// Parses TOML text.
-    pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    pub fn parse(text: &str) -> Result<Config, SyntaxError> {
+        toml::from_str(text).map_err(|e| SyntaxError::new(text, e))
     }
 
     /// `self`, or the errors [`check`](Self::check) finds.
@@ -668,6 +753,20 @@ mod tests {
         let errors = config.check().errors;
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(Config::parse("[socket]\npaht = \"/x\"\n").is_err());
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line_the_key_and_the_kind() {
+        let unknown = Config::parse("[access]\n\n[socket]\npaht = \"/x\"\n").unwrap_err();
+        assert_eq!(unknown.kind, SyntaxKind::UnknownKey, "{unknown}");
+        assert_eq!(unknown.line, Some(4), "{unknown}");
+        assert_eq!(unknown.key.as_deref(), Some("socket.paht"), "{unknown}");
+        let wrong = Config::parse("[socket]\nmax_connections = \"many\"\n").unwrap_err();
+        assert_eq!(wrong.kind, SyntaxKind::WrongType, "{wrong}");
+        assert_eq!(wrong.key.as_deref(), Some("socket.max_connections"));
+        let broken = Config::parse("[socket\n").unwrap_err();
+        assert_eq!(broken.kind, SyntaxKind::Toml, "{broken}");
+        assert_eq!(broken.line, Some(1));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //!   write, or on a Unix socket within [`HangupProbe::EVERY`] of its end of input); nothing
 //!   else changes.
 
+use super::messages;
 use super::methods;
 use super::peer::Peer;
 use super::rpc::{self, Call, RpcError};
@@ -470,7 +471,7 @@ async fn forward_events(
     tracing::warn!(%peer, reason, "subscriber dropped");
     let notice = rpc::notification(
         "events.dropped",
-        &json!({"reason": reason, "message_zh": "事件订阅已取消：客户端处理过慢"}),
+        &json!({"reason": reason, "message_zh": messages::SUBSCRIBER_DROPPED_ZH}),
     );
     let _ = outbox.notices.try_send(notice);
 }

@@ -10,6 +10,8 @@
 //!   graceful shutdown.
 //! - [`connection`]: line framing with a size limit, JSON-RPC parsing and replies.
 //! - [`methods`]: one handler per method, from request to result.
+//! - [`messages`]: the one place for operator messages: each error the operator sees, as
+//!   its JSON-RPC code, English and Chinese text (`rpc`'s error objects, the cli's lines).
 //! - [`config`]: the settings file, `/etc/medcard/medcard.toml` by default.
 //! - [`shared`]: what every connection shares (the handle, the services, the settings).
 //! - [`services`]: the cache, the insurer link and the settler, opened once from the config.
@@ -24,7 +26,8 @@
 //!   the benches, the tests).
 //!
 //! Inside `serve` modules point one way: `daemon` → `server` → `connection` → `methods` →
-//! `settlement` → `shared` → `services` → `verdicts` → `monitor` → `handle` / `worker`.
+//! `settlement` → `shared` → `services` → `verdicts` → `monitor` → `handle` / `worker`;
+//! `messages` → `rpc` and the error types (every `RpcError::from` an error goes through it).
 
 pub mod background;
 pub mod client;
@@ -32,6 +35,7 @@ pub mod config;
 pub mod connection;
 pub mod daemon;
 pub mod handle;
+pub mod messages;
 pub mod methods;
 pub mod monitor;
 pub mod peer;

@@ -1,9 +1,8 @@
 //! JSON-RPC 2.0 as medcard speaks it: one object per line, requests in, responses and
 //! notifications out. Error objects carry stable numeric codes (the standard ones and
 //! medcard's 1001…) and `data` with the national reader-interface code and the operator's
-//! Chinese text.
+//! Chinese text, both from `serve::messages` (the one place for operator messages).
 
-use super::types::SessionError;
 use crate::codes::ReaderCode;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -56,110 +55,71 @@ pub struct ErrorData {
     pub message_zh: String,
 }
 
+/// Why a request got no result from a method: the protocol's own errors and the socket's.
+/// The strings are details (serde's account, a method's name); the variant is the kind.
+/// Their codes and operator texts are in `serve::messages`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RequestError {
+    #[error("parse error: {0}")]
+    Parse(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("request too large: a line may hold at most {0} bytes")]
+    TooLarge(usize),
+    #[error("method not found: {0}")]
+    MethodNotFound(String),
+    #[error("invalid params: {0}")]
+    InvalidParams(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("permission denied: {0} needs membership of an allowed group")]
+    PermissionDenied(String),
+    #[error("too many connections: at most {0} at a time; try again later")]
+    TooManyConnections(usize),
+    #[error("the PIN is locked: the holder must have it reset at the insurer's counter")]
+    PinLocked,
+    #[error("settlement is not configured: it needs [insurer] url and [cache] path")]
+    SettlementNotConfigured,
+    /// The request names a card session that is no longer the card in the reader.
+    #[error("card session {asked} is gone: the card in the reader is session {current}")]
+    SessionGone { asked: u64, current: u64 },
+}
+
 impl RpcError {
-    pub fn new(code: i32, message: impl Into<String>, message_zh: impl Into<String>) -> RpcError {
-        RpcError {
-            code,
-            message: message.into(),
-            data: ErrorData {
-                reader_code: None,
-                message_zh: message_zh.into(),
-            },
-        }
-    }
-
-    fn with_reader_code(mut self, reader_code: ReaderCode) -> RpcError {
-        self.data.reader_code = Some(reader_code);
-        self
-    }
-
     pub fn parse(detail: impl std::fmt::Display) -> RpcError {
-        RpcError::new(
-            code::PARSE_ERROR,
-            format!("parse error: {detail}"),
-            "请求不是有效的JSON",
-        )
+        RequestError::Parse(detail.to_string()).into()
     }
 
     pub fn invalid_request(detail: impl Into<String>) -> RpcError {
-        RpcError::new(code::INVALID_REQUEST, detail, "请求格式错误")
+        RequestError::InvalidRequest(detail.into()).into()
     }
 
     pub fn too_large(limit: usize) -> RpcError {
-        RpcError::new(
-            code::INVALID_REQUEST,
-            format!("request too large: a line may hold at most {limit} bytes"),
-            "请求过长",
-        )
+        RequestError::TooLarge(limit).into()
     }
 
     pub fn method_not_found(method: &str) -> RpcError {
-        RpcError::new(
-            code::METHOD_NOT_FOUND,
-            format!("method not found: {method}"),
-            "不支持的方法",
-        )
+        RequestError::MethodNotFound(method.to_owned()).into()
     }
 
     pub fn invalid_params(detail: impl std::fmt::Display) -> RpcError {
-        RpcError::new(
-            code::INVALID_PARAMS,
-            format!("invalid params: {detail}"),
-            "参数错误",
-        )
+        RequestError::InvalidParams(detail.to_string()).into()
     }
 
     pub fn internal(detail: impl std::fmt::Display) -> RpcError {
-        RpcError::new(
-            code::INTERNAL,
-            format!("internal error: {detail}"),
-            "内部错误",
-        )
+        RequestError::Internal(detail.to_string()).into()
     }
 
     pub fn permission_denied(method: &str) -> RpcError {
-        RpcError::new(
-            code::PERMISSION_DENIED,
-            format!("permission denied: {method} needs membership of an allowed group"),
-            "无权限：调用者不在允许的用户组中",
-        )
+        RequestError::PermissionDenied(method.to_owned()).into()
     }
 
     pub fn too_many_connections(max: usize) -> RpcError {
-        RpcError::new(
-            code::TOO_MANY_CONNECTIONS,
-            format!("too many connections: at most {max} at a time; try again later"),
-            "连接数已满，请稍后重试",
-        )
+        RequestError::TooManyConnections(max).into()
     }
 
     pub fn pin_locked() -> RpcError {
-        RpcError::new(
-            code::PIN_REFUSED,
-            "the PIN is locked: the holder must have it reset at the insurer's counter",
-            "PIN锁定",
-        )
-        .with_reader_code(ReaderCode::PIN_LOCKED)
-    }
-}
-
-impl From<SessionError> for RpcError {
-    fn from(e: SessionError) -> RpcError {
-        let reader_code = e.reader_code();
-        let (code, message_zh) = match &e {
-            SessionError::NoCard(_) => (code::NO_CARD, "无卡".to_owned()),
-            SessionError::UnknownReader(_) => (code::UNKNOWN_READER, "读卡器不存在".to_owned()),
-            SessionError::AmbiguousReader(_) => (
-                code::AMBIGUOUS_READER,
-                "多个读卡器有卡，请指定读卡器".to_owned(),
-            ),
-            SessionError::Unreadable { reader_code, .. } => {
-                (code::UNREADABLE, reader_code.message_zh().to_owned())
-            }
-            SessionError::Timeout => (code::WAIT_TIMED_OUT, "等待插卡超时".to_owned()),
-            SessionError::MonitorStopped => (code::MONITOR_STOPPED, "读卡服务已停止".to_owned()),
-        };
-        RpcError::new(code, e.to_string(), message_zh).with_reader_code(reader_code)
+        RequestError::PinLocked.into()
     }
 }
 
@@ -258,6 +218,7 @@ pub fn notification(method: &str, params: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::types::SessionError;
 
     #[test]
     fn requests_parse_and_bad_ones_get_their_codes() {

@@ -1,11 +1,12 @@
 //! Settlement on the socket, the wire only: the methods `visit.register`, `visit.cancel`,
 //! `settle.preview`, `settle.commit`, `settle.refund`, `settle.status`, `settle.list` and
 //! `settle.receipt` (docs/protocol.md) — their params, the call into the [`Settler`]
-//! (`settle::service`, which also finds the patient) and [`SettleError`] mapped to the
-//! error codes 1010–1017. The settlement work is blocking; it runs on tokio's blocking pool.
+//! (`settle::service`, which also finds the patient); [`SettleError`]'s error codes
+//! 1010–1017 and texts are in `serve::messages`. The settlement work is blocking; it runs
+//! on tokio's blocking pool.
 
 use super::handle::pick_session_ref;
-use super::rpc::{RpcError, code};
+use super::rpc::{RequestError, RpcError};
 use super::shared::Shared;
 use crate::settle::service::{BillItem, CardFacts, Patient, RegisterParams, SettleError, Settler};
 use serde::Deserialize;
@@ -24,45 +25,12 @@ pub const METHODS: [(&str, bool); 8] = [
     ("settle.receipt", false),
 ];
 
-impl From<SettleError> for RpcError {
-    fn from(e: SettleError) -> RpcError {
-        let (code, zh) = match &e {
-            SettleError::CardMayNotSettle { message_zh, .. } => {
-                return RpcError::new(code::SETTLE_NOT_ALLOWED, e.to_string(), message_zh.clone());
-            }
-            SettleError::HolderUnknown => {
-                (code::SETTLE_NOT_ALLOWED, "医保中心无此参保人，请按自费收费")
-            }
-            SettleError::UnknownVisit(_) => (code::UNKNOWN_VISIT, "就诊ID不存在"),
-            SettleError::VisitCancelled(_) => (code::UNKNOWN_VISIT, "该就诊已撤销"),
-            SettleError::UnknownPreview(_) => (code::UNKNOWN_PREVIEW, "预结算不存在，请先预结算"),
-            SettleError::UnknownSettlement(_) => (code::UNKNOWN_SETTLEMENT, "结算记录不存在"),
-            SettleError::NotAllowed(_) => {
-                (code::SETTLE_NOT_ALLOWED, "该卡不能医保结算，请按自费收费")
-            }
-            SettleError::BatchSettled { .. } => (code::BATCH_SETTLED, "该批次已结算"),
-            SettleError::Refused(_) => (code::INSURER_REFUSED, "医保中心拒绝"),
-            SettleError::InsurerDown(_) | SettleError::NoInsurer => {
-                (code::INSURER_DOWN, "医保中心无法连接，未扣费")
-            }
-            SettleError::Unknown { .. } => {
-                (code::OUTCOME_UNKNOWN, "结算结果未知，正在冲正，请稍后查询")
-            }
-            SettleError::Invalid(_) => (code::INVALID_PARAMS, "参数错误"),
-            SettleError::Policy(_) | SettleError::Cache(_) => (code::INTERNAL, "内部错误"),
-        };
-        RpcError::new(code, e.to_string(), zh)
-    }
-}
-
 fn settler(shared: &Shared) -> Result<Arc<Settler>, RpcError> {
-    shared.services.settler.clone().ok_or_else(|| {
-        RpcError::new(
-            code::INSURER_DOWN,
-            "settlement is not configured: it needs [insurer] url and [cache] path",
-            "未配置医保结算",
-        )
-    })
+    shared
+        .services
+        .settler
+        .clone()
+        .ok_or_else(|| RequestError::SettlementNotConfigured.into())
 }
 
 fn params_of<T: serde::de::DeserializeOwned>(params: &Value) -> Result<T, RpcError> {
@@ -247,14 +215,11 @@ fn patient_from_card(shared: &Shared, request: &RegisterRequest) -> Result<Patie
     if let Some(id) = request.card_session
         && id != session.session_id
     {
-        return Err(RpcError::new(
-            code::NO_CARD,
-            format!(
-                "card session {id} is gone: the card in the reader is session {}",
-                session.session_id
-            ),
-            "卡已更换，请重新读卡",
-        ));
+        return Err(RequestError::SessionGone {
+            asked: id,
+            current: session.session_id,
+        }
+        .into());
     }
     let facts = CardFacts {
         card: &session.card,

@@ -21,7 +21,9 @@
 //! job; `medcard settle calc` does.
 
 use super::policy::{Policy, Rule};
-use crate::money::{self, CatalogueTotals, MAX_AMOUNT, SettlementAmounts, round_fen, zero_fen};
+use crate::money::{
+    self, BrokenIdentity, CatalogueTotals, MAX_AMOUNT, SettlementAmounts, round_fen, zero_fen,
+};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
@@ -307,61 +309,89 @@ fn pay_from_accounts(due: Decimal, funds: &AccountFunds) -> AccountPayment {
     }
 }
 
+/// A split that does not add up: every problem [`Split::check_invariants`] found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct BrokenSplit {
+    pub problems: Vec<SplitProblem>,
+}
+
+/// One way a split can fail to add up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SplitProblem {
+    /// An amount identity of insurer-api.md §2.6.
+    #[error(transparent)]
+    Identity(BrokenIdentity),
+    #[error("Σ mulaid_pay ≠ acct_mulaid_pay")]
+    MulaidSum,
+    #[error("mulaid_pay and mulaid_balc differ in length")]
+    MulaidLengths,
+    #[error("an amount is negative or not in fen")]
+    NotFen,
+    #[error("Σ band amounts ≠ inscp_scp_amt")]
+    BandAmounts,
+    #[error("Σ band fund_pay ≠ hifp_pay")]
+    BandFundPay,
+    #[error("fund_pay_sumamt ≠ hifp_pay")]
+    FundPaySum,
+    #[error("a band does not split its amount or overflows its stretch")]
+    BandInconsistent,
+    #[error("act_pay_dedc ≠ the deductible row")]
+    Deductible,
+}
+
 impl Split {
     /// The amount identities (insurer-api.md §2.6) and this module's own: the four-way split
     /// and the fund/person split both add up to medfee_sumamt; psn_part_amt = acct_pay +
     /// psn_cash_pay; acct_mulaid_pay ≤ acct_pay and = Σ mulaid_pay; every amount ≥ 0 with two
     /// places; the bands add up to inscp_scp_amt and hifp_pay, each band fits its stretch and
     /// splits its amount exactly (so act_pay_dedc ≤ the deductible). All problems, joined.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    pub fn check_invariants(&self) -> Result<(), BrokenSplit> {
         let a = &self.amounts;
-        let mut problems: Vec<String> = a
+        let mut problems: Vec<SplitProblem> = a
             .broken_identities()
-            .iter()
-            .map(ToString::to_string)
+            .into_iter()
+            .map(SplitProblem::Identity)
             .collect();
-        let mut check = |ok: bool, what: &str| {
+        let mut check = |ok: bool, problem: SplitProblem| {
             if !ok {
-                problems.push(what.to_string());
+                problems.push(problem);
             }
         };
         check(
             sum(self.mulaid_pay.iter().copied()) == a.acct_mulaid_pay,
-            "Σ mulaid_pay ≠ acct_mulaid_pay",
+            SplitProblem::MulaidSum,
         );
         check(
             self.mulaid_pay.len() == self.mulaid_balc.len(),
-            "mulaid_pay and mulaid_balc differ in length",
+            SplitProblem::MulaidLengths,
         );
         check(
             self.money().iter().all(|d| is_fen(*d)),
-            "an amount is negative or not in fen",
+            SplitProblem::NotFen,
         );
         check(
             sum(self.bands.iter().map(|b| b.amount)) == a.catalogue.inscp_scp_amt,
-            "Σ band amounts ≠ inscp_scp_amt",
+            SplitProblem::BandAmounts,
         );
         check(
             sum(self.bands.iter().map(|b| b.fund_pay)) == a.hifp_pay,
-            "Σ band fund_pay ≠ hifp_pay",
+            SplitProblem::BandFundPay,
         );
-        check(
-            a.fund_pay_sumamt == a.hifp_pay,
-            "fund_pay_sumamt ≠ hifp_pay",
-        );
+        check(a.fund_pay_sumamt == a.hifp_pay, SplitProblem::FundPaySum);
         check(
             self.bands.iter().all(Band::is_consistent),
-            "a band does not split its amount or overflows its stretch",
+            SplitProblem::BandInconsistent,
         );
         let deductible_rows = self.bands.iter().filter(|b| b.kind == BandKind::Deductible);
         check(
             sum(deductible_rows.map(|b| b.amount)) == a.act_pay_dedc,
-            "act_pay_dedc ≠ the deductible row",
+            SplitProblem::Deductible,
         );
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(problems.join("; "))
+            Err(BrokenSplit { problems })
         }
     }
 
@@ -463,7 +493,9 @@ mod tests {
         );
         split.amounts.psn_cash_pay += d("0.01");
         split.amounts.acct_mulaid_pay = d("-1.00");
-        let err = split.check_invariants().unwrap_err();
+        let broken = split.check_invariants().unwrap_err();
+        assert!(broken.problems.contains(&SplitProblem::NotFen), "{broken}");
+        let err = broken.to_string();
         assert!(
             err.contains("acct_pay + psn_cash_pay ≠ psn_part_amt"),
             "{err}"

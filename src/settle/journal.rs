@@ -47,7 +47,12 @@ impl CallState {
             "FAIL" => CallState::Fail,
             "UNKNOWN" => CallState::Unknown,
             "REVERSED" => CallState::Reversed,
-            other => return Err(CacheError::Corrupt(format!("journal state {other:?}"))),
+            other => {
+                return Err(CacheError::Corrupt {
+                    what: "journal state",
+                    value: other.to_owned(),
+                });
+            }
         })
     }
 
@@ -92,7 +97,12 @@ impl RequestState {
             "retry" => RequestState::Retry,
             "refunded" => RequestState::Refunded,
             "self_pay" => RequestState::SelfPay,
-            other => return Err(CacheError::Corrupt(format!("settlement state {other:?}"))),
+            other => {
+                return Err(CacheError::Corrupt {
+                    what: "settlement state",
+                    value: other.to_owned(),
+                });
+            }
         })
     }
 
@@ -130,7 +140,10 @@ impl RequestKind {
         match text {
             "settle" => Ok(RequestKind::Settle),
             "refund" => Ok(RequestKind::Refund),
-            other => Err(CacheError::Corrupt(format!("settlement kind {other:?}"))),
+            other => Err(CacheError::Corrupt {
+                what: "settlement kind",
+                value: other.to_owned(),
+            }),
         }
     }
 }

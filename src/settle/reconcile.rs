@@ -17,7 +17,7 @@ use crate::insurer::settlement::{
     self as wire, DayDetailIn, DayDetailRow, DayTotalsIn, DayTotalsOut, Setlinfo, data_input,
     output_part,
 };
-use crate::insurer::{InsurerClient, LinkError, Retry};
+use crate::insurer::{InsurerClient, Retry};
 use crate::money::{SettlementAmounts, two_places};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -64,13 +64,6 @@ impl Report {
     }
 }
 
-fn link_error(e: LinkError) -> SettleError {
-    match e {
-        LinkError::Business { err_msg, .. } => SettleError::Refused(err_msg),
-        other => SettleError::InsurerDown(other.to_string()),
-    }
-}
-
 #[derive(Default)]
 struct Sums {
     count: u64,
@@ -113,9 +106,9 @@ pub fn reconcile(
     });
     let reply = link
         .call(wire::DAY_DETAIL, input, Retry::Idempotent)
-        .map_err(link_error)?;
+        .map_err(SettleError::from)?;
     let insurer: Vec<DayDetailRow> =
-        output_part(&reply.output, "detail").map_err(SettleError::Refused)?;
+        output_part(&reply.output, "detail").map_err(SettleError::unreadable(wire::DAY_DETAIL))?;
     let mut differences = compare_rows(&local, &insurer, &journal.all_calls()?);
     differences.extend(unresolved(journal)?);
     let totals = check_totals(link, &local, date, setl_optins)?;
@@ -304,9 +297,9 @@ fn check_totals(
             };
             let reply = link
                 .call(wire::DAY_TOTALS, data_input(&input), Retry::Idempotent)
-                .map_err(link_error)?;
-            let out: DayTotalsOut =
-                output_part(&reply.output, "stmtinfo").map_err(SettleError::Refused)?;
+                .map_err(SettleError::from)?;
+            let out: DayTotalsOut = output_part(&reply.output, "stmtinfo")
+                .map_err(SettleError::unreadable(wire::DAY_TOTALS))?;
             Ok(TotalsCheck {
                 insutype,
                 fixmedins_setl_cnt: sums.count,

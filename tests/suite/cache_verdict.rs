@@ -9,7 +9,7 @@ use medcard::card::{Balance, BalanceSource, CardRead};
 use medcard::clock::Date;
 use medcard::insurer::{
     CardEventKind, CardEventPage, CardStatusEvent, CatalogueItem, CataloguePage, ChrgitmLv,
-    InsuInfo, InsurerLink, LinkError, PersonBase, PersonInfo,
+    InsuInfo, InsurerLink, LinkError, PersonBase, PersonInfo, Uncertainty,
 };
 use medcard::verdict::{
     FactSource, MaySettle, VerdictCode, VerdictFacts, VerdictPolicy, assess, verdict,
@@ -415,7 +415,9 @@ impl FakeLink {
         self.calls += 1;
         self.asked_since.push(since);
         if self.fail_on_call == Some(self.calls) {
-            return Err(LinkError::Uncertain("connection reset".into()));
+            return Err(LinkError::Uncertain(Uncertainty::Transport(
+                "connection reset".into(),
+            )));
         }
         Ok(())
     }
@@ -423,11 +425,15 @@ impl FakeLink {
 
 impl InsurerLink for FakeLink {
     fn person_by_card(&mut self, _: &str, _: &str) -> Result<PersonInfo, LinkError> {
-        Err(LinkError::Uncertain("not in this fake".into()))
+        Err(LinkError::Uncertain(Uncertainty::Transport(
+            "not in this fake".into(),
+        )))
     }
 
     fn person_by_certno(&mut self, _: &str) -> Result<PersonInfo, LinkError> {
-        Err(LinkError::Uncertain("not in this fake".into()))
+        Err(LinkError::Uncertain(Uncertainty::Transport(
+            "not in this fake".into(),
+        )))
     }
 
     fn card_events(&mut self, since: u64, page_size: u32) -> Result<CardEventPage, LinkError> {

@@ -11,8 +11,10 @@ use common::temp::TempDir;
 use medcard::cache::Cache;
 use medcard::insurer::{InsurerClient, InsurerConfig};
 use medcard::settle::journal::RequestState;
+use medcard::settle::lines::LineError;
 use medcard::settle::service::{
-    BillItem, Patient, RegisterParams, SettleError, SettleOptions, Settler, load_policies,
+    BillItem, InvalidRequest, Patient, RegisterParams, SettleError, SettleOptions, Settler,
+    load_policies,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -238,7 +240,7 @@ fn a_bill_too_large_in_total_is_refused_not_a_panic() {
         settler.preview(&mdtrt_id, &items, None)
     }));
     match result {
-        Ok(Err(SettleError::Invalid(_))) => {}
+        Ok(Err(SettleError::Invalid(InvalidRequest::BadLine(LineError::TooLarge { .. })))) => {}
         Ok(other) => panic!("expected a refusal of the bill, got {other:?}"),
         Err(_) => panic!("settle.preview panicked on two large fee lines"),
     }

@@ -98,10 +98,9 @@ impl Settler {
                 None => first = false,
             }
         }
-        Err(SettleError::InsurerDown(format!(
-            "{} attempts were undone; nothing was charged — retry with the same request_id",
-            self.options.max_attempts
-        )))
+        Err(SettleError::AttemptsUndone {
+            attempts: self.options.max_attempts,
+        })
     }
 
     /// One journalled call. `Ok(None)`: it was undone, try again.
@@ -125,7 +124,7 @@ impl Settler {
         let (infno, input) = self.call_input(request, preview.as_ref())?;
         let (call, result) = self.with_link(|link| {
             // Signed in before anything is journalled: a sign-in that fails sends nothing.
-            link.ensure_signed_in().map_err(link_error)?;
+            link.ensure_signed_in().map_err(SettleError::from)?;
             let call = CallRow {
                 msgid: link.next_msgid(),
                 infno: infno.to_owned(),
@@ -197,7 +196,7 @@ impl Settler {
         // An answer that cannot be read is no answer: the call may have been applied.
         let result = result.and_then(|reply| {
             serde_json::from_value::<SettleOut>(reply.output)
-                .map_err(|e| LinkError::Uncertain(format!("{} answer unreadable: {e}", call.infno)))
+                .map_err(|e| Uncertainty::output(&call.infno, WireError::shape("output", &e)))
         });
         match result {
             Ok(out) => {
@@ -248,10 +247,10 @@ impl Settler {
                     request: Some(RequestUpdate::state(rid, RequestState::Retry)),
                     ..CallOutcome::new(&call.msgid, CallState::Fail)
                 })?;
-                self.with_link(|link| link.sign_in().map(|_| ()).map_err(link_error))?;
+                self.with_link(|link| link.sign_in().map(|_| ()).map_err(SettleError::from))?;
                 Ok(None)
             }
-            Err(LinkError::Business { err_msg, .. }) => {
+            Err(LinkError::Business { infcode, err_msg }) => {
                 self.journal.settle_call(&CallOutcome {
                     err_msg: Some(&err_msg),
                     request: Some(RequestUpdate {
@@ -261,9 +260,9 @@ impl Settler {
                     ..CallOutcome::new(&call.msgid, CallState::Fail)
                 })?;
                 crash::at(Point::AfterCommit, &call.infno);
-                Err(SettleError::Refused(err_msg))
+                Err(SettleError::Refused { infcode, err_msg })
             }
-            Err(LinkError::CircuitOpen { retry_in_ms }) => {
+            Err(e @ LinkError::CircuitOpen { retry_in_ms }) => {
                 let why =
                     format!("not sent: the insurer link is down (retrying in {retry_in_ms} ms)");
                 self.journal.settle_call(&CallOutcome {
@@ -271,11 +270,11 @@ impl Settler {
                     request: Some(RequestUpdate::state(rid, RequestState::Retry)),
                     ..CallOutcome::new(&call.msgid, CallState::Fail)
                 })?;
-                Err(SettleError::InsurerDown(why))
+                Err(SettleError::InsurerDown(e))
             }
             Err(LinkError::Uncertain(why)) => {
                 self.journal.settle_call(&CallOutcome {
-                    err_msg: Some(&why),
+                    err_msg: Some(&why.to_string()),
                     request: Some(RequestUpdate::state(rid, RequestState::Unknown)),
                     ..CallOutcome::new(&call.msgid, CallState::Unknown)
                 })?;
@@ -330,10 +329,11 @@ impl Settler {
             .request_by_setl_id(setl_id)?
             .ok_or_else(|| SettleError::UnknownSettlement(setl_id.to_owned()))?;
         if original.state != RequestState::Settled {
-            return Err(SettleError::Invalid(format!(
-                "settlement {setl_id} is {}, not settled: nothing to refund",
-                original.state.as_str()
-            )));
+            return Err(InvalidRequest::NotSettled {
+                setl_id: setl_id.to_owned(),
+                state: original.state.as_str(),
+            }
+            .into());
         }
         let request = RequestRow {
             request_id: request_id.to_owned(),

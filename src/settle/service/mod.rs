@@ -22,15 +22,16 @@ use super::journal::{
     CallOutcome, CallRow, CallState, Journal, PreviewRow, RequestKind, RequestRow, RequestState,
     RequestUpdate, VisitRow,
 };
-use super::lines::{FeeLine, LineSplit, split_line};
-use super::policy::{Policy, RuleKey, is_retired};
+use super::lines::{FeeLine, LineError, LineSplit, split_line};
+use super::policy::{Policy, PolicyError, RuleKey, is_retired};
 use crate::cache::{Cache, CacheError};
 use crate::clock::DateTime;
 use crate::insurer::settlement::{
     self as wire, CancelRegisterIn, FeeCancelIn, FeeDetailIn, RefundIn, RegisterIn, RegisterOut,
     ReversalIn, Setlinfo, SettleIn, SettleOut, VisitInfoIn, data_input, output_part,
 };
-use crate::insurer::{InsurerClient, LinkError, Reply, Retry};
+use crate::insurer::wire::WireError;
+use crate::insurer::{InsurerClient, LinkError, Reply, Retry, Uncertainty};
 use crate::mask;
 use crate::money::{CatalogueTotals, Difference, zero_fen};
 use crate::verdict::{MaySettle, VerdictCode};
@@ -64,6 +65,7 @@ pub enum SettleError {
     UnknownPreview(String),
     #[error("no settlement {0}")]
     UnknownSettlement(String),
+    /// The verdict's code (`lost`, `not_insured` …) forbids insurance settlement.
     #[error("this card may not settle with insurance ({0}); take payment in cash")]
     NotAllowed(String),
     /// The card's verdict says `no`; its messages say why.
@@ -79,23 +81,99 @@ pub enum SettleError {
         chrg_bchno: String,
         request_id: String,
     },
-    #[error("the insurer refused: {0}")]
-    Refused(String),
+    /// The platform refused (infcode ≠ 0) with its message.
+    #[error("the insurer refused: {err_msg}")]
+    Refused { infcode: i64, err_msg: String },
+    /// The platform answered, but not in the transaction's shape.
+    #[error("the insurer's {infno} answer cannot be read: {source}")]
+    UnreadableAnswer {
+        infno: String,
+        #[source]
+        source: WireError,
+    },
     #[error("the insurer cannot be reached now ({0}); nothing was charged")]
-    InsurerDown(String),
+    InsurerDown(#[source] LinkError),
+    /// Every attempt of a commit was undone (reversed, or never applied).
+    #[error(
+        "the insurer cannot be reached now ({attempts} attempts were undone; nothing was \
+         charged — retry with the same request_id); nothing was charged"
+    )]
+    AttemptsUndone { attempts: u32 },
     #[error(
         "the outcome of request {request_id} is not known yet: medcard is reversing the \
          unanswered call; ask settle.status or retry settle.commit with the same request_id"
     )]
     Unknown { request_id: String },
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
     #[error("no insurer link is configured (insurer.url)")]
     NoInsurer,
     #[error("policy: {0}")]
-    Policy(String),
+    Policy(#[source] PolicyError),
+    /// Neither a policy for the person's region and insutype nor the default one is loaded.
+    #[error("policy: no policy {0}")]
+    NoPolicy(String),
     #[error(transparent)]
     Cache(#[from] CacheError),
+}
+
+impl From<LinkError> for SettleError {
+    /// A refusal is the insurer's; anything else is the insurer out of reach.
+    fn from(e: LinkError) -> SettleError {
+        match e {
+            LinkError::Business { infcode, err_msg } => SettleError::Refused { infcode, err_msg },
+            other => SettleError::InsurerDown(other),
+        }
+    }
+}
+
+impl SettleError {
+    /// `infno`'s answer did not have its shape.
+    pub fn unreadable(infno: &str) -> impl FnOnce(WireError) -> SettleError + '_ {
+        move |source| SettleError::UnreadableAnswer {
+            infno: infno.to_owned(),
+            source,
+        }
+    }
+}
+
+/// A request the settlement service refuses as asked (the caller's to correct).
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidRequest {
+    #[error("items is empty: a bill needs at least one line")]
+    EmptyBill,
+    /// A fee line the split refuses (quantity, price, amount out of range).
+    #[error(transparent)]
+    BadLine(#[from] LineError),
+    #[error("{0} is required")]
+    Missing(&'static str),
+    #[error("give request_id or setl_id")]
+    NoRequestOrSettlement,
+    #[error("request_id must be 1–64 printable ASCII characters")]
+    BadRequestId,
+    #[error(
+        "request_id {request_id} was already used for {used_for}: use a new request_id for a \
+         new settlement"
+    )]
+    RequestIdReused {
+        request_id: String,
+        /// `preview P…` or `the refund of S…`.
+        used_for: String,
+    },
+    #[error("settlement {setl_id} is {state}, not settled: nothing to refund")]
+    NotSettled {
+        setl_id: String,
+        state: &'static str,
+    },
+    #[error(
+        "visit {mdtrt_id} has settlement request {request_id} ({state}): refund it before \
+         cancelling"
+    )]
+    VisitHasSettlement {
+        mdtrt_id: String,
+        request_id: String,
+        state: &'static str,
+    },
 }
 
 /// How the service settles.
@@ -239,13 +317,6 @@ fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
-fn link_error(e: LinkError) -> SettleError {
-    match e {
-        LinkError::Business { err_msg, .. } => SettleError::Refused(err_msg),
-        other => SettleError::InsurerDown(other.to_string()),
-    }
-}
-
 impl Settler {
     /// A service over `cache` with `links` (at least one; the pool's size is the number of
     /// visits that can settle at the same moment).
@@ -295,7 +366,7 @@ impl Settler {
         self.with_link(|link| {
             let region = (!admdvs.is_empty()).then_some(admdvs);
             link.call_in(infno, region, input, Retry::Idempotent)
-                .map_err(link_error)
+                .map_err(SettleError::from)
         })
     }
 
@@ -316,9 +387,7 @@ impl Settler {
                     .iter()
                     .find(|p| p.id == self.options.default_policy)
             })
-            .ok_or_else(|| {
-                SettleError::Policy(format!("no policy {}", self.options.default_policy))
-            })
+            .ok_or_else(|| SettleError::NoPolicy(self.options.default_policy.clone()))
     }
 }
 
@@ -354,15 +423,18 @@ pub fn load_policies(policy_dir: &str, default_policy: &str) -> Result<Vec<Polic
 
 /// The lines a preview stored.
 fn stored_lines(preview: &PreviewRow) -> Result<Vec<FeeLine>, SettleError> {
-    Ok(serde_json::from_str(&preview.lines).map_err(|e| CacheError::Corrupt(e.to_string()))?)
+    Ok(
+        serde_json::from_str(&preview.lines).map_err(|source| CacheError::CorruptJson {
+            what: "preview lines",
+            source,
+        })?,
+    )
 }
 
 /// 医疗费总额 of `lines`.
 fn medfee(lines: &[FeeLine]) -> Result<Decimal, SettleError> {
     lines.iter().try_fold(Decimal::ZERO, |sum, line| {
-        let amount = line
-            .amount()
-            .map_err(|e| SettleError::Invalid(e.to_string()))?;
+        let amount = line.amount().map_err(InvalidRequest::from)?;
         Ok(sum + amount)
     })
 }
@@ -395,10 +467,10 @@ fn reused(existing: &RequestRow) -> SettleError {
             existing.orig_setl_id.as_deref().unwrap_or("?")
         ),
     };
-    SettleError::Invalid(format!(
-        "request_id {} was already used for {what}: use a new request_id for a new settlement",
-        existing.request_id
-    ))
+    SettleError::Invalid(InvalidRequest::RequestIdReused {
+        request_id: existing.request_id.clone(),
+        used_for: what,
+    })
 }
 
 /// A request_id: 1–64 printable ASCII characters.
@@ -408,9 +480,7 @@ fn check_request_id(request_id: &str) -> Result<(), SettleError> {
     if ok {
         Ok(())
     } else {
-        Err(SettleError::Invalid(
-            "request_id must be 1–64 printable ASCII characters".into(),
-        ))
+        Err(InvalidRequest::BadRequestId.into())
     }
 }
 

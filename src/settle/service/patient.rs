@@ -7,7 +7,7 @@ use super::{Patient, SettleError};
 use crate::cache::Cache;
 use crate::card::CardRead;
 use crate::clock::DateTime;
-use crate::insurer::{InsurerClient, InsurerLink, LinkError};
+use crate::insurer::{InsurerClient, InsurerLink};
 use crate::mask;
 use crate::verdict::{Insured, MaySettle, Verdict, VerdictCode, VerdictPolicy, choose_insuinfo};
 use rust_decimal::Decimal;
@@ -59,10 +59,7 @@ impl Patient {
     ) -> Result<Patient, SettleError> {
         let person = {
             let mut link = link.lock().unwrap_or_else(PoisonError::into_inner);
-            link.person_by_certno(certno).map_err(|e| match e {
-                LinkError::Business { err_msg, .. } => SettleError::Refused(err_msg),
-                other => SettleError::InsurerDown(other.to_string()),
-            })?
+            link.person_by_certno(certno)?
         };
         if let Some(cache) = cache
             && let Err(e) = cache.store_person(&person, SystemTime::now())

@@ -13,9 +13,7 @@ impl Settler {
         acct_used: Option<bool>,
     ) -> Result<Preview, SettleError> {
         if items.is_empty() {
-            return Err(SettleError::Invalid(
-                "items is empty: a bill needs at least one line".into(),
-            ));
+            return Err(InvalidRequest::EmptyBill.into());
         }
         let guard = self.visit_lock(mdtrt_id);
         let _held = lock(&guard);
@@ -93,7 +91,7 @@ impl Settler {
             .iter()
             .map(|line| {
                 let item = self.cache.reader().catalogue_item(&line.med_list_codg)?;
-                split_line(line, item.as_ref()).map_err(|e| SettleError::Invalid(e.to_string()))
+                split_line(line, item.as_ref()).map_err(|e| InvalidRequest::from(e).into())
             })
             .collect()
     }
@@ -112,9 +110,7 @@ impl Settler {
             hosp_lv: &self.options.hosp_lv,
             retired: is_retired(&visit.psn_type),
         };
-        let rule = policy
-            .rule_for(&key)
-            .map_err(|e| SettleError::Policy(e.to_string()))?;
+        let rule = policy.rule_for(&key).map_err(SettleError::Policy)?;
         let balc = self
             .cache
             .reader()
@@ -198,8 +194,11 @@ impl Settler {
         )?;
         let input = settle_input(visit, preview, medfee(lines)?);
         let reply = self.call(wire::PRE_SETTLE, &visit.insuplc_admdvs, data_input(&input))?;
-        let out: SettleOut = serde_json::from_value(reply.output)
-            .map_err(|e| SettleError::Refused(format!("2206 answer: {e}")))?;
+        let out: SettleOut =
+            serde_json::from_value(reply.output).map_err(|e| SettleError::UnreadableAnswer {
+                infno: wire::PRE_SETTLE.to_owned(),
+                source: WireError::shape("output", &e),
+            })?;
         Ok(out.setlinfo)
     }
 }
@@ -264,9 +263,7 @@ pub(super) fn fee_detail(
         med_list_codg: line.med_list_codg.clone(),
         medins_list_codg: line.medins_list_codg.clone(),
         fee_name: line.fee_name.clone(),
-        det_item_fee_sumamt: line
-            .amount()
-            .map_err(|e| SettleError::Invalid(e.to_string()))?,
+        det_item_fee_sumamt: line.amount().map_err(InvalidRequest::from)?,
         cnt: line.cnt,
         pric: line.pric,
         bilg_dept_codg: visit.dept_code.clone(),

@@ -13,7 +13,7 @@ impl Settler {
         let found = match (request_id, setl_id) {
             (Some(id), _) => self.journal.request(id)?,
             (None, Some(id)) => self.journal.request_by_setl_id(id)?,
-            (None, None) => return Err(SettleError::Invalid("give request_id or setl_id".into())),
+            (None, None) => return Err(InvalidRequest::NoRequestOrSettlement.into()),
         };
         let row = found.ok_or_else(|| {
             SettleError::UnknownSettlement(request_id.or(setl_id).unwrap_or_default().to_owned())

@@ -19,7 +19,7 @@ impl Settler {
             ("dr_name", &params.dr_name),
         ] {
             if value.trim().is_empty() {
-                return Err(SettleError::Invalid(format!("{name} is required")));
+                return Err(InvalidRequest::Missing(name).into());
             }
         }
         let now = DateTime::now();
@@ -56,7 +56,8 @@ impl Settler {
                 .unwrap_or_else(|| params.dept_code.clone()),
         };
         let reply = self.call(wire::REGISTER, &patient.insuplc_admdvs, data_input(&input))?;
-        let out: RegisterOut = output_part(&reply.output, "data").map_err(SettleError::Refused)?;
+        let out: RegisterOut =
+            output_part(&reply.output, "data").map_err(SettleError::unreadable(wire::REGISTER))?;
         let visit_info = VisitInfoIn {
             mdtrt_id: out.mdtrt_id.clone(),
             psn_no: patient.psn_no.clone(),
@@ -127,11 +128,12 @@ impl Settler {
                     RequestState::Refused | RequestState::Retry | RequestState::Refunded
                 )
         }) {
-            return Err(SettleError::Invalid(format!(
-                "visit {mdtrt_id} has settlement request {} ({}): refund it before cancelling",
-                held.request_id,
-                held.state.as_str()
-            )));
+            return Err(InvalidRequest::VisitHasSettlement {
+                mdtrt_id: mdtrt_id.to_owned(),
+                request_id: held.request_id.clone(),
+                state: held.state.as_str(),
+            }
+            .into());
         }
         if visit.may_settle != "self_pay_only" {
             let input = CancelRegisterIn {

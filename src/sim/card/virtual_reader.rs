@@ -380,7 +380,7 @@ impl CardChannel for VirtualChannel<'_> {
     /// fills the typed digits into the VERIFY the structure carries and sends it.
     fn control(&mut self, code: u32, data: &[u8]) -> Result<Vec<u8>, ReaderError> {
         let Some(typed) = self.pin_pad else {
-            return Err(ReaderError::Other("the reader has no PIN pad".into()));
+            return Err(ReaderError::NoControl);
         };
         match code {
             pinpad::GET_FEATURE_REQUEST => {
@@ -392,9 +392,7 @@ impl CardChannel for VirtualChannel<'_> {
                 Some(apdu) => self.transmit(&apdu),
                 None => Ok(vec![0x6B, 0x80]),
             },
-            _ => Err(ReaderError::Other(format!(
-                "control code {code:#X} not supported"
-            ))),
+            _ => Err(ReaderError::ControlUnsupported(code)),
         }
     }
 }
