@@ -10,7 +10,7 @@
 use crate::common;
 
 use common::fixture;
-use common::rpc::{Client, Events};
+use common::rpc::{Client, Events, Rpc};
 use common::settle::{CLASS_A, Rig, XIAOWANG, one_line, preview, wait_catalogue};
 use common::stack::{READER_0, Sim, Stack};
 use serde_json::{Value, json};

@@ -17,7 +17,7 @@
 
 use crate::common;
 
-use common::rpc::call_once;
+use common::rpc::{Rpc, call_once};
 use common::settle::{Rig, XIAOWANG, one_line, preview, register, wait_card, wait_catalogue};
 use serde_json::{Value, json};
 use std::os::unix::process::ExitStatusExt;

@@ -6,7 +6,7 @@
 use crate::common;
 
 use common::daemon::Daemon;
-use common::rpc::Client;
+use common::rpc::{Client, Rpc};
 use common::settle::{self, Rig, XIAOWANG, one_line, preview, register, wait_card, wait_catalogue};
 use serde_json::{Value, json};
 

@@ -5,7 +5,7 @@
 
 use super::daemon::Daemon;
 use super::insurer::InsurerSim;
-use super::rpc::Client;
+use super::rpc::{Client, Rpc};
 use super::temp::TempDir;
 use medcard::insurer::settlement::DayDetailRow;
 use serde_json::{Value, json};
