@@ -87,13 +87,7 @@ impl CacheReader {
     /// The person a card belongs to (through the card's certno), when both are cached.
     pub fn person_for_card(&self, card_no: &str) -> Result<Option<CachedPerson>, CacheError> {
         let conn = self.lock()?;
-        let certno: Option<String> = conn
-            .query_row(
-                "SELECT certno FROM cards WHERE card_no = ?1",
-                params![card_no],
-                |row| row.get(0),
-            )
-            .optional()?;
+        let certno: Option<String> = one_row(&conn, CERTNO_OF_CARD, card_no, |row| row.get(0))?;
         match certno {
             Some(certno) => person_where(&conn, "certno", &certno),
             None => Ok(None),
@@ -112,45 +106,25 @@ impl CacheReader {
 
     /// A card's status, when the cache knows the card.
     pub fn card_status(&self, card_no: &str) -> Result<Option<CardRecord>, CacheError> {
-        let conn = self.lock()?;
-        let row = conn
-            .query_row(
-                "SELECT card_no, card_sn, certno, status, replaced_by, updated_version
-                 FROM cards WHERE card_no = ?1",
-                params![card_no],
-                card_row,
-            )
-            .optional()?;
+        let row = one_row(&*self.lock()?, CARD_BY_NO, card_no, card_row)?;
         row.map(|(record, status, version)| finish_card(record, &status, version))
             .transpose()
     }
 
     /// A catalogue item by 医保目录编码.
     pub fn catalogue_item(&self, hilist_code: &str) -> Result<Option<CatalogueItem>, CacheError> {
-        let conn = self.lock()?;
-        let row = conn
-            .query_row(
-                "SELECT hilist_code, hilist_name, chrgitm_lv, selfpay_prop, pric_uplmt_amt,
-                        vali_flag, version
-                 FROM catalogue WHERE hilist_code = ?1",
-                params![hilist_code],
-                catalogue_row,
-            )
-            .optional()?;
+        let row = one_row(
+            &*self.lock()?,
+            CATALOGUE_ITEM_BY_CODE,
+            hilist_code,
+            catalogue_row,
+        )?;
         row.map(finish_catalogue_item).transpose()
     }
 
     /// One feed's state (watermark, last success, last error).
     pub fn feed_state(&self, feed: &str) -> Result<FeedState, CacheError> {
-        let conn = self.lock()?;
-        let state = conn
-            .query_row(
-                "SELECT feed, version, latest_version, last_ok, last_error, last_error_at
-                 FROM sync_state WHERE feed = ?1",
-                params![feed],
-                feed_row,
-            )
-            .optional()?;
+        let state = one_row(&*self.lock()?, FEED_BY_NAME, feed, feed_row)?;
         match state {
             Some(state) => state,
             None => Ok(FeedState {
@@ -242,6 +216,26 @@ fn file_bytes(path: &Path) -> u64 {
     size(path) + size(Path::new(&wal))
 }
 
+const CERTNO_OF_CARD: &str = "SELECT certno FROM cards WHERE card_no = ?1";
+const CARD_BY_NO: &str = "SELECT card_no, card_sn, certno, status, replaced_by, updated_version
+     FROM cards WHERE card_no = ?1";
+const CATALOGUE_ITEM_BY_CODE: &str =
+    "SELECT hilist_code, hilist_name, chrgitm_lv, selfpay_prop, pric_uplmt_amt, vali_flag, version
+     FROM catalogue WHERE hilist_code = ?1";
+const FEED_BY_NAME: &str =
+    "SELECT feed, version, latest_version, last_ok, last_error, last_error_at
+     FROM sync_state WHERE feed = ?1";
+
+/// The row `sql` selects for `key` (its `?1`), read with `row_of`, when there is one.
+pub(super) fn one_row<T>(
+    conn: &Connection,
+    sql: &str,
+    key: &str,
+    row_of: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<T>, CacheError> {
+    Ok(conn.query_row(sql, params![key], row_of).optional()?)
+}
+
 fn person_where(
     conn: &Connection,
     column: &str,
@@ -251,22 +245,20 @@ fn person_where(
         "SELECT psn_no, psn_cert_type, certno, psn_name, gend, naty, brdy, fetched_at
          FROM persons WHERE {column} = ?1"
     );
-    let base = conn
-        .query_row(&sql, params![value], |row| {
-            Ok((
-                PersonBase {
-                    psn_no: row.get(0)?,
-                    psn_cert_type: row.get(1)?,
-                    certno: row.get(2)?,
-                    psn_name: row.get(3)?,
-                    gend: row.get(4)?,
-                    naty: row.get(5)?,
-                    brdy: row.get(6)?,
-                },
-                row.get::<_, i64>(7)?,
-            ))
-        })
-        .optional()?;
+    let base = one_row(conn, &sql, value, |row| {
+        Ok((
+            PersonBase {
+                psn_no: row.get(0)?,
+                psn_cert_type: row.get(1)?,
+                certno: row.get(2)?,
+                psn_name: row.get(3)?,
+                gend: row.get(4)?,
+                naty: row.get(5)?,
+                brdy: row.get(6)?,
+            },
+            row.get::<_, i64>(7)?,
+        ))
+    })?;
     let Some((baseinfo, fetched_at)) = base else {
         return Ok(None);
     };

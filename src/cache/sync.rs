@@ -65,6 +65,23 @@ struct Fetched {
     applied: usize,
 }
 
+impl Fetched {
+    /// A page of entries with `versions` (of which `applied` were new) when the feed is at
+    /// `latest_version`.
+    fn of(
+        versions: impl ExactSizeIterator<Item = u64>,
+        latest_version: u64,
+        applied: usize,
+    ) -> Fetched {
+        Fetched {
+            count: versions.len(),
+            last_version: versions.max(),
+            latest_version,
+            applied,
+        }
+    }
+}
+
 /// Pages `feed` from the stored watermark until caught up (or `max_pages` pages).
 pub fn sync_feed(
     cache: &Cache,
@@ -143,22 +160,14 @@ fn fetch_and_apply(
         Feed::CardEvents => {
             let page = link.card_events(since, page_size).map_err(link_error)?;
             let applied = cache.apply_card_events(&page)?;
-            Ok(Fetched {
-                count: page.events.len(),
-                last_version: page.events.iter().map(|e| e.version).max(),
-                latest_version: page.latest_version,
-                applied,
-            })
+            let versions = page.events.iter().map(|event| event.version);
+            Ok(Fetched::of(versions, page.latest_version, applied))
         }
         Feed::Catalogue => {
             let page = link.catalogue(since, page_size).map_err(link_error)?;
             let applied = cache.apply_catalogue(&page)?;
-            Ok(Fetched {
-                count: page.items.len(),
-                last_version: page.items.iter().map(|i| i.version).max(),
-                latest_version: page.latest_version,
-                applied,
-            })
+            let versions = page.items.iter().map(|item| item.version);
+            Ok(Fetched::of(versions, page.latest_version, applied))
         }
     }
 }

@@ -2,13 +2,14 @@
 //! A feed page and its watermark (`sync_state.version`) commit together, so a crash leaves a
 //! page wholly applied or not at all; applying a page again changes nothing.
 
+use super::read::one_row;
 use super::{CacheError, CardStatus, version_to_sql};
 use crate::clock::unix_seconds;
 use crate::insurer::{
     CardEventKind, CardEventPage, CardStatusEvent, CatalogueItem, CataloguePage, ChrgitmLv,
     InsuInfo, PersonInfo,
 };
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, Transaction, params};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -76,27 +77,44 @@ impl CacheWriter {
     /// Applies one page of the card-status feed and advances its watermark, atomically.
     /// Returns how many events were new.
     pub fn apply_card_events(&self, page: &CardEventPage) -> Result<usize, CacheError> {
-        self.in_transaction(|tx| {
-            let mut applied = 0;
-            for event in &page.events {
-                applied += apply_card_event(tx, event)?;
-            }
-            let last = page.events.iter().map(|e| e.version).max();
-            advance_feed(tx, "card_events", last, page.latest_version)?;
-            Ok(applied)
-        })
+        self.apply_feed_page(
+            "card_events",
+            &page.events,
+            page.latest_version,
+            |event| event.version,
+            apply_card_event,
+        )
     }
 
     /// Applies one page of catalogue changes and advances its watermark, atomically.
     /// Returns how many items changed.
     pub fn apply_catalogue(&self, page: &CataloguePage) -> Result<usize, CacheError> {
+        self.apply_feed_page(
+            "catalogue",
+            &page.items,
+            page.latest_version,
+            |item| item.version,
+            upsert_catalogue_item,
+        )
+    }
+
+    /// Applies one page of `feed` with `apply` (which says how many rows an entry changed)
+    /// and advances the feed's watermark to the page's newest `version`, atomically.
+    fn apply_feed_page<T>(
+        &self,
+        feed: &str,
+        entries: &[T],
+        latest_version: u64,
+        version: impl Fn(&T) -> u64,
+        apply: impl Fn(&Transaction<'_>, &T) -> Result<usize, CacheError>,
+    ) -> Result<usize, CacheError> {
         self.in_transaction(|tx| {
             let mut applied = 0;
-            for item in &page.items {
-                applied += upsert_catalogue_item(tx, item)?;
+            for entry in entries {
+                applied += apply(tx, entry)?;
             }
-            let last = page.items.iter().map(|i| i.version).max();
-            advance_feed(tx, "catalogue", last, page.latest_version)?;
+            let last = entries.iter().map(version).max();
+            advance_feed(tx, feed, last, latest_version)?;
             Ok(applied)
         })
     }
@@ -329,13 +347,8 @@ fn advance_feed(
     last_version: Option<u64>,
     latest_version: u64,
 ) -> Result<(), CacheError> {
-    let current: Option<i64> = tx
-        .query_row(
-            "SELECT version FROM sync_state WHERE feed = ?1",
-            params![feed],
-            |row| row.get(0),
-        )
-        .optional()?;
+    let watermark = "SELECT version FROM sync_state WHERE feed = ?1";
+    let current: Option<i64> = one_row(tx, watermark, feed, |row| row.get(0))?;
     let current = current.unwrap_or(0);
     let version = match last_version {
         Some(last) => current.max(version_to_sql(last)?),

@@ -15,6 +15,7 @@ pub mod sim;
 pub mod sync;
 
 use medcard::profile::{ProfileError, ProfileSet};
+use medcard::sim::card::{self as sim_card, CardImage, PsamImage, SimError};
 use std::path::Path;
 
 /// The built-in profiles, plus a directory's when one is given.
@@ -26,26 +27,26 @@ pub fn load_profiles(dir: Option<&Path>) -> Result<ProfileSet, ProfileError> {
 }
 
 /// A card image named by a fixture file path or a built-in card name (`xiaowang`, `gen3`, …).
-pub fn load_card(
-    spec: &str,
-) -> Result<medcard::sim::card::CardImage, medcard::sim::card::SimError> {
-    let path = Path::new(spec);
-    if path.exists() {
-        medcard::sim::card::CardImage::load(path)
-    } else {
-        medcard::sim::card::built_in_card(spec)
-    }
+pub fn load_card(spec: &str) -> Result<CardImage, SimError> {
+    file_or_built_in(spec, CardImage::load, sim_card::built_in_card)
 }
 
 /// A PSAM image named by a fixture file path or a built-in name (`test-sm4`, …).
-pub fn load_psam(
+pub fn load_psam(spec: &str) -> Result<PsamImage, SimError> {
+    file_or_built_in(spec, PsamImage::load, sim_card::built_in_psam)
+}
+
+/// `spec` loaded as a file when there is one by that path, else the built-in of that name.
+fn file_or_built_in<T>(
     spec: &str,
-) -> Result<medcard::sim::card::PsamImage, medcard::sim::card::SimError> {
+    load: fn(&Path) -> Result<T, SimError>,
+    built_in: fn(&str) -> Result<T, SimError>,
+) -> Result<T, SimError> {
     let path = Path::new(spec);
     if path.exists() {
-        medcard::sim::card::PsamImage::load(path)
+        load(path)
     } else {
-        medcard::sim::card::built_in_psam(spec)
+        built_in(spec)
     }
 }
 

@@ -111,6 +111,30 @@ pub fn with_card<T>(
     result.ok_or(ReaderError::WorkNotRun)
 }
 
+/// The body of a [`ReaderBackend::wait_for_card`]: looks for a card with `choose` (such as
+/// [`choose_reader`]) until `timeout` passes, and while there is no card (or no reader) waits
+/// between looks, up to `slice` at a time, for the readers to change.
+pub fn wait_for_card_with<B: ReaderBackend + ?Sized>(
+    backend: &mut B,
+    reader: Option<&str>,
+    timeout: Duration,
+    slice: Duration,
+    choose: impl Fn(&[ReaderStatus], Option<&str>) -> Result<String, ReaderError>,
+) -> Result<String, ReaderError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let readers = backend.readers()?;
+        match choose(&readers, reader) {
+            Ok(name) => return Ok(name),
+            Err(ReaderError::NoCard(_) | ReaderError::NoReaders) if Instant::now() < deadline => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                backend.wait_for_change(&readers, left.min(slice))?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Picks the reader to use: the named one, or the only reader holding a card.
 pub fn choose_reader(
     readers: &[ReaderStatus],

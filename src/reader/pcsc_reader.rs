@@ -9,7 +9,7 @@ use pcsc::{
     Context, Disposition, Error as PcscError, Protocols, ReaderState, Scope, ShareMode, State,
 };
 use std::ffi::CString;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Readers reached through pcscd.
 pub struct PcscReaders {
@@ -151,22 +151,7 @@ impl ReaderBackend for PcscReaders {
         reader: Option<&str>,
         timeout: Duration,
     ) -> Result<String, ReaderError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let readers = self.readers()?;
-            match super::choose_reader(&readers, reader) {
-                Ok(name) => return Ok(name),
-                Err(ReaderError::NoCard(_) | ReaderError::NoReaders)
-                    if Instant::now() < deadline =>
-                {
-                    let slice = deadline
-                        .saturating_duration_since(Instant::now())
-                        .min(WAIT_SLICE);
-                    self.wait_for_change(&readers, slice)?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        super::wait_for_card_with(self, reader, timeout, WAIT_SLICE, super::choose_reader)
     }
 
     /// `get_status_change` on every reader and the PnP pseudo-reader. The reader list is

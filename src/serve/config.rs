@@ -464,194 +464,167 @@ impl Config {
     /// Every key with its value, its meaning, and whether it differs from the default.
     pub fn explain(&self) -> String {
         let defaults = Config::default();
-        let rows = [
-            row(
+        let settings: [Setting; 31] = [
+            (
                 "socket.path",
-                text(&self.socket.path.display().to_string()),
-                text(&defaults.socket.path.display().to_string()),
+                |c| text(&c.socket.path.display().to_string()),
                 "the Unix socket (systemd's socket, when passed, wins)",
             ),
-            row(
+            (
                 "socket.mode",
-                text(&self.socket.mode),
-                text(&defaults.socket.mode),
+                |c| text(&c.socket.mode),
                 "permission bits of the socket, octal; never world-accessible",
             ),
-            row(
+            (
                 "socket.group",
-                text(&self.socket.group),
-                text(&defaults.socket.group),
+                |c| text(&c.socket.group),
                 "group owning the socket; empty = the daemon's group",
             ),
-            row(
+            (
                 "socket.tcp",
-                text(&self.socket.tcp),
-                text(&defaults.socket.tcp),
+                |c| text(&c.socket.tcp),
                 "loopback TCP listener (127.0.0.1:PORT); empty = off",
             ),
-            row(
+            (
                 "socket.max_connections",
-                self.socket.max_connections.to_string(),
-                defaults.socket.max_connections.to_string(),
+                |c| c.socket.max_connections.to_string(),
                 "connections at a time; the next is refused (error 1008)",
             ),
-            row(
+            (
                 "socket.max_line_bytes",
-                self.socket.max_line_bytes.to_string(),
-                defaults.socket.max_line_bytes.to_string(),
+                |c| c.socket.max_line_bytes.to_string(),
                 "longest request line; longer ones get -32600",
             ),
-            row(
+            (
                 "socket.queue_lines",
-                self.socket.queue_lines.to_string(),
-                defaults.socket.queue_lines.to_string(),
+                |c| c.socket.queue_lines.to_string(),
                 "outgoing lines queued per connection; a subscriber filling it is dropped",
             ),
-            row(
+            (
                 "socket.max_inflight",
-                self.socket.max_inflight.to_string(),
-                defaults.socket.max_inflight.to_string(),
+                |c| c.socket.max_inflight.to_string(),
                 "requests in progress per connection",
             ),
-            row(
+            (
                 "socket.shutdown_grace_ms",
-                self.socket.shutdown_grace_ms.to_string(),
-                defaults.socket.shutdown_grace_ms.to_string(),
+                |c| c.socket.shutdown_grace_ms.to_string(),
                 "on SIGTERM, time left for requests in progress",
             ),
-            row(
+            (
                 "access.allowed_groups",
-                format!("{:?}", self.access.allowed_groups),
-                format!("{:?}", defaults.access.allowed_groups),
+                |c| format!("{:?}", c.access.allowed_groups),
                 "groups allowed card.refresh / card.verify_pin; [] = everyone",
             ),
-            row(
+            (
                 "readers.psam",
-                text(&self.readers.psam),
-                text(&defaults.readers.psam),
+                |c| text(&c.readers.psam),
                 "PSAM reader: auto, none or a reader name",
             ),
-            row(
+            (
                 "readers.profiles",
-                text(&self.readers.profiles),
-                text(&defaults.readers.profiles),
+                |c| text(&c.readers.profiles),
                 "extra card profiles directory; empty = built-in only",
             ),
-            row(
+            (
                 "readers.poll_ms",
-                self.readers.poll_ms.to_string(),
-                defaults.readers.poll_ms.to_string(),
+                |c| c.readers.poll_ms.to_string(),
                 "reader polling interval, ms",
             ),
-            row(
+            (
                 "insurer.url",
-                text(&self.insurer.url),
-                text(&defaults.insurer.url),
+                |c| text(&c.insurer.url),
                 "the insurer's POST endpoint; empty = no link (verdicts from the cache only)",
             ),
-            row(
+            (
                 "insurer.fixmedins_code",
-                text(&self.insurer.fixmedins_code),
-                text(&defaults.insurer.fixmedins_code),
+                |c| text(&c.insurer.fixmedins_code),
                 "定点医药机构编号, 12 letters/digits",
             ),
-            row(
+            (
                 "insurer.fixmedins_name",
-                text(&self.insurer.fixmedins_name),
-                text(&defaults.insurer.fixmedins_name),
+                |c| text(&c.insurer.fixmedins_name),
                 "定点医药机构名称",
             ),
-            row(
+            (
                 "insurer.mdtrtarea_admvs",
-                text(&self.insurer.mdtrtarea_admvs),
-                text(&defaults.insurer.mdtrtarea_admvs),
+                |c| text(&c.insurer.mdtrtarea_admvs),
                 "the hospital's 医保区划 (6 digits); other 参保地 give other_region",
             ),
-            row(
+            (
                 "insurer.timeout_ms",
-                self.insurer.timeout_ms.to_string(),
-                defaults.insurer.timeout_ms.to_string(),
+                |c| c.insurer.timeout_ms.to_string(),
                 "1101 on a swipe: longest wait before falling back to the cache, ms",
             ),
-            row(
+            (
                 "insurer.sync_interval_s",
-                self.insurer.sync_interval_s.to_string(),
-                defaults.insurer.sync_interval_s.to_string(),
+                |c| c.insurer.sync_interval_s.to_string(),
                 "seconds between background syncs of the card-status feed and catalogue",
             ),
-            row(
+            (
                 "insurer.page_size",
-                self.insurer.page_size.to_string(),
-                defaults.insurer.page_size.to_string(),
+                |c| c.insurer.page_size.to_string(),
                 "events / items per feed page",
             ),
-            row(
+            (
                 "cache.path",
-                text(&self.cache.path.display().to_string()),
-                text(&defaults.cache.path.display().to_string()),
+                |c| text(&c.cache.path.display().to_string()),
                 "the SQLite cache; empty = none",
             ),
-            row(
+            (
                 "cache.stale_limit_s",
-                self.cache.stale_limit_s.to_string(),
-                defaults.cache.stale_limit_s.to_string(),
+                |c| c.cache.stale_limit_s.to_string(),
                 "cached facts older than this give stale_cache (self-pay only), s",
             ),
-            row(
+            (
                 "cache.insutype_preference",
-                format!("{:?}", self.cache.insutype_preference),
-                format!("{:?}", defaults.cache.insutype_preference),
+                |c| format!("{:?}", c.cache.insutype_preference),
                 "insutypes the counter settles under, preferred first",
             ),
-            row(
+            (
                 "settle.hosp_lv",
-                text(&self.settle.hosp_lv),
-                text(&defaults.settle.hosp_lv),
+                |c| text(&c.settle.hosp_lv),
                 "医院等级 for the policy's rule (1, 2, 3)",
             ),
-            row(
+            (
                 "settle.med_type",
-                text(&self.settle.med_type),
-                text(&defaults.settle.med_type),
+                |c| text(&c.settle.med_type),
                 "医疗类别 when visit.register names none",
             ),
-            row(
+            (
                 "settle.default_policy",
-                text(&self.settle.default_policy),
-                text(&defaults.settle.default_policy),
+                |c| text(&c.settle.default_policy),
                 "policy for local previews when none matches",
             ),
-            row(
+            (
                 "settle.policy_dir",
-                text(&self.settle.policy_dir),
-                text(&defaults.settle.policy_dir),
+                |c| text(&c.settle.policy_dir),
                 "extra policy files; empty = built-in only",
             ),
-            row(
+            (
                 "settle.timeout_ms",
-                self.settle.timeout_ms.to_string(),
-                defaults.settle.timeout_ms.to_string(),
+                |c| c.settle.timeout_ms.to_string(),
                 "a 2207 / 2208 / 2601 unanswered this long is unknown (then reversed), ms",
             ),
-            row(
+            (
                 "settle.links",
-                self.settle.links.to_string(),
-                defaults.settle.links.to_string(),
+                |c| c.settle.links.to_string(),
                 "insurer links for settlement (visits settling at once)",
             ),
-            row(
+            (
                 "settle.reversal_tries",
-                self.settle.reversal_tries.to_string(),
-                defaults.settle.reversal_tries.to_string(),
+                |c| c.settle.reversal_tries.to_string(),
                 "2601 tries inside one commit before it answers unknown",
             ),
-            row(
+            (
                 "settle.resolve_interval_s",
-                self.settle.resolve_interval_s.to_string(),
-                defaults.settle.resolve_interval_s.to_string(),
+                |c| c.settle.resolve_interval_s.to_string(),
                 "seconds between passes of the background resolver",
             ),
         ];
+        let rows: Vec<String> = settings
+            .iter()
+            .map(|(key, show, meaning)| row(key, show(self), show(&defaults), meaning))
+            .collect();
         rows.join("\n")
     }
 }
@@ -725,6 +698,9 @@ fn parse_mode(text: &str) -> Option<u32> {
 }
 
 /// One line of [`Config::explain`]: `key = value  (default|set)  # meaning`.
+/// One line of [`Config::explain`]: the key, how to show its value, and what it means.
+type Setting = (&'static str, fn(&Config) -> String, &'static str);
+
 fn row(key: &str, value: String, default: String, meaning: &str) -> String {
     let origin = if value == default { "default" } else { "set" };
     format!("{key} = {value}  ({origin})  # {meaning}")

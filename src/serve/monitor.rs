@@ -404,6 +404,16 @@ impl Monitor {
         }
     }
 
+    /// Judges the session's card with the configured assessor (when there is one): its
+    /// verdict and the insured person behind it.
+    fn assess(&self, session: &mut CardSession) {
+        let assessor = self.config.assessor.as_ref();
+        if let Some(assessment) = assessor.and_then(|assessor| assessor.assess(&session.card)) {
+            session.verdict = Some(assessment.verdict);
+            session.insured = assessment.insured;
+        }
+    }
+
     fn card_ready(&mut self, reader: &str, card: CardRead) -> CardSession {
         let previous = self
             .sessions
@@ -421,15 +431,7 @@ impl Monitor {
             });
         }
         let mut session = new_session(reader, card);
-        if let Some(assessment) = self
-            .config
-            .assessor
-            .as_ref()
-            .and_then(|assessor| assessor.assess(&session.card))
-        {
-            session.verdict = Some(assessment.verdict);
-            session.insured = assessment.insured;
-        }
+        self.assess(&mut session);
         log_ready(&session);
         self.sessions.insert(reader.to_owned(), session.clone());
         self.set_state(reader, ReaderState::Ready);
@@ -574,15 +576,7 @@ impl Monitor {
         let mut session = session.clone();
         session.card.balance_source = Some(source);
         session.card.balance = balance;
-        if let Some(assessment) = self
-            .config
-            .assessor
-            .as_ref()
-            .and_then(|assessor| assessor.assess(&session.card))
-        {
-            session.verdict = Some(assessment.verdict);
-            session.insured = assessment.insured;
-        }
+        self.assess(&mut session);
         tracing::info!(reader, session_id = session.session_id, balance_source = ?source, "medical application read with the PIN");
         log_ready(&session);
         self.sessions.insert(reader.to_owned(), session.clone());

@@ -116,25 +116,22 @@ fn help_explains_formats_and_exit_statuses() {
 #[test]
 fn a_pin_pad_reader_takes_the_pin_on_its_keypad() {
     let card = card_file("xiaowang");
-    let output = medcard(&[
-        "read",
-        "--card-file",
-        &card,
-        "--pin-pad",
-        "--sim-pin-pad",
-        "123456",
-    ]);
+    let read_with_keypad_pin = |pin: &str| {
+        let args = [
+            "read",
+            "--card-file",
+            &card,
+            "--pin-pad",
+            "--sim-pin-pad",
+            pin,
+        ];
+        medcard(&args)
+    };
+    let output = read_with_keypad_pin("123456");
     assert!(output.status.success(), "{output:?}");
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["balance"]["balc"], "102.80");
-    let output = medcard(&[
-        "read",
-        "--card-file",
-        &card,
-        "--pin-pad",
-        "--sim-pin-pad",
-        "111111",
-    ]);
+    let output = read_with_keypad_pin("111111");
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["error"]["code"], -51, "{json}");
 }

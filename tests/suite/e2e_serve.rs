@@ -10,7 +10,7 @@ use crate::common;
 
 use common::daemon::Daemon;
 use common::insurer::{InsurerSim, verdict_config};
-use common::rpc::{Client, Events, PATIENCE};
+use common::rpc::{Client, Events, PATIENCE, Rpc};
 use common::stack::{READER_0, READER_1, Sim, Stack};
 use common::temp::TempDir;
 use common::{fixture, psam};

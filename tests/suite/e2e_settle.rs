@@ -10,8 +10,8 @@
 use crate::common;
 
 use common::fixture;
-use common::rpc::{Client, Events};
-use common::settle::{CLASS_A, Rig, XIAOWANG, one_line, preview, wait_catalogue};
+use common::rpc::{Client, Events, Rpc};
+use common::settle::{CLASS_A, Rig, XIAOWANG, commit_params, one_line, preview, wait_catalogue};
 use common::stack::{READER_0, Sim, Stack};
 use serde_json::{Value, json};
 
@@ -94,7 +94,7 @@ fn the_seed_example_settles_through_pcscd_and_a_pulled_card_does_not_stop_the_co
     assert_amounts("insurer", &p["insurer"], &seed);
     let done = client.result(
         "settle.commit",
-        json!({"preview_id": p["preview_id"], "request_id": "e2e-counter-1"}),
+        commit_params(&p["preview_id"], "e2e-counter-1"),
     );
     assert_eq!(done["state"], "settled", "{done}");
     assert_eq!(done["kind"], "settle", "{done}");
@@ -145,7 +145,7 @@ fn the_seed_example_settles_through_pcscd_and_a_pulled_card_does_not_stop_the_co
     assert_eq!(gone["code"], 1001, "the card is out: {gone}");
     let done = client.result(
         "settle.commit",
-        json!({"preview_id": p["preview_id"], "request_id": "e2e-counter-2"}),
+        commit_params(&p["preview_id"], "e2e-counter-2"),
     );
     assert_eq!(done["state"], "settled", "{done}");
     assert_eq!(done["mdtrt_id"], second.as_str(), "{done}");

@@ -47,6 +47,16 @@ impl Sim {
         InsurerClient::new(self.config())
     }
 
+    /// A signed-in client that tries a retryable call `retries` times more.
+    fn signed_in_retrying(&self, retries: u32) -> InsurerClient {
+        let mut client = InsurerClient::new(InsurerConfig {
+            retries,
+            ..self.config()
+        });
+        client.sign_in().unwrap();
+        client
+    }
+
     fn faults(&self, faults: Value) {
         let mut request = faults;
         request["action"] = json!("faults");
@@ -240,11 +250,7 @@ fn http_500_is_uncertain_and_a_retry_recovers() {
         result,
         Err(LinkError::Uncertain(Uncertainty::Http(500)))
     ));
-    let mut retrying = InsurerClient::new(InsurerConfig {
-        retries: 1,
-        ..sim.config()
-    });
-    retrying.sign_in().unwrap();
+    let mut retrying = sim.signed_in_retrying(1);
     sim.faults(json!({"http_500": 1}));
     retrying.person_by_card(XIAOWANG_CARD, XIAOWANG_SN).unwrap();
     assert_eq!(sim.requests("1101"), 3);
@@ -253,11 +259,7 @@ fn http_500_is_uncertain_and_a_retry_recovers() {
 #[test]
 fn infcode_minus_1_is_business_and_not_retried() {
     let sim = Sim::start();
-    let mut client = InsurerClient::new(InsurerConfig {
-        retries: 3,
-        ..sim.config()
-    });
-    client.sign_in().unwrap();
+    let mut client = sim.signed_in_retrying(3);
     sim.faults(json!({"infcode_minus1": 1}));
     let result = client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN);
     assert!(
@@ -345,11 +347,7 @@ fn msgids_are_unique_and_thirty_characters() {
 #[test]
 fn state_changing_calls_are_never_retried() {
     let sim = Sim::start();
-    let mut client = InsurerClient::new(InsurerConfig {
-        retries: 3,
-        ..sim.config()
-    });
-    client.sign_in().unwrap();
+    let mut client = sim.signed_in_retrying(3);
     sim.faults(json!({"http_500": 1}));
     let input = wire::person_by_card_input(XIAOWANG_CARD, XIAOWANG_SN);
     let result = client.call(wire::PERSON_INFO, input, Retry::Never);

@@ -48,6 +48,14 @@ fn monitor(readers: &SharedVirtualReaders, psam: PsamChoice) -> (MonitorHandle, 
     spawn_monitor(config(psam), move || Box::new(shared.clone()))
 }
 
+/// A monitor on fresh shared virtual readers, and its events from the start.
+fn watched(psam: PsamChoice) -> (SharedVirtualReaders, MonitorHandle, MonitorThread, Events) {
+    let readers = SharedVirtualReaders::new();
+    let (handle, thread) = monitor(&readers, psam);
+    let events = Events::of(&handle);
+    (readers, handle, thread, events)
+}
+
 /// Monitor logs on the test output when `MEDCARD_LOG` is set (e.g. `MEDCARD_LOG=debug`).
 fn init_logs() {
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("MEDCARD_LOG") {
@@ -145,9 +153,7 @@ fn state_of(handle: &MonitorHandle, reader: &str) -> Option<ReaderState> {
 
 #[test]
 fn a_card_is_read_once_at_insertion_and_held_until_removed() {
-    let readers = SharedVirtualReaders::new();
-    let (handle, _thread) = monitor(&readers, PsamChoice::Auto);
-    let mut events = Events::of(&handle);
+    let (readers, handle, _thread, mut events) = watched(PsamChoice::Auto);
     readers.add_reader("r0");
     assert_eq!(
         topics(&events.until("r0", "reader.added")),
@@ -199,9 +205,7 @@ fn a_card_is_read_once_at_insertion_and_held_until_removed() {
 
 #[test]
 fn a_swapped_card_is_a_new_session_even_with_the_same_atr() {
-    let readers = SharedVirtualReaders::new();
-    let (handle, _thread) = monitor(&readers, PsamChoice::None);
-    let mut events = Events::of(&handle);
+    let (readers, handle, _thread, mut events) = watched(PsamChoice::None);
     readers.insert("r0", chip("xiaowang"));
     let first = last_ready(events.until("r0", "card.ready"));
 
@@ -231,9 +235,7 @@ fn a_swapped_card_is_a_new_session_even_with_the_same_atr() {
 
 #[test]
 fn a_card_pulled_mid_read_is_an_error_then_a_removal() {
-    let readers = SharedVirtualReaders::new();
-    let (handle, _thread) = monitor(&readers, PsamChoice::Auto);
-    let mut events = Events::of(&handle);
+    let (readers, handle, _thread, mut events) = watched(PsamChoice::Auto);
     readers.insert("r0", chip("vanishing"));
     let seen = events.until("r0", "card.removed");
     assert_eq!(
@@ -257,9 +259,7 @@ fn a_card_pulled_mid_read_is_an_error_then_a_removal() {
 
 #[test]
 fn an_unreadable_card_stays_in_error_without_a_session() {
-    let readers = SharedVirtualReaders::new();
-    let (handle, _thread) = monitor(&readers, PsamChoice::None);
-    let mut events = Events::of(&handle);
+    let (readers, handle, _thread, mut events) = watched(PsamChoice::None);
     readers.insert("r0", chip("no-ssse"));
     let seen = events.until("r0", "card.error");
     assert_eq!(
@@ -278,9 +278,7 @@ fn an_unreadable_card_stays_in_error_without_a_session() {
 
 #[test]
 fn refresh_reads_again_into_a_new_session() {
-    let readers = SharedVirtualReaders::new();
-    let (handle, _thread) = monitor(&readers, PsamChoice::Auto);
-    let mut events = Events::of(&handle);
+    let (readers, handle, _thread, mut events) = watched(PsamChoice::Auto);
     readers.add_reader("empty");
     readers.insert("r0", chip("xiaowang"));
     let first = last_ready(events.until("r0", "card.ready"));
@@ -306,9 +304,7 @@ fn refresh_reads_again_into_a_new_session() {
 
 #[test]
 fn verify_pin_answers_tries_left_or_ok() {
-    let readers = SharedVirtualReaders::new();
-    let (handle, _thread) = monitor(&readers, PsamChoice::Auto);
-    let mut events = Events::of(&handle);
+    let (readers, handle, _thread, mut events) = watched(PsamChoice::Auto);
     readers.insert("r0", chip("xiaowang"));
     readers.insert("r1", chip("pin-locked"));
     events.until("r0", "card.ready");
@@ -344,9 +340,7 @@ fn verify_pin_answers_tries_left_or_ok() {
 
 #[test]
 fn a_3_0_card_reads_completely_with_a_psam_in_another_reader() {
-    let readers = SharedVirtualReaders::new();
-    let (handle, _thread) = monitor(&readers, PsamChoice::Auto);
-    let mut events = Events::of(&handle);
+    let (readers, handle, _thread, mut events) = watched(PsamChoice::Auto);
     readers.insert("psam", psam_chip("test-sm4"));
     readers.insert("card", chip("gen3"));
     let seen = events.until("card", "card.ready");
@@ -374,9 +368,7 @@ fn a_3_0_card_reads_completely_with_a_psam_in_another_reader() {
 
 #[test]
 fn without_a_psam_a_3_0_card_reads_what_it_can() {
-    let readers = SharedVirtualReaders::new();
-    let (handle, _thread) = monitor(&readers, PsamChoice::None);
-    let mut events = Events::of(&handle);
+    let (readers, handle, _thread, mut events) = watched(PsamChoice::None);
     readers.insert("psam", psam_chip("test-sm4"));
     readers.insert("card", chip("gen3"));
     let session = last_ready(events.until("card", "card.ready"));

@@ -7,7 +7,7 @@
 use crate::common;
 
 use common::medcard;
-use common::rpc::{Connection, RawClient};
+use common::rpc::{Connection, RawClient, Rpc};
 use common::temp::TempDir;
 
 use medcard::card::{CardRead, PinState};

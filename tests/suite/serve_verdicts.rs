@@ -9,7 +9,7 @@ use crate::common;
 
 use common::daemon::Daemon;
 use common::insurer::{InsurerSim, sim_db, verdict_config};
-use common::rpc::{Client, Events, PATIENCE};
+use common::rpc::{Client, Events, PATIENCE, Rpc};
 use common::temp::TempDir;
 use common::{fixture, wait_until};
 use serde_json::{Value, json};

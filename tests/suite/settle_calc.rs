@@ -582,20 +582,21 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Runs `medcard settle calc FLAGS… MORE…`: `flags` split at white space, then `more` as they
+/// are (paths, which may hold spaces).
+fn calc(flags: &str, more: &[&str]) -> Output {
+    let mut args = vec!["settle", "calc"];
+    args.extend(flags.split_whitespace());
+    args.extend_from_slice(more);
+    medcard(&args)
+}
+
 #[test]
 fn calc_prints_the_seed_example() {
-    let out = medcard(&[
-        "settle",
-        "calc",
-        "--policy",
-        "cq-seed",
-        "--ytd-inscp",
-        "230",
-        "--balc",
-        "102.80",
-        "--inscp",
-        "120",
-    ]);
+    let out = calc(
+        "--policy cq-seed --ytd-inscp 230 --balc 102.80 --inscp 120",
+        &[],
+    );
     let v = json(&out);
     assert_eq!(v["acct_pay"], "102.80");
     assert_eq!(v["psn_cash_pay"], "17.20");
@@ -610,37 +611,16 @@ fn calc_prints_the_seed_example() {
 #[test]
 fn calc_with_relatives_and_without_the_account() {
     // 1,000 from 0 under the seed: person 550; own 100, relatives 300 + 150.
-    let out = medcard(&[
-        "settle",
-        "calc",
-        "--ytd-inscp",
-        "0",
-        "--balc",
-        "100",
-        "--mulaid",
-        "300",
-        "--mulaid",
-        "400",
-        "--inscp",
-        "1000",
-    ]);
+    let out = calc(
+        "--ytd-inscp 0 --balc 100 --mulaid 300 --mulaid 400 --inscp 1000",
+        &[],
+    );
     let v = json(&out);
     assert_eq!(v["acct_pay"], "550.00");
     assert_eq!(v["acct_mulaid_pay"], "450.00");
     assert_eq!(v["mulaid_pay"], serde_json::json!(["300.00", "150.00"]));
     assert_eq!(v["mulaid_balc"], serde_json::json!(["0.00", "250.00"]));
-    let out = medcard(&[
-        "settle",
-        "calc",
-        "--ytd-inscp",
-        "0",
-        "--balc",
-        "100",
-        "--acct-used",
-        "no",
-        "--inscp",
-        "1000",
-    ]);
+    let out = calc("--ytd-inscp 0 --balc 100 --acct-used no --inscp 1000", &[]);
     let v = json(&out);
     assert_eq!(v["psn_cash_pay"], "550.00");
     assert_eq!(v["balc"], "100.00");
@@ -648,18 +628,10 @@ fn calc_with_relatives_and_without_the_account() {
 
 #[test]
 fn calc_text_is_a_receipt_with_the_bands() {
-    let out = medcard(&[
-        "settle",
-        "calc",
-        "--ytd-inscp",
-        "0",
-        "--balc",
-        "332.80",
-        "--inscp",
-        "8000",
-        "--format",
-        "text",
-    ]);
+    let out = calc(
+        "--ytd-inscp 0 --balc 332.80 --inscp 8000 --format text",
+        &[],
+    );
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
@@ -694,16 +666,10 @@ fn calc_with_fee_lines_against_the_built_in_catalogue() {
           {"code": "NOT-IN-CATALOGUE", "name": "自制", "qty": "1", "price": "5"}
         ]"#,
     );
-    let out = medcard(&[
-        "settle",
-        "calc",
-        "--ytd-inscp",
-        "0",
-        "--balc",
-        "0",
-        "--items",
-        items.to_str().unwrap(),
-    ]);
+    let out = calc(
+        "--ytd-inscp 0 --balc 0",
+        &["--items", items.to_str().unwrap()],
+    );
     let v = json(&out);
     assert_eq!(v["medfee_sumamt"], "73.25");
     assert_eq!(v["inscp_scp_amt"], "55.01");
@@ -740,22 +706,17 @@ fn calc_with_a_catalogue_file_and_a_policy_file() {
          [[rule]]\nname = \"all\"\ndeductible = \"0\"\n\
          bands = [{ upto = \"100\", psn_share = \"0.10\" }, { psn_share = \"0.5\" }]\n",
     );
-    let out = medcard(&[
-        "settle",
-        "calc",
-        "--policy",
-        policy.to_str().unwrap(),
-        "--insutype",
-        "390",
-        "--ytd-inscp",
-        "0",
-        "--balc",
-        "0",
-        "--items",
-        items.to_str().unwrap(),
-        "--catalogue",
-        catalogue.to_str().unwrap(),
-    ]);
+    let out = calc(
+        "--insutype 390 --ytd-inscp 0 --balc 0",
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--items",
+            items.to_str().unwrap(),
+            "--catalogue",
+            catalogue.to_str().unwrap(),
+        ],
+    );
     let v = json(&out);
     assert_eq!(v["overlmt_selfpay"], "6.00");
     assert_eq!(v["preselfpay_amt"], "15.00");
@@ -767,32 +728,20 @@ fn calc_with_a_catalogue_file_and_a_policy_file() {
 
 #[test]
 fn calc_errors_are_in_the_operators_terms() {
-    let base = ["settle", "calc", "--ytd-inscp", "0"];
-    let run = |extra: &[&str]| {
-        let mut args = base.to_vec();
-        args.extend_from_slice(extra);
-        stderr(&medcard(&args))
-    };
-    let e = run(&["--balc", "12.3x", "--inscp", "1"]);
+    let run = |flags: &str, more: &[&str]| stderr(&calc(&format!("--ytd-inscp 0 {flags}"), more));
+    let e = run("--balc 12.3x --inscp 1", &[]);
     assert!(
         e.contains("--balc: '12.3x' is not an amount in yuan"),
         "{e}"
     );
-    let e = run(&["--balc", "-5", "--inscp", "1"]);
+    let e = run("--balc -5 --inscp 1", &[]);
     assert!(e.contains("--balc: '-5' is negative"), "{e}");
-    let e = run(&["--balc", "1", "--inscp", "1.005"]);
+    let e = run("--balc 1 --inscp 1.005", &[]);
     assert!(e.contains("--inscp: '1.005' has fractions of a fen"), "{e}");
-    let e = run(&["--balc", "1", "--inscp", "1", "--policy", "beijing"]);
+    let e = run("--balc 1 --inscp 1 --policy beijing", &[]);
     assert!(e.contains("no built-in policy \"beijing\""), "{e}");
     assert!(e.contains("cq-seed, cq-employee-outpatient"), "{e}");
-    let e = run(&[
-        "--balc",
-        "1",
-        "--inscp",
-        "1",
-        "--policy",
-        "cq-employee-outpatient",
-    ]);
+    let e = run("--balc 1 --inscp 1 --policy cq-employee-outpatient", &[]);
     assert!(
         e.contains("no rule for insutype 310, med_type 11, hosp_lv (not given)"),
         "{e}"
@@ -800,41 +749,23 @@ fn calc_errors_are_in_the_operators_terms() {
     assert!(e.contains("--hosp-lv"), "{e}");
     let dir = TempDir::new("settle-calc-errors");
     let bad = dir.file("bad.toml", "[policy]\nid = \"x\"\n");
-    let e = run(&[
-        "--balc",
-        "1",
-        "--inscp",
-        "1",
-        "--policy",
-        bad.to_str().unwrap(),
-    ]);
+    let e = run("--balc 1 --inscp 1", &["--policy", bad.to_str().unwrap()]);
     assert!(e.contains("bad.toml: not a policy file"), "{e}");
     let missing = dir.file("bill.json", "{}");
-    let e = run(&["--balc", "1", "--items", missing.to_str().unwrap()]);
+    let e = run("--balc 1", &["--items", missing.to_str().unwrap()]);
     assert!(e.contains("is not a JSON array"), "{e}");
     let zero = dir.file("zero.json", r#"[{"code": "X", "qty": 0, "price": 1}]"#);
-    let e = run(&["--balc", "1", "--items", zero.to_str().unwrap()]);
+    let e = run("--balc 1", &["--items", zero.to_str().unwrap()]);
     assert!(e.contains("quantity 0 is not above 0"), "{e}");
 }
 
 #[test]
 fn calc_needs_exactly_one_bill_and_documents_every_flag() {
-    let out = medcard(&["settle", "calc", "--ytd-inscp", "0", "--balc", "0"]);
+    let out = calc("--ytd-inscp 0 --balc 0", &[]);
     assert!(!out.status.success());
-    let out = medcard(&[
-        "settle",
-        "calc",
-        "--ytd-inscp",
-        "0",
-        "--balc",
-        "0",
-        "--inscp",
-        "1",
-        "--items",
-        "x.json",
-    ]);
+    let out = calc("--ytd-inscp 0 --balc 0 --inscp 1 --items x.json", &[]);
     assert!(!out.status.success());
-    let out = medcard(&["settle", "calc", "--help"]);
+    let out = calc("--help", &[]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [

@@ -17,8 +17,10 @@
 
 use crate::common;
 
-use common::rpc::call_once;
-use common::settle::{Rig, XIAOWANG, one_line, preview, register, wait_card, wait_catalogue};
+use common::rpc::{Rpc, call_once};
+use common::settle::{
+    Rig, XIAOWANG, commit_params, one_line, preview, register, wait_card, wait_catalogue,
+};
 use serde_json::{Value, json};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
@@ -318,10 +320,7 @@ fn a_crash_point_is_inert_without_the_variable() {
     let mdtrt_id = register(&mut client);
     let p = preview(&mut client, &mdtrt_id, one_line("5.00"));
     let started = Instant::now();
-    let done = client.result(
-        "settle.commit",
-        json!({"preview_id": p["preview_id"], "request_id": "plain"}),
-    );
+    let done = client.result("settle.commit", commit_params(&p["preview_id"], "plain"));
     assert_eq!(done["state"], "settled");
     assert_eq!(calls(&done), "2207:SUCCESS");
     assert!(started.elapsed() < Duration::from_secs(10));

@@ -6,8 +6,11 @@
 use crate::common;
 
 use common::daemon::Daemon;
-use common::rpc::Client;
-use common::settle::{self, Rig, XIAOWANG, one_line, preview, register, wait_card, wait_catalogue};
+use common::rpc::{Client, Rpc};
+use common::settle::{
+    self, Rig, XIAOWANG, commit_params, one_line, preview, refund_params, register, wait_card,
+    wait_catalogue,
+};
 use serde_json::{Value, json};
 
 /// 小王's ID number (fixtures/insurer/persons.toml).
@@ -21,11 +24,18 @@ fn ready(rig: &Rig, cards: &[&str]) -> (Daemon, Client) {
     (daemon, client)
 }
 
+/// A rig (its config with `tag`) whose daemon has 小王's card ready and registered for a
+/// visit: the rig, the daemon, a client and the visit's mdtrt_id.
+fn xiaowang_registered(tag: &str) -> (Rig, Daemon, Client, String) {
+    let rig = Rig::start(tag, "");
+    let (daemon, mut client) = ready(&rig, &[XIAOWANG]);
+    let mdtrt_id = register(&mut client);
+    (rig, daemon, client, mdtrt_id)
+}
+
 #[test]
 fn the_seed_example_settles_to_the_fen_and_once() {
-    let rig = Rig::start("settle-seed", "");
-    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
-    let mdtrt_id = register(&mut client);
+    let (rig, _daemon, mut client, mdtrt_id) = xiaowang_registered("settle-seed");
     // Seed 000: 332.80 credited this year, 230.00 spent on earlier visits (balc 102.80,
     // cumulative in-scope 230.00); this visit 120.00, all below the 400.00 deductible:
     // the account pays 102.80, cash 17.20, the fund nothing.
@@ -41,10 +51,7 @@ fn the_seed_example_settles_to_the_fen_and_once() {
     }
     assert_eq!(p["differences"], json!([]), "{p}");
     let preview_id = p["preview_id"].as_str().expect("preview_id");
-    let done = client.result(
-        "settle.commit",
-        json!({"preview_id": preview_id, "request_id": "cashier-1-0001"}),
-    );
+    let done = client.result("settle.commit", commit_params(preview_id, "cashier-1-0001"));
     assert_eq!(done["state"], "settled", "{done}");
     assert_eq!(done["setlinfo"]["psn_cash_pay"], "17.20", "{done}");
     assert_eq!(done["setlinfo"]["acct_pay"], "102.80", "{done}");
@@ -58,17 +65,11 @@ fn the_seed_example_settles_to_the_fen_and_once() {
     );
 
     // The cashier's program retries after its own timeout: the same settlement, no new 2207.
-    let again = client.result(
-        "settle.commit",
-        json!({"preview_id": preview_id, "request_id": "cashier-1-0001"}),
-    );
+    let again = client.result("settle.commit", commit_params(preview_id, "cashier-1-0001"));
     assert_eq!(again["setl_id"], setl_id.as_str());
     assert_eq!(rig.requests("2207"), 1);
     // Another request_id for the settled batch is refused, naming the first request.
-    let other = client.error(
-        "settle.commit",
-        json!({"preview_id": preview_id, "request_id": "cashier-1-0002"}),
-    );
+    let other = client.error("settle.commit", commit_params(preview_id, "cashier-1-0002"));
     assert_eq!(other["code"], 1014, "{other}");
     assert!(
         other["message"]
@@ -102,27 +103,16 @@ fn the_seed_example_settles_to_the_fen_and_once() {
 
 #[test]
 fn a_refund_restores_the_account_once() {
-    let rig = Rig::start("settle-refund", "");
-    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
-    let mdtrt_id = register(&mut client);
+    let (rig, _daemon, mut client, mdtrt_id) = xiaowang_registered("settle-refund");
     let p = preview(&mut client, &mdtrt_id, one_line("50.00"));
-    let done = client.result(
-        "settle.commit",
-        json!({"preview_id": p["preview_id"], "request_id": "r-1"}),
-    );
+    let done = client.result("settle.commit", commit_params(&p["preview_id"], "r-1"));
     let setl_id = done["setl_id"].as_str().expect("setl_id").to_owned();
     // 50.00 from an account of 102.80: balc 52.80.
     assert_eq!(rig.balc(XIAOWANG_CERTNO), "52.80");
-    let refund = client.result(
-        "settle.refund",
-        json!({"setl_id": setl_id, "request_id": "refund-1"}),
-    );
+    let refund = client.result("settle.refund", refund_params(&setl_id, "refund-1"));
     assert_eq!(refund["state"], "settled", "{refund}");
     assert_eq!(refund["kind"], "refund");
-    let again = client.result(
-        "settle.refund",
-        json!({"setl_id": setl_id, "request_id": "refund-1"}),
-    );
+    let again = client.result("settle.refund", refund_params(&setl_id, "refund-1"));
     assert_eq!(again["setl_id"], refund["setl_id"]);
     assert_eq!(rig.requests("2208"), 1);
     assert_eq!(rig.balc(XIAOWANG_CERTNO), "102.80");
@@ -130,10 +120,7 @@ fn a_refund_restores_the_account_once() {
     assert_eq!(original["state"], "refunded", "{original}");
     assert!(rig.standing(&mdtrt_id).is_empty());
     // A second refund of a refunded settlement is refused before reaching the insurer.
-    let twice = client.error(
-        "settle.refund",
-        json!({"setl_id": setl_id, "request_id": "refund-2"}),
-    );
+    let twice = client.error("settle.refund", refund_params(&setl_id, "refund-2"));
     assert_eq!(twice["code"], -32602, "{twice}");
     assert_eq!(rig.requests("2208"), 1);
     let (code, report) = rig.reconcile();
@@ -142,9 +129,7 @@ fn a_refund_restores_the_account_once() {
 
 #[test]
 fn a_hundred_concurrent_retries_make_one_2207() {
-    let rig = Rig::start("settle-retries", "");
-    let (daemon, mut client) = ready(&rig, &[XIAOWANG]);
-    let mdtrt_id = register(&mut client);
+    let (rig, daemon, mut client, mdtrt_id) = xiaowang_registered("settle-retries");
     let p = preview(&mut client, &mdtrt_id, one_line("120.00"));
     let preview_id = p["preview_id"].as_str().expect("preview_id").to_owned();
     let answers: Vec<Value> = std::thread::scope(|scope| {
@@ -154,10 +139,7 @@ fn a_hundred_concurrent_retries_make_one_2207() {
                 let daemon = &daemon;
                 scope.spawn(move || {
                     let mut client = daemon.client();
-                    client.call(
-                        "settle.commit",
-                        json!({"preview_id": preview_id, "request_id": "kiosk-7-42"}),
-                    )
+                    client.call("settle.commit", commit_params(preview_id, "kiosk-7-42"))
                 })
             })
             .collect();
@@ -182,16 +164,11 @@ fn a_hundred_concurrent_retries_make_one_2207() {
 
 #[test]
 fn a_lost_reply_is_reversed_then_settled_once() {
-    let rig = Rig::start("settle-lost", "");
-    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
-    let mdtrt_id = register(&mut client);
+    let (rig, _daemon, mut client, mdtrt_id) = xiaowang_registered("settle-lost");
     let p = preview(&mut client, &mdtrt_id, one_line("120.00"));
     rig.sim
         .admin(json!({"action": "faults", "drop_after_processing": 1, "for_infno": "2207"}));
-    let done = client.result(
-        "settle.commit",
-        json!({"preview_id": p["preview_id"], "request_id": "lost-1"}),
-    );
+    let done = client.result("settle.commit", commit_params(&p["preview_id"], "lost-1"));
     assert_eq!(done["state"], "settled", "{done}");
     let states: Vec<(String, String)> = done["calls"]
         .as_array()
@@ -226,26 +203,18 @@ fn a_lost_reply_is_reversed_then_settled_once() {
 
 #[test]
 fn with_the_insurer_down_the_preview_is_local_and_nothing_is_charged() {
-    let rig = Rig::start("settle-down", "");
-    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
-    let mdtrt_id = register(&mut client);
+    let (rig, _daemon, mut client, mdtrt_id) = xiaowang_registered("settle-down");
     rig.sim.admin(json!({"action": "faults", "http_500": 1000}));
     let p = preview(&mut client, &mdtrt_id, one_line("120.00"));
     assert_eq!(p["source"], "local", "{p}");
     assert!(p["insurer"].is_null());
     assert!(p["insurer_error"].is_string(), "{p}");
     assert_eq!(p["local"]["psn_cash_pay"], "17.20", "{p}");
-    let err = client.error(
-        "settle.commit",
-        json!({"preview_id": p["preview_id"], "request_id": "down-1"}),
-    );
+    let err = client.error("settle.commit", commit_params(&p["preview_id"], "down-1"));
     assert_eq!(err["code"], 1016, "{err}");
     rig.sim.admin(json!({"action": "faults"}));
     // The insurer back: the same request settles (the lines uploaded first), once.
-    let done = client.result(
-        "settle.commit",
-        json!({"preview_id": p["preview_id"], "request_id": "down-1"}),
-    );
+    let done = client.result("settle.commit", commit_params(&p["preview_id"], "down-1"));
     assert_eq!(done["state"], "settled", "{done}");
     assert_eq!(done["setlinfo"]["psn_cash_pay"], "17.20");
     assert_eq!(rig.standing(&mdtrt_id).len(), 1);
@@ -260,10 +229,7 @@ fn bad_requests_get_clear_errors() {
         json!({"mdtrt_id": "nope", "items": settle::one_line("1.00")}),
     );
     assert_eq!(err["code"], 1010, "{err}");
-    let err = client.error(
-        "settle.commit",
-        json!({"preview_id": "nope", "request_id": "x"}),
-    );
+    let err = client.error("settle.commit", commit_params("nope", "x"));
     assert_eq!(err["code"], 1011, "{err}");
     let mdtrt_id = register(&mut client);
     let err = client.error("settle.preview", json!({"mdtrt_id": mdtrt_id, "items": []}));
@@ -321,10 +287,7 @@ fn a_stale_cache_settles_in_cash_with_a_reimbursement_voucher() {
     assert_eq!(p["local"]["psn_cash_pay"], "120.00", "{p}");
     assert_eq!(p["local"]["acct_pay"], "0.00", "{p}");
     assert_eq!(p["local"]["hifp_pay"], "0.00", "{p}");
-    let done = client.result(
-        "settle.commit",
-        json!({"preview_id": p["preview_id"], "request_id": "stale-1"}),
-    );
+    let done = client.result("settle.commit", commit_params(&p["preview_id"], "stale-1"));
     assert_eq!(done["state"], "self_pay", "{done}");
     assert_eq!(done["setlinfo"]["psn_cash_pay"], "120.00", "{done}");
     let receipt = client.result("settle.receipt", json!({"request_id": "stale-1"}));
@@ -372,19 +335,14 @@ fn the_cards_year_totals_make_the_local_preview_agree_across_the_deductible() {
 
 #[test]
 fn a_request_id_belongs_to_one_settlement() {
-    let rig = Rig::start("settle-reuse", "");
-    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
-    let mdtrt_id = register(&mut client);
+    let (rig, _daemon, mut client, mdtrt_id) = xiaowang_registered("settle-reuse");
     let first = preview(&mut client, &mdtrt_id, one_line("5.00"));
-    let done = client.result(
-        "settle.commit",
-        json!({"preview_id": first["preview_id"], "request_id": "once"}),
-    );
+    let done = client.result("settle.commit", commit_params(&first["preview_id"], "once"));
     assert_eq!(done["state"], "settled");
     let second = preview(&mut client, &mdtrt_id, one_line("6.00"));
     let err = client.error(
         "settle.commit",
-        json!({"preview_id": second["preview_id"], "request_id": "once"}),
+        commit_params(&second["preview_id"], "once"),
     );
     assert_eq!(err["code"], -32602, "{err}");
     assert!(
@@ -394,10 +352,7 @@ fn a_request_id_belongs_to_one_settlement() {
             .contains("new request_id"),
         "{err}"
     );
-    let err = client.error(
-        "settle.refund",
-        json!({"setl_id": done["setl_id"], "request_id": "once"}),
-    );
+    let err = client.error("settle.refund", refund_params(&done["setl_id"], "once"));
     assert_eq!(err["code"], -32602, "{err}");
     assert_eq!(rig.requests("2207"), 1);
     assert_eq!(rig.requests("2208"), 0);
@@ -428,10 +383,7 @@ fn a_residents_bill_is_paid_from_a_bound_relatives_account() {
         .map(|d| d.iter().filter_map(|x| x["field"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(fields, ["acct_pay", "psn_cash_pay"], "{p}");
-    let done = client.result(
-        "settle.commit",
-        json!({"preview_id": p["preview_id"], "request_id": "mulaid-1"}),
-    );
+    let done = client.result("settle.commit", commit_params(&p["preview_id"], "mulaid-1"));
     assert_eq!(done["state"], "settled", "{done}");
     assert_eq!(done["setlinfo"]["acct_mulaid_pay"], "60.00", "{done}");
     assert_eq!(
@@ -457,9 +409,7 @@ fn a_mixed_bill_splits_by_catalogue_class_the_same_here_and_at_the_insurer() {
     //   an item not in the catalogue, 9.99: 全自费
     // medfee 232.54 = fulamt 47.49 + overlmt 7.00 + preselfpay 23.61 + inscp 154.44.
     // 230.00 + 154.44 stays under the 400.00 deductible: fund 0; the account 102.80, cash 129.74.
-    let rig = Rig::start("settle-mixed", "");
-    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
-    let mdtrt_id = register(&mut client);
+    let (_rig, _daemon, mut client, mdtrt_id) = xiaowang_registered("settle-mixed");
     let items = json!([
         {"code": "001102000010000", "name": "普通门诊诊查费", "qty": "1", "price": "15.00"},
         {"code": "XJ01DCA041A010010100003", "name": "头孢克洛缓释片", "qty": "3", "price": "33.35"},
@@ -498,19 +448,14 @@ fn a_mixed_bill_splits_by_catalogue_class_the_same_here_and_at_the_insurer() {
         ["0.00", "10.01", "13.60", "0.00", "0.00"],
         "{p}"
     );
-    let done = client.result(
-        "settle.commit",
-        json!({"preview_id": p["preview_id"], "request_id": "mixed-1"}),
-    );
+    let done = client.result("settle.commit", commit_params(&p["preview_id"], "mixed-1"));
     assert_eq!(done["setlinfo"]["psn_cash_pay"], "129.74", "{done}");
 }
 
 #[test]
 fn a_patient_may_keep_the_account_and_pay_cash() {
     // acct_used false (acct_used_flag 0): 120.00 all cash, 小王's 102.80 untouched.
-    let rig = Rig::start("settle-no-acct", "");
-    let (_daemon, mut client) = ready(&rig, &[XIAOWANG]);
-    let mdtrt_id = register(&mut client);
+    let (rig, _daemon, mut client, mdtrt_id) = xiaowang_registered("settle-no-acct");
     let p = client.result(
         "settle.preview",
         json!({"mdtrt_id": mdtrt_id, "items": one_line("120.00"), "acct_used": false}),
@@ -520,10 +465,7 @@ fn a_patient_may_keep_the_account_and_pay_cash() {
         assert_eq!(p[side]["psn_cash_pay"], "120.00", "{side}: {p}");
         assert_eq!(p[side]["balc"], "102.80", "{side}: {p}");
     }
-    let done = client.result(
-        "settle.commit",
-        json!({"preview_id": p["preview_id"], "request_id": "cash-1"}),
-    );
+    let done = client.result("settle.commit", commit_params(&p["preview_id"], "cash-1"));
     assert_eq!(done["setlinfo"]["psn_cash_pay"], "120.00", "{done}");
     assert_eq!(rig.balc(XIAOWANG_CERTNO), "102.80");
 }

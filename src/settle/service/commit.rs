@@ -12,18 +12,43 @@ impl Settler {
             .journal
             .preview(preview_id)?
             .ok_or_else(|| SettleError::UnknownPreview(preview_id.to_owned()))?;
-        let guard = self.visit_lock(&preview.mdtrt_id);
+        let (visit, kind) = (&preview.mdtrt_id, RequestKind::Settle);
+        self.once_per_request(visit, request_id, kind, preview_id, || {
+            self.first_commit(&preview, request_id)
+        })
+    }
+
+    /// Under the visit's lock, once the visit's unanswered calls are resolved: the earlier
+    /// request with `request_id` (of `kind`, for `key`) carried on, or `first_time` run.
+    fn once_per_request(
+        &self,
+        mdtrt_id: &str,
+        request_id: &str,
+        kind: RequestKind,
+        key: &str,
+        first_time: impl FnOnce() -> Result<Settlement, SettleError>,
+    ) -> Result<Settlement, SettleError> {
+        let guard = self.visit_lock(mdtrt_id);
         let _held = lock(&guard);
-        self.resolve_visit(&preview.mdtrt_id);
-        if let Some(existing) = self.earlier_request(request_id, RequestKind::Settle, preview_id)? {
-            return self.continue_request(existing);
+        self.resolve_visit(mdtrt_id);
+        match self.earlier_request(request_id, kind, key)? {
+            Some(existing) => self.continue_request(existing),
+            None => first_time(),
         }
+    }
+
+    /// 2207 for a request not seen before.
+    fn first_commit(
+        &self,
+        preview: &PreviewRow,
+        request_id: &str,
+    ) -> Result<Settlement, SettleError> {
         let visit = self.registered_visit(&preview.mdtrt_id)?;
-        let request = settle_request(&visit, &preview, request_id);
+        let request = settle_request(&visit, preview, request_id);
         self.check_no_other(&request)?;
         match visit.may_settle.as_str() {
             "no" => Err(SettleError::NotAllowed(visit.verdict_code)),
-            "self_pay_only" => self.settle_self_pay(request, &preview),
+            "self_pay_only" => self.settle_self_pay(request, preview),
             _ => self.attempts(request, true),
         }
     }
@@ -318,12 +343,14 @@ impl Settler {
             .journal
             .request_by_setl_id(setl_id)?
             .ok_or_else(|| SettleError::UnknownSettlement(setl_id.to_owned()))?;
-        let guard = self.visit_lock(&original.mdtrt_id);
-        let _held = lock(&guard);
-        self.resolve_visit(&original.mdtrt_id);
-        if let Some(existing) = self.earlier_request(request_id, RequestKind::Refund, setl_id)? {
-            return self.continue_request(existing);
-        }
+        let (visit, kind) = (&original.mdtrt_id, RequestKind::Refund);
+        self.once_per_request(visit, request_id, kind, setl_id, || {
+            self.first_refund(setl_id, request_id)
+        })
+    }
+
+    /// 2208 for a request not seen before (the settlement read again under the visit's lock).
+    fn first_refund(&self, setl_id: &str, request_id: &str) -> Result<Settlement, SettleError> {
         let original = self
             .journal
             .request_by_setl_id(setl_id)?

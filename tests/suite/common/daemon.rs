@@ -1,7 +1,7 @@
 //! `medcard serve` as a child process for end-to-end tests: started on a socket in a
 //! temporary directory of its own, with clients ([`super::rpc`]) on that socket.
 
-use super::rpc::{Client, Events};
+use super::rpc::{Client, Events, Rpc};
 use super::temp::TempDir;
 use serde_json::json;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,8 @@
 //! medcard's own client (`medcard::serve::client`), wrapped here with the tests' patience
 //! ([`PATIENCE`]; never sleep-and-hope): [`Client`], [`Events`] and [`call_once`]. Only the
 //! protocol tests, which write malformed, partial or oversized requests on purpose, use
-//! [`RawClient`]: the line protocol by hand.
+//! [`RawClient`]: the line protocol by hand. Both are an [`Rpc`] (bring it into scope to call
+//! `call`, `result` and `error`).
 
 use medcard::serve::client::{self, ClientError, Subscription};
 use serde_json::{Value, json};
@@ -41,6 +42,27 @@ impl Connection for TcpStream {
     }
 }
 
+/// A JSON-RPC caller with the tests' patience: [`Client`] (medcard's own client) or
+/// [`RawClient`] (the line protocol by hand) — one way to take a response apart.
+pub trait Rpc {
+    /// Sends a request and returns its whole response (`result` or `error`).
+    fn call(&mut self, method: &str, params: Value) -> Value;
+
+    /// The result of a call that must succeed.
+    fn result(&mut self, method: &str, params: Value) -> Value {
+        let response = self.call(method, params);
+        assert!(response.get("error").is_none(), "{method}: {response}");
+        response["result"].clone()
+    }
+
+    /// The error object of a call that must fail.
+    fn error(&mut self, method: &str, params: Value) -> Value {
+        let response = self.call(method, params);
+        assert!(response.get("result").is_none(), "{method}: {response}");
+        response["error"].clone()
+    }
+}
+
 /// medcard's client with the tests' patience: one request at a time on one connection.
 pub struct Client(client::Client);
 
@@ -61,26 +83,13 @@ impl Client {
         client.set_timeout(Some(PATIENCE))?;
         Ok(Client(client))
     }
+}
 
-    /// Sends a request and returns its whole response (`result` or `error`).
-    pub fn call(&mut self, method: &str, params: Value) -> Value {
+impl Rpc for Client {
+    fn call(&mut self, method: &str, params: Value) -> Value {
         self.0
             .call_raw(method, params)
             .unwrap_or_else(|e| panic!("no answer to {method} within {PATIENCE:?}: {e}"))
-    }
-
-    /// The result of a call that must succeed.
-    pub fn result(&mut self, method: &str, params: Value) -> Value {
-        let response = self.call(method, params);
-        assert!(response.get("error").is_none(), "{method}: {response}");
-        response["result"].clone()
-    }
-
-    /// The error object of a call that must fail.
-    pub fn error(&mut self, method: &str, params: Value) -> Value {
-        let response = self.call(method, params);
-        assert!(response.get("result").is_none(), "{method}: {response}");
-        response["error"].clone()
     }
 }
 
@@ -126,9 +135,11 @@ impl<S: Connection> RawClient<S> {
         read_message(&mut self.lines, Instant::now() + PATIENCE)
             .unwrap_or_else(|| panic!("nothing from medcard serve within {PATIENCE:?}"))
     }
+}
 
+impl<S: Connection> Rpc for RawClient<S> {
     /// Sends a request and returns its response (notifications in between are skipped).
-    pub fn call(&mut self, method: &str, params: Value) -> Value {
+    fn call(&mut self, method: &str, params: Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
@@ -140,20 +151,6 @@ impl<S: Connection> RawClient<S> {
                 return message;
             }
         }
-    }
-
-    /// The result of a call that must succeed.
-    pub fn result(&mut self, method: &str, params: Value) -> Value {
-        let response = self.call(method, params);
-        assert!(response.get("error").is_none(), "{method}: {response}");
-        response["result"].clone()
-    }
-
-    /// The error object of a call that must fail.
-    pub fn error(&mut self, method: &str, params: Value) -> Value {
-        let response = self.call(method, params);
-        assert!(response.get("result").is_none(), "{method}: {response}");
-        response["error"].clone()
     }
 }
 

@@ -5,9 +5,10 @@
 
 use super::daemon::Daemon;
 use super::insurer::InsurerSim;
-use super::rpc::Client;
+use super::rpc::{Client, Rpc};
 use super::temp::TempDir;
 use medcard::insurer::settlement::DayDetailRow;
+use serde::Serialize;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Command;
@@ -131,6 +132,16 @@ pub fn preview(client: &mut Client, mdtrt_id: &str, items: Value) -> Value {
         "settle.preview",
         json!({"mdtrt_id": mdtrt_id, "items": items}),
     )
+}
+
+/// settle.commit's params: the preview to settle, under the caller's `request_id`.
+pub fn commit_params(preview_id: impl Serialize, request_id: &str) -> Value {
+    json!({"preview_id": preview_id, "request_id": request_id})
+}
+
+/// settle.refund's params: the settlement to refund, under the caller's `request_id`.
+pub fn refund_params(setl_id: impl Serialize, request_id: &str) -> Value {
+    json!({"setl_id": setl_id, "request_id": request_id})
 }
 
 impl Rig {
