@@ -14,7 +14,10 @@
 //! a 2208, `self_pay` when the verdict allowed cash only.
 
 use crate::cache::{CacheError, CacheWriter};
+use crate::verdict::{MaySettle, VerdictCode};
 use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rust_decimal::Decimal;
+use serde::de::{DeserializeOwned, IntoDeserializer, value::Error as ValueError};
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
@@ -148,31 +151,60 @@ impl RequestKind {
     }
 }
 
-/// A visit registered here (2201).
+/// Who a visit is for, from the card session (or an ID number) and the cache
+/// (`settle::service::patient`): the person, the verdict at registration (`may_settle`,
+/// `verdict_code`) and the year's in-scope amount the card itself carries (its DF04 annual
+/// totals, read with the PIN), added to this hospital's settlements for the local preview.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VisitRow {
-    pub mdtrt_id: String,
-    pub ipt_otp_no: String,
+pub struct Patient {
     pub psn_no: String,
     pub psn_name: String,
     pub insutype: String,
     pub psn_type: String,
     pub insuplc_admdvs: String,
+    /// 03 社会保障卡, 02 居民身份证.
     pub mdtrt_cert_type: String,
     pub mdtrt_cert_no: String,
+    /// The verdict's `may_settle`.
+    pub may_settle: MaySettle,
+    /// The verdict's code; none when the card was not judged.
+    pub verdict_code: Option<VerdictCode>,
+    /// This year's in-scope amount as the card carries it (DF04 annual totals), when read.
+    #[serde(default)]
+    pub ytd_hint: Option<Decimal>,
+}
+
+/// Where a registered visit stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisitState {
+    Registered,
+    /// 2202 (or, for a self-pay visit, locally).
+    Cancelled,
+}
+
+impl VisitState {
+    fn as_str(self) -> &'static str {
+        match self {
+            VisitState::Registered => "registered",
+            VisitState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A visit registered here (2201): the patient and the registration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisitRow {
+    pub mdtrt_id: String,
+    pub ipt_otp_no: String,
+    #[serde(flatten)]
+    pub patient: Patient,
     pub med_type: String,
     pub dept_code: String,
     pub dept_name: String,
     pub dr_name: String,
-    /// The verdict's `may_settle` at registration: yes | self_pay_only | no.
-    pub may_settle: String,
-    pub verdict_code: String,
-    /// The year's in-scope amount the card itself carries (its DF04 annual totals, read
-    /// with the PIN), yuan; added to this hospital's settlements for the local preview.
-    pub ytd_hint: Option<String>,
     pub begntime: String,
-    /// registered | cancelled.
-    pub state: String,
+    pub state: VisitState,
 }
 
 /// A preview: the batch's lines, medcard's split and the insurer's 2206 answer (JSON).
@@ -296,26 +328,61 @@ fn finish_call((mut row, state): (CallRow, String)) -> Result<CallRow, CacheErro
     Ok(row)
 }
 
-fn visit_row(row: &Row<'_>) -> rusqlite::Result<VisitRow> {
-    Ok(VisitRow {
-        mdtrt_id: row.get(0)?,
-        ipt_otp_no: row.get(1)?,
-        psn_no: row.get(2)?,
-        psn_name: row.get(3)?,
-        insutype: row.get(4)?,
-        psn_type: row.get(5)?,
-        insuplc_admdvs: row.get(6)?,
-        mdtrt_cert_type: row.get(7)?,
-        mdtrt_cert_no: row.get(8)?,
-        med_type: row.get(9)?,
-        dept_code: row.get(10)?,
-        dept_name: row.get(11)?,
-        dr_name: row.get(12)?,
-        may_settle: row.get(13)?,
-        verdict_code: row.get(14)?,
-        ytd_hint: row.get(15)?,
-        begntime: row.get(16)?,
-        state: row.get(17)?,
+/// A visit's row with its typed columns still as stored: may_settle, verdict_code, ytd_hint,
+/// state ([`finish_visit`] reads them).
+type StoredVisit = (VisitRow, [String; 3], Option<String>);
+
+fn visit_row(row: &Row<'_>) -> rusqlite::Result<StoredVisit> {
+    Ok((
+        VisitRow {
+            mdtrt_id: row.get(0)?,
+            ipt_otp_no: row.get(1)?,
+            patient: Patient {
+                psn_no: row.get(2)?,
+                psn_name: row.get(3)?,
+                insutype: row.get(4)?,
+                psn_type: row.get(5)?,
+                insuplc_admdvs: row.get(6)?,
+                mdtrt_cert_type: row.get(7)?,
+                mdtrt_cert_no: row.get(8)?,
+                may_settle: MaySettle::No,
+                verdict_code: None,
+                ytd_hint: None,
+            },
+            med_type: row.get(9)?,
+            dept_code: row.get(10)?,
+            dept_name: row.get(11)?,
+            dr_name: row.get(12)?,
+            begntime: row.get(16)?,
+            state: VisitState::Registered,
+        },
+        [row.get(13)?, row.get(14)?, row.get(17)?],
+        row.get(15)?,
+    ))
+}
+
+fn finish_visit(
+    (mut row, [may_settle, verdict_code, state], ytd_hint): StoredVisit,
+) -> Result<VisitRow, CacheError> {
+    row.patient.may_settle = stored("visit may_settle", &may_settle)?;
+    row.patient.verdict_code = match verdict_code.as_str() {
+        "" => None,
+        code => Some(stored("visit verdict_code", code)?),
+    };
+    row.patient.ytd_hint = ytd_hint
+        .map(|text| stored::<Decimal>("visit ytd_hint", &text))
+        .transpose()?;
+    row.state = stored("visit state", &state)?;
+    Ok(row)
+}
+
+/// A value stored as the text of its serde name (an enum's snake_case name, a decimal).
+fn stored<T: DeserializeOwned>(what: &'static str, text: &str) -> Result<T, CacheError> {
+    T::deserialize(IntoDeserializer::<ValueError>::into_deserializer(text)).map_err(|_| {
+        CacheError::Corrupt {
+            what,
+            value: text.to_owned(),
+        }
     })
 }
 
@@ -334,6 +401,7 @@ impl Journal {
     // ---- visits ----------------------------------------------------------------------
 
     pub fn insert_visit(&self, v: &VisitRow) -> Result<(), CacheError> {
+        let p = &v.patient;
         self.run(|tx| {
             exec(tx,
                 &format!(
@@ -341,10 +409,11 @@ impl Journal {
                      (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
                 ),
                 params![
-                    v.mdtrt_id, v.ipt_otp_no, v.psn_no, v.psn_name, v.insutype, v.psn_type,
-                    v.insuplc_admdvs, v.mdtrt_cert_type, v.mdtrt_cert_no, v.med_type,
-                    v.dept_code, v.dept_name, v.dr_name, v.may_settle, v.verdict_code,
-                    v.ytd_hint, v.begntime, v.state, now()
+                    v.mdtrt_id, v.ipt_otp_no, p.psn_no, p.psn_name, p.insutype, p.psn_type,
+                    p.insuplc_admdvs, p.mdtrt_cert_type, p.mdtrt_cert_no, v.med_type,
+                    v.dept_code, v.dept_name, v.dr_name, p.may_settle.as_str(),
+                    p.verdict_code.map_or("", VerdictCode::as_str),
+                    p.ytd_hint.map(|d| d.to_string()), v.begntime, v.state.as_str(), now()
                 ],
             )?;
             Ok(())
@@ -353,22 +422,24 @@ impl Journal {
 
     pub fn visit(&self, mdtrt_id: &str) -> Result<Option<VisitRow>, CacheError> {
         self.run(|tx| {
-            Ok(query_one(
+            query_one(
                 tx,
                 &format!("SELECT {VISIT_COLUMNS} FROM settle_visits WHERE mdtrt_id = ?1"),
                 [mdtrt_id],
                 visit_row,
             )
-            .optional()?)
+            .optional()?
+            .map(finish_visit)
+            .transpose()
         })
     }
 
-    pub fn set_visit_state(&self, mdtrt_id: &str, state: &str) -> Result<(), CacheError> {
+    pub fn set_visit_state(&self, mdtrt_id: &str, state: VisitState) -> Result<(), CacheError> {
         self.run(|tx| {
             exec(
                 tx,
                 "UPDATE settle_visits SET state = ?2 WHERE mdtrt_id = ?1",
-                params![mdtrt_id, state],
+                params![mdtrt_id, state.as_str()],
             )?;
             Ok(())
         })
@@ -883,6 +954,70 @@ mod tests {
             mdtrt_id: "M1".into(),
             err_msg: None,
         }
+    }
+
+    fn visit(may_settle: MaySettle, verdict_code: Option<VerdictCode>) -> VisitRow {
+        VisitRow {
+            mdtrt_id: "M1".into(),
+            ipt_otp_no: "O1".into(),
+            patient: Patient {
+                psn_no: "P".into(),
+                psn_name: "小王".into(),
+                insutype: "310".into(),
+                psn_type: "11".into(),
+                insuplc_admdvs: "500000".into(),
+                mdtrt_cert_type: "03".into(),
+                mdtrt_cert_no: "C06123455".into(),
+                may_settle,
+                verdict_code,
+                ytd_hint: Some(Decimal::new(23_050, 2)),
+            },
+            med_type: "11".into(),
+            dept_code: "A03".into(),
+            dept_name: "内科".into(),
+            dr_name: "李医生".into(),
+            begntime: "2026-11-23 09:00:00".into(),
+            state: VisitState::Registered,
+        }
+    }
+
+    #[test]
+    fn a_visit_keeps_its_verdict_hint_and_state_typed() {
+        let (journal, _dir) = journal("visit");
+        let judged = visit(MaySettle::SelfPayOnly, Some(VerdictCode::Suspended));
+        journal.insert_visit(&judged).expect("insert");
+        assert_eq!(journal.visit("M1").expect("read"), Some(judged.clone()));
+        journal
+            .set_visit_state("M1", VisitState::Cancelled)
+            .expect("cancel");
+        let cancelled = journal.visit("M1").expect("read").expect("the visit");
+        assert_eq!(cancelled.state, VisitState::Cancelled);
+
+        let unjudged = VisitRow {
+            mdtrt_id: "M2".into(),
+            ipt_otp_no: "O2".into(),
+            ..visit(MaySettle::Yes, None)
+        };
+        journal.insert_visit(&unjudged).expect("insert");
+        assert_eq!(journal.visit("M2").expect("read"), Some(unjudged));
+    }
+
+    #[test]
+    fn a_visit_with_a_state_medcard_never_wrote_is_corrupt() {
+        let (journal, _dir) = journal("visit-corrupt");
+        journal
+            .insert_visit(&visit(MaySettle::Yes, None))
+            .expect("insert");
+        journal
+            .run(|tx| exec(tx, "UPDATE settle_visits SET may_settle = 'maybe'", []))
+            .expect("update");
+        assert!(matches!(
+            journal.visit("M1"),
+            Err(CacheError::Corrupt {
+                what: "visit may_settle",
+                ..
+            })
+        ));
     }
 
     #[test]

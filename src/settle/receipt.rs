@@ -82,7 +82,11 @@ pub fn render(settlement: &Settlement, visit: &VisitRow, lines: &[FeeLine]) -> S
     let mut out = String::new();
     let _ = writeln!(out, "{}", title(settlement));
     let _ = writeln!(out, "{}", "=".repeat(40));
-    let _ = writeln!(out, "姓名 psn_name        {}", mask::name(&visit.psn_name));
+    let _ = writeln!(
+        out,
+        "姓名 psn_name        {}",
+        mask::name(&visit.patient.psn_name)
+    );
     let _ = writeln!(out, "就诊ID mdtrt_id      {}", visit.mdtrt_id);
     let _ = writeln!(out, "门诊号 ipt_otp_no    {}", visit.ipt_otp_no);
     let _ = writeln!(

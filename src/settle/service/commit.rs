@@ -46,10 +46,10 @@ impl Settler {
         let visit = self.registered_visit(&preview.mdtrt_id)?;
         let request = settle_request(&visit, preview, request_id);
         self.check_no_other(&request)?;
-        match visit.may_settle.as_str() {
-            "no" => Err(SettleError::NotAllowed(visit.verdict_code)),
-            "self_pay_only" => self.settle_self_pay(request, preview),
-            _ => self.attempts(request, true),
+        match visit.patient.may_settle {
+            MaySettle::No => Err(SettleError::NotAllowed(visit.patient.verdict_code_text())),
+            MaySettle::SelfPayOnly => self.settle_self_pay(request, preview),
+            MaySettle::Yes => self.attempts(request, true),
         }
     }
 

@@ -34,7 +34,7 @@ use crate::insurer::wire::WireError;
 use crate::insurer::{InsurerClient, LinkError, Reply, Retry, Uncertainty};
 use crate::mask;
 use crate::money::{CatalogueTotals, Difference, zero_fen};
-use crate::verdict::{MaySettle, VerdictCode};
+use crate::verdict::MaySettle;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -50,6 +50,7 @@ mod report;
 mod resolve;
 mod visit;
 
+pub use super::journal::{Patient, VisitState};
 pub use patient::{CardFacts, card_ytd};
 use preview::settle_input;
 use resolve::Reversal;
@@ -206,27 +207,6 @@ impl Default for SettleOptions {
     }
 }
 
-/// Who is being registered, from the card session (or an ID number) and the cache
-/// (`patient`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Patient {
-    pub psn_no: String,
-    pub psn_name: String,
-    pub insutype: String,
-    pub psn_type: String,
-    pub insuplc_admdvs: String,
-    /// 03 社会保障卡, 02 居民身份证.
-    pub mdtrt_cert_type: String,
-    pub mdtrt_cert_no: String,
-    /// The verdict's `may_settle`.
-    pub may_settle: MaySettle,
-    /// The verdict's code; none when the card was not judged.
-    pub verdict_code: Option<VerdictCode>,
-    /// This year's in-scope amount as the card carries it (DF04 annual totals), when read.
-    #[serde(default)]
-    pub ytd_hint: Option<Decimal>,
-}
-
 /// What `visit.register` asks for besides the patient.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -276,7 +256,7 @@ pub struct Preview {
     pub local_error: Option<String>,
     pub insurer: Option<Setlinfo>,
     pub differences: Vec<Difference>,
-    pub may_settle: String,
+    pub may_settle: MaySettle,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insurer_error: Option<String>,
 }
@@ -447,8 +427,8 @@ fn settle_request(visit: &VisitRow, preview: &PreviewRow, request_id: &str) -> R
         preview_id: Some(preview.preview_id.clone()),
         mdtrt_id: visit.mdtrt_id.clone(),
         chrg_bchno: preview.chrg_bchno.clone(),
-        psn_no: visit.psn_no.clone(),
-        insuplc_admdvs: visit.insuplc_admdvs.clone(),
+        psn_no: visit.patient.psn_no.clone(),
+        insuplc_admdvs: visit.patient.insuplc_admdvs.clone(),
         orig_setl_id: None,
         state: RequestState::Pending,
         setl_id: None,

@@ -26,7 +26,7 @@ impl Settler {
         let fee_lines = fee_lines(&chrg_bchno, items);
         let lines = self.split_locally(&fee_lines)?;
         let acct_used = acct_used.unwrap_or(true);
-        let self_pay = visit.may_settle == "self_pay_only";
+        let self_pay = visit.patient.may_settle == MaySettle::SelfPayOnly;
         // medcard's own split is advice: a person no policy file covers still settles.
         let (local, local_error) = match self.local_split(&visit, &lines, acct_used) {
             Ok(split) if self_pay => (Some(self_pay_split(split)), None),
@@ -48,7 +48,7 @@ impl Settler {
         let asked = if self_pay {
             Err(SettleError::NotAllowed(format!(
                 "{}: cash only, not sent to the insurer",
-                visit.verdict_code
+                visit.patient.verdict_code_text()
             )))
         } else {
             self.ask_insurer(&visit, &row, &fee_lines)
@@ -81,7 +81,7 @@ impl Settler {
             local,
             local_error,
             insurer,
-            may_settle: visit.may_settle,
+            may_settle: visit.patient.may_settle,
             insurer_error,
         })
     }
@@ -103,32 +103,28 @@ impl Settler {
         lines: &[LineSplit],
         acct_used: bool,
     ) -> Result<Split, SettleError> {
-        let policy = self.policy_for(&visit.insuplc_admdvs, &visit.insutype)?;
+        let policy = self.policy_for(&visit.patient.insuplc_admdvs, &visit.patient.insutype)?;
         let key = RuleKey {
-            insutype: &visit.insutype,
+            insutype: &visit.patient.insutype,
             med_type: &visit.med_type,
             hosp_lv: &self.options.hosp_lv,
-            retired: is_retired(&visit.psn_type),
+            retired: is_retired(&visit.patient.psn_type),
         };
         let rule = policy.rule_for(&key).map_err(SettleError::Policy)?;
         let balc = self
             .cache
             .reader()
-            .person_by_psn_no(&visit.psn_no)?
+            .person_by_psn_no(&visit.patient.psn_no)?
             .and_then(|p| {
                 p.info
                     .insuinfo
                     .into_iter()
-                    .find(|i| i.insutype == visit.insutype)
+                    .find(|i| i.insutype == visit.patient.insutype)
             })
             .map(|i| i.balc)
             .unwrap_or_default();
-        let mut ytd = self.year_to_date(&visit.psn_no)?;
-        let hint = visit
-            .ytd_hint
-            .as_deref()
-            .and_then(|h| h.parse::<Decimal>().ok());
-        ytd.inscp_scp_amt += hint.unwrap_or_default();
+        let mut ytd = self.year_to_date(&visit.patient.psn_no)?;
+        ytd.inscp_scp_amt += visit.patient.ytd_hint.unwrap_or_default();
         let funds = AccountFunds {
             balc,
             mulaid: Vec::new(),
@@ -178,9 +174,13 @@ impl Settler {
                 let cancel = FeeCancelIn {
                     mdtrt_id: visit.mdtrt_id.clone(),
                     chrg_bchno: old,
-                    psn_no: visit.psn_no.clone(),
+                    psn_no: visit.patient.psn_no.clone(),
                 };
-                self.call(wire::FEE_CANCEL, &visit.insuplc_admdvs, data_input(&cancel))?;
+                self.call(
+                    wire::FEE_CANCEL,
+                    &visit.patient.insuplc_admdvs,
+                    data_input(&cancel),
+                )?;
             }
         }
         let feedetail = lines
@@ -189,11 +189,15 @@ impl Settler {
             .collect::<Result<Vec<FeeDetailIn>, SettleError>>()?;
         self.call(
             wire::FEE_UPLOAD,
-            &visit.insuplc_admdvs,
+            &visit.patient.insuplc_admdvs,
             json!({"feedetail": feedetail}),
         )?;
         let input = settle_input(visit, preview, medfee(lines)?);
-        let reply = self.call(wire::PRE_SETTLE, &visit.insuplc_admdvs, data_input(&input))?;
+        let reply = self.call(
+            wire::PRE_SETTLE,
+            &visit.patient.insuplc_admdvs,
+            data_input(&input),
+        )?;
         let out: SettleOut =
             serde_json::from_value(reply.output).map_err(|e| SettleError::UnreadableAnswer {
                 infno: wire::PRE_SETTLE.to_owned(),
@@ -256,7 +260,7 @@ pub(super) fn fee_detail(
     Ok(FeeDetailIn {
         feedetl_sn: line.feedetl_sn.clone(),
         mdtrt_id: visit.mdtrt_id.clone(),
-        psn_no: visit.psn_no.clone(),
+        psn_no: visit.patient.psn_no.clone(),
         chrg_bchno: preview.chrg_bchno.clone(),
         rx_circ_flag: "0".into(),
         fee_ocur_time: preview.fee_time.clone(),
@@ -280,15 +284,15 @@ pub(super) fn settle_input(
     medfee_sumamt: Decimal,
 ) -> SettleIn {
     SettleIn {
-        psn_no: visit.psn_no.clone(),
-        mdtrt_cert_type: visit.mdtrt_cert_type.clone(),
-        mdtrt_cert_no: visit.mdtrt_cert_no.clone(),
+        psn_no: visit.patient.psn_no.clone(),
+        mdtrt_cert_type: visit.patient.mdtrt_cert_type.clone(),
+        mdtrt_cert_no: visit.patient.mdtrt_cert_no.clone(),
         med_type: visit.med_type.clone(),
         medfee_sumamt,
         psn_setlway: "01".into(),
         mdtrt_id: visit.mdtrt_id.clone(),
         chrg_bchno: preview.chrg_bchno.clone(),
-        insutype: visit.insutype.clone(),
+        insutype: visit.patient.insutype.clone(),
         acct_used_flag: if preview.acct_used { "1" } else { "0" }.into(),
         invono: String::new(),
     }

@@ -83,7 +83,7 @@ impl Settler {
         if self.journal.visit(&visit.mdtrt_id)?.is_none() {
             self.journal.insert_visit(&visit)?;
         }
-        tracing::info!(mdtrt_id = %visit.mdtrt_id, psn = %mask::name(&visit.psn_name), dept = %visit.dept_code, "visit registered");
+        tracing::info!(mdtrt_id = %visit.mdtrt_id, psn = %mask::name(&visit.patient.psn_name), dept = %visit.dept_code, "visit registered");
         Ok(visit)
     }
 
@@ -100,7 +100,7 @@ impl Settler {
         let mdtrt_id = format!("L{ipt_otp_no}");
         let visit = visit_row(mdtrt_id, ipt_otp_no, patient, params, med_type, begntime);
         self.journal.insert_visit(&visit)?;
-        tracing::info!(mdtrt_id = %visit.mdtrt_id, verdict = %visit.verdict_code, "self-pay visit registered locally");
+        tracing::info!(mdtrt_id = %visit.mdtrt_id, verdict = %visit.patient.verdict_code_text(), "self-pay visit registered locally");
         Ok(visit)
     }
 
@@ -109,7 +109,7 @@ impl Settler {
             .journal
             .visit(mdtrt_id)?
             .ok_or_else(|| SettleError::UnknownVisit(mdtrt_id.to_owned()))?;
-        if visit.state != "registered" {
+        if visit.state != VisitState::Registered {
             return Err(SettleError::VisitCancelled(mdtrt_id.to_owned()));
         }
         Ok(visit)
@@ -135,17 +135,18 @@ impl Settler {
             }
             .into());
         }
-        if visit.may_settle != "self_pay_only" {
+        if visit.patient.may_settle != MaySettle::SelfPayOnly {
             let input = CancelRegisterIn {
-                psn_no: visit.psn_no.clone(),
+                psn_no: visit.patient.psn_no.clone(),
                 mdtrt_id: visit.mdtrt_id.clone(),
                 ipt_otp_no: visit.ipt_otp_no.clone(),
             };
-            let admdvs = &visit.insuplc_admdvs;
+            let admdvs = &visit.patient.insuplc_admdvs;
             self.call(wire::CANCEL_REGISTER, admdvs, data_input(&input))?;
         }
-        self.journal.set_visit_state(mdtrt_id, "cancelled")?;
-        visit.state = "cancelled".into();
+        self.journal
+            .set_visit_state(mdtrt_id, VisitState::Cancelled)?;
+        visit.state = VisitState::Cancelled;
         Ok(visit)
     }
 }
@@ -161,21 +162,12 @@ pub(super) fn visit_row(
     VisitRow {
         mdtrt_id,
         ipt_otp_no,
-        psn_no: patient.psn_no.clone(),
-        psn_name: patient.psn_name.clone(),
-        insutype: patient.insutype.clone(),
-        psn_type: patient.psn_type.clone(),
-        insuplc_admdvs: patient.insuplc_admdvs.clone(),
-        mdtrt_cert_type: patient.mdtrt_cert_type.clone(),
-        mdtrt_cert_no: patient.mdtrt_cert_no.clone(),
+        patient: patient.clone(),
         med_type,
         dept_code: params.dept_code.clone(),
         dept_name: params.dept_name.clone(),
         dr_name: params.dr_name.clone(),
-        may_settle: patient.may_settle.as_str().to_owned(),
-        verdict_code: patient.verdict_code_text(),
-        ytd_hint: patient.ytd_hint.map(|d| d.to_string()),
         begntime,
-        state: "registered".into(),
+        state: VisitState::Registered,
     }
 }
