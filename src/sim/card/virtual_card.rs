@@ -17,7 +17,7 @@
 //! answers nothing at all. The exact status words and their order of checks are in
 //! `fixtures/cards/README.md`.
 
-use super::command::{Apdu, MAX_SHORT_LE};
+use super::command::{Apdu, MAX_SHORT_LE, more_data, status_only, with_status, wrong_le};
 use super::crypto::{self, Algorithm, SecretKey};
 use super::image::{CardImage, Df04, Ef06Access, MAX_AUTH_TRIES, Record, Ssse};
 use crate::apdu::StatusWord;
@@ -633,28 +633,6 @@ fn ssse_fci(algorithm: u8) -> Vec<u8> {
 /// A one-byte-tag, short-length TLV (values here are far below 128 bytes).
 fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
     [&[tag, value.len() as u8][..], value].concat()
-}
-
-fn with_status(mut data: Vec<u8>, sw: StatusWord) -> Vec<u8> {
-    data.extend_from_slice(&[sw.sw1(), sw.sw2()]);
-    data
-}
-
-fn status_only(sw: StatusWord) -> Vec<u8> {
-    with_status(Vec::new(), sw)
-}
-
-/// A length as SW2 of `61xx` / `6Cxx`: 256 (or more) is `00`.
-fn length_byte(len: usize) -> u8 {
-    if len >= MAX_SHORT_LE { 0 } else { len as u8 }
-}
-
-fn more_data(len: usize) -> StatusWord {
-    StatusWord::new(0x61, length_byte(len))
-}
-
-fn wrong_le(len: usize) -> StatusWord {
-    StatusWord::new(0x6C, length_byte(len))
 }
 
 fn tries_left(n: u8) -> StatusWord {
