@@ -20,19 +20,49 @@ use std::path::Path;
 use std::str::FromStr;
 
 /// Why a transaction got no business answer.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum TxError {
-    /// A business refusal: infcode −1 with this err_msg.
+    /// A business refusal: infcode −1 with this err_msg, in the platform's words.
     #[error("{0}")]
     Refused(String),
-    /// The simulator itself failed (database): also infcode −1, "系统内部错误".
+    /// The simulator itself failed: also infcode −1, "系统内部错误".
     #[error("internal: {0}")]
-    Internal(String),
+    Internal(#[source] Internal),
 }
 
-impl From<rusqlite::Error> for TxError {
-    fn from(e: rusqlite::Error) -> TxError {
-        TxError::Internal(e.to_string())
+/// How the simulator itself failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Internal {
+    /// The database (also a stored amount or JSON column that does not read back).
+    #[error("{0}")]
+    Db(#[from] rusqlite::Error),
+    /// An answer part that does not serialise.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// The stored business date.
+    #[error("{0}")]
+    StoredDate(#[from] crate::clock::BadDate),
+    #[error("settlement identities broken: {0}")]
+    Identities(#[from] crate::money::BrokenIdentity),
+    #[error("month {year}-{month}")]
+    NoSuchMonth { year: i32, month: u32 },
+    #[error("prior visit date {year}-{month}-{day}")]
+    NoSuchVisitDate { year: i32, month: u32, day: u32 },
+}
+
+impl<E: Into<Internal>> From<E> for TxError {
+    fn from(e: E) -> TxError {
+        TxError::Internal(e.into())
+    }
+}
+
+impl TxError {
+    /// The refusal's err_msg, or what failed inside (the admin endpoint's answer).
+    pub fn message(&self) -> String {
+        match self {
+            TxError::Refused(msg) => msg.clone(),
+            TxError::Internal(why) => why.to_string(),
+        }
     }
 }
 
@@ -118,12 +148,10 @@ fn opt_u64(v: Option<i64>) -> u64 {
 impl SimDb {
     /// Open (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<SimDb, SimError> {
-        let conn = Connection::open(path).map_err(|e| SimError::Db(e.to_string()))?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-            .map_err(|e| SimError::Db(e.to_string()))?;
+        let conn = Connection::open(path)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
         for schema in [SCHEMA, super::books::SCHEMA, accounts::SCHEMA] {
-            conn.execute_batch(schema)
-                .map_err(|e| SimError::Db(e.to_string()))?;
+            conn.execute_batch(schema)?;
         }
         Ok(SimDb { conn })
     }
@@ -143,13 +171,11 @@ impl SimDb {
     pub fn seed(&mut self, fixtures: &Fixtures, policies: &SimPolicies) -> Result<(), SimError> {
         let seeded: i64 = self
             .conn
-            .query_row("SELECT COUNT(*) FROM persons", [], |r| r.get(0))
-            .map_err(|e| SimError::Db(e.to_string()))?;
+            .query_row("SELECT COUNT(*) FROM persons", [], |r| r.get(0))?;
         if seeded > 0 {
             return Ok(());
         }
-        self.seed_all(fixtures, policies)
-            .map_err(|e| SimError::Fixtures(e.to_string()))
+        self.seed_all(fixtures, policies).map_err(SimError::Seed)
     }
 
     fn seed_all(&mut self, fixtures: &Fixtures, policies: &SimPolicies) -> Result<(), TxError> {
