@@ -319,18 +319,30 @@ mod tests {
         hex::encode_upper(p.process(&hex::decode(apdu).unwrap()).unwrap())
     }
 
+    /// Sends each command in turn; each must get the answer beside it.
+    fn exchange(p: &mut VirtualPsam, script: &[(&str, &str)]) {
+        for (command, answer) in script {
+            assert_eq!(send(p, command), *answer, "{command}");
+        }
+    }
+
     #[test]
     fn reads_the_terminal_number() {
         let mut p = both();
-        assert_eq!(send(&mut p, "00B0960006"), "4101008134759000");
-        assert_eq!(send(&mut p, "00B0960000"), "4101008134759000");
-        assert_eq!(send(&mut p, "00B09600"), "4101008134759000");
-        assert_eq!(send(&mut p, "00B0960004"), "6C06");
-        assert_eq!(send(&mut p, "00B0960402"), "34759000"); // offset 4
-        assert_eq!(send(&mut p, "00B0960700"), "6B00");
-        assert_eq!(send(&mut p, "00B0950006"), "6A82");
-        assert_eq!(send(&mut p, "00B0000006"), "6986");
-        assert_eq!(send(&mut p, "80B0960006"), "6D00");
+        exchange(
+            &mut p,
+            &[
+                ("00B0960006", "4101008134759000"),
+                ("00B0960000", "4101008134759000"),
+                ("00B09600", "4101008134759000"),
+                ("00B0960004", "6C06"),
+                ("00B0960402", "34759000"), // offset 4
+                ("00B0960700", "6B00"),
+                ("00B0950006", "6A82"),
+                ("00B0000006", "6986"),
+                ("80B0960006", "6D00"),
+            ],
+        );
     }
 
     #[test]
@@ -370,11 +382,16 @@ mod tests {
     #[test]
     fn refuses_missing_keys_and_algorithms() {
         let mut p = both();
-        assert_eq!(send(&mut p, "801A0101083434303130307378"), "6A81"); // rkssse: SM4 only
-        assert_eq!(send(&mut p, "801A0102083434303130307378"), "6A81"); // SSF33
-        assert_eq!(send(&mut p, "801A0203083434303130307378"), "6A81"); // internal: DES only
-        assert_eq!(send(&mut p, "801A0501083434303130307378"), "6A88"); // unknown usage
-        assert_eq!(send(&mut p, "801A01030734343031303073"), "6700");
+        exchange(
+            &mut p,
+            &[
+                ("801A0101083434303130307378", "6A81"), // rkssse: SM4 only
+                ("801A0102083434303130307378", "6A81"), // SSF33
+                ("801A0203083434303130307378", "6A81"), // internal: DES only
+                ("801A0501083434303130307378", "6A88"), // unknown usage
+                ("801A01030734343031303073", "6700"),
+            ],
+        );
         let mut internal_only = psam(
             "[[keys]]\nusage = \"internal\"\nalgorithm = \"sm4\"\nmaster = \"00112233445566778899AABBCCDDEEFF\"\n",
         );
@@ -387,14 +404,24 @@ mod tests {
     #[test]
     fn session_key_rules() {
         let mut p = both();
-        assert_eq!(send(&mut p, "80FA0000080102030405060708"), "6985");
-        assert_eq!(send(&mut p, "801A0103083434303130307378"), "9000");
-        assert_eq!(send(&mut p, "80FA00000701020304050607"), "6700");
-        assert_eq!(send(&mut p, "80FA0100080102030405060708"), "6A86");
+        exchange(
+            &mut p,
+            &[
+                ("80FA0000080102030405060708", "6985"),
+                ("801A0103083434303130307378", "9000"),
+                ("80FA00000701020304050607", "6700"),
+                ("80FA0100080102030405060708", "6A86"),
+            ],
+        );
         // A refused 801A leaves no key behind.
-        assert_eq!(send(&mut p, "801A0101083434303130307378"), "6A81");
-        assert_eq!(send(&mut p, "80FA0000080102030405060708"), "6985");
-        assert_eq!(send(&mut p, "801A0103083434303130307378"), "9000");
+        exchange(
+            &mut p,
+            &[
+                ("801A0101083434303130307378", "6A81"),
+                ("80FA0000080102030405060708", "6985"),
+                ("801A0103083434303130307378", "9000"),
+            ],
+        );
         p.power_on();
         assert_eq!(send(&mut p, "80FA0000080102030405060708"), "6985");
         assert_eq!(p.apdus_seen(), 8);
@@ -403,11 +430,16 @@ mod tests {
     #[test]
     fn other_commands() {
         let mut p = both();
-        assert_eq!(send(&mut p, "00A4040000"), "6D00");
-        assert_eq!(send(&mut p, "8084000008"), "6D00");
-        assert_eq!(send(&mut p, "B026000104"), "6E00");
-        assert_eq!(send(&mut p, "00B0"), "6700");
-        assert_eq!(send(&mut p, "801A010309343430"), "6700");
+        exchange(
+            &mut p,
+            &[
+                ("00A4040000", "6D00"),
+                ("8084000008", "6D00"),
+                ("B026000104", "6E00"),
+                ("00B0", "6700"),
+                ("801A010309343430", "6700"),
+            ],
+        );
     }
 
     #[test]

@@ -474,15 +474,13 @@ impl VirtualCard {
         if apdu.data.is_empty() {
             return Err(tries_left(pin.tries_left));
         }
-        if apdu.data == pin.reference.as_slice() {
-            pin.tries_left = pin.max_tries;
-            self.session.pin_verified = true;
-            Ok(status_only(StatusWord::OK))
-        } else {
-            pin.tries_left -= 1;
-            self.session.pin_verified = false;
-            Err(tries_left(pin.tries_left))
-        }
+        let correct = apdu.data == pin.reference.as_slice();
+        attempt(
+            &mut pin.tries_left,
+            pin.max_tries,
+            correct,
+            &mut self.session.pin_verified,
+        )
     }
 
     fn get_challenge(&mut self, apdu: &Apdu<'_>) -> Reply {
@@ -534,15 +532,13 @@ impl VirtualCard {
         if challenge != Some(random) {
             return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
         }
-        if key.cryptogram(&random) == cryptogram {
-            self.auth_tries = MAX_AUTH_TRIES;
-            self.session.externally_authenticated = true;
-            Ok(status_only(StatusWord::OK))
-        } else {
-            self.auth_tries -= 1;
-            self.session.externally_authenticated = false;
-            Err(tries_left(self.auth_tries))
-        }
+        let correct = key.cryptogram(&random) == cryptogram;
+        attempt(
+            &mut self.auth_tries,
+            MAX_AUTH_TRIES,
+            correct,
+            &mut self.session.externally_authenticated,
+        )
     }
 
     /// `00 88 00 00 10 <P ‖ R> [Le]` → the 8-byte cryptogram of R under the card's internal
@@ -586,6 +582,19 @@ impl VirtualCard {
             }
             _ => Err(wrong_le(value.len())),
         }
+    }
+}
+
+/// One try against a counter (PIN, RKSSSE): a success resets it to `max` (`9000`), a failure
+/// costs a try (`63Cx`, x = tries left); `granted` is whether it succeeded.
+fn attempt(tries: &mut u8, max: u8, correct: bool, granted: &mut bool) -> Reply {
+    *granted = correct;
+    if correct {
+        *tries = max;
+        Ok(status_only(StatusWord::OK))
+    } else {
+        *tries = tries.saturating_sub(1);
+        Err(tries_left(*tries))
     }
 }
 
