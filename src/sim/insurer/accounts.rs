@@ -10,7 +10,7 @@
 //! 31 December of the year before, so they count as carried-over money for interest.
 
 use super::books::{money_at, money_text, opt_money_at};
-use super::db::{Internal, TxError};
+use super::db::{Internal, TxError, select_all};
 use super::fixtures::{BindingFixture, PersonFixture};
 use super::policies::SimPolicies;
 use crate::clock::Date;
@@ -113,14 +113,13 @@ fn entries(
     account: &AccountKey,
     upto: Option<&str>,
 ) -> Result<Vec<(String, String, Decimal)>, TxError> {
-    let mut stmt = conn.prepare(
+    select_all(
+        conn,
         "SELECT entry_date, kind, amount FROM ledger WHERE psn_no = ?1 AND insutype = ?2 \
          AND (?3 IS NULL OR entry_date <= ?3) ORDER BY entry_date, id",
-    )?;
-    let rows = stmt.query_map(params![account.psn_no, account.insutype, upto], |r| {
-        Ok((r.get(0)?, r.get(1)?, money_at(r, 2)?))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        params![account.psn_no, account.insutype, upto],
+        |r| Ok((r.get(0)?, r.get(1)?, money_at(r, 2)?)),
+    )
 }
 
 /// The balance: every entry (`upto` = `None`), or those dated on or before `upto`.
@@ -155,16 +154,17 @@ pub fn set_balance(
 
 /// A beneficiary's payers' accounts, in binding order.
 pub fn payers(conn: &Connection, beneficiary: &str) -> Result<Vec<AccountKey>, TxError> {
-    let mut stmt = conn.prepare(
+    select_all(
+        conn,
         "SELECT payer_psn_no, payer_insutype FROM bindings WHERE beneficiary_psn_no = ?1 ORDER BY ord",
-    )?;
-    let rows = stmt.query_map([beneficiary], |r| {
-        Ok(AccountKey {
-            psn_no: r.get(0)?,
-            insutype: r.get(1)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        [beneficiary],
+        |r| {
+            Ok(AccountKey {
+                psn_no: r.get(0)?,
+                insutype: r.get(1)?,
+            })
+        },
+    )
 }
 
 /// Bind a payer's account to a beneficiary (after the existing bindings).
@@ -208,23 +208,24 @@ struct Holder {
 
 /// Every insurance row with its region and wage (if any).
 fn holders(conn: &Connection) -> Result<Vec<Holder>, TxError> {
-    let mut stmt = conn.prepare(
+    select_all(
+        conn,
         "SELECT p.psn_no, i.insutype, i.insuplc_admdvs, a.wage FROM insuinfo i \
          JOIN persons p ON p.certno = i.certno \
          LEFT JOIN accounts a ON a.psn_no = p.psn_no AND a.insutype = i.insutype \
          ORDER BY p.psn_no, i.insutype",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Holder {
-            account: AccountKey {
-                psn_no: r.get(0)?,
-                insutype: r.get(1)?,
-            },
-            insuplc_admdvs: r.get(2)?,
-            wage: opt_money_at(r, 3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        [],
+        |r| {
+            Ok(Holder {
+                account: AccountKey {
+                    psn_no: r.get(0)?,
+                    insutype: r.get(1)?,
+                },
+                insuplc_admdvs: r.get(2)?,
+                wage: opt_money_at(r, 3)?,
+            })
+        },
+    )
 }
 
 /// One account's change, for the admin answer.

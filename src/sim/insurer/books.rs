@@ -4,7 +4,7 @@
 //! account parts (own account, relatives' accounts), reversals (2601) and id sequences.
 //! The personal-account ledger and family bindings are in [`super::accounts`].
 
-use super::db::TxError;
+use super::db::{TxError, select_all};
 use crate::insurer::settlement::{SetlDetail, Setlinfo};
 use crate::settle::lines::LineSplit;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -153,20 +153,21 @@ pub fn lines(
     mdtrt_id: &str,
     chrg_bchno: Option<&str>,
 ) -> Result<Vec<StoredLine>, TxError> {
-    let mut stmt = conn.prepare(
+    select_all(
+        conn,
         "SELECT feedetl_sn, chrg_bchno, line_json, split_json, setl_id FROM fee_lines \
          WHERE mdtrt_id = ?1 AND (?2 IS NULL OR chrg_bchno = ?2) ORDER BY rowid",
-    )?;
-    let rows = stmt.query_map(params![mdtrt_id, chrg_bchno], |r| {
-        Ok(StoredLine {
-            feedetl_sn: r.get(0)?,
-            chrg_bchno: r.get(1)?,
-            line_json: r.get(2)?,
-            split: json_at(r, 3)?,
-            setl_id: r.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        params![mdtrt_id, chrg_bchno],
+        |r| {
+            Ok(StoredLine {
+                feedetl_sn: r.get(0)?,
+                chrg_bchno: r.get(1)?,
+                line_json: r.get(2)?,
+                split: json_at(r, 3)?,
+                setl_id: r.get(4)?,
+            })
+        },
+    )
 }
 
 pub fn insert_line(
@@ -218,8 +219,7 @@ fn settlement_rows(
     args: &[&dyn rusqlite::ToSql],
 ) -> Result<Vec<Settlement>, TxError> {
     let sql = format!("SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE {filter} ORDER BY rowid");
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(args, |r| {
+    select_all(conn, &sql, args, |r| {
         Ok(Settlement {
             setl_id: r.get(0)?,
             msgid: r.get(1)?,
@@ -234,8 +234,7 @@ fn settlement_rows(
             refund_setl_id: r.get(10)?,
             refund_msgid: r.get(11)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    })
 }
 
 fn one(mut rows: Vec<Settlement>) -> Option<Settlement> {
@@ -277,20 +276,18 @@ pub fn active_sums(
     from: &str,
     to: &str,
 ) -> Result<(Decimal, Decimal), TxError> {
-    let mut stmt = conn.prepare(
+    let rows = select_all(
+        conn,
         "SELECT inscp_scp_amt, fund_pay_sumamt FROM settlements WHERE psn_no = ?1 \
          AND insutype = ?2 AND status = 'settled' AND setl_date BETWEEN ?3 AND ?4",
+        params![psn_no, insutype, from, to],
+        |r| Ok((money_at(r, 0)?, money_at(r, 1)?)),
     )?;
-    let rows = stmt.query_map(params![psn_no, insutype, from, to], |r| {
-        Ok((money_at(r, 0)?, money_at(r, 1)?))
-    })?;
-    let mut sums = (Decimal::ZERO, Decimal::ZERO);
-    for row in rows {
-        let (inscp, fund) = row?;
-        sums.0 += inscp;
-        sums.1 += fund;
-    }
-    Ok(sums)
+    Ok(rows
+        .iter()
+        .fold((Decimal::ZERO, Decimal::ZERO), |(inscp, fund), row| {
+            (inscp + row.0, fund + row.1)
+        }))
 }
 
 /// Where a settlement's account payment came from.
@@ -353,18 +350,19 @@ pub fn insert_settlement(
 }
 
 pub fn parts(conn: &Connection, setl_id: &str) -> Result<Vec<AccountPart>, TxError> {
-    let mut stmt = conn.prepare(
+    select_all(
+        conn,
         "SELECT psn_no, insutype, amount, mulaid FROM settlement_parts WHERE setl_id = ?1 ORDER BY rowid",
-    )?;
-    let rows = stmt.query_map([setl_id], |r| {
-        Ok(AccountPart {
-            psn_no: r.get(0)?,
-            insutype: r.get(1)?,
-            amount: money_at(r, 2)?,
-            mulaid: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        [setl_id],
+        |r| {
+            Ok(AccountPart {
+                psn_no: r.get(0)?,
+                insutype: r.get(1)?,
+                amount: money_at(r, 2)?,
+                mulaid: r.get(3)?,
+            })
+        },
+    )
 }
 
 /// Mark a batch's open lines as settled by `setl_id`.

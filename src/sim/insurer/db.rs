@@ -145,6 +145,18 @@ fn opt_u64(v: Option<i64>) -> u64 {
     v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0)
 }
 
+/// Every row `sql` selects with `params`, each read by `row`.
+pub fn select_all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, TxError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(params, row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 impl SimDb {
     /// Open (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<SimDb, SimError> {
@@ -264,22 +276,23 @@ impl SimDb {
             )
             .optional()?
             .ok_or_else(|| TxError::Refused("未查询到人员信息".into()))?;
-        let mut stmt = self.conn.prepare(
+        let mut insuinfo = select_all(
+            &self.conn,
             "SELECT balc, insutype, psn_type, psn_insu_stas, insuplc_admdvs, psn_insu_date, \
              paus_insu_date FROM insuinfo WHERE certno = ?1 ORDER BY insutype",
+            [certno],
+            |r| {
+                Ok(InsuInfo {
+                    balc: decimal(&r.get::<_, String>(0)?),
+                    insutype: r.get(1)?,
+                    psn_type: r.get(2)?,
+                    psn_insu_stas: r.get(3)?,
+                    insuplc_admdvs: r.get(4)?,
+                    psn_insu_date: r.get(5)?,
+                    paus_insu_date: r.get(6)?,
+                })
+            },
         )?;
-        let rows = stmt.query_map([certno], |r| {
-            Ok(InsuInfo {
-                balc: decimal(&r.get::<_, String>(0)?),
-                insutype: r.get(1)?,
-                psn_type: r.get(2)?,
-                psn_insu_stas: r.get(3)?,
-                insuplc_admdvs: r.get(4)?,
-                psn_insu_date: r.get(5)?,
-                paus_insu_date: r.get(6)?,
-            })
-        })?;
-        let mut insuinfo = rows.collect::<Result<Vec<_>, _>>()?;
         for row in &mut insuinfo {
             let account = AccountKey::new(&base.psn_no, &row.insutype);
             row.balc = accounts::balance(&self.conn, &account, None)?;
@@ -344,23 +357,24 @@ impl SimDb {
 
     /// X101: events after `after`, at most `limit`, oldest first.
     pub fn card_events(&self, after: u64, limit: u32) -> Result<CardEventPage, TxError> {
-        let mut stmt = self.conn.prepare(
+        let events = select_all(
+            &self.conn,
             "SELECT ver, card_no, card_sn, certno, kind, new_card_no, event_time FROM card_events \
              WHERE ver > ?1 ORDER BY ver LIMIT ?2",
+            params![after as i64, limit],
+            |r| {
+                let kind: String = r.get(4)?;
+                Ok(CardStatusEvent {
+                    version: opt_u64(r.get(0)?),
+                    card_no: r.get(1)?,
+                    card_sn: r.get(2)?,
+                    certno: r.get(3)?,
+                    kind: parse_kind(&kind).unwrap_or(CardEventKind::Lost),
+                    new_card_no: r.get(5)?,
+                    event_time: r.get(6)?,
+                })
+            },
         )?;
-        let rows = stmt.query_map(params![after as i64, limit], |r| {
-            let kind: String = r.get(4)?;
-            Ok(CardStatusEvent {
-                version: opt_u64(r.get(0)?),
-                card_no: r.get(1)?,
-                card_sn: r.get(2)?,
-                certno: r.get(3)?,
-                kind: parse_kind(&kind).unwrap_or(CardEventKind::Lost),
-                new_card_no: r.get(5)?,
-                event_time: r.get(6)?,
-            })
-        })?;
-        let events = rows.collect::<Result<Vec<_>, _>>()?;
         Ok(CardEventPage {
             events,
             latest_version: self.max_ver("card_events")?,
@@ -369,12 +383,13 @@ impl SimDb {
 
     /// X102: catalogue changes after `after`, at most `limit`, oldest first.
     pub fn catalogue(&self, after: u64, limit: u32) -> Result<CataloguePage, TxError> {
-        let mut stmt = self.conn.prepare(
+        let items = select_all(
+            &self.conn,
             "SELECT ver, hilist_code, hilist_name, chrgitm_lv, selfpay_prop, pric_uplmt_amt, \
              vali_flag FROM catalogue WHERE ver > ?1 ORDER BY ver LIMIT ?2",
+            params![after as i64, limit],
+            catalogue_row,
         )?;
-        let rows = stmt.query_map(params![after as i64, limit], catalogue_row)?;
-        let items = rows.collect::<Result<Vec<_>, _>>()?;
         Ok(CataloguePage {
             items,
             latest_version: self.max_ver("catalogue")?,
@@ -490,19 +505,20 @@ impl SimDb {
 
     /// msg_log rows, all or for one msgid, oldest first (at most 1000).
     pub fn msg_log(&self, msgid: Option<&str>) -> Result<Vec<Value>, TxError> {
-        let mut stmt = self.conn.prepare(
+        select_all(
+            &self.conn,
             "SELECT msgid, infno, received_at, outcome, infcode, err_msg, inf_refmsgid \
              FROM msg_log WHERE ?1 IS NULL OR msgid = ?1 ORDER BY id LIMIT 1000",
-        )?;
-        let rows = stmt.query_map([msgid], |r| {
-            Ok(json!({
-                "msgid": r.get::<_, String>(0)?, "infno": r.get::<_, String>(1)?,
-                "received_at": r.get::<_, String>(2)?, "outcome": r.get::<_, String>(3)?,
-                "infcode": r.get::<_, Option<i64>>(4)?, "err_msg": r.get::<_, Option<String>>(5)?,
-                "inf_refmsgid": r.get::<_, Option<String>>(6)?,
-            }))
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            [msgid],
+            |r| {
+                Ok(json!({
+                    "msgid": r.get::<_, String>(0)?, "infno": r.get::<_, String>(1)?,
+                    "received_at": r.get::<_, String>(2)?, "outcome": r.get::<_, String>(3)?,
+                    "infcode": r.get::<_, Option<i64>>(4)?, "err_msg": r.get::<_, Option<String>>(5)?,
+                    "inf_refmsgid": r.get::<_, Option<String>>(6)?,
+                }))
+            },
+        )
     }
 
     /// Bulk card events on synthetic cards (benchmarks), `count` events in all: synthetic
