@@ -521,11 +521,7 @@ impl VirtualCard {
             return Err(StatusWord::KEY_NOT_FOUND);
         }
         let (cryptogram, random) = split_blocks(apdu.data).ok_or(StatusWord::WRONG_LENGTH)?;
-        let key = self
-            .rkssse
-            .as_ref()
-            .filter(|_| self.session.app == Some(App::Ssse))
-            .ok_or(StatusWord::KEY_NOT_FOUND)?;
+        let key = ssse_key(self.rkssse.as_ref(), self.session.app)?;
         if self.auth_tries == 0 {
             return Err(StatusWord::AUTH_BLOCKED);
         }
@@ -549,11 +545,7 @@ impl VirtualCard {
             return Err(StatusWord::WRONG_P1P2);
         }
         let (_factor, random) = split_blocks(apdu.data).ok_or(StatusWord::WRONG_LENGTH)?;
-        let key = self
-            .internal
-            .as_ref()
-            .filter(|_| self.session.app == Some(App::Ssse))
-            .ok_or(StatusWord::KEY_NOT_FOUND)?;
+        let key = ssse_key(self.internal.as_ref(), self.session.app)?;
         let cryptogram = key.cryptogram(&random).to_vec();
         self.answer(cryptogram, apdu.le)
     }
@@ -583,6 +575,12 @@ impl VirtualCard {
             _ => Err(wrong_le(value.len())),
         }
     }
+}
+
+/// A card key, usable only while SSSE is selected: else, as when there is none, `6A88`.
+fn ssse_key(key: Option<&CardKey>, app: Option<App>) -> Result<&CardKey, StatusWord> {
+    key.filter(|_| app == Some(App::Ssse))
+        .ok_or(StatusWord::KEY_NOT_FOUND)
 }
 
 /// One try against a counter (PIN, RKSSSE): a success resets it to `max` (`9000`), a failure
