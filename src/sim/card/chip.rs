@@ -18,12 +18,7 @@ pub enum Chip {
 impl Chip {
     /// Loads a card or PSAM file, telling them apart by content.
     pub fn load(path: &Path) -> Result<Chip, SimError> {
-        let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| SimError::Read {
-            path: origin.clone(),
-            source,
-        })?;
-        Chip::from_toml_str(&text, &origin)
+        super::load_file(path, Chip::from_toml_str)
     }
 
     /// Parses a card or PSAM file's text; `origin` names it in errors.

@@ -1,4 +1,7 @@
-//! Command APDUs as the simulated chips receive them: ISO 7816-4 cases 1–4, short form.
+//! Command APDUs as the simulated chips receive them (ISO 7816-4 cases 1–4, short form), and
+//! the status words they answer with.
+
+use crate::apdu::StatusWord;
 
 /// A parsed short command APDU.
 pub(crate) struct Apdu<'a> {
@@ -41,6 +44,32 @@ impl<'a> Apdu<'a> {
             le,
         })
     }
+}
+
+/// A response: `data ‖ SW1 SW2`.
+pub(crate) fn with_status(mut data: Vec<u8>, sw: StatusWord) -> Vec<u8> {
+    data.extend_from_slice(&[sw.sw1(), sw.sw2()]);
+    data
+}
+
+/// A response of the status word alone.
+pub(crate) fn status_only(sw: StatusWord) -> Vec<u8> {
+    with_status(Vec::new(), sw)
+}
+
+/// A length as SW2 of `61xx` / `6Cxx`: 256 (or more) is `00`.
+fn length_byte(len: usize) -> u8 {
+    if len >= MAX_SHORT_LE { 0 } else { len as u8 }
+}
+
+/// `61xx`: `len` more bytes wait for GET RESPONSE.
+pub(crate) fn more_data(len: usize) -> StatusWord {
+    StatusWord::new(0x61, length_byte(len))
+}
+
+/// `6Cxx`: wrong Le; the answer has `len` bytes.
+pub(crate) fn wrong_le(len: usize) -> StatusWord {
+    StatusWord::new(0x6C, length_byte(len))
 }
 
 #[cfg(test)]

@@ -81,15 +81,11 @@ impl SecretKey {
     }
 
     /// A key written as 32 hex digits (spaces allowed between them).
-    pub fn from_hex(text: &str) -> Result<SecretKey, String> {
+    pub fn from_hex(text: &str) -> Result<SecretKey, KeyError> {
         let compact: String = text.split_whitespace().collect();
-        let mut bytes = hex::decode(&compact).map_err(|e| format!("bad hex: {e}"))?;
-        let key = <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
-            format!(
-                "a key is {KEY_LEN} bytes (32 hex digits), not {}",
-                bytes.len()
-            )
-        });
+        let mut bytes = hex::decode(&compact).map_err(KeyError::BadHex)?;
+        let key =
+            <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| KeyError::Length(bytes.len()));
         bytes.zeroize();
         key.map(SecretKey)
     }
@@ -98,6 +94,15 @@ impl SecretKey {
     pub fn bytes(&self) -> &[u8; KEY_LEN] {
         &self.0
     }
+}
+
+/// Why text is not a key.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum KeyError {
+    #[error("bad hex: {0}")]
+    BadHex(#[source] hex::FromHexError),
+    #[error("a key is {KEY_LEN} bytes (32 hex digits), not {0}")]
+    Length(usize),
 }
 
 impl std::fmt::Debug for SecretKey {
@@ -214,41 +219,61 @@ mod tests {
 
     #[test]
     fn factor_follows_the_region_rule() {
-        assert_eq!(
-            &diversification_factor("440100D156000005C5F96E75C454FA23").unwrap(),
-            b"440100sx"
-        );
         // "33" regions: the first four digits ‖ "00" (a county-level code maps to its city).
-        assert_eq!(
-            &diversification_factor("330782D156000005").unwrap(),
-            b"330700sx"
-        );
-        assert_eq!(&diversification_factor("330100").unwrap(), b"330100sx");
-        assert_eq!(diversification_factor("44010"), None);
-        assert_eq!(diversification_factor("4401é0"), None);
+        let expected: [(&str, Option<&[u8; 8]>); 5] = [
+            ("440100D156000005C5F96E75C454FA23", Some(b"440100sx")),
+            ("330782D156000005", Some(b"330700sx")),
+            ("330100", Some(b"330100sx")),
+            ("44010", None),
+            ("4401é0", None),
+        ];
+        for (card_id, factor) in expected {
+            assert_eq!(
+                diversification_factor(card_id).as_ref(),
+                factor,
+                "{card_id}"
+            );
+        }
     }
 
     // Expected values computed independently with Python `cryptography` (OpenSSL) and
     // cross-checked with `openssl enc -sm4-ecb / -des-ede-ecb -nopad`.
+    /// Diversifies `master` for `card_id`, checks Kd, then the cryptogram of `data` under it.
+    fn assert_diversifies(
+        algorithm: Algorithm,
+        (card_id, master): (&str, &str),
+        kd_hex: &str,
+        (data, expected): (&str, &str),
+    ) {
+        let f = diversification_factor(card_id).unwrap();
+        let kd = diversify(algorithm, &key(master), &f);
+        assert_eq!(hex16(&kd), kd_hex);
+        assert_eq!(cryptogram(algorithm, &kd, &bytes8(data)), bytes8(expected));
+    }
+
     #[test]
     fn sm4_diversification_and_cryptogram() {
-        let f = diversification_factor("440100D156000005C5F96E75C454FA23").unwrap();
-        let kd = diversify(Algorithm::Sm4, &key("11223344556677888877665544332211"), &f);
-        assert_eq!(hex16(&kd), "D435E86019F9376DAFC46DFADF02CA36");
-        assert_eq!(
-            cryptogram(Algorithm::Sm4, &kd, &bytes8("0102030405060708")),
-            bytes8("91D11EA3853F193C")
+        assert_diversifies(
+            Algorithm::Sm4,
+            (
+                "440100D156000005C5F96E75C454FA23",
+                "11223344556677888877665544332211",
+            ),
+            "D435E86019F9376DAFC46DFADF02CA36",
+            ("0102030405060708", "91D11EA3853F193C"),
         );
     }
 
     #[test]
     fn des_diversification_and_cryptogram() {
-        let f = diversification_factor("330782D156000005AAAAAAAAAAAAAAAA").unwrap();
-        let kd = diversify(Algorithm::Des, &key("0123456789ABCDEFFEDCBA9876543210"), &f);
-        assert_eq!(hex16(&kd), "69249A15CCF3493900F02832F9F66C01");
-        assert_eq!(
-            cryptogram(Algorithm::Des, &kd, &bytes8("0102030405060708")),
-            bytes8("7B0DF88575A9E9AD")
+        assert_diversifies(
+            Algorithm::Des,
+            (
+                "330782D156000005AAAAAAAAAAAAAAAA",
+                "0123456789ABCDEFFEDCBA9876543210",
+            ),
+            "69249A15CCF3493900F02832F9F66C01",
+            ("0102030405060708", "7B0DF88575A9E9AD"),
         );
     }
 
@@ -270,11 +295,9 @@ mod tests {
         let k = key("00112233 44556677 8899AABB CCDDEEFF");
         assert_eq!(k.bytes()[15], 0xFF);
         assert_eq!(format!("{k:?}"), "SecretKey(…)");
-        assert!(
-            SecretKey::from_hex("0011")
-                .unwrap_err()
-                .contains("16 bytes")
-        );
-        assert!(SecretKey::from_hex("zz").unwrap_err().contains("bad hex"));
+        let short = SecretKey::from_hex("0011").unwrap_err();
+        assert!(short.to_string().contains("16 bytes"), "{short}");
+        let bad = SecretKey::from_hex("zz").unwrap_err();
+        assert!(bad.to_string().contains("bad hex"), "{bad}");
     }
 }

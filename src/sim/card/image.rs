@@ -6,7 +6,8 @@
 //! fixture fails loudly instead of becoming a card that answers nonsense.
 
 use super::SimError;
-use super::crypto::{Algorithm, SecretKey, diversification_factor};
+use super::crypto::{Algorithm, KeyError, SecretKey, diversification_factor};
+use super::psam::{KeyUsage, TERMINAL_DIGITS};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -16,7 +17,7 @@ pub type Record = Vec<u8>;
 /// The longest value a one-byte length can announce.
 const MAX_VALUE_LEN: usize = 255;
 /// ATRs are at most 33 bytes (ISO 7816-3).
-const MAX_ATR_LEN: usize = 33;
+pub(super) const MAX_ATR_LEN: usize = 33;
 /// PINs entered on a PIN pad: 4–16 digits (card-spec.md §5.1).
 const PIN_DIGITS: std::ops::RangeInclusive<usize> = 4..=16;
 /// The tries counter travels in one nibble of `63Cx`.
@@ -217,58 +218,140 @@ impl Default for Behaviour {
 impl CardImage {
     /// Loads a card file.
     pub fn load(path: &Path) -> Result<CardImage, SimError> {
-        let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| SimError::Read {
-            path: origin.clone(),
-            source,
-        })?;
-        CardImage::from_toml_str(&text, &origin)
+        super::load_file(path, CardImage::from_toml_str)
     }
 
     /// Parses a card file's text; `origin` names it in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<CardImage, SimError> {
-        let file: CardFile = toml::from_str(text).map_err(|e| SimError::Syntax {
-            origin: origin.to_owned(),
-            message: if super::chip::is_psam_text(text) {
-                "this is a PSAM file (it has terminal_no or [[keys]]), not a card".to_owned()
+        let file: CardFile = toml::from_str(text).map_err(|source| {
+            if super::chip::is_psam_text(text) {
+                SimError::PsamNotCard {
+                    origin: origin.to_owned(),
+                }
             } else {
-                e.to_string()
-            },
+                SimError::Syntax {
+                    origin: origin.to_owned(),
+                    source,
+                }
+            }
         })?;
-        let invalid = |place: String, problem: String| SimError::Invalid {
-            origin: origin.to_owned(),
-            place,
-            problem,
-        };
-        let atr = parse_atr(&file.atr).map_err(|p| invalid("atr".into(), p))?;
-        let ssse = file
-            .ssse
-            .map(|s| s.build())
-            .transpose()
-            .map_err(|(place, p)| invalid(place, p))?;
-        let df04 = file
-            .df04
-            .map(|d| d.build())
-            .transpose()
-            .map_err(|(place, p)| invalid(place, p))?;
-        let pin = file
-            .pin
-            .map(|p| p.build())
-            .transpose()
-            .map_err(|(place, p)| invalid(place, p))?;
+        let invalid = |located: Located| located.in_file(origin);
+        let atr = parse_atr(&file.atr).map_err(|p| invalid(Located::at("atr", p)))?;
         Ok(CardImage {
             description: file.description,
             atr,
-            ssse,
-            df04,
-            pin,
+            ssse: file
+                .ssse
+                .map(SsseFile::build)
+                .transpose()
+                .map_err(invalid)?,
+            df04: file
+                .df04
+                .map(Df04File::build)
+                .transpose()
+                .map_err(invalid)?,
+            pin: file.pin.map(PinFile::build).transpose().map_err(invalid)?,
             behaviour: file.behaviour,
         })
     }
 }
 
+/// What is wrong with a value in a card or PSAM file (its place is said beside it).
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error("bad hex {text:?}: {source}")]
+    BadHex {
+        text: String,
+        #[source]
+        source: hex::FromHexError,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("is {0} bytes; an ATR has 2 to {MAX_ATR_LEN}")]
+    AtrLength(usize),
+    #[error("{0} is more than the maximum, {MAX_AUTH_TRIES}")]
+    TooManyAuthTries(u8),
+    #[error("algorithm 0x{0:02X} cannot authenticate here (0x01 DES or 0x03 SM4)")]
+    CannotAuthenticate(u8),
+    #[error(
+        "keys are diversified with the 卡识别码: EF05 needs a tag 0x01 record of at least 3 bytes"
+    )]
+    NoCardId,
+    #[error("{0:?}: must be \"1\" (online) or \"2\" (offline)")]
+    Df04Mode(String),
+    #[error("year {0} is not 4 digits")]
+    Year(u16),
+    #[error("kind {0:?} must be one ASCII character")]
+    TransactionKind(String),
+    #[error("terminal {0:?} must be 12 digits")]
+    Terminal(String),
+    #[error("time {0:?} must be 14 digits (YYYYMMDDhhmmss)")]
+    Time(String),
+    #[error("{0:?} must be {TERMINAL_DIGITS} digits")]
+    TerminalNo(String),
+    #[error("needs exactly one of b, an, cn, gbk, raw (found {0})")]
+    ValueCount(usize),
+    #[error("missing tag")]
+    MissingTag,
+    #[error("tag 0x{0:02X} is not a record identifier (0x01 to 0xFE)")]
+    BadTag(u8),
+    #[error("value is {0} bytes; at most {MAX_VALUE_LEN}")]
+    ValueTooLong(usize),
+    #[error("value is {value} bytes, longer than len = {len}")]
+    LongerThanLen { value: usize, len: usize },
+    #[error("len cannot be used with raw")]
+    LenWithRaw,
+    #[error("raw record is empty")]
+    EmptyRaw,
+    #[error("tag 0x{tag:02X} does not match the raw record's first byte 0x{first:02X}")]
+    RawTag { tag: u8, first: u8 },
+    #[error("raw record is {0} bytes; at most {max}", max = MAX_VALUE_LEN + 2)]
+    RawTooLong(usize),
+    #[error("an value {0:?} is not ASCII")]
+    NotAscii(String),
+    #[error("cn value {0:?} must be decimal digits")]
+    NotDecimal(String),
+    #[error("gbk value {0:?} has characters GB18030 cannot encode")]
+    NotGb18030(String),
+    #[error("must be 4 to 16 digits")]
+    PinDigits,
+    #[error("must be 1 to {MAX_TRIES}")]
+    PinMaxTries,
+    #[error("{tries_left} is more than max_tries {max_tries}")]
+    PinTriesLeft { tries_left: u8, max_tries: u8 },
+    #[error("algorithm {0:?}: \"des\" or \"sm4\" (SSF33 is not simulated)")]
+    PsamAlgorithm(String),
+    #[error("a second {usage:?} key for {algorithm}")]
+    SecondKey {
+        usage: KeyUsage,
+        algorithm: &'static str,
+    },
+}
+
 /// A problem and where it is (`[[ssse.ef05]] record 3 (tag 0x03)`, `pin.value`, …).
-type Located = (String, String);
+#[derive(Debug)]
+pub(super) struct Located {
+    place: String,
+    problem: Problem,
+}
+
+impl Located {
+    pub(super) fn at(place: &str, problem: Problem) -> Located {
+        Located {
+            place: place.to_owned(),
+            problem,
+        }
+    }
+
+    /// The error naming the file too.
+    pub(super) fn in_file(self, origin: &str) -> SimError {
+        SimError::Invalid {
+            origin: origin.to_owned(),
+            place: self.place,
+            problem: self.problem,
+        }
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -304,18 +387,17 @@ fn default_algorithm() -> u8 {
 
 impl SsseFile {
     fn build(self) -> Result<Ssse, Located> {
-        let at = |place: &str, problem: String| (place.to_owned(), problem);
         let auth_tries = self.auth_tries.unwrap_or(MAX_AUTH_TRIES);
         if auth_tries > MAX_AUTH_TRIES {
-            return Err(at(
+            return Err(Located::at(
                 "ssse.auth_tries",
-                format!("{auth_tries} is more than the maximum, {MAX_AUTH_TRIES}"),
+                Problem::TooManyAuthTries(auth_tries),
             ));
         }
         let key = |place: &str, text: Option<&str>| {
             text.map(SecretKey::from_hex)
                 .transpose()
-                .map_err(|p| at(place, p))
+                .map_err(|e| Located::at(place, e.into()))
         };
         let ssse = Ssse {
             algorithm: self.algorithm,
@@ -334,12 +416,9 @@ impl SsseFile {
                 continue;
             }
             if ssse.crypto_algorithm().is_none() {
-                return Err(at(
+                return Err(Located::at(
                     place,
-                    format!(
-                        "algorithm 0x{:02X} cannot authenticate here (0x01 DES or 0x03 SM4)",
-                        ssse.algorithm
-                    ),
+                    Problem::CannotAuthenticate(ssse.algorithm),
                 ));
             }
             if ssse
@@ -347,12 +426,7 @@ impl SsseFile {
                 .and_then(|id| diversification_factor(&id))
                 .is_none()
             {
-                return Err(at(
-                    place,
-                    "keys are diversified with the 卡识别码: EF05 needs a tag 0x01 record \
-                     of at least 3 bytes"
-                        .into(),
-                ));
+                return Err(Located::at(place, Problem::NoCardId));
             }
         }
         Ok(ssse)
@@ -372,12 +446,8 @@ struct Df04File {
 
 impl Df04File {
     fn build(self) -> Result<Df04, Located> {
-        let at = |place: &str, problem: String| (place.to_owned(), problem);
         if !DF04_MODES.contains(&self.mode.as_str()) {
-            return Err(at(
-                "df04.mode",
-                format!("{:?}: must be \"1\" (online) or \"2\" (offline)", self.mode),
-            ));
+            return Err(Located::at("df04.mode", Problem::Df04Mode(self.mode)));
         }
         for (place, amount) in [
             ("df04.annual_self_pay", &self.annual_self_pay),
@@ -386,7 +456,7 @@ impl Df04File {
             if let Some(amount) = amount
                 && !(1000..=9999).contains(&amount.year)
             {
-                return Err(at(place, format!("year {} is not 4 digits", amount.year)));
+                return Err(Located::at(place, Problem::Year(amount.year)));
             }
         }
         let transactions = self
@@ -395,7 +465,7 @@ impl Df04File {
             .enumerate()
             .map(|(i, t)| {
                 t.build()
-                    .map_err(|p| at(&format!("[[df04.transactions]] {}", i + 1), p))
+                    .map_err(|p| Located::at(&format!("[[df04.transactions]] {}", i + 1), p))
             })
             .collect::<Result<_, _>>()?;
         Ok(Df04 {
@@ -423,19 +493,16 @@ struct TransactionFile {
 }
 
 impl TransactionFile {
-    fn build(self) -> Result<Transaction, String> {
+    fn build(self) -> Result<Transaction, Problem> {
         let kind = match self.kind.as_bytes() {
             [kind] if kind.is_ascii_graphic() => *kind,
-            _ => return Err(format!("kind {:?} must be one ASCII character", self.kind)),
+            _ => return Err(Problem::TransactionKind(self.kind)),
         };
-        if self.terminal.len() != 12 || !is_digits(&self.terminal) {
-            return Err(format!("terminal {:?} must be 12 digits", self.terminal));
+        if !is_number(&self.terminal, 12) {
+            return Err(Problem::Terminal(self.terminal));
         }
-        if self.time.len() != 14 || !is_digits(&self.time) {
-            return Err(format!(
-                "time {:?} must be 14 digits (YYYYMMDDhhmmss)",
-                self.time
-            ));
+        if !is_number(&self.time, 14) {
+            return Err(Problem::Time(self.time));
         }
         Ok(Transaction {
             seq: self.seq,
@@ -453,7 +520,11 @@ fn build_records(file: &str, records: &[RecordFile]) -> Result<Vec<Record>, Loca
     records
         .iter()
         .enumerate()
-        .map(|(i, record)| record.build().map_err(|p| (record.place(file, i + 1), p)))
+        .map(|(i, record)| {
+            record
+                .build()
+                .map_err(|p| Located::at(&record.place(file, i + 1), p))
+        })
         .collect()
 }
 
@@ -486,7 +557,7 @@ impl RecordFile {
         }
     }
 
-    fn value(&self) -> Result<Value<'_>, String> {
+    fn value(&self) -> Result<Value<'_>, Problem> {
         let given: Vec<Value<'_>> = [
             self.b.as_deref().map(Value::B),
             self.an.as_deref().map(Value::An),
@@ -502,10 +573,10 @@ impl RecordFile {
             .into_iter()
             .next()
             .filter(|_| count == 1)
-            .ok_or_else(|| format!("needs exactly one of b, an, cn, gbk, raw (found {count})"))
+            .ok_or(Problem::ValueCount(count))
     }
 
-    fn build(&self) -> Result<Record, String> {
+    fn build(&self) -> Result<Record, Problem> {
         let (value, fill) = match self.value()? {
             Value::Raw(hex) => return self.build_raw(hex),
             Value::B(hex) => (parse_hex(hex)?, 0x00),
@@ -513,30 +584,23 @@ impl RecordFile {
             Value::Cn(digits) => (encode_cn(digits)?, 0xFF),
             Value::Gbk(text) => (encode_gbk(text)?, 0x00),
         };
-        let tag = self.tag.ok_or("missing tag")?;
+        let tag = self.tag.ok_or(Problem::MissingTag)?;
         check_tag(tag)?;
         let value = pad(value, self.len, fill)?;
-        let len = u8::try_from(value.len())
-            .map_err(|_| format!("value is {} bytes; at most {MAX_VALUE_LEN}", value.len()))?;
+        let len = u8::try_from(value.len()).map_err(|_| Problem::ValueTooLong(value.len()))?;
         Ok([vec![tag, len], value].concat())
     }
 
     /// A raw record is used as-is; a `tag`, if given, must be its first byte.
-    fn build_raw(&self, hex: &str) -> Result<Record, String> {
+    fn build_raw(&self, hex: &str) -> Result<Record, Problem> {
         if self.len.is_some() {
-            return Err("len cannot be used with raw".into());
+            return Err(Problem::LenWithRaw);
         }
         let bytes = parse_hex(hex)?;
         match (bytes.first(), self.tag) {
-            (None, _) => Err("raw record is empty".into()),
-            (Some(&first), Some(tag)) if first != tag => Err(format!(
-                "tag 0x{tag:02X} does not match the raw record's first byte 0x{first:02X}"
-            )),
-            _ if bytes.len() > MAX_VALUE_LEN + 2 => Err(format!(
-                "raw record is {} bytes; at most {}",
-                bytes.len(),
-                MAX_VALUE_LEN + 2
-            )),
+            (None, _) => Err(Problem::EmptyRaw),
+            (Some(&first), Some(tag)) if first != tag => Err(Problem::RawTag { tag, first }),
+            _ if bytes.len() > MAX_VALUE_LEN + 2 => Err(Problem::RawTooLong(bytes.len())),
             _ => Ok(bytes),
         }
     }
@@ -552,19 +616,21 @@ struct PinFile {
 
 impl PinFile {
     fn build(self) -> Result<Pin, Located> {
-        let at = |place: &str, problem: String| (place.to_owned(), problem);
         if !PIN_DIGITS.contains(&self.value.len()) || !is_digits(&self.value) {
-            return Err(at("pin.value", "must be 4 to 16 digits".into()));
+            return Err(Located::at("pin.value", Problem::PinDigits));
         }
         let max_tries = self.max_tries.unwrap_or(3);
         if !(1..=MAX_TRIES).contains(&max_tries) {
-            return Err(at("pin.max_tries", format!("must be 1 to {MAX_TRIES}")));
+            return Err(Located::at("pin.max_tries", Problem::PinMaxTries));
         }
         let tries_left = self.tries_left.unwrap_or(max_tries);
         if tries_left > max_tries {
-            return Err(at(
+            return Err(Located::at(
                 "pin.tries_left",
-                format!("{tries_left} is more than max_tries {max_tries}"),
+                Problem::PinTriesLeft {
+                    tries_left,
+                    max_tries,
+                },
             ));
         }
         Ok(Pin {
@@ -575,56 +641,53 @@ impl PinFile {
     }
 }
 
-fn parse_atr(text: &str) -> Result<Vec<u8>, String> {
+/// An ATR in hex: 2 to 33 bytes.
+pub(super) fn parse_atr(text: &str) -> Result<Vec<u8>, Problem> {
     let atr = parse_hex(text)?;
     if (2..=MAX_ATR_LEN).contains(&atr.len()) {
         Ok(atr)
     } else {
-        Err(format!(
-            "is {} bytes; an ATR has 2 to {MAX_ATR_LEN}",
-            atr.len()
-        ))
+        Err(Problem::AtrLength(atr.len()))
     }
 }
 
-fn check_tag(tag: u8) -> Result<(), String> {
+fn check_tag(tag: u8) -> Result<(), Problem> {
     if (0x01..=0xFE).contains(&tag) {
         Ok(())
     } else {
-        Err(format!(
-            "tag 0x{tag:02X} is not a record identifier (0x01 to 0xFE)"
-        ))
+        Err(Problem::BadTag(tag))
     }
 }
 
 /// Hex digits, spaces allowed between them.
-fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+fn parse_hex(text: &str) -> Result<Vec<u8>, Problem> {
     let compact: String = text.split_whitespace().collect();
-    hex::decode(&compact).map_err(|e| format!("bad hex {text:?}: {e}"))
+    hex::decode(&compact).map_err(|source| Problem::BadHex {
+        text: text.to_owned(),
+        source,
+    })
 }
 
-fn encode_an(text: &str) -> Result<Vec<u8>, String> {
+fn encode_an(text: &str) -> Result<Vec<u8>, Problem> {
     if text.is_ascii() {
         Ok(text.as_bytes().to_vec())
     } else {
-        Err(format!("an value {text:?} is not ASCII"))
+        Err(Problem::NotAscii(text.to_owned()))
     }
 }
 
-fn encode_cn(digits: &str) -> Result<Vec<u8>, String> {
+fn encode_cn(digits: &str) -> Result<Vec<u8>, Problem> {
     if is_digits(digits) {
         Ok(pack_bcd(digits.as_bytes()))
     } else {
-        Err(format!("cn value {digits:?} must be decimal digits"))
+        Err(Problem::NotDecimal(digits.to_owned()))
     }
 }
 
-fn encode_gbk(text: &str) -> Result<Vec<u8>, String> {
+fn encode_gbk(text: &str) -> Result<Vec<u8>, Problem> {
     let (bytes, _, unmappable) = encoding_rs::GB18030.encode(text);
     if unmappable {
-        Err(format!(
-            "gbk value {text:?} has characters GB18030 cannot encode"
-        ))
+        Err(Problem::NotGb18030(text.to_owned()))
     } else {
         Ok(bytes.into_owned())
     }
@@ -634,8 +697,13 @@ fn is_digits(text: &str) -> bool {
     text.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// Exactly `digits` decimal digits.
+pub(super) fn is_number(text: &str, digits: usize) -> bool {
+    text.len() == digits && is_digits(text)
+}
+
 /// ASCII digits → BCD, two a byte; an odd count ends in an `F` nibble.
-fn pack_bcd(digits: &[u8]) -> Vec<u8> {
+pub(super) fn pack_bcd(digits: &[u8]) -> Vec<u8> {
     digits
         .chunks(2)
         .map(|pair| {
@@ -647,15 +715,15 @@ fn pack_bcd(digits: &[u8]) -> Vec<u8> {
 }
 
 /// Pads `value` with `fill` bytes up to `len`; a longer value is an error.
-fn pad(mut value: Vec<u8>, len: Option<usize>, fill: u8) -> Result<Vec<u8>, String> {
+fn pad(mut value: Vec<u8>, len: Option<usize>, fill: u8) -> Result<Vec<u8>, Problem> {
     let Some(len) = len else {
         return Ok(value);
     };
     if value.len() > len {
-        return Err(format!(
-            "value is {} bytes, longer than len = {len}",
-            value.len()
-        ));
+        return Err(Problem::LongerThanLen {
+            value: value.len(),
+            len,
+        });
     }
     value.resize(len, fill);
     Ok(value)

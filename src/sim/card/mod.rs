@@ -27,94 +27,33 @@ pub mod vpcd;
 
 pub use chip::Chip;
 pub use image::{
-    AnnualAmount, Behaviour, CardImage, Df04, Ef06Access, Pin, Record, Ssse, Transaction,
+    AnnualAmount, Behaviour, CardImage, Df04, Ef06Access, Pin, Problem, Record, Ssse, Transaction,
 };
 pub use psam::{PsamImage, VirtualPsam};
 pub use virtual_card::VirtualCard;
 pub use virtual_reader::{SharedVirtualReaders, VirtualReaders};
 
+use std::path::Path;
+
+/// `(name, text)` of fixture files `fixtures/DIR/NAME.toml`, compiled in (`include_str!`
+/// needs each path spelled out, hence a macro).
+macro_rules! built_in_fixtures {
+    ($dir:literal: $($name:literal),+ $(,)?) => {
+        &[$(($name, include_str!(concat!("../../../fixtures/", $dir, "/", $name, ".toml")))),+]
+    };
+}
+
 /// The fixture cards, compiled in so the demo and benchmarks run without the source tree.
-pub const BUILT_IN_CARDS: &[(&str, &str)] = &[
-    (
-        "corrupt",
-        include_str!("../../../fixtures/cards/corrupt.toml"),
-    ),
-    (
-        "expired",
-        include_str!("../../../fixtures/cards/expired.toml"),
-    ),
-    ("gen1", include_str!("../../../fixtures/cards/gen1.toml")),
-    ("gen3", include_str!("../../../fixtures/cards/gen3.toml")),
-    (
-        "gen3-des",
-        include_str!("../../../fixtures/cards/gen3-des.toml"),
-    ),
-    (
-        "gen3-locked",
-        include_str!("../../../fixtures/cards/gen3-locked.toml"),
-    ),
-    (
-        "long-name",
-        include_str!("../../../fixtures/cards/long-name.toml"),
-    ),
-    ("no-4e", include_str!("../../../fixtures/cards/no-4e.toml")),
-    (
-        "no-ssse",
-        include_str!("../../../fixtures/cards/no-ssse.toml"),
-    ),
-    (
-        "pin-2-left",
-        include_str!("../../../fixtures/cards/pin-2-left.toml"),
-    ),
-    (
-        "pin-locked",
-        include_str!("../../../fixtures/cards/pin-locked.toml"),
-    ),
-    (
-        "quirky",
-        include_str!("../../../fixtures/cards/quirky.toml"),
-    ),
-    (
-        "rare-char",
-        include_str!("../../../fixtures/cards/rare-char.toml"),
-    ),
-    (
-        "resident",
-        include_str!("../../../fixtures/cards/resident.toml"),
-    ),
-    (
-        "vanishing",
-        include_str!("../../../fixtures/cards/vanishing.toml"),
-    ),
-    (
-        "xiaowang",
-        include_str!("../../../fixtures/cards/xiaowang.toml"),
-    ),
-];
+pub const BUILT_IN_CARDS: &[(&str, &str)] = built_in_fixtures!("cards":
+    "corrupt", "expired", "gen1", "gen3", "gen3-des", "gen3-locked", "long-name", "no-4e",
+    "no-ssse", "pin-2-left", "pin-locked", "quirky", "rare-char", "resident", "vanishing",
+    "xiaowang",
+);
 
 /// The fixture PSAMs (TEST keys only), compiled in like [`BUILT_IN_CARDS`].
-pub const BUILT_IN_PSAMS: &[(&str, &str)] = &[
-    (
-        "no-rkssse",
-        include_str!("../../../fixtures/psam/no-rkssse.toml"),
-    ),
-    (
-        "test-des-only",
-        include_str!("../../../fixtures/psam/test-des-only.toml"),
-    ),
-    (
-        "test-sm4",
-        include_str!("../../../fixtures/psam/test-sm4.toml"),
-    ),
-    (
-        "wrong-internal",
-        include_str!("../../../fixtures/psam/wrong-internal.toml"),
-    ),
-    (
-        "wrong-key",
-        include_str!("../../../fixtures/psam/wrong-key.toml"),
-    ),
-];
+pub const BUILT_IN_PSAMS: &[(&str, &str)] = built_in_fixtures!("psam":
+    "no-rkssse", "test-des-only", "test-sm4", "wrong-internal", "wrong-key",
+);
 
 /// A built-in card image by its fixture name (`xiaowang`, `gen3`, …).
 pub fn built_in_card(name: &str) -> Result<CardImage, SimError> {
@@ -129,20 +68,31 @@ pub fn built_in_psam(name: &str) -> Result<PsamImage, SimError> {
 }
 
 fn built_in(
-    kind: &str,
+    kind: &'static str,
     list: &'static [(&'static str, &'static str)],
     name: &str,
 ) -> Result<&'static str, SimError> {
     list.iter()
         .find(|(known, _)| *known == name)
         .map(|(_, text)| *text)
-        .ok_or_else(|| SimError::Syntax {
-            origin: name.to_owned(),
-            message: format!(
-                "no built-in {kind} of that name (built-in: {})",
-                list.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-            ),
+        .ok_or_else(|| SimError::NoBuiltIn {
+            kind,
+            name: name.to_owned(),
+            known: list.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
         })
+}
+
+/// Reads a card or PSAM file and parses its text with `parse`, the path naming it in errors.
+fn load_file<T>(
+    path: &Path,
+    parse: impl FnOnce(&str, &str) -> Result<T, SimError>,
+) -> Result<T, SimError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| SimError::Read {
+        path: origin.clone(),
+        source,
+    })?;
+    parse(&text, &origin)
 }
 
 /// Errors of the simulator: card and PSAM files that cannot be used, and the vpcd connection.
@@ -154,16 +104,39 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
-    #[error("card file {origin} is not a valid card or PSAM description: {message}")]
-    Syntax { origin: String, message: String },
+    #[error("card file {origin} is not a valid card or PSAM description: {source}")]
+    Syntax {
+        origin: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error(
+        "card file {origin} is not a valid card or PSAM description: this is a PSAM file (it \
+         has terminal_no or [[keys]]), not a card"
+    )]
+    PsamNotCard { origin: String },
+    #[error(
+        "card file {name} is not a valid card or PSAM description: no built-in {kind} of that \
+         name (built-in: {known})"
+    )]
+    NoBuiltIn {
+        kind: &'static str,
+        name: String,
+        known: String,
+    },
     #[error("card file {origin}, {place}: {problem}")]
     Invalid {
         origin: String,
         place: String,
-        problem: String,
+        #[source]
+        problem: Problem,
     },
     #[error("vpcd address {addr:?}: {problem} (expected PORT or HOST:PORT)")]
-    Address { addr: String, problem: String },
+    Address {
+        addr: String,
+        #[source]
+        problem: vpcd::AddressProblem,
+    },
     #[error("cannot connect to vpcd at {addr}: {source}")]
     Vpcd {
         addr: std::net::SocketAddr,
@@ -258,45 +231,25 @@ mod tests {
 
     #[test]
     fn fixture_psams_open_fixture_cards() {
-        let ok = |internal: &str, external: &str, ef06: &str| {
-            (internal.to_owned(), external.to_owned(), ef06.to_owned())
-        };
-        assert_eq!(
-            authenticate("gen3", "test-sm4"),
-            ok("match", "9000", "9000")
-        );
-        assert_eq!(
-            authenticate("gen3-des", "test-sm4"),
-            ok("match", "9000", "9000")
-        );
-        assert_eq!(
-            authenticate("gen3-des", "test-des-only"),
-            ok("match", "9000", "9000")
-        );
-        assert_eq!(
-            authenticate("gen3", "test-des-only"),
-            ok("6A81", "6A81", "")
-        );
-        assert_eq!(authenticate("gen3", "no-rkssse"), ok("match", "6A88", ""));
-        assert_eq!(
-            authenticate("gen3", "wrong-key"),
-            ok("match", "63C2", "6982")
-        );
-        assert_eq!(
-            authenticate("gen3-des", "wrong-key"),
-            ok("match", "63C2", "6982")
-        );
-        assert_eq!(
-            authenticate("gen3", "wrong-internal"),
-            ok("mismatch", "9000", "9000")
-        );
-        assert_eq!(
-            authenticate("gen3-des", "wrong-internal"),
-            ok("mismatch", "9000", "9000")
-        );
-        assert_eq!(
-            authenticate("gen3-locked", "test-sm4"),
-            ok("match", "6983", "6982")
-        );
+        // (card, PSAM): internal authentication, external authentication, EF06 read.
+        let expected = [
+            ("gen3", "test-sm4", ["match", "9000", "9000"]),
+            ("gen3-des", "test-sm4", ["match", "9000", "9000"]),
+            ("gen3-des", "test-des-only", ["match", "9000", "9000"]),
+            ("gen3", "test-des-only", ["6A81", "6A81", ""]),
+            ("gen3", "no-rkssse", ["match", "6A88", ""]),
+            ("gen3", "wrong-key", ["match", "63C2", "6982"]),
+            ("gen3-des", "wrong-key", ["match", "63C2", "6982"]),
+            ("gen3", "wrong-internal", ["mismatch", "9000", "9000"]),
+            ("gen3-des", "wrong-internal", ["mismatch", "9000", "9000"]),
+            ("gen3-locked", "test-sm4", ["match", "6983", "6982"]),
+        ];
+        for (card, psam, [internal, external, ef06]) in expected {
+            assert_eq!(
+                authenticate(card, psam),
+                (internal.to_owned(), external.to_owned(), ef06.to_owned()),
+                "{card} with {psam}"
+            );
+        }
     }
 }

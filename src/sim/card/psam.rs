@@ -21,8 +21,9 @@
 //! virtual card uses.
 
 use super::SimError;
-use super::command::Apdu;
+use super::command::{Apdu, status_only, with_status, wrong_le};
 use super::crypto::{self, Algorithm, SecretKey};
+use super::image::{Located, Problem, is_number, pack_bcd, parse_atr};
 use crate::apdu::StatusWord;
 use serde::Deserialize;
 use std::path::Path;
@@ -30,10 +31,8 @@ use std::path::Path;
 /// SFI of the terminal-number file 0016, as READ BINARY's P1 (`0x80 | 0x16`).
 const P1_SFI_0016: u8 = 0x96;
 /// Terminal numbers are 12 digits, stored as 6 BCD bytes.
-const TERMINAL_DIGITS: usize = 12;
-const TERMINAL_LEN: usize = TERMINAL_DIGITS / 2;
+pub(super) const TERMINAL_DIGITS: usize = 12;
 const CRYPTOGRAM_LEN: usize = 8;
-const MAX_ATR_LEN: usize = 33;
 
 /// What a PSAM key is for (P1 of `80 1A`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -104,68 +103,27 @@ struct KeyFile {
 impl PsamImage {
     /// Loads a PSAM file.
     pub fn load(path: &Path) -> Result<PsamImage, SimError> {
-        let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| SimError::Read {
-            path: origin.clone(),
-            source,
-        })?;
-        PsamImage::from_toml_str(&text, &origin)
+        super::load_file(path, PsamImage::from_toml_str)
     }
 
     /// Parses a PSAM file's text; `origin` names it in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<PsamImage, SimError> {
-        let file: PsamFile = toml::from_str(text).map_err(|e| SimError::Syntax {
+        let file: PsamFile = toml::from_str(text).map_err(|source| SimError::Syntax {
             origin: origin.to_owned(),
-            message: e.to_string(),
+            source,
         })?;
-        let invalid = |place: String, problem: String| SimError::Invalid {
-            origin: origin.to_owned(),
-            place,
-            problem,
-        };
-        let atr = hex::decode(file.atr.split_whitespace().collect::<String>())
-            .map_err(|e| invalid("atr".into(), format!("bad hex {:?}: {e}", file.atr)))?;
-        if !(2..=MAX_ATR_LEN).contains(&atr.len()) {
-            return Err(invalid(
-                "atr".into(),
-                format!("is {} bytes; an ATR has 2 to {MAX_ATR_LEN}", atr.len()),
-            ));
-        }
-        let terminal_ok = file.terminal_no.len() == TERMINAL_DIGITS
-            && file.terminal_no.bytes().all(|b| b.is_ascii_digit());
-        if !terminal_ok {
-            return Err(invalid(
-                "terminal_no".into(),
-                format!("{:?} must be {TERMINAL_DIGITS} digits", file.terminal_no),
-            ));
+        let invalid = |located: Located| located.in_file(origin);
+        let atr = parse_atr(&file.atr).map_err(|p| invalid(Located::at("atr", p)))?;
+        if !is_number(&file.terminal_no, TERMINAL_DIGITS) {
+            let problem = Problem::TerminalNo(file.terminal_no);
+            return Err(invalid(Located::at("terminal_no", problem)));
         }
         let mut keys: Vec<PsamKey> = Vec::with_capacity(file.keys.len());
         for (i, key) in file.keys.into_iter().enumerate() {
-            let place = format!("[[keys]] {}", i + 1);
-            let algorithm = Algorithm::from_name(&key.algorithm).ok_or_else(|| {
-                invalid(
-                    place.clone(),
-                    format!(
-                        "algorithm {:?}: \"des\" or \"sm4\" (SSF33 is not simulated)",
-                        key.algorithm
-                    ),
-                )
-            })?;
-            let master = SecretKey::from_hex(&key.master).map_err(|p| invalid(place.clone(), p))?;
-            if keys
-                .iter()
-                .any(|k| k.usage == key.usage && k.algorithm == algorithm)
-            {
-                return Err(invalid(
-                    place,
-                    format!("a second {:?} key for {}", key.usage, algorithm.name()),
-                ));
-            }
-            keys.push(PsamKey {
-                usage: key.usage,
-                algorithm,
-                master,
-            });
+            let key = key
+                .build(&keys)
+                .map_err(|p| invalid(Located::at(&format!("[[keys]] {}", i + 1), p)))?;
+            keys.push(key);
         }
         Ok(PsamImage {
             description: file.description,
@@ -176,13 +134,31 @@ impl PsamImage {
     }
 
     /// The terminal number as file 0016 holds it: 6 BCD bytes.
-    pub fn terminal_bcd(&self) -> [u8; TERMINAL_LEN] {
-        let mut bcd = [0u8; TERMINAL_LEN];
-        for (byte, pair) in bcd.iter_mut().zip(self.terminal_no.as_bytes().chunks(2)) {
-            let digit = |i: usize| pair.get(i).map_or(0, |d| d & 0x0F);
-            *byte = digit(0) << 4 | digit(1);
+    pub fn terminal_bcd(&self) -> Vec<u8> {
+        pack_bcd(self.terminal_no.as_bytes())
+    }
+}
+
+impl KeyFile {
+    /// The key, unless the file has one of that usage and algorithm already (`earlier`).
+    fn build(self, earlier: &[PsamKey]) -> Result<PsamKey, Problem> {
+        let algorithm = Algorithm::from_name(&self.algorithm)
+            .ok_or_else(|| Problem::PsamAlgorithm(self.algorithm.clone()))?;
+        let master = SecretKey::from_hex(&self.master)?;
+        if earlier
+            .iter()
+            .any(|k| k.usage == self.usage && k.algorithm == algorithm)
+        {
+            return Err(Problem::SecondKey {
+                usage: self.usage,
+                algorithm: algorithm.name(),
+            });
         }
-        bcd
+        Ok(PsamKey {
+            usage: self.usage,
+            algorithm,
+            master,
+        })
     }
 }
 
@@ -239,10 +215,7 @@ impl VirtualPsam {
     /// (the `Option` matches [`super::VirtualCard::process`]).
     pub fn process(&mut self, apdu: &[u8]) -> Option<Vec<u8>> {
         self.apdus_seen += 1;
-        Some(
-            self.respond(apdu)
-                .unwrap_or_else(|sw| status(Vec::new(), sw)),
-        )
+        Some(self.respond(apdu).unwrap_or_else(status_only))
     }
 
     fn respond(&mut self, bytes: &[u8]) -> Reply {
@@ -274,7 +247,7 @@ impl VirtualPsam {
             Some(le) if le == data.len() => {}
             Some(_) => return Err(wrong_le(data.len())),
         }
-        Ok(status(data.to_vec(), StatusWord::OK))
+        Ok(with_status(data.to_vec(), StatusWord::OK))
     }
 
     fn init_computation(&mut self, apdu: &Apdu<'_>) -> Reply {
@@ -295,7 +268,7 @@ impl VirtualPsam {
             .find(|k| k.algorithm == algorithm)
             .ok_or(StatusWord::FUNCTION_NOT_SUPPORTED)?;
         self.session = Some((algorithm, crypto::diversify(algorithm, &key.master, factor)));
-        Ok(status(Vec::new(), StatusWord::OK))
+        Ok(status_only(StatusWord::OK))
     }
 
     fn compute(&self, apdu: &Apdu<'_>) -> Reply {
@@ -312,17 +285,8 @@ impl VirtualPsam {
             Some(_) => return Err(wrong_le(CRYPTOGRAM_LEN)),
         }
         let cryptogram = crypto::cryptogram(*algorithm, key, data);
-        Ok(status(cryptogram.to_vec(), StatusWord::OK))
+        Ok(with_status(cryptogram.to_vec(), StatusWord::OK))
     }
-}
-
-fn status(mut data: Vec<u8>, sw: StatusWord) -> Vec<u8> {
-    data.extend_from_slice(&[sw.sw1(), sw.sw2()]);
-    data
-}
-
-fn wrong_le(len: usize) -> StatusWord {
-    StatusWord::new(0x6C, len as u8)
 }
 
 #[cfg(test)]
@@ -355,18 +319,30 @@ mod tests {
         hex::encode_upper(p.process(&hex::decode(apdu).unwrap()).unwrap())
     }
 
+    /// Sends each command in turn; each must get the answer beside it.
+    fn exchange(p: &mut VirtualPsam, script: &[(&str, &str)]) {
+        for (command, answer) in script {
+            assert_eq!(send(p, command), *answer, "{command}");
+        }
+    }
+
     #[test]
     fn reads_the_terminal_number() {
         let mut p = both();
-        assert_eq!(send(&mut p, "00B0960006"), "4101008134759000");
-        assert_eq!(send(&mut p, "00B0960000"), "4101008134759000");
-        assert_eq!(send(&mut p, "00B09600"), "4101008134759000");
-        assert_eq!(send(&mut p, "00B0960004"), "6C06");
-        assert_eq!(send(&mut p, "00B0960402"), "34759000"); // offset 4
-        assert_eq!(send(&mut p, "00B0960700"), "6B00");
-        assert_eq!(send(&mut p, "00B0950006"), "6A82");
-        assert_eq!(send(&mut p, "00B0000006"), "6986");
-        assert_eq!(send(&mut p, "80B0960006"), "6D00");
+        exchange(
+            &mut p,
+            &[
+                ("00B0960006", "4101008134759000"),
+                ("00B0960000", "4101008134759000"),
+                ("00B09600", "4101008134759000"),
+                ("00B0960004", "6C06"),
+                ("00B0960402", "34759000"), // offset 4
+                ("00B0960700", "6B00"),
+                ("00B0950006", "6A82"),
+                ("00B0000006", "6986"),
+                ("80B0960006", "6D00"),
+            ],
+        );
     }
 
     #[test]
@@ -406,11 +382,16 @@ mod tests {
     #[test]
     fn refuses_missing_keys_and_algorithms() {
         let mut p = both();
-        assert_eq!(send(&mut p, "801A0101083434303130307378"), "6A81"); // rkssse: SM4 only
-        assert_eq!(send(&mut p, "801A0102083434303130307378"), "6A81"); // SSF33
-        assert_eq!(send(&mut p, "801A0203083434303130307378"), "6A81"); // internal: DES only
-        assert_eq!(send(&mut p, "801A0501083434303130307378"), "6A88"); // unknown usage
-        assert_eq!(send(&mut p, "801A01030734343031303073"), "6700");
+        exchange(
+            &mut p,
+            &[
+                ("801A0101083434303130307378", "6A81"), // rkssse: SM4 only
+                ("801A0102083434303130307378", "6A81"), // SSF33
+                ("801A0203083434303130307378", "6A81"), // internal: DES only
+                ("801A0501083434303130307378", "6A88"), // unknown usage
+                ("801A01030734343031303073", "6700"),
+            ],
+        );
         let mut internal_only = psam(
             "[[keys]]\nusage = \"internal\"\nalgorithm = \"sm4\"\nmaster = \"00112233445566778899AABBCCDDEEFF\"\n",
         );
@@ -423,14 +404,24 @@ mod tests {
     #[test]
     fn session_key_rules() {
         let mut p = both();
-        assert_eq!(send(&mut p, "80FA0000080102030405060708"), "6985");
-        assert_eq!(send(&mut p, "801A0103083434303130307378"), "9000");
-        assert_eq!(send(&mut p, "80FA00000701020304050607"), "6700");
-        assert_eq!(send(&mut p, "80FA0100080102030405060708"), "6A86");
+        exchange(
+            &mut p,
+            &[
+                ("80FA0000080102030405060708", "6985"),
+                ("801A0103083434303130307378", "9000"),
+                ("80FA00000701020304050607", "6700"),
+                ("80FA0100080102030405060708", "6A86"),
+            ],
+        );
         // A refused 801A leaves no key behind.
-        assert_eq!(send(&mut p, "801A0101083434303130307378"), "6A81");
-        assert_eq!(send(&mut p, "80FA0000080102030405060708"), "6985");
-        assert_eq!(send(&mut p, "801A0103083434303130307378"), "9000");
+        exchange(
+            &mut p,
+            &[
+                ("801A0101083434303130307378", "6A81"),
+                ("80FA0000080102030405060708", "6985"),
+                ("801A0103083434303130307378", "9000"),
+            ],
+        );
         p.power_on();
         assert_eq!(send(&mut p, "80FA0000080102030405060708"), "6985");
         assert_eq!(p.apdus_seen(), 8);
@@ -439,11 +430,16 @@ mod tests {
     #[test]
     fn other_commands() {
         let mut p = both();
-        assert_eq!(send(&mut p, "00A4040000"), "6D00");
-        assert_eq!(send(&mut p, "8084000008"), "6D00");
-        assert_eq!(send(&mut p, "B026000104"), "6E00");
-        assert_eq!(send(&mut p, "00B0"), "6700");
-        assert_eq!(send(&mut p, "801A010309343430"), "6700");
+        exchange(
+            &mut p,
+            &[
+                ("00A4040000", "6D00"),
+                ("8084000008", "6D00"),
+                ("B026000104", "6E00"),
+                ("00B0", "6700"),
+                ("801A010309343430", "6700"),
+            ],
+        );
     }
 
     #[test]

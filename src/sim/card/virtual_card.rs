@@ -17,7 +17,7 @@
 //! answers nothing at all. The exact status words and their order of checks are in
 //! `fixtures/cards/README.md`.
 
-use super::command::{Apdu, MAX_SHORT_LE};
+use super::command::{Apdu, MAX_SHORT_LE, more_data, status_only, with_status, wrong_le};
 use super::crypto::{self, Algorithm, SecretKey};
 use super::image::{CardImage, Df04, Ef06Access, MAX_AUTH_TRIES, Record, Ssse};
 use crate::apdu::StatusWord;
@@ -474,15 +474,13 @@ impl VirtualCard {
         if apdu.data.is_empty() {
             return Err(tries_left(pin.tries_left));
         }
-        if apdu.data == pin.reference.as_slice() {
-            pin.tries_left = pin.max_tries;
-            self.session.pin_verified = true;
-            Ok(status_only(StatusWord::OK))
-        } else {
-            pin.tries_left -= 1;
-            self.session.pin_verified = false;
-            Err(tries_left(pin.tries_left))
-        }
+        let correct = apdu.data == pin.reference.as_slice();
+        attempt(
+            &mut pin.tries_left,
+            pin.max_tries,
+            correct,
+            &mut self.session.pin_verified,
+        )
     }
 
     fn get_challenge(&mut self, apdu: &Apdu<'_>) -> Reply {
@@ -523,26 +521,20 @@ impl VirtualCard {
             return Err(StatusWord::KEY_NOT_FOUND);
         }
         let (cryptogram, random) = split_blocks(apdu.data).ok_or(StatusWord::WRONG_LENGTH)?;
-        let key = self
-            .rkssse
-            .as_ref()
-            .filter(|_| self.session.app == Some(App::Ssse))
-            .ok_or(StatusWord::KEY_NOT_FOUND)?;
+        let key = ssse_key(self.rkssse.as_ref(), self.session.app)?;
         if self.auth_tries == 0 {
             return Err(StatusWord::AUTH_BLOCKED);
         }
         if challenge != Some(random) {
             return Err(StatusWord::CONDITIONS_NOT_SATISFIED);
         }
-        if key.cryptogram(&random) == cryptogram {
-            self.auth_tries = MAX_AUTH_TRIES;
-            self.session.externally_authenticated = true;
-            Ok(status_only(StatusWord::OK))
-        } else {
-            self.auth_tries -= 1;
-            self.session.externally_authenticated = false;
-            Err(tries_left(self.auth_tries))
-        }
+        let correct = key.cryptogram(&random) == cryptogram;
+        attempt(
+            &mut self.auth_tries,
+            MAX_AUTH_TRIES,
+            correct,
+            &mut self.session.externally_authenticated,
+        )
     }
 
     /// `00 88 00 00 10 <P ‖ R> [Le]` → the 8-byte cryptogram of R under the card's internal
@@ -553,11 +545,7 @@ impl VirtualCard {
             return Err(StatusWord::WRONG_P1P2);
         }
         let (_factor, random) = split_blocks(apdu.data).ok_or(StatusWord::WRONG_LENGTH)?;
-        let key = self
-            .internal
-            .as_ref()
-            .filter(|_| self.session.app == Some(App::Ssse))
-            .ok_or(StatusWord::KEY_NOT_FOUND)?;
+        let key = ssse_key(self.internal.as_ref(), self.session.app)?;
         let cryptogram = key.cryptogram(&random).to_vec();
         self.answer(cryptogram, apdu.le)
     }
@@ -586,6 +574,25 @@ impl VirtualCard {
             }
             _ => Err(wrong_le(value.len())),
         }
+    }
+}
+
+/// A card key, usable only while SSSE is selected: else, as when there is none, `6A88`.
+fn ssse_key(key: Option<&CardKey>, app: Option<App>) -> Result<&CardKey, StatusWord> {
+    key.filter(|_| app == Some(App::Ssse))
+        .ok_or(StatusWord::KEY_NOT_FOUND)
+}
+
+/// One try against a counter (PIN, RKSSSE): a success resets it to `max` (`9000`), a failure
+/// costs a try (`63Cx`, x = tries left); `granted` is whether it succeeded.
+fn attempt(tries: &mut u8, max: u8, correct: bool, granted: &mut bool) -> Reply {
+    *granted = correct;
+    if correct {
+        *tries = max;
+        Ok(status_only(StatusWord::OK))
+    } else {
+        *tries = tries.saturating_sub(1);
+        Err(tries_left(*tries))
     }
 }
 
@@ -633,28 +640,6 @@ fn ssse_fci(algorithm: u8) -> Vec<u8> {
 /// A one-byte-tag, short-length TLV (values here are far below 128 bytes).
 fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
     [&[tag, value.len() as u8][..], value].concat()
-}
-
-fn with_status(mut data: Vec<u8>, sw: StatusWord) -> Vec<u8> {
-    data.extend_from_slice(&[sw.sw1(), sw.sw2()]);
-    data
-}
-
-fn status_only(sw: StatusWord) -> Vec<u8> {
-    with_status(Vec::new(), sw)
-}
-
-/// A length as SW2 of `61xx` / `6Cxx`: 256 (or more) is `00`.
-fn length_byte(len: usize) -> u8 {
-    if len >= MAX_SHORT_LE { 0 } else { len as u8 }
-}
-
-fn more_data(len: usize) -> StatusWord {
-    StatusWord::new(0x61, length_byte(len))
-}
-
-fn wrong_le(len: usize) -> StatusWord {
-    StatusWord::new(0x6C, length_byte(len))
 }
 
 fn tries_left(n: u8) -> StatusWord {

@@ -162,26 +162,6 @@ impl VirtualReaders {
     fn slot_mut(&mut self, name: &str) -> Option<&mut Slot> {
         self.slots.iter_mut().find(|slot| slot.name == name)
     }
-
-    /// The reader that holds a card: `reader` itself, or the first one holding one.
-    fn holding(&self, reader: Option<&str>) -> Result<Option<String>, ReaderError> {
-        if let Some(name) = reader
-            && self.slot(name).is_none()
-        {
-            return Err(ReaderError::UnknownReader(name.to_owned()));
-        }
-        Ok(self
-            .slots
-            .iter()
-            .filter(|slot| reader.is_none_or(|name| slot.name == name))
-            .find(|slot| slot.state.card.is_some())
-            .map(|slot| slot.name.clone()))
-    }
-
-    fn names(&self) -> String {
-        let names: Vec<&str> = self.slots.iter().map(|slot| slot.name.as_str()).collect();
-        names.join(", ")
-    }
 }
 
 impl ReaderBackend for VirtualReaders {
@@ -209,18 +189,7 @@ impl ReaderBackend for VirtualReaders {
         reader: Option<&str>,
         timeout: Duration,
     ) -> Result<String, ReaderError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(name) = self.holding(reader)? {
-                return Ok(name);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                let wanted = reader.map_or_else(|| self.names(), str::to_owned);
-                return Err(ReaderError::NoCard(wanted));
-            }
-            std::thread::sleep(POLL.min(deadline - now));
-        }
+        poll_for_card(self, reader, timeout)
     }
 }
 
@@ -330,22 +299,32 @@ impl ReaderBackend for SharedVirtualReaders {
         reader: Option<&str>,
         timeout: Duration,
     ) -> Result<String, ReaderError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let readers = self.readers()?;
-            match choose_reader(&readers, reader) {
-                Ok(name) => return Ok(name),
-                Err(ReaderError::AmbiguousReader(_)) if reader.is_none() => {
-                    if let Some(first) = readers.iter().find(|r| r.atr.is_some()) {
-                        return Ok(first.name.clone());
-                    }
-                }
-                Err(ReaderError::NoCard(_) | ReaderError::NoReaders)
-                    if Instant::now() < deadline => {}
-                Err(e) => return Err(e),
-            }
-            std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
+        poll_for_card(self, reader, timeout)
+    }
+}
+
+/// `wait_for_card` of both backends: looks every [`POLL`] until `wanted` holds a card, or
+/// (none named) any reader does — with several, the first: no ambiguity in a simulation.
+fn poll_for_card(
+    backend: &mut dyn ReaderBackend,
+    wanted: Option<&str>,
+    timeout: Duration,
+) -> Result<String, ReaderError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let readers = backend.readers()?;
+        let first_holding = readers.iter().find(|r| r.atr.is_some());
+        let refusal = match (choose_reader(&readers, wanted), first_holding) {
+            (Ok(name), _) => return Ok(name),
+            (Err(ReaderError::AmbiguousReader(_)), Some(first)) => return Ok(first.name.clone()),
+            (Err(refusal @ (ReaderError::NoCard(_) | ReaderError::NoReaders)), _) => refusal,
+            (Err(other), _) => return Err(other),
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(refusal);
         }
+        std::thread::sleep(POLL.min(left));
     }
 }
 
@@ -412,6 +391,20 @@ mod tests {
         VirtualCard::new(CardImage::from_toml_str(&text, "t").unwrap())
     }
 
+    /// A PSAM image (terminal number 410100813475).
+    fn psam_image() -> PsamImage {
+        PsamImage::from_toml_str(
+            "description = \"p\"\natr = \"3B 6C 00 00 50 53 41 4D\"\nterminal_no = \"410100813475\"\n",
+            "p",
+        )
+        .unwrap()
+    }
+
+    /// Why a connection to `reader` cannot be made (it must fail).
+    fn refusal(backend: &mut dyn ReaderBackend, reader: &str) -> ReaderError {
+        backend.with_card(reader, &mut |_| {}).unwrap_err()
+    }
+
     fn transmit(channel: &mut dyn CardChannel, apdu: &str) -> Result<String, ReaderError> {
         channel
             .transmit(&hex::decode(apdu).unwrap())
@@ -463,10 +456,8 @@ mod tests {
         assert_eq!(results[1].as_ref().unwrap(), "");
         assert!(matches!(results[2], Err(ReaderError::CardRemoved)));
         assert_eq!(readers.readers().unwrap()[0].atr, None);
-        assert!(matches!(
-            readers.with_card("r0", &mut |_| {}),
-            Err(ReaderError::NoCard(_))
-        ));
+        let vanished = refusal(&mut readers, "r0");
+        assert!(matches!(vanished, ReaderError::NoCard(_)), "{vanished}");
     }
 
     #[test]
@@ -479,10 +470,11 @@ mod tests {
         assert_eq!(readers.readers().unwrap().len(), 2);
         assert!(readers.remove("r1").is_some());
         assert!(readers.card("r1").is_none());
-        assert!(matches!(
-            readers.with_card("nope", &mut |_| {}),
-            Err(ReaderError::UnknownReader(_))
-        ));
+        let unknown = refusal(&mut readers, "nope");
+        assert!(
+            matches!(unknown, ReaderError::UnknownReader(_)),
+            "{unknown}"
+        );
     }
 
     #[test]
@@ -543,14 +535,7 @@ mod tests {
         let mut second = readers.clone();
         readers.add_reader("psam");
         assert!(readers.insert("card", card("")).is_none());
-        readers.insert(
-            "psam",
-            PsamImage::from_toml_str(
-                "description = \"p\"\natr = \"3B 6C 00 00 50 53 41 4D\"\nterminal_no = \"410100813475\"\n",
-                "p",
-            )
-            .unwrap(),
-        );
+        readers.insert("psam", psam_image());
         let statuses = first.readers().unwrap();
         assert_eq!(statuses.len(), 2);
         assert_eq!(statuses[1].event_count, Some(1));
@@ -568,10 +553,8 @@ mod tests {
             Some(1)
         );
         assert!(readers.remove("card").is_some());
-        assert!(matches!(
-            first.with_card("card", &mut |_| {}),
-            Err(ReaderError::NoCard(_))
-        ));
+        let removed = refusal(&mut first, "card");
+        assert!(matches!(removed, ReaderError::NoCard(_)), "{removed}");
         assert!(readers.remove_reader("psam").is_some());
         assert_eq!(second.readers().unwrap().len(), 1);
         assert!(matches!(
@@ -612,11 +595,7 @@ mod tests {
 
     #[test]
     fn a_psam_in_a_second_reader() {
-        let psam = PsamImage::from_toml_str(
-            "description = \"p\"\natr = \"3B 6C 00 00 50 53 41 4D\"\nterminal_no = \"410100813475\"\n",
-            "p",
-        )
-        .unwrap();
+        let psam = psam_image();
         let mut readers = VirtualReaders::with_card("card", card(""));
         assert!(
             readers

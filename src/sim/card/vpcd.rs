@@ -270,23 +270,40 @@ impl VpcdCard {
 
 /// Parses `PORT` (→ 127.0.0.1:PORT) or `HOST:PORT`.
 pub fn parse_addr(text: &str) -> Result<SocketAddr, SimError> {
-    let bad = |problem: &str| SimError::Address {
+    let bad = |problem: AddressProblem| SimError::Address {
         addr: text.to_owned(),
-        problem: problem.to_owned(),
+        problem,
     };
     let text = text.trim();
     let addr = if let Ok(port) = text.parse::<u16>() {
         SocketAddr::from(([127, 0, 0, 1], port))
     } else if text.contains(':') {
-        let mut addrs = text.to_socket_addrs().map_err(|e| bad(&e.to_string()))?;
-        addrs.next().ok_or_else(|| bad("the host has no address"))?
+        let mut addrs = text
+            .to_socket_addrs()
+            .map_err(|e| bad(AddressProblem::Resolve(e)))?;
+        addrs
+            .next()
+            .ok_or_else(|| bad(AddressProblem::NoHostAddress))?
     } else {
-        return Err(bad("not a port number"));
+        return Err(bad(AddressProblem::NotAPort));
     };
     if addr.port() == 0 {
-        return Err(bad("port 0"));
+        return Err(bad(AddressProblem::PortZero));
     }
     Ok(addr)
+}
+
+/// Why a vpcd address cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AddressProblem {
+    #[error("{0}")]
+    Resolve(#[source] io::Error),
+    #[error("the host has no address")]
+    NoHostAddress,
+    #[error("not a port number")]
+    NotAPort,
+    #[error("port 0")]
+    PortZero,
 }
 
 /// A message from vpcd and the card's answer to it.

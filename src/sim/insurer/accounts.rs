@@ -9,8 +9,8 @@
 //! gives them back), `adjust` (admin `set_balc`). Opening and carried-over entries are dated
 //! 31 December of the year before, so they count as carried-over money for interest.
 
-use super::books::{money_col, money_text};
-use super::db::TxError;
+use super::books::{money_at, money_text, opt_money_at};
+use super::db::{Internal, TxError, select_all};
 use super::fixtures::{BindingFixture, PersonFixture};
 use super::policies::SimPolicies;
 use crate::clock::Date;
@@ -113,22 +113,13 @@ fn entries(
     account: &AccountKey,
     upto: Option<&str>,
 ) -> Result<Vec<(String, String, Decimal)>, TxError> {
-    let mut stmt = conn.prepare(
+    select_all(
+        conn,
         "SELECT entry_date, kind, amount FROM ledger WHERE psn_no = ?1 AND insutype = ?2 \
          AND (?3 IS NULL OR entry_date <= ?3) ORDER BY entry_date, id",
-    )?;
-    let rows = stmt.query_map(params![account.psn_no, account.insutype, upto], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
-    rows.map(|row| {
-        let (date, kind, amount) = row?;
-        Ok((date, kind, money_col(&amount)?))
-    })
-    .collect()
+        params![account.psn_no, account.insutype, upto],
+        |r| Ok((r.get(0)?, r.get(1)?, money_at(r, 2)?)),
+    )
 }
 
 /// The balance: every entry (`upto` = `None`), or those dated on or before `upto`.
@@ -163,16 +154,17 @@ pub fn set_balance(
 
 /// A beneficiary's payers' accounts, in binding order.
 pub fn payers(conn: &Connection, beneficiary: &str) -> Result<Vec<AccountKey>, TxError> {
-    let mut stmt = conn.prepare(
+    select_all(
+        conn,
         "SELECT payer_psn_no, payer_insutype FROM bindings WHERE beneficiary_psn_no = ?1 ORDER BY ord",
-    )?;
-    let rows = stmt.query_map([beneficiary], |r| {
-        Ok(AccountKey {
-            psn_no: r.get(0)?,
-            insutype: r.get(1)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        [beneficiary],
+        |r| {
+            Ok(AccountKey {
+                psn_no: r.get(0)?,
+                insutype: r.get(1)?,
+            })
+        },
+    )
 }
 
 /// Bind a payer's account to a beneficiary (after the existing bindings).
@@ -216,29 +208,24 @@ struct Holder {
 
 /// Every insurance row with its region and wage (if any).
 fn holders(conn: &Connection) -> Result<Vec<Holder>, TxError> {
-    let mut stmt = conn.prepare(
+    select_all(
+        conn,
         "SELECT p.psn_no, i.insutype, i.insuplc_admdvs, a.wage FROM insuinfo i \
          JOIN persons p ON p.certno = i.certno \
          LEFT JOIN accounts a ON a.psn_no = p.psn_no AND a.insutype = i.insutype \
          ORDER BY p.psn_no, i.insutype",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?,
-        ))
-    })?;
-    rows.map(|row| {
-        let (psn_no, insutype, insuplc_admdvs, wage) = row?;
-        Ok(Holder {
-            account: AccountKey { psn_no, insutype },
-            insuplc_admdvs,
-            wage: wage.as_deref().map(money_col).transpose()?,
-        })
-    })
-    .collect()
+        [],
+        |r| {
+            Ok(Holder {
+                account: AccountKey {
+                    psn_no: r.get(0)?,
+                    insutype: r.get(1)?,
+                },
+                insuplc_admdvs: r.get(2)?,
+                wage: opt_money_at(r, 3)?,
+            })
+        },
+    )
 }
 
 /// One account's change, for the admin answer.
@@ -250,6 +237,23 @@ pub struct Posted {
     pub amount: Decimal,
     #[serde(with = "crate::money")]
     pub balc: Decimal,
+}
+
+/// Posts `amount` (no settlement) and says what it did, with the balance after.
+fn post_to(
+    conn: &Connection,
+    account: AccountKey,
+    date: &str,
+    kind: EntryKind,
+    amount: Decimal,
+) -> Result<Posted, TxError> {
+    post(conn, &account, date, kind, amount, None)?;
+    Ok(Posted {
+        balc: balance(conn, &account, None)?,
+        psn_no: account.psn_no,
+        insutype: account.insutype,
+        amount,
+    })
 }
 
 /// Credit month `month` of `year` to every account with a wage: the policy's monthly credit,
@@ -268,20 +272,13 @@ pub fn credit_month(
         let Some(wage) = holder.wage else { continue };
         let policy = policies.for_person(&holder.insuplc_admdvs, &holder.account.insutype);
         let amount = monthly_credit(policy, wage);
-        post(
+        posted.push(post_to(
             conn,
-            &holder.account,
+            holder.account,
             &date,
             EntryKind::Credit,
             amount,
-            None,
-        )?;
-        posted.push(Posted {
-            balc: balance(conn, &holder.account, None)?,
-            psn_no: holder.account.psn_no,
-            insutype: holder.account.insutype,
-            amount,
-        });
+        )?);
     }
     Ok(posted)
 }
@@ -348,20 +345,13 @@ pub fn year_end(
         if interest <= Decimal::ZERO {
             continue;
         }
-        post(
+        posted.push(post_to(
             conn,
-            &holder.account,
+            holder.account,
             &date,
             EntryKind::Interest,
             interest,
-            None,
-        )?;
-        posted.push(Posted {
-            balc: balance(conn, &holder.account, None)?,
-            psn_no: holder.account.psn_no,
-            insutype: holder.account.insutype,
-            amount: interest,
-        });
+        )?);
     }
     conn.execute(
         "INSERT INTO sim_meta (key, value) VALUES (?1, ?2)",
@@ -402,8 +392,8 @@ pub fn seed_person(
                 set_wage(conn, &account, wage)?;
                 let policy = policies.for_person(&row.insuplc_admdvs, &row.insutype);
                 for month in 1..=fixture.credited_months.min(12) {
-                    let date = Date::new(year, month, 1)
-                        .ok_or_else(|| TxError::Internal(format!("month {year}-{month}")))?;
+                    let date =
+                        Date::new(year, month, 1).ok_or(Internal::NoSuchMonth { year, month })?;
                     let credit = monthly_credit(policy, wage);
                     post(
                         conn,
@@ -438,8 +428,8 @@ fn seed_prior_visits(
     for (k, amount) in person.prior_visits.iter().enumerate() {
         let month = 1 + (3 * k / n.max(1)) as u32;
         let day = 10 + (k % 18) as u32;
-        let date = Date::new(year, month, day)
-            .ok_or_else(|| TxError::Internal(format!("prior visit date {year}-{month}-{day}")))?;
+        let date =
+            Date::new(year, month, day).ok_or(Internal::NoSuchVisitDate { year, month, day })?;
         let inscp = fixture_money("prior_visits", amount)?;
         super::settle::seed_prior_visit(
             conn,

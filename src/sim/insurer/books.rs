@@ -4,7 +4,7 @@
 //! account parts (own account, relatives' accounts), reversals (2601) and id sequences.
 //! The personal-account ledger and family bindings are in [`super::accounts`].
 
-use super::db::TxError;
+use super::db::{TxError, select_all};
 use crate::insurer::settlement::{SetlDetail, Setlinfo};
 use crate::settle::lines::LineSplit;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -46,10 +46,28 @@ CREATE TABLE IF NOT EXISTS reversals (
   rev_time TEXT NOT NULL);
 ";
 
-/// A money column.
-pub fn money_col(text: &str) -> Result<Decimal, TxError> {
-    Decimal::from_str(text)
-        .map_err(|_| TxError::Internal(format!("bad amount {text:?} in the database")))
+/// Column `idx` of a row: money, stored as text.
+pub fn money_at(r: &Row<'_>, idx: usize) -> rusqlite::Result<Decimal> {
+    let text: String = r.get(idx)?;
+    Decimal::from_str(&text).map_err(|e| unreadable(idx, e))
+}
+
+/// Column `idx` of a row: money or NULL.
+pub fn opt_money_at(r: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Decimal>> {
+    let text: Option<String> = r.get(idx)?;
+    text.map(|text| Decimal::from_str(&text).map_err(|e| unreadable(idx, e)))
+        .transpose()
+}
+
+/// Column `idx` of a row: a value stored as JSON.
+fn json_at<T: serde::de::DeserializeOwned>(r: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let text: String = r.get(idx)?;
+    serde_json::from_str(&text).map_err(|e| unreadable(idx, e))
+}
+
+/// A text column that does not read back as what was stored there.
+fn unreadable(idx: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
 }
 
 /// Money as the database stores it: two places.
@@ -57,12 +75,8 @@ pub fn money_text(d: Decimal) -> String {
     crate::money::two_places(d)
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, TxError> {
-    serde_json::from_str(text).map_err(|e| TxError::Internal(format!("stored JSON: {e}")))
-}
-
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, TxError> {
-    serde_json::to_string(value).map_err(|e| TxError::Internal(e.to_string()))
+    Ok(serde_json::to_string(value)?)
 }
 
 /// The next number of a named sequence (1, 2, …).
@@ -139,30 +153,21 @@ pub fn lines(
     mdtrt_id: &str,
     chrg_bchno: Option<&str>,
 ) -> Result<Vec<StoredLine>, TxError> {
-    let mut stmt = conn.prepare(
+    select_all(
+        conn,
         "SELECT feedetl_sn, chrg_bchno, line_json, split_json, setl_id FROM fee_lines \
          WHERE mdtrt_id = ?1 AND (?2 IS NULL OR chrg_bchno = ?2) ORDER BY rowid",
-    )?;
-    let rows = stmt.query_map(params![mdtrt_id, chrg_bchno], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, Option<String>>(4)?,
-        ))
-    })?;
-    rows.map(|row| {
-        let (feedetl_sn, chrg_bchno, line_json, split_json, setl_id) = row?;
-        Ok(StoredLine {
-            feedetl_sn,
-            chrg_bchno,
-            line_json,
-            split: json_col(&split_json)?,
-            setl_id,
-        })
-    })
-    .collect()
+        params![mdtrt_id, chrg_bchno],
+        |r| {
+            Ok(StoredLine {
+                feedetl_sn: r.get(0)?,
+                chrg_bchno: r.get(1)?,
+                line_json: r.get(2)?,
+                split: json_at(r, 3)?,
+                setl_id: r.get(4)?,
+            })
+        },
+    )
 }
 
 pub fn insert_line(
@@ -214,58 +219,22 @@ fn settlement_rows(
     args: &[&dyn rusqlite::ToSql],
 ) -> Result<Vec<Settlement>, TxError> {
     let sql = format!("SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE {filter} ORDER BY rowid");
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(args, |r| {
-        Ok((
-            [
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, String>(7)?,
-                r.get::<_, String>(8)?,
-                r.get::<_, String>(9)?,
-            ],
-            r.get::<_, Option<String>>(10)?,
-            r.get::<_, Option<String>>(11)?,
-        ))
-    })?;
-    rows.map(|row| {
-        let (
-            [
-                setl_id,
-                msgid,
-                mdtrt_id,
-                chrg_bchno,
-                psn_no,
-                insutype,
-                setl_date,
-                info,
-                detail,
-                status,
-            ],
-            refund_setl_id,
-            refund_msgid,
-        ) = row?;
+    select_all(conn, &sql, args, |r| {
         Ok(Settlement {
-            setl_id,
-            msgid,
-            mdtrt_id,
-            chrg_bchno,
-            psn_no,
-            insutype,
-            setl_date,
-            setlinfo: json_col(&info)?,
-            setldetail: json_col(&detail)?,
-            status,
-            refund_setl_id,
-            refund_msgid,
+            setl_id: r.get(0)?,
+            msgid: r.get(1)?,
+            mdtrt_id: r.get(2)?,
+            chrg_bchno: r.get(3)?,
+            psn_no: r.get(4)?,
+            insutype: r.get(5)?,
+            setl_date: r.get(6)?,
+            setlinfo: json_at(r, 7)?,
+            setldetail: json_at(r, 8)?,
+            status: r.get(9)?,
+            refund_setl_id: r.get(10)?,
+            refund_msgid: r.get(11)?,
         })
     })
-    .collect()
 }
 
 fn one(mut rows: Vec<Settlement>) -> Option<Settlement> {
@@ -307,20 +276,18 @@ pub fn active_sums(
     from: &str,
     to: &str,
 ) -> Result<(Decimal, Decimal), TxError> {
-    let mut stmt = conn.prepare(
+    let rows = select_all(
+        conn,
         "SELECT inscp_scp_amt, fund_pay_sumamt FROM settlements WHERE psn_no = ?1 \
          AND insutype = ?2 AND status = 'settled' AND setl_date BETWEEN ?3 AND ?4",
+        params![psn_no, insutype, from, to],
+        |r| Ok((money_at(r, 0)?, money_at(r, 1)?)),
     )?;
-    let rows = stmt.query_map(params![psn_no, insutype, from, to], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
-    let mut sums = (Decimal::ZERO, Decimal::ZERO);
-    for row in rows {
-        let (inscp, fund) = row?;
-        sums.0 += money_col(&inscp)?;
-        sums.1 += money_col(&fund)?;
-    }
-    Ok(sums)
+    Ok(rows
+        .iter()
+        .fold((Decimal::ZERO, Decimal::ZERO), |(inscp, fund), row| {
+            (inscp + row.0, fund + row.1)
+        }))
 }
 
 /// Where a settlement's account payment came from.
@@ -383,27 +350,19 @@ pub fn insert_settlement(
 }
 
 pub fn parts(conn: &Connection, setl_id: &str) -> Result<Vec<AccountPart>, TxError> {
-    let mut stmt = conn.prepare(
+    select_all(
+        conn,
         "SELECT psn_no, insutype, amount, mulaid FROM settlement_parts WHERE setl_id = ?1 ORDER BY rowid",
-    )?;
-    let rows = stmt.query_map([setl_id], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, bool>(3)?,
-        ))
-    })?;
-    rows.map(|row| {
-        let (psn_no, insutype, amount, mulaid) = row?;
-        Ok(AccountPart {
-            psn_no,
-            insutype,
-            amount: money_col(&amount)?,
-            mulaid,
-        })
-    })
-    .collect()
+        [setl_id],
+        |r| {
+            Ok(AccountPart {
+                psn_no: r.get(0)?,
+                insutype: r.get(1)?,
+                amount: money_at(r, 2)?,
+                mulaid: r.get(3)?,
+            })
+        },
+    )
 }
 
 /// Mark a batch's open lines as settled by `setl_id`.

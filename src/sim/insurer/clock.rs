@@ -18,7 +18,7 @@ pub fn business_date(conn: &Connection) -> Result<Date, TxError> {
         })
         .optional()?;
     match set {
-        Some(text) => Date::parse(&text).map_err(|e| TxError::Internal(e.to_string())),
+        Some(text) => Ok(Date::parse(&text)?),
         None => Ok(Date::today()),
     }
 }

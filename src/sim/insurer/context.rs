@@ -30,7 +30,7 @@ pub fn input_part<T: DeserializeOwned>(input: &Value, key: &str) -> Result<T, Tx
 
 /// An output part as JSON (a failure is the simulator's own: internal).
 pub fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, TxError> {
-    serde_json::to_value(value).map_err(|e| TxError::Internal(e.to_string()))
+    Ok(serde_json::to_value(value)?)
 }
 
 /// An insured person under one insutype.

@@ -20,19 +20,49 @@ use std::path::Path;
 use std::str::FromStr;
 
 /// Why a transaction got no business answer.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum TxError {
-    /// A business refusal: infcode −1 with this err_msg.
+    /// A business refusal: infcode −1 with this err_msg, in the platform's words.
     #[error("{0}")]
     Refused(String),
-    /// The simulator itself failed (database): also infcode −1, "系统内部错误".
+    /// The simulator itself failed: also infcode −1, "系统内部错误".
     #[error("internal: {0}")]
-    Internal(String),
+    Internal(#[source] Internal),
 }
 
-impl From<rusqlite::Error> for TxError {
-    fn from(e: rusqlite::Error) -> TxError {
-        TxError::Internal(e.to_string())
+/// How the simulator itself failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Internal {
+    /// The database (also a stored amount or JSON column that does not read back).
+    #[error("{0}")]
+    Db(#[from] rusqlite::Error),
+    /// An answer part that does not serialise.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// The stored business date.
+    #[error("{0}")]
+    StoredDate(#[from] crate::clock::BadDate),
+    #[error("settlement identities broken: {0}")]
+    Identities(#[from] crate::money::BrokenIdentity),
+    #[error("month {year}-{month}")]
+    NoSuchMonth { year: i32, month: u32 },
+    #[error("prior visit date {year}-{month}-{day}")]
+    NoSuchVisitDate { year: i32, month: u32, day: u32 },
+}
+
+impl<E: Into<Internal>> From<E> for TxError {
+    fn from(e: E) -> TxError {
+        TxError::Internal(e.into())
+    }
+}
+
+impl TxError {
+    /// The refusal's err_msg, or what failed inside (the admin endpoint's answer).
+    pub fn message(&self) -> String {
+        match self {
+            TxError::Refused(msg) => msg.clone(),
+            TxError::Internal(why) => why.to_string(),
+        }
     }
 }
 
@@ -115,15 +145,25 @@ fn opt_u64(v: Option<i64>) -> u64 {
     v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0)
 }
 
+/// Every row `sql` selects with `params`, each read by `row`.
+pub fn select_all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, TxError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(params, row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 impl SimDb {
     /// Open (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<SimDb, SimError> {
-        let conn = Connection::open(path).map_err(|e| SimError::Db(e.to_string()))?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-            .map_err(|e| SimError::Db(e.to_string()))?;
+        let conn = Connection::open(path)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
         for schema in [SCHEMA, super::books::SCHEMA, accounts::SCHEMA] {
-            conn.execute_batch(schema)
-                .map_err(|e| SimError::Db(e.to_string()))?;
+            conn.execute_batch(schema)?;
         }
         Ok(SimDb { conn })
     }
@@ -143,13 +183,11 @@ impl SimDb {
     pub fn seed(&mut self, fixtures: &Fixtures, policies: &SimPolicies) -> Result<(), SimError> {
         let seeded: i64 = self
             .conn
-            .query_row("SELECT COUNT(*) FROM persons", [], |r| r.get(0))
-            .map_err(|e| SimError::Db(e.to_string()))?;
+            .query_row("SELECT COUNT(*) FROM persons", [], |r| r.get(0))?;
         if seeded > 0 {
             return Ok(());
         }
-        self.seed_all(fixtures, policies)
-            .map_err(|e| SimError::Fixtures(e.to_string()))
+        self.seed_all(fixtures, policies).map_err(SimError::Seed)
     }
 
     fn seed_all(&mut self, fixtures: &Fixtures, policies: &SimPolicies) -> Result<(), TxError> {
@@ -238,22 +276,23 @@ impl SimDb {
             )
             .optional()?
             .ok_or_else(|| TxError::Refused("未查询到人员信息".into()))?;
-        let mut stmt = self.conn.prepare(
+        let mut insuinfo = select_all(
+            &self.conn,
             "SELECT balc, insutype, psn_type, psn_insu_stas, insuplc_admdvs, psn_insu_date, \
              paus_insu_date FROM insuinfo WHERE certno = ?1 ORDER BY insutype",
+            [certno],
+            |r| {
+                Ok(InsuInfo {
+                    balc: decimal(&r.get::<_, String>(0)?),
+                    insutype: r.get(1)?,
+                    psn_type: r.get(2)?,
+                    psn_insu_stas: r.get(3)?,
+                    insuplc_admdvs: r.get(4)?,
+                    psn_insu_date: r.get(5)?,
+                    paus_insu_date: r.get(6)?,
+                })
+            },
         )?;
-        let rows = stmt.query_map([certno], |r| {
-            Ok(InsuInfo {
-                balc: decimal(&r.get::<_, String>(0)?),
-                insutype: r.get(1)?,
-                psn_type: r.get(2)?,
-                psn_insu_stas: r.get(3)?,
-                insuplc_admdvs: r.get(4)?,
-                psn_insu_date: r.get(5)?,
-                paus_insu_date: r.get(6)?,
-            })
-        })?;
-        let mut insuinfo = rows.collect::<Result<Vec<_>, _>>()?;
         for row in &mut insuinfo {
             let account = AccountKey::new(&base.psn_no, &row.insutype);
             row.balc = accounts::balance(&self.conn, &account, None)?;
@@ -318,23 +357,24 @@ impl SimDb {
 
     /// X101: events after `after`, at most `limit`, oldest first.
     pub fn card_events(&self, after: u64, limit: u32) -> Result<CardEventPage, TxError> {
-        let mut stmt = self.conn.prepare(
+        let events = select_all(
+            &self.conn,
             "SELECT ver, card_no, card_sn, certno, kind, new_card_no, event_time FROM card_events \
              WHERE ver > ?1 ORDER BY ver LIMIT ?2",
+            params![after as i64, limit],
+            |r| {
+                let kind: String = r.get(4)?;
+                Ok(CardStatusEvent {
+                    version: opt_u64(r.get(0)?),
+                    card_no: r.get(1)?,
+                    card_sn: r.get(2)?,
+                    certno: r.get(3)?,
+                    kind: parse_kind(&kind).unwrap_or(CardEventKind::Lost),
+                    new_card_no: r.get(5)?,
+                    event_time: r.get(6)?,
+                })
+            },
         )?;
-        let rows = stmt.query_map(params![after as i64, limit], |r| {
-            let kind: String = r.get(4)?;
-            Ok(CardStatusEvent {
-                version: opt_u64(r.get(0)?),
-                card_no: r.get(1)?,
-                card_sn: r.get(2)?,
-                certno: r.get(3)?,
-                kind: parse_kind(&kind).unwrap_or(CardEventKind::Lost),
-                new_card_no: r.get(5)?,
-                event_time: r.get(6)?,
-            })
-        })?;
-        let events = rows.collect::<Result<Vec<_>, _>>()?;
         Ok(CardEventPage {
             events,
             latest_version: self.max_ver("card_events")?,
@@ -343,12 +383,13 @@ impl SimDb {
 
     /// X102: catalogue changes after `after`, at most `limit`, oldest first.
     pub fn catalogue(&self, after: u64, limit: u32) -> Result<CataloguePage, TxError> {
-        let mut stmt = self.conn.prepare(
+        let items = select_all(
+            &self.conn,
             "SELECT ver, hilist_code, hilist_name, chrgitm_lv, selfpay_prop, pric_uplmt_amt, \
              vali_flag FROM catalogue WHERE ver > ?1 ORDER BY ver LIMIT ?2",
+            params![after as i64, limit],
+            catalogue_row,
         )?;
-        let rows = stmt.query_map(params![after as i64, limit], catalogue_row)?;
-        let items = rows.collect::<Result<Vec<_>, _>>()?;
         Ok(CataloguePage {
             items,
             latest_version: self.max_ver("catalogue")?,
@@ -464,19 +505,20 @@ impl SimDb {
 
     /// msg_log rows, all or for one msgid, oldest first (at most 1000).
     pub fn msg_log(&self, msgid: Option<&str>) -> Result<Vec<Value>, TxError> {
-        let mut stmt = self.conn.prepare(
+        select_all(
+            &self.conn,
             "SELECT msgid, infno, received_at, outcome, infcode, err_msg, inf_refmsgid \
              FROM msg_log WHERE ?1 IS NULL OR msgid = ?1 ORDER BY id LIMIT 1000",
-        )?;
-        let rows = stmt.query_map([msgid], |r| {
-            Ok(json!({
-                "msgid": r.get::<_, String>(0)?, "infno": r.get::<_, String>(1)?,
-                "received_at": r.get::<_, String>(2)?, "outcome": r.get::<_, String>(3)?,
-                "infcode": r.get::<_, Option<i64>>(4)?, "err_msg": r.get::<_, Option<String>>(5)?,
-                "inf_refmsgid": r.get::<_, Option<String>>(6)?,
-            }))
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            [msgid],
+            |r| {
+                Ok(json!({
+                    "msgid": r.get::<_, String>(0)?, "infno": r.get::<_, String>(1)?,
+                    "received_at": r.get::<_, String>(2)?, "outcome": r.get::<_, String>(3)?,
+                    "infcode": r.get::<_, Option<i64>>(4)?, "err_msg": r.get::<_, Option<String>>(5)?,
+                    "inf_refmsgid": r.get::<_, Option<String>>(6)?,
+                }))
+            },
+        )
     }
 
     /// Bulk card events on synthetic cards (benchmarks), `count` events in all: synthetic

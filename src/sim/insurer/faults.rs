@@ -82,30 +82,36 @@ impl Faults {
 mod tests {
     use super::*;
 
+    /// The faults that requests with these infnos get in turn.
+    fn faults_of<const N: usize>(mut plan: Faults, infnos: [&str; N]) -> [Option<Fault>; N] {
+        infnos.map(|infno| plan.take(infno, 0.5).1)
+    }
+
     #[test]
     fn counted_faults_are_used_up_and_filtered_by_infno() {
-        let mut f = Faults {
+        let plan = Faults {
             http_500: 1,
             garbage: 1,
             for_infno: Some("1101".into()),
             ..Faults::default()
         };
-        assert_eq!(f.take("9001", 0.5).1, None);
-        assert_eq!(f.take("1101", 0.5).1, Some(Fault::Http500));
-        assert_eq!(f.take("1101", 0.5).1, Some(Fault::Garbage));
-        assert_eq!(f.take("1101", 0.5).1, None);
+        assert_eq!(
+            faults_of(plan, ["9001", "1101", "1101", "1101"]),
+            [None, Some(Fault::Http500), Some(Fault::Garbage), None]
+        );
     }
 
     #[test]
     fn several_transactions_may_share_a_plan() {
-        let mut f = Faults {
+        let plan = Faults {
             drop_after_processing: 2,
             for_infno: Some("2207, 2601".into()),
             ..Faults::default()
         };
-        assert_eq!(f.take("X101", 0.5).1, None);
-        assert_eq!(f.take("2207", 0.5).1, Some(Fault::DropAfterProcessing));
-        assert_eq!(f.take("2601", 0.5).1, Some(Fault::DropAfterProcessing));
-        assert_eq!(f.take("2601", 0.5).1, None);
+        let dropped = Some(Fault::DropAfterProcessing);
+        assert_eq!(
+            faults_of(plan, ["X101", "2207", "2601", "2601"]),
+            [None, dropped, dropped, None]
+        );
     }
 }

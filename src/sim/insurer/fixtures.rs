@@ -155,7 +155,7 @@ impl Fixtures {
             match std::fs::read_to_string(&path) {
                 Ok(text) => Ok(text),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-                Err(e) => Err(SimError::Fixtures(format!("{}: {e}", path.display()))),
+                Err(source) => Err(SimError::FixtureFile { path, source }),
             }
         };
         Fixtures::parse(
@@ -166,10 +166,9 @@ impl Fixtures {
     }
 
     fn parse(persons: &str, events: &str, catalogue: &str) -> Result<Fixtures, SimError> {
-        let bad = |what: &str, e: toml::de::Error| SimError::Fixtures(format!("{what}: {e}"));
-        let persons: PersonsFile = toml::from_str(persons).map_err(|e| bad("persons", e))?;
-        let events: EventsFile = toml::from_str(events).map_err(|e| bad("card_events", e))?;
-        let items: CatalogueFile = toml::from_str(catalogue).map_err(|e| bad("catalogue", e))?;
+        let persons: PersonsFile = read_toml("persons", persons)?;
+        let events: EventsFile = read_toml("card_events", events)?;
+        let items: CatalogueFile = read_toml("catalogue", catalogue)?;
         Ok(Fixtures {
             persons: persons.person,
             bindings: persons.binding,
@@ -177,6 +176,14 @@ impl Fixtures {
             catalogue: items.item,
         })
     }
+}
+
+/// One fixture file's text, `file` naming it in errors.
+fn read_toml<T: serde::de::DeserializeOwned>(
+    file: &'static str,
+    text: &str,
+) -> Result<T, SimError> {
+    toml::from_str(text).map_err(|source| SimError::FixtureSyntax { file, source })
 }
 
 #[cfg(test)]

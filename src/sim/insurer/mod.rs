@@ -26,13 +26,14 @@ pub mod settle;
 pub mod visit;
 
 use crate::clock::DateTime;
+use admin::AdminError;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use db::{MsgLogEntry, SimDb};
+use db::{MsgLogEntry, SimDb, TxError};
 use faults::{Fault, Faults};
 use policies::SimPolicies;
 use serde_json::{Value, json};
@@ -48,9 +49,28 @@ pub use fixtures::Fixtures;
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("insurer-sim database: {0}")]
-    Db(String),
+    Db(#[from] rusqlite::Error),
+    /// A fixture file or the policy directory cannot be read.
+    #[error("insurer-sim fixtures: {}: {source}", path.display())]
+    FixtureFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A fixture file (`persons`, `card_events`, `catalogue`) is not what it should be.
+    #[error("insurer-sim fixtures: {file}: {source}")]
+    FixtureSyntax {
+        file: &'static str,
+        #[source]
+        source: toml::de::Error,
+    },
+    /// The fixtures do not go into the database (a bad amount, an unknown person …).
     #[error("insurer-sim fixtures: {0}")]
-    Fixtures(String),
+    Seed(#[source] TxError),
+    #[error("insurer-sim fixtures: policy: {0}")]
+    Policy(#[from] crate::settle::policy::PolicyError),
+    #[error("insurer-sim fixtures: no policy {id:?} (known: {known})")]
+    UnknownPolicy { id: String, known: String },
     #[error("insurer-sim: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -224,20 +244,20 @@ pub fn remove_db(path: &Path) {
 async fn admin_handler(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return admin_error(format!("bad JSON: {e}")),
+        Err(e) => return admin_error(AdminError::BadJson(e)),
     };
     let result = tokio::task::spawn_blocking(move || admin::run(&state, &req)).await;
     match result {
         Ok(Ok(v)) => axum::Json(v).into_response(),
-        Ok(Err(msg)) => admin_error(msg),
-        Err(e) => admin_error(format!("admin task failed: {e}")),
+        Ok(Err(e)) => admin_error(e),
+        Err(e) => admin_error(AdminError::TaskFailed(e)),
     }
 }
 
-fn admin_error(msg: String) -> Response {
+fn admin_error(e: AdminError) -> Response {
     (
         StatusCode::BAD_REQUEST,
-        axum::Json(json!({"ok": false, "error": msg})),
+        axum::Json(json!({"ok": false, "error": e.to_string()})),
     )
         .into_response()
 }
@@ -246,9 +266,9 @@ async fn transaction_handler(State(state): State<Arc<SimState>>, body: Bytes) ->
     let received = DateTime::now().compact_millis();
     let req = match service::parse_request(&body) {
         Ok(req) => req,
-        Err(msg) => {
+        Err(e) => {
             state.count_request("?");
-            let reply = service::envelope(&state, -1, &msg, Value::Null, &received);
+            let reply = service::envelope(&state, -1, &e.to_string(), Value::Null, &received);
             return axum::Json(reply).into_response();
         }
     };

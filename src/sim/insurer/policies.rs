@@ -25,23 +25,18 @@ pub struct SimPolicies {
     hosp_lv: String,
 }
 
-fn policy_error(e: PolicyError) -> SimError {
-    SimError::Fixtures(format!("policy: {e}"))
-}
-
 /// `*.toml` files of a directory, by file name.
 fn load_dir(dir: &Path) -> Result<Vec<Policy>, SimError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| SimError::Fixtures(format!("{}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir).map_err(|source| SimError::FixtureFile {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut paths: Vec<_> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|ext| ext == "toml"))
         .collect();
     paths.sort();
-    paths
-        .iter()
-        .map(|p| Policy::load(p).map_err(policy_error))
-        .collect()
+    paths.iter().map(|p| Ok(Policy::load(p)?)).collect()
 }
 
 impl SimPolicies {
@@ -55,21 +50,20 @@ impl SimPolicies {
             Some(dir) => load_dir(dir)?,
             None => Vec::new(),
         };
-        let mut resident = Policy::parse_named(SIM_RESIDENT, "sim-resident-outpatient.toml")
-            .map_err(policy_error)?;
+        let mut resident = Policy::parse_named(SIM_RESIDENT, "sim-resident-outpatient.toml")?;
         resident.source = "built-in:sim-resident-outpatient".into();
         candidates.push(resident);
-        candidates.extend(Policy::built_ins().map_err(policy_error)?);
+        candidates.extend(Policy::built_ins()?);
         let default = candidates
             .iter()
             .find(|p| p.id == default_id)
             .cloned()
             .ok_or_else(|| {
                 let known: Vec<&str> = candidates.iter().map(|p| p.id.as_str()).collect();
-                SimError::Fixtures(format!(
-                    "no policy {default_id:?} (known: {})",
-                    known.join(", ")
-                ))
+                SimError::UnknownPolicy {
+                    id: default_id.to_owned(),
+                    known: known.join(", "),
+                }
             })?;
         Ok(SimPolicies {
             candidates,

@@ -5,7 +5,7 @@
 //! msg_log.
 
 use super::SimState;
-use super::context::Ctx;
+use super::context::{Ctx, to_value};
 use super::db::{MsgLogEntry, SimDb, TxError};
 use super::{clock, recon, settle, visit};
 use crate::clock::{Date, DateTime};
@@ -43,10 +43,20 @@ fn field(v: &Value, key: &str) -> String {
     }
 }
 
-/// Parse a body into a request; `Err` holds the err_msg for an unreadable one.
-pub fn parse_request(body: &[u8]) -> Result<Request, String> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|_| "请求报文格式错误，无法解析JSON".to_string())?;
+/// Why a body is not a request; the text is the err_msg the platform answers with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("请求报文格式错误，无法解析JSON")]
+    NotJson,
+    #[error("交易编号[infno]不能为空")]
+    NoInfno,
+    #[error("定点医药机构编号[fixmedins_code]不能为空")]
+    NoInstitution,
+}
+
+/// Parse a body into a request.
+pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
+    let v: Value = serde_json::from_slice(body).map_err(|_| RequestError::NotJson)?;
     let req = Request {
         infno: field(&v, "infno"),
         msgid: field(&v, "msgid"),
@@ -55,10 +65,10 @@ pub fn parse_request(body: &[u8]) -> Result<Request, String> {
         input: v.get("input").cloned().unwrap_or(Value::Null),
     };
     if req.infno.is_empty() {
-        return Err("交易编号[infno]不能为空".into());
+        return Err(RequestError::NoInfno);
     }
     if field(&v, "fixmedins_code").is_empty() {
-        return Err("定点医药机构编号[fixmedins_code]不能为空".into());
+        return Err(RequestError::NoInstitution);
     }
     Ok(req)
 }
@@ -146,12 +156,12 @@ fn answer(state: &SimState, req: &Request) -> Result<Value, TxError> {
         wire::CARD_FEED => {
             let (ver, size) = versioned(&data)?;
             let page = db.card_events(ver, size)?;
-            serde_json::to_value(page).map_err(|e| TxError::Internal(e.to_string()))
+            to_value(&page)
         }
         wire::CATALOGUE => {
             let (ver, size) = versioned(&data)?;
             let page = db.catalogue(ver, size)?;
-            serde_json::to_value(page).map_err(|e| TxError::Internal(e.to_string()))
+            to_value(&page)
         }
         other => {
             let handler = settlement_handler(other)
@@ -250,8 +260,14 @@ mod tests {
 
     #[test]
     fn versioned_input_checks_its_range() {
-        assert_eq!(versioned(&json!({"ver": "7", "page_size": 3})), Ok((7, 3)));
-        assert_eq!(versioned(&json!({"ver": 7, "page_size": "3"})), Ok((7, 3)));
+        assert_eq!(
+            versioned(&json!({"ver": "7", "page_size": 3})).ok(),
+            Some((7, 3))
+        );
+        assert_eq!(
+            versioned(&json!({"ver": 7, "page_size": "3"})).ok(),
+            Some((7, 3))
+        );
         assert!(versioned(&json!({"ver": "x"})).is_err());
         assert!(versioned(&json!({"ver": "1", "page_size": 0})).is_err());
     }

@@ -57,10 +57,7 @@ struct Computed {
 
 /// The identities of insurer-api.md §2.6, or an internal error.
 fn checked(out: SettleOut) -> Result<SettleOut, TxError> {
-    out.setlinfo
-        .amounts
-        .check_identities()
-        .map_err(|why| TxError::Internal(format!("settlement identities broken: {why}")))?;
+    out.setlinfo.amounts.check_identities()?;
     Ok(out)
 }
 
@@ -211,40 +208,66 @@ fn book(
         refund_msgid: None,
     };
     books::insert_settlement(conn, &row, &computed.parts)?;
-    move_parts(
-        conn,
-        &computed.parts,
-        &date.to_string(),
-        &setl_id,
-        -1,
-        (EntryKind::Spend, EntryKind::MulaidSpend),
-    )?;
+    move_parts(conn, &computed.parts, date, &setl_id, Movement::Spend)?;
     books::close_batch(conn, &row.mdtrt_id, chrg_bchno, &setl_id)?;
     Ok(setl_id)
 }
 
-/// Post each part (sign −1: out of the accounts, +1: back into them).
+/// Which way a settlement's account parts move, and how the ledger calls it.
+#[derive(Debug, Clone, Copy)]
+enum Movement {
+    /// Out of the accounts (2207, or 2601 of a refund).
+    Spend,
+    /// Back into them (2208).
+    Refund,
+    /// Back into them (2601 of a settlement).
+    Reversal,
+}
+
+impl Movement {
+    /// The sign of the entries and their kinds (own account, a relative's).
+    fn entries(self) -> (Decimal, EntryKind, EntryKind) {
+        match self {
+            Movement::Spend => (-Decimal::ONE, EntryKind::Spend, EntryKind::MulaidSpend),
+            Movement::Refund => (Decimal::ONE, EntryKind::Refund, EntryKind::MulaidRefund),
+            Movement::Reversal => (Decimal::ONE, EntryKind::Reversal, EntryKind::Reversal),
+        }
+    }
+}
+
+/// Post each part, dated `date`, as `movement` says.
 fn move_parts(
     conn: &Connection,
     parts: &[AccountPart],
-    date: &str,
+    date: &Date,
     setl_id: &str,
-    sign: i64,
-    (own_kind, mulaid_kind): (EntryKind, EntryKind),
+    movement: Movement,
 ) -> Result<(), TxError> {
+    let (sign, own_kind, mulaid_kind) = movement.entries();
     for part in parts {
         let account = AccountKey::new(&part.psn_no, &part.insutype);
         let kind = if part.mulaid { mulaid_kind } else { own_kind };
         accounts::post(
             conn,
             &account,
-            date,
+            &date.to_string(),
             kind,
-            part.amount * Decimal::from(sign),
+            part.amount * sign,
             Some(setl_id),
         )?;
     }
     Ok(())
+}
+
+/// Moves the parts a booked settlement `setl_id` paid with.
+fn move_booked_parts(
+    conn: &Connection,
+    setl_id: &str,
+    date: &Date,
+    movement: Movement,
+) -> Result<(), TxError> {
+    let parts = books::parts(conn, setl_id)?;
+    move_parts(conn, &parts, date, setl_id, movement)
 }
 
 /// 2206 / 2207's common part: the request checked against the visit, the person and the
@@ -347,15 +370,7 @@ pub fn refund(db: &mut SimDb, ctx: &Ctx<'_>, input: &Value) -> Result<Value, TxE
     refuse_unless_settled(&original)?;
     let refund_setl_id = books::new_id(&tx, "S", &ctx.today.compact())?;
     let now = ctx.today.datetime_now();
-    let parts = books::parts(&tx, &original.setl_id)?;
-    move_parts(
-        &tx,
-        &parts,
-        &ctx.today.to_string(),
-        &original.setl_id,
-        1,
-        (EntryKind::Refund, EntryKind::MulaidRefund),
-    )?;
+    move_booked_parts(&tx, &original.setl_id, &ctx.today, Movement::Refund)?;
     books::set_status(
         &tx,
         &original.setl_id,
@@ -443,15 +458,7 @@ fn reverse_settlement(
         )));
     }
     refuse_unless_settled(&s)?;
-    let parts = books::parts(conn, &s.setl_id)?;
-    move_parts(
-        conn,
-        &parts,
-        &ctx.today.to_string(),
-        &s.setl_id,
-        1,
-        (EntryKind::Reversal, EntryKind::Reversal),
-    )?;
+    move_booked_parts(conn, &s.setl_id, &ctx.today, Movement::Reversal)?;
     books::set_status(conn, &s.setl_id, "reversed", None)?;
     books::reopen_batch(conn, &s.setl_id)?;
     Ok(s.setl_id)
@@ -463,15 +470,7 @@ fn reverse_refund(conn: &Connection, ctx: &Ctx<'_>, req: &ReversalIn) -> Result<
         .filter(|s| s.status == "refunded")
         .ok_or_else(|| original_not_found(&req.omsgid))?;
     check_person(&s, &req.psn_no)?;
-    let parts = books::parts(conn, &s.setl_id)?;
-    move_parts(
-        conn,
-        &parts,
-        &ctx.today.to_string(),
-        &s.setl_id,
-        -1,
-        (EntryKind::Spend, EntryKind::MulaidSpend),
-    )?;
+    move_booked_parts(conn, &s.setl_id, &ctx.today, Movement::Spend)?;
     books::set_status(conn, &s.setl_id, "settled", None)?;
     Ok(s.setl_id)
 }

@@ -85,10 +85,15 @@ fn repeated_registration(req: &RegisterIn, existing: Visit) -> Result<Value, TxE
             req.ipt_otp_no
         )));
     }
+    registration(existing)
+}
+
+/// 2201 / 2202's answer about a visit.
+fn registration(visit: Visit) -> Result<Value, TxError> {
     let out = RegisterOut {
-        mdtrt_id: existing.mdtrt_id,
-        psn_no: existing.psn_no,
-        ipt_otp_no: existing.ipt_otp_no,
+        mdtrt_id: visit.mdtrt_id,
+        psn_no: visit.psn_no,
+        ipt_otp_no: visit.ipt_otp_no,
     };
     to_value(&json!({ "data": out }))
 }
@@ -118,12 +123,7 @@ pub fn cancel_register(db: &mut SimDb, _ctx: &Ctx<'_>, input: &Value) -> Result<
         "UPDATE visits SET status = 'cancelled' WHERE mdtrt_id = ?1",
         [&visit.mdtrt_id],
     )?;
-    let out = RegisterOut {
-        mdtrt_id: visit.mdtrt_id,
-        psn_no: visit.psn_no,
-        ipt_otp_no: visit.ipt_otp_no,
-    };
-    to_value(&json!({ "data": out }))
+    registration(visit)
 }
 
 /// 2203: the visit's medical type and diagnosis.
@@ -156,7 +156,7 @@ struct Received {
 }
 
 fn split_received(db: &SimDb, line: FeeDetailIn) -> Result<Received, TxError> {
-    let json = serde_json::to_string(&line).map_err(|e| TxError::Internal(e.to_string()))?;
+    let json = serde_json::to_string(&line)?;
     let fee = FeeLine {
         feedetl_sn: line.feedetl_sn.clone(),
         med_list_codg: line.med_list_codg.clone(),
