@@ -14,9 +14,9 @@
 use super::{Chip, VirtualCard, VirtualPsam};
 use crate::apdu::{CardChannel, ReaderError};
 use crate::reader::pinpad;
-use crate::reader::{ReaderBackend, ReaderStatus, choose_reader};
+use crate::reader::{ReaderBackend, ReaderStatus, choose_reader, wait_for_card_with};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often `wait_for_card` looks again.
 const POLL: Duration = Duration::from_millis(10);
@@ -310,22 +310,20 @@ fn poll_for_card(
     wanted: Option<&str>,
     timeout: Duration,
 ) -> Result<String, ReaderError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let readers = backend.readers()?;
-        let first_holding = readers.iter().find(|r| r.atr.is_some());
-        let refusal = match (choose_reader(&readers, wanted), first_holding) {
-            (Ok(name), _) => return Ok(name),
-            (Err(ReaderError::AmbiguousReader(_)), Some(first)) => return Ok(first.name.clone()),
-            (Err(refusal @ (ReaderError::NoCard(_) | ReaderError::NoReaders)), _) => refusal,
-            (Err(other), _) => return Err(other),
-        };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(refusal);
-        }
-        std::thread::sleep(POLL.min(left));
-    }
+    wait_for_card_with(
+        backend,
+        wanted,
+        timeout,
+        POLL,
+        |readers, wanted| match choose_reader(readers, wanted) {
+            Err(ReaderError::AmbiguousReader(many)) => readers
+                .iter()
+                .find(|r| r.atr.is_some())
+                .map(|first| first.name.clone())
+                .ok_or(ReaderError::AmbiguousReader(many)),
+            chosen => chosen,
+        },
+    )
 }
 
 /// A connection to the card (or PSAM) in one slot.
@@ -381,6 +379,7 @@ mod tests {
     use super::*;
     use crate::reader::with_card;
     use crate::sim::card::{CardImage, PsamImage};
+    use std::time::Instant;
 
     const SELECT_SSSE: &str = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF";
 
