@@ -501,7 +501,7 @@ mod tests {
         let (db, policies, year) = seeded();
         let posted = year_end(db.conn(), &policies, year).unwrap();
         let wang = posted.iter().find(|p| p.psn_no == WANG).unwrap();
-        // (825.80 × 0.0035 + 300.00 × 0.0110) / 12 = 0.5158… → 0.52 (tests/insurer_settle.rs).
+        // (825.80 × 0.0035 + 300.00 × 0.0110) / 12 = 0.5158… → 0.52 (tests/suite/insurer_settle.rs).
         assert_eq!(wang.amount, d("0.52"));
         assert!(year_end(db.conn(), &policies, year).is_err());
         let credited = credit_month(db.conn(), &policies, year + 1, 1).unwrap();
