@@ -14,17 +14,8 @@ pub mod settle;
 pub mod sim;
 pub mod sync;
 
-use medcard::profile::{ProfileError, ProfileSet};
-use medcard::sim::card::{self as sim_card, CardImage, PsamImage, SimError};
+use medcard::sim::card::{self as sim_card, CardImage, Chip, PsamImage, SimError};
 use std::path::Path;
-
-/// The built-in profiles, plus a directory's when one is given.
-pub fn load_profiles(dir: Option<&Path>) -> Result<ProfileSet, ProfileError> {
-    match dir {
-        Some(dir) => ProfileSet::built_in_and_dir(dir),
-        None => ProfileSet::built_in(),
-    }
-}
 
 /// A card image named by a fixture file path or a built-in card name (`xiaowang`, `gen3`, …).
 pub fn load_card(spec: &str) -> Result<CardImage, SimError> {
@@ -34,6 +25,22 @@ pub fn load_card(spec: &str) -> Result<CardImage, SimError> {
 /// A PSAM image named by a fixture file path or a built-in name (`test-sm4`, …).
 pub fn load_psam(spec: &str) -> Result<PsamImage, SimError> {
     file_or_built_in(spec, PsamImage::load, sim_card::built_in_psam)
+}
+
+/// A card or PSAM file (told apart by content), or, when no such file exists, a built-in
+/// card or PSAM of that name (`medcard sim`, `medcard serve --virtual`).
+pub fn load_chip(path: &Path) -> Result<Chip, SimError> {
+    if !path.exists()
+        && let Some(name) = path.to_str()
+    {
+        if sim_card::BUILT_IN_CARDS.iter().any(|(n, _)| *n == name) {
+            return sim_card::built_in_card(name).map(Chip::from);
+        }
+        if sim_card::BUILT_IN_PSAMS.iter().any(|(n, _)| *n == name) {
+            return sim_card::built_in_psam(name).map(Chip::from);
+        }
+    }
+    Chip::load(path)
 }
 
 /// `spec` loaded as a file when there is one by that path, else the built-in of that name.

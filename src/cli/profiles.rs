@@ -30,7 +30,7 @@ enum Action {
 
 pub fn run(args: ProfilesArgs) -> ExitCode {
     match args.action {
-        Action::List { dir } => match super::load_profiles(dir.as_deref()) {
+        Action::List { dir } => match ProfileSet::load(dir.as_deref()) {
             Ok(set) => {
                 set.profiles().iter().for_each(print_profile);
                 ExitCode::SUCCESS

@@ -1,6 +1,7 @@
 //! `medcard read`: read the card in a reader and print it.
 
 use clap::{Args, ValueEnum};
+use medcard::apdu::ReaderError;
 use medcard::card::{
     CardRead, Pin, PinEntry, PsamSlot, ReadExtras, ireadcardbas_string, read_in_reader_with,
     reader_error_code,
@@ -8,7 +9,7 @@ use medcard::card::{
 use medcard::codes::ReaderCode;
 use medcard::psam::find_psam;
 use medcard::reader::pcsc_reader::PcscReaders;
-use medcard::reader::{ReaderBackend, ReaderError, ReaderStatus, choose_reader};
+use medcard::reader::{ReaderBackend, ReaderStatus, choose_reader};
 use medcard::serve::messages;
 use medcard::sim::card::Chip;
 use medcard::sim::card::VirtualReaders;
@@ -114,7 +115,7 @@ pub fn run(args: ReadArgs) -> ExitCode {
 }
 
 fn read(args: &ReadArgs) -> Result<CardRead, Failure> {
-    let profiles = super::load_profiles(args.profiles.as_deref())
+    let profiles = medcard::profile::ProfileSet::load(args.profiles.as_deref())
         .map_err(|e| Failure::new(ReaderCode::LOAD_ERROR, e))?;
     let Backends {
         cards: mut backend,

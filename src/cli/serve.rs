@@ -10,9 +10,8 @@ use medcard::serve::Daemon;
 use medcard::serve::config::{Config, DEFAULT_PATH};
 use medcard::serve::server::Reloader;
 use medcard::serve::systemd::{self, NotifyState};
-use medcard::sim::card::Chip;
 use medcard::sim::card::SharedVirtualReaders;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -116,21 +115,10 @@ async fn serve(
 fn virtual_readers(cards: &[String]) -> Result<SharedVirtualReaders, String> {
     let readers = SharedVirtualReaders::new();
     for (index, spec) in cards.iter().enumerate() {
-        readers.insert(&format!("medcard virtual reader {index}"), load_chip(spec)?);
+        let chip = super::load_chip(Path::new(spec)).map_err(|e| e.to_string())?;
+        readers.insert(&format!("medcard virtual reader {index}"), chip);
     }
     Ok(readers)
-}
-
-/// A card or PSAM file, or a built-in card name.
-fn load_chip(spec: &str) -> Result<Chip, String> {
-    let path = std::path::Path::new(spec);
-    if path.exists() {
-        Chip::load(path).map_err(|e| e.to_string())
-    } else {
-        super::load_card(spec)
-            .map(Chip::from)
-            .map_err(|e| e.to_string())
-    }
 }
 
 /// SIGHUP: reads the file again, applies the flags, hands the result to the server.

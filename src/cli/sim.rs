@@ -2,9 +2,9 @@
 //! through vsmartcard's vpcd driver, and takes `insert` / `pull` / `swap PATH` / `quit` lines
 //! from stdin and an optional Unix socket.
 
+use super::load_chip;
 use clap::Args;
 use medcard::sim::card::vpcd::{Control, VpcdCard, VpcdEvent};
-use medcard::sim::card::{BUILT_IN_CARDS, BUILT_IN_PSAMS, Chip, built_in_card, built_in_psam};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -218,22 +218,6 @@ fn parse_line(line: &str) -> Result<Option<(Control, Option<PathBuf>)>, String> 
     Ok(Some((control, None)))
 }
 
-/// A card or PSAM file (told apart by content), or, when no such file exists, a built-in
-/// fixture of that name.
-fn load_chip(path: &Path) -> Result<Chip, medcard::sim::card::SimError> {
-    if !path.exists()
-        && let Some(name) = path.to_str()
-    {
-        if BUILT_IN_CARDS.iter().any(|(n, _)| *n == name) {
-            return built_in_card(name).map(Chip::from);
-        }
-        if BUILT_IN_PSAMS.iter().any(|(n, _)| *n == name) {
-            return built_in_psam(name).map(Chip::from);
-        }
-    }
-    Chip::load(path)
-}
-
 /// SIGTERM / SIGINT: pull the card and quit.
 fn watch_signals(sender: Sender<Control>) -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
@@ -316,6 +300,7 @@ fn serve_control(stream: UnixStream, controller: &Controller) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use medcard::sim::card::Chip;
 
     fn fixture(name: &str) -> String {
         format!("{}/fixtures/cards/{name}.toml", env!("CARGO_MANIFEST_DIR"))

@@ -108,6 +108,15 @@ impl ProfileSet {
         ProfileSet::new(profiles)
     }
 
+    /// The built-in profiles, plus those of `dir` when one is named (`--profiles DIR`,
+    /// `readers.profiles`).
+    pub fn load(dir: Option<&Path>) -> Result<ProfileSet, ProfileError> {
+        match dir {
+            Some(dir) => ProfileSet::built_in_and_dir(dir),
+            None => ProfileSet::built_in(),
+        }
+    }
+
     /// The built-in profiles plus every `*.toml` in `dir`; a file whose profile name
     /// matches a built-in one replaces it.
     pub fn built_in_and_dir(dir: &Path) -> Result<ProfileSet, ProfileError> {

@@ -3,7 +3,7 @@
 //! (the real PC/SC stack through pcscd) and, on the simulators' side of the wire, by
 //! `sim::card::virtual_reader` (cards held in-process, for fast tests). A connected card is
 //! an [`apdu::CardChannel`](crate::apdu::CardChannel), the transport the APDU layer talks
-//! to; it and [`ReaderError`] are re-exported here.
+//! to, and the backends' error is that layer's [`ReaderError`](crate::apdu::ReaderError).
 //!
 //! The calls here block; the daemon runs them on a thread of their own, never on the async
 //! runtime.
@@ -11,7 +11,7 @@
 pub mod pcsc_reader;
 pub mod pinpad;
 
-pub use crate::apdu::transport::{CardChannel, ReaderError};
+use crate::apdu::{CardChannel, ReaderError};
 
 use std::time::{Duration, Instant};
 

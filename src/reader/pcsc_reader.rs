@@ -4,7 +4,8 @@
 //! pcscd was restarted under it (`NoService` / `CommError` / `InvalidHandle`): the old
 //! handle keeps answering `is_valid` but nothing else works (virtual-reader.md §5).
 
-use super::{CardChannel, ReaderBackend, ReaderError, ReaderStatus};
+use super::{ReaderBackend, ReaderStatus};
+use crate::apdu::{CardChannel, ReaderError};
 use pcsc::{
     Context, Disposition, Error as PcscError, Protocols, ReaderState, Scope, ShareMode, State,
 };

@@ -147,7 +147,9 @@ impl Client {
         }
     }
 
-    /// Calls `method` and returns the whole response object (`result` or `error`).
+    /// Calls `method` and returns the whole response object (`result` or `error`). An error
+    /// with `"id": null` answers it too: the daemon refused the connection (1008) or could not
+    /// read the request's id (an over-long line), and this client has one request out.
     pub fn call_raw(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
         let id = self.next_id;
         let request = self.request(method, &params);
@@ -155,7 +157,9 @@ impl Client {
         self.send(&request)?;
         loop {
             let message = self.next_message()?.ok_or(ClientError::Closed)?;
-            if message.get("id") == Some(&json!(id)) {
+            let unaddressed_error =
+                message.get("id") == Some(&Value::Null) && message.get("error").is_some();
+            if message.get("id") == Some(&json!(id)) || unaddressed_error {
                 return Ok(message);
             }
         }
@@ -285,6 +289,17 @@ mod tests {
         let client = Client::connect(&path).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         client
+    }
+
+    #[test]
+    fn an_error_with_a_null_id_answers_the_request_out() {
+        let mut client = answering(|_| {
+            vec![json!({"jsonrpc": "2.0", "id": null, "error": {"code": 1008, "message": "too many connections"}}).to_string()]
+        });
+        assert!(matches!(
+            client.call("system.info", json!({})),
+            Err(ClientError::Rpc { code: 1008, .. })
+        ));
     }
 
     #[test]

@@ -697,10 +697,10 @@ fn parse_mode(text: &str) -> Option<u32> {
         .filter(|mode| *mode <= 0o777)
 }
 
-/// One line of [`Config::explain`]: `key = value  (default|set)  # meaning`.
 /// One line of [`Config::explain`]: the key, how to show its value, and what it means.
 type Setting = (&'static str, fn(&Config) -> String, &'static str);
 
+/// One line of [`Config::explain`]: `key = value  (default|set)  # meaning`.
 fn row(key: &str, value: String, default: String, meaning: &str) -> String {
     let origin = if value == default { "default" } else { "set" };
     format!("{key} = {value}  ({origin})  # {meaning}")

@@ -99,11 +99,6 @@ impl Daemon {
         &self.services
     }
 
-    /// The Unix socket's path.
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
     /// Replaces the settings of the running daemon (SIGHUP).
     pub fn reloader(&self) -> Reloader {
         self.server.reloader()
@@ -167,10 +162,8 @@ impl RunningDaemon {
 
 /// The built-in profiles, plus `readers.profiles`' when it names a directory.
 fn profiles_of(config: &Config) -> Result<ProfileSet, ProfileError> {
-    match config.readers.profiles.trim() {
-        "" => ProfileSet::built_in(),
-        dir => ProfileSet::built_in_and_dir(Path::new(dir)),
-    }
+    let dir = config.readers.profiles.trim();
+    ProfileSet::load((!dir.is_empty()).then(|| Path::new(dir)))
 }
 
 /// `WATCHDOG=1` every `every` while the monitor thread runs.

@@ -33,6 +33,7 @@ use super::handle::{MonitorSide, Request, Snapshot, channel};
 use super::types::{CardEvent, CardSession, ReaderInfo, ReaderState, SessionError};
 use super::worker::{StopFlag, Worker};
 use crate::apdu::Exchanger;
+use crate::apdu::ReaderError;
 use crate::card::{
     Balance, BalanceSource, CardRead, Pin, PinEntry, PinState, PsamSlot, ReadError, ReadExtras,
     read_in_reader_with, read_medical_balance, verify_pin,
@@ -41,7 +42,7 @@ use crate::codes::ReaderCode;
 use crate::mask;
 use crate::profile::ProfileSet;
 use crate::psam::find_psam;
-use crate::reader::{ReaderBackend, ReaderError, ReaderStatus, with_card};
+use crate::reader::{ReaderBackend, ReaderStatus, with_card};
 use crate::verdict::Assessment;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,18 +117,14 @@ impl MonitorConfig {
     }
 }
 
-/// The running monitor thread: a [`Worker`], stopped (and waited for) on
-/// [`stop`](Worker::stop) or drop.
-pub type MonitorThread = Worker;
-
 /// Starts the monitor on a thread of its own. `backends` makes two connections to the
 /// readers: one for the cards, one for the PSAM (whose transaction stays open while a card
-/// is read). The thread ends when [`MonitorThread`] is stopped or dropped, or when every
+/// is read). The thread ends when its [`Worker`] is stopped or dropped, or when every
 /// [`MonitorHandle`] is gone.
 pub fn spawn_monitor(
     config: MonitorConfig,
     mut backends: impl FnMut() -> Box<dyn ReaderBackend + Send> + Send + 'static,
-) -> (MonitorHandle, MonitorThread) {
+) -> (MonitorHandle, Worker) {
     let (handle, side) = channel();
     let thread = Worker::spawn("medcard-monitor", move |stop| {
         let cards = backends();

@@ -19,8 +19,9 @@ use std::time::{Duration, SystemTime};
 const SWIPE_BREAKER_THRESHOLD: u32 = 3;
 const SWIPE_BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
 
-/// What the daemon has for verdicts: the cache and the insurer link, shared by the assessor,
-/// the sync thread and the socket methods (`sync.status`, `system.info`).
+/// What the daemon opened once from its configuration: the cache, the swipe's insurer link and
+/// the settlement service, shared by the assessor, the background sync and resolver, and the
+/// socket methods (`sync.status`, `system.info`, the settlement methods).
 #[derive(Default)]
 pub struct Services {
     pub cache: Option<Arc<Cache>>,
@@ -216,7 +217,7 @@ pub fn client_with_msgids(
 }
 
 /// The settlement service for `config`, when both the insurer link and the cache are there.
-pub fn open_settler(config: &Config, cache: Option<&Arc<Cache>>) -> Option<Arc<Settler>> {
+fn open_settler(config: &Config, cache: Option<&Arc<Cache>>) -> Option<Arc<Settler>> {
     let cache = cache?.clone();
     if !config.insurer.enabled() {
         return None;

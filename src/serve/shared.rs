@@ -33,7 +33,7 @@ pub struct Shared {
     pub started: Instant,
     settings: RwLock<Arc<Settings>>,
     connections: AtomicUsize,
-    /// The cache and the insurer link (`sync.status`, `system.info`); none in bare setups.
+    /// The cache, the insurer link and the settler ([`Services`]); none in bare setups.
     pub services: Arc<Services>,
 }
 

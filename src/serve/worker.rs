@@ -31,11 +31,6 @@ impl StopFlag {
         }
     }
 
-    /// The flag itself, for loops written against an `AtomicBool`.
-    pub fn as_atomic(&self) -> &AtomicBool {
-        &self.0
-    }
-
     fn raise(&self) {
         self.0.store(true, Ordering::Relaxed);
     }

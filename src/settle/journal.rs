@@ -1003,6 +1003,16 @@ mod tests {
     }
 
     #[test]
+    fn visit_states_are_stored_by_their_serde_names() {
+        for state in [VisitState::Registered, VisitState::Cancelled] {
+            assert_eq!(
+                stored::<VisitState>("state", state.as_str()).ok(),
+                Some(state)
+            );
+        }
+    }
+
+    #[test]
     fn a_visit_with_a_state_medcard_never_wrote_is_corrupt() {
         let (journal, _dir) = journal("visit-corrupt");
         journal

@@ -1,6 +1,6 @@
 //! The integration tests, as one test binary (one link of the library instead of one per
 //! file): each module below was a file of its own in `tests/`; `common` holds the helpers
-//! they share. Run one module with a name filter, e.g. `cargo test --test suite settle_faults`.
+//! they share. Run one module with a name filter, e.g. `cargo test --features fault-injection --test suite settle_faults`.
 
 mod common;
 

@@ -4,9 +4,9 @@
 use crate::common;
 
 use medcard::apdu::Exchanger;
+use medcard::apdu::{CardChannel, ReaderError};
 use medcard::card::CardReader;
 use medcard::profile::{Format, ProfileSet, decode};
-use medcard::reader::{CardChannel, ReaderError};
 use medcard::sim::card::Chip;
 
 /// xorshift64*: deterministic, so a failure can be replayed.

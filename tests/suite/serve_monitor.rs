@@ -7,14 +7,15 @@ use crate::common;
 
 use common::fixture;
 use common::stack::{READER_0, READER_1, Sim, Stack};
+use medcard::apdu::{CardChannel, ReaderError};
 use medcard::card::{Pin, PinState};
 use medcard::codes::ReaderCode;
 use medcard::profile::ProfileSet;
 use medcard::reader::pcsc_reader::PcscReaders;
-use medcard::reader::{CardChannel, ReaderBackend, ReaderError, ReaderStatus};
+use medcard::reader::{ReaderBackend, ReaderStatus};
 use medcard::serve::{
-    CardEvent, CardSession, MonitorConfig, MonitorHandle, MonitorThread, PsamChoice, ReaderState,
-    SessionError, spawn_monitor,
+    CardEvent, CardSession, MonitorConfig, MonitorHandle, PsamChoice, ReaderState, SessionError,
+    Worker, spawn_monitor,
 };
 use medcard::sim::card::{Chip, SharedVirtualReaders};
 use std::sync::Arc;
@@ -42,14 +43,14 @@ fn config(psam: PsamChoice) -> MonitorConfig {
 }
 
 /// A monitor over `readers` (each connection a clone sharing the same slots).
-fn monitor(readers: &SharedVirtualReaders, psam: PsamChoice) -> (MonitorHandle, MonitorThread) {
+fn monitor(readers: &SharedVirtualReaders, psam: PsamChoice) -> (MonitorHandle, Worker) {
     init_logs();
     let shared = readers.clone();
     spawn_monitor(config(psam), move || Box::new(shared.clone()))
 }
 
 /// A monitor on fresh shared virtual readers, and its events from the start.
-fn watched(psam: PsamChoice) -> (SharedVirtualReaders, MonitorHandle, MonitorThread, Events) {
+fn watched(psam: PsamChoice) -> (SharedVirtualReaders, MonitorHandle, Worker, Events) {
     let readers = SharedVirtualReaders::new();
     let (handle, thread) = monitor(&readers, psam);
     let events = Events::of(&handle);
@@ -395,7 +396,7 @@ impl Flaky {
         }
     }
 
-    fn monitor(&self) -> (MonitorHandle, MonitorThread) {
+    fn monitor(&self) -> (MonitorHandle, Worker) {
         init_logs();
         let backend = self.clone();
         spawn_monitor(config(PsamChoice::Auto), move || Box::new(backend.clone()))

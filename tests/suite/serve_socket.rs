@@ -11,6 +11,7 @@ use common::rpc::{Connection, RawClient, Rpc};
 use common::temp::TempDir;
 
 use medcard::card::{CardRead, PinState};
+use medcard::serve::client::ClientError;
 use medcard::serve::config::Config;
 use medcard::serve::server::{Listeners, Reloader, Server};
 use medcard::serve::{
@@ -531,6 +532,13 @@ fn the_connection_over_the_limit_is_refused_with_a_clear_message() {
     let mut rest = String::new();
     refused.lines.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "");
+    // medcard's own client (`medcard call`, the demo) reports the refusal, not a lost answer.
+    let refused = medcard::serve::client::Client::connect(&server.socket)
+        .and_then(|mut client| client.call("system.info", json!({})));
+    assert!(
+        matches!(refused, Err(ClientError::Rpc { code: 1008, .. })),
+        "{refused:?}"
+    );
     drop(held.pop());
     // The slot is free again once the server has seen the close.
     let deadline = Instant::now() + Duration::from_secs(5);

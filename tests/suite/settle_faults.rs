@@ -5,8 +5,8 @@
 //! program retries with the same request_id; in every case the insurer holds exactly the
 //! settlements the journal says, the patient's account moved exactly once, and
 //! `medcard reconcile` finds no difference. The matrix is printed as a table
-//! (`cargo test --features fault-injection --test settle_faults -- --nocapture`, or `make
-//! fault-matrix`).
+//! (`cargo test --features fault-injection --test suite settle_faults -- --nocapture`, or
+//! `make fault-matrix`).
 //!
 //! Real parts: `medcard serve` (a child, killed by its own crash point, restarted on the same
 //! journal), `medcard insurer-sim` on loopback, the real socket, the real SQLite files.

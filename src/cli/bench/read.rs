@@ -26,7 +26,7 @@ pub fn run(
     psam: &str,
     dir: Option<&std::path::Path>,
 ) -> Result<(), String> {
-    let profiles = super::super::load_profiles(dir).map_err(|e| e.to_string())?;
+    let profiles = ProfileSet::load(dir).map_err(|e| e.to_string())?;
     let (_lock, _pcscd) = super::super::real_stack()?;
     let psam_image = super::super::load_psam(psam).map_err(|e| e.to_string())?;
     let _psam =
@@ -188,7 +188,7 @@ fn replay_once(stack: &mut Stack<'_>, recording: &Recording) -> Result<(), Strin
     .map_err(|e| e.to_string())?
 }
 
-fn expect_status(reply: Result<Vec<u8>, medcard::reader::ReaderError>) -> Result<(), String> {
+fn expect_status(reply: Result<Vec<u8>, medcard::apdu::ReaderError>) -> Result<(), String> {
     match reply {
         Ok(reply) if reply.len() >= 2 => Ok(()),
         Ok(_) => Err("the card stopped answering during the replay".to_owned()),

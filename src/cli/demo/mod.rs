@@ -72,7 +72,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
 
 /// `--pcscd`: every card read through the real PC/SC stack, one after another.
 fn pcscd_tour(cards: &[String]) -> Result<(), String> {
-    let profiles = super::load_profiles(None).map_err(|e| e.to_string())?;
+    let profiles = medcard::profile::ProfileSet::load(None).map_err(|e| e.to_string())?;
     let (_lock, pcscd) = super::real_stack()?;
     println!(
         "pcscd {}; virtual cards go into vpcd slot 0, reader \"{VPCD_READER_0}\".\n",

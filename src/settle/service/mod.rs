@@ -51,7 +51,7 @@ mod resolve;
 mod visit;
 
 pub use super::journal::{Patient, VisitState};
-pub use patient::{CardFacts, card_ytd};
+pub use patient::CardFacts;
 use preview::settle_input;
 use resolve::Reversal;
 
@@ -97,7 +97,7 @@ pub enum SettleError {
     /// Every attempt of a commit was undone (reversed, or never applied).
     #[error(
         "the insurer cannot be reached now ({attempts} attempts were undone; nothing was \
-         charged — retry with the same request_id); nothing was charged"
+         charged — retry with the same request_id)"
     )]
     AttemptsUndone { attempts: u32 },
     #[error(

@@ -119,7 +119,7 @@ fn psn_type_of(cache: Option<&Cache>, insured: &Insured) -> String {
 
 /// The year's cumulative amount on the card (DF04: 个人自付累计 + 统筹累计), when the PIN
 /// let it be read and it is this year's.
-pub fn card_ytd(card: &CardRead) -> Option<Decimal> {
+fn card_ytd(card: &CardRead) -> Option<Decimal> {
     let balance = card.balance.as_ref()?;
     let this_year = DateTime::now().year().to_string();
     if balance.year.trim() != this_year {

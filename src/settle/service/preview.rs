@@ -198,11 +198,9 @@ impl Settler {
             &visit.patient.insuplc_admdvs,
             data_input(&input),
         )?;
-        let out: SettleOut =
-            serde_json::from_value(reply.output).map_err(|e| SettleError::UnreadableAnswer {
-                infno: wire::PRE_SETTLE.to_owned(),
-                source: WireError::shape("output", &e),
-            })?;
+        let out: SettleOut = serde_json::from_value(reply.output)
+            .map_err(|e| WireError::shape("output", &e))
+            .map_err(SettleError::unreadable(wire::PRE_SETTLE))?;
         Ok(out.setlinfo)
     }
 }

@@ -118,6 +118,7 @@ impl Daemon {
     }
 
     /// Waits for the process to exit by itself (at most `limit`); `None` if it did not.
+    #[cfg(feature = "fault-injection")] // only the fault matrix uses it
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
         loop {

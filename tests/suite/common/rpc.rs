@@ -156,6 +156,7 @@ impl<S: Connection> Rpc for RawClient<S> {
 
 /// One call on a fresh connection, waiting up to `limit`; `None` when the daemon is not
 /// there or dies before answering.
+#[cfg(feature = "fault-injection")] // only the fault matrix uses it
 pub fn call_once(socket: &Path, method: &str, params: Value, limit: Duration) -> Option<Value> {
     let mut client = client::Client::connect(socket).ok()?;
     client.set_timeout(Some(limit)).ok()?;
