@@ -577,34 +577,3 @@ fn human_age_en(seconds: u64) -> String {
         s => format!("{} minutes", s / 60),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `as_str` and the serde names are the same names (the journal writes one and reads
-    /// the other).
-    #[test]
-    fn wire_names_match_serde() {
-        use VerdictCode::*;
-        for code in [
-            Lost,
-            Replaced,
-            Cancelled,
-            IdentityMismatch,
-            Expired,
-            UnknownPerson,
-            NotInsured,
-            Suspended,
-            StaleCache,
-            BalanceMismatch,
-            OtherRegion,
-            Ok,
-        ] {
-            assert_eq!(serde_json::to_value(code).ok(), Some(code.as_str().into()));
-        }
-        for may in [MaySettle::Yes, MaySettle::SelfPayOnly, MaySettle::No] {
-            assert_eq!(serde_json::to_value(may).ok(), Some(may.as_str().into()));
-        }
-    }
-}
