@@ -43,6 +43,10 @@ pub struct SocketConfig {
     pub max_inflight: usize,
     /// On SIGTERM, how long requests in progress may take to finish.
     pub shutdown_grace_ms: u64,
+    /// A connection with no request in progress and no subscription is closed after this
+    /// many seconds without a request (a client that leaks connections cannot hold every
+    /// slot for ever); 0: never.
+    pub idle_timeout_s: u64,
 }
 
 impl Default for SocketConfig {
@@ -57,6 +61,7 @@ impl Default for SocketConfig {
             queue_lines: 256,
             max_inflight: 16,
             shutdown_grace_ms: 5000,
+            idle_timeout_s: 300,
         }
     }
 }
@@ -464,7 +469,7 @@ impl Config {
     /// Every key with its value, its meaning, and whether it differs from the default.
     pub fn explain(&self) -> String {
         let defaults = Config::default();
-        let settings: [Setting; 31] = [
+        let settings: [Setting; 32] = [
             (
                 "socket.path",
                 |c| text(&c.socket.path.display().to_string()),
@@ -509,6 +514,11 @@ impl Config {
                 "socket.shutdown_grace_ms",
                 |c| c.socket.shutdown_grace_ms.to_string(),
                 "on SIGTERM, time left for requests in progress",
+            ),
+            (
+                "socket.idle_timeout_s",
+                |c| c.socket.idle_timeout_s.to_string(),
+                "an idle connection (no request, no subscription) is closed after it; 0 = never",
             ),
             (
                 "access.allowed_groups",

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
@@ -185,6 +185,8 @@ struct Connection {
     inflight: JoinSet<()>,
     subscription: Option<JoinHandle<()>>,
     max_inflight: usize,
+    /// How long the connection may sit with nothing in progress and no subscription.
+    idle_timeout: Option<Duration>,
     /// Tells a client gone from a client that only closed its sending side.
     hangup: Option<HangupProbe>,
 }
@@ -226,7 +228,15 @@ impl HangupProbe {
     }
 }
 
-/// Serves one accepted stream until the client goes or the server shuts down.
+/// Resolves at `deadline` (never without one).
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves one accepted stream until the client goes, idles too long or the server shuts down.
 pub async fn serve<S>(
     stream: S,
     peer: Peer,
@@ -251,6 +261,10 @@ pub async fn serve<S>(
         inflight: JoinSet::new(),
         subscription: None,
         max_inflight: settings.config.socket.max_inflight,
+        idle_timeout: match settings.config.socket.idle_timeout_s {
+            0 => None,
+            seconds => Some(Duration::from_secs(seconds)),
+        },
         hangup,
     };
     tracing::debug!(peer = %connection.peer, "connection opened");
@@ -270,6 +284,8 @@ enum Ended {
     EndOfInput,
     ClientGone,
     Shutdown,
+    /// Nothing asked, nothing in progress, no subscription for `socket.idle_timeout_s`.
+    Idle,
 }
 
 impl Connection {
@@ -278,14 +294,26 @@ impl Connection {
         framer: &mut LineFramer<R>,
         shutdown: &mut Shutdown,
     ) -> Ended {
+        let mut last_activity = Instant::now();
         loop {
             let room = self.inflight.len() < self.max_inflight;
+            let idle = self.inflight.is_empty() && self.subscription.is_none();
+            let idle_until = self.idle_timeout.map(|limit| last_activity + limit);
             tokio::select! {
-                frame = framer.next_frame(), if room => match frame {
-                    Ok(Some(frame)) => self.on_frame(frame).await,
-                    Ok(None) | Err(_) => return Ended::EndOfInput,
-                },
-                Some(_) = self.inflight.join_next(), if !self.inflight.is_empty() => {}
+                frame = framer.next_frame(), if room => {
+                    last_activity = Instant::now();
+                    match frame {
+                        Ok(Some(frame)) => self.on_frame(frame).await,
+                        Ok(None) | Err(_) => return Ended::EndOfInput,
+                    }
+                }
+                Some(_) = self.inflight.join_next(), if !self.inflight.is_empty() => {
+                    last_activity = Instant::now();
+                }
+                _ = sleep_until(idle_until), if idle && idle_until.is_some() => {
+                    tracing::info!(peer = %self.peer, "idle connection closed (socket.idle_timeout_s)");
+                    return Ended::Idle;
+                }
                 _ = shutdown.recv() => return Ended::Shutdown,
                 _ = self.outbox.closed() => return Ended::ClientGone,
             }
@@ -295,7 +323,7 @@ impl Connection {
     /// After the request loop: answer what is in progress, keep a live subscription going.
     async fn finish(&mut self, ended: Ended, shutdown: &mut Shutdown, grace: Duration) {
         match ended {
-            Ended::ClientGone => {
+            Ended::ClientGone | Ended::Idle => {
                 self.inflight.abort_all();
             }
             Ended::Shutdown => {

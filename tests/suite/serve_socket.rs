@@ -7,8 +7,9 @@
 use crate::common;
 
 use common::medcard;
-use common::rpc::{Connection, RawClient, Rpc};
+use common::rpc::{Connection, PATIENCE, RawClient, Rpc};
 use common::temp::TempDir;
+use common::wait_until;
 
 use medcard::card::{CardRead, PinState};
 use medcard::serve::client::ClientError;
@@ -554,6 +555,48 @@ fn the_connection_over_the_limit_is_refused_with_a_clear_message() {
         assert!(Instant::now() < deadline, "{response}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn an_idle_connection_is_closed_and_frees_its_slot_but_a_subscriber_stays() {
+    let server = TestServer::with(|config| {
+        config.socket.max_connections = 2;
+        config.socket.idle_timeout_s = 1;
+    });
+    let mut subscriber = server.client();
+    subscriber.result("events.subscribe", json!({}));
+    let mut leaked = server.client();
+    leaked.result("system.info", json!({}));
+    let asked = Instant::now();
+    // Every slot is taken: a new client is refused while the leaked connection holds one.
+    assert_eq!(server.client().read()["error"]["code"], 1008);
+
+    // The leaked connection ends (end of input, nothing more) once idle for 1 s, not before.
+    let mut rest = String::new();
+    leaked.lines.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "");
+    let idle_for = asked.elapsed();
+    assert!(
+        idle_for >= Duration::from_millis(900) && idle_for < PATIENCE,
+        "closed after {idle_for:?}"
+    );
+    // Its slot is free again.
+    wait_until("a slot freed by the idle connection", PATIENCE, || {
+        let mut client = server.client();
+        client
+            .call("system.info", json!({}))
+            .get("result")
+            .is_some()
+    });
+    // The subscriber, idle as long, still gets events and answers.
+    server.event(CardEvent::ReaderAdded {
+        reader: READER_A.into(),
+    });
+    assert_eq!(subscriber.read()["method"], "reader.added");
+    assert_eq!(
+        subscriber.result("readers.list", json!({}))[0]["name"],
+        READER_A
+    );
 }
 
 #[test]
