@@ -43,6 +43,10 @@ pub struct SocketConfig {
     pub max_inflight: usize,
     /// On SIGTERM, how long requests in progress may take to finish.
     pub shutdown_grace_ms: u64,
+    /// Connections kept for other users: one local user (uid) may hold at most
+    /// `max_connections` less these, so that one program that leaks connections cannot
+    /// lock the others out; 0: no per-user limit.
+    pub reserved_for_other_users: usize,
     /// A connection with no request in progress and no subscription is closed after this
     /// many seconds without a request (a client that leaks connections cannot hold every
     /// slot for ever); 0: never.
@@ -62,6 +66,7 @@ impl Default for SocketConfig {
             max_inflight: 16,
             shutdown_grace_ms: 5000,
             idle_timeout_s: 300,
+            reserved_for_other_users: 2,
         }
     }
 }
@@ -469,7 +474,7 @@ impl Config {
     /// Every key with its value, its meaning, and whether it differs from the default.
     pub fn explain(&self) -> String {
         let defaults = Config::default();
-        let settings: [Setting; 32] = [
+        let settings: [Setting; 33] = [
             (
                 "socket.path",
                 |c| text(&c.socket.path.display().to_string()),
@@ -514,6 +519,11 @@ impl Config {
                 "socket.shutdown_grace_ms",
                 |c| c.socket.shutdown_grace_ms.to_string(),
                 "on SIGTERM, time left for requests in progress",
+            ),
+            (
+                "socket.reserved_for_other_users",
+                |c| c.socket.reserved_for_other_users.to_string(),
+                "one local user may hold max_connections less these; 0 = no per-user limit",
             ),
             (
                 "socket.idle_timeout_s",
@@ -665,6 +675,12 @@ impl SocketConfig {
             ));
         }
         self.check_tcp(findings);
+        if self.reserved_for_other_users >= self.max_connections {
+            findings.errors.push(format!(
+                "socket.reserved_for_other_users ({}) must be less than socket.max_connections ({})",
+                self.reserved_for_other_users, self.max_connections
+            ));
+        }
         for (key, value, least) in [
             ("socket.max_connections", self.max_connections, 1),
             ("socket.max_line_bytes", self.max_line_bytes, 1024),
@@ -739,6 +755,18 @@ mod tests {
         let errors = config.check().errors;
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(Config::parse("[socket]\npaht = \"/x\"\n").is_err());
+    }
+
+    #[test]
+    fn other_users_keep_fewer_slots_than_there_are() {
+        let config =
+            Config::parse("[socket]\nmax_connections = 2\nreserved_for_other_users = 2\n").unwrap();
+        let errors = config.check().errors;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("reserved_for_other_users"), "{errors:?}");
+        let fits =
+            Config::parse("[socket]\nmax_connections = 3\nreserved_for_other_users = 2\n").unwrap();
+        assert!(fits.check().errors.is_empty());
     }
 
     #[test]

@@ -504,11 +504,11 @@ async fn forward_events(
     let _ = outbox.notices.try_send(notice);
 }
 
-/// Refuses a connection over the limit with one error line, then reads and discards what
-/// the client sends until it closes (at most a second in all), so that closing does not
-/// reset the connection before the client has read the line.
-pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, max: usize) {
-    let line = rpc::failure(&Value::Null, &RpcError::too_many_connections(max)) + "\n";
+/// Refuses a connection over a limit with one error line (`refusal`), then reads and
+/// discards what the client sends until it closes (at most a second in all), so that
+/// closing does not reset the connection before the client has read the line.
+pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, refusal: &RpcError) {
+    let line = rpc::failure(&Value::Null, refusal) + "\n";
     let refuse = async {
         stream.write_all(line.as_bytes()).await?;
         stream.shutdown().await?;

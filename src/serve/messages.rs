@@ -170,7 +170,9 @@ impl OperatorMessage for RequestError {
             RequestError::InvalidParams(_) => code::INVALID_PARAMS,
             RequestError::Internal(_) => code::INTERNAL,
             RequestError::PermissionDenied(_) => code::PERMISSION_DENIED,
-            RequestError::TooManyConnections(_) => code::TOO_MANY_CONNECTIONS,
+            RequestError::TooManyConnections(_) | RequestError::TooManyForUser { .. } => {
+                code::TOO_MANY_CONNECTIONS
+            }
             RequestError::PinLocked => code::PIN_REFUSED,
             RequestError::SettlementNotConfigured => code::INSURER_DOWN,
             RequestError::SessionGone { .. } => code::NO_CARD,
@@ -187,6 +189,7 @@ impl OperatorMessage for RequestError {
             RequestError::Internal(_) => "内部错误",
             RequestError::PermissionDenied(_) => "无权限：调用者不在允许的用户组中",
             RequestError::TooManyConnections(_) => "连接数已满，请稍后重试",
+            RequestError::TooManyForUser { .. } => "该用户连接数已满，请关闭不再使用的连接",
             RequestError::PinLocked => reader_code_zh(ReaderCode::PIN_LOCKED),
             RequestError::SettlementNotConfigured => "未配置医保结算",
             RequestError::SessionGone { .. } => "卡已更换，请重新读卡",

@@ -76,6 +76,11 @@ pub enum RequestError {
     PermissionDenied(String),
     #[error("too many connections: at most {0} at a time; try again later")]
     TooManyConnections(usize),
+    #[error(
+        "too many connections from uid {uid}: at most {max} per user; close the connections \
+         that program no longer uses"
+    )]
+    TooManyForUser { uid: u32, max: usize },
     #[error("the PIN is locked: the holder must have it reset at the insurer's counter")]
     PinLocked,
     #[error("settlement is not configured: it needs [insurer] url and [cache] path")]
@@ -112,10 +117,6 @@ impl RpcError {
 
     pub fn permission_denied(method: &str) -> RpcError {
         RequestError::PermissionDenied(method.to_owned()).into()
-    }
-
-    pub fn too_many_connections(max: usize) -> RpcError {
-        RequestError::TooManyConnections(max).into()
     }
 
     pub fn pin_locked() -> RpcError {

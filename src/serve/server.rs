@@ -10,6 +10,7 @@ use super::config::{Config, Findings};
 use super::connection;
 use super::handle::MonitorHandle;
 use super::peer::Peer;
+use super::rpc::RpcError;
 use super::services::Services;
 use super::shared::{Settings, Shared, Shutdown};
 use std::future::Future;
@@ -210,16 +211,19 @@ impl Server {
         notify: &broadcast::Sender<()>,
         done: &mpsc::Sender<()>,
     ) {
-        let Some(slot) = self.shared.admit_connection() else {
-            let max = self.shared.settings().config.socket.max_connections;
-            tracing::warn!(%peer, max, "connection refused: too many connections");
-            tokio::spawn(async move {
-                match stream {
-                    Stream::Unix(s) => connection::refuse(s, max).await,
-                    Stream::Tcp(s) => connection::refuse(s, max).await,
-                }
-            });
-            return;
+        let slot = match self.shared.admit_connection(&peer) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tracing::warn!(%peer, "connection refused: {refusal}");
+                let refusal = RpcError::from(refusal);
+                tokio::spawn(async move {
+                    match stream {
+                        Stream::Unix(s) => connection::refuse(s, &refusal).await,
+                        Stream::Tcp(s) => connection::refuse(s, &refusal).await,
+                    }
+                });
+                return;
+            }
         };
         let shared = self.shared.clone();
         let shutdown = Shutdown::new(notify.subscribe());

@@ -1,15 +1,18 @@
 //! What every connection of the daemon shares ([`Shared`]): the [`MonitorHandle`] (the one
 //! owner of the readers lives behind it), the [`Services`] (cache, insurer link, settler),
-//! the settings (replaced as a whole on reload) and the connection count; and the
+//! the settings (replaced as a whole on reload) and the connection counts (in all and per
+//! caller's uid); and the
 //! [`Shutdown`] signal each connection listens for. The server, the connections and the
 //! method handlers all read it; it points at nothing of theirs.
 
 use super::config::Config;
 use super::handle::MonitorHandle;
-use super::peer::AllowList;
+use super::peer::{AllowList, Peer};
+use super::rpc::RequestError;
 use super::services::Services;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 use tokio::sync::broadcast;
 
@@ -33,6 +36,8 @@ pub struct Shared {
     pub started: Instant,
     settings: RwLock<Arc<Settings>>,
     connections: AtomicUsize,
+    /// Connections per local caller's uid (admission and release under this lock).
+    connections_per_uid: Mutex<HashMap<u32, usize>>,
     /// The cache, the insurer link and the settler ([`Services`]); none in bare setups.
     pub services: Arc<Services>,
 }
@@ -44,6 +49,7 @@ impl Shared {
             started: Instant::now(),
             settings: RwLock::new(Arc::new(settings)),
             connections: AtomicUsize::new(0),
+            connections_per_uid: Mutex::new(HashMap::new()),
             services,
         }
     }
@@ -70,25 +76,63 @@ impl Shared {
         self.connections.load(Ordering::Relaxed)
     }
 
-    /// A slot for one more connection, unless `max_connections` are served.
-    pub(super) fn admit_connection(self: &Arc<Self>) -> Option<ConnectionSlot> {
-        let max = self.settings().config.socket.max_connections;
-        let admitted = self
-            .connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .is_ok();
-        admitted.then(|| ConnectionSlot(self.clone()))
+    /// A slot for one more connection from `peer`, unless `max_connections` are served or
+    /// the same local user already holds all but `reserved_for_other_users` of them.
+    pub(super) fn admit_connection(
+        self: &Arc<Self>,
+        peer: &Peer,
+    ) -> Result<ConnectionSlot, RequestError> {
+        let settings = self.settings();
+        let socket = &settings.config.socket;
+        let max = socket.max_connections;
+        let per_uid = max.saturating_sub(socket.reserved_for_other_users).max(1);
+        let mut by_uid = self.lock_per_uid();
+        if self.connections.load(Ordering::Acquire) >= max {
+            return Err(RequestError::TooManyConnections(max));
+        }
+        let uid = match peer {
+            Peer::Local { uid, .. } => Some(*uid),
+            Peer::Tcp(_) | Peer::Unknown => None,
+        };
+        if let Some(uid) = uid {
+            let held = by_uid.entry(uid).or_default();
+            if *held >= per_uid {
+                return Err(RequestError::TooManyForUser { uid, max: per_uid });
+            }
+            *held += 1;
+        }
+        self.connections.fetch_add(1, Ordering::AcqRel);
+        Ok(ConnectionSlot {
+            shared: self.clone(),
+            uid,
+        })
+    }
+
+    fn lock_per_uid(&self) -> std::sync::MutexGuard<'_, HashMap<u32, usize>> {
+        self.connections_per_uid
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// One admitted connection; the count goes down when it drops.
-pub(super) struct ConnectionSlot(Arc<Shared>);
+/// One admitted connection; the counts go down when it drops.
+pub(super) struct ConnectionSlot {
+    shared: Arc<Shared>,
+    uid: Option<u32>,
+}
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+        let mut by_uid = self.shared.lock_per_uid();
+        if let Some(uid) = self.uid
+            && let Some(held) = by_uid.get_mut(&uid)
+        {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                by_uid.remove(&uid);
+            }
+        }
+        self.shared.connections.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -139,6 +139,14 @@ impl TestServer {
         RawClient::connect(&self.socket)
     }
 
+    /// Whether a new connection gets an answer (rather than a refusal), through medcard's
+    /// own client.
+    fn answers(&self) -> bool {
+        medcard::serve::client::Client::connect(&self.socket)
+            .and_then(|mut client| client.call("system.info", json!({})))
+            .is_ok()
+    }
+
     fn publish(&self, snapshot: Snapshot) {
         self.side.snapshot.send_replace(Arc::new(snapshot));
     }
@@ -494,7 +502,9 @@ fn a_request_followed_by_end_of_input_is_still_answered() {
 
 #[test]
 fn a_hundred_concurrent_clients_each_read_the_card() {
-    let server = TestServer::with(|config| config.socket.max_connections = 128);
+    let server = TestServer::with(|config| {
+        config.socket.max_connections = 128;
+    });
     let socket = server.socket.clone();
     let clients: Vec<_> = (0..100)
         .map(|_| {
@@ -512,7 +522,11 @@ fn a_hundred_concurrent_clients_each_read_the_card() {
 
 #[test]
 fn the_connection_over_the_limit_is_refused_with_a_clear_message() {
-    let server = TestServer::with(|config| config.socket.max_connections = 3);
+    // The total limit alone: this test's connections are all one user's.
+    let server = TestServer::with(|config| {
+        config.socket.max_connections = 3;
+        config.socket.reserved_for_other_users = 0;
+    });
     let mut held: Vec<RawClient> = (0..3).map(|_| server.client()).collect();
     for client in &mut held {
         client.result("system.info", json!({}));
@@ -558,9 +572,34 @@ fn the_connection_over_the_limit_is_refused_with_a_clear_message() {
 }
 
 #[test]
+fn one_user_cannot_take_every_connection() {
+    let server = TestServer::with(|config| {
+        config.socket.max_connections = 4;
+        config.socket.reserved_for_other_users = 2;
+    });
+    let mut held: Vec<RawClient> = (0..2).map(|_| server.client()).collect();
+    for client in &mut held {
+        client.result("system.info", json!({}));
+    }
+    // This test's uid holds its two; the server still has room, but not for this user.
+    let refused = server.client().read();
+    assert_eq!(refused["error"]["code"], 1008, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("at most 2 per user"), "{message}");
+    assert_eq!(
+        refused["error"]["data"]["message_zh"],
+        "该用户连接数已满，请关闭不再使用的连接"
+    );
+    // A connection given back is this user's to use again.
+    drop(held.pop());
+    wait_until("the user's slot given back", PATIENCE, || server.answers());
+}
+
+#[test]
 fn an_idle_connection_is_closed_and_frees_its_slot_but_a_subscriber_stays() {
     let server = TestServer::with(|config| {
         config.socket.max_connections = 2;
+        config.socket.reserved_for_other_users = 0;
         config.socket.idle_timeout_s = 1;
     });
     let mut subscriber = server.client();
@@ -582,11 +621,7 @@ fn an_idle_connection_is_closed_and_frees_its_slot_but_a_subscriber_stays() {
     );
     // Its slot is free again.
     wait_until("a slot freed by the idle connection", PATIENCE, || {
-        let mut client = server.client();
-        client
-            .call("system.info", json!({}))
-            .get("result")
-            .is_some()
+        server.answers()
     });
     // The subscriber, idle as long, still gets events and answers.
     server.event(CardEvent::ReaderAdded {
