@@ -86,9 +86,12 @@ pub async fn dispatch(shared: &Shared, method: &str, params: &Value) -> Result<V
         }
         "settle.list" => {
             let p: ListParams = params_of(params)?;
-            let date = p
-                .date
-                .unwrap_or_else(|| crate::clock::DateTime::now().date());
+            let date = match p.date {
+                Some(text) => crate::clock::Date::parse(&text)
+                    .map_err(RpcError::invalid_params)?
+                    .to_string(),
+                None => crate::clock::DateTime::now().date(),
+            };
             let list = blocking(move || settler.list(&date)).await?;
             Ok(json!({ "settlements": list }))
         }

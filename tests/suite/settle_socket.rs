@@ -89,6 +89,9 @@ fn the_seed_example_settles_to_the_fen_and_once() {
         Some(1),
         "{list}"
     );
+    // A date that is not one is the caller's mistake, not an empty day.
+    let bad_date = client.error("settle.list", json!({"date": "2026-13-45"}));
+    assert_eq!(bad_date["code"], -32602, "{bad_date}");
     let receipt = client.result("settle.receipt", json!({"request_id": "cashier-1-0001"}));
     let text = receipt["text"].as_str().expect("receipt text");
     assert!(
