@@ -11,7 +11,7 @@
 //! - `unresolved`: a money-moving call whose outcome is still unknown (the daemon's resolver
 //!   is reversing it).
 
-use super::journal::{CallRow, Journal, RequestKind, RequestRow, RequestState};
+use super::journal::{CallRow, CallState, Journal, RequestKind, RequestRow, RequestState};
 use super::service::SettleError;
 use crate::insurer::settlement::{
     self as wire, DayDetailIn, DayDetailRow, DayTotalsIn, DayTotalsOut, Setlinfo, data_input,
@@ -147,7 +147,11 @@ fn compare_rows(
     for mine in local {
         let setl_id = mine.setl_id.as_deref().unwrap_or_default();
         if !active.contains_key(setl_id) {
-            let mut row = hospital_only(mine, insurer.iter().find(|r| r.setl_id == setl_id));
+            let mut row = hospital_only(
+                mine,
+                insurer.iter().find(|r| r.setl_id == setl_id),
+                settling_call(calls, mine),
+            );
             let in_doubt = calls
                 .iter()
                 .any(|c| c.mdtrt_id == mine.mdtrt_id && c.state.unresolved());
@@ -199,7 +203,22 @@ fn insurer_only(row: &DayDetailRow, call: Option<&CallRow>) -> Mismatch {
     }
 }
 
-fn hospital_only(mine: &RequestRow, theirs: Option<&DayDetailRow>) -> Mismatch {
+/// The call that settled `request` here (its 2207, or 2208 for a refund), as journalled.
+fn settling_call<'c>(calls: &'c [CallRow], request: &RequestRow) -> Option<&'c CallRow> {
+    let infno = match request.kind {
+        RequestKind::Settle => "2207",
+        RequestKind::Refund => "2208",
+    };
+    calls.iter().find(|c| {
+        c.request_id == request.request_id && c.infno == infno && c.state == CallState::Success
+    })
+}
+
+fn hospital_only(
+    mine: &RequestRow,
+    theirs: Option<&DayDetailRow>,
+    call: Option<&CallRow>,
+) -> Mismatch {
     let state = match theirs {
         Some(r) if r.revs_flag == "1" => "reversed at the insurer",
         Some(_) => "refunded at the insurer",
@@ -208,7 +227,7 @@ fn hospital_only(mine: &RequestRow, theirs: Option<&DayDetailRow>) -> Mismatch {
     Mismatch {
         kind: "hospital_only",
         setl_id: mine.setl_id.clone().unwrap_or_default(),
-        msgid: String::new(),
+        msgid: call.map(|c| c.msgid.clone()).unwrap_or_default(),
         mdtrt_id: mine.mdtrt_id.clone(),
         psn_no: mine.psn_no.clone(),
         detail: format!(
@@ -337,4 +356,55 @@ pub fn render(report: &Report) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settled(request_id: &str, setl_id: &str) -> RequestRow {
+        RequestRow {
+            request_id: request_id.into(),
+            kind: RequestKind::Settle,
+            preview_id: Some("P1".into()),
+            mdtrt_id: "M1".into(),
+            chrg_bchno: "B1".into(),
+            psn_no: "P".into(),
+            insuplc_admdvs: "500000".into(),
+            orig_setl_id: None,
+            state: RequestState::Settled,
+            setl_id: Some(setl_id.into()),
+            setlinfo: None,
+            err_msg: None,
+            setl_date: Some("2026-12-03".into()),
+        }
+    }
+
+    fn call(msgid: &str, infno: &str, request_id: &str, state: CallState) -> CallRow {
+        CallRow {
+            msgid: msgid.into(),
+            infno: infno.into(),
+            request_id: request_id.into(),
+            omsgid: None,
+            state,
+            psn_no: "P".into(),
+            insuplc_admdvs: "500000".into(),
+            mdtrt_id: "M1".into(),
+            err_msg: None,
+        }
+    }
+
+    #[test]
+    fn a_settlement_only_the_hospital_holds_names_the_2207_that_made_it() {
+        let calls = [
+            call("H0001", "2207", "r1", CallState::Reversed),
+            call("H0002", "2601", "r1", CallState::Success),
+            call("H0003", "2207", "r1", CallState::Success),
+        ];
+        let found = compare_rows(&[settled("r1", "S1")], &[], &calls);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].kind, "hospital_only");
+        assert_eq!(found[0].msgid, "H0003");
+        assert_eq!(found[0].setl_id, "S1");
+    }
 }
