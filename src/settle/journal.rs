@@ -910,20 +910,13 @@ fn calls_where(
     rows.map(|r| finish_call(r?)).collect()
 }
 
+/// Journal rows for the unit tests of the journal and of what reads it (reconcile).
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_rows {
     use super::*;
-    use crate::cache::Cache;
 
-    fn journal(tag: &str) -> (Journal, std::path::PathBuf) {
-        let dir =
-            std::env::temp_dir().join(format!("medcard-journal-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let cache = Cache::open(dir.join("cache.sqlite")).expect("cache");
-        (Journal::new(cache.writer().clone()), dir)
-    }
-
-    fn request(id: &str) -> RequestRow {
+    /// A pending settlement request of visit M1.
+    pub fn request(id: &str) -> RequestRow {
         RequestRow {
             request_id: id.into(),
             kind: RequestKind::Settle,
@@ -941,7 +934,8 @@ mod tests {
         }
     }
 
-    fn call(msgid: &str, infno: &str, request_id: &str) -> CallRow {
+    /// A pending call of visit M1.
+    pub fn call(msgid: &str, infno: &str, request_id: &str) -> CallRow {
         CallRow {
             msgid: msgid.into(),
             infno: infno.into(),
@@ -953,6 +947,21 @@ mod tests {
             mdtrt_id: "M1".into(),
             err_msg: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_rows::{call, request};
+    use super::*;
+    use crate::cache::Cache;
+
+    fn journal(tag: &str) -> (Journal, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("medcard-journal-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = Cache::open(dir.join("cache.sqlite")).expect("cache");
+        (Journal::new(cache.writer().clone()), dir)
     }
 
     fn visit(may_settle: MaySettle, verdict_code: Option<VerdictCode>) -> VisitRow {

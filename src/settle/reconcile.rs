@@ -361,45 +361,30 @@ pub fn render(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settle::journal::test_rows::{call, request};
 
     fn settled(request_id: &str, setl_id: &str) -> RequestRow {
         RequestRow {
-            request_id: request_id.into(),
-            kind: RequestKind::Settle,
-            preview_id: Some("P1".into()),
-            mdtrt_id: "M1".into(),
-            chrg_bchno: "B1".into(),
-            psn_no: "P".into(),
-            insuplc_admdvs: "500000".into(),
-            orig_setl_id: None,
             state: RequestState::Settled,
             setl_id: Some(setl_id.into()),
-            setlinfo: None,
-            err_msg: None,
             setl_date: Some("2026-12-03".into()),
+            ..request(request_id)
         }
     }
 
-    fn call(msgid: &str, infno: &str, request_id: &str, state: CallState) -> CallRow {
+    fn call_in(state: CallState, msgid: &str, infno: &str) -> CallRow {
         CallRow {
-            msgid: msgid.into(),
-            infno: infno.into(),
-            request_id: request_id.into(),
-            omsgid: None,
             state,
-            psn_no: "P".into(),
-            insuplc_admdvs: "500000".into(),
-            mdtrt_id: "M1".into(),
-            err_msg: None,
+            ..call(msgid, infno, "r1")
         }
     }
 
     #[test]
     fn a_settlement_only_the_hospital_holds_names_the_2207_that_made_it() {
         let calls = [
-            call("H0001", "2207", "r1", CallState::Reversed),
-            call("H0002", "2601", "r1", CallState::Success),
-            call("H0003", "2207", "r1", CallState::Success),
+            call_in(CallState::Reversed, "H0001", "2207"),
+            call_in(CallState::Success, "H0002", "2601"),
+            call_in(CallState::Success, "H0003", "2207"),
         ];
         let found = compare_rows(&[settled("r1", "S1")], &[], &calls);
         assert_eq!(found.len(), 1, "{found:?}");
