@@ -61,7 +61,7 @@ fn group_of(config: &Config) -> Option<u32> {
 /// (only a socket nobody answers on), sets `mode` and the group.
 pub fn bind_unix(path: &Path, mode: u32, group: Option<u32>) -> io::Result<UnixListener> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
+        std::fs::create_dir_all(parent).map_err(|e| socket_directory_error(parent, e))?;
     }
     remove_stale_socket(path)?;
     let listener = UnixListener::bind(path)?;
@@ -70,6 +70,22 @@ pub fn bind_unix(path: &Path, mode: u32, group: Option<u32>) -> io::Result<UnixL
         std::os::unix::fs::chown(path, None, Some(gid))?;
     }
     Ok(listener)
+}
+
+/// Why the socket's directory cannot be made, in the operator's terms: a file standing
+/// where a directory of the path must be is named (not "File exists").
+fn socket_directory_error(directory: &Path, error: io::Error) -> io::Error {
+    match directory.ancestors().find(|a| a.is_file()) {
+        Some(file) => io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!(
+                "cannot make the socket's directory {}: {} is a file, not a directory",
+                directory.display(),
+                file.display()
+            ),
+        ),
+        None => error,
+    }
 }
 
 fn remove_stale_socket(path: &Path) -> io::Result<()> {
@@ -253,5 +269,27 @@ async fn accept_tcp(
     match listener {
         Some(listener) => listener.accept().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_path_under_a_file_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("medcard-server-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("not-a-dir");
+        std::fs::write(&file, b"x").expect("a file");
+        let error = bind_unix(&file.join("run/medcard.sock"), 0o660, None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            error.contains(&format!("{} is a file, not a directory", file.display())),
+            "{error}"
+        );
     }
 }
