@@ -77,9 +77,11 @@ pub async fn answer(shared: &Shared, peer: &Peer, call: &Call) -> Result<Answer,
         admit(shared, peer, &call.method)?;
     }
     match call.method.as_str() {
-        "system.info" => Ok(Answer::Value(system_info(shared))),
-        "readers.list" => Ok(Answer::Value(readers_list(shared))),
-        "sync.status" => Ok(Answer::Value(shared.services.sync_status())),
+        "system.info" => no_params(&call.params).map(|()| Answer::Value(system_info(shared))),
+        "readers.list" => no_params(&call.params).map(|()| Answer::Value(readers_list(shared))),
+        "sync.status" => {
+            no_params(&call.params).map(|()| Answer::Value(shared.services.sync_status()))
+        }
         "card.read" => card_read(shared, &call.params).await,
         "card.refresh" => card_refresh(shared, &call.params).await.map(Answer::Value),
         "card.verify_pin" => card_verify_pin(shared, &call.params)
@@ -91,6 +93,17 @@ pub async fn answer(shared: &Shared, peer: &Peer, call: &Call) -> Result<Answer,
                 .map(Answer::Value)
         }
         other => Err(RpcError::method_not_found(other)),
+    }
+}
+
+/// A method that takes no params refuses any (−32602), as the others refuse unknown names
+/// (absent params arrive as `{}`; params that are not an object are refused earlier).
+fn no_params(params: &Value) -> Result<(), RpcError> {
+    match params {
+        Value::Object(named) if named.is_empty() => Ok(()),
+        other => Err(RpcError::invalid_params(format!(
+            "this method takes no params (got {other})"
+        ))),
     }
 }
 

@@ -410,6 +410,14 @@ fn unknown_methods_bad_requests_and_notifications() {
     let server = TestServer::start();
     let mut client = server.client();
     assert_eq!(client.error("card.eat", json!({}))["code"], -32601);
+    // A method without params refuses any, as the others refuse unknown names.
+    for method in ["system.info", "readers.list", "sync.status"] {
+        assert_eq!(
+            client.error(method, json!({"verbose": true}))["code"],
+            -32602
+        );
+        assert!(client.call(method, json!({})).get("result").is_some());
+    }
     client.send_raw(b"{\"jsonrpc\":\"1.0\",\"id\":\"x\",\"method\":\"system.info\"}\n");
     let response = client.read();
     assert_eq!(response["error"]["code"], -32600);
