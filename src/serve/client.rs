@@ -296,6 +296,8 @@ mod tests {
         let mut client = answering(|_| {
             vec![json!({"jsonrpc": "2.0", "id": null, "error": {"code": 1008, "message": "too many connections"}}).to_string()]
         });
+        // Without the rule the call would wait for its own id: time out, so that it fails.
+        client.set_timeout(Some(Duration::from_secs(5))).unwrap();
         assert!(matches!(
             client.call("system.info", json!({})),
             Err(ClientError::Rpc { code: 1008, .. })
