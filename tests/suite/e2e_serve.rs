@@ -188,6 +188,11 @@ fn cards_come_and_go_through_pcscd_and_the_daemon_survives_a_pcscd_restart() {
 fn a_3_0_card_reads_completely_with_the_psam_in_the_other_slot() {
     let stack = Stack::start();
     let daemon = start_daemon();
+    // Subscribe once the monitor has listed the card's slot, so that its `reader.added` is
+    // not among the card's events below.
+    wait_for_readers(&daemon, "the card's slot", |list| {
+        list.iter().any(|r| r["name"] == READER_0)
+    });
     let mut events = daemon.events();
     let mut client = daemon.client();
 
