@@ -36,6 +36,7 @@ enum Command {
     Sync(cli::sync::SyncArgs),
     Settle(cli::settle::SettleArgs),
     Reconcile(cli::reconcile::ReconcileArgs),
+    Journal(cli::journal::JournalArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
         Command::Sync(args) => cli::sync::run(args),
         Command::Settle(args) => cli::settle::run(args),
         Command::Reconcile(args) => cli::reconcile::run(args),
+        Command::Journal(args) => cli::journal::run(args),
     }
 }
 

@@ -12,15 +12,25 @@
 //!   the writer writes. [`Cache`] keeps one of each and forwards to them.
 //! - [`sync`]: paging the insurer's feeds into the cache, resumable.
 //! - [`CacheMsgIds`]: msgids numbered by the cache's persistent sequence.
+//! - Never lost without a word ([`guard`]): an empty file, a file replaced by a new or an
+//!   older one, a missing file this machine kept a journal in, are [`CacheError::Unusable`]
+//!   — never initialised afresh; [`Cache::quick_check`] is the daemon's start check; the
+//!   writer's [`StorageHealth`] says whether writes reach the disk; [`Cache::backup`] copies
+//!   the file while it is in use (SQLite's online backup).
 //!
 //! Money is kept as TEXT decimal strings (`rust_decimal`), never REAL.
 
+#[cfg(feature = "fault-injection")]
+pub mod fault;
+pub mod guard;
+mod health;
 pub mod migrations;
 mod msgids;
 mod read;
 pub mod sync;
 mod write;
 
+pub use health::{StorageFault, StorageHealth};
 pub use msgids::CacheMsgIds;
 pub use read::{CacheReader, CacheStats, CachedPerson, CardRecord, FeedState};
 pub use sync::{Feed, SyncError, SyncReport, sync_feed};
@@ -68,6 +78,10 @@ pub enum CacheError {
     },
     #[error("the cache's writer lock is poisoned (a writer panicked)")]
     Poisoned,
+    /// The file is there (or should be) but cannot be used as the cache and journal: why,
+    /// and what to do.
+    #[error("cache file {path} cannot be used: {reason}")]
+    Unusable { path: PathBuf, reason: String },
 }
 
 /// A card's status as the issuer's feed left it.
@@ -112,19 +126,15 @@ pub struct Cache {
 
 impl Cache {
     /// Opens (creating when absent) the cache at `path`, migrated to the current schema.
+    ///
+    /// A file SQLite cannot use, an empty one, or one that is not the journal this machine
+    /// kept (see [`guard`]) is [`CacheError::Unusable`]: nothing is initialised over it.
     pub fn open(path: impl AsRef<Path>) -> Result<Cache, CacheError> {
         let path = path.as_ref().to_path_buf();
+        guard::before_open(&path)?;
         ensure_private_file(&path)?;
-        let mut conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        configure(&conn)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // The writer's page cache (a maximum, in KiB when negative): a full feed load touches
-        // the cards' indexes all over, and SQLite's 2 MiB default makes it re-read pages.
-        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
-        migrations::migrate(&mut conn)?;
+        let conn = open_writer(&path).map_err(|e| unusable_when_damaged(&path, e))?;
+        guard::check_identity(&conn, &path).map_err(|e| unusable_when_damaged(&path, e))?;
         let reader = CacheReader::open(&path)?;
         Ok(Cache {
             writer: CacheWriter::new(conn),
@@ -151,6 +161,70 @@ impl Cache {
     /// A new read-only connection, for another thread.
     pub fn new_reader(&self) -> Result<CacheReader, CacheError> {
         CacheReader::open(&self.path)
+    }
+
+    /// SQLite's `PRAGMA quick_check` on the file (the daemon's start check): an error names
+    /// what is damaged.
+    pub fn quick_check(&self) -> Result<(), CacheError> {
+        self.writer
+            .in_transaction(|tx| guard::quick_check(tx, &self.path))
+    }
+}
+
+/// Pages copied per step of an online backup (the writer may write between steps).
+const BACKUP_PAGES_PER_STEP: std::os::raw::c_int = 256;
+
+/// Copies the cache file `from` (the journal with it) to `to` with SQLite's online backup:
+/// consistent while the daemon keeps writing. `to` must not exist yet (it is created 0600);
+/// the copy is checked with `PRAGMA quick_check`. An empty or missing `from` is refused.
+pub fn backup(from: &Path, to: &Path) -> Result<(), CacheError> {
+    guard::before_open(from)?;
+    let file_error = |source| CacheError::File {
+        path: to.to_path_buf(),
+        source,
+    };
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(to)
+        .map_err(file_error)?;
+    let source = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| unusable_when_damaged(from, e.into()))?;
+    configure(&source)?;
+    let mut target = Connection::open(to)?;
+    rusqlite::backup::Backup::new(&source, &mut target)?
+        .run_to_completion(BACKUP_PAGES_PER_STEP, Duration::from_millis(10), None)
+        .map_err(|e| unusable_when_damaged(from, e.into()))?;
+    guard::quick_check(&target, to)
+}
+
+/// The writer's connection: opened, configured, in WAL, migrated.
+fn open_writer(path: &Path) -> Result<Connection, CacheError> {
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&conn)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // The writer's page cache (a maximum, in KiB when negative): a full feed load touches
+    // the cards' indexes all over, and SQLite's 2 MiB default makes it re-read pages.
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    migrations::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// A file SQLite refuses (not a database, damaged, unreadable) as [`CacheError::Unusable`]
+/// with what to do; other errors as they are.
+fn unusable_when_damaged(path: &Path, e: CacheError) -> CacheError {
+    if matches!(e, CacheError::Unusable { .. }) || !e.is_storage_failure() {
+        return e;
+    }
+    CacheError::Unusable {
+        path: path.to_path_buf(),
+        reason: format!(
+            "{e}; if the disk is full, free space; if the file is damaged, restore it from a              backup (docs/operations.md)"
+        ),
     }
 }
 

@@ -9,13 +9,29 @@
 //! second): a process takes the writer's lock at most about once a second, not once per
 //! call, and two ids of one second could only meet after 10,000 numbers were reserved in
 //! that second.
+//!
+//! When the cache cannot reserve (a full disk), numbers go on from the last one the cache
+//! reserved, counted in memory (process-wide: every link's source shares the count), and the
+//! next reservation that reaches the disk takes them in as well — so an id issued while the
+//! disk was full is never issued again, by this process or another.
 
 use super::CacheWriter;
 use crate::clock::DateTime;
 use crate::insurer::{MsgIdSource, SequenceMsgIds};
+use std::sync::{Mutex, PoisonError};
 
 /// Sequence numbers reserved at a time.
 pub const BLOCK: u64 = 64;
+
+/// Numbers issued from memory while the cache could not reserve: the date, the next number,
+/// and how many were issued past the cache's sequence.
+struct Unrecorded {
+    date: String,
+    next: u64,
+    issued: u64,
+}
+
+static UNRECORDED: Mutex<Option<Unrecorded>> = Mutex::new(None);
 
 /// msgids numbered by the cache's persistent per-date sequence.
 pub struct CacheMsgIds {
@@ -49,19 +65,54 @@ impl MsgIdSource for CacheMsgIds {
             *next += 1;
             return id;
         }
-        let date = stamp.get(..8).unwrap_or(&stamp);
-        match self.writer.reserve_msgid_seq(date, BLOCK) {
+        let date = stamp.get(..8).unwrap_or(&stamp).to_owned();
+        let mut unrecorded = UNRECORDED.lock().unwrap_or_else(PoisonError::into_inner);
+        let skip = unrecorded
+            .as_ref()
+            .filter(|u| u.date == date)
+            .map_or(0, |u| u.issued);
+        match self.writer.reserve_msgid_seq(&date, BLOCK + skip) {
             Ok(first) => {
+                *unrecorded = None;
+                let first = first + skip;
                 let id = format!("{}{}{:04}", self.prefix, stamp, first % 10_000);
                 self.block = Some((stamp, first + 1, first + BLOCK));
                 id
             }
             Err(e) => {
-                tracing::warn!(error = %e, "msgid sequence not available from the cache: using the in-memory one");
                 self.block = None;
-                self.fallback.next_msgid()
+                match self.number_in_memory(&mut unrecorded, &date) {
+                    Some(number) => {
+                        tracing::warn!(error = %e, "msgid sequence cannot be reserved in the cache: numbering on in memory");
+                        format!("{}{}{:04}", self.prefix, stamp, number % 10_000)
+                    }
+                    None => {
+                        tracing::warn!(error = %e, "msgid sequence not available from the cache: using the in-memory one");
+                        self.fallback.next_msgid()
+                    }
+                }
             }
         }
+    }
+}
+
+impl CacheMsgIds {
+    /// The next number past the cache's sequence for `date`, counted in memory (none when the
+    /// cache cannot even be read).
+    fn number_in_memory(&self, unrecorded: &mut Option<Unrecorded>, date: &str) -> Option<u64> {
+        if unrecorded.as_ref().is_none_or(|u| u.date != date) {
+            let last = self.writer.msgid_seq(date).ok()?;
+            *unrecorded = Some(Unrecorded {
+                date: date.to_owned(),
+                next: last + 1,
+                issued: 0,
+            });
+        }
+        let u = unrecorded.as_mut()?;
+        let number = u.next;
+        u.next += 1;
+        u.issued += 1;
+        Some(number)
     }
 }
 

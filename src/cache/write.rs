@@ -3,13 +3,13 @@
 //! page wholly applied or not at all; applying a page again changes nothing.
 
 use super::read::one_row;
-use super::{CacheError, CardStatus, version_to_sql};
+use super::{CacheError, CardStatus, StorageHealth, version_to_sql};
 use crate::clock::unix_seconds;
 use crate::insurer::{
     CardEventKind, CardEventPage, CardStatusEvent, CatalogueItem, CataloguePage, ChrgitmLv,
     InsuInfo, PersonInfo,
 };
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -17,13 +17,20 @@ use std::time::SystemTime;
 #[derive(Clone)]
 pub struct CacheWriter {
     conn: Arc<Mutex<Connection>>,
+    health: StorageHealth,
 }
 
 impl CacheWriter {
     pub(super) fn new(conn: Connection) -> CacheWriter {
         CacheWriter {
             conn: Arc::new(Mutex::new(conn)),
+            health: StorageHealth::default(),
         }
+    }
+
+    /// Whether writes reach the disk (the last storage failure, while it lasts).
+    pub fn health(&self) -> &StorageHealth {
+        &self.health
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Connection>, CacheError> {
@@ -37,10 +44,30 @@ impl CacheWriter {
         work: impl FnOnce(&Transaction<'_>) -> Result<T, CacheError>,
     ) -> Result<T, CacheError> {
         let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        let value = work(&tx)?;
-        tx.commit()?;
-        Ok(value)
+        let before = conn.total_changes();
+        let result = (|| {
+            let tx = conn.transaction()?;
+            let value = work(&tx)?;
+            let wrote = tx.total_changes() != before;
+            #[cfg(feature = "fault-injection")]
+            if wrote && super::fault::disk_full() {
+                return Err(super::health::disk_full());
+            }
+            tx.commit()?;
+            Ok((value, wrote))
+        })();
+        match result {
+            Ok((value, wrote)) => {
+                if wrote {
+                    self.health.wrote();
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                self.health.failed(&e);
+                Err(e)
+            }
+        }
     }
 
     /// Stores a 1101 answer (replacing the person's earlier insuinfo rows).
@@ -155,6 +182,18 @@ impl CacheWriter {
                 |row| row.get(0),
             )?;
             super::version_from_sql(last - count + 1)
+        })
+    }
+
+    /// The last number reserved for `date` (0 when none): a read, so it works on a full disk.
+    pub fn msgid_seq(&self, date: &str) -> Result<u64, CacheError> {
+        self.in_transaction(|tx| {
+            let seq: Option<i64> = tx
+                .query_row("SELECT seq FROM msgid_seq WHERE date = ?1", [date], |row| {
+                    row.get(0)
+                })
+                .optional()?;
+            super::version_from_sql(seq.unwrap_or(0))
         })
     }
 

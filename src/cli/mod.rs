@@ -6,6 +6,7 @@ pub mod call;
 pub mod config;
 pub mod demo;
 pub mod insurer_sim;
+pub mod journal;
 pub mod profiles;
 pub mod read;
 pub mod reconcile;

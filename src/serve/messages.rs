@@ -102,7 +102,16 @@ impl OperatorMessage for SettleError {
             SettleError::InsurerDown(_)
             | SettleError::AttemptsUndone { .. }
             | SettleError::NoInsurer => code::INSURER_DOWN,
-            SettleError::Unknown { .. } => code::OUTCOME_UNKNOWN,
+            SettleError::Unknown { .. } | SettleError::OutcomeUnrecorded { .. } => {
+                code::OUTCOME_UNKNOWN
+            }
+            SettleError::RegistrationUnrecorded {
+                cancelled: false, ..
+            } => code::OUTCOME_UNKNOWN,
+            SettleError::JournalUnwritable { .. }
+            | SettleError::RegistrationUnrecorded {
+                cancelled: true, ..
+            } => code::JOURNAL_UNAVAILABLE,
             SettleError::Invalid(_) => code::INVALID_PARAMS,
             SettleError::Policy(_) | SettleError::NoPolicy(_) | SettleError::Cache(_) => {
                 code::INTERNAL
@@ -127,6 +136,18 @@ impl OperatorMessage for SettleError {
             | SettleError::AttemptsUndone { .. }
             | SettleError::NoInsurer => "医保中心无法连接，未扣费",
             SettleError::Unknown { .. } => "结算结果未知，正在冲正，请稍后查询",
+            SettleError::OutcomeUnrecorded { .. } => {
+                "结算结果未知：交易已发送但本地日志无法写入（磁盘已满？），请勿另行收费，稍后查询"
+            }
+            SettleError::JournalUnwritable { .. } => {
+                "本地日志无法写入（磁盘已满？），未发送交易，未扣费；请清理磁盘后重试"
+            }
+            SettleError::RegistrationUnrecorded {
+                cancelled: true, ..
+            } => "本地日志无法写入（磁盘已满？），挂号已撤销，请清理磁盘后重新挂号",
+            SettleError::RegistrationUnrecorded {
+                cancelled: false, ..
+            } => "本地日志无法写入，医保中心已挂号且撤销失败，请清理磁盘后到医保中心撤销",
             SettleError::Invalid(_) => "参数错误",
             SettleError::Policy(_) | SettleError::NoPolicy(_) | SettleError::Cache(_) => "内部错误",
         })
@@ -175,6 +196,7 @@ impl OperatorMessage for RequestError {
             }
             RequestError::PinLocked => code::PIN_REFUSED,
             RequestError::SettlementNotConfigured => code::INSURER_DOWN,
+            RequestError::JournalUnavailable(_) => code::JOURNAL_UNAVAILABLE,
             RequestError::SessionGone { .. } => code::NO_CARD,
         }
     }
@@ -192,6 +214,7 @@ impl OperatorMessage for RequestError {
             RequestError::TooManyForUser { .. } => "该用户连接数已满，请关闭不再使用的连接",
             RequestError::PinLocked => reader_code_zh(ReaderCode::PIN_LOCKED),
             RequestError::SettlementNotConfigured => "未配置医保结算",
+            RequestError::JournalUnavailable(_) => "本地结算日志不可用，医保结算已停用，未发送交易",
             RequestError::SessionGone { .. } => "卡已更换，请重新读卡",
         })
     }

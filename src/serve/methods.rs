@@ -129,6 +129,7 @@ fn system_info(shared: &Shared) -> Value {
         "readers": snapshot.readers.len(),
         "sessions": snapshot.sessions.len(),
         "cache": shared.services.cache_info(),
+        "journal": shared.services.journal_info(),
         "insurer": shared.services.insurer_info(),
     })
 }

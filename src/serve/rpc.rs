@@ -37,6 +37,9 @@ pub mod code {
     pub const INSURER_DOWN: i32 = 1016;
     /// A money-moving call is unanswered and being reversed; ask settle.status.
     pub const OUTCOME_UNKNOWN: i32 = 1017;
+    /// The journal (the cache file) cannot be written or used: nothing was sent, nothing
+    /// charged; `system.info`'s `journal` says why.
+    pub const JOURNAL_UNAVAILABLE: i32 = 1019;
 }
 
 /// A JSON-RPC error object.
@@ -85,6 +88,12 @@ pub enum RequestError {
     PinLocked,
     #[error("settlement is not configured: it needs [insurer] url and [cache] path")]
     SettlementNotConfigured,
+    /// Settlement is off because the cache file (the journal) cannot be used: why.
+    #[error(
+        "settlement is off: the journal cannot be used ({0}); nothing was sent or charged — \
+         see system.info and the daemon's log for what to do"
+    )]
+    JournalUnavailable(String),
     /// The request names a card session that is no longer the card in the reader.
     #[error("card session {asked} is gone: the card in the reader is session {current}")]
     SessionGone { asked: u64, current: u64 },

@@ -5,6 +5,7 @@
 
 use super::config::Config;
 use super::monitor::Assessor;
+use super::rpc::RequestError;
 use super::verdicts::CacheAssessor;
 use crate::cache::{Cache, Feed};
 use crate::clock::{from_unix_seconds, rfc3339, unix_seconds};
@@ -33,6 +34,9 @@ pub struct Services {
     pub settler: Option<Arc<Settler>>,
     /// `cache.insutype_preference`, for registrations by ID number.
     pub insutype_preference: Vec<String>,
+    /// Why the configured cache could not be opened (or failed its start check): the cache
+    /// is left out, verdicts come from the insurer alone and settlement is refused with it.
+    pub cache_error: Option<String>,
 }
 
 impl std::fmt::Debug for Services {
@@ -45,24 +49,21 @@ impl std::fmt::Debug for Services {
 }
 
 impl Services {
-    /// Opens what `config` names. A cache that cannot be opened is logged and left out (the
-    /// daemon still reads cards); without an insurer link an absent cache file is not created.
+    /// Opens what `config` names. A cache that cannot be opened, or fails `PRAGMA
+    /// quick_check`, is an error: logged with what to do, reported by `system.info`, and left
+    /// out (the daemon still reads cards and asks the insurer; settlement is refused with the
+    /// reason). Without an insurer link an absent cache file is not created.
     pub fn open(config: &Config) -> Services {
         let path = &config.cache.path;
         let wanted = !path.as_os_str().is_empty() && (config.insurer.enabled() || path.exists());
-        let cache = if wanted {
-            match Cache::open(path) {
-                Ok(cache) => {
-                    tracing::info!(path = %path.display(), "cache opened");
-                    Some(Arc::new(cache))
-                }
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "cannot open the cache; verdicts without it");
-                    None
-                }
+        let opened = wanted.then(|| open_checked(path));
+        let (cache, cache_error) = match opened {
+            Some(Ok(cache)) => (Some(Arc::new(cache)), None),
+            Some(Err(e)) => {
+                tracing::error!(path = %path.display(), error = %e, "the cache cannot be used: verdicts from the insurer alone, settlement refused until it is repaired or restored (docs/operations.md)");
+                (None, Some(e.to_string()))
             }
-        } else {
-            None
+            None => (None, None),
         };
         let link = config.insurer.enabled().then(|| {
             let mut link_config = config
@@ -82,6 +83,17 @@ impl Services {
             insurer_url: config.insurer.url.trim().to_owned(),
             sync_interval: Duration::from_secs(config.insurer.sync_interval_s.max(1)),
             insutype_preference: config.cache.insutype_preference.clone(),
+            cache_error,
+        }
+    }
+
+    /// Why settlement cannot be offered: the journal's error, or the missing configuration.
+    pub fn settlement_refusal(&self) -> RequestError {
+        match &self.cache_error {
+            Some(reason) if !self.insurer_url.is_empty() => {
+                RequestError::JournalUnavailable(reason.clone())
+            }
+            _ => RequestError::SettlementNotConfigured,
         }
     }
 
@@ -120,7 +132,11 @@ impl Services {
     /// `sync.status`: the feeds' watermarks, last success and last error.
     pub fn sync_status(&self) -> Value {
         let Some(cache) = &self.cache else {
-            return json!({"configured": false, "insurer": !self.insurer_url.is_empty()});
+            return json!({
+                "configured": self.cache_error.is_some(),
+                "insurer": !self.insurer_url.is_empty(),
+                "error": self.cache_error,
+            });
         };
         let mut feeds = Vec::new();
         for feed in [Feed::CardEvents, Feed::Catalogue] {
@@ -168,7 +184,10 @@ impl Services {
     /// `system.info`'s `cache` entry.
     pub fn cache_info(&self) -> Value {
         let Some(cache) = &self.cache else {
-            return json!({"status": "not_configured"});
+            return match &self.cache_error {
+                Some(reason) => json!({"status": "error", "error": reason}),
+                None => json!({"status": "not_configured"}),
+            };
         };
         match cache.stats() {
             Ok(stats) => json!({
@@ -181,6 +200,26 @@ impl Services {
                 "catalogue": stats.catalogue,
             }),
             Err(e) => json!({"status": "error", "path": cache.path(), "error": e.to_string()}),
+        }
+    }
+
+    /// `system.info`'s `journal` entry: whether the settlement journal (the cache file) takes
+    /// writes — `ok`, or `error` with the reason and since when (a full disk, an I/O error, a
+    /// file that cannot be used).
+    pub fn journal_info(&self) -> Value {
+        if let Some(reason) = &self.cache_error {
+            return json!({"state": "error", "reason": reason});
+        }
+        let Some(cache) = &self.cache else {
+            return json!({"state": "not_configured"});
+        };
+        match cache.writer().health().fault() {
+            None => json!({"state": "ok"}),
+            Some(fault) => json!({
+                "state": "error",
+                "reason": fault.reason,
+                "since": rfc3339(from_unix_seconds(fault.since)),
+            }),
         }
     }
 
@@ -197,6 +236,14 @@ impl Services {
         };
         json!({"status": "configured", "url": self.insurer_url, "circuit": circuit})
     }
+}
+
+/// The cache at `path`, opened and passing `PRAGMA quick_check`.
+fn open_checked(path: &std::path::Path) -> Result<Cache, crate::cache::CacheError> {
+    let cache = Cache::open(path)?;
+    cache.quick_check()?;
+    tracing::info!(path = %path.display(), "cache opened");
+    Ok(cache)
 }
 
 /// A client whose msgids come from the cache's persistent sequence when there is a cache, so

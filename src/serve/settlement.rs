@@ -30,7 +30,7 @@ fn settler(shared: &Shared) -> Result<Arc<Settler>, RpcError> {
         .services
         .settler
         .clone()
-        .ok_or_else(|| RequestError::SettlementNotConfigured.into())
+        .ok_or_else(|| shared.services.settlement_refusal().into())
 }
 
 fn params_of<T: serde::de::DeserializeOwned>(params: &Value) -> Result<T, RpcError> {

@@ -4,7 +4,12 @@
 //! lost. Points: `before_send` (the call is on disk, not sent), `after_send` (sent; the
 //! process dies `MEDCARD_CRASH_DELAY_MS`, default 100, later while waiting for the reply),
 //! `after_reply` (an answer or a transport failure came back, nothing recorded yet),
-//! `after_commit` (the outcome is recorded, the caller not yet answered).
+//! `after_commit` (the outcome is recorded, the caller not yet answered), and
+//! `before_journal` (nothing written yet for the call).
+//!
+//! `MEDCARD_DISK_FULL_AT=<point>:<infno>` fills the disk instead of dying: from that step on
+//! every write of the cache file fails with SQLite's `SQLITE_FULL` (`cache::fault`), until
+//! the file `MEDCARD_DISK_SPACE_BACK` names exists.
 //!
 //! Crash points exist only in builds with `--features fault-injection` (`make test`, `make
 //! fault-matrix`). Without it — the release binary hospitals install — [`at`] is an empty
@@ -14,6 +19,7 @@
 /// A step of a journalled call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Point {
+    BeforeJournal,
     BeforeSend,
     AfterSend,
     AfterReply,
@@ -38,6 +44,7 @@ mod injected {
     impl Point {
         fn name(self) -> &'static str {
             match self {
+                Point::BeforeJournal => "before_journal",
                 Point::BeforeSend => "before_send",
                 Point::AfterSend => "after_send",
                 Point::AfterReply => "after_reply",
@@ -50,6 +57,17 @@ mod injected {
         point: String,
         infno: String,
         delay: Duration,
+    }
+
+    /// The step `MEDCARD_DISK_FULL_AT` names, if any.
+    fn disk_full_plan() -> Option<&'static (String, String)> {
+        static PLAN: OnceLock<Option<(String, String)>> = OnceLock::new();
+        PLAN.get_or_init(|| {
+            let spec = std::env::var("MEDCARD_DISK_FULL_AT").ok()?;
+            let (point, infno) = spec.split_once(':')?;
+            Some((point.to_owned(), infno.to_owned()))
+        })
+        .as_ref()
     }
 
     fn plan() -> Option<&'static Plan> {
@@ -83,8 +101,12 @@ mod injected {
         }
     }
 
-    /// Dies here if the plan names this point and transaction.
+    /// Dies here if the plan names this point and transaction (or fills the disk, if the
+    /// disk plan does).
     pub fn at(point: Point, infno: &str) {
+        if disk_full_plan().is_some_and(|(p, i)| p == point.name() && i == infno) {
+            crate::cache::fault::arm();
+        }
         let Some(plan) = plan() else { return };
         if plan.point != point.name() || plan.infno != infno {
             return;

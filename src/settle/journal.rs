@@ -400,21 +400,45 @@ impl Journal {
     // ---- visits ----------------------------------------------------------------------
 
     pub fn insert_visit(&self, v: &VisitRow) -> Result<(), CacheError> {
-        let p = &v.patient;
+        self.run(|tx| insert_visit(tx, v))
+    }
+
+    /// A registration about to be sent: its entry (infno 2201, PENDING, keyed by a msgid
+    /// reserved for it, `request_id` empty, `mdtrt_id` not known yet, `detail` the
+    /// hospital's visit number) on disk before the 2201 goes.
+    pub fn begin_registration(&self, entry: &CallRow, ipt_otp_no: &str) -> Result<(), CacheError> {
+        let detail = serde_json::json!({ "ipt_otp_no": ipt_otp_no }).to_string();
         self.run(|tx| {
-            exec(tx,
-                &format!(
-                    "INSERT INTO settle_visits ({VISIT_COLUMNS}, created_at) VALUES \
-                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
-                ),
-                params![
-                    v.mdtrt_id, v.ipt_otp_no, p.psn_no, p.psn_name, p.insutype, p.psn_type,
-                    p.insuplc_admdvs, p.mdtrt_cert_type, p.mdtrt_cert_no, v.med_type,
-                    v.dept_code, v.dept_name, v.dr_name, text_of(&p.may_settle),
-                    p.verdict_code.as_ref().map_or_else(String::new, text_of),
-                    p.ytd_hint.map(|d| d.to_string()), v.begntime, text_of(&v.state), now()
-                ],
+            insert_call(tx, entry)?;
+            exec(
+                tx,
+                "UPDATE settle_journal SET detail = ?2 WHERE msgid = ?1",
+                params![entry.msgid, detail],
             )?;
+            Ok(())
+        })
+    }
+
+    /// The insurer registered `visit`: its entry becomes SUCCESS with the mdtrt_id, and the
+    /// visit is recorded (unless it already is), in one transaction.
+    pub fn registered(&self, entry_msgid: &str, visit: &VisitRow) -> Result<(), CacheError> {
+        self.run(|tx| {
+            exec(
+                tx,
+                "UPDATE settle_journal SET state = 'SUCCESS', mdtrt_id = ?2, updated_at = ?3 \
+                 WHERE msgid = ?1",
+                params![entry_msgid, visit.mdtrt_id, now()],
+            )?;
+            let known: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM settle_visits WHERE mdtrt_id = ?1",
+                    [&visit.mdtrt_id],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if known.is_none() {
+                insert_visit(tx, visit)?;
+            }
             Ok(())
         })
     }
@@ -786,6 +810,40 @@ impl<'a> RequestUpdate<'a> {
             setl_date: None,
         }
     }
+}
+
+/// Records a visit.
+fn insert_visit(tx: &Transaction<'_>, v: &VisitRow) -> Result<(), CacheError> {
+    let p = &v.patient;
+    exec(
+        tx,
+        &format!(
+            "INSERT INTO settle_visits ({VISIT_COLUMNS}, created_at) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        ),
+        params![
+            v.mdtrt_id,
+            v.ipt_otp_no,
+            p.psn_no,
+            p.psn_name,
+            p.insutype,
+            p.psn_type,
+            p.insuplc_admdvs,
+            p.mdtrt_cert_type,
+            p.mdtrt_cert_no,
+            v.med_type,
+            v.dept_code,
+            v.dept_name,
+            v.dr_name,
+            text_of(&p.may_settle),
+            p.verdict_code.as_ref().map_or_else(String::new, text_of),
+            p.ytd_hint.map(|d| d.to_string()),
+            v.begntime,
+            text_of(&v.state),
+            now()
+        ],
+    )?;
+    Ok(())
 }
 
 /// `execute` through the connection's statement cache (the journal runs the same few

@@ -5,6 +5,7 @@
 mod common;
 
 mod architecture;
+mod cache_guard;
 mod cache_verdict;
 mod cli;
 mod e2e_pcscd;
@@ -23,4 +24,5 @@ mod settle_calc;
 mod settle_faults;
 mod settle_review;
 mod settle_socket;
+mod storage_faults;
 mod sync_cli;

@@ -7,6 +7,11 @@ use super::*;
 impl Settler {
     /// 2207 for a preview, exactly once per `request_id` (see the module doc).
     pub fn commit(&self, preview_id: &str, request_id: &str) -> Result<Settlement, SettleError> {
+        self.commit_once(preview_id, request_id)
+            .map_err(SettleError::unsent)
+    }
+
+    fn commit_once(&self, preview_id: &str, request_id: &str) -> Result<Settlement, SettleError> {
         check_request_id(request_id)?;
         let preview = self
             .journal
@@ -161,11 +166,13 @@ impl Settler {
                 mdtrt_id: request.mdtrt_id.clone(),
                 err_msg: None,
             };
-            if first {
-                self.journal.begin_request(request, &call)?;
+            crash::at(Point::BeforeJournal, infno);
+            let journalled = if first {
+                self.journal.begin_request(request, &call)
             } else {
-                self.journal.add_call(&call, RequestState::Pending)?;
-            }
+                self.journal.add_call(&call, RequestState::Pending)
+            };
+            journalled.map_err(|e| SettleError::from(e).unsent())?;
             crash::at(Point::BeforeSend, infno);
             crash::at(Point::AfterSend, infno);
             let result = link.send(infno, &call.msgid, region(&request.insuplc_admdvs), input);
@@ -173,6 +180,7 @@ impl Settler {
         })?;
         crash::at(Point::AfterReply, infno);
         self.record(request, &call, result)
+            .map_err(SettleError::after_send(&request.request_id))
     }
 
     /// The 2207 / 2208 input for a request.
@@ -338,6 +346,11 @@ impl Settler {
 
     /// 2208 for a settlement, exactly once per `request_id`.
     pub fn refund(&self, setl_id: &str, request_id: &str) -> Result<Settlement, SettleError> {
+        self.refund_once(setl_id, request_id)
+            .map_err(SettleError::unsent)
+    }
+
+    fn refund_once(&self, setl_id: &str, request_id: &str) -> Result<Settlement, SettleError> {
         check_request_id(request_id)?;
         let original = self
             .journal

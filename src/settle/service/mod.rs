@@ -114,6 +114,45 @@ pub enum SettleError {
     /// Neither a policy for the person's region and insutype nor the default one is loaded.
     #[error("policy: no policy {0}")]
     NoPolicy(String),
+    /// The journal could not be written before the call: nothing was sent.
+    #[error(
+        "the journal cannot be written ({source}): nothing was sent to the insurer and nothing \
+         was charged; free disk space (system.info shows the journal's state) and retry"
+    )]
+    JournalUnwritable {
+        #[source]
+        source: CacheError,
+    },
+    /// A money-moving call went out but its outcome could not be journalled.
+    #[error(
+        "the outcome of request {request_id} is not known: the call reached the insurer but \
+         the journal cannot be written ({source}); take no payment another way — medcard \
+         reverses the call once the journal can be written again; ask settle.status or retry \
+         settle.commit with the same request_id later"
+    )]
+    OutcomeUnrecorded {
+        request_id: String,
+        #[source]
+        source: CacheError,
+    },
+    /// 2201 answered but the visit could not be journalled; `cancelled`: undone with 2202.
+    #[error(
+        "the insurer registered visit {mdtrt_id} but the journal cannot be written \
+         ({source}); {}",
+        if *cancelled {
+            "the registration was cancelled (2202): nothing is registered; free disk space and \
+             register again"
+        } else {
+            "cancelling it (2202) failed too: the visit stays registered at the insurer; free \
+             disk space, then cancel it there"
+        }
+    )]
+    RegistrationUnrecorded {
+        mdtrt_id: String,
+        cancelled: bool,
+        #[source]
+        source: CacheError,
+    },
     #[error(transparent)]
     Cache(#[from] CacheError),
 }
@@ -129,6 +168,29 @@ impl From<LinkError> for SettleError {
 }
 
 impl SettleError {
+    /// A journal error before anything was sent: [`SettleError::JournalUnwritable`] when the
+    /// file or the disk failed, else as it was.
+    pub fn unsent(self) -> SettleError {
+        match self {
+            SettleError::Cache(source) if source.is_storage_failure() => {
+                SettleError::JournalUnwritable { source }
+            }
+            other => other,
+        }
+    }
+
+    /// A journal error once a money-moving call of `request_id` went out: its outcome is
+    /// unknown ([`SettleError::OutcomeUnrecorded`]), whatever the error.
+    pub fn after_send(request_id: &str) -> impl FnOnce(SettleError) -> SettleError + '_ {
+        move |e| match e {
+            SettleError::Cache(source) => SettleError::OutcomeUnrecorded {
+                request_id: request_id.to_owned(),
+                source,
+            },
+            other => other,
+        }
+    }
+
     /// `infno`'s answer did not have its shape.
     pub fn unreadable(infno: &str) -> impl FnOnce(WireError) -> SettleError + '_ {
         move |source| SettleError::UnreadableAnswer {

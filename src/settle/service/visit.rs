@@ -4,8 +4,20 @@
 use super::*;
 
 impl Settler {
-    /// 2201 (+ 2203 with the medical type): registers a visit and journals it.
+    /// 2201 (+ 2203 with the medical type): registers a visit and journals it. The
+    /// registration is journalled before the 2201 goes (a journal that cannot be written
+    /// sends nothing); a visit the insurer registered but the journal cannot record is
+    /// cancelled with 2202.
     pub fn register(
+        &self,
+        patient: &Patient,
+        params: &RegisterParams,
+    ) -> Result<VisitRow, SettleError> {
+        self.register_once(patient, params)
+            .map_err(SettleError::unsent)
+    }
+
+    fn register_once(
         &self,
         patient: &Patient,
         params: &RegisterParams,
@@ -55,14 +67,74 @@ impl Settler {
                 .filter(|c| !c.is_empty())
                 .unwrap_or_else(|| params.dept_code.clone()),
         };
+        let entry = self.begin_registration(patient, &ipt_otp_no)?;
+        let registered = self.register_at_insurer(patient, params, input, &med_type, &begntime);
+        let out = match registered {
+            Ok(out) => out,
+            Err(e) => {
+                let why = e.to_string();
+                let failed = CallOutcome {
+                    err_msg: Some(&why),
+                    ..CallOutcome::new(&entry.msgid, CallState::Fail)
+                };
+                if let Err(journal) = self.journal.settle_call(&failed) {
+                    tracing::error!(msgid = %entry.msgid, error = %journal, "the failed registration cannot be journalled");
+                }
+                return Err(e);
+            }
+        };
+        crash::at(Point::AfterReply, wire::REGISTER);
+        let visit = visit_row(out, ipt_otp_no, patient, params, med_type, begntime);
+        if let Err(source) = self.journal.registered(&entry.msgid, &visit) {
+            return Err(self.cancel_orphan(&visit, source));
+        }
+        tracing::info!(mdtrt_id = %visit.mdtrt_id, psn = %mask::name(&visit.patient.psn_name), dept = %visit.dept_code, "visit registered");
+        Ok(visit)
+    }
+
+    /// The registration's journal entry (infno 2201, PENDING, its mdtrt_id not known yet),
+    /// on disk before the 2201 goes.
+    fn begin_registration(
+        &self,
+        patient: &Patient,
+        ipt_otp_no: &str,
+    ) -> Result<CallRow, SettleError> {
+        let msgid = self.with_link(|link| Ok(link.next_msgid()))?;
+        let entry = CallRow {
+            msgid,
+            infno: wire::REGISTER.to_owned(),
+            request_id: String::new(),
+            omsgid: None,
+            state: CallState::Pending,
+            psn_no: patient.psn_no.clone(),
+            insuplc_admdvs: patient.insuplc_admdvs.clone(),
+            mdtrt_id: String::new(),
+            err_msg: None,
+        };
+        crash::at(Point::BeforeJournal, wire::REGISTER);
+        self.journal
+            .begin_registration(&entry, ipt_otp_no)
+            .map_err(|e| SettleError::from(e).unsent())?;
+        Ok(entry)
+    }
+
+    /// 2201, then 2203 with the medical type: the insurer's mdtrt_id.
+    fn register_at_insurer(
+        &self,
+        patient: &Patient,
+        params: &RegisterParams,
+        input: RegisterIn,
+        med_type: &str,
+        begntime: &str,
+    ) -> Result<String, SettleError> {
         let reply = self.call(wire::REGISTER, &patient.insuplc_admdvs, data_input(&input))?;
         let out: RegisterOut =
             output_part(&reply.output, "data").map_err(SettleError::unreadable(wire::REGISTER))?;
         let visit_info = VisitInfoIn {
             mdtrt_id: out.mdtrt_id.clone(),
             psn_no: patient.psn_no.clone(),
-            med_type: med_type.clone(),
-            begntime: begntime.clone(),
+            med_type: med_type.to_owned(),
+            begntime: begntime.to_owned(),
             main_cond_dscr: params.main_cond_dscr.clone(),
             dise_codg: String::new(),
             dise_name: String::new(),
@@ -72,19 +144,34 @@ impl Settler {
             &patient.insuplc_admdvs,
             json!({"mdtrtinfo": visit_info, "diseinfo": []}),
         )?;
-        let visit = visit_row(
-            out.mdtrt_id,
-            ipt_otp_no,
-            patient,
-            params,
-            med_type,
-            begntime,
-        );
-        if self.journal.visit(&visit.mdtrt_id)?.is_none() {
-            self.journal.insert_visit(&visit)?;
+        Ok(out.mdtrt_id)
+    }
+
+    /// A visit the insurer registered that the journal cannot record: cancelled with 2202
+    /// (no journal write needed), so that no orphan stays at the insurer.
+    fn cancel_orphan(&self, visit: &VisitRow, source: CacheError) -> SettleError {
+        tracing::error!(mdtrt_id = %visit.mdtrt_id, error = %source, "the insurer registered the visit but the journal cannot record it: cancelling it with 2202");
+        let cancelled = self.cancel_at_insurer(visit);
+        if let Err(e) = &cancelled {
+            tracing::error!(mdtrt_id = %visit.mdtrt_id, ipt_otp_no = %visit.ipt_otp_no, error = %e, "2202 failed: the visit stays registered at the insurer; cancel it there once the journal can be written");
         }
-        tracing::info!(mdtrt_id = %visit.mdtrt_id, psn = %mask::name(&visit.patient.psn_name), dept = %visit.dept_code, "visit registered");
-        Ok(visit)
+        SettleError::RegistrationUnrecorded {
+            mdtrt_id: visit.mdtrt_id.clone(),
+            cancelled: cancelled.is_ok(),
+            source,
+        }
+    }
+
+    /// 2202 for `visit`.
+    fn cancel_at_insurer(&self, visit: &VisitRow) -> Result<(), SettleError> {
+        let input = CancelRegisterIn {
+            psn_no: visit.patient.psn_no.clone(),
+            mdtrt_id: visit.mdtrt_id.clone(),
+            ipt_otp_no: visit.ipt_otp_no.clone(),
+        };
+        let admdvs = &visit.patient.insuplc_admdvs;
+        self.call(wire::CANCEL_REGISTER, admdvs, data_input(&input))?;
+        Ok(())
     }
 
     /// A visit of a card whose verdict allows cash only: recorded here, not at the insurer
@@ -136,13 +223,7 @@ impl Settler {
             .into());
         }
         if visit.patient.may_settle != MaySettle::SelfPayOnly {
-            let input = CancelRegisterIn {
-                psn_no: visit.patient.psn_no.clone(),
-                mdtrt_id: visit.mdtrt_id.clone(),
-                ipt_otp_no: visit.ipt_otp_no.clone(),
-            };
-            let admdvs = &visit.patient.insuplc_admdvs;
-            self.call(wire::CANCEL_REGISTER, admdvs, data_input(&input))?;
+            self.cancel_at_insurer(&visit)?;
         }
         self.journal
             .set_visit_state(mdtrt_id, VisitState::Cancelled)?;
