@@ -40,7 +40,20 @@ impl Daemon {
             }
         }));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Daemon::start_with_env("medcard.sock", config, &args, env)
+        let daemon = Daemon::start_with_env("medcard.sock", config, &args, env);
+        daemon.wait_for_readers(cards.len());
+        daemon
+    }
+
+    /// Waits until `readers.list` lists at least `count` readers: the monitor lists its
+    /// readers after the socket answers, and a `card.read` naming a reader not yet listed
+    /// is 1002.
+    fn wait_for_readers(&self, count: usize) {
+        let mut client = self.client();
+        super::wait_until("the virtual readers listed", super::rpc::PATIENCE, || {
+            let readers = client.result("readers.list", json!({}));
+            readers.as_array().map_or(0, Vec::len) >= count
+        });
     }
 
     /// [`Daemon::start_with_config`] with extra environment variables.
