@@ -23,4 +23,5 @@ mod settle_calc;
 mod settle_faults;
 mod settle_review;
 mod settle_socket;
+mod socket_owner;
 mod sync_cli;
