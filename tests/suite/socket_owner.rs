@@ -1,7 +1,9 @@
 //! The socket is ours or nothing, tried with a second local user (`nobody`, run by
 //! [`common::other_user`]) against the real `medcard serve` and `medcard call`: an impostor
 //! in a shared directory gets no PIN and the daemon refuses that directory; the daemon never
-//! removes or replaces a socket another user put at its path. These need root (to become another user); run otherwise, they say so and skip.
+//! removes or replaces a socket another user put at its path; and when other users hold
+//! every ordinary connection, a member of `access.allowed_groups` is still served. These
+//! need root (to become another user); run otherwise, they say so and skip.
 
 use crate::common;
 
@@ -130,4 +132,29 @@ fn a_socket_of_another_user_at_the_path_is_never_replaced() {
     let refusal = refused_start(&socket);
     assert!(refusal.contains(&format!("socket of uid {NOBODY}")), "{refusal}");
     assert_nobodys_socket(&socket);
+}
+
+#[test]
+fn a_member_of_the_allowed_groups_is_served_when_others_hold_every_other_connection() {
+    if !can_switch_users(
+        "a_member_of_the_allowed_groups_is_served_when_others_hold_every_other_connection",
+    ) {
+        return;
+    }
+    let dir = TempDir::new("reserved");
+    // nobody may open the socket (its group); root's group is the cashier programs'.
+    let config = dir.file(
+        "medcard.toml",
+        &format!(
+            "[socket]\ngroup = \"{NOBODY}\"\nmax_connections = 3\nreserved_for_other_users = 0\n\
+             reserved_for_allowed_groups = 1\n[access]\nallowed_groups = [\"0\"]\n"
+        ),
+    );
+    let fixture = common::fixture("xiaowang").display().to_string();
+    let daemon = Daemon::start_with_config("medcard.sock", &config, &["--virtual", &fixture]);
+    // A leaking program of another user and group asks for every connection there is.
+    let _leaking = OtherUser::connect(&daemon.socket, 3);
+    let mut cashier = daemon.client();
+    let info = cashier.call("system.info", serde_json::json!({}));
+    assert!(info.get("result").is_some(), "{info}");
 }
