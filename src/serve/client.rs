@@ -11,8 +11,8 @@
 use serde_json::{Value, json};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::net::UnixStream;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -399,10 +399,20 @@ mod tests {
     fn the_usual_daemon_uids_are_root_the_user_and_the_directory_owner() {
         let me = crate::serve::peer::effective_uid();
         let accepted = DaemonUid::Usual.accepted(Path::new("/nonexistent-medcard/x.sock"));
-        assert!(accepted.contains(&0) && accepted.contains(&me), "{accepted:?}");
+        assert!(
+            accepted.contains(&0) && accepted.contains(&me),
+            "{accepted:?}"
+        );
         let owner = std::fs::metadata("/").unwrap().uid();
-        assert!(DaemonUid::Usual.accepted(Path::new("/x.sock")).contains(&owner));
-        assert_eq!(DaemonUid::Only(4242).accepted(Path::new("/x.sock")), vec![4242]);
+        assert!(
+            DaemonUid::Usual
+                .accepted(Path::new("/x.sock"))
+                .contains(&owner)
+        );
+        assert_eq!(
+            DaemonUid::Only(4242).accepted(Path::new("/x.sock")),
+            vec![4242]
+        );
     }
 
     #[test]

@@ -819,7 +819,10 @@ mod tests {
     fn allowed_groups_keep_fewer_slots_than_there_are() {
         let auto = Config::parse("[access]\nallowed_groups = [\"0\"]\n").unwrap();
         assert_eq!(auto.reserved_for_allowed_groups(), 1);
-        assert!(auto.explain().contains("reserved_for_allowed_groups = auto (1)"));
+        assert!(
+            auto.explain()
+                .contains("reserved_for_allowed_groups = auto (1)")
+        );
         assert_eq!(Config::default().reserved_for_allowed_groups(), 0);
         let all = Config::parse(
             "[socket]\nmax_connections = 3\nreserved_for_allowed_groups = 3\n\
@@ -828,7 +831,10 @@ mod tests {
         .unwrap();
         let errors = all.check().errors;
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].contains("reserved_for_allowed_groups"), "{errors:?}");
+        assert!(
+            errors[0].contains("reserved_for_allowed_groups"),
+            "{errors:?}"
+        );
         let no_groups = Config::parse("[socket]\nreserved_for_allowed_groups = 1\n").unwrap();
         assert_eq!(no_groups.reserved_for_allowed_groups(), 0);
         let findings = no_groups.check();

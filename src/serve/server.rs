@@ -159,7 +159,10 @@ fn check_directory(directory: &Path) -> io::Result<()> {
         let meta = std::fs::symlink_metadata(dir)?;
         let mode = meta.mode() & 0o7777;
         let problem = if meta.uid() != 0 && meta.uid() != me {
-            format!("belongs to uid {}, not to root or this daemon's user", meta.uid())
+            format!(
+                "belongs to uid {}, not to root or this daemon's user",
+                meta.uid()
+            )
         } else if mode & 0o022 != 0 && mode & 0o1000 == 0 {
             format!("is writable by other users (mode {mode:04o}) and not sticky")
         } else {
@@ -484,7 +487,11 @@ mod tests {
             assert!(error.contains("writable by other users"), "{error}");
             assert!(error.contains(&dir.display().to_string()), "{error}");
             assert!(error.contains("/run/medcard"), "{error}");
-            assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 0, "nothing made");
+            assert_eq!(
+                std::fs::read_dir(&dir).expect("dir").count(),
+                0,
+                "nothing made"
+            );
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -506,7 +513,11 @@ mod tests {
         let meta = meta.expect("the socket is there");
         assert!(meta.file_type().is_socket());
         assert_eq!(meta.mode() & 0o7777, 0o660);
-        assert_eq!(entries, vec![std::ffi::OsString::from("medcard.sock")], "no staging left");
+        assert_eq!(
+            entries,
+            vec![std::ffi::OsString::from("medcard.sock")],
+            "no staging left"
+        );
         assert!(removed, "our own socket is removed when the listeners go");
     }
 

@@ -66,8 +66,7 @@ fn assert_nobodys_socket(socket: &Path) {
 
 #[test]
 fn the_pin_never_reaches_a_socket_another_user_put_in_a_shared_directory() {
-    if !can_switch_users("the_pin_never_reaches_a_socket_another_user_put_in_a_shared_directory")
-    {
+    if !can_switch_users("the_pin_never_reaches_a_socket_another_user_put_in_a_shared_directory") {
         return;
     }
     let (dir, socket) = directory(0o777);
@@ -89,7 +88,10 @@ fn the_pin_never_reaches_a_socket_another_user_put_in_a_shared_directory() {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(&format!("runs as uid {NOBODY}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("runs as uid {NOBODY}")),
+        "{stderr}"
+    );
     assert!(stderr.contains("nothing was sent"), "{stderr}");
 
     let refusal = refused_start(&socket);
@@ -115,7 +117,9 @@ fn the_daemon_never_removes_a_socket_it_did_not_create() {
     assert!(daemon.terminate().success(), "{}", daemon.log_text());
     assert_nobodys_socket(&socket);
     assert!(
-        daemon.log_text().contains("no longer the socket this daemon created"),
+        daemon
+            .log_text()
+            .contains("no longer the socket this daemon created"),
         "{}",
         daemon.log_text()
     );
@@ -130,7 +134,10 @@ fn a_socket_of_another_user_at_the_path_is_never_replaced() {
     // Nobody's socket, and nobody listens on it any more: stale, but not ours.
     drop(OtherUser::listen(&socket));
     let refusal = refused_start(&socket);
-    assert!(refusal.contains(&format!("socket of uid {NOBODY}")), "{refusal}");
+    assert!(
+        refusal.contains(&format!("socket of uid {NOBODY}")),
+        "{refusal}"
+    );
     assert_nobodys_socket(&socket);
 }
 
