@@ -235,12 +235,23 @@ fn check_existing(path: &Path) -> io::Result<bool> {
     Ok(true)
 }
 
-/// A new directory only this user can enter (a leftover of a crashed start with the same
-/// pid, in the checked directory, is removed first).
+/// A new directory only this user can enter. A leftover of ours (a crashed start with the
+/// same pid) is removed first; anything else there is an error.
 fn make_private_directory(path: &Path) -> io::Result<()> {
     let create = || std::fs::DirBuilder::new().mode(0o700).create(path);
     match create() {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let meta = std::fs::symlink_metadata(path)?;
+            if !meta.is_dir() || meta.uid() != effective_uid() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} (where the socket is made before it is moved into place) exists \
+                         and is not this daemon user's directory; not using it",
+                        path.display()
+                    ),
+                ));
+            }
             std::fs::remove_dir_all(path)?;
             create()
         }
