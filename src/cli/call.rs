@@ -1,11 +1,12 @@
 //! The daemon's command-line clients, on [`medcard::serve::client`]: `medcard call METHOD
 //! [PARAMS]` (one request, the response printed) and `medcard events` (tail notifications).
+//! Both check who serves the socket before sending anything (`--expect-uid`).
 
 use clap::Args;
-use medcard::serve::client::{Client, ClientError};
+use medcard::serve::client::{Client, ClientError, DaemonUid};
 use serde_json::{Value, json};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -20,6 +21,24 @@ pub struct Target {
         default_value = "/run/medcard/medcard.sock"
     )]
     socket: PathBuf,
+    /// The user the daemon runs as (a name or a uid). Nothing is sent to a socket served by
+    /// another user. Default: root, yourself, or the owner of the socket's directory.
+    #[arg(long, value_name = "USER", env = "MEDCARD_EXPECT_UID")]
+    expect_uid: Option<String>,
+}
+
+impl Target {
+    /// A connection to the daemon, once it is known to be served by the expected user.
+    fn connect(&self) -> Result<Client, String> {
+        let daemon = match self.expect_uid.as_deref().map(str::trim) {
+            None | Some("") => DaemonUid::Usual,
+            Some(user) => DaemonUid::Only(
+                medcard::serve::peer::user_id(user)
+                    .ok_or_else(|| format!("--expect-uid: no user {user:?} on this machine"))?,
+            ),
+        };
+        Client::connect_expecting(&self.socket, daemon).map_err(|e| e.to_string())
+    }
 }
 
 /// Call one method of the daemon and print its result as JSON.
@@ -64,9 +83,9 @@ pub fn run_call(args: CallArgs) -> ExitCode {
         Some(_) => return unreachable_daemon("PARAMS must be one JSON object"),
     };
     let timeout = Duration::from_secs_f64(args.timeout.max(0.001));
-    match call(&args.target.socket, &args.method, params, timeout) {
+    match call(&args.target, &args.method, params, timeout) {
         Ok(response) => print_response(&response),
-        Err(e) => unreachable_daemon(&e.to_string()),
+        Err(message) => unreachable_daemon(&message),
     }
 }
 
@@ -91,30 +110,32 @@ fn print_response(response: &Value) -> ExitCode {
 }
 
 /// Sends one request and returns the whole response (`result` or `error`).
-fn call(
-    socket: &Path,
-    method: &str,
-    params: Value,
-    timeout: Duration,
-) -> Result<Value, ClientError> {
-    let mut client = Client::connect(socket)?;
-    client.set_timeout(Some(timeout))?;
-    client.call_raw(method, params)
+fn call(target: &Target, method: &str, params: Value, timeout: Duration) -> Result<Value, String> {
+    let mut client = target.connect()?;
+    let answered = client
+        .set_timeout(Some(timeout))
+        .and_then(|()| client.call_raw(method, params));
+    answered.map_err(|e| e.to_string())
 }
 
 pub fn run_events(args: EventsArgs) -> ExitCode {
-    match tail_events(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e @ ClientError::Rpc { .. }) => unreachable_daemon(&format!(
+    let tailed = args
+        .target
+        .connect()
+        .map(|client| tail_events(client, &args.topics));
+    match tailed {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e @ ClientError::Rpc { .. })) => unreachable_daemon(&format!(
             "events.subscribe failed: {}",
             e.rpc_error().unwrap_or_default()
         )),
-        Err(e) => unreachable_daemon(&e.to_string()),
+        Ok(Err(e)) => unreachable_daemon(&e.to_string()),
+        Err(message) => unreachable_daemon(&message),
     }
 }
 
-fn tail_events(args: &EventsArgs) -> Result<(), ClientError> {
-    let mut events = Client::connect(&args.target.socket)?.subscribe(&args.topics)?;
+fn tail_events(client: Client, topics: &[String]) -> Result<(), ClientError> {
+    let mut events = client.subscribe(topics)?;
     let stdout = std::io::stdout();
     while let Some(message) = events.next().transpose()? {
         if message["method"] == "events.dropped" {

@@ -3,13 +3,69 @@
 //! ids are numbered per connection; notifications that arrive before an answer are skipped.
 //! [`Client::subscribe`] turns a connection into an iterator of `events.subscribe`
 //! notifications. `medcard call` / `events`, the demo, the benches and the tests use it.
+//!
+//! Before anything is sent on a Unix socket, the client checks who serves it (the uid the
+//! kernel vouches for, SO_PEERCRED) against [`DaemonUid`]: a socket another local user put
+//! in the daemon's place gets nothing — above all no PIN.
 
 use serde_json::{Value, json};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
+
+/// Whom a client accepts as the daemon: the uids the process serving the socket may run as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DaemonUid {
+    /// root, this client's own user, or the owner of the socket's directory (medcard's user
+    /// owns /run/medcard).
+    #[default]
+    Usual,
+    /// This uid only (`medcard call --expect-uid`).
+    Only(u32),
+}
+
+impl DaemonUid {
+    /// The uids accepted for the daemon serving `socket`.
+    fn accepted(self, socket: &Path) -> Vec<u32> {
+        match self {
+            DaemonUid::Only(uid) => vec![uid],
+            DaemonUid::Usual => {
+                let directory = socket
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let owner = std::fs::metadata(directory).map(|meta| meta.uid());
+                let mut uids = vec![0, super::peer::effective_uid()];
+                uids.extend(owner.ok());
+                uids.sort_unstable();
+                uids.dedup();
+                uids
+            }
+        }
+    }
+
+    /// Whether the process serving `stream` (connected to `socket`) is the daemon.
+    fn check(self, stream: &UnixStream, socket: &Path) -> Result<(), ClientError> {
+        let target = socket.display().to_string();
+        let uid = super::peer::server_uid(stream).map_err(|source| ClientError::PeerUnknown {
+            target: target.clone(),
+            source,
+        })?;
+        let accepted = self.accepted(socket);
+        if accepted.contains(&uid) {
+            return Ok(());
+        }
+        let accepted: Vec<String> = accepted.iter().map(u32::to_string).collect();
+        Err(ClientError::NotTheDaemon {
+            target,
+            uid,
+            accepted: accepted.join(", "),
+        })
+    }
+}
 
 /// Why a call did not bring a result.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +75,21 @@ pub enum ClientError {
          --socket names another socket)"
     )]
     Connect { target: String, source: io::Error },
+    /// The socket is served by a process of a user the client does not accept.
+    #[error(
+        "refusing to talk to {target}: the process serving it runs as uid {uid}, not as \
+         medcard's user (accepted: uid {accepted}); nothing was sent. Another local user may \
+         have put their own socket there: check the socket's directory. If the daemon really \
+         runs as uid {uid}, pass --expect-uid {uid} (or MEDCARD_EXPECT_UID={uid})"
+    )]
+    NotTheDaemon {
+        target: String,
+        uid: u32,
+        accepted: String,
+    },
+    /// Who serves the socket cannot be read.
+    #[error("cannot tell who serves {target} ({source}); nothing was sent")]
+    PeerUnknown { target: String, source: io::Error },
     #[error("no answer from the daemon in time")]
     TimedOut,
     #[error("the daemon closed the connection without answering")]
@@ -95,12 +166,20 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the daemon's Unix socket.
+    /// Connects to the daemon's Unix socket, served by one of the [usual](DaemonUid::Usual)
+    /// uids.
     pub fn connect(socket: &Path) -> Result<Client, ClientError> {
+        Client::connect_expecting(socket, DaemonUid::Usual)
+    }
+
+    /// Connects to the daemon's Unix socket and checks that the process serving it runs as
+    /// `daemon` says, before anything is sent ([`ClientError::NotTheDaemon`] otherwise).
+    pub fn connect_expecting(socket: &Path, daemon: DaemonUid) -> Result<Client, ClientError> {
         let stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
             target: socket.display().to_string(),
             source,
         })?;
+        daemon.check(&stream, socket)?;
         Ok(Client::of(Box::new(stream)))
     }
 
@@ -289,6 +368,51 @@ mod tests {
         let client = Client::connect(&path).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         client
+    }
+
+    #[test]
+    fn a_socket_served_by_another_uid_gets_nothing() {
+        let dir = std::env::temp_dir().join(format!("medcard-client-uid-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let received = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut bytes = Vec::new();
+            let _ = stream.read_to_end(&mut bytes);
+            bytes
+        });
+        let me = crate::serve::peer::effective_uid();
+        let other = me.wrapping_add(1);
+        let refused = Client::connect_expecting(&path, DaemonUid::Only(other)).and_then(|mut c| {
+            c.set_timeout(Some(Duration::from_millis(200)))?;
+            c.call("card.verify_pin", json!({"pin": "123456"}))
+        });
+        let error = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains(&format!("runs as uid {me}")), "{error}");
+        assert_eq!(received.join().unwrap(), b"", "the server got bytes");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_usual_daemon_uids_are_root_the_user_and_the_directory_owner() {
+        let me = crate::serve::peer::effective_uid();
+        let accepted = DaemonUid::Usual.accepted(Path::new("/nonexistent-medcard/x.sock"));
+        assert!(
+            accepted.contains(&0) && accepted.contains(&me),
+            "{accepted:?}"
+        );
+        let owner = std::fs::metadata("/").unwrap().uid();
+        assert!(
+            DaemonUid::Usual
+                .accepted(Path::new("/x.sock"))
+                .contains(&owner)
+        );
+        assert_eq!(
+            DaemonUid::Only(4242).accepted(Path::new("/x.sock")),
+            vec![4242]
+        );
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub struct SocketConfig {
     /// many seconds without a request (a client that leaks connections cannot hold every
     /// slot for ever); 0: never.
     pub idle_timeout_s: u64,
+    /// Connections kept for members of `access.allowed_groups` (the cashier programs): when
+    /// only these are left, a caller in no allowed group is refused (1008) and a member is
+    /// still served. Absent: 1 when `access.allowed_groups` is set (and `max_connections`
+    /// is more than 1), else 0; see [`Config::reserved_for_allowed_groups`].
+    pub reserved_for_allowed_groups: Option<usize>,
 }
 
 impl Default for SocketConfig {
@@ -67,6 +72,7 @@ impl Default for SocketConfig {
             shutdown_grace_ms: 5000,
             idle_timeout_s: 300,
             reserved_for_other_users: 2,
+            reserved_for_allowed_groups: None,
         }
     }
 }
@@ -385,6 +391,7 @@ impl Config {
     pub fn check(&self) -> Findings {
         let mut findings = Findings::default();
         self.socket.check(&mut findings);
+        self.check_reserved_for_allowed_groups(&mut findings);
         for group in &self.access.allowed_groups {
             if crate::serve::peer::group_id(group).is_none() {
                 findings.warnings.push(format!(
@@ -401,6 +408,37 @@ impl Config {
         self.check_insurer(&mut findings);
         self.check_settle(&mut findings);
         findings
+    }
+
+    /// The connections kept for members of `access.allowed_groups`: the configured number,
+    /// or by default 1 when groups are listed (0 when `max_connections` is 1); always 0
+    /// without `access.allowed_groups` (nobody could take them).
+    pub fn reserved_for_allowed_groups(&self) -> usize {
+        if self.access.allowed_groups.is_empty() {
+            return 0;
+        }
+        self.socket
+            .reserved_for_allowed_groups
+            .unwrap_or(usize::from(self.socket.max_connections > 1))
+    }
+
+    fn check_reserved_for_allowed_groups(&self, findings: &mut Findings) {
+        let Some(reserved) = self.socket.reserved_for_allowed_groups else {
+            return;
+        };
+        if reserved > 0 && self.access.allowed_groups.is_empty() {
+            findings.warnings.push(format!(
+                "socket.reserved_for_allowed_groups ({reserved}) has no effect: \
+                 access.allowed_groups is empty"
+            ));
+        } else if reserved >= self.socket.max_connections {
+            findings.errors.push(format!(
+                "socket.reserved_for_allowed_groups ({reserved}) must be less than \
+                 socket.max_connections ({}): callers in no allowed group would never get a \
+                 connection",
+                self.socket.max_connections
+            ));
+        }
     }
 
     fn check_settle(&self, findings: &mut Findings) {
@@ -474,7 +512,7 @@ impl Config {
     /// Every key with its value, its meaning, and whether it differs from the default.
     pub fn explain(&self) -> String {
         let defaults = Config::default();
-        let settings: [Setting; 33] = [
+        let settings: [Setting; 34] = [
             (
                 "socket.path",
                 |c| text(&c.socket.path.display().to_string()),
@@ -529,6 +567,14 @@ impl Config {
                 "socket.idle_timeout_s",
                 |c| c.socket.idle_timeout_s.to_string(),
                 "an idle connection (no request, no subscription) is closed after it; 0 = never",
+            ),
+            (
+                "socket.reserved_for_allowed_groups",
+                |c| match c.socket.reserved_for_allowed_groups {
+                    Some(reserved) => reserved.to_string(),
+                    None => format!("auto ({})", c.reserved_for_allowed_groups()),
+                },
+                "connections kept for access.allowed_groups' members; auto = 1 with groups",
             ),
             (
                 "access.allowed_groups",
@@ -767,6 +813,40 @@ mod tests {
         let fits =
             Config::parse("[socket]\nmax_connections = 3\nreserved_for_other_users = 2\n").unwrap();
         assert!(fits.check().errors.is_empty());
+    }
+
+    #[test]
+    fn allowed_groups_keep_fewer_slots_than_there_are() {
+        let auto = Config::parse("[access]\nallowed_groups = [\"0\"]\n").unwrap();
+        assert_eq!(auto.reserved_for_allowed_groups(), 1);
+        assert!(
+            auto.explain()
+                .contains("reserved_for_allowed_groups = auto (1)")
+        );
+        assert_eq!(Config::default().reserved_for_allowed_groups(), 0);
+        let all = Config::parse(
+            "[socket]\nmax_connections = 3\nreserved_for_allowed_groups = 3\n\
+             [access]\nallowed_groups = [\"0\"]\n",
+        )
+        .unwrap();
+        let errors = all.check().errors;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("reserved_for_allowed_groups"),
+            "{errors:?}"
+        );
+        let no_groups = Config::parse("[socket]\nreserved_for_allowed_groups = 1\n").unwrap();
+        assert_eq!(no_groups.reserved_for_allowed_groups(), 0);
+        let findings = no_groups.check();
+        assert!(findings.errors.is_empty(), "{:?}", findings.errors);
+        assert!(findings.warnings[0].contains("no effect"), "{findings:?}");
+        let single = Config::parse(
+            "[socket]\nmax_connections = 1\nreserved_for_other_users = 0\n\
+             [access]\nallowed_groups = [\"0\"]\n",
+        )
+        .unwrap();
+        assert_eq!(single.reserved_for_allowed_groups(), 0);
+        assert!(single.check().errors.is_empty());
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! caller chose (PC/SC, or virtual readers in tests and the demo), the background sync and
 //! resolver, and binds the listeners (or takes systemd's socket); [`Daemon::run`] serves
 //! until told to stop, speaking systemd's notify protocol and watchdog when run by it, then
-//! takes everything down in order: the listeners and connections, the socket file, the
-//! background threads, the monitor. `medcard serve`, `medcard demo`, `medcard bench settle`
+//! takes everything down in order: the listeners (and the socket file, when it is still the
+//! one they created), the connections, the background threads, the monitor. `medcard serve`, `medcard demo`, `medcard bench settle`
 //! and the tests start the daemon this one way.
 
 use super::background::Background;
@@ -128,9 +128,6 @@ impl Daemon {
             .await;
         if let Some(watchdog) = watchdog {
             watchdog.abort();
-        }
-        if !socket_activated {
-            let _ = std::fs::remove_file(&socket);
         }
         let _ = tokio::task::spawn_blocking(move || drop(threads)).await;
         tracing::info!("stopped");

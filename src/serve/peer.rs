@@ -1,6 +1,7 @@
 //! Who is calling: the peer's uid, gid and pid from the Unix socket (SO_PEERCRED, through
 //! tokio's `peer_cred`), its supplementary groups from `/proc/PID/status`, and the check of
-//! mutating methods against `access.allowed_groups`.
+//! mutating methods against `access.allowed_groups`. The other way round, [`server_uid`]:
+//! who serves a socket a client connected to (the client's check before it sends anything).
 
 use std::ffi::CString;
 
@@ -76,6 +77,64 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// The uid of the process that serves the socket `stream` is connected to (SO_PEERCRED:
+/// the credentials of the process that called `listen`).
+pub fn server_uid(stream: &impl std::os::fd::AsRawFd) -> std::io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for getsockopt's ucred-sized output.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
+/// This process's effective uid.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The uid of user `name` (or a numeric id given as text), if the machine has it.
+pub fn user_id(name: &str) -> Option<u32> {
+    if let Ok(id) = name.parse::<u32>() {
+        return Some(id);
+    }
+    let name = CString::new(name).ok()?;
+    let mut user = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; getpwnam_r writes into `user` and
+    // `buffer` (of the stated length) only, and sets `found` to `user` or null.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            name.as_ptr(),
+            user.as_mut_ptr(),
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: `found` is non-null, so getpwnam_r filled `user`.
+    Some(unsafe { user.assume_init() }.pw_uid)
+}
+
 /// The id of group `name` (or a numeric id given as text), if the machine has it.
 pub fn group_id(name: &str) -> Option<u32> {
     if let Ok(id) = name.parse::<u32>() {
@@ -123,6 +182,12 @@ impl AllowList {
     pub fn admits(&self, peer: &Peer) -> bool {
         !self.restricted || peer.in_groups(&self.gids)
     }
+
+    /// Whether `peer` is a member of one of the listed groups (never when none is listed):
+    /// who may take the connections `socket.reserved_for_allowed_groups` keeps.
+    pub fn lists(&self, peer: &Peer) -> bool {
+        self.restricted && peer.in_groups(&self.gids)
+    }
 }
 
 #[cfg(test)]
@@ -145,5 +210,15 @@ mod tests {
         let nobody = AllowList::from_names(&["no-such-group-medcard".into()]);
         assert!(!nobody.admits(&peer));
         assert!(!nobody.admits(&Peer::Unknown));
+        assert!(!AllowList::from_names(&[]).lists(&peer));
+        assert!(AllowList::from_names(&["27".into()]).lists(&peer));
+        assert!(!AllowList::from_names(&["5".into()]).lists(&peer));
+    }
+
+    #[test]
+    fn users_resolve() {
+        assert_eq!(user_id("root"), Some(0));
+        assert_eq!(user_id("4242"), Some(4242));
+        assert_eq!(user_id("no-such-user-medcard"), None);
     }
 }

@@ -76,7 +76,8 @@ impl Shared {
         self.connections.load(Ordering::Relaxed)
     }
 
-    /// A slot for one more connection from `peer`, unless `max_connections` are served or
+    /// A slot for one more connection from `peer`, unless `max_connections` are served (or
+    /// all but the `reserved_for_allowed_groups` ones, for a caller in no allowed group) or
     /// the same local user already holds all but `reserved_for_other_users` of them.
     pub(super) fn admit_connection(
         self: &Arc<Self>,
@@ -86,8 +87,13 @@ impl Shared {
         let socket = &settings.config.socket;
         let max = socket.max_connections;
         let per_uid = max.saturating_sub(socket.reserved_for_other_users).max(1);
+        let open_to_peer = if settings.allow.lists(peer) {
+            max
+        } else {
+            max.saturating_sub(settings.config.reserved_for_allowed_groups())
+        };
         let mut by_uid = self.lock_per_uid();
-        if self.connections.load(Ordering::Acquire) >= max {
+        if self.connections.load(Ordering::Acquire) >= open_to_peer {
             return Err(RequestError::TooManyConnections(max));
         }
         let uid = match peer {

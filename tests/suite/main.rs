@@ -24,5 +24,6 @@ mod settle_calc;
 mod settle_faults;
 mod settle_review;
 mod settle_socket;
+mod socket_owner;
 mod storage_faults;
 mod sync_cli;

@@ -106,7 +106,8 @@ impl Counter {
         }
     }
 
-    /// Stops the socket, the threads and the simulator; removes both SQLite files.
+    /// Stops the socket (the daemon removes it, when it is still its own), the threads and
+    /// the simulator; removes both SQLite files.
     pub async fn stop(self) {
         self.daemon.stop().await;
         if let Some(Err(e)) = self.sim.stop().await {
@@ -114,7 +115,6 @@ impl Counter {
         }
         remove_db(&self.sim_db);
         remove_db(&self.cache_path);
-        let _ = std::fs::remove_file(&self.socket);
     }
 }
 

@@ -35,7 +35,6 @@ pub fn run(once: bool, socket: Option<PathBuf>) -> Result<(), String> {
     let outcome = tokio::runtime::Runtime::new()
         .map_err(|e| e.to_string())
         .and_then(|runtime| runtime.block_on(demo(&dir, &socket, once)));
-    let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_dir_all(&dir);
     outcome
 }

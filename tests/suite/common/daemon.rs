@@ -65,6 +65,22 @@ impl Daemon {
     ) -> Daemon {
         let dir = TempDir::new("daemon");
         let socket = dir.join(name);
+        Daemon::spawn(dir, socket, config, args, env)
+    }
+
+    /// `medcard serve` on `socket` (a path outside the daemon's own temporary directory).
+    pub fn start_at(socket: &Path, config: &Path, args: &[&str]) -> Daemon {
+        Daemon::spawn(TempDir::new("daemon"), socket.to_owned(), config, args, &[])
+    }
+
+    /// Starts `medcard serve` on `socket`, its log in `dir`; returns once it answers.
+    fn spawn(
+        dir: TempDir,
+        socket: PathBuf,
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let log = dir.join("serve.log");
         let child = Command::new(super::medcard_bin())
             .args(["--log", "info", "serve", "--config"])

@@ -2,11 +2,13 @@
 //! directories ([`temp`]), the fixture cards' expected contents (written from the fixture
 //! descriptions, not from medcard's output; [`expected`]), the JSON-RPC client ([`rpc`]),
 //! `medcard serve` ([`daemon`]) and the insurer simulator ([`insurer`]) as child processes,
-//! a settlement rig ([`settle`]) and a harness for the real PC/SC stack ([`stack`]).
+//! a settlement rig ([`settle`]), a harness for the real PC/SC stack ([`stack`]) and a
+//! process running as another local user ([`other_user`]).
 
 pub mod daemon;
 pub mod expected;
 pub mod insurer;
+pub mod other_user;
 pub mod rpc;
 pub mod settle;
 pub mod stack;
