@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! money, clock, mask      leaves: amounts and the one rounding, Beijing business time, masking
+//! fields                  leaf: the platform's field rules (lengths, printing text, ID numbers)
 //! apdu (+ transport), codes   ISO 7816-4, T=0, status words, the CardChannel; reader-interface codes
 //! reader                  reader backends (PC/SC through pcscd, PIN pads)
 //! profile                 card layouts as data
@@ -26,6 +27,7 @@ pub mod cache;
 pub mod card;
 pub mod clock;
 pub mod codes;
+pub mod fields;
 pub mod insurer;
 pub mod mask;
 pub mod money;

@@ -1,6 +1,8 @@
 //! The exchange loop: sends a [`Command`] over a [`CardChannel`] and returns the complete
 //! [`Response`], following `61xx` (GET RESPONSE, append) and `6Cxx` (resend with Le=xx).
-//! It counts every APDU on the wire and traces them at `trace` level, redacted.
+//! It counts every APDU on the wire and traces them at `trace` level, redacted: what READ
+//! BINARY / READ RECORD answer is traced as a byte count and the status word, a PIN's
+//! command data as a byte count, whatever the caller marked.
 
 use super::transport::{CardChannel, ReaderError};
 use super::{Command, Redaction, Response, StatusWord};
@@ -124,12 +126,15 @@ impl<'c> Exchanger<'c> {
         let raw = self.channel.transmit(&bytes)?;
         let raw_len = raw.len();
         let response = Response::from_bytes(raw)
-            .ok_or_else(|| ApduError::CardGone(raw_len, command.trace_hex()))?;
-        tracing::trace!(
-            command = %command.trace_hex(),
-            response = %trace_reply(command, &response),
-            "apdu"
-        );
+            .ok_or_else(|| ApduError::CardGone(raw_len, traced(command).trace_hex()))?;
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let traced = traced(command);
+            tracing::trace!(
+                command = %traced.trace_hex(),
+                response = %trace_reply(&traced, &response),
+                "apdu"
+            );
+        }
         Ok(response)
     }
 }
@@ -138,13 +143,33 @@ impl<'c> Exchanger<'c> {
 pub fn status_error(sw: StatusWord, command: &Command) -> ApduError {
     ApduError::Status {
         sw,
-        command: command.trace_hex(),
+        command: traced(command).trace_hex(),
         meaning: sw.describe(),
     }
 }
 
+/// READ BINARY and READ RECORD: what they answer is a file's contents (the card number, the
+/// holder's ID number and name, the card's records).
+const READS_FILE: [u8; 4] = [0xB0, 0xB1, 0xB2, 0xB3];
+/// VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER, and the PBOC-style PIN change /
+/// unblock: their data is a PIN.
+const CARRIES_PIN: [u8; 5] = [0x20, 0x21, 0x24, 0x2C, 0x5E];
+
+/// `command` as it may be traced: a file's contents are personal and a PIN is secret
+/// whatever the caller marked (a profile that forgets `personal_data` still hides them).
+fn traced(command: &Command) -> Command {
+    let redaction = if READS_FILE.contains(&command.ins) {
+        Redaction::ResponseData
+    } else if CARRIES_PIN.contains(&command.ins) {
+        Redaction::CommandData
+    } else {
+        command.redaction
+    };
+    command.clone().redacted(redaction)
+}
+
 fn redaction_of_reply(command: &Command) -> Redaction {
-    match command.redaction {
+    match traced(command).redaction {
         Redaction::ResponseData => Redaction::ResponseData,
         _ => Redaction::None,
     }

@@ -281,6 +281,21 @@ fn transport_error(e: ureq::Error) -> LinkError {
     })
 }
 
+impl InsurerClient {
+    /// 1101 by the number of an identity document (mdtrt_cert_type 02) of type
+    /// `psn_cert_type` (01 居民身份证, 07 外国人永久居留证 …).
+    pub fn person_by_document(
+        &mut self,
+        psn_cert_type: &str,
+        certno: &str,
+    ) -> Result<PersonInfo, LinkError> {
+        tracing::debug!(certno = %crate::mask::certno(certno), psn_cert_type, "1101 by certno");
+        let input = wire::person_by_document_input(psn_cert_type, certno);
+        let reply = self.call(wire::PERSON_INFO, input, Retry::Idempotent)?;
+        wire::parse_person(&reply.output).map_err(|e| Uncertainty::output(wire::PERSON_INFO, e))
+    }
+}
+
 impl InsurerLink for InsurerClient {
     fn person_by_card(&mut self, card_no: &str, card_sn: &str) -> Result<PersonInfo, LinkError> {
         tracing::debug!(card_no = %crate::mask::certno(card_no), "1101 by card");
@@ -290,10 +305,7 @@ impl InsurerLink for InsurerClient {
     }
 
     fn person_by_certno(&mut self, certno: &str) -> Result<PersonInfo, LinkError> {
-        tracing::debug!(certno = %crate::mask::certno(certno), "1101 by certno");
-        let input = wire::person_by_certno_input(certno);
-        let reply = self.call(wire::PERSON_INFO, input, Retry::Idempotent)?;
-        wire::parse_person(&reply.output).map_err(|e| Uncertainty::output(wire::PERSON_INFO, e))
+        self.person_by_document(crate::fields::RESIDENT_ID_CARD, certno)
     }
 
     fn card_events(

@@ -25,11 +25,17 @@ pub fn person_by_card_input(card_no: &str, card_sn: &str) -> Value {
     }})
 }
 
-/// 1101 input by ID number (mdtrt_cert_type 02).
+/// 1101 input by ID number (mdtrt_cert_type 02, psn_cert_type 01 居民身份证).
 pub fn person_by_certno_input(certno: &str) -> Value {
+    person_by_document_input("01", certno)
+}
+
+/// 1101 input by the number of an identity document of type `psn_cert_type`
+/// (mdtrt_cert_type 02).
+pub fn person_by_document_input(psn_cert_type: &str, certno: &str) -> Value {
     json!({"data": {
         "mdtrt_cert_type": "02", "mdtrt_cert_no": certno, "card_sn": "",
-        "begntime": "", "psn_cert_type": "01", "certno": certno, "psn_name": "",
+        "begntime": "", "psn_cert_type": psn_cert_type, "certno": certno, "psn_name": "",
     }})
 }
 

@@ -462,7 +462,7 @@ fn reply_line(call: &Call, result: Result<methods::Answer, RpcError>) -> Option<
     })
 }
 
-fn response(id: &Value, result: Result<Value, RpcError>) -> String {
+fn response(id: &rpc::Id, result: Result<Value, RpcError>) -> String {
     match result {
         Ok(result) => rpc::success(id, &result),
         Err(error) => rpc::failure(id, &error),

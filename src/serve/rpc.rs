@@ -5,7 +5,9 @@
 
 use crate::codes::ReaderCode;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 
 /// Stable error codes. The negative ones are JSON-RPC's; 1001 and up are medcard's.
 pub mod code {
@@ -133,11 +135,66 @@ impl RpcError {
     }
 }
 
+/// A request's id as the client wrote it, kept as JSON text: a string, null, or a number
+/// with its exact digits — a 30-digit id comes back as those 30 digits, not as the nearest
+/// `f64` (`serde_json::Value` keeps only integers up to 64 bits exactly).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Id(String);
+
+impl Id {
+    /// The id `null` (a request whose id could not be read).
+    pub fn null() -> Id {
+        Id("null".to_owned())
+    }
+
+    /// The id as JSON text.
+    pub fn as_json(&self) -> &str {
+        &self.0
+    }
+
+    /// `value` (a string, a number or null) as an id; a number that is not a 64-bit integer
+    /// takes its text from the `line` it was read from.
+    fn of(value: &Value, line: &[u8]) -> Id {
+        if let Value::Number(n) = value
+            && n.as_i64().is_none()
+            && n.as_u64().is_none()
+        {
+            #[derive(serde::Deserialize)]
+            struct RawId<'a> {
+                #[serde(borrow)]
+                id: &'a RawValue,
+            }
+            if let Ok(raw) = serde_json::from_slice::<RawId<'_>>(line) {
+                return Id(raw.id.get().trim().to_owned());
+            }
+        }
+        Id(value.to_string())
+    }
+}
+
+/// What a response's id is written from: a request's [`Id`], or a JSON value (`null` when
+/// no id could be read).
+pub trait ResponseId {
+    fn json(&self) -> Cow<'_, str>;
+}
+
+impl ResponseId for Id {
+    fn json(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.0)
+    }
+}
+
+impl ResponseId for Value {
+    fn json(&self) -> Cow<'_, str> {
+        Cow::Owned(self.to_string())
+    }
+}
+
 /// A parsed request line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
     /// `None` for a notification (no reply is sent).
-    pub id: Option<Value>,
+    pub id: Option<Id>,
     pub method: String,
     pub params: Value,
 }
@@ -145,25 +202,28 @@ pub struct Call {
 /// Why a line is not a request, with the id to answer (when one could be read).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BadCall {
-    pub id: Value,
+    pub id: Id,
     pub error: RpcError,
 }
 
 /// Parses one line (without its newline).
 pub fn parse_call(line: &[u8]) -> Result<Call, BadCall> {
     let value: Value = serde_json::from_slice(line).map_err(|e| BadCall {
-        id: Value::Null,
+        id: Id::null(),
         error: RpcError::parse(e),
     })?;
     let Value::Object(mut object) = value else {
         return Err(BadCall {
-            id: Value::Null,
+            id: Id::null(),
             error: RpcError::invalid_request("a request is a JSON object"),
         });
     };
     let id = object.remove("id");
     let bad = |detail: &str| BadCall {
-        id: id.clone().unwrap_or(Value::Null),
+        id: match &id {
+            Some(id @ (Value::String(_) | Value::Number(_))) => Id::of(id, line),
+            _ => Id::null(),
+        },
         error: RpcError::invalid_request(detail),
     };
     if !matches!(
@@ -183,41 +243,45 @@ pub fn parse_call(line: &[u8]) -> Result<Call, BadCall> {
         Some(params @ Value::Object(_)) => params,
         Some(_) => return Err(bad("params must be an object")),
     };
-    Ok(Call { id, method, params })
+    Ok(Call {
+        id: id.map(|id| Id::of(&id, line)),
+        method,
+        params,
+    })
 }
 
-/// A success response line (no newline).
-pub fn success(id: &Value, result: &Value) -> String {
-    #[derive(Serialize)]
-    struct Success<'a> {
-        jsonrpc: &'static str,
-        id: &'a Value,
-        result: &'a Value,
-    }
-    let response = Success {
-        jsonrpc: "2.0",
-        id,
-        result,
-    };
-    serde_json::to_string(&response).unwrap_or_else(|e| failure(id, &RpcError::internal(e)))
-}
-
-/// A success response line around `result`, JSON text serialised earlier (no newline; room
-/// is left for one).
-pub fn success_raw(id: &Value, result: &str) -> String {
-    let id = id.to_string();
-    let mut line = String::with_capacity(result.len() + id.len() + 36);
+/// A response line: `{"jsonrpc":"2.0","id":…,"<key>":<body>}` around `body`, JSON text
+/// (no newline).
+fn response_line(id: &impl ResponseId, key: &str, body: &str) -> String {
+    let id = id.json();
+    let mut line = String::with_capacity(body.len() + id.len() + key.len() + 32);
     line.push_str(r#"{"jsonrpc":"2.0","id":"#);
     line.push_str(&id);
-    line.push_str(r#","result":"#);
-    line.push_str(result);
+    line.push_str(",\"");
+    line.push_str(key);
+    line.push_str("\":");
+    line.push_str(body);
     line.push('}');
     line
 }
 
+/// A success response line (no newline).
+pub fn success(id: &impl ResponseId, result: &Value) -> String {
+    match serde_json::to_string(result) {
+        Ok(result) => success_raw(id, &result),
+        Err(e) => failure(id, &RpcError::internal(e)),
+    }
+}
+
+/// A success response line around `result`, JSON text serialised earlier (no newline).
+pub fn success_raw(id: &impl ResponseId, result: &str) -> String {
+    response_line(id, "result", result)
+}
+
 /// An error response line (no newline).
-pub fn failure(id: &Value, error: &RpcError) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "error": error}).to_string()
+pub fn failure(id: &impl ResponseId, error: &RpcError) -> String {
+    let error = serde_json::to_string(error).unwrap_or_else(|_| "null".to_owned());
+    response_line(id, "error", &error)
 }
 
 /// A notification line (no newline).
@@ -233,7 +297,7 @@ mod tests {
     #[test]
     fn requests_parse_and_bad_ones_get_their_codes() {
         let call = parse_call(br#"{"jsonrpc":"2.0","id":7,"method":"readers.list"}"#).unwrap();
-        assert_eq!(call.id, Some(json!(7)));
+        assert_eq!(call.id.as_ref().map(Id::as_json), Some("7"));
         assert_eq!(call.params, json!({}));
         assert_eq!(
             parse_call(b"{nope").unwrap_err().error.code,
@@ -241,9 +305,35 @@ mod tests {
         );
         let bad = parse_call(br#"{"jsonrpc":"1.0","id":"a","method":"x"}"#).unwrap_err();
         assert_eq!(bad.error.code, code::INVALID_REQUEST);
-        assert_eq!(bad.id, json!("a"));
+        assert_eq!(bad.id.as_json(), r#""a""#);
         let bad = parse_call(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#);
         assert_eq!(bad.unwrap_err().error.code, code::INVALID_REQUEST);
+    }
+
+    #[test]
+    fn ids_come_back_exactly_as_written() {
+        for id in [
+            "123456789012345678901234567890",
+            "-123456789012345678901234567890",
+            "18446744073709551616",
+            "1.5",
+            "1e3",
+            "0.1000000000000000055511151231257827",
+            "7",
+            r#""x\u00e9""#,
+            "null",
+        ] {
+            let line = format!(r#"{{"jsonrpc":"2.0","id": {id} ,"method":"system.info"}}"#);
+            let call = parse_call(line.as_bytes()).unwrap();
+            let id_text = call.id.as_ref().map(Id::as_json);
+            let expected = if id.starts_with('"') { r#""xé""# } else { id };
+            assert_eq!(id_text, Some(expected));
+            let reply = success(call.id.as_ref().unwrap(), &json!(true));
+            assert!(reply.contains(&format!(r#""id":{expected},"#)), "{reply}");
+            let bad = format!(r#"{{"jsonrpc":"1.0","id":{id},"method":"x"}}"#);
+            let bad = parse_call(bad.as_bytes()).unwrap_err();
+            assert!(failure(&bad.id, &bad.error).contains(&format!(r#""id":{expected},"#)));
+        }
     }
 
     #[test]
@@ -252,6 +342,7 @@ mod tests {
         assert_eq!(error.code, code::NO_CARD);
         assert_eq!(error.data.reader_code, Some(ReaderCode::NO_CARD));
         let raw = success_raw(&json!("a\"b"), r#"{"x":[1,2]}"#);
+        assert_eq!(raw, r#"{"jsonrpc":"2.0","id":"a\"b","result":{"x":[1,2]}}"#);
         let value: Value = serde_json::from_str(&raw).unwrap();
         assert_eq!(
             value,

@@ -8,7 +8,10 @@
 use super::handle::pick_session_ref;
 use super::rpc::{RequestError, RpcError};
 use super::shared::Shared;
-use crate::settle::service::{BillItem, CardFacts, Patient, RegisterParams, SettleError, Settler};
+use crate::fields::{self, Field, FieldError};
+use crate::settle::service::{
+    BillItem, CardFacts, InvalidRequest, Patient, RegisterParams, SettleError, Settler,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -33,8 +36,74 @@ fn settler(shared: &Shared) -> Result<Arc<Settler>, RpcError> {
         .ok_or_else(|| shared.services.settlement_refusal().into())
 }
 
-fn params_of<T: serde::de::DeserializeOwned>(params: &Value) -> Result<T, RpcError> {
-    T::deserialize(params).map_err(RpcError::invalid_params)
+/// A method's params, read and then checked by the platform's field rules (`crate::fields`):
+/// a value that breaks them is refused with −32602 naming the field, before anything is
+/// looked up or sent.
+fn params_of<T: serde::de::DeserializeOwned + Checked>(params: &Value) -> Result<T, RpcError> {
+    let params = T::deserialize(params).map_err(RpcError::invalid_params)?;
+    params.check().map_err(RpcError::invalid_params)?;
+    Ok(params)
+}
+
+/// Params whose texts the platform's field rules check.
+trait Checked {
+    fn check(&self) -> Result<(), InvalidRequest>;
+}
+
+/// `value` by `field`'s rule when present.
+fn check_optional(field: Field, value: Option<&str>) -> Result<(), FieldError> {
+    value.map_or(Ok(()), |value| field.check(value))
+}
+
+impl Checked for VisitParams {
+    fn check(&self) -> Result<(), InvalidRequest> {
+        Ok(fields::MDTRT_ID.check(&self.mdtrt_id)?)
+    }
+}
+
+impl Checked for PreviewParams {
+    fn check(&self) -> Result<(), InvalidRequest> {
+        fields::MDTRT_ID.check(&self.mdtrt_id)?;
+        for (i, item) in self.items.iter().enumerate() {
+            item.check().map_err(|e| e.within(&format!("items[{i}]")))?;
+        }
+        Ok(())
+    }
+}
+
+impl Checked for CommitParams {
+    fn check(&self) -> Result<(), InvalidRequest> {
+        Ok(fields::PREVIEW_ID.check(&self.preview_id)?)
+    }
+}
+
+impl Checked for RefundParams {
+    fn check(&self) -> Result<(), InvalidRequest> {
+        Ok(fields::SETL_ID.check(&self.setl_id)?)
+    }
+}
+
+impl Checked for StatusParams {
+    fn check(&self) -> Result<(), InvalidRequest> {
+        Ok(check_optional(fields::SETL_ID, self.setl_id.as_deref())?)
+    }
+}
+
+impl Checked for ListParams {
+    /// The date is checked as it is read (`yyyy-MM-dd`).
+    fn check(&self) -> Result<(), InvalidRequest> {
+        Ok(())
+    }
+}
+
+impl Checked for RegisterRequest {
+    fn check(&self) -> Result<(), InvalidRequest> {
+        check_optional(fields::PSN_CERT_TYPE, self.psn_cert_type.as_deref())?;
+        if let Some(certno) = &self.certno {
+            fields::certno(self.document_type(), certno)?;
+        }
+        self.params.check()
+    }
 }
 
 /// Runs blocking settlement work off the async threads.
@@ -179,8 +248,19 @@ struct RegisterRequest {
     /// Or, with no card, the patient's ID number (mdtrt_cert_type 02).
     #[serde(default)]
     certno: Option<String>,
+    /// The type of the document `certno` numbers (人员证件类型; default 01 居民身份证).
+    #[serde(default)]
+    psn_cert_type: Option<String>,
     #[serde(flatten)]
     params: RegisterParams,
+}
+
+impl RegisterRequest {
+    fn document_type(&self) -> &str {
+        self.psn_cert_type
+            .as_deref()
+            .unwrap_or(fields::RESIDENT_ID_CARD)
+    }
 }
 
 async fn visit_register(
@@ -192,10 +272,12 @@ async fn visit_register(
     let patient = match &request.certno {
         Some(certno) => {
             let certno = certno.clone();
+            let psn_cert_type = request.document_type().to_owned();
             let services = shared.services.clone();
             blocking(move || {
                 let link = services.link.as_deref().ok_or(SettleError::NoInsurer)?;
                 Patient::by_certno(
+                    &psn_cert_type,
                     &certno,
                     &services.insutype_preference,
                     services.cache.as_deref(),

@@ -444,17 +444,27 @@ impl Journal {
     }
 
     pub fn visit(&self, mdtrt_id: &str) -> Result<Option<VisitRow>, CacheError> {
+        self.visit_where("mdtrt_id", mdtrt_id)
+    }
+
+    /// The visit whose unique `column` (mdtrt_id, ipt_otp_no) is `value`.
+    fn visit_where(&self, column: &str, value: &str) -> Result<Option<VisitRow>, CacheError> {
         self.run(|tx| {
             query_one(
                 tx,
-                &format!("SELECT {VISIT_COLUMNS} FROM settle_visits WHERE mdtrt_id = ?1"),
-                [mdtrt_id],
+                &format!("SELECT {VISIT_COLUMNS} FROM settle_visits WHERE {column} = ?1"),
+                [value],
                 visit_row,
             )
             .optional()?
             .map(finish_visit)
             .transpose()
         })
+    }
+
+    /// The visit registered here under the hospital's visit number `ipt_otp_no` (unique).
+    pub fn visit_by_ipt_otp_no(&self, ipt_otp_no: &str) -> Result<Option<VisitRow>, CacheError> {
+        self.visit_where("ipt_otp_no", ipt_otp_no)
     }
 
     pub fn set_visit_state(&self, mdtrt_id: &str, state: VisitState) -> Result<(), CacheError> {

@@ -2,10 +2,16 @@
 //! the pooled fund, the personal account(s) and cash, with the platform's field names beside
 //! the Chinese labels; and for a cash-only settlement, what the patient must keep to claim it
 //! back by manual reimbursement (手工报销, seed 001).
+//!
+//! Every text that came from elsewhere (the registration, the bill, the insurer's answer)
+//! is printed through [`crate::fields::printable`]: a control character (ESC for an ESC/POS
+//! printer, CR/LF that would split a line), a bidi override or a zero-width character is
+//! shown escaped as `\u{…}`, never passed on — defence in depth behind the socket's checks.
 
 use super::journal::{RequestKind, RequestState, VisitRow};
 use super::lines::FeeLine;
 use super::service::Settlement;
+use crate::fields::printable;
 use crate::mask;
 use serde_json::Value;
 use std::fmt::Write;
@@ -71,7 +77,7 @@ fn title(s: &Settlement) -> &'static str {
 
 fn text(v: &Value, key: &str) -> String {
     match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => printable(s).into_owned(),
         Some(Value::Null) | None => String::new(),
         Some(other) => other.to_string(),
     }
@@ -85,20 +91,21 @@ pub fn render(settlement: &Settlement, visit: &VisitRow, lines: &[FeeLine]) -> S
     let _ = writeln!(
         out,
         "姓名 psn_name        {}",
-        mask::name(&visit.patient.psn_name)
+        printable(&mask::name(&visit.patient.psn_name))
     );
-    let _ = writeln!(out, "就诊ID mdtrt_id      {}", visit.mdtrt_id);
-    let _ = writeln!(out, "门诊号 ipt_otp_no    {}", visit.ipt_otp_no);
+    let _ = writeln!(out, "就诊ID mdtrt_id      {}", printable(&visit.mdtrt_id));
+    let _ = writeln!(out, "门诊号 ipt_otp_no    {}", printable(&visit.ipt_otp_no));
     let _ = writeln!(
         out,
         "科室 dept_name       {} {}",
-        visit.dept_name, visit.dr_name
+        printable(&visit.dept_name),
+        printable(&visit.dr_name)
     );
     if let Some(id) = settlement.setl_id.as_deref() {
-        let _ = writeln!(out, "结算ID setl_id       {id}");
+        let _ = writeln!(out, "结算ID setl_id       {}", printable(id));
     }
     if let Some(orig) = settlement.orig_setl_id.as_deref() {
-        let _ = writeln!(out, "原结算ID orig_setl_id {orig}");
+        let _ = writeln!(out, "原结算ID orig_setl_id {}", printable(orig));
     }
     let _ = writeln!(out, "状态 state           {}", settlement.state.as_str());
     if !lines.is_empty() {
@@ -110,7 +117,7 @@ pub fn render(settlement: &Settlement, visit: &VisitRow, lines: &[FeeLine]) -> S
             let _ = writeln!(
                 out,
                 "{:<20} {:>6} × {:>8} = {:>10}",
-                line.fee_name,
+                printable(&line.fee_name),
                 line.cnt.normalize(),
                 line.pric.normalize(),
                 amount
@@ -126,4 +133,59 @@ pub fn render(settlement: &Settlement, visit: &VisitRow, lines: &[FeeLine]) -> S
         let _ = writeln!(out, "{MANUAL_REIMBURSEMENT_ZH}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fields::is_non_printing;
+    use serde_json::json;
+
+    #[test]
+    fn names_from_anywhere_print_escaped_on_their_own_lines() {
+        let visit: VisitRow = serde_json::from_value(json!({
+            "mdtrt_id": "M1", "ipt_otp_no": "O1\u{0000}", "psn_no": "P",
+            "psn_name": "\u{202e}王小", "insutype": "310", "psn_type": "11",
+            "insuplc_admdvs": "500000", "mdtrt_cert_type": "03", "mdtrt_cert_no": "C1",
+            "may_settle": "yes", "verdict_code": null, "med_type": "11", "dept_code": "A03",
+            "dept_name": "内科\u{001b}[2J\u{001b}@", "dr_name": "张\r\n合计 0.00",
+            "begntime": "2026-11-23 09:00:00", "state": "registered"
+        }))
+        .unwrap();
+        let line: FeeLine = serde_json::from_value(json!({
+            "feedetl_sn": "B1-001", "med_list_codg": "X", "medins_list_codg": "X",
+            "fee_name": "阿莫西林\u{200b}\u{2066}胶囊\u{2069}\u{feff}", "cnt": "1", "pric": "2.00"
+        }))
+        .unwrap();
+        let settlement = Settlement {
+            request_id: "r-1".into(),
+            kind: RequestKind::Settle,
+            state: RequestState::Settled,
+            mdtrt_id: "M1".into(),
+            chrg_bchno: "B1".into(),
+            setl_id: Some("S1\u{85}".into()),
+            orig_setl_id: None,
+            setl_date: None,
+            setlinfo: Some(json!({"medfee_sumamt": "2.00", "psn_cash_pay": "2.00\u{001b}"})),
+            err_msg: None,
+            calls: Vec::new(),
+        };
+        let text = render(&settlement, &visit, &[line]);
+        assert!(
+            !text.chars().any(|c| c != '\n' && is_non_printing(c)),
+            "{text:?}"
+        );
+        for shown in [
+            "内科\\u{1B}[2J\\u{1B}@ 张\\u{D}\\u{A}合计 0.00",
+            "\\u{202E}*",
+            "O1\\u{0}",
+            "S1\\u{85}",
+            "阿莫西林\\u{200B}\\u{2066}胶囊\\u{2069}\\u{FEFF}",
+            "2.00\\u{1B}",
+        ] {
+            assert!(text.contains(shown), "{shown} in {text}");
+        }
+        // One line per row: the title, two rules, six visit rows, one item, two amounts.
+        assert_eq!(text.lines().count(), 13, "{text}");
+    }
 }

@@ -22,6 +22,7 @@ mod serve_socket;
 mod serve_verdicts;
 mod settle_calc;
 mod settle_faults;
+mod settle_input;
 mod settle_review;
 mod settle_socket;
 mod socket_owner;

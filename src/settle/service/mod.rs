@@ -26,6 +26,7 @@ use super::lines::{FeeLine, LineError, LineSplit, split_line};
 use super::policy::{Policy, PolicyError, RuleKey, is_retired};
 use crate::cache::{Cache, CacheError};
 use crate::clock::DateTime;
+use crate::fields::{self, FieldError};
 use crate::insurer::settlement::{
     self as wire, CancelRegisterIn, FeeCancelIn, FeeDetailIn, RefundIn, RegisterIn, RegisterOut,
     ReversalIn, Setlinfo, SettleIn, SettleOut, VisitInfoIn, data_input, output_part,
@@ -210,6 +211,9 @@ pub enum InvalidRequest {
     BadLine(#[from] LineError),
     #[error("{0} is required")]
     Missing(&'static str),
+    /// A field the platform's rules refuse (length, non-printing characters, ID number).
+    #[error(transparent)]
+    Field(#[from] FieldError),
     #[error("give request_id or setl_id")]
     NoRequestOrSettlement,
     #[error("request_id must be 1–64 printable ASCII characters")]
@@ -227,6 +231,16 @@ pub enum InvalidRequest {
     NotSettled {
         setl_id: String,
         state: &'static str,
+    },
+    #[error(
+        "ipt_otp_no {ipt_otp_no} belongs to visit {mdtrt_id}, {what}: registering the same \
+         visit again returns it; a new visit needs a new ipt_otp_no"
+    )]
+    IptOtpNoUsed {
+        ipt_otp_no: String,
+        mdtrt_id: String,
+        /// `which was cancelled`, `registered with another dept_name` …
+        what: String,
     },
     #[error(
         "visit {mdtrt_id} has settlement request {request_id} ({state}): refund it before \
@@ -301,6 +315,16 @@ pub struct BillItem {
     /// 院内目录编码 (defaults to the code).
     #[serde(default)]
     pub medins_code: String,
+}
+
+impl BillItem {
+    /// The line's texts by the platform's field rules (2204: med_list_codg C(50),
+    /// medins_list_codg C(150), the item's name C(200)).
+    pub fn check(&self) -> Result<(), FieldError> {
+        fields::MED_LIST_CODG.check(&self.code)?;
+        fields::MEDINS_LIST_NAME.check(&self.name)?;
+        fields::MEDINS_LIST_CODG.check(&self.medins_code)
+    }
 }
 
 /// `settle.preview`'s answer.

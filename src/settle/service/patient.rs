@@ -3,11 +3,12 @@
 //! an ID number (a fresh 1101, the insurance row chosen by `cache.insutype_preference`).
 //! The caller hands the card's facts in as plain data; nothing here knows of sockets.
 
-use super::{Patient, SettleError};
+use super::{InvalidRequest, Patient, SettleError};
 use crate::cache::Cache;
 use crate::card::CardRead;
 use crate::clock::DateTime;
-use crate::insurer::{InsurerClient, InsurerLink};
+use crate::fields;
+use crate::insurer::InsurerClient;
 use crate::mask;
 use crate::verdict::{Insured, MaySettle, Verdict, VerdictCode, VerdictPolicy, choose_insuinfo};
 use rust_decimal::Decimal;
@@ -49,17 +50,20 @@ impl Patient {
         })
     }
 
-    /// The patient by ID number (no card, mdtrt_cert_type 02): a 1101 on `link` now, the
-    /// answer stored in `cache`, the insurance row by `insutype_preference`.
+    /// The patient by ID number (no card, mdtrt_cert_type 02) of document type
+    /// `psn_cert_type` (checked by its rule first, `crate::fields::certno`): a 1101 on
+    /// `link` now, the answer stored in `cache`, the insurance row by `insutype_preference`.
     pub fn by_certno(
+        psn_cert_type: &str,
         certno: &str,
         insutype_preference: &[String],
         cache: Option<&Cache>,
         link: &Mutex<InsurerClient>,
     ) -> Result<Patient, SettleError> {
+        fields::certno(psn_cert_type, certno).map_err(InvalidRequest::from)?;
         let person = {
             let mut link = link.lock().unwrap_or_else(PoisonError::into_inner);
-            link.person_by_certno(certno)?
+            link.person_by_document(psn_cert_type, certno)?
         };
         if let Some(cache) = cache
             && let Err(e) = cache.store_person(&person, SystemTime::now())

@@ -1,5 +1,8 @@
 //! Visits: 2201 registration (+ 2203 with the medical type), a cash-only visit recorded here
-//! alone, 2202 cancellation.
+//! alone, 2202 cancellation. The registration's texts are checked by the platform's field
+//! rules (`crate::fields`) before anything is sent; the hospital's visit number
+//! (`ipt_otp_no`) names one visit: registering it again with the same registration returns
+//! that visit as journalled, with a different one is refused.
 
 use super::*;
 
@@ -25,14 +28,14 @@ impl Settler {
         if patient.may_settle == MaySettle::No {
             return Err(SettleError::NotAllowed(patient.verdict_code_text()));
         }
-        for (name, value) in [
-            ("dept_code", &params.dept_code),
-            ("dept_name", &params.dept_name),
-            ("dr_name", &params.dr_name),
-        ] {
-            if value.trim().is_empty() {
-                return Err(InvalidRequest::Missing(name).into());
-            }
+        params.check()?;
+        let med_type = Some(params.med_type.clone())
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| self.options.med_type.clone());
+        if !params.ipt_otp_no.is_empty()
+            && let Some(existing) = self.journal.visit_by_ipt_otp_no(&params.ipt_otp_no)?
+        {
+            return registered_again(existing, patient, params, &med_type);
         }
         let now = DateTime::now();
         let ipt_otp_no = if params.ipt_otp_no.is_empty() {
@@ -43,9 +46,6 @@ impl Settler {
         } else {
             params.ipt_otp_no.clone()
         };
-        let med_type = Some(params.med_type.clone())
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| self.options.med_type.clone());
         let begntime = now.datetime();
         if patient.may_settle == MaySettle::SelfPayOnly {
             return self.register_self_pay(patient, params, ipt_otp_no, med_type, begntime);
@@ -251,4 +251,67 @@ pub(super) fn visit_row(
         begntime,
         state: VisitState::Registered,
     }
+}
+
+impl RegisterParams {
+    /// The required texts present and every text by the platform's field rules (2201,
+    /// 2203: dept_code C(30), dept_name C(100), dr_name C(50), …).
+    pub fn check(&self) -> Result<(), InvalidRequest> {
+        for (field, value) in [
+            (fields::DEPT_CODE, &self.dept_code),
+            (fields::DEPT_NAME, &self.dept_name),
+            (fields::DR_NAME, &self.dr_name),
+        ] {
+            if value.trim().is_empty() {
+                return Err(InvalidRequest::Missing(field.name));
+            }
+        }
+        for (field, value) in [
+            (fields::DEPT_CODE, &self.dept_code),
+            (fields::DEPT_NAME, &self.dept_name),
+            (fields::DR_NAME, &self.dr_name),
+            (fields::ATDDR_NO, &self.atddr_no),
+            (fields::CATY, &self.caty),
+            (fields::MED_TYPE, &self.med_type),
+            (fields::IPT_OTP_NO, &self.ipt_otp_no),
+            (fields::MAIN_COND_DSCR, &self.main_cond_dscr),
+        ] {
+            field.check(value)?;
+        }
+        Ok(())
+    }
+}
+
+/// `visit.register` with an `ipt_otp_no` the journal holds: the visit as journalled when the
+/// registration is the same (a retry), else refused with what differs.
+fn registered_again(
+    existing: VisitRow,
+    patient: &Patient,
+    params: &RegisterParams,
+    med_type: &str,
+) -> Result<VisitRow, SettleError> {
+    let differs = [
+        ("patient", existing.patient.psn_no == patient.psn_no),
+        ("dept_code", existing.dept_code == params.dept_code),
+        ("dept_name", existing.dept_name == params.dept_name),
+        ("dr_name", existing.dr_name == params.dr_name),
+        ("med_type", existing.med_type == med_type),
+    ]
+    .into_iter()
+    .filter(|(_, same)| !same)
+    .map(|(name, _)| name)
+    .collect::<Vec<_>>();
+    let used = |what: String| InvalidRequest::IptOtpNoUsed {
+        ipt_otp_no: existing.ipt_otp_no.clone(),
+        mdtrt_id: existing.mdtrt_id.clone(),
+        what,
+    };
+    if existing.state != VisitState::Registered {
+        return Err(used("which was cancelled".into()).into());
+    }
+    if !differs.is_empty() {
+        return Err(used(format!("registered with another {}", differs.join(", "))).into());
+    }
+    tracing::info!(mdtrt_id = %existing.mdtrt_id, "visit registered again: the journalled visit");
+    Ok(existing)
 }

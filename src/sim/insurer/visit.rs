@@ -98,7 +98,20 @@ fn registration(visit: Visit) -> Result<Value, TxError> {
     to_value(&json!({ "data": out }))
 }
 
-/// 2202: cancel a registration, unless one of its batches is settled.
+/// Whether a batch of the visit is settled and the settlement stands (not refunded by
+/// 2208, not reversed by 2601).
+fn has_standing_settlement(conn: &Connection, mdtrt_id: &str) -> Result<bool, TxError> {
+    for line in books::lines(conn, mdtrt_id, None)? {
+        if let Some(setl_id) = &line.setl_id
+            && books::settlement(conn, setl_id)?.is_some_and(|s| s.status == "settled")
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// 2202: cancel a registration, unless one of its batches is settled and not refunded.
 pub fn cancel_register(db: &mut SimDb, _ctx: &Ctx<'_>, input: &Value) -> Result<Value, TxError> {
     let req: CancelRegisterIn = input_part(input, "data")?;
     let conn = db.conn();
@@ -109,10 +122,7 @@ pub fn cancel_register(db: &mut SimDb, _ctx: &Ctx<'_>, input: &Value) -> Result<
             req.ipt_otp_no
         )));
     }
-    if books::lines(conn, &visit.mdtrt_id, None)?
-        .iter()
-        .any(|l| l.setl_id.is_some())
-    {
+    if has_standing_settlement(conn, &visit.mdtrt_id)? {
         return Err(TxError::Refused("该就诊已结算，不能撤销挂号".into()));
     }
     conn.execute(
