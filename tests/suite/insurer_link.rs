@@ -411,7 +411,11 @@ fn http_413_is_the_request_s_not_the_link_s() {
             "{result:?}"
         );
     }
-    assert_eq!(sim.requests("1101"), 0, "refused before the transaction was read");
+    assert_eq!(
+        sim.requests("1101"),
+        0,
+        "refused before the transaction was read"
+    );
     assert!(!client.circuit_open());
     client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN).unwrap();
 }

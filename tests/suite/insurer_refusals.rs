@@ -28,7 +28,11 @@ const XIAOWANG_CARD: &str = "C06123455";
 fn platform(dir: &Path, extra: &[&str], insurer_lines: &str) -> (InsurerSim, PathBuf) {
     let mut args = vec!["--no-extensions"];
     args.extend_from_slice(extra);
-    let sim = InsurerSim::start(&common::insurer::sim_db(dir), common::insurer::ANY_PORT, &args);
+    let sim = InsurerSim::start(
+        &common::insurer::sim_db(dir),
+        common::insurer::ANY_PORT,
+        &args,
+    );
     let config = verdict_config(dir, &sim.url(), 86_400, "");
     let text = std::fs::read_to_string(&config).expect("the config");
     let text = text.replacen("[cache]", &format!("{insurer_lines}\n[cache]"), 1);
@@ -65,7 +69,10 @@ fn a_lost_card_is_judged_lost_without_a_feed_and_remembered() {
         reasons.iter().all(|r| r["code"] != "unknown_person"),
         "{lost}"
     );
-    assert_eq!(reasons[0]["err_msg"], "该社会保障卡已挂失，不能使用", "{lost}");
+    assert_eq!(
+        reasons[0]["err_msg"], "该社会保障卡已挂失，不能使用",
+        "{lost}"
+    );
     // No feed told it: the platform has none.
     let status = client.result("sync.status", json!({}));
     assert_eq!(status["versions"]["card_events"], 0, "{status}");
@@ -90,7 +97,11 @@ fn refusals_of_the_message_are_sent_again_and_answered() {
     let card = swipe(&mut client);
     assert_eq!(code(&card), "ok", "{card}");
     assert_eq!(card["verdict"]["source"], "insurer", "{card}");
-    assert_eq!(sim.requests("1101"), before + 2, "sent again with a new msgid");
+    assert_eq!(
+        sim.requests("1101"),
+        before + 2,
+        "sent again with a new msgid"
+    );
 
     let sign_ins = sim.requests("9001");
     sim.admin(json!({"action": "expire_signins"}));
