@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 /// The link's circuit breaker (the swipe's 1101 and settlement share it): transport failures
 /// in a row, and how long it then fails fast.
-const LINK_BREAKER_THRESHOLD: u32 = 3;
+const LINK_BREAKER_THRESHOLD: u32 = 5;
 const LINK_BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
 
 /// What the daemon opened once from its configuration: the cache, the swipe's insurer link and

@@ -256,6 +256,23 @@ fn a_busy_insurer_does_not_refuse_a_settlement_for_good() {
     assert_eq!(rig.standing(&mdtrt_id).len(), 1);
 }
 
+/// visit.register by certno, which fails with 1016: whether the caller was told the
+/// circuit is open, and what `system.info` says right after.
+fn register_refused(client: &mut Client) -> (bool, String) {
+    let answer = register_by_certno(client, "440106200108170645");
+    let error = &answer["error"];
+    assert_eq!(error["code"], 1016, "{answer}");
+    let told_open = error["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("circuit open"));
+    let state = circuit(client);
+    assert!(
+        !told_open || state == "open",
+        "system.info {state}: {answer}"
+    );
+    (told_open, state)
+}
+
 #[test]
 fn a_500_burst_opens_the_circuit_and_system_info_says_so() {
     let rig = Rig::start("refusals-500", "");
@@ -263,22 +280,24 @@ fn a_500_burst_opens_the_circuit_and_system_info_says_so() {
     let mut client = daemon.client();
     settle::wait_card(&mut client);
     assert_eq!(circuit(&mut client), "closed");
+    // 500s on 2201 alone while 1101 answers: that transaction fails, the link is up.
     rig.sim
         .admin(json!({"action": "faults", "http_500": 1000, "for_infno": "2201"}));
+    for _ in 0..3 {
+        assert_eq!(register_refused(&mut client), (false, "closed".to_owned()));
+    }
+    let card = client.result("card.refresh", json!({"reader": READER}));
+    assert_eq!(card["verdict"]["source"], "insurer", "{card}");
+    // 500s on everything: the link's circuit opens, and system.info says so.
+    rig.sim.admin(json!({"action": "faults", "http_500": 1000}));
+    // Whenever system.info says open, the next caller is told so, and the other way round.
     let mut told_open = 0;
-    for _ in 0..4 {
-        let answer = register_by_certno(&mut client, "440106200108170645");
-        let error = &answer["error"];
-        assert_eq!(error["code"], 1016, "{answer}");
-        let link_down = error["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("circuit open"));
-        // What system.info says right after is what the caller was told.
-        let state = circuit(&mut client);
-        if link_down {
-            told_open += 1;
-            assert_eq!(state, "open", "{answer}");
-        }
+    let mut before = circuit(&mut client);
+    for _ in 0..8 {
+        let (told, after) = register_refused(&mut client);
+        assert_eq!(told, before == "open", "system.info said {before} before");
+        told_open += usize::from(told);
+        before = after;
     }
     assert!(told_open > 0, "the burst never opened the circuit");
     // The burst over, the circuit closes after its cooldown and registrations go through.
