@@ -5,11 +5,16 @@
 //! hospital's [`VerdictPolicy`], today (a [`Date`], Beijing time) and the time. Every code that holds
 //! is listed in `reasons`, strictest first; the strictest decides `code` and `may_settle`.
 //! docs/verdicts.md has the table.
+//!
+//! A 1101 refused about the card or its holder (挂失, 补换, 注销, 未参保, 暂停参保, 查无此人 —
+//! [`crate::insurer::Refusal`]) is that verdict with the platform's own text in the reason's
+//! `err_msg`, with or without a card-status feed; any other refusal means the insurer could
+//! not answer, and the cached facts are judged with its text in `insurer_err_msg`.
 
 use crate::cache::{CardRecord, CardStatus};
 use crate::card::{BalanceSource, CardRead};
 use crate::clock::Date;
-use crate::insurer::{InsuInfo, PersonInfo};
+use crate::insurer::{InsuInfo, PersonInfo, Refusal};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -131,6 +136,9 @@ pub struct Reason {
     /// `stale_cache`: the cached facts' age.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stale_seconds: Option<u64>,
+    /// The platform's own text, when its 1101 refusal is what this reason rests on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub err_msg: Option<String>,
 }
 
 impl Reason {
@@ -147,6 +155,7 @@ impl Reason {
             psn_insu_stas: None,
             insuplc_admdvs: None,
             stale_seconds: None,
+            err_msg: None,
         }
     }
 }
@@ -165,6 +174,10 @@ pub struct Verdict {
     /// How old the facts are: 0 for a fresh insurer answer, `null` when the cache had
     /// nothing for this card.
     pub stale_seconds: Option<u64>,
+    /// From the cache because the insurer refused to answer (busy, a refusal no rule
+    /// knows): the platform's text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insurer_err_msg: Option<String>,
 }
 
 /// The insurance the verdict was judged on (the chosen `insuinfo` row).
@@ -195,6 +208,34 @@ pub struct VerdictFacts {
     /// When `person` was fetched (cached facts); `None` for a fresh insurer answer.
     pub fetched_at: Option<SystemTime>,
     pub source: FactSource,
+    /// What the insurer refused a 1101 with, when it did.
+    pub refusal: Option<InsurerRefusal>,
+}
+
+/// A refused 1101: what the refusal is about, and the platform's own text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsurerRefusal {
+    pub refusal: Refusal,
+    pub err_msg: String,
+}
+
+impl InsurerRefusal {
+    /// The verdict a refusal about the card or its holder is (`None`: any other refusal).
+    pub fn code(&self) -> Option<VerdictCode> {
+        Some(match self.refusal {
+            Refusal::Lost => VerdictCode::Lost,
+            Refusal::Replaced => VerdictCode::Replaced,
+            Refusal::Cancelled => VerdictCode::Cancelled,
+            Refusal::Suspended => VerdictCode::Suspended,
+            Refusal::NotInsured => VerdictCode::NotInsured,
+            Refusal::UnknownPerson => VerdictCode::UnknownPerson,
+            Refusal::DuplicateMsgid
+            | Refusal::SignInLapsed
+            | Refusal::Format
+            | Refusal::Transient
+            | Refusal::Business => return None,
+        })
+    }
 }
 
 /// The hospital's settings for verdicts.
@@ -248,7 +289,9 @@ pub fn verdict(
     let mut reasons = Vec::new();
     reasons.extend(card_status_reason(facts.card.as_ref()));
     reasons.extend(expiry_reason(card, today));
+    let refused = facts.refusal.as_ref().and_then(refusal_reason);
     match &facts.person {
+        None if refused.is_some() => {}
         None => reasons.push(unknown_person(facts.source)),
         Some(person) => {
             reasons.extend(identity_reason(card, person));
@@ -258,8 +301,48 @@ pub fn verdict(
         }
     }
     reasons.extend(stale_reason(facts.source, stale_seconds, policy));
+    if let Some(refused) = refused {
+        // The feed may say the same (a replaced card's new number): keep both in one.
+        match reasons.iter_mut().find(|r| r.code == refused.code) {
+            Some(same) => same.err_msg = refused.err_msg,
+            None => reasons.push(refused),
+        }
+    }
     reasons.sort_by_key(|r| r.code);
-    finish(reasons, facts.source, stale_seconds)
+    let mut verdict = finish(reasons, facts.source, stale_seconds);
+    if let Some(unanswered) = facts.refusal.as_ref().filter(|r| r.code().is_none()) {
+        not_answered(&mut verdict, &unanswered.err_msg);
+    }
+    verdict
+}
+
+/// The reason a 1101 refusal about the card or its holder gives, with the platform's text.
+fn refusal_reason(refusal: &InsurerRefusal) -> Option<Reason> {
+    let mut reason = match refusal.code()? {
+        VerdictCode::Lost => lost(),
+        VerdictCode::Replaced => replaced(None),
+        VerdictCode::Cancelled => cancelled(),
+        VerdictCode::Suspended => suspended(),
+        VerdictCode::UnknownPerson => unknown_person(FactSource::Insurer),
+        _ => Reason::new(
+            VerdictCode::NotInsured,
+            "医保中心答复未参保或参保已终止，不能享受医保待遇".into(),
+            "The insurer says the holder is not (or no longer) insured: no benefits".into(),
+        ),
+    };
+    reason.err_msg = Some(refusal.err_msg.clone());
+    Some(reason)
+}
+
+/// The insurer refused to answer (busy, a text no rule knows): say so, with its text.
+fn not_answered(verdict: &mut Verdict, err_msg: &str) {
+    verdict
+        .message_zh
+        .push_str(&format!("（医保中心未能答复：{err_msg}）"));
+    verdict
+        .message_en
+        .push_str(&format!(" (the insurer did not answer: {err_msg})"));
+    verdict.insurer_err_msg = Some(err_msg.to_owned());
 }
 
 /// The chosen insurance row as `insured` (`None` when the holder is unknown or has none).
@@ -328,6 +411,7 @@ fn finish(reasons: Vec<Reason>, source: FactSource, stale_seconds: Option<u64>) 
         message_en,
         source,
         stale_seconds,
+        insurer_err_msg: None,
     }
 }
 
@@ -335,18 +419,34 @@ fn card_status_reason(card: Option<&CardRecord>) -> Option<Reason> {
     let card = card?;
     match card.status {
         CardStatus::Active => None,
-        CardStatus::Lost => Some(Reason::new(
-            VerdictCode::Lost,
-            "此卡已挂失，请持新卡或身份证办理".into(),
-            "This card was reported lost: ask for the new card or the ID card".into(),
-        )),
+        CardStatus::Lost => Some(lost()),
         CardStatus::Replaced => Some(replaced(card.replaced_by.clone())),
-        CardStatus::Cancelled => Some(Reason::new(
-            VerdictCode::Cancelled,
-            "此卡已注销，不能用于医保结算".into(),
-            "This card was cancelled: it cannot be used for insurance".into(),
-        )),
+        CardStatus::Cancelled => Some(cancelled()),
     }
+}
+
+fn lost() -> Reason {
+    Reason::new(
+        VerdictCode::Lost,
+        "此卡已挂失，请持新卡或身份证办理".into(),
+        "This card was reported lost: ask for the new card or the ID card".into(),
+    )
+}
+
+fn cancelled() -> Reason {
+    Reason::new(
+        VerdictCode::Cancelled,
+        "此卡已注销，不能用于医保结算".into(),
+        "This card was cancelled: it cannot be used for insurance".into(),
+    )
+}
+
+fn suspended() -> Reason {
+    Reason::new(
+        VerdictCode::Suspended,
+        "参保状态为暂停参保，不能享受医保待遇".into(),
+        "Insurance suspended: no benefits".into(),
+    )
 }
 
 fn replaced(new_card_no: Option<String>) -> Reason {
@@ -454,11 +554,7 @@ fn insurance_reason(row: Option<&InsuInfo>) -> Option<Reason> {
     let stas = row.psn_insu_stas.as_str();
     let mut reason = match stas {
         ACTIVE => return None,
-        SUSPENDED => Reason::new(
-            VerdictCode::Suspended,
-            "参保状态为暂停参保，不能享受医保待遇".into(),
-            "Insurance suspended: no benefits".into(),
-        ),
+        SUSPENDED => suspended(),
         _ => Reason::new(
             VerdictCode::NotInsured,
             format!(

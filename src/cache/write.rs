@@ -80,7 +80,9 @@ impl CacheWriter {
     }
 
     /// Stores a 1101 answer obtained by card, and remembers which person the card belongs to
-    /// (a card the feed has not mentioned yet is recorded as active).
+    /// (a card the feed has not mentioned yet is recorded as active; a status learned from
+    /// an earlier 1101 refusal — `updated_version` 0 — is active again, since the insurer
+    /// now answers for the card).
     pub fn store_person_for_card(
         &self,
         card_no: &str,
@@ -94,8 +96,38 @@ impl CacheWriter {
                 "INSERT INTO cards (card_no, card_sn, certno, status, updated_version)
                  VALUES (?1, ?2, ?3, 'active', 0)
                  ON CONFLICT(card_no) DO UPDATE SET
-                   card_sn = COALESCE(excluded.card_sn, cards.card_sn)",
+                   card_sn = COALESCE(excluded.card_sn, cards.card_sn),
+                   status = CASE WHEN cards.updated_version = 0 THEN 'active' ELSE cards.status END,
+                   replaced_by = CASE WHEN cards.updated_version = 0 THEN NULL
+                                      ELSE cards.replaced_by END",
                 params![card_no, card_sn, info.baseinfo.certno],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Remembers a card's status as a 1101 refusal told it (挂失 / 补换 / 注销), for the
+    /// swipes when the insurer is down. Stored with `updated_version` 0: any event of the
+    /// card-status feed overrides it, and a later 1101 answer for the card clears it.
+    /// `certno` is the card's own 社会保障号码 when the card row is new (may be empty).
+    pub fn learn_card_status(
+        &self,
+        card_no: &str,
+        card_sn: Option<&str>,
+        certno: &str,
+        status: CardStatus,
+    ) -> Result<(), CacheError> {
+        self.in_transaction(|tx| {
+            tx.execute(
+                "INSERT INTO cards (card_no, card_sn, certno, status, updated_version)
+                 VALUES (?1, ?2, ?3, ?4, 0)
+                 ON CONFLICT(card_no) DO UPDATE SET
+                   card_sn = COALESCE(excluded.card_sn, cards.card_sn),
+                   status = excluded.status,
+                   replaced_by = CASE WHEN excluded.status = cards.status
+                                      THEN cards.replaced_by ELSE NULL END,
+                   updated_version = 0",
+                params![card_no, card_sn, certno, status.as_str()],
             )?;
             Ok(())
         })

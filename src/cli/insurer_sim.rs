@@ -3,8 +3,11 @@
 //! first line on stdout so a parent process can find it.
 
 use clap::Args;
+use medcard::sim::insurer::db::CardTexts;
 use medcard::sim::insurer::faults::Faults;
-use medcard::sim::insurer::{SimOptions, SimState, remove_db, serve, temp_db_path};
+use medcard::sim::insurer::{
+    DEFAULT_MAX_BODY_BYTES, SimOptions, SimState, remove_db, serve, temp_db_path,
+};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +20,9 @@ Transactions (POST any path but /admin, envelope as in insurer-api.md §1.2): 90
 chain 2201/2202 挂号, 2203 就诊信息, 2204/2205 费用明细, 2206 预结算, 2207 结算, 2208 结算撤销,
 2601 冲正, 3201 对总账, and the medcard extensions X101 (card-status feed by version), X102
 (catalogue by version) and X302 (a day's settlements with their msgids),
-docs/insurer-extension.md (section Settlement in the simulator).
+docs/insurer-extension.md (section Settlement in the simulator). --no-extensions answers the
+X transactions as a real platform does (交易编号[X101]不存在或未开通): card status is then
+known only from 1101's refusals, worded as --card-text sets them.
 
 Settlement: the split is medcard's engine (src/settle/). A person is settled under the first
 policy (--policy-dir files, the simulator's resident policy, then the built-ins cq-seed and
@@ -32,7 +37,7 @@ Admin: POST /admin with JSON, e.g.
   {\"action\": \"suspend_person\", \"certno\": \"…\"}          (resume_person)
   {\"action\": \"set_balc\", \"certno\": \"…\", \"insutype\": \"310\", \"balc\": \"100.00\"}
   {\"action\": \"faults\", \"latency_ms\": 0, \"http_500\": 1, \"infcode_minus1\": 0, \"garbage\": 0,
-   \"drop_after_processing\": 0, \"fail_rate\": 0.0, \"for_infno\": \"1101\"}
+   \"duplicate_msgid\": 0, \"drop_after_processing\": 0, \"fail_rate\": 0.0, \"for_infno\": \"1101\"}
   {\"action\": \"generate_card_events\", \"count\": 100000}   (generate_catalogue)
   {\"action\": \"stats\"}, {\"action\": \"msg_log\", \"msgid\": \"…\"}, {\"action\": \"expire_signins\"}
   {\"action\": \"clock\", \"date\": \"2027-01-05\"}          (business date; no date = today)
@@ -75,6 +80,17 @@ pub struct InsurerSimArgs {
     /// The hospital grade settlements are made at (1, 2 or 3): chooses the policy's rule.
     #[arg(long, default_value = "3", value_parser = ["1", "2", "3"])]
     pub hosp_lv: String,
+    /// Offer none of medcard's extension transactions (X101, X102, X302), as a real
+    /// platform does not.
+    #[arg(long)]
+    pub no_extensions: bool,
+    /// 1101's wording for an unusable card, KIND=TEXT (lost, replaced, cancelled); may be
+    /// repeated.
+    #[arg(long = "card-text", value_name = "KIND=TEXT")]
+    pub card_texts: Vec<String>,
+    /// The largest request body taken, in bytes; a larger one is answered HTTP 413.
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
 }
 
 pub fn run(args: InsurerSimArgs) -> ExitCode {
@@ -104,6 +120,10 @@ pub fn run(args: InsurerSimArgs) -> ExitCode {
 }
 
 fn run_server(args: &InsurerSimArgs, db: PathBuf) -> Result<(), String> {
+    let mut card_texts = CardTexts::default();
+    for assignment in &args.card_texts {
+        card_texts.set(assignment)?;
+    }
     let options = SimOptions {
         fixtures: args.fixtures.clone(),
         faults: Faults {
@@ -115,6 +135,9 @@ fn run_server(args: &InsurerSimArgs, db: PathBuf) -> Result<(), String> {
         policy: args.policy.clone(),
         policy_dir: args.policy_dir.clone(),
         hosp_lv: args.hosp_lv.clone(),
+        extensions: !args.no_extensions,
+        card_texts,
+        max_body_bytes: args.max_body_bytes,
         ..SimOptions::new(db)
     };
     let state = SimState::open(&options).map_err(|e| e.to_string())?;

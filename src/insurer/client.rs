@@ -1,17 +1,22 @@
 //! [`InsurerClient`]: the HTTP JSON client (blocking, `ureq`). One POST per attempt, a
 //! per-attempt timeout, retries with exponential backoff and jitter only for calls that
-//! change nothing ([`Retry::Idempotent`]) and only after an uncertain outcome, a circuit
-//! breaker so that a dead insurer costs a swipe nothing, and a lazy 9001 sign-in renewed when
-//! old or when the insurer says it has lapsed.
+//! change nothing ([`Retry::Idempotent`]) and only after an uncertain outcome or a transient
+//! refusal (系统繁忙), a circuit breaker tripped only by failures of the link itself so that
+//! a dead insurer costs a swipe nothing, and a lazy 9001 sign-in renewed when old or when
+//! the insurer says it has lapsed. Refusals are read by [`RefusalRules`]: one about the
+//! message (a lapsed sign-in, a duplicate msgid) is sent once more, a transient one is
+//! [`LinkError::Busy`], HTTP 413 is [`LinkError::TooLarge`].
 
-use super::breaker::CircuitBreaker;
+use super::breaker::{CircuitState, SharedBreaker};
 use super::envelope::{InsurerConfig, Reply, RequestParts, build_request, parse_response};
 use super::msgid::{MsgIdSource, SequenceMsgIds};
+use super::refusals::{Refusal, RefusalRules};
 use super::signer::{NoSigner, Signer};
 use super::types::Uncertainty;
 use super::wire::WireError;
 use super::{CardEventPage, CataloguePage, InsurerLink, LinkError, PersonInfo, wire};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Whether a call may be sent again after an uncertain outcome.
@@ -30,7 +35,8 @@ pub struct InsurerClient {
     agent: ureq::Agent,
     signer: Box<dyn Signer>,
     msgids: Box<dyn MsgIdSource>,
-    breaker: CircuitBreaker,
+    breaker: SharedBreaker,
+    refusals: Arc<RefusalRules>,
     sign_in: Option<(String, Instant)>,
     rng: u64,
 }
@@ -51,7 +57,8 @@ impl InsurerClient {
             .unwrap_or(0x9E37_79B9_7F4A_7C15);
         InsurerClient {
             msgids: Box::new(SequenceMsgIds::new(&cfg.fixmedins_code)),
-            breaker: CircuitBreaker::new(cfg.breaker_threshold, cfg.breaker_cooldown),
+            breaker: SharedBreaker::new(cfg.breaker_threshold, cfg.breaker_cooldown),
+            refusals: RefusalRules::built_in(),
             signer: Box::new(NoSigner),
             agent,
             cfg,
@@ -72,13 +79,35 @@ impl InsurerClient {
         self
     }
 
+    /// Share `breaker` with the other clients of the same link (instead of one of its own).
+    pub fn with_breaker(mut self, breaker: SharedBreaker) -> InsurerClient {
+        self.breaker = breaker;
+        self
+    }
+
+    /// Read refusals with `rules` (a region's file before the built-in rules).
+    pub fn with_refusals(mut self, rules: Arc<RefusalRules>) -> InsurerClient {
+        self.refusals = rules;
+        self
+    }
+
     pub fn config(&self) -> &InsurerConfig {
         &self.cfg
     }
 
     /// Whether the circuit breaker is refusing calls right now.
     pub fn circuit_open(&self) -> bool {
-        self.breaker.is_open()
+        self.breaker.lock().is_open()
+    }
+
+    /// The circuit breaker's state now.
+    pub fn circuit(&self) -> CircuitState {
+        self.breaker.state()
+    }
+
+    /// What a refusal's `err_msg` is about, by this client's rules.
+    pub fn refusal(&self, err_msg: &str) -> Refusal {
+        self.refusals.classify(err_msg)
     }
 
     /// The current sign_no, if signed in.
@@ -115,8 +144,9 @@ impl InsurerClient {
         Ok(sign_no)
     }
 
-    /// A transaction: signs in first when needed, and once more if the insurer says the
-    /// sign-in has lapsed.
+    /// A transaction: signs in first when needed; sent once more (a new msgid) if the
+    /// insurer refuses the message itself — after signing in again when it says the
+    /// sign-in has lapsed, as is when it says the msgid was seen before.
     pub fn call(&mut self, infno: &str, input: Value, retry: Retry) -> Result<Reply, LinkError> {
         self.call_in(infno, None, input, retry)
     }
@@ -130,15 +160,22 @@ impl InsurerClient {
         retry: Retry,
     ) -> Result<Reply, LinkError> {
         self.ensure_signed_in()?;
-        match self.with_retries(infno, insuplc_admdvs, &input, retry) {
-            Err(LinkError::Business { err_msg, .. }) if sign_in_lapsed(&err_msg) => {
+        let result = self.with_retries(infno, insuplc_admdvs, &input, retry);
+        let Err(LinkError::Business { err_msg, .. }) = &result else {
+            return result;
+        };
+        match self.refusal(err_msg) {
+            Refusal::SignInLapsed => {
                 tracing::info!(infno, "insurer says the sign-in lapsed; signing in again");
                 self.sign_in = None;
                 self.ensure_signed_in()?;
-                self.with_retries(infno, insuplc_admdvs, &input, retry)
             }
-            other => other,
+            Refusal::DuplicateMsgid => {
+                tracing::warn!(infno, err_msg = %err_msg, "insurer saw the msgid before; sending again with a new one");
+            }
+            _ => return result,
         }
+        self.with_retries(infno, insuplc_admdvs, &input, retry)
     }
 
     /// Signs in unless a sign-in is still fresh (before [`Self::send`], which does not).
@@ -170,9 +207,14 @@ impl InsurerClient {
             let result = self.send(infno, &msgid, insuplc_admdvs, input.clone());
             attempt += 1;
             match result {
-                Err(LinkError::Uncertain(why)) if attempt < attempts => {
+                Err(LinkError::Uncertain(ref why)) if attempt < attempts => {
                     let pause = self.backoff(attempt);
                     tracing::warn!(infno, msgid, attempt, reason = %why, pause_ms = pause.as_millis() as u64, "insurer call uncertain; retrying");
+                    std::thread::sleep(pause);
+                }
+                Err(LinkError::Busy { ref err_msg, .. }) if attempt < attempts => {
+                    let pause = self.backoff(attempt);
+                    tracing::warn!(infno, msgid, attempt, err_msg = %err_msg, pause_ms = pause.as_millis() as u64, "insurer busy; retrying");
                     std::thread::sleep(pause);
                 }
                 other => return other,
@@ -180,7 +222,8 @@ impl InsurerClient {
         }
     }
 
-    /// One attempt with a given msgid, through the circuit breaker. No retry, no sign-in.
+    /// One attempt with a given msgid, through the circuit breaker. No retry, no sign-in. A
+    /// transient refusal comes back as [`LinkError::Busy`].
     pub fn send(
         &mut self,
         infno: &str,
@@ -188,7 +231,7 @@ impl InsurerClient {
         insuplc_admdvs: Option<&str>,
         input: Value,
     ) -> Result<Reply, LinkError> {
-        self.breaker.check()?;
+        self.breaker.lock().check()?;
         let mut envelope = build_request(
             &self.cfg,
             RequestParts {
@@ -202,27 +245,43 @@ impl InsurerClient {
         self.signer.sign(&mut envelope);
         let started = Instant::now();
         let result = self
-            .post(&envelope)
-            .and_then(|body| parse_response(msgid, &body));
+            .post(infno, &envelope)
+            .and_then(|body| parse_response(msgid, &body))
+            .map_err(|e| self.transient_as_busy(e));
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &result {
             Ok(_) => {
-                self.breaker.record_success();
+                self.breaker.lock().record_success();
                 tracing::debug!(infno, msgid, elapsed_ms, "insurer call answered");
             }
-            Err(LinkError::Business { infcode, err_msg }) => {
-                self.breaker.record_success();
-                tracing::info!(infno, msgid, infcode, err_msg = %err_msg, elapsed_ms, "insurer refused");
+            Err(LinkError::Uncertain(why)) => {
+                if why.is_link_failure() {
+                    self.breaker.lock().record_failure();
+                }
+                tracing::warn!(infno, msgid, error = %why, elapsed_ms, "insurer call uncertain");
             }
             Err(e) => {
-                self.breaker.record_failure();
-                tracing::warn!(infno, msgid, error = %e, elapsed_ms, "insurer call uncertain");
+                // Refused, busy or too large: the insurer answered; the link is up.
+                self.breaker.lock().record_success();
+                tracing::info!(infno, msgid, error = %e, elapsed_ms, "insurer refused");
             }
         }
         result
     }
 
-    fn post(&self, envelope: &Value) -> Result<String, LinkError> {
+    /// A refusal the rules call transient becomes [`LinkError::Busy`].
+    fn transient_as_busy(&self, e: LinkError) -> LinkError {
+        match e {
+            LinkError::Business { infcode, err_msg }
+                if self.refusal(&err_msg) == Refusal::Transient =>
+            {
+                LinkError::Busy { infcode, err_msg }
+            }
+            other => other,
+        }
+    }
+
+    fn post(&self, infno: &str, envelope: &Value) -> Result<String, LinkError> {
         let body = envelope.to_string();
         let mut response = self
             .agent
@@ -231,6 +290,12 @@ impl InsurerClient {
             .send(body.as_str())
             .map_err(transport_error)?;
         let status = response.status();
+        if status == 413 {
+            return Err(LinkError::TooLarge {
+                infno: infno.to_owned(),
+                bytes: body.len(),
+            });
+        }
         if status != 200 {
             return Err(LinkError::Uncertain(Uncertainty::Http(status.as_u16())));
         }
@@ -261,10 +326,10 @@ impl InsurerClient {
     }
 }
 
-/// The insurer's ways of saying "sign in again" (签到信息不存在 / 签到已失效 / 请重新签到).
-/// Whether a refusal says the sign-in has lapsed (the call was not processed).
+/// Whether a refusal says the sign-in has lapsed (签到信息不存在 / 签到已失效 / 请重新签到:
+/// the call was not processed), by the built-in rules.
 pub fn sign_in_lapsed(err_msg: &str) -> bool {
-    err_msg.contains("签到")
+    RefusalRules::built_in().classify(err_msg) == Refusal::SignInLapsed
 }
 
 /// A request that did not get through, or no answer in time.

@@ -10,7 +10,8 @@
 //!   client implements it, tests may fake it.
 //! - [`client`]: [`InsurerClient`], the HTTP client (envelope, msgids, sign-in, retries,
 //!   circuit breaker); [`envelope`], [`wire`], [`msgid`], [`breaker`], [`signer`] are its
-//!   parts; times and dates come from [`crate::clock`] (Beijing time).
+//!   parts; [`refusals`] reads what a refusal is about (rules as data,
+//!   `insurer-refusals/`); times and dates come from [`crate::clock`] (Beijing time).
 //!
 //! The insurer simulator behind `medcard insurer-sim` is on the other side of the wire, in
 //! `sim::insurer`.
@@ -19,6 +20,7 @@ pub mod breaker;
 pub mod client;
 pub mod envelope;
 pub mod msgid;
+pub mod refusals;
 pub mod settlement;
 pub mod signer;
 pub mod types;
@@ -29,10 +31,11 @@ pub use types::{
     InsuInfo, LinkError, PersonBase, PersonInfo, Uncertainty,
 };
 
-pub use breaker::CircuitBreaker;
+pub use breaker::{CircuitBreaker, CircuitState, SharedBreaker};
 pub use client::{InsurerClient, Retry};
 pub use envelope::{InsurerConfig, Reply};
 pub use msgid::{MsgIdSource, SequenceMsgIds};
+pub use refusals::{Refusal, RefusalRules, RefusalRulesError};
 pub use signer::{NoSigner, Signer};
 
 /// What the rest of medcard asks of the insurer. Blocking calls with the link's own

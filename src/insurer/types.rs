@@ -155,6 +155,17 @@ pub enum Uncertainty {
 }
 
 impl Uncertainty {
+    /// A failure of the link itself (no connection, no answer in time, a connection broken
+    /// mid-reply, the platform's gateway failing: HTTP 500, 502, 503, 504), as opposed to
+    /// one request's answer being unreadable. Only these trip the circuit breaker.
+    pub fn is_link_failure(&self) -> bool {
+        match self {
+            Uncertainty::Timeout(_) | Uncertainty::Transport(_) | Uncertainty::Body(_) => true,
+            Uncertainty::Http(status) => matches!(status, 500 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+
     /// `infno`'s output could not be read.
     pub fn output(infno: &str, source: WireError) -> LinkError {
         LinkError::Uncertain(Uncertainty::Output {
@@ -175,6 +186,15 @@ pub enum LinkError {
     /// is unknown.
     #[error("no answer from the insurer: {0}")]
     Uncertain(Uncertainty),
+    /// The platform answered that it cannot process the request now (系统繁忙, 请稍后再试 …,
+    /// [`super::refusals::Refusal::Transient`]): not processed, nothing to undo, and never a
+    /// final refusal — retry later.
+    #[error("the insurer is busy ({infcode}): {err_msg}")]
+    Busy { infcode: i64, err_msg: String },
+    /// HTTP 413: the platform refused the request's size unread (not processed). The same
+    /// request will always be refused: it must be made smaller (a bill split in parts).
+    #[error("the insurer refused {infno} as too large (HTTP 413, {bytes} bytes)")]
+    TooLarge { infno: String, bytes: usize },
     /// The circuit breaker is open after repeated failures: not even tried.
     #[error("the insurer link is down (circuit open); retrying in {retry_in_ms} ms")]
     CircuitOpen { retry_in_ms: u64 },

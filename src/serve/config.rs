@@ -125,6 +125,9 @@ pub struct InsurerSection {
     pub sync_interval_s: u64,
     /// Events / items asked for per feed page.
     pub page_size: u32,
+    /// A region's refusal rules (insurer-refusals/ format), tried before the built-in
+    /// ones; empty: the built-in rules only.
+    pub refusals: PathBuf,
 }
 
 impl Default for InsurerSection {
@@ -138,6 +141,7 @@ impl Default for InsurerSection {
             timeout_ms: 800,
             sync_interval_s: 60,
             page_size: 500,
+            refusals: PathBuf::new(),
         }
     }
 }
@@ -477,6 +481,9 @@ impl Config {
                 findings.errors.push(format!("{key} must be at least 1"));
             }
         }
+        if let Err(e) = crate::insurer::RefusalRules::with_region_file(Some(&insurer.refusals)) {
+            findings.errors.push(format!("insurer.refusals: {e}"));
+        }
         if insurer.enabled() {
             if let Err(problem) = insurer
                 .link_config(std::time::Duration::from_millis(insurer.timeout_ms))
@@ -512,7 +519,7 @@ impl Config {
     /// Every key with its value, its meaning, and whether it differs from the default.
     pub fn explain(&self) -> String {
         let defaults = Config::default();
-        let settings: [Setting; 34] = [
+        let settings: [Setting; 35] = [
             (
                 "socket.path",
                 |c| text(&c.socket.path.display().to_string()),
@@ -630,6 +637,11 @@ impl Config {
                 "insurer.page_size",
                 |c| c.insurer.page_size.to_string(),
                 "events / items per feed page",
+            ),
+            (
+                "insurer.refusals",
+                |c| text(&c.insurer.refusals.display().to_string()),
+                "a region's refusal rules (insurer-refusals/ format) before the built-in ones; empty = built-in only",
             ),
             (
                 "cache.path",

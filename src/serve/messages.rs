@@ -100,8 +100,10 @@ impl OperatorMessage for SettleError {
                 code::INSURER_REFUSED
             }
             SettleError::InsurerDown(_)
+            | SettleError::InsurerBusy { .. }
             | SettleError::AttemptsUndone { .. }
             | SettleError::NoInsurer => code::INSURER_DOWN,
+            SettleError::TooLarge { .. } => code::REQUEST_TOO_LARGE,
             SettleError::Unknown { .. } | SettleError::OutcomeUnrecorded { .. } => {
                 code::OUTCOME_UNKNOWN
             }
@@ -135,6 +137,8 @@ impl OperatorMessage for SettleError {
             SettleError::InsurerDown(_)
             | SettleError::AttemptsUndone { .. }
             | SettleError::NoInsurer => "医保中心无法连接，未扣费",
+            SettleError::InsurerBusy { .. } => "医保中心系统繁忙，未扣费，请稍后用同一请求号重试",
+            SettleError::TooLarge { .. } => "费用明细过多，医保中心拒收，未扣费：请分单结算",
             SettleError::Unknown { .. } => "结算结果未知，正在冲正，请稍后查询",
             SettleError::OutcomeUnrecorded { .. } => {
                 "结算结果未知：交易已发送但本地日志无法写入（磁盘已满？），请勿另行收费，稍后查询"
@@ -257,6 +261,23 @@ mod tests {
         assert_eq!(refused.message, "the insurer refused: x");
         let down = RpcError::from(SettleError::AttemptsUndone { attempts: 3 });
         assert_eq!(down.code, code::INSURER_DOWN);
+        let busy = RpcError::from(SettleError::InsurerBusy {
+            err_msg: "医保中心系统繁忙，请稍后再试".into(),
+        });
+        assert_eq!(busy.code, code::INSURER_DOWN);
+        assert!(busy.message.contains("same request_id"), "{}", busy.message);
+        let large = RpcError::from(SettleError::TooLarge {
+            infno: "2204".into(),
+            bytes: 70_000,
+        });
+        assert_eq!(large.code, code::REQUEST_TOO_LARGE);
+        assert!(
+            large.message.contains("split the bill"),
+            "{}",
+            large.message
+        );
+        assert!(!large.message.contains("retry"), "{}", large.message);
+        assert!(large.data.message_zh.contains("分单结算"));
         let zh = SettleError::CardMayNotSettle {
             message_en: "lost".into(),
             message_zh: "已挂失".into(),

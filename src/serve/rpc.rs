@@ -39,6 +39,9 @@ pub mod code {
     pub const INSURER_DOWN: i32 = 1016;
     /// A money-moving call is unanswered and being reversed; ask settle.status.
     pub const OUTCOME_UNKNOWN: i32 = 1017;
+    /// The insurer refused the request as too large (HTTP 413): split the bill; nothing
+    /// was charged, and retrying the same request cannot work.
+    pub const REQUEST_TOO_LARGE: i32 = 1018;
     /// The journal (the cache file) cannot be written or used: nothing was sent, nothing
     /// charged; `system.info`'s `journal` says why.
     pub const JOURNAL_UNAVAILABLE: i32 = 1019;

@@ -9,16 +9,17 @@ use super::rpc::RequestError;
 use super::verdicts::CacheAssessor;
 use crate::cache::{Cache, Feed};
 use crate::clock::{from_unix_seconds, rfc3339, unix_seconds};
-use crate::insurer::InsurerClient;
+use crate::insurer::{InsurerClient, RefusalRules, SharedBreaker};
 use crate::settle::service::{SettleOptions, Settler, load_policies};
 use crate::verdict::VerdictPolicy;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-/// The swipe link's circuit breaker: failures in a row, and how long it then fails fast.
-const SWIPE_BREAKER_THRESHOLD: u32 = 3;
-const SWIPE_BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
+/// The link's circuit breaker (the swipe's 1101 and settlement share it): transport failures
+/// in a row, and how long it then fails fast.
+const LINK_BREAKER_THRESHOLD: u32 = 5;
+const LINK_BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
 
 /// What the daemon opened once from its configuration: the cache, the swipe's insurer link and
 /// the settlement service, shared by the assessor, the background sync and resolver, and the
@@ -28,6 +29,9 @@ pub struct Services {
     pub cache: Option<Arc<Cache>>,
     /// The swipe's link (1101 with the bounded wait).
     pub link: Option<Arc<Mutex<InsurerClient>>>,
+    /// The link's one circuit breaker, shared by the swipe's client and settlement's pool:
+    /// what `system.info` reports is what every caller is told.
+    pub breaker: Option<SharedBreaker>,
     pub insurer_url: String,
     pub sync_interval: Duration,
     /// Settlement (needs the link and the cache); `None` without them.
@@ -65,21 +69,24 @@ impl Services {
             }
             None => (None, None),
         };
-        let link = config.insurer.enabled().then(|| {
-            let mut link_config = config
+        let breaker = config
+            .insurer
+            .enabled()
+            .then(|| SharedBreaker::new(LINK_BREAKER_THRESHOLD, LINK_BREAKER_COOLDOWN));
+        let link = breaker.as_ref().map(|breaker| {
+            let link_config = config
                 .insurer
                 .link_config(Duration::from_millis(config.insurer.timeout_ms));
-            link_config.breaker_threshold = SWIPE_BREAKER_THRESHOLD;
-            link_config.breaker_cooldown = SWIPE_BREAKER_COOLDOWN;
-            Arc::new(Mutex::new(client_with_msgids(
-                link_config,
-                cache.as_deref(),
-            )))
+            let client = link_client(config, link_config, cache.as_deref(), breaker);
+            Arc::new(Mutex::new(client))
         });
         Services {
-            settler: open_settler(config, cache.as_ref()),
+            settler: breaker
+                .as_ref()
+                .and_then(|breaker| open_settler(config, cache.as_ref(), breaker)),
             cache,
             link,
+            breaker,
             insurer_url: config.insurer.url.trim().to_owned(),
             sync_interval: Duration::from_secs(config.insurer.sync_interval_s.max(1)),
             insutype_preference: config.cache.insutype_preference.clone(),
@@ -125,7 +132,8 @@ impl Services {
             .link_config(Duration::from_millis(config.insurer.timeout_ms.max(5_000)));
         // The sync is paced by its interval: it has no use for a breaker.
         link_config.breaker_threshold = u32::MAX;
-        let link = client_with_msgids(link_config, Some(&cache));
+        let link =
+            client_with_msgids(link_config, Some(&cache)).with_refusals(refusal_rules(config));
         Some((cache, link))
     }
 
@@ -223,18 +231,19 @@ impl Services {
         }
     }
 
-    /// `system.info`'s `insurer` entry.
+    /// `system.info`'s `insurer` entry: the link's one breaker, as callers meet it.
     pub fn insurer_info(&self) -> Value {
-        let Some(link) = &self.link else {
+        let Some(breaker) = &self.breaker else {
             return json!({"status": "not_configured"});
         };
-        // A swipe may hold the link right now: say so rather than wait.
-        let circuit = match link.try_lock() {
-            Ok(client) if client.circuit_open() => "open",
-            Ok(_) => "closed",
-            Err(_) => "busy",
-        };
-        json!({"status": "configured", "url": self.insurer_url, "circuit": circuit})
+        let state = breaker.state();
+        let mut info = json!({
+            "status": "configured", "url": self.insurer_url, "circuit": state.as_str(),
+        });
+        if let crate::insurer::CircuitState::Open { retry_in_ms } = state {
+            info["retry_in_ms"] = json!(retry_in_ms);
+        }
+        info
     }
 }
 
@@ -244,6 +253,29 @@ fn open_checked(path: &std::path::Path) -> Result<Cache, crate::cache::CacheErro
     cache.quick_check()?;
     tracing::info!(path = %path.display(), "cache opened");
     Ok(cache)
+}
+
+/// The refusal rules: `insurer.refusals` (a region's file) before the built-in ones. A file
+/// that cannot be used is a configuration error (`medcard config check`); here it is
+/// logged and the built-in rules are used.
+pub fn refusal_rules(config: &Config) -> Arc<RefusalRules> {
+    let path = &config.insurer.refusals;
+    RefusalRules::with_region_file(Some(path)).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "insurer.refusals unusable: the built-in refusal rules only");
+        RefusalRules::built_in()
+    })
+}
+
+/// A client of the daemon's link: the cache's msgids, the refusal rules, the shared breaker.
+fn link_client(
+    config: &Config,
+    link_config: crate::insurer::InsurerConfig,
+    cache: Option<&Cache>,
+    breaker: &SharedBreaker,
+) -> InsurerClient {
+    client_with_msgids(link_config, cache)
+        .with_refusals(refusal_rules(config))
+        .with_breaker(breaker.clone())
 }
 
 /// A client whose msgids come from the cache's persistent sequence when there is a cache, so
@@ -263,8 +295,13 @@ pub fn client_with_msgids(
     }
 }
 
-/// The settlement service for `config`, when both the insurer link and the cache are there.
-fn open_settler(config: &Config, cache: Option<&Arc<Cache>>) -> Option<Arc<Settler>> {
+/// The settlement service for `config`, when both the insurer link and the cache are there;
+/// its links share the daemon's `breaker`.
+fn open_settler(
+    config: &Config,
+    cache: Option<&Arc<Cache>>,
+    breaker: &SharedBreaker,
+) -> Option<Arc<Settler>> {
     let cache = cache?.clone();
     if !config.insurer.enabled() {
         return None;
@@ -283,7 +320,7 @@ fn open_settler(config: &Config, cache: Option<&Arc<Cache>>) -> Option<Arc<Settl
                 .insurer
                 .link_config(Duration::from_millis(settle.timeout_ms));
             link.retries = 2;
-            client_with_msgids(link, Some(&cache))
+            link_client(config, link, Some(&cache), breaker)
         })
         .collect();
     let options = SettleOptions {

@@ -625,6 +625,7 @@ fn insurer_facts(person: Option<PersonInfo>) -> VerdictFacts {
         person,
         fetched_at: None,
         source: FactSource::Insurer,
+        refusal: None,
     }
 }
 
@@ -809,6 +810,7 @@ fn verdict_balance_mismatch_gives_both_amounts() {
 fn verdict_stale_cache() {
     let facts = VerdictFacts {
         source: FactSource::Cache,
+        refusal: None,
         fetched_at: Some(now() - Duration::from_secs(7200)),
         ..good_facts()
     };
@@ -855,6 +857,7 @@ fn verdict_the_strictest_of_several_decides() {
         person: Some(holder(vec![insu("310", "1", "5.00", "511700")])),
         fetched_at: Some(now() - Duration::from_secs(100_000)),
         source: FactSource::Cache,
+        refusal: None,
     };
     let v = judge(&c, &facts);
     assert_eq!(
@@ -913,6 +916,7 @@ fn verdict_and_insured_serialise_with_the_platform_names() {
         &offline_card("1"),
         &VerdictFacts {
             source: FactSource::Cache,
+            refusal: None,
             fetched_at: Some(now() - Duration::from_secs(7200)),
             ..good_facts()
         },
@@ -943,6 +947,7 @@ fn verdict_from_a_cache_lookup_end_to_end() {
         person: Some(cached.info),
         fetched_at: Some(cached.fetched_at),
         source: FactSource::Cache,
+        refusal: None,
     };
     let v = judge(&card(), &facts);
     assert_eq!(v.code, VerdictCode::Replaced);

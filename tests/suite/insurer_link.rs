@@ -256,17 +256,33 @@ fn http_500_is_uncertain_and_a_retry_recovers() {
     assert_eq!(sim.requests("1101"), 3);
 }
 
+/// "医保中心系统繁忙，请稍后再试" (infcode −1) is transient: a call that changes nothing is
+/// retried, and once the retries are used up it is `Busy`, never a business refusal.
 #[test]
-fn infcode_minus_1_is_business_and_not_retried() {
+fn a_busy_platform_is_retried_and_never_a_refusal() {
     let sim = Sim::start();
     let mut client = sim.signed_in_retrying(3);
     sim.faults(json!({"infcode_minus1": 1}));
+    client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN).unwrap();
+    assert_eq!(sim.requests("1101"), 2);
+    sim.faults(json!({"infcode_minus1": 10}));
     let result = client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN);
     assert!(
-        matches!(result, Err(LinkError::Business { infcode: -1, .. })),
+        matches!(result, Err(LinkError::Busy { infcode: -1, .. })),
         "{result:?}"
     );
-    assert_eq!(sim.requests("1101"), 1);
+    assert_eq!(sim.requests("1101"), 6);
+    assert!(!client.circuit_open(), "an answer is no link failure");
+}
+
+/// "发送方报文ID[…]重复": the message was not processed; it goes again with a new msgid.
+#[test]
+fn a_duplicate_msgid_is_sent_again_with_a_new_one() {
+    let sim = Sim::start();
+    let mut client = sim.signed_in_retrying(0);
+    sim.faults(json!({"duplicate_msgid": 1, "for_infno": "1101"}));
+    client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN).unwrap();
+    assert_eq!(sim.requests("1101"), 2);
 }
 
 #[test]
@@ -374,4 +390,32 @@ fn fixtures_from_a_directory_and_envelope_checks() {
     assert!(matches!(again, Err(LinkError::Business { err_msg, .. }) if err_msg.contains("重复")));
     let unknown = client.call("X999", json!({"data": {}}), Retry::Never);
     assert!(matches!(unknown, Err(LinkError::Business { .. })));
+}
+
+/// HTTP 413 is about one request's size: `TooLarge`, not retried, and the link stays up
+/// (the breaker counts only the link's own failures).
+#[test]
+fn http_413_is_the_request_s_not_the_link_s() {
+    let sim = Sim::start_with(&["--max-body-bytes", "4096"]);
+    let mut client = InsurerClient::new(InsurerConfig {
+        breaker_threshold: 2,
+        retries: 2,
+        ..sim.config()
+    });
+    client.sign_in().unwrap();
+    let huge = "5".repeat(8_000);
+    for _ in 0..3 {
+        let result = client.person_by_certno(&huge);
+        assert!(
+            matches!(&result, Err(LinkError::TooLarge { infno, bytes }) if infno == "1101" && *bytes > 8_000),
+            "{result:?}"
+        );
+    }
+    assert_eq!(
+        sim.requests("1101"),
+        0,
+        "refused before the transaction was read"
+    );
+    assert!(!client.circuit_open());
+    client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN).unwrap();
 }

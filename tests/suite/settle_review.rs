@@ -157,11 +157,13 @@ fn a_commit_after_a_preview_whose_2206_failed_settles() {
     let mdtrt_id = bench.register();
     bench
         .sim
-        .admin(json!({"action": "faults", "infcode_minus1": 1, "for_infno": "2206"}));
+        .admin(json!({"action": "faults", "infcode_minus1": 100, "for_infno": "2206"}));
     let p = bench
         .settler
         .preview(&mdtrt_id, &bill("1", "120.00"), None)
         .expect("preview");
+    // 系统繁忙 is retried: it lasted longer than the link's retries.
+    bench.sim.admin(json!({"action": "faults"}));
     assert_eq!(p.source, "local", "{:?}", p.insurer_error);
     // The cashier takes the money; a second later the commit.
     std::thread::sleep(Duration::from_millis(1100));

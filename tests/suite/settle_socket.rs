@@ -6,7 +6,7 @@
 use crate::common;
 
 use common::daemon::Daemon;
-use common::rpc::{Client, Rpc};
+use common::rpc::{Client, PATIENCE, Rpc};
 use common::settle::{
     self, Rig, XIAOWANG, commit_params, one_line, preview, refund_params, register, wait_card,
     wait_catalogue,
@@ -216,7 +216,14 @@ fn with_the_insurer_down_the_preview_is_local_and_nothing_is_charged() {
     let err = client.error("settle.commit", commit_params(&p["preview_id"], "down-1"));
     assert_eq!(err["code"], 1016, "{err}");
     rig.sim.admin(json!({"action": "faults"}));
-    // The insurer back: the same request settles (the lines uploaded first), once.
+    // Six 500s in a row opened the link's circuit, as system.info says; once it lets calls
+    // through again, the insurer back, the same request settles (the lines uploaded first),
+    // once.
+    let info = client.result("system.info", json!({}));
+    assert_eq!(info["insurer"]["circuit"], "open", "{info}");
+    common::wait_until("the circuit to let calls through", PATIENCE * 2, || {
+        client.result("system.info", json!({}))["insurer"]["circuit"] != "open"
+    });
     let done = client.result("settle.commit", commit_params(&p["preview_id"], "down-1"));
     assert_eq!(done["state"], "settled", "{done}");
     assert_eq!(done["setlinfo"]["psn_cash_pay"], "17.20");

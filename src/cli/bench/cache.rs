@@ -198,6 +198,7 @@ fn lookups(
             fetched_at: person.as_ref().map(|p| p.fetched_at),
             person: person.map(|p| p.info),
             source: FactSource::Cache,
+            refusal: None,
         };
         let assessment = assess(&card, &facts, &policy, today, now);
         latencies.push(started.elapsed());

@@ -272,15 +272,16 @@ impl Settler {
                     .ok_or_else(|| SettleError::UnknownSettlement(rid.to_owned()))?;
                 Ok(Some(self.report(&done)?))
             }
-            Err(LinkError::Business { err_msg, .. })
-                if crate::insurer::client::sign_in_lapsed(&err_msg) =>
-            {
+            Err(LinkError::Business { err_msg, .. }) if self.about_the_message(&err_msg) => {
+                // Not processed (a lapsed sign-in, a msgid seen before): a new attempt.
                 self.journal.settle_call(&CallOutcome {
                     err_msg: Some(&err_msg),
                     request: Some(RequestUpdate::state(rid, RequestState::Retry)),
                     ..CallOutcome::new(&call.msgid, CallState::Fail)
                 })?;
-                self.with_link(|link| link.sign_in().map(|_| ()).map_err(SettleError::from))?;
+                if crate::insurer::client::sign_in_lapsed(&err_msg) {
+                    self.with_link(|link| link.sign_in().map(|_| ()).map_err(SettleError::from))?;
+                }
                 Ok(None)
             }
             Err(LinkError::Business { infcode, err_msg }) => {
@@ -295,15 +296,19 @@ impl Settler {
                 crash::at(Point::AfterCommit, &call.infno);
                 Err(SettleError::Refused { infcode, err_msg })
             }
-            Err(e @ LinkError::CircuitOpen { retry_in_ms }) => {
-                let why =
-                    format!("not sent: the insurer link is down (retrying in {retry_in_ms} ms)");
+            Err(
+                e @ (LinkError::CircuitOpen { .. }
+                | LinkError::Busy { .. }
+                | LinkError::TooLarge { .. }),
+            ) => {
+                // Not sent, or not processed (busy, too large): never a final refusal.
+                let why = format!("not processed: {e}");
                 self.journal.settle_call(&CallOutcome {
                     err_msg: Some(&why),
                     request: Some(RequestUpdate::state(rid, RequestState::Retry)),
                     ..CallOutcome::new(&call.msgid, CallState::Fail)
                 })?;
-                Err(SettleError::InsurerDown(e))
+                Err(SettleError::from(e))
             }
             Err(LinkError::Uncertain(why)) => {
                 self.journal.settle_call(&CallOutcome {

@@ -32,7 +32,7 @@ use crate::insurer::settlement::{
     ReversalIn, Setlinfo, SettleIn, SettleOut, VisitInfoIn, data_input, output_part,
 };
 use crate::insurer::wire::WireError;
-use crate::insurer::{InsurerClient, LinkError, Reply, Retry, Uncertainty};
+use crate::insurer::{InsurerClient, LinkError, Refusal, Reply, Retry, Uncertainty};
 use crate::mask;
 use crate::money::{CatalogueTotals, Difference, zero_fen};
 use crate::verdict::MaySettle;
@@ -95,6 +95,20 @@ pub enum SettleError {
     },
     #[error("the insurer cannot be reached now ({0}); nothing was charged")]
     InsurerDown(#[source] LinkError),
+    /// The platform said it is busy (系统繁忙, 请稍后再试): not processed, not final.
+    #[error(
+        "the insurer is busy ({err_msg}); nothing was charged — retry later with the same \
+         request_id"
+    )]
+    InsurerBusy { err_msg: String },
+    /// HTTP 413: the request (a bill's lines) is larger than the platform takes; retrying
+    /// it as it is can never work.
+    #[error(
+        "the insurer refused the {infno} request as too large (HTTP 413, {bytes} bytes); \
+         nothing was charged — split the bill into smaller parts (fewer lines per \
+         settlement) and preview each"
+    )]
+    TooLarge { infno: String, bytes: usize },
     /// Every attempt of a commit was undone (reversed, or never applied).
     #[error(
         "the insurer cannot be reached now ({attempts} attempts were undone; nothing was \
@@ -159,10 +173,13 @@ pub enum SettleError {
 }
 
 impl From<LinkError> for SettleError {
-    /// A refusal is the insurer's; anything else is the insurer out of reach.
+    /// A refusal is the insurer's (busy: not final; 413: the request's size); anything
+    /// else is the insurer out of reach.
     fn from(e: LinkError) -> SettleError {
         match e {
             LinkError::Business { infcode, err_msg } => SettleError::Refused { infcode, err_msg },
+            LinkError::Busy { err_msg, .. } => SettleError::InsurerBusy { err_msg },
+            LinkError::TooLarge { infno, bytes } => SettleError::TooLarge { infno, bytes },
             other => SettleError::InsurerDown(other),
         }
     }
@@ -425,6 +442,13 @@ impl Settler {
         }
         let mut link = lock(&self.links[start % n]);
         work(&mut link)
+    }
+
+    /// Whether a refusal is about the message, not the request (a lapsed sign-in, a msgid
+    /// seen before): it was not processed, and a new attempt may be made.
+    fn about_the_message(&self, err_msg: &str) -> bool {
+        let refusal = self.with_link(|link| Ok(link.refusal(err_msg)));
+        matches!(refusal, Ok(Refusal::SignInLapsed | Refusal::DuplicateMsgid))
     }
 
     /// An idempotent call (registration, uploads, pre-settlement): retried by the link.

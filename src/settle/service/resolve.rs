@@ -93,7 +93,12 @@ impl Settler {
         let err = result.as_ref().err().map(ToString::to_string);
         let own_state = match result {
             Ok(_) => CallState::Success,
-            Err(LinkError::Business { .. }) | Err(LinkError::CircuitOpen { .. }) => CallState::Fail,
+            Err(
+                LinkError::Business { .. }
+                | LinkError::Busy { .. }
+                | LinkError::TooLarge { .. }
+                | LinkError::CircuitOpen { .. },
+            ) => CallState::Fail,
             Err(LinkError::Uncertain(_)) => CallState::Unknown,
         };
         self.journal.settle_call(&CallOutcome {

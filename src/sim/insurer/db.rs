@@ -157,6 +157,45 @@ pub fn select_all<T>(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// How this platform words 1101's refusal of an unusable card (regions differ).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardTexts {
+    pub lost: String,
+    pub replaced: String,
+    pub cancelled: String,
+}
+
+impl Default for CardTexts {
+    fn default() -> CardTexts {
+        CardTexts {
+            lost: "该社会保障卡已挂失，不能使用".into(),
+            replaced: "该社会保障卡已补换新卡，原卡不能使用".into(),
+            cancelled: "该社会保障卡已注销".into(),
+        }
+    }
+}
+
+impl CardTexts {
+    /// Sets one text from `KIND=TEXT` (`lost`, `replaced`, `cancelled`).
+    pub fn set(&mut self, assignment: &str) -> Result<(), String> {
+        let (kind, text) = assignment
+            .split_once('=')
+            .ok_or_else(|| format!("{assignment:?} is not KIND=TEXT"))?;
+        let slot = match kind.trim() {
+            "lost" => &mut self.lost,
+            "replaced" => &mut self.replaced,
+            "cancelled" => &mut self.cancelled,
+            other => {
+                return Err(format!(
+                    "no card refusal {other:?} (lost, replaced, cancelled)"
+                ));
+            }
+        };
+        *slot = text.to_owned();
+        Ok(())
+    }
+}
+
 impl SimDb {
     /// Open (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<SimDb, SimError> {
@@ -223,8 +262,14 @@ impl SimDb {
         Ok(())
     }
 
-    /// 1101 by card: the card must exist, match its 卡识别码 and be usable.
-    pub fn person_by_card(&self, card_no: &str, card_sn: &str) -> Result<PersonInfo, TxError> {
+    /// 1101 by card: the card must exist, match its 卡识别码 and be usable (refused in the
+    /// region's words, `texts`).
+    pub fn person_by_card(
+        &self,
+        card_no: &str,
+        card_sn: &str,
+        texts: &CardTexts,
+    ) -> Result<PersonInfo, TxError> {
         if card_sn.is_empty() {
             return Err(TxError::Refused(
                 "就诊凭证类型为03时，卡识别码[card_sn]不能为空".into(),
@@ -245,11 +290,9 @@ impl SimDb {
             return Err(TxError::Refused("卡识别码与社会保障卡号不匹配".into()));
         }
         match status.as_str() {
-            "lost" => Err(TxError::Refused("该社会保障卡已挂失，不能使用".into())),
-            "replaced" => Err(TxError::Refused(
-                "该社会保障卡已补换新卡，原卡不能使用".into(),
-            )),
-            "cancelled" => Err(TxError::Refused("该社会保障卡已注销".into())),
+            "lost" => Err(TxError::Refused(texts.lost.clone())),
+            "replaced" => Err(TxError::Refused(texts.replaced.clone())),
+            "cancelled" => Err(TxError::Refused(texts.cancelled.clone())),
             _ => self.person_by_certno(&certno),
         }
     }

@@ -1,5 +1,6 @@
-//! Fault injection: added latency, HTTP 500, infcode −1, garbage bodies, and a connection
-//! dropped after the request was processed (the reply is lost). Counted faults are used up
+//! Fault injection: added latency, HTTP 500, infcode −1 (系统繁忙), a msgid refused as a
+//! duplicate, garbage bodies, and a connection dropped after the request was processed (the
+//! reply is lost). Counted faults are used up
 //! one request at a time, in that order; `fail_rate` adds random HTTP 500s; `for_infno`
 //! limits every fault to one transaction.
 
@@ -16,6 +17,8 @@ pub struct Faults {
     pub http_500: u32,
     /// The next n requests get infcode −1 "系统繁忙" (not processed).
     pub infcode_minus1: u32,
+    /// The next n requests get infcode −1 "发送方报文ID[…]重复" (not processed).
+    pub duplicate_msgid: u32,
     /// The next n requests get a 200 with a body that is not JSON (not processed).
     pub garbage: u32,
     /// The next n requests are processed, then the connection is dropped.
@@ -32,6 +35,7 @@ pub struct Faults {
 pub enum Fault {
     Http500,
     InfcodeMinus1,
+    DuplicateMsgid,
     Garbage,
     DropAfterProcessing,
 }
@@ -42,6 +46,7 @@ impl Fault {
         match self {
             Fault::Http500 => "fault_http_500",
             Fault::InfcodeMinus1 => "fault_infcode_minus1",
+            Fault::DuplicateMsgid => "fault_duplicate_msgid",
             Fault::Garbage => "fault_garbage",
             Fault::DropAfterProcessing => "processed_reply_dropped",
         }
@@ -64,6 +69,7 @@ impl Faults {
         let counters = [
             (&mut self.http_500, Fault::Http500),
             (&mut self.infcode_minus1, Fault::InfcodeMinus1),
+            (&mut self.duplicate_msgid, Fault::DuplicateMsgid),
             (&mut self.garbage, Fault::Garbage),
             (&mut self.drop_after_processing, Fault::DropAfterProcessing),
         ];

@@ -33,7 +33,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use db::{MsgLogEntry, SimDb, TxError};
+use db::{CardTexts, MsgLogEntry, SimDb, TxError};
 use faults::{Fault, Faults};
 use policies::SimPolicies;
 use serde_json::{Value, json};
@@ -92,7 +92,17 @@ pub struct SimOptions {
     pub policy_dir: Option<PathBuf>,
     /// The hospital grade settlements use ("1", "2", "3").
     pub hosp_lv: String,
+    /// Whether medcard's extension transactions (X101, X102, X302) are offered; a real
+    /// platform has none of them.
+    pub extensions: bool,
+    /// How 1101 words its refusal of a lost, replaced or cancelled card.
+    pub card_texts: CardTexts,
+    /// The largest request body taken; a larger one is answered HTTP 413 unread.
+    pub max_body_bytes: usize,
 }
+
+/// The request body limit by default (axum's own).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 impl SimOptions {
     /// The defaults, with a database path.
@@ -105,6 +115,9 @@ impl SimOptions {
             policy: "cq-seed".into(),
             policy_dir: None,
             hosp_lv: "3".into(),
+            extensions: true,
+            card_texts: CardTexts::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -118,6 +131,9 @@ pub struct SimState {
     rng: Mutex<u64>,
     region: String,
     policies: SimPolicies,
+    extensions: bool,
+    card_texts: CardTexts,
+    max_body_bytes: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -150,7 +166,20 @@ impl SimState {
             rng: Mutex::new(seed | 1),
             region: options.region.clone(),
             policies,
+            extensions: options.extensions,
+            card_texts: options.card_texts.clone(),
+            max_body_bytes: options.max_body_bytes,
         }))
+    }
+
+    /// Whether medcard's extension transactions are offered.
+    pub fn extensions(&self) -> bool {
+        self.extensions
+    }
+
+    /// 1101's wording for unusable cards.
+    pub fn card_texts(&self) -> &CardTexts {
+        &self.card_texts
     }
 
     /// The policies settlements use.
@@ -210,9 +239,11 @@ impl SimState {
 
 /// The routes: `POST /admin`, and the transaction endpoint on every other path.
 pub fn router(state: Arc<SimState>) -> Router {
+    let limit = axum::extract::DefaultBodyLimit::max(state.max_body_bytes);
     Router::new()
         .route("/admin", post(admin_handler))
         .fallback(transaction_handler)
+        .layer(limit)
         .with_state(state)
 }
 
@@ -310,6 +341,11 @@ fn answer(
             unprocessed(Fault::InfcodeMinus1);
             let msg = "医保中心系统繁忙，请稍后再试";
             service::Answer::Envelope(service::envelope(state, -1, msg, Value::Null, received))
+        }
+        Some(Fault::DuplicateMsgid) => {
+            unprocessed(Fault::DuplicateMsgid);
+            let msg = format!("发送方报文ID[{}]重复", req.msgid);
+            service::Answer::Envelope(service::envelope(state, -1, &msg, Value::Null, received))
         }
         Some(f @ Fault::Http500) => {
             unprocessed(f);

@@ -152,7 +152,8 @@ fn answer(state: &SimState, req: &Request) -> Result<Value, TxError> {
             db.sign_in(&opter, &sign_no, &now)?;
             Ok(json!({"signinoutb": {"sign_time": now, "sign_no": sign_no}}))
         }
-        wire::PERSON_INFO => person_info(&db, &data),
+        wire::PERSON_INFO => person_info(&db, &data, state.card_texts()),
+        extension if !state.extensions() && is_extension(extension) => Err(not_offered(extension)),
         wire::CARD_FEED => {
             let (ver, size) = versioned(&data)?;
             let page = db.card_events(ver, size)?;
@@ -164,8 +165,7 @@ fn answer(state: &SimState, req: &Request) -> Result<Value, TxError> {
             to_value(&page)
         }
         other => {
-            let handler = settlement_handler(other)
-                .ok_or_else(|| TxError::Refused(format!("交易编号[{other}]不存在或未开通")))?;
+            let handler = settlement_handler(other).ok_or_else(|| not_offered(other))?;
             let ctx = Ctx {
                 policies: state.policies(),
                 msgid: &req.msgid,
@@ -174,6 +174,16 @@ fn answer(state: &SimState, req: &Request) -> Result<Value, TxError> {
             handler(&mut db, &ctx, &req.input)
         }
     }
+}
+
+/// medcard's extension transactions (docs/insurer-extension.md): no real platform has them.
+fn is_extension(infno: &str) -> bool {
+    [wire::CARD_FEED, wire::CATALOGUE, tx::DAY_DETAIL].contains(&infno)
+}
+
+/// The platform's refusal of a transaction it does not offer.
+fn not_offered(infno: &str) -> TxError {
+    TxError::Refused(format!("交易编号[{infno}]不存在或未开通"))
 }
 
 /// A settlement transaction's function.
@@ -197,14 +207,18 @@ fn settlement_handler(infno: &str) -> Option<Handler> {
     Some(handler)
 }
 
-fn person_info(db: &super::db::SimDb, data: &Value) -> Result<Value, TxError> {
+fn person_info(
+    db: &super::db::SimDb,
+    data: &Value,
+    texts: &super::db::CardTexts,
+) -> Result<Value, TxError> {
     let cert_type = field(data, "mdtrt_cert_type");
     let cert_no = field(data, "mdtrt_cert_no");
     let person = match cert_type.as_str() {
         "03" => {
             // Some regions send `卡号|pBusiCardInfo`; the 卡号 comes first.
             let card_no = cert_no.split('|').next().unwrap_or_default();
-            db.person_by_card(card_no, &field(data, "card_sn"))?
+            db.person_by_card(card_no, &field(data, "card_sn"), texts)?
         }
         "02" => {
             let certno = Some(field(data, "certno"))

@@ -29,8 +29,17 @@ pub struct Rig {
 impl Rig {
     /// A simulator and a config; `settle_lines` are extra `[settle]` keys.
     pub fn start(tag: &str, settle_lines: &str) -> Rig {
+        Rig::start_with(tag, settle_lines, &[])
+    }
+
+    /// [`Rig::start`] with extra `medcard insurer-sim` flags.
+    pub fn start_with(tag: &str, settle_lines: &str, sim_args: &[&str]) -> Rig {
         let dir = TempDir::new(tag);
-        let sim = InsurerSim::in_dir(&dir);
+        let sim = InsurerSim::start(
+            &super::insurer::sim_db(&dir),
+            super::insurer::ANY_PORT,
+            sim_args,
+        );
         let config = dir.join("medcard.toml");
         let text = format!(
             "[socket]\nmax_connections = 128\n\n[insurer]\nurl = {:?}\nmdtrtarea_admvs = \"500000\"\ntimeout_ms = 3000\n\
