@@ -5,6 +5,7 @@
 mod common;
 
 mod architecture;
+mod bench_soak;
 mod cache_verdict;
 mod cli;
 mod e2e_pcscd;
