@@ -158,8 +158,9 @@ enum What {
     /// doubt, whether every settlement a cashier was told of is the journal's, and `medcard
     /// reconcile` of every settlement day. Exit status 1 when a settlement is unreconciled,
     /// doubled or lost, a request stays in doubt, the daemon broke (−32603, a connection
-    /// dropped), pcscd's restart was not survived, or a figure grew (descriptors > start + 4,
-    /// threads > start + 2, RSS > 2 × start).
+    /// dropped), pcscd's restart was not survived, or a figure grew: at rest, descriptors
+    /// other than TCP > start + 4, TCP connections > the insurer links and vpcd, threads >
+    /// start + 2; under load, RSS at the end > 1.5 × warmed up (a third in) + 4 MB.
     Soak {
         /// How long the load runs, minutes.
         #[arg(long, default_value_t = 5.0)]
