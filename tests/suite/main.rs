@@ -5,6 +5,7 @@
 mod common;
 
 mod architecture;
+mod bench_soak;
 mod cache_guard;
 mod cache_verdict;
 mod cli;

@@ -298,15 +298,15 @@ impl Rng {
     }
 }
 
-/// `medcard insurer-sim` (this binary) on loopback; killed on drop.
-struct SimChild {
-    child: Child,
-    addr: String,
+/// `medcard insurer-sim` (this binary) on loopback; killed on drop. The soak's insurer too.
+pub(super) struct SimChild {
+    pub(super) child: Child,
+    pub(super) addr: String,
     agent: ureq::Agent,
 }
 
 impl SimChild {
-    fn start(db: &Path) -> Result<SimChild, String> {
+    pub(super) fn start(db: &Path) -> Result<SimChild, String> {
         let exe: PathBuf =
             std::env::current_exe().map_err(|e| format!("cannot find the medcard binary: {e}"))?;
         let mut child = Command::new(exe)
@@ -354,7 +354,7 @@ impl SimChild {
         Ok(sim)
     }
 
-    fn admin(&self, request: &Value) -> Result<Value, String> {
+    pub(super) fn admin(&self, request: &Value) -> Result<Value, String> {
         let mut response = self
             .agent
             .post(format!("http://{}/admin", self.addr))

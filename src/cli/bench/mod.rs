@@ -8,6 +8,9 @@
 //!   insurer-sim` child, verdict lookups from the cache, and an incremental sync.
 //! - `bench settle`: settlements through the daemon's socket against the insurer simulator,
 //!   in-process.
+//! - `bench soak`: a bounded soak — swipes, settlements, refunds, subscriber churn, insurer
+//!   faults and pcscd restarts at once; this process's RSS, descriptors and threads before
+//!   and after, and every settlement reconciled.
 //!
 //! One file per bench; the percentiles, the millisecond format and the `/proc` memory
 //! figures they share are here.
@@ -16,6 +19,7 @@ mod cache;
 mod read;
 mod serve;
 mod settle;
+mod soak;
 
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -24,7 +28,8 @@ use std::time::Duration;
 
 /// Measure medcard: `bench read` times card reads through pcscd + vpcd; `bench serve` the
 /// daemon's `card.read` throughput and latency; `bench cache` the cache's load, lookups and
-/// incremental sync; `bench settle` settlements per second through the socket.
+/// incremental sync; `bench settle` settlements per second through the socket; `bench soak`
+/// a bounded soak of everything at once.
 #[derive(Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -134,6 +139,42 @@ enum What {
         #[arg(long, default_value = "1.00")]
         price: String,
     },
+    /// A bounded soak: everything at once for --minutes, then every settlement reconciled.
+    ///
+    /// Starts `medcard insurer-sim` (this binary) and the daemon in this process (socket,
+    /// cache and journal in a temporary directory). With pcscd + vpcd (as root; the
+    /// end-to-end lock is taken) the cards go through the real PC/SC stack and pcscd is
+    /// restarted under the daemon about every two minutes (at least once); without them,
+    /// through an in-process virtual reader and no restart — the first line says which.
+    /// Meanwhile: fixture cards swapped, pulled and read (a card that may settle is
+    /// registered by card, the visit cancelled); --cashiers cashiers registering by ID
+    /// number, pricing (every fourth bill twice), settling (retrying 1016 / 1017 with the
+    /// same request_id) and refunding every third settlement; subscribers coming and going
+    /// and one staying; insurer faults in turn (latency, HTTP 500, 系统繁忙, garbage, lost
+    /// replies of 2201 / 2207 / 2208 / 2601). A progress line goes to stderr every 30 s.
+    ///
+    /// Prints this process's RSS, open file descriptors and threads before the load, at
+    /// half-time and after it (at rest), the operations and errors by kind, requests left in
+    /// doubt, whether every settlement a cashier was told of is the journal's, and `medcard
+    /// reconcile` of every settlement day. Exit status 1 when a settlement is unreconciled,
+    /// doubled or lost, a request stays in doubt, the daemon broke (−32603, a connection
+    /// dropped), pcscd's restart was not survived, or a figure grew: at rest, descriptors
+    /// other than TCP > start + 4, TCP connections > the insurer links and vpcd, threads >
+    /// start + 2; under load, RSS at the end > 1.5 × warmed up (a third in) + 4 MB.
+    Soak {
+        /// How long the load runs, minutes.
+        #[arg(long, default_value_t = 5.0)]
+        minutes: f64,
+        /// How long the load runs, seconds (instead of --minutes).
+        #[arg(long, conflicts_with = "minutes")]
+        seconds: Option<f64>,
+        /// Cashiers settling at once, a connection each.
+        #[arg(long, default_value_t = 2)]
+        cashiers: usize,
+        /// The readers: pcscd + vpcd when available (auto), or either one.
+        #[arg(long, value_enum, default_value_t = soak::Readers::Auto)]
+        readers: soak::Readers,
+    },
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
@@ -178,6 +219,16 @@ pub fn run(args: BenchArgs) -> ExitCode {
             clients: clients.max(1),
             links: links.unwrap_or(clients).max(1),
             price,
+        }),
+        What::Soak {
+            minutes,
+            seconds,
+            cashiers,
+            readers,
+        } => soak::run(&soak::Plan {
+            duration: Duration::from_secs_f64(seconds.unwrap_or(minutes * 60.0).max(1.0)),
+            cashiers: cashiers.max(1),
+            readers,
         }),
     };
     match outcome {

@@ -30,7 +30,7 @@ const CARD: &str = "xiaowang";
 /// Insured, active fixture persons (fixtures/insurer/persons.toml), registered by ID number
 /// in turn: the simulator sums a person's settlements of the year on every 2206 / 2207, so
 /// thousands of visits of one person would measure that sum rather than the counter.
-const PERSONS: [&str; 12] = [
+pub(super) const PERSONS: [&str; 12] = [
     "500103199103080319",
     "510104195802140261",
     "440106200108170645",
@@ -45,7 +45,7 @@ const PERSONS: [&str; 12] = [
     "420106198801120829",
 ];
 /// 阿莫西林胶囊, 甲类 in the simulator's catalogue.
-const CLASS_A_ITEM: &str = "XJ01CAA040A001010100001";
+pub(super) const CLASS_A_ITEM: &str = "XJ01CAA040A001010100001";
 
 /// What to measure.
 pub struct Plan {
