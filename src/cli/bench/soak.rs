@@ -135,6 +135,9 @@ pub fn error_kind(error: &medcard::serve::client::ClientError) -> String {
     match error {
         ClientError::Rpc { code, .. } => code.to_string(),
         ClientError::Connect { .. } => "connect".into(),
+        ClientError::NotTheDaemon { .. } | ClientError::PeerUnknown { .. } => {
+            "not-the-daemon".into()
+        }
         ClientError::TimedOut => "timeout".into(),
         ClientError::Closed => "closed".into(),
         ClientError::Io(_) => "io".into(),
