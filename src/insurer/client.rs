@@ -125,7 +125,7 @@ impl InsurerClient {
         let input = json!({"signIn": {
             "opter_no": self.cfg.opter, "mac": self.cfg.mac, "ip": self.cfg.ip,
         }});
-        let reply = self.with_retries(wire::SIGN_IN, None, &input, Retry::Idempotent)?;
+        let reply = self.sent_with_fresh_msgids(wire::SIGN_IN, None, &input, Retry::Idempotent)?;
         let sign_no = reply
             .output
             .get("signinoutb")
@@ -160,22 +160,40 @@ impl InsurerClient {
         retry: Retry,
     ) -> Result<Reply, LinkError> {
         self.ensure_signed_in()?;
-        let result = self.with_retries(infno, insuplc_admdvs, &input, retry);
-        let Err(LinkError::Business { err_msg, .. }) = &result else {
-            return result;
-        };
-        match self.refusal(err_msg) {
-            Refusal::SignInLapsed => {
+        let result = self.sent_with_fresh_msgids(infno, insuplc_admdvs, &input, retry);
+        match &result {
+            Err(LinkError::Business { err_msg, .. })
+                if self.refusal(err_msg) == Refusal::SignInLapsed =>
+            {
                 tracing::info!(infno, "insurer says the sign-in lapsed; signing in again");
                 self.sign_in = None;
                 self.ensure_signed_in()?;
+                self.sent_with_fresh_msgids(infno, insuplc_admdvs, &input, retry)
             }
-            Refusal::DuplicateMsgid => {
-                tracing::warn!(infno, err_msg = %err_msg, "insurer saw the msgid before; sending again with a new one");
-            }
-            _ => return result,
+            _ => result,
         }
-        self.with_retries(infno, insuplc_admdvs, &input, retry)
+    }
+
+    /// [`Self::with_retries`], sent once more with a msgid from elsewhere when the insurer
+    /// says it saw the msgid before (another process of this institution used it).
+    fn sent_with_fresh_msgids(
+        &mut self,
+        infno: &str,
+        insuplc_admdvs: Option<&str>,
+        input: &Value,
+        retry: Retry,
+    ) -> Result<Reply, LinkError> {
+        let result = self.with_retries(infno, insuplc_admdvs, input, retry);
+        match &result {
+            Err(LinkError::Business { err_msg, .. })
+                if self.refusal(err_msg) == Refusal::DuplicateMsgid =>
+            {
+                tracing::warn!(infno, err_msg = %err_msg, "insurer saw the msgid before; sending again with a new one");
+                self.msgids.after_duplicate();
+                self.with_retries(infno, insuplc_admdvs, input, retry)
+            }
+            _ => result,
+        }
     }
 
     /// Signs in unless a sign-in is still fresh (before [`Self::send`], which does not).

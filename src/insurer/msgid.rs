@@ -10,6 +10,11 @@ use std::time::Duration;
 /// Gives a fresh msgid for every request.
 pub trait MsgIdSource: Send {
     fn next_msgid(&mut self) -> String;
+
+    /// The insurer said a msgid of ours was seen before (another process of this
+    /// institution issued it, e.g. the daemon before a restart in the same second): the
+    /// next ids must not come from where that one did.
+    fn after_duplicate(&mut self) {}
 }
 
 /// In-memory msgids: the sequence restarts at 0000 every second, and a second that has
@@ -59,11 +64,27 @@ impl MsgIdSource for SequenceMsgIds {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+
+    /// Gives up the rest of the current second (another process numbered in it too): the
+    /// next id is of the next second, whose sequence nobody before this process used.
+    fn after_duplicate(&mut self) {
+        let mut issued = ISSUED.lock().unwrap_or_else(PoisonError::into_inner);
+        issued.1 = 10_000;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::{MsgIdSource, SequenceMsgIds};
+
+    #[test]
+    fn after_a_duplicate_the_next_id_is_of_a_later_second() {
+        let mut ids = SequenceMsgIds::new("H50010302473");
+        let seen = ids.next_msgid();
+        ids.after_duplicate();
+        let next = ids.next_msgid();
+        assert!(next[12..26] > seen[12..26], "{seen} then {next}");
+    }
 
     #[test]
     fn ids_are_thirty_characters_and_start_with_the_institution() {
