@@ -23,9 +23,12 @@ use std::path::Path;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
+/// A fuzz target's entry point: the fuzzer's bytes in, a panic the only finding.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets by name, each with its entry point: `fuzz/fuzz_targets/NAME.rs` calls
 /// it, and the regression replay runs `fuzz/corpus/NAME/` and `fuzz/regressions/NAME/`.
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("apdu_response", apdu_response),
     ("tlv", tlv),
     ("profile", profile),
