@@ -50,7 +50,7 @@ fault-matrix: deps
 # `make fuzz` is the long campaign (FUZZ_RUNS executions of each target, one after another, on
 # one core), `make fuzz-smoke` a few seconds of each, run by `make test` when cargo-fuzz is
 # installed. The stable toolchain runs cargo-fuzz's -Z flags with RUSTC_BOOTSTRAP=1.
-FUZZ_TARGETS := apdu_response tlv profile card_image jsonrpc_line insurer_reply config
+FUZZ_TARGETS ?= apdu_response tlv profile card_image jsonrpc_line insurer_reply config
 FUZZ_RUNS ?= 10000000
 FUZZ_SECONDS ?= 3
 FUZZ_FLAGS := --sanitizer none --debug-assertions
