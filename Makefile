@@ -10,7 +10,7 @@ CARGO ?= cargo
 DEB_PACKAGES := pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config systemd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test lint demo bench fault-matrix clean
+.PHONY: all deps build test lint demo bench fault-matrix fuzz fuzz-smoke clean
 
 all: build
 
@@ -39,10 +39,38 @@ lint:
 test: deps lint
 	$(CARGO) build --release
 	$(CARGO) test --all-targets --features fault-injection
+	$(MAKE) fuzz-smoke
 
 # The exactly-once fault matrix (part of `make test` too), with its table printed.
 fault-matrix: deps
 	$(CARGO) test --features fault-injection --test suite settle_faults -- --nocapture
+
+# Fuzzing (docs/fuzzing.md): one cargo-fuzz target per parser that input reaches, each an entry
+# point of src/fuzzing.rs. The test suite replays fuzz/corpus/ and fuzz/regressions/ always;
+# `make fuzz` is the long campaign (FUZZ_RUNS executions of each target, one after another, on
+# one core), `make fuzz-smoke` a few seconds of each, run by `make test` when cargo-fuzz is
+# installed. The stable toolchain runs cargo-fuzz's -Z flags with RUSTC_BOOTSTRAP=1.
+FUZZ_TARGETS ?= apdu_response tlv profile card_image jsonrpc_line insurer_reply config
+FUZZ_RUNS ?= 10000000
+FUZZ_SECONDS ?= 3
+FUZZ_FLAGS := --sanitizer none --debug-assertions
+CARGO_FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+fuzz_max_len = $(if $(filter tlv jsonrpc_line,$(1)),2048,$(if $(filter apdu_response,$(1)),4096,16384))
+# $(1) target, $(2) libFuzzer's stopping option: new inputs go to fuzz/target/corpus/, the
+# committed seeds are read only; findings land in fuzz/artifacts/.
+fuzz_run = mkdir -p fuzz/target/corpus/$(1) && \
+	$(CARGO_FUZZ) run $(FUZZ_FLAGS) $(1) fuzz/target/corpus/$(1) fuzz/corpus/$(1) -- \
+	  -max_len=$(call fuzz_max_len,$(1)) -timeout=10 -rss_limit_mb=2048 \
+	  -print_final_stats=1 $(2)
+
+fuzz:
+	@command -v cargo-fuzz >/dev/null || { echo "make fuzz: needs cargo-fuzz (cargo install cargo-fuzz)"; exit 1; }
+	set -o pipefail; $(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),-runs=$(FUZZ_RUNS)) 2>&1 | tee fuzz/target/$(t).log && ) true
+
+fuzz-smoke:
+	@if command -v cargo-fuzz >/dev/null; then \
+	  $(foreach t,$(FUZZ_TARGETS),$(call fuzz_run,$(t),-max_total_time=$(FUZZ_SECONDS)) && ) true; \
+	else echo "make fuzz-smoke: cargo-fuzz not installed, skipped (the test suite replayed fuzz/corpus and fuzz/regressions)"; fi
 
 # A counter's day on embedded defaults: virtual readers, the built-in insurer simulator,
 # a SQLite cache and journal; swipe, register, preview, settle, receipt.

@@ -20,7 +20,7 @@
 //!
 //! The binary's `cli` sits on top. [`sim`] is the other side of the wire — virtual cards and
 //! PSAMs, the insurer simulator, pcscd for the end-to-end stack: it may use the layers, none
-//! of them uses it.
+//! of them uses it. [`fuzzing`] stands beside it: the fuzz targets' entry points (`fuzz/`).
 
 pub mod apdu;
 pub mod cache;
@@ -28,6 +28,8 @@ pub mod card;
 pub mod clock;
 pub mod codes;
 pub mod fields;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod insurer;
 pub mod mask;
 pub mod money;

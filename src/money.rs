@@ -45,6 +45,10 @@ pub enum AmountError {
     NotAmount,
     #[error("bad amount {text:?}: {reason}")]
     Unparsable { text: String, reason: String },
+    /// Beyond N(16,2), the widest amount of the national interface: sums of such values
+    /// could overflow the decimal type.
+    #[error("amount {text} is beyond the national range (at most {MAX_AMOUNT})")]
+    OutOfRange { text: String },
 }
 
 /// `d` with exactly two decimal places (rounded half-up when it had more).
@@ -52,19 +56,23 @@ pub fn two_places(d: Decimal) -> String {
     round_fen(d).to_string()
 }
 
-/// A decimal from a JSON string or number, exactly as written.
+/// A decimal from a JSON string or number, exactly as written, within ±[`MAX_AMOUNT`].
 pub fn exact(value: &Value) -> Result<Decimal, AmountError> {
     let raw = match value {
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.trim().to_string(),
         _ => return Err(AmountError::NotAmount),
     };
-    Decimal::from_str(&raw)
+    let d = Decimal::from_str(&raw)
         .or_else(|_| Decimal::from_scientific(&raw))
         .map_err(|e| AmountError::Unparsable {
             reason: e.to_string(),
-            text: raw,
-        })
+            text: raw.clone(),
+        })?;
+    if d.abs() > MAX_AMOUNT {
+        return Err(AmountError::OutOfRange { text: raw });
+    }
+    Ok(d)
 }
 
 /// Money from a JSON string or number, rounded to the fen.
@@ -446,6 +454,12 @@ mod tests {
         assert!(matches!(
             from_value(&json!("abc")),
             Err(AmountError::Unparsable { .. })
+        ));
+        // Found by fuzzing (fuzz/regressions/insurer_reply/): such amounts overflowed a sum.
+        assert_eq!(exact(&json!("-99999999999999.99")), Ok(-MAX_AMOUNT));
+        assert!(matches!(
+            from_value(&json!("70000000000000000000000000000")),
+            Err(AmountError::OutOfRange { .. })
         ));
     }
 

@@ -14,6 +14,14 @@ mod pin;
 mod records;
 
 pub use checks::{card_no_check_char, card_no_warning};
+
+/// The card's TLV decoders, for the fuzz targets (`crate::fuzzing`): SIMPLE-TLV records and
+/// the BER-TLV of a SELECT's FCI.
+#[doc(hidden)]
+pub mod tlv {
+    pub use super::auth::fci_algorithm;
+    pub use super::records::{parse_one, parse_records};
+}
 pub use ireadcardbas::ireadcardbas_string;
 pub use model::{Balance, BalanceSource, CardRead, Holder, historical_bytes};
 pub use pin::{

@@ -13,6 +13,7 @@ mod e2e_pcscd;
 mod e2e_psam_pin;
 mod e2e_serve;
 mod e2e_settle;
+mod fuzz_regressions;
 mod insurer_link;
 mod insurer_refusals;
 mod insurer_settle;
