@@ -198,6 +198,10 @@ pub struct SettleSection {
     pub reversal_tries: u32,
     /// Seconds between two passes of the background resolver over unanswered calls.
     pub resolve_interval_s: u64,
+    /// The most lines one bill may have; `settle.preview` refuses a longer one (−32602).
+    pub max_bill_lines: usize,
+    /// The most lines one 2204 call carries; a longer bill is uploaded in several calls.
+    pub max_upload_lines: usize,
 }
 
 impl Default for SettleSection {
@@ -211,6 +215,8 @@ impl Default for SettleSection {
             links: 4,
             reversal_tries: 3,
             resolve_interval_s: 30,
+            max_bill_lines: crate::settle::service::DEFAULT_MAX_BILL_LINES,
+            max_upload_lines: crate::settle::service::DEFAULT_MAX_UPLOAD_LINES,
         }
     }
 }
@@ -416,6 +422,8 @@ impl Config {
             ("settle.links", settle.links as u64),
             ("settle.reversal_tries", u64::from(settle.reversal_tries)),
             ("settle.resolve_interval_s", settle.resolve_interval_s),
+            ("settle.max_bill_lines", settle.max_bill_lines as u64),
+            ("settle.max_upload_lines", settle.max_upload_lines as u64),
         ] {
             if value == 0 {
                 findings.errors.push(format!("{key} must be at least 1"));
@@ -474,7 +482,7 @@ impl Config {
     /// Every key with its value, its meaning, and whether it differs from the default.
     pub fn explain(&self) -> String {
         let defaults = Config::default();
-        let settings: [Setting; 33] = [
+        let settings: [Setting; 35] = [
             (
                 "socket.path",
                 |c| text(&c.socket.path.display().to_string()),
@@ -639,6 +647,16 @@ impl Config {
                 "settle.resolve_interval_s",
                 |c| c.settle.resolve_interval_s.to_string(),
                 "seconds between passes of the background resolver",
+            ),
+            (
+                "settle.max_bill_lines",
+                |c| c.settle.max_bill_lines.to_string(),
+                "most lines per bill; settle.preview refuses a longer one (-32602)",
+            ),
+            (
+                "settle.max_upload_lines",
+                |c| c.settle.max_upload_lines.to_string(),
+                "most lines per 2204 call; longer bills are uploaded in several calls",
             ),
         ];
         let rows: Vec<String> = settings

@@ -13,7 +13,7 @@
 use super::rpc::{ErrorData, RequestError, RpcError, code};
 use super::types::SessionError;
 use crate::codes::ReaderCode;
-use crate::settle::service::SettleError;
+use crate::settle::service::{InvalidRequest, SettleError};
 use std::borrow::Cow;
 use std::fmt::Display;
 
@@ -127,6 +127,9 @@ impl OperatorMessage for SettleError {
             | SettleError::AttemptsUndone { .. }
             | SettleError::NoInsurer => "医保中心无法连接，未扣费",
             SettleError::Unknown { .. } => "结算结果未知，正在冲正，请稍后查询",
+            SettleError::Invalid(InvalidRequest::TooManyLines { .. }) => {
+                "费用明细条数超过上限，请拆分为多张费用单"
+            }
             SettleError::Invalid(_) => "参数错误",
             SettleError::Policy(_) | SettleError::NoPolicy(_) | SettleError::Cache(_) => "内部错误",
         })

@@ -196,7 +196,7 @@ impl Settler {
                 })?;
                 let visit = self.registered_visit(&request.mdtrt_id)?;
                 let lines = stored_lines(preview)?;
-                if !preview.uploaded {
+                if self.needs_upload(preview)? {
                     let setlinfo = self.ask_insurer(&visit, preview, &lines)?;
                     self.journal
                         .update_preview_insurer(&preview.preview_id, &to_json(&setlinfo))?;
