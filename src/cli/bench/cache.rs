@@ -298,14 +298,14 @@ impl Rng {
 }
 
 /// `medcard insurer-sim` (this binary) on loopback; killed on drop.
-struct SimChild {
+pub(super) struct SimChild {
     child: Child,
-    addr: String,
+    pub(super) addr: String,
     agent: ureq::Agent,
 }
 
 impl SimChild {
-    fn start(db: &Path) -> Result<SimChild, String> {
+    pub(super) fn start(db: &Path) -> Result<SimChild, String> {
         let exe: PathBuf =
             std::env::current_exe().map_err(|e| format!("cannot find the medcard binary: {e}"))?;
         let mut child = Command::new(exe)

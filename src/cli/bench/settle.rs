@@ -30,7 +30,7 @@ const CARD: &str = "xiaowang";
 /// Insured, active fixture persons (fixtures/insurer/persons.toml), registered by ID number
 /// in turn: the simulator sums a person's settlements of the year on every 2206 / 2207, so
 /// thousands of visits of one person would measure that sum rather than the counter.
-const PERSONS: [&str; 12] = [
+pub(super) const PERSONS: [&str; 12] = [
     "500103199103080319",
     "510104195802140261",
     "440106200108170645",
