@@ -51,6 +51,12 @@ pub struct SocketConfig {
     /// many seconds without a request (a client that leaks connections cannot hold every
     /// slot for ever); 0: never.
     pub idle_timeout_s: u64,
+    /// A request line at least this long (a large bill) is heavy (`serve::heavy`).
+    pub heavy_request_bytes: usize,
+    /// Heavy requests parsed and worked on at once, daemon-wide.
+    pub max_heavy_requests: usize,
+    /// How long a heavy request waits for a turn before it is answered 1020 (busy, retry).
+    pub heavy_wait_ms: u64,
 }
 
 impl Default for SocketConfig {
@@ -67,6 +73,9 @@ impl Default for SocketConfig {
             shutdown_grace_ms: 5000,
             idle_timeout_s: 300,
             reserved_for_other_users: 2,
+            heavy_request_bytes: 64 * 1024,
+            max_heavy_requests: 2,
+            heavy_wait_ms: 10_000,
         }
     }
 }
@@ -482,7 +491,7 @@ impl Config {
     /// Every key with its value, its meaning, and whether it differs from the default.
     pub fn explain(&self) -> String {
         let defaults = Config::default();
-        let settings: [Setting; 35] = [
+        let settings: [Setting; 38] = [
             (
                 "socket.path",
                 |c| text(&c.socket.path.display().to_string()),
@@ -522,6 +531,21 @@ impl Config {
                 "socket.max_inflight",
                 |c| c.socket.max_inflight.to_string(),
                 "requests in progress per connection",
+            ),
+            (
+                "socket.heavy_request_bytes",
+                |c| c.socket.heavy_request_bytes.to_string(),
+                "a request line this long is heavy (large bill): limited daemon-wide",
+            ),
+            (
+                "socket.max_heavy_requests",
+                |c| c.socket.max_heavy_requests.to_string(),
+                "heavy requests worked on at once, daemon-wide",
+            ),
+            (
+                "socket.heavy_wait_ms",
+                |c| c.socket.heavy_wait_ms.to_string(),
+                "a heavy request's longest wait for a turn, then 1020 busy, ms",
             ),
             (
                 "socket.shutdown_grace_ms",
@@ -704,6 +728,8 @@ impl SocketConfig {
             ("socket.max_line_bytes", self.max_line_bytes, 1024),
             ("socket.queue_lines", self.queue_lines, 1),
             ("socket.max_inflight", self.max_inflight, 1),
+            ("socket.heavy_request_bytes", self.heavy_request_bytes, 1024),
+            ("socket.max_heavy_requests", self.max_heavy_requests, 1),
         ] {
             if value < least {
                 findings

@@ -179,6 +179,7 @@ impl OperatorMessage for RequestError {
             RequestError::PinLocked => code::PIN_REFUSED,
             RequestError::SettlementNotConfigured => code::INSURER_DOWN,
             RequestError::SessionGone { .. } => code::NO_CARD,
+            RequestError::Busy { .. } => code::BUSY,
         }
     }
 
@@ -196,6 +197,7 @@ impl OperatorMessage for RequestError {
             RequestError::PinLocked => reader_code_zh(ReaderCode::PIN_LOCKED),
             RequestError::SettlementNotConfigured => "未配置医保结算",
             RequestError::SessionGone { .. } => "卡已更换，请重新读卡",
+            RequestError::Busy { .. } => "服务繁忙：大额请求过多，未处理，请稍后重试",
         })
     }
 

@@ -37,6 +37,8 @@ pub mod code {
     pub const INSURER_DOWN: i32 = 1016;
     /// A money-moving call is unanswered and being reversed; ask settle.status.
     pub const OUTCOME_UNKNOWN: i32 = 1017;
+    /// Too many large requests in progress daemon-wide: nothing was done; retry.
+    pub const BUSY: i32 = 1020;
 }
 
 /// A JSON-RPC error object.
@@ -88,6 +90,13 @@ pub enum RequestError {
     /// The request names a card session that is no longer the card in the reader.
     #[error("card session {asked} is gone: the card in the reader is session {current}")]
     SessionGone { asked: u64, current: u64 },
+    /// A large request found no turn among `socket.max_heavy_requests` in
+    /// `socket.heavy_wait_ms`: nothing was done.
+    #[error(
+        "busy: {max} large requests are in progress and none finished within {waited_ms} ms; \
+         nothing was done — retry the request"
+    )]
+    Busy { max: usize, waited_ms: u64 },
 }
 
 impl RpcError {

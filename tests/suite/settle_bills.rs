@@ -172,3 +172,48 @@ fn a_2205_whose_answer_was_lost_counts_as_done_when_the_batch_is_gone() {
     assert_eq!(held.len(), 3, "{held:?}");
     assert!(held.iter().all(|(_, _, setl)| setl.is_some()), "{held:?}");
 }
+
+#[test]
+fn a_large_bill_beyond_the_heavy_request_cap_is_answered_busy_and_nothing_is_done() {
+    // One large request at a time daemon-wide; a second waits 200 ms for its turn.
+    let rig = Rig::start("settle-heavy", "");
+    let mut text = std::fs::read_to_string(&rig.config).expect("config");
+    text = text.replace(
+        "[socket]\n",
+        "[socket]\nheavy_request_bytes = 1024\nmax_heavy_requests = 1\nheavy_wait_ms = 200\n",
+    );
+    std::fs::write(&rig.config, text).expect("config");
+    let daemon = rig.daemon(&[XIAOWANG], &[]);
+    let mut client = daemon.client();
+    common::settle::wait_catalogue(&mut client);
+    wait_card(&mut client);
+    let mdtrt_id = register(&mut client);
+    // The first bill's 2206 is slow: it holds the one turn meanwhile.
+    rig.sim
+        .admin(json!({"action": "faults", "latency_ms": 2000, "for_infno": "2206"}));
+    let mut first_client = daemon.client();
+    let visit = mdtrt_id.clone();
+    let first = std::thread::spawn(move || preview(&mut first_client, &visit, bill(20, "1.00")));
+    common::wait_until("the first bill at 2206", Duration::from_secs(20), || {
+        rig.sim.requests("2206") >= 1
+    });
+    let busy = client.error(
+        "settle.preview",
+        json!({"mdtrt_id": mdtrt_id, "items": bill(20, "1.00")}),
+    );
+    assert_eq!(busy["code"], 1020, "{busy}");
+    assert!(
+        busy["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("retry"),
+        "{busy}"
+    );
+    let first = first.join().expect("the first preview");
+    assert_eq!(first["source"], "insurer", "{first}");
+    // Nothing of the refused one reached the insurer; it goes through once the turn is free.
+    assert_eq!(rig.requests("2204"), 1);
+    rig.sim.admin(json!({"action": "faults"}));
+    let again = preview(&mut client, &mdtrt_id, bill(20, "1.00"));
+    assert_eq!(again["source"], "insurer", "{again}");
+}
