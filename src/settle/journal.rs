@@ -490,6 +490,20 @@ impl Journal {
         })
     }
 
+    /// The visit of a preview, without its lines (a commit waiting for the visit's lock
+    /// holds no bill).
+    pub fn preview_visit(&self, preview_id: &str) -> Result<Option<String>, CacheError> {
+        self.run(|tx| {
+            Ok(query_one(
+                tx,
+                "SELECT mdtrt_id FROM settle_previews WHERE preview_id = ?1",
+                [preview_id],
+                |row| row.get(0),
+            )
+            .optional()?)
+        })
+    }
+
     pub fn preview(&self, preview_id: &str) -> Result<Option<PreviewRow>, CacheError> {
         self.run(|tx| {
             Ok(query_one(

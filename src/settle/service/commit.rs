@@ -8,12 +8,15 @@ impl Settler {
     /// 2207 for a preview, exactly once per `request_id` (see the module doc).
     pub fn commit(&self, preview_id: &str, request_id: &str) -> Result<Settlement, SettleError> {
         check_request_id(request_id)?;
-        let preview = self
+        let unknown = || SettleError::UnknownPreview(preview_id.to_owned());
+        let visit = self
             .journal
-            .preview(preview_id)?
-            .ok_or_else(|| SettleError::UnknownPreview(preview_id.to_owned()))?;
-        let (visit, kind) = (&preview.mdtrt_id, RequestKind::Settle);
-        self.once_per_request(visit, request_id, kind, preview_id, || {
+            .preview_visit(preview_id)?
+            .ok_or_else(unknown)?;
+        // The preview (its lines) is read under the visit's lock: commits waiting for it
+        // hold no bill.
+        self.once_per_request(&visit, request_id, RequestKind::Settle, preview_id, || {
+            let preview = self.journal.preview(preview_id)?.ok_or_else(unknown)?;
             self.first_commit(&preview, request_id)
         })
     }
