@@ -163,6 +163,22 @@ CREATE TABLE settle_journal (
 CREATE INDEX settle_journal_state ON settle_journal(state);
 CREATE INDEX settle_journal_request ON settle_journal(request_id);
 "#,
+    // 4: the fee batches the insurer holds for a visit (src/settle/journal.rs): a batch is
+    // `held` from just before its first 2204 (an unanswered 2204 may have been applied) until
+    // a 2205 deletes it (`deleted`); a preview deletes only batches still held. Batches
+    // uploaded before this version count as held (a 2205 the insurer answers "no such lines"
+    // marks them deleted).
+    r#"
+CREATE TABLE settle_batches (
+    chrg_bchno  TEXT PRIMARY KEY NOT NULL,
+    mdtrt_id    TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state = 'held' OR state = 'deleted'),
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX settle_batches_visit ON settle_batches(mdtrt_id, state);
+INSERT INTO settle_batches (chrg_bchno, mdtrt_id, state, updated_at)
+    SELECT chrg_bchno, mdtrt_id, 'held', created_at FROM settle_previews WHERE uploaded = 1;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -37,6 +37,13 @@ impl CacheWriter {
         self.conn.lock().map_err(|_| CacheError::Poisoned)
     }
 
+    /// Frees what the write connection's page cache holds (`PRAGMA shrink_memory`): after a
+    /// burst of large bills it would otherwise keep up to its whole size while idle.
+    pub fn release_memory(&self) -> Result<(), CacheError> {
+        self.lock()?.execute_batch("PRAGMA shrink_memory")?;
+        Ok(())
+    }
+
     /// Runs `work` in one transaction on the write connection (the settlement journal writes
     /// through this too: one writer for the whole file).
     pub(crate) fn in_transaction<T>(

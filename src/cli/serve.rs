@@ -76,6 +76,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(&e.to_string()),
     };
+    // Before any thread: memory freed after a burst goes back to few arenas (serve::heavy).
+    medcard::serve::heavy::limit_arenas();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),

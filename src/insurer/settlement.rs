@@ -292,6 +292,15 @@ pub fn data_input<T: Serialize>(data: &T) -> Value {
     json!({ "data": data })
 }
 
+/// The 2204 inputs for a batch's lines, at most `max_lines` lines each (at least one): a
+/// large bill is uploaded as several 2204 calls of the same batch, as HIS programs do; each
+/// line keeps its own feedetl_sn, unique within the visit.
+pub fn fee_upload_inputs(lines: &[FeeDetailIn], max_lines: usize) -> impl Iterator<Item = Value> {
+    lines
+        .chunks(max_lines.max(1))
+        .map(|chunk| json!({ "feedetail": chunk }))
+}
+
 /// Reads `output[key]` as `T`; the error names the key.
 pub fn output_part<T: serde::de::DeserializeOwned>(
     output: &Value,

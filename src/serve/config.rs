@@ -56,6 +56,12 @@ pub struct SocketConfig {
     /// still served. Absent: 1 when `access.allowed_groups` is set (and `max_connections`
     /// is more than 1), else 0; see [`Config::reserved_for_allowed_groups`].
     pub reserved_for_allowed_groups: Option<usize>,
+    /// A request line at least this long (a large bill) is heavy (`serve::heavy`).
+    pub heavy_request_bytes: usize,
+    /// Heavy requests parsed and worked on at once, daemon-wide.
+    pub max_heavy_requests: usize,
+    /// How long a heavy request waits for a turn before it is answered 1020 (busy, retry).
+    pub heavy_wait_ms: u64,
 }
 
 impl Default for SocketConfig {
@@ -73,6 +79,9 @@ impl Default for SocketConfig {
             idle_timeout_s: 300,
             reserved_for_other_users: 2,
             reserved_for_allowed_groups: None,
+            heavy_request_bytes: 64 * 1024,
+            max_heavy_requests: 2,
+            heavy_wait_ms: 10_000,
         }
     }
 }
@@ -208,6 +217,10 @@ pub struct SettleSection {
     pub reversal_tries: u32,
     /// Seconds between two passes of the background resolver over unanswered calls.
     pub resolve_interval_s: u64,
+    /// The most lines one bill may have; `settle.preview` refuses a longer one (−32602).
+    pub max_bill_lines: usize,
+    /// The most lines one 2204 call carries; a longer bill is uploaded in several calls.
+    pub max_upload_lines: usize,
 }
 
 impl Default for SettleSection {
@@ -221,6 +234,8 @@ impl Default for SettleSection {
             links: 4,
             reversal_tries: 3,
             resolve_interval_s: 30,
+            max_bill_lines: crate::settle::service::DEFAULT_MAX_BILL_LINES,
+            max_upload_lines: crate::settle::service::DEFAULT_MAX_UPLOAD_LINES,
         }
     }
 }
@@ -458,6 +473,8 @@ impl Config {
             ("settle.links", settle.links as u64),
             ("settle.reversal_tries", u64::from(settle.reversal_tries)),
             ("settle.resolve_interval_s", settle.resolve_interval_s),
+            ("settle.max_bill_lines", settle.max_bill_lines as u64),
+            ("settle.max_upload_lines", settle.max_upload_lines as u64),
         ] {
             if value == 0 {
                 findings.errors.push(format!("{key} must be at least 1"));
@@ -519,7 +536,7 @@ impl Config {
     /// Every key with its value, its meaning, and whether it differs from the default.
     pub fn explain(&self) -> String {
         let defaults = Config::default();
-        let settings: [Setting; 35] = [
+        let settings: [Setting; 40] = [
             (
                 "socket.path",
                 |c| text(&c.socket.path.display().to_string()),
@@ -559,6 +576,21 @@ impl Config {
                 "socket.max_inflight",
                 |c| c.socket.max_inflight.to_string(),
                 "requests in progress per connection",
+            ),
+            (
+                "socket.heavy_request_bytes",
+                |c| c.socket.heavy_request_bytes.to_string(),
+                "a request line this long is heavy (large bill): limited daemon-wide",
+            ),
+            (
+                "socket.max_heavy_requests",
+                |c| c.socket.max_heavy_requests.to_string(),
+                "heavy requests worked on at once, daemon-wide",
+            ),
+            (
+                "socket.heavy_wait_ms",
+                |c| c.socket.heavy_wait_ms.to_string(),
+                "a heavy request's longest wait for a turn, then 1020 busy, ms",
             ),
             (
                 "socket.shutdown_grace_ms",
@@ -698,6 +730,16 @@ impl Config {
                 |c| c.settle.resolve_interval_s.to_string(),
                 "seconds between passes of the background resolver",
             ),
+            (
+                "settle.max_bill_lines",
+                |c| c.settle.max_bill_lines.to_string(),
+                "most lines per bill; settle.preview refuses a longer one (-32602)",
+            ),
+            (
+                "settle.max_upload_lines",
+                |c| c.settle.max_upload_lines.to_string(),
+                "most lines per 2204 call; longer bills are uploaded in several calls",
+            ),
         ];
         let rows: Vec<String> = settings
             .iter()
@@ -744,6 +786,8 @@ impl SocketConfig {
             ("socket.max_line_bytes", self.max_line_bytes, 1024),
             ("socket.queue_lines", self.queue_lines, 1),
             ("socket.max_inflight", self.max_inflight, 1),
+            ("socket.heavy_request_bytes", self.heavy_request_bytes, 1024),
+            ("socket.max_heavy_requests", self.max_heavy_requests, 1),
         ] {
             if value < least {
                 findings

@@ -6,6 +6,10 @@
 //!   passed; the rest of it is discarded as it streams (never buffered), and the connection
 //!   stays usable.
 //! - A malformed line is answered with −32700; the connection stays usable.
+//! - A line of at least `socket.heavy_request_bytes` (a large bill) waits for a daemon-wide
+//!   turn ([`super::heavy`]) before it is parsed, and the connection reads nothing more
+//!   meanwhile (pipelined lines wait in the socket, not in memory); with no turn within
+//!   `socket.heavy_wait_ms` it is answered 1020 (busy, retry) unparsed.
 //! - A subscriber whose queue is full, or whose event receiver lagged, gets a final
 //!   `events.dropped` notification (best effort) and its subscription is cancelled; the
 //!   connection stays open for requests.
@@ -15,10 +19,11 @@
 //!   write, or on a Unix socket within [`HangupProbe::EVERY`] of its end of input); nothing
 //!   else changes.
 
+use super::heavy::HeavyPermit;
 use super::messages;
 use super::methods;
 use super::peer::Peer;
-use super::rpc::{self, Call, RpcError};
+use super::rpc::{self, Call, RequestError, RpcError};
 use super::shared::{Shared, Shutdown};
 use super::types::CardEvent;
 use serde_json::{Value, json};
@@ -369,16 +374,51 @@ impl Connection {
                 return self.outbox.reply(rpc::failure(&Value::Null, &error)).await;
             }
         };
-        match rpc::parse_call(&line) {
+        let turn = match self.heavy_turn(&line).await {
+            Ok(turn) => turn,
+            Err(busy) => {
+                if let Some(busy) = busy {
+                    self.outbox.reply(busy).await;
+                }
+                return;
+            }
+        };
+        let parsed = rpc::parse_call(&line);
+        drop(line);
+        match parsed {
             Err(bad) => {
                 tracing::debug!(peer = %self.peer, code = bad.error.code, "bad request line");
                 self.outbox.reply(rpc::failure(&bad.id, &bad.error)).await;
             }
-            Ok(call) => self.on_call(call).await,
+            Ok(call) => self.on_call(call, turn).await,
         }
     }
 
-    async fn on_call(&mut self, call: Call) {
+    /// For a heavy line, a turn (waited for); none for a light one. `Err`: no turn came in
+    /// time, with the busy answer (none for a notification).
+    async fn heavy_turn(&self, line: &[u8]) -> Result<Option<HeavyPermit>, Option<String>> {
+        let settings = self.shared.settings();
+        let socket = &settings.config.socket;
+        if line.len() < socket.heavy_request_bytes {
+            return Ok(None);
+        }
+        let waited_ms = socket.heavy_wait_ms;
+        let gate = &self.shared.heavy;
+        match gate.enter(Duration::from_millis(waited_ms)).await {
+            Some(turn) => Ok(Some(turn)),
+            None => {
+                tracing::warn!(peer = %self.peer, bytes = line.len(), max = gate.max(), "large request refused: busy");
+                let busy = RpcError::from(RequestError::Busy {
+                    max: gate.max(),
+                    waited_ms,
+                });
+                Err(request_id(line).map(|id| rpc::failure(&id, &busy)))
+            }
+        }
+    }
+
+    /// `turn`: a heavy request's, held until its answer is queued.
+    async fn on_call(&mut self, call: Call, turn: Option<HeavyPermit>) {
         match call.method.as_str() {
             "events.subscribe" => self.subscribe(call).await,
             "events.unsubscribe" => {
@@ -397,9 +437,12 @@ impl Connection {
                     (self.shared.clone(), self.peer.clone(), self.outbox.clone());
                 self.inflight.spawn(async move {
                     let result = methods::answer(&shared, &peer, &call).await;
-                    if let Some(line) = reply_line(&call, result) {
+                    let line = reply_line(&call, result);
+                    drop(call);
+                    if let Some(line) = line {
                         outbox.reply(line).await;
                     }
+                    drop(turn);
                 });
             }
         }
@@ -446,6 +489,23 @@ impl Connection {
             }
             None => false,
         }
+    }
+}
+
+/// The id of a request line read without parsing the rest into values: `None` for a
+/// notification (no `id`), null for a line that is not a JSON object.
+fn request_id(line: &[u8]) -> Option<Value> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default, deserialize_with = "present")]
+        id: Option<Value>,
+    }
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+        serde::Deserialize::deserialize(d).map(Some)
+    }
+    match serde_json::from_slice::<Head>(line) {
+        Ok(head) => head.id,
+        Err(_) => Some(Value::Null),
     }
 }
 

@@ -13,7 +13,7 @@
 use super::rpc::{ErrorData, RequestError, RpcError, code};
 use super::types::SessionError;
 use crate::codes::ReaderCode;
-use crate::settle::service::SettleError;
+use crate::settle::service::{InvalidRequest, SettleError};
 use std::borrow::Cow;
 use std::fmt::Display;
 
@@ -152,6 +152,9 @@ impl OperatorMessage for SettleError {
             SettleError::RegistrationUnrecorded {
                 cancelled: false, ..
             } => "本地日志无法写入，医保中心已挂号且撤销失败，请清理磁盘后到医保中心撤销",
+            SettleError::Invalid(InvalidRequest::TooManyLines { .. }) => {
+                "费用明细条数超过上限，请拆分为多张费用单"
+            }
             SettleError::Invalid(_) => "参数错误",
             SettleError::Policy(_) | SettleError::NoPolicy(_) | SettleError::Cache(_) => "内部错误",
         })
@@ -202,6 +205,7 @@ impl OperatorMessage for RequestError {
             RequestError::SettlementNotConfigured => code::INSURER_DOWN,
             RequestError::JournalUnavailable(_) => code::JOURNAL_UNAVAILABLE,
             RequestError::SessionGone { .. } => code::NO_CARD,
+            RequestError::Busy { .. } => code::BUSY,
         }
     }
 
@@ -220,6 +224,7 @@ impl OperatorMessage for RequestError {
             RequestError::SettlementNotConfigured => "未配置医保结算",
             RequestError::JournalUnavailable(_) => "本地结算日志不可用，医保结算已停用，未发送交易",
             RequestError::SessionGone { .. } => "卡已更换，请重新读卡",
+            RequestError::Busy { .. } => "服务繁忙：大额请求过多，未处理，请稍后重试",
         })
     }
 

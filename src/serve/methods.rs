@@ -88,9 +88,7 @@ pub async fn answer(shared: &Shared, peer: &Peer, call: &Call) -> Result<Answer,
             .await
             .map(Answer::Value),
         other if super::settlement::METHODS.iter().any(|(m, _)| *m == other) => {
-            super::settlement::dispatch(shared, other, &call.params)
-                .await
-                .map(Answer::Value)
+            super::settlement::dispatch(shared, other, &call.params).await
         }
         other => Err(RpcError::method_not_found(other)),
     }

@@ -35,6 +35,7 @@ pub mod config;
 pub mod connection;
 pub mod daemon;
 pub mod handle;
+pub mod heavy;
 pub mod messages;
 pub mod methods;
 pub mod monitor;

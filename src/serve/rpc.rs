@@ -45,6 +45,8 @@ pub mod code {
     /// The journal (the cache file) cannot be written or used: nothing was sent, nothing
     /// charged; `system.info`'s `journal` says why.
     pub const JOURNAL_UNAVAILABLE: i32 = 1019;
+    /// Too many large requests in progress daemon-wide: nothing was done; retry.
+    pub const BUSY: i32 = 1020;
 }
 
 /// A JSON-RPC error object.
@@ -102,6 +104,13 @@ pub enum RequestError {
     /// The request names a card session that is no longer the card in the reader.
     #[error("card session {asked} is gone: the card in the reader is session {current}")]
     SessionGone { asked: u64, current: u64 },
+    /// A large request found no turn among `socket.max_heavy_requests` in
+    /// `socket.heavy_wait_ms`: nothing was done.
+    #[error(
+        "busy: {max} large requests are in progress and none finished within {waited_ms} ms; \
+         nothing was done — retry the request"
+    )]
+    Busy { max: usize, waited_ms: u64 },
 }
 
 impl RpcError {

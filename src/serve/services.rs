@@ -328,6 +328,8 @@ fn open_settler(
         med_type: settle.med_type.clone(),
         default_policy: settle.default_policy.clone(),
         reversal_tries: settle.reversal_tries.max(1),
+        max_bill_lines: settle.max_bill_lines.max(1),
+        max_upload_lines: settle.max_upload_lines.max(1),
         ..SettleOptions::default()
     };
     Some(Arc::new(Settler::new(cache, links, policies, options)))

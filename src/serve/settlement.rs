@@ -6,6 +6,7 @@
 //! on tokio's blocking pool.
 
 use super::handle::pick_session_ref;
+use super::methods::Answer;
 use super::rpc::{RequestError, RpcError};
 use super::shared::Shared;
 use crate::fields::{self, Field, FieldError};
@@ -116,12 +117,16 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, RpcError> {
-    serde_json::to_value(value).map_err(RpcError::internal)
+/// The answer as JSON text, written straight from the type (a large bill's answer is never
+/// built as a tree of values first).
+fn to_value<T: serde::Serialize>(value: &T) -> Result<Answer, RpcError> {
+    serde_json::to_string(value)
+        .map(|text| Answer::Raw(text.into()))
+        .map_err(RpcError::internal)
 }
 
 /// Runs a settlement method (one of [`METHODS`]).
-pub async fn dispatch(shared: &Shared, method: &str, params: &Value) -> Result<Value, RpcError> {
+pub async fn dispatch(shared: &Shared, method: &str, params: &Value) -> Result<Answer, RpcError> {
     let settler = settler(shared)?;
     match method {
         "visit.register" => visit_register(shared, settler, params).await,
@@ -162,12 +167,12 @@ pub async fn dispatch(shared: &Shared, method: &str, params: &Value) -> Result<V
                 None => crate::clock::DateTime::now().date(),
             };
             let list = blocking(move || settler.list(&date)).await?;
-            Ok(json!({ "settlements": list }))
+            Ok(Answer::Value(json!({ "settlements": list })))
         }
         "settle.receipt" => {
             let p: StatusParams = params_of(params)?;
             let text = blocking(move || receipt(&settler, &p)).await?;
-            Ok(json!({ "text": text }))
+            Ok(Answer::Value(json!({ "text": text })))
         }
         other => Err(RpcError::method_not_found(other)),
     }
@@ -267,7 +272,7 @@ async fn visit_register(
     shared: &Shared,
     settler: Arc<Settler>,
     params: &Value,
-) -> Result<Value, RpcError> {
+) -> Result<Answer, RpcError> {
     let request: RegisterRequest = params_of(params)?;
     let patient = match &request.certno {
         Some(certno) => {

@@ -7,6 +7,7 @@
 
 use super::config::Config;
 use super::handle::MonitorHandle;
+use super::heavy::HeavyGate;
 use super::peer::{AllowList, Peer};
 use super::rpc::RequestError;
 use super::services::Services;
@@ -40,10 +41,23 @@ pub struct Shared {
     connections_per_uid: Mutex<HashMap<u32, usize>>,
     /// The cache, the insurer link and the settler ([`Services`]); none in bare setups.
     pub services: Arc<Services>,
+    /// Turns for heavy requests (`socket.max_heavy_requests` at start).
+    pub heavy: HeavyGate,
 }
 
 impl Shared {
     pub fn new(settings: Settings, handle: MonitorHandle, services: Arc<Services>) -> Shared {
+        let cache = services.cache.clone();
+        let heavy = HeavyGate::new(
+            settings.config.socket.max_heavy_requests,
+            Arc::new(move || {
+                if let Some(cache) = &cache
+                    && let Err(e) = cache.writer().release_memory()
+                {
+                    tracing::debug!(error = %e, "the cache's page cache was not freed");
+                }
+            }),
+        );
         Shared {
             handle,
             started: Instant::now(),
@@ -51,6 +65,7 @@ impl Shared {
             connections: AtomicUsize::new(0),
             connections_per_uid: Mutex::new(HashMap::new()),
             services,
+            heavy,
         }
     }
 

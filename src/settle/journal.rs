@@ -524,6 +524,20 @@ impl Journal {
         })
     }
 
+    /// The visit of a preview, without its lines (a commit waiting for the visit's lock
+    /// holds no bill).
+    pub fn preview_visit(&self, preview_id: &str) -> Result<Option<String>, CacheError> {
+        self.run(|tx| {
+            Ok(query_one(
+                tx,
+                "SELECT mdtrt_id FROM settle_previews WHERE preview_id = ?1",
+                [preview_id],
+                |row| row.get(0),
+            )
+            .optional()?)
+        })
+    }
+
     pub fn preview(&self, preview_id: &str) -> Result<Option<PreviewRow>, CacheError> {
         self.run(|tx| {
             Ok(query_one(
@@ -549,14 +563,42 @@ impl Journal {
         })
     }
 
-    /// Batches of the visit uploaded to the insurer and not settled (to delete before a new
-    /// batch is uploaded).
+    // ---- fee batches the insurer holds ------------------------------------------------
+
+    /// Marks a batch held by the insurer: written before its first 2204 is sent (an
+    /// unanswered 2204 may have been applied), and again when a batch is uploaded anew.
+    pub fn batch_held(&self, mdtrt_id: &str, chrg_bchno: &str) -> Result<(), CacheError> {
+        self.set_batch(mdtrt_id, chrg_bchno, "held")
+    }
+
+    /// Marks a batch deleted at the insurer (2205 answered, or answered that it holds none
+    /// of the batch's lines).
+    pub fn batch_deleted(&self, mdtrt_id: &str, chrg_bchno: &str) -> Result<(), CacheError> {
+        self.set_batch(mdtrt_id, chrg_bchno, "deleted")
+    }
+
+    fn set_batch(&self, mdtrt_id: &str, chrg_bchno: &str, state: &str) -> Result<(), CacheError> {
+        self.run(|tx| {
+            exec(
+                tx,
+                "INSERT INTO settle_batches (chrg_bchno, mdtrt_id, state, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (chrg_bchno) DO UPDATE SET \
+                 state = excluded.state, updated_at = excluded.updated_at",
+                params![chrg_bchno, mdtrt_id, state, now()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The visit's batches the insurer holds (or may hold) and no live settle request
+    /// settles (or is settling): those a new upload deletes with 2205 first. Oldest first.
     pub fn open_batches(&self, mdtrt_id: &str) -> Result<Vec<String>, CacheError> {
         self.run(|tx| {
             let mut stmt = tx.prepare_cached(
-                "SELECT chrg_bchno FROM settle_previews p WHERE mdtrt_id = ?1 AND uploaded = 1 \
-                 AND NOT EXISTS (SELECT 1 FROM settlements s WHERE s.chrg_bchno = p.chrg_bchno \
-                 AND s.kind = 'settle')",
+                "SELECT chrg_bchno FROM settle_batches b WHERE mdtrt_id = ?1 AND state = 'held' \
+                 AND NOT EXISTS (SELECT 1 FROM settlements s WHERE s.chrg_bchno = b.chrg_bchno \
+                 AND s.kind = 'settle' AND s.state NOT IN ('refused', 'retry')) \
+                 ORDER BY updated_at, chrg_bchno",
             )?;
             let rows = stmt.query_map([mdtrt_id], |row| row.get(0))?;
             Ok(rows.collect::<Result<Vec<String>, _>>()?)

@@ -23,6 +23,7 @@ mod robustness;
 mod serve_monitor;
 mod serve_socket;
 mod serve_verdicts;
+mod settle_bills;
 mod settle_calc;
 mod settle_faults;
 mod settle_input;

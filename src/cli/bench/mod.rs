@@ -11,11 +11,14 @@
 //! - `bench soak`: a bounded soak — swipes, settlements, refunds, subscriber churn, insurer
 //!   faults and pcscd restarts at once; this process's RSS, descriptors and threads before
 //!   and after, and every settlement reconciled.
+//! - `bench memory`: a `medcard serve` child's memory under pipelined maximum-size
+//!   `settle.preview` requests from several clients, and after them.
 //!
 //! One file per bench; the percentiles, the millisecond format and the `/proc` memory
 //! figures they share are here.
 
 mod cache;
+mod memory;
 mod read;
 mod serve;
 mod settle;
@@ -29,7 +32,8 @@ use std::time::Duration;
 /// Measure medcard: `bench read` times card reads through pcscd + vpcd; `bench serve` the
 /// daemon's `card.read` throughput and latency; `bench cache` the cache's load, lookups and
 /// incremental sync; `bench settle` settlements per second through the socket; `bench soak`
-/// a bounded soak of everything at once.
+/// a bounded soak of everything at once; `bench memory` the daemon's memory under pipelined
+/// maximum-size bills.
 #[derive(Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -175,6 +179,30 @@ enum What {
         #[arg(long, value_enum, default_value_t = soak::Readers::Auto)]
         readers: soak::Readers,
     },
+    /// The daemon's memory under pipelined maximum-size `settle.preview` requests.
+    ///
+    /// Starts `medcard insurer-sim` and `medcard serve` (this binary) as child processes on
+    /// a configuration in a temporary directory (default settings, `settle.links` = --clients),
+    /// registers one visit per client by ID number, then has every client write
+    /// `settle.preview` requests of --lines lines one after another without waiting for the
+    /// answers (pipelined) for --seconds, reading the answers meanwhile, then the answers
+    /// still due. Prints the daemon's RSS at rest (baseline), its peak (VmRSS sampled every
+    /// 50 ms, and VmHWM), and its RSS --idle-wait seconds after the burst, against the targets
+    /// (peak ≤ 100 MB, idle after ≤ 2 × baseline); a miss is reported, not an error.
+    Memory {
+        /// Seconds of pipelining.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        /// Concurrent clients, each with a visit of its own.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Lines per bill (default: settle.max_bill_lines' default).
+        #[arg(long, default_value_t = memory::DEFAULT_LINES)]
+        lines: usize,
+        /// Seconds to wait after the burst before the idle figure.
+        #[arg(long, default_value_t = 5.0)]
+        idle_wait: f64,
+    },
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
@@ -229,6 +257,17 @@ pub fn run(args: BenchArgs) -> ExitCode {
             duration: Duration::from_secs_f64(seconds.unwrap_or(minutes * 60.0).max(1.0)),
             cashiers: cashiers.max(1),
             readers,
+        }),
+        What::Memory {
+            seconds,
+            clients,
+            lines,
+            idle_wait,
+        } => memory::run(&memory::Plan {
+            seconds: seconds.max(0.1),
+            clients: clients.max(1),
+            lines: lines.max(1),
+            idle_wait: idle_wait.max(0.0),
         }),
     };
     match outcome {

@@ -260,23 +260,33 @@ fn memory(pid: u32) -> Result<Memory, String> {
 }
 
 /// `medcard serve` as a child process (this binary); stopped with SIGTERM.
-struct Daemon {
+pub(super) struct Daemon {
     child: Option<Child>,
     pid: u32,
 }
 
 impl Daemon {
     fn start(socket: &Path, card: &str, clients: usize) -> Result<Daemon, String> {
+        let max = (clients + 4).max(64).to_string();
+        Daemon::spawn(&[
+            "--config".as_ref(),
+            "/nonexistent".as_ref(),
+            "--socket".as_ref(),
+            socket.as_os_str(),
+            "--max-connections".as_ref(),
+            max.as_ref(),
+            "--virtual".as_ref(),
+            card.as_ref(),
+        ])
+    }
+
+    /// `medcard --log warn serve ARGS…` (this binary).
+    pub(super) fn spawn(args: &[&std::ffi::OsStr]) -> Result<Daemon, String> {
         let exe: PathBuf =
             std::env::current_exe().map_err(|e| format!("cannot find the medcard binary: {e}"))?;
         let child = Command::new(exe)
-            .args(["--log", "warn", "serve", "--config", "/nonexistent"])
-            .arg("--socket")
-            .arg(socket)
-            .arg("--max-connections")
-            .arg((clients + 4).max(64).to_string())
-            .arg("--virtual")
-            .arg(card)
+            .args(["--log", "warn", "serve"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -289,19 +299,19 @@ impl Daemon {
         })
     }
 
-    fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.pid
     }
 
     /// Whether the daemon has exited (a zombie not reaped yet), from /proc.
-    fn exited(&self) -> Option<String> {
+    pub(super) fn exited(&self) -> Option<String> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
         let state = stat.rsplit(')').next()?.split_whitespace().next()?;
         (state == "Z").then(|| "exited".to_owned())
     }
 
     /// SIGTERM, then waits (SIGKILL after 15 s).
-    fn stop(&mut self) -> Result<ExitStatus, String> {
+    pub(super) fn stop(&mut self) -> Result<ExitStatus, String> {
         let Some(mut child) = self.child.take() else {
             return Err("the daemon was already stopped".to_owned());
         };

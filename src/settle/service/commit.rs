@@ -13,12 +13,15 @@ impl Settler {
 
     fn commit_once(&self, preview_id: &str, request_id: &str) -> Result<Settlement, SettleError> {
         check_request_id(request_id)?;
-        let preview = self
+        let unknown = || SettleError::UnknownPreview(preview_id.to_owned());
+        let visit = self
             .journal
-            .preview(preview_id)?
-            .ok_or_else(|| SettleError::UnknownPreview(preview_id.to_owned()))?;
-        let (visit, kind) = (&preview.mdtrt_id, RequestKind::Settle);
-        self.once_per_request(visit, request_id, kind, preview_id, || {
+            .preview_visit(preview_id)?
+            .ok_or_else(unknown)?;
+        // The preview (its lines) is read under the visit's lock: commits waiting for it
+        // hold no bill.
+        self.once_per_request(&visit, request_id, RequestKind::Settle, preview_id, || {
+            let preview = self.journal.preview(preview_id)?.ok_or_else(unknown)?;
             self.first_commit(&preview, request_id)
         })
     }
@@ -204,7 +207,7 @@ impl Settler {
                 })?;
                 let visit = self.registered_visit(&request.mdtrt_id)?;
                 let lines = stored_lines(preview)?;
-                if !preview.uploaded {
+                if self.needs_upload(preview)? {
                     let setlinfo = self.ask_insurer(&visit, preview, &lines)?;
                     self.journal
                         .update_preview_insurer(&preview.preview_id, &to_json(&setlinfo))?;

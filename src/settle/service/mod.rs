@@ -223,6 +223,12 @@ impl SettleError {
 pub enum InvalidRequest {
     #[error("items is empty: a bill needs at least one line")]
     EmptyBill,
+    /// More lines than `settle.max_bill_lines`.
+    #[error(
+        "the bill has {lines} lines, more than the {max} one bill may have \
+         (settle.max_bill_lines): split it into several bills"
+    )]
+    TooManyLines { lines: usize, max: usize },
     /// A fee line the split refuses (quantity, price, amount out of range).
     #[error(transparent)]
     BadLine(#[from] LineError),
@@ -270,6 +276,13 @@ pub enum InvalidRequest {
     },
 }
 
+/// `settle.max_bill_lines`'s default: well above an outpatient bill, and what one request
+/// line (`socket.max_line_bytes`) carries with room to spare.
+pub const DEFAULT_MAX_BILL_LINES: usize = 5000;
+/// `settle.max_upload_lines`'s default: lines per 2204 call (the national spec bounds its
+/// batch uploads, e.g. 3301, at 100 rows per call; HIS programs chunk 2204 alike).
+pub const DEFAULT_MAX_UPLOAD_LINES: usize = 100;
+
 /// How the service settles.
 #[derive(Debug, Clone)]
 pub struct SettleOptions {
@@ -285,6 +298,10 @@ pub struct SettleOptions {
     pub reversal_tries: u32,
     /// Pause before the first 2601 retry; doubles each time.
     pub reversal_backoff: Duration,
+    /// The most lines one bill (one batch) may have; a longer one is refused.
+    pub max_bill_lines: usize,
+    /// The most lines one 2204 call carries; a longer batch is uploaded in several calls.
+    pub max_upload_lines: usize,
 }
 
 impl Default for SettleOptions {
@@ -296,6 +313,8 @@ impl Default for SettleOptions {
             max_attempts: 3,
             reversal_tries: 3,
             reversal_backoff: Duration::from_millis(100),
+            max_bill_lines: DEFAULT_MAX_BILL_LINES,
+            max_upload_lines: DEFAULT_MAX_UPLOAD_LINES,
         }
     }
 }

@@ -4,8 +4,9 @@
 use super::*;
 
 impl Settler {
-    /// Splits the bill locally, uploads it as a new batch (2204, after deleting the visit's
-    /// unsettled batches with 2205) and asks 2206; with the insurer down, the local split only.
+    /// Splits the bill locally, uploads it as a new batch (2204, after deleting with 2205 the
+    /// visit's batches the insurer still holds) and asks 2206; with the insurer down, the
+    /// local split only. A bill of more than `max_bill_lines` lines is refused.
     pub fn preview(
         &self,
         mdtrt_id: &str,
@@ -14,6 +15,13 @@ impl Settler {
     ) -> Result<Preview, SettleError> {
         if items.is_empty() {
             return Err(InvalidRequest::EmptyBill.into());
+        }
+        if items.len() > self.options.max_bill_lines {
+            return Err(InvalidRequest::TooManyLines {
+                lines: items.len(),
+                max: self.options.max_bill_lines,
+            }
+            .into());
         }
         let guard = self.visit_lock(mdtrt_id);
         let _held = lock(&guard);
@@ -162,7 +170,8 @@ impl Settler {
         Ok(ytd)
     }
 
-    /// 2205 for the visit's earlier unsettled batches, 2204 for this one, then 2206.
+    /// 2205 for the visit's other batches the insurer still holds, 2204 for this one (in
+    /// chunks of at most `max_upload_lines` lines), then 2206.
     pub(super) fn ask_insurer(
         &self,
         visit: &VisitRow,
@@ -171,38 +180,70 @@ impl Settler {
     ) -> Result<Setlinfo, SettleError> {
         for old in self.journal.open_batches(&visit.mdtrt_id)? {
             if old != preview.chrg_bchno {
-                let cancel = FeeCancelIn {
-                    mdtrt_id: visit.mdtrt_id.clone(),
-                    chrg_bchno: old,
-                    psn_no: visit.patient.psn_no.clone(),
-                };
-                self.call(
-                    wire::FEE_CANCEL,
-                    &visit.patient.insuplc_admdvs,
-                    data_input(&cancel),
-                )?;
+                self.delete_batch(visit, &old)?;
             }
         }
         let feedetail = lines
             .iter()
             .map(|l| fee_detail(visit, preview, l))
             .collect::<Result<Vec<FeeDetailIn>, SettleError>>()?;
-        self.call(
-            wire::FEE_UPLOAD,
-            &visit.patient.insuplc_admdvs,
-            json!({"feedetail": feedetail}),
-        )?;
+        // Held from before the first 2204: an unanswered one may have been applied.
+        self.journal
+            .batch_held(&visit.mdtrt_id, &preview.chrg_bchno)?;
+        let admdvs = &visit.patient.insuplc_admdvs;
+        for input in wire::fee_upload_inputs(&feedetail, self.options.max_upload_lines) {
+            self.call(wire::FEE_UPLOAD, admdvs, input)?;
+        }
+        drop(feedetail);
         let input = settle_input(visit, preview, medfee(lines)?);
-        let reply = self.call(
-            wire::PRE_SETTLE,
-            &visit.patient.insuplc_admdvs,
-            data_input(&input),
-        )?;
+        let reply = self.call(wire::PRE_SETTLE, admdvs, data_input(&input))?;
         let out: SettleOut = serde_json::from_value(reply.output)
             .map_err(|e| WireError::shape("output", &e))
             .map_err(SettleError::unreadable(wire::PRE_SETTLE))?;
         Ok(out.setlinfo)
     }
+
+    /// Whether the insurer must be sent the preview's batch again before it is settled: it
+    /// was never priced (2206), or the insurer no longer holds it alone (a later preview
+    /// deleted it, or holds other lines of the visit).
+    pub(super) fn needs_upload(&self, preview: &PreviewRow) -> Result<bool, SettleError> {
+        let open = self.journal.open_batches(&preview.mdtrt_id)?;
+        Ok(!preview.uploaded || open != [preview.chrg_bchno.as_str()])
+    }
+
+    /// 2205 for a batch the journal holds as uploaded; recorded as deleted once answered. An
+    /// answer that the insurer holds no line of it means an earlier 2205 (or none of its
+    /// 2204s) took effect: the batch is as deleted.
+    fn delete_batch(&self, visit: &VisitRow, chrg_bchno: &str) -> Result<(), SettleError> {
+        let cancel = FeeCancelIn {
+            mdtrt_id: visit.mdtrt_id.clone(),
+            chrg_bchno: chrg_bchno.to_owned(),
+            psn_no: visit.patient.psn_no.clone(),
+        };
+        let admdvs = &visit.patient.insuplc_admdvs;
+        match self.call(wire::FEE_CANCEL, admdvs, data_input(&cancel)) {
+            Ok(_) => {}
+            Err(SettleError::Refused { err_msg, .. }) if holds_no_lines(&err_msg) => {
+                tracing::info!(mdtrt_id = %visit.mdtrt_id, chrg_bchno, err_msg, "2205: the insurer holds no line of the batch; it counts as deleted");
+            }
+            Err(e) => return Err(e),
+        }
+        self.journal.batch_deleted(&visit.mdtrt_id, chrg_bchno)?;
+        Ok(())
+    }
+}
+
+/// Words of a 2205 refusal saying the batch has no (unsettled) lines at the insurer, as
+/// regions word it: a "not found" word together with a word for the lines or the batch.
+const NOT_FOUND_WORDS: [&str; 5] = ["不存在", "未找到", "没有", "无此", "查无"];
+const LINES_WORDS: [&str; 2] = ["明细", "批次"];
+
+/// Whether a 2205 refusal says that the insurer holds no line of the batch (not that the
+/// visit or the person is unknown, nor that the batch is settled).
+fn holds_no_lines(err_msg: &str) -> bool {
+    NOT_FOUND_WORDS.iter().any(|w| err_msg.contains(w))
+        && LINES_WORDS.iter().any(|w| err_msg.contains(w))
+        && !err_msg.contains("已结算")
 }
 
 /// The split of a cash-only settlement: the catalogue split kept, everything the patient's.
@@ -293,5 +334,30 @@ pub(super) fn settle_input(
         insutype: visit.patient.insutype.clone(),
         acct_used_flag: if preview.acct_used { "1" } else { "0" }.into(),
         invono: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_no_lines;
+
+    #[test]
+    fn a_2205_refusal_about_missing_lines_is_told_from_other_refusals() {
+        for gone in [
+            "收费批次[B1]不存在费用明细",
+            "费用明细不存在",
+            "未找到该收费批次的费用明细",
+            "该批次没有可撤销的明细",
+        ] {
+            assert!(holds_no_lines(gone), "{gone}");
+        }
+        for other in [
+            "就诊ID[M1]不存在",
+            "收费批次[B1]该批次已结算，不能撤销",
+            "系统繁忙，请稍后再试",
+            "签到信息不存在或已失效，请重新签到",
+        ] {
+            assert!(!holds_no_lines(other), "{other}");
+        }
     }
 }

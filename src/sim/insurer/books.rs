@@ -158,15 +158,42 @@ pub fn lines(
         "SELECT feedetl_sn, chrg_bchno, line_json, split_json, setl_id FROM fee_lines \
          WHERE mdtrt_id = ?1 AND (?2 IS NULL OR chrg_bchno = ?2) ORDER BY rowid",
         params![mdtrt_id, chrg_bchno],
-        |r| {
-            Ok(StoredLine {
-                feedetl_sn: r.get(0)?,
-                chrg_bchno: r.get(1)?,
-                line_json: r.get(2)?,
-                split: json_at(r, 3)?,
-                setl_id: r.get(4)?,
-            })
-        },
+        stored_line,
+    )
+}
+
+fn stored_line(r: &Row<'_>) -> rusqlite::Result<StoredLine> {
+    Ok(StoredLine {
+        feedetl_sn: r.get(0)?,
+        chrg_bchno: r.get(1)?,
+        line_json: r.get(2)?,
+        split: json_at(r, 3)?,
+        setl_id: r.get(4)?,
+    })
+}
+
+/// One stored line of a visit by its feedetl_sn, if any.
+pub fn line(
+    conn: &Connection,
+    mdtrt_id: &str,
+    feedetl_sn: &str,
+) -> Result<Option<StoredLine>, TxError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT feedetl_sn, chrg_bchno, line_json, split_json, setl_id FROM fee_lines \
+         WHERE mdtrt_id = ?1 AND feedetl_sn = ?2",
+    )?;
+    Ok(stmt
+        .query_row(params![mdtrt_id, feedetl_sn], stored_line)
+        .optional()?)
+}
+
+/// The batches of a visit with a settled line.
+pub fn settled_batches(conn: &Connection, mdtrt_id: &str) -> Result<Vec<String>, TxError> {
+    select_all(
+        conn,
+        "SELECT DISTINCT chrg_bchno FROM fee_lines WHERE mdtrt_id = ?1 AND setl_id IS NOT NULL",
+        [mdtrt_id],
+        |r| r.get(0),
     )
 }
 
@@ -177,18 +204,18 @@ pub fn insert_line(
     line_json: &str,
     split: &LineSplit,
 ) -> Result<(), TxError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO fee_lines (mdtrt_id, feedetl_sn, chrg_bchno, line_json, split_json, \
          det_item_fee_sumamt) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            mdtrt_id,
-            split.feedetl_sn,
-            chrg_bchno,
-            line_json,
-            to_json(split)?,
-            money_text(split.det_item_fee_sumamt)
-        ],
-    )?;
+    )?
+    .execute(params![
+        mdtrt_id,
+        split.feedetl_sn,
+        chrg_bchno,
+        line_json,
+        to_json(split)?,
+        money_text(split.det_item_fee_sumamt)
+    ])?;
     Ok(())
 }
 

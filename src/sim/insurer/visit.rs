@@ -7,15 +7,18 @@
 //! existing mdtrt_id; a repeated 2204 line (same feedetl_sn, identical content) answers its
 //! stored split, different content is refused.
 
-use super::books::{self, StoredLine, Visit};
+use super::books::{self, Visit};
 use super::context::{Ctx, input_part, insured, to_value};
 use super::db::{SimDb, TxError};
+use crate::insurer::CatalogueItem;
 use crate::insurer::settlement::{
     CancelRegisterIn, FeeCancelIn, FeeDetailIn, RegisterIn, RegisterOut, VisitInfoIn,
 };
 use crate::settle::lines::{FeeLine, LineSplit, split_line};
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 /// "0000" in 2205: every unsettled line of the visit.
 const ALL_BATCHES: &str = "0000";
@@ -165,7 +168,10 @@ struct Received {
     split: LineSplit,
 }
 
-fn split_received(db: &SimDb, line: FeeDetailIn) -> Result<Received, TxError> {
+/// The catalogue items of one upload, each read once.
+type Items = HashMap<String, Option<CatalogueItem>>;
+
+fn split_received(db: &SimDb, items: &mut Items, line: FeeDetailIn) -> Result<Received, TxError> {
     let json = serde_json::to_string(&line)?;
     let fee = FeeLine {
         feedetl_sn: line.feedetl_sn.clone(),
@@ -175,7 +181,13 @@ fn split_received(db: &SimDb, line: FeeDetailIn) -> Result<Received, TxError> {
         cnt: line.cnt,
         pric: line.pric,
     };
-    let item = db.catalogue_item(&line.med_list_codg)?;
+    let item = match items.get(&line.med_list_codg) {
+        Some(item) => item,
+        None => {
+            let item = db.catalogue_item(&line.med_list_codg)?;
+            items.entry(line.med_list_codg.clone()).or_insert(item)
+        }
+    };
     let split = split_line(&fee, item.as_ref())
         .map_err(|e| TxError::Refused(format!("费用明细[{}]数据错误: {e}", line.feedetl_sn)))?;
     if crate::money::round_fen(line.det_item_fee_sumamt) != split.det_item_fee_sumamt {
@@ -187,34 +199,46 @@ fn split_received(db: &SimDb, line: FeeDetailIn) -> Result<Received, TxError> {
     Ok(Received { line, json, split })
 }
 
-/// Whether a stored line is the received one again (same content).
-fn check_repeat(received: &Received, stored: &StoredLine) -> bool {
-    stored.line_json == received.json
+/// What the insurer holds of one visit while a 2204 is stored: the visit checked and its
+/// settled batches read once per upload, each line looked up by its key (not every line of
+/// the visit read again for each line stored: that made a 4,000-line upload take minutes).
+struct VisitLines {
+    mdtrt_id: String,
+    /// Batches with a settled line.
+    settled: HashSet<String>,
 }
 
-/// One received line stored (or found already stored); its split.
-fn store_line(conn: &Connection, r: &Received) -> Result<LineSplit, TxError> {
-    let visit = open_visit(conn, &r.line.mdtrt_id, &r.line.psn_no)?;
-    let held = books::lines(conn, &visit.mdtrt_id, None)?;
-    let stored = held.iter().find(|l| l.feedetl_sn == r.line.feedetl_sn);
-    if let Some(stored) = stored.filter(|s| check_repeat(r, s)) {
-        return Ok(stored.split.clone());
+impl VisitLines {
+    fn read(conn: &Connection, mdtrt_id: &str, psn_no: &str) -> Result<VisitLines, TxError> {
+        let visit = open_visit(conn, mdtrt_id, psn_no)?;
+        let settled = books::settled_batches(conn, &visit.mdtrt_id)?
+            .into_iter()
+            .collect();
+        Ok(VisitLines {
+            mdtrt_id: visit.mdtrt_id,
+            settled,
+        })
     }
-    if stored.is_some() {
-        return Err(TxError::Refused(format!(
-            "费用明细流水号[{}]已存在且内容不同",
-            r.line.feedetl_sn
-        )));
+
+    /// One received line stored (or found already stored); its split.
+    fn store(&self, conn: &Connection, r: Received) -> Result<LineSplit, TxError> {
+        // Lines stored earlier in this upload are in the transaction: a repeat is found too.
+        let sn = &r.line.feedetl_sn;
+        if let Some(stored) = books::line(conn, &self.mdtrt_id, sn)? {
+            if stored.line_json == r.json {
+                return Ok(stored.split);
+            }
+            return Err(TxError::Refused(format!(
+                "费用明细流水号[{sn}]已存在且内容不同"
+            )));
+        }
+        let batch = &r.line.chrg_bchno;
+        if self.settled.contains(batch) {
+            return Err(TxError::Refused(format!("收费批次[{batch}]该批次已结算")));
+        }
+        books::insert_line(conn, &self.mdtrt_id, batch, &r.json, &r.split)?;
+        Ok(r.split)
     }
-    let batch = &r.line.chrg_bchno;
-    if held
-        .iter()
-        .any(|l| &l.chrg_bchno == batch && l.setl_id.is_some())
-    {
-        return Err(TxError::Refused(format!("收费批次[{batch}]该批次已结算")));
-    }
-    books::insert_line(conn, &visit.mdtrt_id, batch, &r.json, &r.split)?;
-    Ok(r.split.clone())
 }
 
 /// 2204: upload fee lines (all or none); answers each line's split (`result`).
@@ -223,15 +247,26 @@ pub fn fee_upload(db: &mut SimDb, _ctx: &Ctx<'_>, input: &Value) -> Result<Value
     if lines.is_empty() {
         return Err(TxError::Refused("费用明细[feedetail]不能为空".into()));
     }
+    let mut items = Items::new();
     let received = lines
         .into_iter()
-        .map(|line| split_received(db, line))
+        .map(|line| split_received(db, &mut items, line))
         .collect::<Result<Vec<_>, _>>()?;
     let tx = db.conn_mut().transaction()?;
-    let result = received
-        .iter()
-        .map(|r| store_line(&tx, r))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut visits: HashMap<(String, String), VisitLines> = HashMap::new();
+    let mut result = Vec::with_capacity(received.len());
+    for r in received {
+        let key = (r.line.mdtrt_id.clone(), r.line.psn_no.clone());
+        let visit = match visits.entry(key) {
+            Entry::Occupied(found) => found.into_mut(),
+            Entry::Vacant(slot) => {
+                let (mdtrt_id, psn_no) = slot.key();
+                let read = VisitLines::read(&tx, mdtrt_id, psn_no)?;
+                slot.insert(read)
+            }
+        };
+        result.push(visit.store(&tx, r)?);
+    }
     tx.commit()?;
     Ok(json!({ "result": to_value(&result)? }))
 }

@@ -66,6 +66,25 @@ impl Rig {
         self.sim.standing(mdtrt_id)
     }
 
+    /// The fee lines the insurer holds for a visit, from the simulator's own database:
+    /// (feedetl_sn, chrg_bchno, setl_id), in upload order.
+    pub fn fee_lines(&self, mdtrt_id: &str) -> Vec<(String, String, Option<String>)> {
+        let db = super::insurer::sim_db(&self._dir);
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .expect("open the simulator's database");
+        let mut stmt = conn
+            .prepare(
+                "SELECT feedetl_sn, chrg_bchno, setl_id FROM fee_lines WHERE mdtrt_id = ?1 \
+                 ORDER BY rowid",
+            )
+            .expect("the simulator's fee_lines");
+        stmt.query_map([mdtrt_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query fee_lines")
+            .collect::<Result<_, _>>()
+            .expect("read fee_lines")
+    }
+
     /// How many requests of `infno` reached the simulator (its msg_log).
     pub fn requests(&self, infno: &str) -> usize {
         self.sim.logged(infno)
