@@ -47,11 +47,13 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(settings: Settings, handle: MonitorHandle, services: Arc<Services>) -> Shared {
-        let cache = services.cache.clone();
+        // Weak: the gate must not keep the cache open; it is closed (its WAL checkpointed
+        // into the file) when the daemon drops its services at shutdown.
+        let cache = services.cache.as_ref().map(Arc::downgrade);
         let heavy = HeavyGate::new(
             settings.config.socket.max_heavy_requests,
             Arc::new(move || {
-                if let Some(cache) = &cache
+                if let Some(cache) = cache.as_ref().and_then(std::sync::Weak::upgrade)
                     && let Err(e) = cache.writer().release_memory()
                 {
                     tracing::debug!(error = %e, "the cache's page cache was not freed");
