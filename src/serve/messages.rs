@@ -104,13 +104,14 @@ impl OperatorMessage for SettleError {
             | SettleError::AttemptsUndone { .. }
             | SettleError::NoInsurer => code::INSURER_DOWN,
             SettleError::TooLarge { .. } => code::REQUEST_TOO_LARGE,
-            SettleError::Unknown { .. } | SettleError::OutcomeUnrecorded { .. } => {
-                code::OUTCOME_UNKNOWN
-            }
+            SettleError::Unknown { .. }
+            | SettleError::OutcomeUnrecorded { .. }
+            | SettleError::CancellationUnrecorded { .. } => code::OUTCOME_UNKNOWN,
             SettleError::RegistrationUnrecorded {
                 cancelled: false, ..
             } => code::OUTCOME_UNKNOWN,
             SettleError::JournalUnwritable { .. }
+            | SettleError::PreviewUnrecorded { .. }
             | SettleError::RegistrationUnrecorded {
                 cancelled: true, ..
             } => code::JOURNAL_UNAVAILABLE,
@@ -145,6 +146,12 @@ impl OperatorMessage for SettleError {
             }
             SettleError::JournalUnwritable { .. } => {
                 "本地日志无法写入（磁盘已满？），未发送交易，未扣费；请清理磁盘后重试"
+            }
+            SettleError::PreviewUnrecorded { .. } => {
+                "本地日志无法写入（磁盘已满？），预结算未记录，未扣费；请清理磁盘后重新预结算"
+            }
+            SettleError::CancellationUnrecorded { .. } => {
+                "医保中心已撤销挂号，但本地日志无法写入（磁盘已满？）；请清理磁盘后再次撤销以记录"
             }
             SettleError::RegistrationUnrecorded {
                 cancelled: true, ..

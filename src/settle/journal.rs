@@ -443,6 +443,25 @@ impl Journal {
         })
     }
 
+    /// A cancellation about to be sent: its entry (infno 2202, PENDING, the visit's
+    /// mdtrt_id, `request_id` empty) on disk before the 2202 goes.
+    pub fn begin_cancellation(&self, entry: &CallRow) -> Result<(), CacheError> {
+        self.run(|tx| insert_call(tx, entry))
+    }
+
+    /// The insurer cancelled the visit (2202 answered, or answered that it already was):
+    /// its entry becomes SUCCESS and the visit `cancelled`, in one transaction.
+    pub fn cancelled(&self, entry_msgid: &str, mdtrt_id: &str) -> Result<(), CacheError> {
+        self.run(|tx| {
+            exec(
+                tx,
+                "UPDATE settle_journal SET state = 'SUCCESS', updated_at = ?2 WHERE msgid = ?1",
+                params![entry_msgid, now()],
+            )?;
+            set_visit_state(tx, mdtrt_id, VisitState::Cancelled)
+        })
+    }
+
     pub fn visit(&self, mdtrt_id: &str) -> Result<Option<VisitRow>, CacheError> {
         self.visit_where("mdtrt_id", mdtrt_id)
     }
@@ -468,14 +487,7 @@ impl Journal {
     }
 
     pub fn set_visit_state(&self, mdtrt_id: &str, state: VisitState) -> Result<(), CacheError> {
-        self.run(|tx| {
-            exec(
-                tx,
-                "UPDATE settle_visits SET state = ?2 WHERE mdtrt_id = ?1",
-                params![mdtrt_id, text_of(&state)],
-            )?;
-            Ok(())
-        })
+        self.run(|tx| set_visit_state(tx, mdtrt_id, state))
     }
 
     /// The next number for a hospital-side id of `kind` today (visit numbers, batches).
@@ -941,6 +953,19 @@ fn insert_request(tx: &Transaction<'_>, request: &RequestRow) -> Result<(), Cach
             request.setl_date,
             now()
         ],
+    )?;
+    Ok(())
+}
+
+fn set_visit_state(
+    tx: &Transaction<'_>,
+    mdtrt_id: &str,
+    state: VisitState,
+) -> Result<(), CacheError> {
+    exec(
+        tx,
+        "UPDATE settle_visits SET state = ?2 WHERE mdtrt_id = ?1",
+        params![mdtrt_id, text_of(&state)],
     )?;
     Ok(())
 }

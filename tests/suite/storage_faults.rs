@@ -8,7 +8,10 @@
 //! reads and verdicts go on; `system.info` reports the journal's state; once space is back
 //! the resolver reverses the unrecorded call and the retry settles exactly once (the insurer,
 //! the balance and `medcard reconcile` agree); a registration is journalled before its 2201,
-//! and a visit the insurer registered that the journal cannot record is cancelled with 2202.
+//! and a visit the insurer registered that the journal cannot record is cancelled with 2202;
+//! a cancellation is journalled before its 2202, and one the journal could not record is
+//! recorded by the next `visit.cancel`; a preview the journal cannot record is 1019 (nothing
+//! charged), and the next one deletes the batch the insurer was left holding.
 //!
 //! Real parts: `medcard serve` (a child), `medcard insurer-sim` on loopback, the real socket
 //! and SQLite file. Only with `--features fault-injection`.
@@ -239,4 +242,121 @@ fn a_visit_the_journal_cannot_record_is_cancelled_with_2202() {
         json!({"dept_code": "A03", "dept_name": "内科", "dr_name": "张医生", "ipt_otp_no": "MZFULL3"}),
     );
     assert!(visit["mdtrt_id"].is_string(), "{visit}");
+}
+
+#[test]
+fn a_disk_full_before_a_cancellation_sends_no_2202() {
+    let rig = Rig::start("disk-full-before-2202", "");
+    let (daemon, back) = full_disk_daemon(&rig, "before_journal:2202");
+    let mut client = daemon.client();
+    wait_card(&mut client);
+    let mdtrt_id = register(&mut client);
+
+    let error = client.error("visit.cancel", json!({"mdtrt_id": mdtrt_id}));
+    assert_eq!(error["code"], code::JOURNAL_UNAVAILABLE, "{error}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains("nothing was sent"), "{error}");
+    assert_eq!(rig.requests("2202"), 0, "not sent");
+    assert_eq!(rig.visit_status(&mdtrt_id), "registered");
+    reads_go_on(&mut client);
+
+    space_back(&back);
+    let visit = client.result("visit.cancel", json!({"mdtrt_id": mdtrt_id}));
+    assert_eq!(visit["state"], "cancelled", "{visit}");
+    assert_eq!(rig.requests("2202"), 1);
+    assert_eq!(rig.visit_status(&mdtrt_id), "cancelled");
+}
+
+#[test]
+fn a_cancellation_the_journal_cannot_record_is_recorded_by_the_next_cancel() {
+    let rig = Rig::start("disk-full-after-2202", "");
+    let (daemon, back) = full_disk_daemon(&rig, "after_reply:2202");
+    let mut client = daemon.client();
+    wait_card(&mut client);
+    let mdtrt_id = register(&mut client);
+
+    let error = client.error("visit.cancel", json!({"mdtrt_id": mdtrt_id}));
+    assert_eq!(error["code"], code::OUTCOME_UNKNOWN, "{error}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains("call visit.cancel again"), "{error}");
+    assert_eq!(rig.requests("2202"), 1);
+    assert_eq!(
+        rig.visit_status(&mdtrt_id),
+        "cancelled",
+        "cancelled at the insurer"
+    );
+    reads_go_on(&mut client);
+
+    // Space back: the journal still has the visit registered; cancelling again records it.
+    space_back(&back);
+    let visit = client.result("visit.cancel", json!({"mdtrt_id": mdtrt_id}));
+    assert_eq!(visit["state"], "cancelled", "{visit}");
+    assert_eq!(rig.requests("2202"), 2, "the insurer was asked again");
+    let again = client.error("visit.cancel", json!({"mdtrt_id": mdtrt_id}));
+    assert_eq!(again["code"], code::UNKNOWN_VISIT, "recorded: {again}");
+    assert_eq!(rig.requests("2202"), 2);
+    assert_eq!(journal_state(&mut client)["state"], "ok");
+}
+
+#[test]
+fn a_disk_full_before_a_preview_uploads_nothing() {
+    let rig = Rig::start("disk-full-before-2204", "");
+    let (daemon, back) = full_disk_daemon(&rig, "before_journal:2204");
+    let mut client = daemon.client();
+    wait_catalogue(&mut client);
+    wait_card(&mut client);
+    let mdtrt_id = register(&mut client);
+    let asked = json!({"mdtrt_id": mdtrt_id, "items": one_line("5.00")});
+
+    let error = client.error("settle.preview", asked.clone());
+    assert_eq!(error["code"], code::JOURNAL_UNAVAILABLE, "{error}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains("nothing was charged"), "{error}");
+    assert_eq!(rig.requests("2204"), 0, "nothing uploaded");
+    reads_go_on(&mut client);
+
+    space_back(&back);
+    let p = client.result("settle.preview", asked);
+    assert_eq!(p["source"], "insurer", "{p}");
+}
+
+#[test]
+fn a_preview_the_journal_cannot_record_is_deleted_by_the_next_and_settles_once() {
+    let rig = Rig::start("disk-full-after-2206", "");
+    let opening = rig.balc(XIAOWANG_CERTNO);
+    let (daemon, back) = full_disk_daemon(&rig, "after_reply:2206");
+    let mut client = daemon.client();
+    wait_catalogue(&mut client);
+    wait_card(&mut client);
+    let mdtrt_id = register(&mut client);
+    let asked = json!({"mdtrt_id": mdtrt_id, "items": one_line("5.00")});
+
+    let error = client.error("settle.preview", asked.clone());
+    assert_eq!(error["code"], code::JOURNAL_UNAVAILABLE, "{error}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains("nothing was charged"), "{error}");
+    assert_eq!(rig.requests("2204"), 1, "the batch was uploaded");
+    assert_eq!(rig.fee_lines(&mdtrt_id).len(), 1, "the insurer holds it");
+    reads_go_on(&mut client);
+
+    space_back(&back);
+    let p = client.result("settle.preview", asked);
+    assert_eq!(p["source"], "insurer", "{p}");
+    assert_eq!(rig.requests("2205"), 1, "the held batch was deleted");
+    let held = rig.fee_lines(&mdtrt_id);
+    assert_eq!(held.len(), 1, "only the new batch: {held:?}");
+    assert_eq!(Some(held[0].1.as_str()), p["chrg_bchno"].as_str());
+    let done = client.result(
+        "settle.commit",
+        commit_params(&p["preview_id"], "after-full"),
+    );
+    assert_eq!(done["state"], "settled", "{done}");
+    let charged = opening.parse::<f64>().unwrap_or_default() - 5.0;
+    assert_eq!(
+        rig.balc(XIAOWANG_CERTNO),
+        format!("{charged:.2}"),
+        "charged once"
+    );
+    let (status, report) = rig.reconcile();
+    assert_eq!(status, 0, "{report}");
 }

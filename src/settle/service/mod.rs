@@ -168,6 +168,27 @@ pub enum SettleError {
         #[source]
         source: CacheError,
     },
+    /// 2202 answered but the visit's cancellation could not be journalled.
+    #[error(
+        "the insurer cancelled visit {mdtrt_id} (2202) but the journal cannot be written \
+         ({source}): the journal still has it registered; free disk space (system.info shows \
+         the journal's state) and call visit.cancel again to record it"
+    )]
+    CancellationUnrecorded {
+        mdtrt_id: String,
+        #[source]
+        source: CacheError,
+    },
+    /// A preview the journal cannot record (its uploads move no money).
+    #[error(
+        "the journal cannot be written ({source}): the preview is not recorded and nothing \
+         was charged; free disk space (system.info shows the journal's state) and preview \
+         again"
+    )]
+    PreviewUnrecorded {
+        #[source]
+        source: CacheError,
+    },
     #[error(transparent)]
     Cache(#[from] CacheError),
 }
@@ -192,6 +213,18 @@ impl SettleError {
         match self {
             SettleError::Cache(source) if source.is_storage_failure() => {
                 SettleError::JournalUnwritable { source }
+            }
+            other => other,
+        }
+    }
+
+    /// A journal error during a preview: [`SettleError::PreviewUnrecorded`] when the file or
+    /// the disk failed (whether or not its 2204 went out: a held batch is deleted by the
+    /// next preview), else as it was.
+    pub fn preview_unrecorded(self) -> SettleError {
+        match self {
+            SettleError::Cache(source) if source.is_storage_failure() => {
+                SettleError::PreviewUnrecorded { source }
             }
             other => other,
         }

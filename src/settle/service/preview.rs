@@ -6,8 +6,20 @@ use super::*;
 impl Settler {
     /// Splits the bill locally, uploads it as a new batch (2204, after deleting with 2205 the
     /// visit's batches the insurer still holds) and asks 2206; with the insurer down, the
-    /// local split only. A bill of more than `max_bill_lines` lines is refused.
+    /// local split only. A bill of more than `max_bill_lines` lines is refused. A journal
+    /// that cannot be written fails the preview (1019: nothing charged); a batch uploaded
+    /// before it failed is held in the journal already, and the next preview deletes it.
     pub fn preview(
+        &self,
+        mdtrt_id: &str,
+        items: &[BillItem],
+        acct_used: Option<bool>,
+    ) -> Result<Preview, SettleError> {
+        self.preview_once(mdtrt_id, items, acct_used)
+            .map_err(SettleError::preview_unrecorded)
+    }
+
+    fn preview_once(
         &self,
         mdtrt_id: &str,
         items: &[BillItem],
@@ -26,6 +38,7 @@ impl Settler {
         let guard = self.visit_lock(mdtrt_id);
         let _held = lock(&guard);
         let visit = self.registered_visit(mdtrt_id)?;
+        crash::at(Point::BeforeJournal, wire::FEE_UPLOAD);
         let date = DateTime::now().compact();
         let serial = self
             .journal
@@ -68,6 +81,8 @@ impl Settler {
                     .update_preview_insurer(&row.preview_id, &to_json(&setlinfo))?;
                 (Some(setlinfo), None)
             }
+            // The journal failed (not the insurer): no local answer stands in for it.
+            Err(e @ SettleError::Cache(_)) => return Err(e),
             Err(e) if local.is_none() && !self_pay => return Err(e),
             Err(e) => (None, Some(e.to_string())),
         };
@@ -197,6 +212,7 @@ impl Settler {
         drop(feedetail);
         let input = settle_input(visit, preview, medfee(lines)?);
         let reply = self.call(wire::PRE_SETTLE, admdvs, data_input(&input))?;
+        crash::at(Point::AfterReply, wire::PRE_SETTLE);
         let out: SettleOut = serde_json::from_value(reply.output)
             .map_err(|e| WireError::shape("output", &e))
             .map_err(SettleError::unreadable(wire::PRE_SETTLE))?;

@@ -71,17 +71,7 @@ impl Settler {
         let registered = self.register_at_insurer(patient, params, input, &med_type, &begntime);
         let out = match registered {
             Ok(out) => out,
-            Err(e) => {
-                let why = e.to_string();
-                let failed = CallOutcome {
-                    err_msg: Some(&why),
-                    ..CallOutcome::new(&entry.msgid, CallState::Fail)
-                };
-                if let Err(journal) = self.journal.settle_call(&failed) {
-                    tracing::error!(msgid = %entry.msgid, error = %journal, "the failed registration cannot be journalled");
-                }
-                return Err(e);
-            }
+            Err(e) => return Err(self.entry_failed(&entry, e)),
         };
         crash::at(Point::AfterReply, wire::REGISTER);
         let visit = visit_row(out, ipt_otp_no, patient, params, med_type, begntime);
@@ -99,23 +89,48 @@ impl Settler {
         patient: &Patient,
         ipt_otp_no: &str,
     ) -> Result<CallRow, SettleError> {
+        self.begin_visit_call(wire::REGISTER, patient, "", |entry| {
+            self.journal.begin_registration(entry, ipt_otp_no)
+        })
+    }
+
+    /// A visit call's journal entry (`infno` PENDING, no request), written by `write` before
+    /// the call goes: a journal that cannot be written sends nothing (1019).
+    fn begin_visit_call(
+        &self,
+        infno: &str,
+        patient: &Patient,
+        mdtrt_id: &str,
+        write: impl FnOnce(&CallRow) -> Result<(), CacheError>,
+    ) -> Result<CallRow, SettleError> {
         let msgid = self.with_link(|link| Ok(link.next_msgid()))?;
         let entry = CallRow {
             msgid,
-            infno: wire::REGISTER.to_owned(),
+            infno: infno.to_owned(),
             request_id: String::new(),
             omsgid: None,
             state: CallState::Pending,
             psn_no: patient.psn_no.clone(),
             insuplc_admdvs: patient.insuplc_admdvs.clone(),
-            mdtrt_id: String::new(),
+            mdtrt_id: mdtrt_id.to_owned(),
             err_msg: None,
         };
-        crash::at(Point::BeforeJournal, wire::REGISTER);
-        self.journal
-            .begin_registration(&entry, ipt_otp_no)
-            .map_err(|e| SettleError::from(e).unsent())?;
+        crash::at(Point::BeforeJournal, infno);
+        write(&entry).map_err(|e| SettleError::from(e).unsent())?;
         Ok(entry)
+    }
+
+    /// A visit call that failed (`e`): its entry FAIL when the journal can still be written.
+    fn entry_failed(&self, entry: &CallRow, e: SettleError) -> SettleError {
+        let why = e.to_string();
+        let failed = CallOutcome {
+            err_msg: Some(&why),
+            ..CallOutcome::new(&entry.msgid, CallState::Fail)
+        };
+        if let Err(journal) = self.journal.settle_call(&failed) {
+            tracing::error!(msgid = %entry.msgid, infno = %entry.infno, error = %journal, "the failed call cannot be journalled");
+        }
+        e
     }
 
     /// 2201, then 2203 with the medical type: the insurer's mdtrt_id.
@@ -202,11 +217,60 @@ impl Settler {
         Ok(visit)
     }
 
-    /// 2202: cancels a visit with nothing settled.
+    /// 2202: cancels a visit with nothing settled. The cancellation is journalled before
+    /// the 2202 goes (a journal that cannot be written sends nothing: 1019); a 2202 answered
+    /// but not recorded is 1017, and calling again once the journal can be written records
+    /// it (the insurer answering that the visit is already cancelled).
     pub fn cancel_visit(&self, mdtrt_id: &str) -> Result<VisitRow, SettleError> {
         let guard = self.visit_lock(mdtrt_id);
         let _held = lock(&guard);
-        let mut visit = self.registered_visit(mdtrt_id)?;
+        let mut visit = self
+            .cancellable_visit(mdtrt_id)
+            .map_err(SettleError::unsent)?;
+        if visit.patient.may_settle == MaySettle::SelfPayOnly {
+            self.journal
+                .set_visit_state(mdtrt_id, VisitState::Cancelled)
+                .map_err(|e| SettleError::from(e).unsent())?;
+        } else {
+            self.cancel_journalled(&visit)?;
+        }
+        visit.state = VisitState::Cancelled;
+        Ok(visit)
+    }
+
+    /// 2202 between its journal entry and the visit recorded as cancelled.
+    fn cancel_journalled(&self, visit: &VisitRow) -> Result<(), SettleError> {
+        let mdtrt_id = visit.mdtrt_id.as_str();
+        let entry =
+            self.begin_visit_call(wire::CANCEL_REGISTER, &visit.patient, mdtrt_id, |e| {
+                self.journal.begin_cancellation(e)
+            })?;
+        match self.cancel_at_insurer(visit) {
+            Ok(()) => {}
+            Err(SettleError::Refused { err_msg, .. }) if already_cancelled(&err_msg) => {
+                tracing::info!(
+                    mdtrt_id,
+                    err_msg,
+                    "2202: the insurer has the visit cancelled already"
+                );
+            }
+            Err(e) => return Err(self.entry_failed(&entry, e)),
+        }
+        crash::at(Point::AfterReply, wire::CANCEL_REGISTER);
+        self.journal
+            .cancelled(&entry.msgid, mdtrt_id)
+            .map_err(|source| {
+                tracing::error!(mdtrt_id, error = %source, "the insurer cancelled the visit but the journal cannot record it: visit.cancel again once it can");
+                SettleError::CancellationUnrecorded {
+                    mdtrt_id: mdtrt_id.to_owned(),
+                    source,
+                }
+            })
+    }
+
+    /// The visit, registered and with no settlement that stands in the way of cancelling.
+    fn cancellable_visit(&self, mdtrt_id: &str) -> Result<VisitRow, SettleError> {
+        let visit = self.registered_visit(mdtrt_id)?;
         let live = self.journal.requests_for_visit(mdtrt_id)?;
         if let Some(held) = live.iter().find(|r| {
             r.kind == RequestKind::Settle
@@ -222,14 +286,18 @@ impl Settler {
             }
             .into());
         }
-        if visit.patient.may_settle != MaySettle::SelfPayOnly {
-            self.cancel_at_insurer(&visit)?;
-        }
-        self.journal
-            .set_visit_state(mdtrt_id, VisitState::Cancelled)?;
-        visit.state = VisitState::Cancelled;
         Ok(visit)
     }
+}
+
+/// Words of a 2202 refusal saying the visit is cancelled already (as the simulator and
+/// regions word it: 就诊ID[…]已撤销挂号, 该就诊已取消), not that it cannot be cancelled.
+const ALREADY_CANCELLED_WORDS: [&str; 2] = ["已撤销", "已取消"];
+
+/// Whether a 2202 refusal says the insurer has the visit cancelled already (an earlier
+/// 2202 whose answer the journal could not record).
+fn already_cancelled(err_msg: &str) -> bool {
+    ALREADY_CANCELLED_WORDS.iter().any(|w| err_msg.contains(w)) && !err_msg.contains("已结算")
 }
 
 pub(super) fn visit_row(
@@ -314,4 +382,28 @@ fn registered_again(
     }
     tracing::info!(mdtrt_id = %existing.mdtrt_id, "visit registered again: the journalled visit");
     Ok(existing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::already_cancelled;
+
+    #[test]
+    fn a_2202_refusal_about_a_cancelled_visit_is_told_from_other_refusals() {
+        for gone in [
+            "就诊ID[M1]已撤销挂号",
+            "该就诊已撤销，不能重复撤销",
+            "就诊记录已取消",
+        ] {
+            assert!(already_cancelled(gone), "{gone}");
+        }
+        for other in [
+            "就诊ID[M1]不存在",
+            "该就诊已结算，不能撤销挂号",
+            "门诊号[MZ1]与就诊ID不匹配",
+            "系统繁忙，请稍后再试",
+        ] {
+            assert!(!already_cancelled(other), "{other}");
+        }
+    }
 }

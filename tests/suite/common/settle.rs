@@ -69,10 +69,7 @@ impl Rig {
     /// The fee lines the insurer holds for a visit, from the simulator's own database:
     /// (feedetl_sn, chrg_bchno, setl_id), in upload order.
     pub fn fee_lines(&self, mdtrt_id: &str) -> Vec<(String, String, Option<String>)> {
-        let db = super::insurer::sim_db(&self._dir);
-        let conn =
-            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .expect("open the simulator's database");
+        let conn = self.sim_conn();
         let mut stmt = conn
             .prepare(
                 "SELECT feedetl_sn, chrg_bchno, setl_id FROM fee_lines WHERE mdtrt_id = ?1 \
@@ -83,6 +80,25 @@ impl Rig {
             .expect("query fee_lines")
             .collect::<Result<_, _>>()
             .expect("read fee_lines")
+    }
+
+    /// The visit's status at the insurer (`registered`, `cancelled`), from the simulator's
+    /// own database.
+    pub fn visit_status(&self, mdtrt_id: &str) -> String {
+        self.sim_conn()
+            .query_row(
+                "SELECT status FROM visits WHERE mdtrt_id = ?1",
+                [mdtrt_id],
+                |r| r.get(0),
+            )
+            .expect("the simulator's visit")
+    }
+
+    /// The simulator's database, read-only.
+    fn sim_conn(&self) -> rusqlite::Connection {
+        let db = super::insurer::sim_db(&self._dir);
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the simulator's database")
     }
 
     /// How many requests of `infno` reached the simulator (its msg_log).
