@@ -1328,6 +1328,44 @@ mod tests {
     }
 
     #[test]
+    fn a_day_settled_before_day_seq_existed_is_listed_in_the_order_written() {
+        let dir = std::env::temp_dir().join(format!("medcard-journal-v4-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("cache.sqlite");
+        let before = crate::cache::migrations::MIGRATIONS
+            .iter()
+            .position(|m| m.contains("ADD COLUMN day_seq"))
+            .expect("the day_seq migration");
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        for script in &crate::cache::migrations::MIGRATIONS[..before] {
+            conn.execute_batch(script).expect("older schema");
+        }
+        for r in ["r2", "r1"] {
+            conn.execute(
+                "INSERT INTO settlements (request_id, kind, mdtrt_id, chrg_bchno, psn_no, state, \
+                 setl_date, created_at, updated_at) \
+                 VALUES (?1, 'settle', 'M1', ?1, 'P', 'settled', '2026-11-23', 1, 1)",
+                [r],
+            )
+            .expect("older row");
+        }
+        conn.pragma_update(None, "user_version", before)
+            .expect("version");
+        drop(conn);
+        let journal = Journal::new(Cache::open(&path).expect("migrated").writer().clone());
+        assert_eq!(page(&journal, None), Some(vec!["r2".to_owned()]));
+        assert_eq!(page(&journal, Some("r2")), Some(vec!["r1".to_owned()]));
+        // The next settlement of that day joins its end.
+        journal
+            .begin_request(&request("r3"), &call("m3", "2207", "r3"))
+            .expect("begin");
+        settled(&journal, "r3", "m3", "2026-11-23");
+        assert_eq!(page(&journal, Some("r1")), Some(vec!["r3".to_owned()]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_settled_request_is_final_and_a_refund_marks_its_original() {
         let (journal, dir) = journal("refund");
         journal
