@@ -179,6 +179,16 @@ CREATE INDEX settle_batches_visit ON settle_batches(mdtrt_id, state);
 INSERT INTO settle_batches (chrg_bchno, mdtrt_id, state, updated_at)
     SELECT chrg_bchno, mdtrt_id, 'held', created_at FROM settle_previews WHERE uploaded = 1;
 "#,
+    // 5: `settle.list` pages a day by `day_seq`, the order in which requests got their
+    // settlement day (src/settle/journal.rs): a request resolved late joins the end of its
+    // day, so a page already read never gains a row. Days recorded before this version keep
+    // the order their rows were written in.
+    r#"
+ALTER TABLE settlements ADD COLUMN day_seq INTEGER;
+UPDATE settlements SET day_seq = rowid WHERE setl_date IS NOT NULL;
+DROP INDEX settlements_date;
+CREATE INDEX settlements_day ON settlements(setl_date, day_seq);
+"#,
 ];
 
 /// The schema version this build writes.

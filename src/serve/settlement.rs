@@ -166,8 +166,8 @@ pub async fn dispatch(shared: &Shared, method: &str, params: &Value) -> Result<A
                     .to_string(),
                 None => crate::clock::DateTime::now().date(),
             };
-            let list = blocking(move || settler.list(&date)).await?;
-            Ok(Answer::Value(json!({ "settlements": list })))
+            let page = blocking(move || settler.list(&date, p.after.as_deref(), p.limit)).await?;
+            to_value(&page)
         }
         "settle.receipt" => {
             let p: StatusParams = params_of(params)?;
@@ -239,6 +239,12 @@ struct StatusParams {
 struct ListParams {
     #[serde(default)]
     date: Option<String>,
+    /// Rows per page (default and maximum in `settle::service`).
+    #[serde(default)]
+    limit: Option<usize>,
+    /// The request_id the page starts after (the previous page's `next`).
+    #[serde(default)]
+    after: Option<String>,
 }
 
 #[derive(Deserialize)]

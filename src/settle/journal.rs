@@ -644,6 +644,43 @@ impl Journal {
         self.run(|tx| requests_where(tx, "setl_date = ?1 ORDER BY created_at, request_id", date))
     }
 
+    /// A page of the day `date`'s requests in the order they got their day: at most `limit`
+    /// after the request `after` (from the day's first without it), through the index
+    /// `settlements_day`. None when `after` is no request of that day.
+    pub fn requests_on_page(
+        &self,
+        date: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<RequestRow>>, CacheError> {
+        self.run(|tx| {
+            let from: i64 = match after {
+                None => 0,
+                Some(request_id) => match query_one(
+                    tx,
+                    "SELECT day_seq FROM settlements WHERE request_id = ?1 AND setl_date = ?2",
+                    params![request_id, date],
+                    |row| row.get::<_, Option<i64>>(0),
+                )
+                .optional()?
+                .flatten()
+                {
+                    Some(seq) => seq,
+                    None => return Ok(None),
+                },
+            };
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {REQUEST_COLUMNS} FROM settlements WHERE setl_date = ?1 AND day_seq > ?2 \
+                 ORDER BY day_seq LIMIT ?3"
+            ))?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![date, from, limit], request_row)?;
+            rows.map(|r| finish_request(r?))
+                .collect::<Result<_, _>>()
+                .map(Some)
+        })
+    }
+
     /// The person's settled (not refunded) settlements on days starting with `date_prefix`
     /// (`"2026-"`: this year's).
     pub fn settled_for_person(
@@ -703,9 +740,14 @@ impl Journal {
             if let Some(update) = &outcome.request {
                 exec(
                     tx,
-                    "UPDATE settlements SET state = ?2, setl_id = COALESCE(?3, setl_id), \
-                     setlinfo = COALESCE(?4, setlinfo), err_msg = ?5, \
-                     setl_date = COALESCE(?6, setl_date), updated_at = ?7 WHERE request_id = ?1",
+                    &format!(
+                        "UPDATE settlements SET state = ?2, setl_id = COALESCE(?3, setl_id), \
+                         setlinfo = COALESCE(?4, setlinfo), err_msg = ?5, \
+                         setl_date = COALESCE(?6, setl_date), updated_at = ?7, \
+                         day_seq = CASE WHEN ?6 IS NULL OR ?6 IS setl_date THEN day_seq \
+                         ELSE {} END WHERE request_id = ?1",
+                        next_day_seq("?6")
+                    ),
                     params![
                         update.request_id,
                         update.state.as_str(),
@@ -910,6 +952,16 @@ fn insert_visit(tx: &Transaction<'_>, v: &VisitRow) -> Result<(), CacheError> {
     Ok(())
 }
 
+/// SQL for the `day_seq` of a request that gets the day in the parameter `date` (`?6`): the
+/// end of that day's list, so a request resolved late never lands in a page already read
+/// (`requests_on_page`). The index `settlements_day` finds it.
+fn next_day_seq(date: &str) -> String {
+    format!(
+        "COALESCE((SELECT day_seq FROM settlements WHERE setl_date = {date} \
+         ORDER BY day_seq DESC LIMIT 1), 0) + 1"
+    )
+}
+
 /// `execute` through the connection's statement cache (the journal runs the same few
 /// statements on every settlement).
 fn exec(
@@ -934,8 +986,10 @@ fn insert_request(tx: &Transaction<'_>, request: &RequestRow) -> Result<(), Cach
     exec(
         tx,
         &format!(
-            "INSERT INTO settlements ({REQUEST_COLUMNS}, created_at, updated_at) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)"
+            "INSERT INTO settlements ({REQUEST_COLUMNS}, created_at, updated_at, day_seq) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, \
+             CASE WHEN ?13 IS NULL THEN NULL ELSE {} END)",
+            next_day_seq("?13")
         ),
         params![
             request.request_id,
@@ -1247,6 +1301,92 @@ mod tests {
             .map(|c| c.state)
             .collect();
         assert_eq!(calls, [CallState::Reversed, CallState::Pending]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `r` settled on `date` by its call `m`.
+    fn settled(journal: &Journal, r: &str, m: &str, date: &str) {
+        journal
+            .settle_call(&CallOutcome {
+                request: Some(RequestUpdate {
+                    setl_date: Some(date),
+                    ..RequestUpdate::state(r, RequestState::Settled)
+                }),
+                ..CallOutcome::new(m, CallState::Success)
+            })
+            .expect("settled");
+    }
+
+    fn page(journal: &Journal, after: Option<&str>) -> Option<Vec<String>> {
+        let rows = journal
+            .requests_on_page("2026-11-23", after, 1)
+            .expect("page");
+        rows.map(|rows| rows.into_iter().map(|r| r.request_id).collect())
+    }
+
+    #[test]
+    fn a_request_resolved_late_joins_the_end_of_its_day_never_a_page_already_read() {
+        let (journal, dir) = journal("pages");
+        // r1 is sent first but resolved last (its 2207 went unanswered); r2 settles at once.
+        for (r, m) in [("r1", "m1"), ("r2", "m2")] {
+            journal
+                .begin_request(&request(r), &call(m, "2207", r))
+                .expect("begin");
+        }
+        settled(&journal, "r2", "m2", "2026-11-23");
+        assert_eq!(page(&journal, None), Some(vec!["r2".to_owned()]));
+        settled(&journal, "r1", "m1", "2026-11-23");
+        // The reader of page one goes on after r2 and finds r1; the day has nothing more.
+        assert_eq!(page(&journal, Some("r2")), Some(vec!["r1".to_owned()]));
+        assert_eq!(page(&journal, Some("r1")), Some(vec![]));
+        // A cash-only settlement, final when written, joins the end too.
+        let cash = RequestRow {
+            state: RequestState::SelfPay,
+            setl_date: Some("2026-11-23".into()),
+            ..request("r3")
+        };
+        journal.insert_final_request(&cash).expect("cash");
+        assert_eq!(page(&journal, Some("r1")), Some(vec!["r3".to_owned()]));
+        // An after that is no request of the day is not an empty page.
+        assert_eq!(page(&journal, Some("r9")), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_day_settled_before_day_seq_existed_is_listed_in_the_order_written() {
+        let dir = std::env::temp_dir().join(format!("medcard-journal-v4-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("cache.sqlite");
+        let before = crate::cache::migrations::MIGRATIONS
+            .iter()
+            .position(|m| m.contains("ADD COLUMN day_seq"))
+            .expect("the day_seq migration");
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        for script in &crate::cache::migrations::MIGRATIONS[..before] {
+            conn.execute_batch(script).expect("older schema");
+        }
+        for r in ["r2", "r1"] {
+            conn.execute(
+                "INSERT INTO settlements (request_id, kind, mdtrt_id, chrg_bchno, psn_no, state, \
+                 setl_date, created_at, updated_at) \
+                 VALUES (?1, 'settle', 'M1', ?1, 'P', 'settled', '2026-11-23', 1, 1)",
+                [r],
+            )
+            .expect("older row");
+        }
+        conn.pragma_update(None, "user_version", before)
+            .expect("version");
+        drop(conn);
+        let journal = Journal::new(Cache::open(&path).expect("migrated").writer().clone());
+        assert_eq!(page(&journal, None), Some(vec!["r2".to_owned()]));
+        assert_eq!(page(&journal, Some("r2")), Some(vec!["r1".to_owned()]));
+        // The next settlement of that day joins its end.
+        journal
+            .begin_request(&request("r3"), &call("m3", "2207", "r3"))
+            .expect("begin");
+        settled(&journal, "r3", "m3", "2026-11-23");
+        assert_eq!(page(&journal, Some("r1")), Some(vec!["r3".to_owned()]));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

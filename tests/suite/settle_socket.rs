@@ -479,3 +479,84 @@ fn a_patient_may_keep_the_account_and_pay_cash() {
     assert_eq!(done["setlinfo"]["psn_cash_pay"], "120.00", "{done}");
     assert_eq!(rig.balc(XIAOWANG_CERTNO), "102.80");
 }
+
+/// Every `settle.list` page of `date` (`after` = the previous page's `next`) with `limit`:
+/// the request_ids of each page.
+fn pages(client: &mut Client, date: &Value, limit: usize) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let page = client.result(
+            "settle.list",
+            json!({"date": date, "limit": limit, "after": after}),
+        );
+        pages.push(request_ids(&page));
+        if page["next"].is_null() || pages.len() > 10 {
+            return pages;
+        }
+        after = page["next"].clone();
+    }
+}
+
+#[test]
+fn a_day_with_more_settlements_than_the_limit_is_paged_without_gap_or_repeat() {
+    let (_rig, _daemon, mut client, mdtrt_id) = xiaowang_registered("settle-list-pages");
+    let mut settled = Vec::new();
+    let mut date = Value::Null;
+    for n in 1..=7 {
+        let p = preview(&mut client, &mdtrt_id, one_line("1.00"));
+        let request_id = format!("page-{n}");
+        let done = client.result(
+            "settle.commit",
+            commit_params(&p["preview_id"], &request_id),
+        );
+        assert_eq!(done["state"], "settled", "{done}");
+        date = done["setl_date"].clone();
+        settled.push(request_id);
+    }
+    let pages = pages(&mut client, &date, 3);
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [3, 3, 1], "{pages:?}");
+    assert_eq!(
+        pages.concat(),
+        settled,
+        "every settlement once, in the order settled"
+    );
+    // Without a limit, the day fits the default page: the first page is the whole day.
+    assert_eq!(pages_of_default(&mut client, &date), settled);
+
+    for (params, what) in [
+        (json!({"date": date, "limit": 1001}), "above the maximum"),
+        (json!({"date": date, "limit": 0}), "zero"),
+        (
+            json!({"date": date, "after": "no-such-request"}),
+            "an unknown after",
+        ),
+        (
+            json!({"date": "2020-01-01", "after": "page-1"}),
+            "after of another day",
+        ),
+    ] {
+        let refused = client.error("settle.list", params);
+        assert_eq!(refused["code"], -32602, "{what}: {refused}");
+    }
+}
+
+/// `settle.list` of `date` with no limit nor after: the request_ids of its one page (next null).
+fn pages_of_default(client: &mut Client, date: &Value) -> Vec<String> {
+    let page = client.result("settle.list", json!({"date": date}));
+    assert!(page["next"].is_null(), "{page}");
+    request_ids(&page)
+}
+
+/// The request_ids of a `settle.list` page, in its order.
+fn request_ids(page: &Value) -> Vec<String> {
+    page["settlements"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| r["request_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}

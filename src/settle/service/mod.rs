@@ -270,6 +270,13 @@ pub enum InvalidRequest {
     /// A field the platform's rules refuse (length, non-printing characters, ID number).
     #[error(transparent)]
     Field(#[from] FieldError),
+    #[error("limit must be 1–{max}, not {limit}", max = MAX_LIST_LIMIT)]
+    ListLimit { limit: usize },
+    #[error(
+        "after {after} is no request listed on {date}: give the request_id of the last \
+         settlement of the previous page (its `next`)"
+    )]
+    UnknownAfter { after: String, date: String },
     #[error("give request_id or setl_id")]
     NoRequestOrSettlement,
     #[error("request_id must be 1–64 printable ASCII characters")]
@@ -315,6 +322,11 @@ pub const DEFAULT_MAX_BILL_LINES: usize = 5000;
 /// `settle.max_upload_lines`'s default: lines per 2204 call (the national spec bounds its
 /// batch uploads, e.g. 3301, at 100 rows per call; HIS programs chunk 2204 alike).
 pub const DEFAULT_MAX_UPLOAD_LINES: usize = 100;
+
+/// `settle.list`'s page size when the caller names none.
+pub const DEFAULT_LIST_LIMIT: usize = 200;
+/// The most rows one `settle.list` answers (a whole busy day is paged, never one answer).
+pub const MAX_LIST_LIMIT: usize = 1000;
 
 /// How the service settles.
 #[derive(Debug, Clone)]
@@ -414,6 +426,14 @@ pub struct Preview {
     pub may_settle: MaySettle,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insurer_error: Option<String>,
+}
+
+/// A page of a day's settlements (`settle.list`): `next` is the `after` of the next page,
+/// null when the day has no more (so far).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SettlementPage {
+    pub settlements: Vec<Settlement>,
+    pub next: Option<String>,
 }
 
 /// A settlement request as the socket reports it.

@@ -21,13 +21,39 @@ impl Settler {
         self.report(&row)
     }
 
-    /// `settle.list`: every request settled on `date`.
-    pub fn list(&self, date: &str) -> Result<Vec<Settlement>, SettleError> {
-        self.journal
-            .requests_on(date)?
+    /// `settle.list`: a page of the requests settled on `date`, in the order they got their
+    /// day: at most `limit` (1..=[`MAX_LIST_LIMIT`], default [`DEFAULT_LIST_LIMIT`]) after
+    /// the request_id `after`, and `next` (the last one's request_id) when more follow.
+    pub fn list(
+        &self,
+        date: &str,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<SettlementPage, SettleError> {
+        let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
+        if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+            return Err(InvalidRequest::ListLimit { limit }.into());
+        }
+        if let Some(after) = after {
+            check_request_id(after)?;
+        }
+        let mut rows = self
+            .journal
+            .requests_on_page(date, after, limit + 1)?
+            .ok_or_else(|| InvalidRequest::UnknownAfter {
+                after: after.unwrap_or_default().to_owned(),
+                date: date.to_owned(),
+            })?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = more
+            .then(|| rows.last().map(|r| r.request_id.clone()))
+            .flatten();
+        let settlements = rows
             .iter()
             .map(|r| self.report(r))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(SettlementPage { settlements, next })
     }
 
     /// A request as the socket shows it.

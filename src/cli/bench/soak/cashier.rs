@@ -226,14 +226,14 @@ pub fn check_journal(shared: &Shared) -> Vec<String> {
     let mut problems = Vec::new();
     let mut journalled = BTreeSet::new();
     for day in days(&ledger) {
-        let listed = match client.call("settle.list", json!({"date": day})) {
+        let listed = match list_day(&mut client, &day) {
             Ok(listed) => listed,
             Err(e) => {
                 problems.push(format!("settle.list {day}: {e}"));
                 continue;
             }
         };
-        for row in listed["settlements"].as_array().into_iter().flatten() {
+        for row in &listed {
             let setl_id = row["setl_id"].as_str().unwrap_or_default();
             let request_id = row["request_id"].as_str().unwrap_or_default();
             if setl_id.is_empty() {
@@ -260,6 +260,28 @@ pub fn check_journal(shared: &Shared) -> Vec<String> {
         if problems.is_empty() { "yes" } else { "NO" }
     );
     problems
+}
+
+/// Every settlement of `day`, page by page (`settle.list`'s `after` = the previous `next`).
+fn list_day(client: &mut Client, day: &str) -> Result<Vec<Value>, String> {
+    let mut rows = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let page = client
+            .call("settle.list", json!({"date": day, "after": after}))
+            .map_err(|e| e.to_string())?;
+        rows.extend(
+            page["settlements"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
+        match &page["next"] {
+            Value::Null => return Ok(rows),
+            next => after = next.clone(),
+        }
+    }
 }
 
 /// The settlement days of the ledger.
