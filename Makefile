@@ -31,6 +31,7 @@ build: deps
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets --features fault-injection -- -D warnings
+	$(CARGO) clippy --all-targets -- -D warnings
 
 # The release binary hospitals install (no features: no crash points), then unit tests,
 # in-process reader tests and the end-to-end tests through pcscd + vpcd (these take a

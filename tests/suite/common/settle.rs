@@ -84,6 +84,7 @@ impl Rig {
 
     /// The visit's status at the insurer (`registered`, `cancelled`), from the simulator's
     /// own database.
+    #[cfg(feature = "fault-injection")] // only the full-disk tests use it
     pub fn visit_status(&self, mdtrt_id: &str) -> String {
         self.sim_conn()
             .query_row(
