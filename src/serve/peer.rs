@@ -110,46 +110,38 @@ pub fn effective_uid() -> u32 {
 
 /// The uid of user `name` (or a numeric id given as text), if the machine has it.
 pub fn user_id(name: &str) -> Option<u32> {
-    if let Ok(id) = name.parse::<u32>() {
-        return Some(id);
-    }
-    let name = CString::new(name).ok()?;
-    let mut user = std::mem::MaybeUninit::<libc::passwd>::uninit();
-    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; getpwnam_r writes into `user` and
-    // `buffer` (of the stated length) only, and sets `found` to `user` or null.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            name.as_ptr(),
-            user.as_mut_ptr(),
-            buffer.as_mut_ptr(),
-            buffer.len(),
-            &mut found,
-        )
-    };
-    if rc != 0 || found.is_null() {
-        return None;
-    }
-    // SAFETY: `found` is non-null, so getpwnam_r filled `user`.
-    Some(unsafe { user.assume_init() }.pw_uid)
+    id_by_name(name, libc::getpwnam_r, |user: &libc::passwd| user.pw_uid)
 }
 
 /// The id of group `name` (or a numeric id given as text), if the machine has it.
 pub fn group_id(name: &str) -> Option<u32> {
+    id_by_name(name, libc::getgrnam_r, |group: &libc::group| group.gr_gid)
+}
+
+/// The signature `getpwnam_r` and `getgrnam_r` share.
+type LookUpByName<T> = unsafe extern "C" fn(
+    *const libc::c_char,
+    *mut T,
+    *mut libc::c_char,
+    libc::size_t,
+    *mut *mut T,
+) -> libc::c_int;
+
+/// A numeric id given as text, or the id of the entry `look_up` finds for `name`.
+fn id_by_name<T>(name: &str, look_up: LookUpByName<T>, id: fn(&T) -> u32) -> Option<u32> {
     if let Ok(id) = name.parse::<u32>() {
         return Some(id);
     }
     let name = CString::new(name).ok()?;
-    let mut group = std::mem::MaybeUninit::<libc::group>::uninit();
+    let mut entry = std::mem::MaybeUninit::<T>::uninit();
     let mut buffer = vec![0 as libc::c_char; 16 * 1024];
-    let mut found: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; getgrnam_r writes into `group` and
-    // `buffer` (of the stated length) only, and sets `found` to `group` or null.
+    let mut found: *mut T = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; the *nam_r function writes into `entry`
+    // and `buffer` (of the stated length) only, and sets `found` to `entry` or null.
     let rc = unsafe {
-        libc::getgrnam_r(
+        look_up(
             name.as_ptr(),
-            group.as_mut_ptr(),
+            entry.as_mut_ptr(),
             buffer.as_mut_ptr(),
             buffer.len(),
             &mut found,
@@ -158,8 +150,9 @@ pub fn group_id(name: &str) -> Option<u32> {
     if rc != 0 || found.is_null() {
         return None;
     }
-    // SAFETY: `found` is non-null, so getgrnam_r filled `group`.
-    Some(unsafe { group.assume_init() }.gr_gid)
+    // SAFETY: `found` is non-null, so the lookup filled `entry` (whose strings point into
+    // `buffer`, still alive here).
+    Some(id(unsafe { entry.assume_init_ref() }))
 }
 
 /// `access.allowed_groups`, resolved: who may call mutating methods.

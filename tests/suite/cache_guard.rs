@@ -34,8 +34,10 @@ fn remove_wal(cache: &Path) {
     }
 }
 
-/// A daemon that settled one visit on a healthy cache, then stopped: the journal holds it.
-fn used_cache(rig: &Rig) -> String {
+/// A rig whose daemon settled one visit on a healthy cache, then stopped (its WAL folded in
+/// and removed): the journal holds it. Returns the rig and the cache file.
+fn used_cache(tag: &str) -> (Rig, PathBuf) {
+    let rig = Rig::start(tag, "");
     let mut daemon = rig.daemon(&[XIAOWANG], &[]);
     let mut client = daemon.client();
     wait_card(&mut client);
@@ -45,7 +47,9 @@ fn used_cache(rig: &Rig) -> String {
     assert_eq!(done["state"], "settled", "{done}");
     drop(client);
     daemon.terminate();
-    mdtrt_id
+    let cache = cache_path(&rig);
+    remove_wal(&cache);
+    (rig, cache)
 }
 
 /// The daemon on a broken cache: the cache and the journal in error (with `reason_part` in
@@ -105,10 +109,7 @@ fn noise(len: usize) -> Vec<u8> {
 
 #[test]
 fn a_file_of_random_bytes_is_an_error_not_not_configured() {
-    let rig = Rig::start("guard-noise", "");
-    used_cache(&rig);
-    let cache = cache_path(&rig);
-    remove_wal(&cache);
+    let (rig, cache) = used_cache("guard-noise");
     std::fs::write(&cache, noise(64 * 1024)).expect("write noise");
     refuse_with(&rig, "not a database");
     assert_eq!(
@@ -120,10 +121,7 @@ fn a_file_of_random_bytes_is_an_error_not_not_configured() {
 
 #[test]
 fn a_directory_in_the_cache_files_place_is_an_error() {
-    let rig = Rig::start("guard-dir", "");
-    used_cache(&rig);
-    let cache = cache_path(&rig);
-    remove_wal(&cache);
+    let (rig, cache) = used_cache("guard-dir");
     std::fs::remove_file(&cache).expect("remove the cache");
     std::fs::create_dir(&cache).expect("a directory in its place");
     refuse_with(&rig, "not a regular file");
@@ -131,10 +129,7 @@ fn a_directory_in_the_cache_files_place_is_an_error() {
 
 #[test]
 fn a_zero_length_file_is_never_initialised_afresh() {
-    let rig = Rig::start("guard-empty", "");
-    used_cache(&rig);
-    let cache = cache_path(&rig);
-    remove_wal(&cache);
+    let (rig, cache) = used_cache("guard-empty");
     std::fs::write(&cache, b"").expect("truncate to zero");
     refuse_with(&rig, "empty (zero bytes)");
     let len = std::fs::metadata(&cache).expect("the file").len();
@@ -143,10 +138,7 @@ fn a_zero_length_file_is_never_initialised_afresh() {
 
 #[test]
 fn a_file_cut_short_or_with_damaged_pages_fails_its_check() {
-    let rig = Rig::start("guard-damaged", "");
-    used_cache(&rig);
-    let cache = cache_path(&rig);
-    remove_wal(&cache);
+    let (rig, cache) = used_cache("guard-damaged");
     let good = std::fs::read(&cache).expect("read the cache");
     assert!(
         good.len() > 8 * 4096,
@@ -167,10 +159,7 @@ fn a_file_cut_short_or_with_damaged_pages_fails_its_check() {
 
 #[test]
 fn a_missing_or_replaced_journal_is_an_error() {
-    let rig = Rig::start("guard-replaced", "");
-    used_cache(&rig);
-    let cache = cache_path(&rig);
-    remove_wal(&cache);
+    let (rig, cache) = used_cache("guard-replaced");
     let kept = std::fs::read(&cache).expect("read the cache");
     std::fs::remove_file(&cache).expect("remove the cache");
     refuse_with(&rig, "it is missing");

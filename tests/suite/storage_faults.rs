@@ -49,6 +49,16 @@ fn full_disk_daemon(rig: &Rig, point: &str) -> (Daemon, PathBuf) {
     (daemon, back)
 }
 
+/// A rig, and a daemon on it whose disk fills at `point` (see [`full_disk_daemon`]), with a
+/// client that has seen the card judged.
+fn full_disk_counter(tag: &str, point: &str) -> (Rig, Daemon, PathBuf, Client) {
+    let rig = Rig::start(tag, "");
+    let (daemon, back) = full_disk_daemon(&rig, point);
+    let mut client = daemon.client();
+    wait_card(&mut client);
+    (rig, daemon, back, client)
+}
+
 /// Space comes back.
 fn space_back(flag: &PathBuf) {
     std::fs::write(flag, "").expect("create the space-back flag");
@@ -200,10 +210,8 @@ fn a_disk_full_before_the_2207_is_journalled_sends_nothing() {
 
 #[test]
 fn a_disk_full_before_a_registration_sends_no_2201() {
-    let rig = Rig::start("disk-full-before-2201", "");
-    let (daemon, _back) = full_disk_daemon(&rig, "before_journal:2201");
-    let mut client = daemon.client();
-    wait_card(&mut client);
+    let (rig, _daemon, _back, mut client) =
+        full_disk_counter("disk-full-before-2201", "before_journal:2201");
     let error = client.error(
         "visit.register",
         json!({"dept_code": "A03", "dept_name": "内科", "dr_name": "张医生", "ipt_otp_no": "MZFULL1"}),
@@ -215,10 +223,8 @@ fn a_disk_full_before_a_registration_sends_no_2201() {
 
 #[test]
 fn a_visit_the_journal_cannot_record_is_cancelled_with_2202() {
-    let rig = Rig::start("disk-full-after-2201", "");
-    let (daemon, back) = full_disk_daemon(&rig, "after_reply:2201");
-    let mut client = daemon.client();
-    wait_card(&mut client);
+    let (rig, daemon, back, mut client) =
+        full_disk_counter("disk-full-after-2201", "after_reply:2201");
     let error = client.error(
         "visit.register",
         json!({"dept_code": "A03", "dept_name": "内科", "dr_name": "张医生", "ipt_otp_no": "MZFULL2"}),
@@ -246,10 +252,8 @@ fn a_visit_the_journal_cannot_record_is_cancelled_with_2202() {
 
 #[test]
 fn a_disk_full_before_a_cancellation_sends_no_2202() {
-    let rig = Rig::start("disk-full-before-2202", "");
-    let (daemon, back) = full_disk_daemon(&rig, "before_journal:2202");
-    let mut client = daemon.client();
-    wait_card(&mut client);
+    let (rig, _daemon, back, mut client) =
+        full_disk_counter("disk-full-before-2202", "before_journal:2202");
     let mdtrt_id = register(&mut client);
 
     let error = client.error("visit.cancel", json!({"mdtrt_id": mdtrt_id}));
@@ -269,10 +273,8 @@ fn a_disk_full_before_a_cancellation_sends_no_2202() {
 
 #[test]
 fn a_cancellation_the_journal_cannot_record_is_recorded_by_the_next_cancel() {
-    let rig = Rig::start("disk-full-after-2202", "");
-    let (daemon, back) = full_disk_daemon(&rig, "after_reply:2202");
-    let mut client = daemon.client();
-    wait_card(&mut client);
+    let (rig, _daemon, back, mut client) =
+        full_disk_counter("disk-full-after-2202", "after_reply:2202");
     let mdtrt_id = register(&mut client);
 
     let error = client.error("visit.cancel", json!({"mdtrt_id": mdtrt_id}));
