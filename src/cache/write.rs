@@ -447,45 +447,31 @@ fn advance_feed(
     Ok(())
 }
 
-impl super::Cache {
-    /// See [`CacheWriter::store_person`].
-    pub fn store_person(
-        &self,
-        info: &PersonInfo,
-        fetched_at: SystemTime,
-    ) -> Result<(), CacheError> {
-        self.writer().store_person(info, fetched_at)
-    }
+/// `Cache` methods that are the writer's own, each one call through [`super::Cache::writer`].
+macro_rules! through_the_writer {
+    ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        impl super::Cache {
+            $(
+                #[doc = concat!("See [`CacheWriter::", stringify!($name), "`].")]
+                pub fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    self.writer().$name($($arg),*)
+                }
+            )*
+        }
+    };
+}
 
-    /// See [`CacheWriter::store_person_for_card`].
-    pub fn store_person_for_card(
+through_the_writer! {
+    fn store_person(&self, info: &PersonInfo, fetched_at: SystemTime) -> Result<(), CacheError>;
+    fn store_person_for_card(
         &self,
         card_no: &str,
         card_sn: Option<&str>,
         info: &PersonInfo,
-        fetched_at: SystemTime,
-    ) -> Result<(), CacheError> {
-        self.writer()
-            .store_person_for_card(card_no, card_sn, info, fetched_at)
-    }
-
-    /// See [`CacheWriter::apply_card_events`].
-    pub fn apply_card_events(&self, page: &CardEventPage) -> Result<usize, CacheError> {
-        self.writer().apply_card_events(page)
-    }
-
-    /// See [`CacheWriter::apply_catalogue`].
-    pub fn apply_catalogue(&self, page: &CataloguePage) -> Result<usize, CacheError> {
-        self.writer().apply_catalogue(page)
-    }
-
-    /// See [`CacheWriter::record_sync_error`].
-    pub fn record_sync_error(&self, feed: &str, message: &str) -> Result<(), CacheError> {
-        self.writer().record_sync_error(feed, message)
-    }
-
-    /// See [`CacheWriter::next_msgid_seq`].
-    pub fn next_msgid_seq(&self, date: &str) -> Result<u64, CacheError> {
-        self.writer().next_msgid_seq(date)
-    }
+        fetched_at: SystemTime
+    ) -> Result<(), CacheError>;
+    fn apply_card_events(&self, page: &CardEventPage) -> Result<usize, CacheError>;
+    fn apply_catalogue(&self, page: &CataloguePage) -> Result<usize, CacheError>;
+    fn record_sync_error(&self, feed: &str, message: &str) -> Result<(), CacheError>;
+    fn next_msgid_seq(&self, date: &str) -> Result<u64, CacheError>;
 }

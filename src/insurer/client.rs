@@ -29,6 +29,15 @@ pub enum Retry {
     Idempotent,
 }
 
+/// One transaction as it is sent, whatever msgid each attempt of it gets.
+#[derive(Clone, Copy)]
+struct Outgoing<'a> {
+    infno: &'a str,
+    insuplc_admdvs: Option<&'a str>,
+    input: &'a Value,
+    retry: Retry,
+}
+
 /// The insurer link over HTTP.
 pub struct InsurerClient {
     cfg: InsurerConfig,
@@ -125,7 +134,12 @@ impl InsurerClient {
         let input = json!({"signIn": {
             "opter_no": self.cfg.opter, "mac": self.cfg.mac, "ip": self.cfg.ip,
         }});
-        let reply = self.sent_with_fresh_msgids(wire::SIGN_IN, None, &input, Retry::Idempotent)?;
+        let reply = self.sent_with_fresh_msgids(Outgoing {
+            infno: wire::SIGN_IN,
+            insuplc_admdvs: None,
+            input: &input,
+            retry: Retry::Idempotent,
+        })?;
         let sign_no = reply
             .output
             .get("signinoutb")
@@ -159,8 +173,14 @@ impl InsurerClient {
         input: Value,
         retry: Retry,
     ) -> Result<Reply, LinkError> {
+        let outgoing = Outgoing {
+            infno,
+            insuplc_admdvs,
+            input: &input,
+            retry,
+        };
         self.ensure_signed_in()?;
-        let result = self.sent_with_fresh_msgids(infno, insuplc_admdvs, &input, retry);
+        let result = self.sent_with_fresh_msgids(outgoing);
         match &result {
             Err(LinkError::Business { err_msg, .. })
                 if self.refusal(err_msg) == Refusal::SignInLapsed =>
@@ -168,7 +188,7 @@ impl InsurerClient {
                 tracing::info!(infno, "insurer says the sign-in lapsed; signing in again");
                 self.sign_in = None;
                 self.ensure_signed_in()?;
-                self.sent_with_fresh_msgids(infno, insuplc_admdvs, &input, retry)
+                self.sent_with_fresh_msgids(outgoing)
             }
             _ => result,
         }
@@ -176,21 +196,15 @@ impl InsurerClient {
 
     /// [`Self::with_retries`], sent once more with a msgid from elsewhere when the insurer
     /// says it saw the msgid before (another process of this institution used it).
-    fn sent_with_fresh_msgids(
-        &mut self,
-        infno: &str,
-        insuplc_admdvs: Option<&str>,
-        input: &Value,
-        retry: Retry,
-    ) -> Result<Reply, LinkError> {
-        let result = self.with_retries(infno, insuplc_admdvs, input, retry);
+    fn sent_with_fresh_msgids(&mut self, outgoing: Outgoing<'_>) -> Result<Reply, LinkError> {
+        let result = self.with_retries(outgoing);
         match &result {
             Err(LinkError::Business { err_msg, .. })
                 if self.refusal(err_msg) == Refusal::DuplicateMsgid =>
             {
-                tracing::warn!(infno, err_msg = %err_msg, "insurer saw the msgid before; sending again with a new one");
+                tracing::warn!(infno = outgoing.infno, err_msg = %err_msg, "insurer saw the msgid before; sending again with a new one");
                 self.msgids.after_duplicate();
-                self.with_retries(infno, insuplc_admdvs, input, retry)
+                self.with_retries(outgoing)
             }
             _ => result,
         }
@@ -208,13 +222,13 @@ impl InsurerClient {
         Ok(())
     }
 
-    fn with_retries(
-        &mut self,
-        infno: &str,
-        insuplc_admdvs: Option<&str>,
-        input: &Value,
-        retry: Retry,
-    ) -> Result<Reply, LinkError> {
+    fn with_retries(&mut self, outgoing: Outgoing<'_>) -> Result<Reply, LinkError> {
+        let Outgoing {
+            infno,
+            insuplc_admdvs,
+            input,
+            retry,
+        } = outgoing;
         let attempts = match retry {
             Retry::Never => 1,
             Retry::Idempotent => 1 + self.cfg.retries,
@@ -374,8 +388,29 @@ impl InsurerClient {
     ) -> Result<PersonInfo, LinkError> {
         tracing::debug!(certno = %crate::mask::certno(certno), psn_cert_type, "1101 by certno");
         let input = wire::person_by_document_input(psn_cert_type, certno);
-        let reply = self.call(wire::PERSON_INFO, input, Retry::Idempotent)?;
-        wire::parse_person(&reply.output).map_err(|e| Uncertainty::output(wire::PERSON_INFO, e))
+        self.ask(wire::PERSON_INFO, input, wire::parse_person)
+    }
+
+    /// A transaction that reads (safe to retry), its `output` read by `parse`.
+    fn ask<T>(
+        &mut self,
+        infno: &str,
+        input: Value,
+        parse: fn(&Value) -> Result<T, WireError>,
+    ) -> Result<T, LinkError> {
+        let reply = self.call(infno, input, Retry::Idempotent)?;
+        parse(&reply.output).map_err(|e| Uncertainty::output(infno, e))
+    }
+
+    /// A page of a versioned feed: what came after `since_version`, `page_size` at most.
+    fn feed_page<T>(
+        &mut self,
+        infno: &str,
+        since_version: u64,
+        page_size: u32,
+        parse: fn(&Value) -> Result<T, WireError>,
+    ) -> Result<T, LinkError> {
+        self.ask(infno, wire::versioned_input(since_version, page_size), parse)
     }
 }
 
@@ -383,8 +418,7 @@ impl InsurerLink for InsurerClient {
     fn person_by_card(&mut self, card_no: &str, card_sn: &str) -> Result<PersonInfo, LinkError> {
         tracing::debug!(card_no = %crate::mask::certno(card_no), "1101 by card");
         let input = wire::person_by_card_input(card_no, card_sn);
-        let reply = self.call(wire::PERSON_INFO, input, Retry::Idempotent)?;
-        wire::parse_person(&reply.output).map_err(|e| Uncertainty::output(wire::PERSON_INFO, e))
+        self.ask(wire::PERSON_INFO, input, wire::parse_person)
     }
 
     fn person_by_certno(&mut self, certno: &str) -> Result<PersonInfo, LinkError> {
@@ -396,9 +430,7 @@ impl InsurerLink for InsurerClient {
         since_version: u64,
         page_size: u32,
     ) -> Result<CardEventPage, LinkError> {
-        let input = wire::versioned_input(since_version, page_size);
-        let reply = self.call(wire::CARD_FEED, input, Retry::Idempotent)?;
-        wire::parse_card_events(&reply.output).map_err(|e| Uncertainty::output(wire::CARD_FEED, e))
+        self.feed_page(wire::CARD_FEED, since_version, page_size, wire::parse_card_events)
     }
 
     fn catalogue(
@@ -406,9 +438,7 @@ impl InsurerLink for InsurerClient {
         since_version: u64,
         page_size: u32,
     ) -> Result<CataloguePage, LinkError> {
-        let input = wire::versioned_input(since_version, page_size);
-        let reply = self.call(wire::CATALOGUE, input, Retry::Idempotent)?;
-        wire::parse_catalogue(&reply.output).map_err(|e| Uncertainty::output(wire::CATALOGUE, e))
+        self.feed_page(wire::CATALOGUE, since_version, page_size, wire::parse_catalogue)
     }
 }
 

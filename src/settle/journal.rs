@@ -235,6 +235,33 @@ pub struct RequestRow {
     pub setl_date: Option<String>,
 }
 
+impl RequestRow {
+    /// A settle request for batch `chrg_bchno` of visit `mdtrt_id` (priced by `preview_id`),
+    /// before its first call: pending, nothing settled yet.
+    pub fn settle(
+        request_id: &str,
+        preview_id: &str,
+        (mdtrt_id, chrg_bchno): (&str, &str),
+        (psn_no, insuplc_admdvs): (&str, &str),
+    ) -> RequestRow {
+        RequestRow {
+            request_id: request_id.to_owned(),
+            kind: RequestKind::Settle,
+            preview_id: Some(preview_id.to_owned()),
+            mdtrt_id: mdtrt_id.to_owned(),
+            chrg_bchno: chrg_bchno.to_owned(),
+            psn_no: psn_no.to_owned(),
+            insuplc_admdvs: insuplc_admdvs.to_owned(),
+            orig_setl_id: None,
+            state: RequestState::Pending,
+            setl_id: None,
+            setlinfo: None,
+            err_msg: None,
+            setl_date: None,
+        }
+    }
+}
+
 /// A journalled call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallRow {
@@ -1080,11 +1107,8 @@ fn requests_where(
     condition: &str,
     value: &str,
 ) -> Result<Vec<RequestRow>, CacheError> {
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {REQUEST_COLUMNS} FROM settlements WHERE {condition}"
-    ))?;
-    let rows = stmt.query_map([value], request_row)?;
-    rows.map(|r| finish_request(r?)).collect()
+    let select = format!("SELECT {REQUEST_COLUMNS} FROM settlements WHERE {condition}");
+    rows_of(tx, &select, value, request_row, finish_request)
 }
 
 fn calls_where(
@@ -1092,11 +1116,21 @@ fn calls_where(
     condition: &str,
     value: &str,
 ) -> Result<Vec<CallRow>, CacheError> {
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {CALL_COLUMNS} FROM settle_journal WHERE {condition}"
-    ))?;
-    let rows = stmt.query_map([value], call_row)?;
-    rows.map(|r| finish_call(r?)).collect()
+    let select = format!("SELECT {CALL_COLUMNS} FROM settle_journal WHERE {condition}");
+    rows_of(tx, &select, value, call_row, finish_call)
+}
+
+/// Every row `select` finds for `value`, read as stored by `read`, then typed by `finish`.
+fn rows_of<S, T>(
+    tx: &Transaction<'_>,
+    select: &str,
+    value: &str,
+    read: fn(&Row<'_>) -> rusqlite::Result<S>,
+    finish: fn(S) -> Result<T, CacheError>,
+) -> Result<Vec<T>, CacheError> {
+    let mut stmt = tx.prepare_cached(select)?;
+    let rows = stmt.query_map([value], read)?;
+    rows.map(|r| finish(r?)).collect()
 }
 
 /// Journal rows for the unit tests of the journal and of what reads it (reconcile).
@@ -1106,21 +1140,7 @@ pub(crate) mod test_rows {
 
     /// A pending settlement request of visit M1.
     pub fn request(id: &str) -> RequestRow {
-        RequestRow {
-            request_id: id.into(),
-            kind: RequestKind::Settle,
-            preview_id: Some("P1".into()),
-            mdtrt_id: "M1".into(),
-            chrg_bchno: "B1".into(),
-            psn_no: "P".into(),
-            insuplc_admdvs: "500000".into(),
-            orig_setl_id: None,
-            state: RequestState::Pending,
-            setl_id: None,
-            setlinfo: None,
-            err_msg: None,
-            setl_date: None,
-        }
+        RequestRow::settle(id, "P1", ("M1", "B1"), ("P", "500000"))
     }
 
     /// A pending call of visit M1.

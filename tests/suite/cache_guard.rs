@@ -201,24 +201,20 @@ fn a_journal_backed_up_live_restores_after_the_file_is_lost() {
     let backup = rig.config.parent().expect("dir").join("backup.sqlite");
     let config = rig.config.display().to_string();
     let backup_text = backup.display().to_string();
-    let out = common::medcard(&[
-        "journal",
-        "backup",
-        "--config",
-        &config,
-        "--to",
-        &backup_text,
-    ]);
+    let back_up = || {
+        common::medcard(&[
+            "journal",
+            "backup",
+            "--config",
+            &config,
+            "--to",
+            &backup_text,
+        ])
+    };
+    let out = back_up();
     assert!(out.status.success(), "{out:?}");
     // A second backup to the same file is refused (nothing overwritten).
-    let again = common::medcard(&[
-        "journal",
-        "backup",
-        "--config",
-        &config,
-        "--to",
-        &backup_text,
-    ]);
+    let again = back_up();
     assert_eq!(again.status.code(), Some(2), "{again:?}");
     drop(client);
     daemon.terminate();

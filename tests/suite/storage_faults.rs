@@ -96,13 +96,62 @@ fn wait_resolved(client: &mut Client, request_id: &str) -> Value {
     }
 }
 
-/// A visit and a 5.00 preview on a daemon with a healthy disk.
-fn visit_and_preview(client: &mut Client) -> (String, Value) {
+/// A visit registered once the catalogue and the card are in.
+fn registered_visit(client: &mut Client) -> String {
     wait_catalogue(client);
     wait_card(client);
-    let mdtrt_id = register(client);
+    register(client)
+}
+
+/// A visit and a 5.00 preview on a daemon with a healthy disk.
+fn visit_and_preview(client: &mut Client) -> (String, Value) {
+    let mdtrt_id = registered_visit(client);
     let p = preview(client, &mdtrt_id, one_line("5.00"));
     (mdtrt_id, p["preview_id"].clone())
+}
+
+/// The call was refused with `code`, and its message says `text`.
+fn assert_refused(error: &Value, code: i32, text: &str) {
+    assert_eq!(error["code"], code, "{error}");
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(message.contains(text), "{error}");
+}
+
+/// A visit's first 5.00 preview, on a disk that is full: refused with 1019, nothing charged.
+/// Returns the visit and the preview to ask again.
+fn preview_on_full_disk(client: &mut Client) -> (String, Value) {
+    let mdtrt_id = registered_visit(client);
+    let asked = json!({"mdtrt_id": mdtrt_id, "items": one_line("5.00")});
+    let error = client.error("settle.preview", asked.clone());
+    assert_refused(&error, code::JOURNAL_UNAVAILABLE, "nothing was charged");
+    (mdtrt_id, asked)
+}
+
+/// Reads went on while the disk was full; space comes back and the preview asked again is
+/// the insurer's.
+fn preview_once_space_is_back(client: &mut Client, back: &PathBuf, asked: Value) -> Value {
+    reads_go_on(client);
+    space_back(back);
+    let p = client.result("settle.preview", asked);
+    assert_eq!(p["source"], "insurer", "{p}");
+    p
+}
+
+/// The card was charged 5.00 once since `opening`, and `medcard reconcile` agrees.
+fn assert_charged_once(rig: &Rig, opening: &str) {
+    let charged = opening.parse::<f64>().unwrap_or_default() - 5.0;
+    assert_eq!(
+        rig.balc(XIAOWANG_CERTNO),
+        format!("{charged:.2}"),
+        "charged once"
+    );
+    assert_reconciled(rig);
+}
+
+/// `medcard reconcile` finds the journal and the insurer agree.
+fn assert_reconciled(rig: &Rig) {
+    let (status, report) = rig.reconcile();
+    assert_eq!(status, 0, "{report}");
 }
 
 #[test]
@@ -114,9 +163,7 @@ fn a_disk_full_after_the_2207_went_out_is_outcome_unknown_then_settles_once() {
     let (mdtrt_id, preview_id) = visit_and_preview(&mut client);
 
     let error = client.error("settle.commit", commit_params(&preview_id, "full-after"));
-    assert_eq!(error["code"], code::OUTCOME_UNKNOWN, "{error}");
-    let message = error["message"].as_str().unwrap_or_default();
-    assert!(message.contains("journal cannot be written"), "{error}");
+    assert_refused(&error, code::OUTCOME_UNKNOWN, "journal cannot be written");
     assert_eq!(rig.requests("2207"), 1, "the 2207 went out once");
     reads_go_on(&mut client);
     // A retry while the disk is still full: still unknown, nothing new sent.
@@ -144,15 +191,8 @@ fn a_disk_full_after_the_2207_went_out_is_outcome_unknown_then_settles_once() {
     let standing = rig.standing(&mdtrt_id);
     assert_eq!(standing.len(), 1, "{standing:?}");
     assert_eq!(Some(standing[0].setl_id.as_str()), done["setl_id"].as_str());
-    let charged = opening.parse::<f64>().unwrap_or_default() - 5.0;
-    assert_eq!(
-        rig.balc(XIAOWANG_CERTNO),
-        format!("{charged:.2}"),
-        "charged once"
-    );
     assert_eq!(journal_state(&mut client)["state"], "ok");
-    let (status, report) = rig.reconcile();
-    assert_eq!(status, 0, "{report}");
+    assert_charged_once(&rig, &opening);
 }
 
 #[test]
@@ -183,8 +223,7 @@ fn a_disk_full_after_the_2208_went_out_is_outcome_unknown_then_refunds_once() {
         opening,
         "charged and refunded once"
     );
-    let (status, report) = rig.reconcile();
-    assert_eq!(status, 0, "{report}");
+    assert_reconciled(&rig);
 }
 
 #[test]
@@ -195,9 +234,7 @@ fn a_disk_full_before_the_2207_is_journalled_sends_nothing() {
     let (mdtrt_id, preview_id) = visit_and_preview(&mut client);
 
     let error = client.error("settle.commit", commit_params(&preview_id, "full-before"));
-    assert_eq!(error["code"], code::JOURNAL_UNAVAILABLE, "{error}");
-    let message = error["message"].as_str().unwrap_or_default();
-    assert!(message.contains("nothing was sent"), "{error}");
+    assert_refused(&error, code::JOURNAL_UNAVAILABLE, "nothing was sent");
     assert_eq!(rig.requests("2207"), 0, "not sent");
     reads_go_on(&mut client);
 
@@ -257,9 +294,7 @@ fn a_disk_full_before_a_cancellation_sends_no_2202() {
     let mdtrt_id = register(&mut client);
 
     let error = client.error("visit.cancel", json!({"mdtrt_id": mdtrt_id}));
-    assert_eq!(error["code"], code::JOURNAL_UNAVAILABLE, "{error}");
-    let message = error["message"].as_str().unwrap_or_default();
-    assert!(message.contains("nothing was sent"), "{error}");
+    assert_refused(&error, code::JOURNAL_UNAVAILABLE, "nothing was sent");
     assert_eq!(rig.requests("2202"), 0, "not sent");
     assert_eq!(rig.visit_status(&mdtrt_id), "registered");
     reads_go_on(&mut client);
@@ -278,9 +313,7 @@ fn a_cancellation_the_journal_cannot_record_is_recorded_by_the_next_cancel() {
     let mdtrt_id = register(&mut client);
 
     let error = client.error("visit.cancel", json!({"mdtrt_id": mdtrt_id}));
-    assert_eq!(error["code"], code::OUTCOME_UNKNOWN, "{error}");
-    let message = error["message"].as_str().unwrap_or_default();
-    assert!(message.contains("call visit.cancel again"), "{error}");
+    assert_refused(&error, code::OUTCOME_UNKNOWN, "call visit.cancel again");
     assert_eq!(rig.requests("2202"), 1);
     assert_eq!(
         rig.visit_status(&mdtrt_id),
@@ -305,21 +338,10 @@ fn a_disk_full_before_a_preview_uploads_nothing() {
     let rig = Rig::start("disk-full-before-2204", "");
     let (daemon, back) = full_disk_daemon(&rig, "before_journal:2204");
     let mut client = daemon.client();
-    wait_catalogue(&mut client);
-    wait_card(&mut client);
-    let mdtrt_id = register(&mut client);
-    let asked = json!({"mdtrt_id": mdtrt_id, "items": one_line("5.00")});
-
-    let error = client.error("settle.preview", asked.clone());
-    assert_eq!(error["code"], code::JOURNAL_UNAVAILABLE, "{error}");
-    let message = error["message"].as_str().unwrap_or_default();
-    assert!(message.contains("nothing was charged"), "{error}");
+    let (_, asked) = preview_on_full_disk(&mut client);
     assert_eq!(rig.requests("2204"), 0, "nothing uploaded");
-    reads_go_on(&mut client);
 
-    space_back(&back);
-    let p = client.result("settle.preview", asked);
-    assert_eq!(p["source"], "insurer", "{p}");
+    preview_once_space_is_back(&mut client, &back, asked);
 }
 
 #[test]
@@ -328,22 +350,11 @@ fn a_preview_the_journal_cannot_record_is_deleted_by_the_next_and_settles_once()
     let opening = rig.balc(XIAOWANG_CERTNO);
     let (daemon, back) = full_disk_daemon(&rig, "after_reply:2206");
     let mut client = daemon.client();
-    wait_catalogue(&mut client);
-    wait_card(&mut client);
-    let mdtrt_id = register(&mut client);
-    let asked = json!({"mdtrt_id": mdtrt_id, "items": one_line("5.00")});
-
-    let error = client.error("settle.preview", asked.clone());
-    assert_eq!(error["code"], code::JOURNAL_UNAVAILABLE, "{error}");
-    let message = error["message"].as_str().unwrap_or_default();
-    assert!(message.contains("nothing was charged"), "{error}");
+    let (mdtrt_id, asked) = preview_on_full_disk(&mut client);
     assert_eq!(rig.requests("2204"), 1, "the batch was uploaded");
     assert_eq!(rig.fee_lines(&mdtrt_id).len(), 1, "the insurer holds it");
-    reads_go_on(&mut client);
 
-    space_back(&back);
-    let p = client.result("settle.preview", asked);
-    assert_eq!(p["source"], "insurer", "{p}");
+    let p = preview_once_space_is_back(&mut client, &back, asked);
     assert_eq!(rig.requests("2205"), 1, "the held batch was deleted");
     let held = rig.fee_lines(&mdtrt_id);
     assert_eq!(held.len(), 1, "only the new batch: {held:?}");
@@ -353,12 +364,5 @@ fn a_preview_the_journal_cannot_record_is_deleted_by_the_next_and_settles_once()
         commit_params(&p["preview_id"], "after-full"),
     );
     assert_eq!(done["state"], "settled", "{done}");
-    let charged = opening.parse::<f64>().unwrap_or_default() - 5.0;
-    assert_eq!(
-        rig.balc(XIAOWANG_CERTNO),
-        format!("{charged:.2}"),
-        "charged once"
-    );
-    let (status, report) = rig.reconcile();
-    assert_eq!(status, 0, "{report}");
+    assert_charged_once(&rig, &opening);
 }

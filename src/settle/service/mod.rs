@@ -603,21 +603,12 @@ fn medfee(lines: &[FeeLine]) -> Result<Decimal, SettleError> {
 
 /// A settle request for `preview`'s batch of `visit`, before its first call.
 fn settle_request(visit: &VisitRow, preview: &PreviewRow, request_id: &str) -> RequestRow {
-    RequestRow {
-        request_id: request_id.to_owned(),
-        kind: RequestKind::Settle,
-        preview_id: Some(preview.preview_id.clone()),
-        mdtrt_id: visit.mdtrt_id.clone(),
-        chrg_bchno: preview.chrg_bchno.clone(),
-        psn_no: visit.patient.psn_no.clone(),
-        insuplc_admdvs: visit.patient.insuplc_admdvs.clone(),
-        orig_setl_id: None,
-        state: RequestState::Pending,
-        setl_id: None,
-        setlinfo: None,
-        err_msg: None,
-        setl_date: None,
-    }
+    RequestRow::settle(
+        request_id,
+        &preview.preview_id,
+        (&visit.mdtrt_id, &preview.chrg_bchno),
+        (&visit.patient.psn_no, &visit.patient.insuplc_admdvs),
+    )
 }
 
 /// A request_id met again with another preview or settlement than it was first used for.

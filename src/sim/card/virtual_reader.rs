@@ -164,32 +164,26 @@ impl VirtualReaders {
     }
 }
 
-impl ReaderBackend for VirtualReaders {
-    fn readers(&mut self) -> Result<Vec<ReaderStatus>, ReaderError> {
-        Ok(self
-            .slots
+/// What both backends are made of: named readers, each a [`SlotState`]. The
+/// [`ReaderBackend`] of both is written once, on this.
+trait Slots {
+    /// Every reader's status, in the order they were added.
+    fn statuses(&self) -> Vec<ReaderStatus>;
+
+    /// Runs `work` on what reader `name` holds; `None` when there is no such reader.
+    fn on_slot<T>(&mut self, name: &str, work: impl FnOnce(&mut SlotState) -> T) -> Option<T>;
+}
+
+impl Slots for VirtualReaders {
+    fn statuses(&self) -> Vec<ReaderStatus> {
+        self.slots
             .iter()
             .map(|slot| slot.state.status(&slot.name))
-            .collect())
+            .collect()
     }
 
-    fn with_card(
-        &mut self,
-        reader: &str,
-        work: &mut dyn FnMut(&mut dyn CardChannel),
-    ) -> Result<(), ReaderError> {
-        self.slot_mut(reader)
-            .ok_or_else(|| ReaderError::UnknownReader(reader.to_owned()))?
-            .state
-            .run(reader, work)
-    }
-
-    fn wait_for_card(
-        &mut self,
-        reader: Option<&str>,
-        timeout: Duration,
-    ) -> Result<String, ReaderError> {
-        poll_for_card(self, reader, timeout)
+    fn on_slot<T>(&mut self, name: &str, work: impl FnOnce(&mut SlotState) -> T) -> Option<T> {
+        self.slot_mut(name).map(|slot| work(&mut slot.state))
     }
 }
 
@@ -273,13 +267,25 @@ impl SharedVirtualReaders {
     }
 }
 
-impl ReaderBackend for SharedVirtualReaders {
-    fn readers(&mut self) -> Result<Vec<ReaderStatus>, ReaderError> {
+impl Slots for SharedVirtualReaders {
+    /// Without holding the list lock while each reader's is taken.
+    fn statuses(&self) -> Vec<ReaderStatus> {
         let slots: Vec<SharedSlot> = lock(&self.slots).clone();
-        Ok(slots
+        slots
             .iter()
             .map(|slot| lock(&slot.state).status(&slot.name))
-            .collect())
+            .collect()
+    }
+
+    /// Holds the reader's own lock (not the list's) while `work` runs.
+    fn on_slot<T>(&mut self, name: &str, work: impl FnOnce(&mut SlotState) -> T) -> Option<T> {
+        self.slot(name).map(|slot| work(&mut lock(&slot)))
+    }
+}
+
+impl<S: Slots> ReaderBackend for S {
+    fn readers(&mut self) -> Result<Vec<ReaderStatus>, ReaderError> {
+        Ok(self.statuses())
     }
 
     fn with_card(
@@ -287,43 +293,32 @@ impl ReaderBackend for SharedVirtualReaders {
         reader: &str,
         work: &mut dyn FnMut(&mut dyn CardChannel),
     ) -> Result<(), ReaderError> {
-        let slot = self
-            .slot(reader)
-            .ok_or_else(|| ReaderError::UnknownReader(reader.to_owned()))?;
-        let mut state = lock(&slot);
-        state.run(reader, work)
+        self.on_slot(reader, |state| state.run(reader, work))
+            .unwrap_or_else(|| Err(ReaderError::UnknownReader(reader.to_owned())))
     }
 
+    /// Looks every [`POLL`] until `wanted` holds a card, or (none named) any reader does —
+    /// with several, the first: no ambiguity in a simulation.
     fn wait_for_card(
         &mut self,
-        reader: Option<&str>,
+        wanted: Option<&str>,
         timeout: Duration,
     ) -> Result<String, ReaderError> {
-        poll_for_card(self, reader, timeout)
+        wait_for_card_with(
+            self,
+            wanted,
+            timeout,
+            POLL,
+            |readers, wanted| match choose_reader(readers, wanted) {
+                Err(ReaderError::AmbiguousReader(many)) => readers
+                    .iter()
+                    .find(|r| r.atr.is_some())
+                    .map(|first| first.name.clone())
+                    .ok_or(ReaderError::AmbiguousReader(many)),
+                chosen => chosen,
+            },
+        )
     }
-}
-
-/// `wait_for_card` of both backends: looks every [`POLL`] until `wanted` holds a card, or
-/// (none named) any reader does — with several, the first: no ambiguity in a simulation.
-fn poll_for_card(
-    backend: &mut dyn ReaderBackend,
-    wanted: Option<&str>,
-    timeout: Duration,
-) -> Result<String, ReaderError> {
-    wait_for_card_with(
-        backend,
-        wanted,
-        timeout,
-        POLL,
-        |readers, wanted| match choose_reader(readers, wanted) {
-            Err(ReaderError::AmbiguousReader(many)) => readers
-                .iter()
-                .find(|r| r.atr.is_some())
-                .map(|first| first.name.clone())
-                .ok_or(ReaderError::AmbiguousReader(many)),
-            chosen => chosen,
-        },
-    )
 }
 
 /// A connection to the card (or PSAM) in one slot.
