@@ -410,7 +410,11 @@ impl InsurerClient {
         page_size: u32,
         parse: fn(&Value) -> Result<T, WireError>,
     ) -> Result<T, LinkError> {
-        self.ask(infno, wire::versioned_input(since_version, page_size), parse)
+        self.ask(
+            infno,
+            wire::versioned_input(since_version, page_size),
+            parse,
+        )
     }
 }
 
@@ -430,7 +434,12 @@ impl InsurerLink for InsurerClient {
         since_version: u64,
         page_size: u32,
     ) -> Result<CardEventPage, LinkError> {
-        self.feed_page(wire::CARD_FEED, since_version, page_size, wire::parse_card_events)
+        self.feed_page(
+            wire::CARD_FEED,
+            since_version,
+            page_size,
+            wire::parse_card_events,
+        )
     }
 
     fn catalogue(
@@ -438,7 +447,12 @@ impl InsurerLink for InsurerClient {
         since_version: u64,
         page_size: u32,
     ) -> Result<CataloguePage, LinkError> {
-        self.feed_page(wire::CATALOGUE, since_version, page_size, wire::parse_catalogue)
+        self.feed_page(
+            wire::CATALOGUE,
+            since_version,
+            page_size,
+            wire::parse_catalogue,
+        )
     }
 }
 
