@@ -701,6 +701,13 @@ len = 30
         hex::encode_upper(card.process(&hex::decode(apdu).unwrap()).unwrap())
     }
 
+    /// Sends each APDU of the table in turn; each must get the answer beside it.
+    fn answers(card: &mut VirtualCard, table: &[(&str, &str)]) {
+        for (apdu, answer) in table {
+            assert_eq!(send(card, apdu), *answer, "APDU {apdu}");
+        }
+    }
+
     fn selected(extra: &str) -> VirtualCard {
         let mut card = card(extra);
         let answer = send(&mut card, SELECT_SSSE);
@@ -790,21 +797,31 @@ len = 30
     #[test]
     fn le_rules() {
         let mut c = selected("");
-        // Le absent, 00, exact or larger: everything.
-        assert_eq!(send(&mut c, "00B2032C"), "6A83");
-        assert_eq!(send(&mut c, "00B2022C"), "0304322E30309000");
-        assert_eq!(send(&mut c, "00B2022C06"), "0304322E30309000");
-        assert_eq!(send(&mut c, "00B2022C10"), "0304322E30309000");
-        // Le shorter than the record: 6Cxx with the real length.
-        assert_eq!(send(&mut c, "00B2022C04"), "6C06");
+        answers(
+            &mut c,
+            &[
+                ("00B2032C", "6A83"),
+                // Le absent, 00, exact or larger: everything.
+                ("00B2022C", "0304322E30309000"),
+                ("00B2022C06", "0304322E30309000"),
+                ("00B2022C10", "0304322E30309000"),
+                // Le shorter than the record: 6Cxx with the real length.
+                ("00B2022C04", "6C06"),
+            ],
+        );
         let mut strict = card("[behaviour]\nexact_le = true");
         assert_eq!(send(&mut strict, SELECT_SSSE), "6C1E");
         assert_eq!(send(&mut strict, &format!("{SELECT_SSSE}00")), "6C1E");
         assert!(send(&mut strict, &format!("{SELECT_SSSE}1E")).ends_with("9000"));
-        assert_eq!(send(&mut strict, "00B2022C00"), "6C06");
-        assert_eq!(send(&mut strict, "00B2022C10"), "6C06");
-        assert_eq!(send(&mut strict, "00B2022C"), "6C06");
-        assert_eq!(send(&mut strict, "00B2022C06"), "0304322E30309000");
+        answers(
+            &mut strict,
+            &[
+                ("00B2022C00", "6C06"),
+                ("00B2022C10", "6C06"),
+                ("00B2022C", "6C06"),
+                ("00B2022C06", "0304322E30309000"),
+            ],
+        );
     }
 
     #[test]
@@ -1283,19 +1300,24 @@ fund_fen = 300
         let mut c = df04_card(PIN);
         assert_eq!(send(&mut c, "B026000104"), "6985"); // DF04 not selected
         send(&mut c, SELECT_DF04);
-        assert_eq!(send(&mut c, "B026000104"), "6982");
-        assert_eq!(send(&mut c, "0020000003123456"), "9000");
-        assert_eq!(send(&mut c, "B026000104"), "000082009000"); // 33280 fen
-        assert_eq!(send(&mut c, "B026000100"), "000082009000");
-        assert_eq!(send(&mut c, "B026000106"), "6C04");
-        assert_eq!(send(&mut c, "B0260001"), "6C04");
-        assert_eq!(send(&mut c, "B026000206"), "000059D820269000"); // 23000 fen, 2026
-        assert_eq!(send(&mut c, "B026000204"), "6C06");
-        assert_eq!(send(&mut c, "B026000306"), "6A88"); // no annual_fund_pay
-        assert_eq!(send(&mut c, "B026000406"), "6A86");
-        assert_eq!(send(&mut c, "B026010104"), "6A86");
-        assert_eq!(send(&mut c, "B02600010100"), "6700");
-        assert_eq!(send(&mut c, "B0A4000104"), "6E00");
+        answers(
+            &mut c,
+            &[
+                ("B026000104", "6982"),
+                ("0020000003123456", "9000"),
+                ("B026000104", "000082009000"), // 33280 fen
+                ("B026000100", "000082009000"),
+                ("B026000106", "6C04"),
+                ("B0260001", "6C04"),
+                ("B026000206", "000059D820269000"), // 23000 fen, 2026
+                ("B026000204", "6C06"),
+                ("B026000306", "6A88"), // no annual_fund_pay
+                ("B026000406", "6A86"),
+                ("B026010104", "6A86"),
+                ("B02600010100", "6700"),
+                ("B0A4000104", "6E00"),
+            ],
+        );
     }
 
     #[test]
