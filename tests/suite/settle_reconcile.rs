@@ -11,6 +11,7 @@ use crate::common;
 use crate::insurer_settle::{fee_line, register_input, settle_input};
 
 use common::d;
+use common::daemon::Daemon;
 use common::insurer::InsurerSim;
 use common::rpc::{Client, Rpc};
 use common::settle::{
@@ -82,6 +83,15 @@ fn the_one<'r>(found: &'r [Value], kind: &str) -> &'r Value {
     of_kind[0]
 }
 
+/// The rig's daemon with 小王's card judged and the catalogue synced, and a client.
+fn counter(rig: &Rig) -> (Daemon, Client) {
+    let daemon = rig.daemon(&[XIAOWANG], &[]);
+    let mut client = daemon.client();
+    wait_catalogue(&mut client);
+    wait_card(&mut client);
+    (daemon, client)
+}
+
 fn text(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
 }
@@ -89,10 +99,7 @@ fn text(v: &Value) -> &str {
 #[test]
 fn a_balanced_day_makes_no_3202() {
     let rig = Rig::start("reconcile-balanced", "");
-    let daemon = rig.daemon(&[XIAOWANG], &[]);
-    let mut client = daemon.client();
-    wait_catalogue(&mut client);
-    wait_card(&mut client);
+    let (daemon, mut client) = counter(&rig);
     settle_here(&mut client, "5.00", "balanced-1");
     drop(client);
     drop(daemon);
@@ -110,10 +117,7 @@ fn a_balanced_day_makes_no_3202() {
 #[test]
 fn a_single_sided_settlement_on_each_side_and_other_amounts_are_found_with_what_to_do() {
     let rig = Rig::start("reconcile-planted", "");
-    let daemon = rig.daemon(&[XIAOWANG], &[]);
-    let mut client = daemon.client();
-    wait_catalogue(&mut client);
-    wait_card(&mut client);
+    let (daemon, mut client) = counter(&rig);
     let (_, clean_setl, _) = settle_here(&mut client, "5.00", "rc-clean");
     let (_, tampered, _) = settle_here(&mut client, "5.00", "rc-tampered");
     let (_, reversed, reversed_msgid) = settle_here(&mut client, "5.00", "rc-reversed");
@@ -293,9 +297,9 @@ fn the_platform_refuses_an_unknown_or_expired_file_in_its_own_words() {
     let mut stranger = file_link(&sim, "H50010399999");
     let not_theirs = refused(stranger.download_file(&fileinfo.file_qury_no, &fileinfo.filename));
     assert!(not_theirs.ends_with("不存在"), "{not_theirs}");
-    let later = [1, 2]
-        .iter()
-        .fold(Some(Date::today()), |day, _| day.and_then(|d| d.next_day()))
+    let later = Date::today()
+        .next_day()
+        .and_then(|d| d.next_day())
         .expect("a date two days on");
     sim.admin(json!({"action": "clock", "date": later.to_string()}));
     let expired = refused(link.download_file(&fileinfo.file_qury_no, &fileinfo.filename));
