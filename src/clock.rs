@@ -158,6 +158,11 @@ impl Date {
         u32::from(self.0.day().unsigned_abs())
     }
 
+    /// The day after, if there is one (9999-12-31 has none).
+    pub fn next_day(&self) -> Option<Date> {
+        self.0.tomorrow().ok().map(Date)
+    }
+
     /// `yyyyMMdd`, for ids.
     pub fn compact(&self) -> String {
         format!("{:04}{:02}{:02}", self.year(), self.month(), self.day())

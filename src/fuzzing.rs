@@ -149,6 +149,9 @@ pub fn jsonrpc_line(data: &[u8]) {
 /// An HTTP 200 body from the insurer: the envelope, then the output as each transaction's
 /// decoder reads it.
 pub fn insurer_reply(data: &[u8]) {
+    // A 9102 answer is a zipped result file, not an envelope.
+    let _ = crate::insurer::files::unzip_text(data)
+        .map(|text| crate::insurer::files::ResultRow::parse_file(&text));
     let Ok(body) = std::str::from_utf8(data) else {
         return;
     };
@@ -162,6 +165,8 @@ pub fn insurer_reply(data: &[u8]) {
     let _ = output_part::<RegisterOut>(output, "data");
     let _ = output_part::<DayTotalsOut>(output, "stmtinfo");
     let _ = output_part::<Vec<DayDetailRow>>(output, "detail");
+    let _ = output_part::<crate::insurer::settlement::DetailFileInfo>(output, "fileinfo");
+    let _ = serde_json::from_value::<crate::insurer::files::FsUploadOut>(output.clone());
     if let Ok(settled) = serde_json::from_value::<SettleOut>(output.clone()) {
         let amounts = &settled.setlinfo.amounts;
         let _ = amounts.broken_identities();

@@ -18,9 +18,11 @@ const DETAILS: &str = "\
 Transactions (POST any path but /admin, envelope as in insurer-api.md §1.2): 9001 签到,
 1101 人员信息获取 (mdtrt_cert_type 03 + card_sn, or 02 + certno), the outpatient settlement
 chain 2201/2202 挂号, 2203 就诊信息, 2204/2205 费用明细, 2206 预结算, 2207 结算, 2208 结算撤销,
-2601 冲正, 3201 对总账, and the medcard extensions X101 (card-status feed by version), X102
-(catalogue by version) and X302 (a day's settlements with their msgids),
-docs/insurer-extension.md (section Settlement in the simulator). --no-extensions answers the
+2601 冲正, 3201 对总账, 3202 对明细账 with its files 9101 文件上传 and 9102 文件下载 (the
+zipped result file as the HTTP body, until its dld_endtime), and the medcard extensions X101
+(card-status feed by version), X102 (catalogue by version) and X302 (a day's settlements with
+their msgids, a simulator convenience), docs/insurer-extension.md (section Settlement in the
+simulator). --no-extensions answers the
 X transactions as a real platform does (交易编号[X101]不存在或未开通): card status is then
 known only from 1101's refusals, worded as --card-text sets them.
 

@@ -1,23 +1,27 @@
 //! `medcard reconcile`: the journal's settlements of a day against the insurer's (3201 totals
-//! and the day's settlement list), every difference with what to do about it.
+//! per insutype and clr_type; when one does not balance, 3202 through the 9101/9102 file
+//! round trip), every difference with what to do about it.
 
 use clap::Args;
 use medcard::cache::Cache;
 use medcard::clock::DateTime;
 use medcard::serve::config::{Config, DEFAULT_PATH};
 use medcard::settle::journal::Journal;
-use medcard::settle::reconcile::{reconcile, render};
+use medcard::settle::reconcile::{DetailSource, books_from_journal, reconcile, render};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 /// Compare the day's settlements in the journal with the insurer's (对账).
 ///
-/// Sends the day's totals per insutype with 3201 and fetches the insurer's list of the day's
-/// settlements, then lists every settlement only the insurer holds (中心多: reverse it with
-/// 2601), only the hospital holds (医药机构多: the insured part was not paid), or holds with
-/// other amounts, and every money-moving call whose outcome is still unknown. Exit status: 0
-/// clean, 1 differences found, 2 could not reconcile.
+/// Sends the day's totals per insutype and clr_type with 3201 (对总账). Only when a total does
+/// not balance, reconciles the details the platform's way: uploads the day's settlements as
+/// a detail file (9101), asks 3202 (对明细账) to compare it, downloads the zipped result
+/// (9102). Lists every settlement only the insurer holds (中心多: the insurer's figures are
+/// the whole institution's, so one made by another workstation shows here — find who made it
+/// before reversing anything), only this journal holds (医药机构多: the insured part was not
+/// paid), or holds with other amounts (数据不一致), and every money-moving call whose outcome
+/// is still unknown. Exit status: 0 clean, 1 differences found, 2 could not reconcile.
 #[derive(Args, Debug)]
 pub struct ReconcileArgs {
     /// The day, yyyy-MM-dd (default: today).
@@ -35,6 +39,11 @@ pub struct ReconcileArgs {
     /// Output: text (for people) or json.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     format: String,
+    /// How details are compared when a total does not balance: 3202 (the platform's 9101 /
+    /// 3202 / 9102 file round trip) or x302 (medcard's simulator extension; no real platform
+    /// offers it).
+    #[arg(long, default_value = "3202", value_parser = ["3202", "x302"])]
+    detail: String,
 }
 
 pub fn run(args: ReconcileArgs) -> ExitCode {
@@ -76,8 +85,19 @@ fn reconcile_day(args: &ReconcileArgs) -> Result<bool, String> {
     let mut link = medcard::insurer::InsurerClient::new(link_config).with_msgids(Box::new(msgids));
     let date = args.date.clone().unwrap_or_else(|| DateTime::now().date());
     let journal = Journal::new(cache.writer().clone());
-    let report = reconcile(&journal, &mut link, &date, &config.insurer.mdtrtarea_admvs)
-        .map_err(|e| e.to_string())?;
+    let books = books_from_journal(&journal, &date).map_err(|e| e.to_string())?;
+    let detail = match args.detail.as_str() {
+        "x302" => DetailSource::X302,
+        _ => DetailSource::Platform,
+    };
+    let report = reconcile(
+        &books,
+        &mut link,
+        &date,
+        &config.insurer.mdtrtarea_admvs,
+        detail,
+    )
+    .map_err(|e| e.to_string())?;
     if args.format == "json" {
         let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         println!("{json}");

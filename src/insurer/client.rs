@@ -280,8 +280,41 @@ impl InsurerClient {
             .post(infno, &envelope)
             .and_then(|body| parse_response(msgid, &body))
             .map_err(|e| self.transient_as_busy(e));
+        self.record(infno, msgid, &result, started);
+        result
+    }
+
+    /// One call whose answer is a file (9102): the HTTP body's bytes. A JSON body is the
+    /// platform's envelope instead — a refusal, or no file. Signs in first; one attempt,
+    /// through the circuit breaker.
+    pub fn fetch(&mut self, infno: &str, input: Value) -> Result<Vec<u8>, LinkError> {
+        self.ensure_signed_in()?;
+        self.breaker.lock().check()?;
+        let msgid = self.msgids.next_msgid();
+        let mut envelope = build_request(
+            &self.cfg,
+            RequestParts {
+                infno,
+                msgid: &msgid,
+                sign_no: self.sign_no(),
+                insuplc_admdvs: None,
+                input,
+            },
+        );
+        self.signer.sign(&mut envelope);
+        let started = Instant::now();
+        let result = self
+            .post_bytes(infno, &envelope)
+            .and_then(|body| file_or_refusal(infno, &msgid, body))
+            .map_err(|e| self.transient_as_busy(e));
+        self.record(infno, &msgid, &result, started);
+        result
+    }
+
+    /// The breaker and the log after one attempt.
+    fn record<T>(&self, infno: &str, msgid: &str, result: &Result<T, LinkError>, started: Instant) {
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        match &result {
+        match result {
             Ok(_) => {
                 self.breaker.lock().record_success();
                 tracing::debug!(infno, msgid, elapsed_ms, "insurer call answered");
@@ -298,7 +331,6 @@ impl InsurerClient {
                 tracing::info!(infno, msgid, error = %e, elapsed_ms, "insurer refused");
             }
         }
-        result
     }
 
     /// A refusal the rules call transient becomes [`LinkError::Busy`].
@@ -314,6 +346,11 @@ impl InsurerClient {
     }
 
     fn post(&self, infno: &str, envelope: &Value) -> Result<String, LinkError> {
+        String::from_utf8(self.post_bytes(infno, envelope)?)
+            .map_err(|e| LinkError::Uncertain(Uncertainty::Body(e.to_string())))
+    }
+
+    fn post_bytes(&self, infno: &str, envelope: &Value) -> Result<Vec<u8>, LinkError> {
         let body = envelope.to_string();
         let mut response = self
             .agent
@@ -333,7 +370,7 @@ impl InsurerClient {
         }
         response
             .body_mut()
-            .read_to_string()
+            .read_to_vec()
             .map_err(|e| LinkError::Uncertain(Uncertainty::Body(e.to_string())))
     }
 
@@ -362,6 +399,20 @@ impl InsurerClient {
 /// the call was not processed), by the built-in rules.
 pub fn sign_in_lapsed(err_msg: &str) -> bool {
     RefusalRules::built_in().classify(err_msg) == Refusal::SignInLapsed
+}
+
+/// A file's bytes, unless the body is the platform's JSON envelope: then its refusal, or
+/// (infcode 0 but no file) an unreadable answer.
+fn file_or_refusal(infno: &str, msgid: &str, body: Vec<u8>) -> Result<Vec<u8>, LinkError> {
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Ok(body);
+    }
+    let text = String::from_utf8_lossy(&body);
+    parse_response(msgid, &text)?;
+    Err(Uncertainty::output(
+        infno,
+        WireError::MissingField("the file".into()),
+    ))
 }
 
 /// A request that did not get through, or no answer in time.

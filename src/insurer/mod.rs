@@ -10,7 +10,8 @@
 //!   client implements it, tests may fake it.
 //! - [`client`]: [`InsurerClient`], the HTTP client (envelope, msgids, sign-in, retries,
 //!   circuit breaker); [`envelope`], [`wire`], [`msgid`], [`breaker`], [`signer`] are its
-//!   parts; [`refusals`] reads what a refusal is about (rules as data,
+//!   parts; [`files`]: 9101 upload and 9102 download, and the 3202 detail and result files;
+//!   [`refusals`] reads what a refusal is about (rules as data,
 //!   `insurer-refusals/`); times and dates come from [`crate::clock`] (Beijing time).
 //!
 //! The insurer simulator behind `medcard insurer-sim` is on the other side of the wire, in
@@ -19,6 +20,7 @@
 pub mod breaker;
 pub mod client;
 pub mod envelope;
+pub mod files;
 pub mod msgid;
 pub mod refusals;
 pub mod settlement;

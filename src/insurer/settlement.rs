@@ -1,9 +1,9 @@
 //! The settlement transactions on the wire (insurer-api.md §2.3–2.8, §2.10), shared by the
 //! client (the daemon's settlement service) and the simulator, so both read and write the
 //! same shapes: 2201/2202 registration, 2203 visit information, 2204/2205 fee lines, 2206
-//! pre-settlement, 2207 settlement, 2208 refund, 2601 reversal, 3201 day totals, and the
-//! medcard extension `X302` (the insurer's settlements of a day, standing in for 3202's file
-//! round trip; docs/insurer-extension.md).
+//! pre-settlement, 2207 settlement, 2208 refund, 2601 reversal, 3201 对总账, 3202 对明细账
+//! (its files and 9101/9102 are in [`super::files`]), and the medcard extension `X302` (the
+//! insurer's settlements of a day inline: a simulator convenience, docs/insurer-extension.md).
 //!
 //! Money is `rust_decimal`, written as strings with two places and read from strings or
 //! numbers ([`crate::money`]). The platform's own field names are kept.
@@ -34,7 +34,10 @@ pub const REFUND: &str = "2208";
 pub const REVERSAL: &str = "2601";
 /// 3201 医药机构费用结算对总账.
 pub const DAY_TOTALS: &str = "3201";
-/// medcard extension: the insurer's settlements of a day (3202's detail, inline).
+/// 3202 医药机构费用结算对明细账.
+pub const DETAIL_RECONCILE: &str = "3202";
+/// medcard extension: the insurer's settlements of a day inline (a simulator convenience;
+/// the platform's way is [`DETAIL_RECONCILE`]).
 pub const DAY_DETAIL: &str = "X302";
 
 /// The transactions 2601 may reverse (insurer-api.md §2.8).
@@ -256,6 +259,37 @@ pub struct DayTotalsOut {
     pub stmt_rslt: String,
     #[serde(default)]
     pub stmt_rslt_dscr: String,
+}
+
+/// 3202 input `data`: the detail file uploaded with 9101, and the totals it adds up to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetailReconcileIn {
+    /// 结算经办机构.
+    pub setl_optins: String,
+    /// 文件查询号 of the detail file (9101).
+    pub file_qury_no: String,
+    /// `yyyy-MM-dd`.
+    pub stmt_begndate: String,
+    pub stmt_enddate: String,
+    #[serde(with = "money")]
+    pub medfee_sumamt: Decimal,
+    #[serde(with = "money")]
+    pub fund_pay_sumamt: Decimal,
+    /// 现金支付金额.
+    #[serde(with = "money")]
+    pub cash_payamt: Decimal,
+    /// 定点医药机构结算笔数.
+    pub fixmedins_setl_cnt: u64,
+}
+
+/// 3202 output `fileinfo`: the result file, to fetch with 9102 before `dld_endtime`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetailFileInfo {
+    pub file_qury_no: String,
+    pub filename: String,
+    /// 下载截止时间 `yyyy-MM-dd HH:mm:ss`.
+    #[serde(default)]
+    pub dld_endtime: String,
 }
 
 /// X302 input `data`: a day, `yyyy-MM-dd`.

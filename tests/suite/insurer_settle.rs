@@ -198,7 +198,7 @@ impl Hospital {
     }
 }
 
-fn register_input(psn_no: &str, insutype: &str, ipt: &str) -> Value {
+pub(crate) fn register_input(psn_no: &str, insutype: &str, ipt: &str) -> Value {
     data_input(&tx::RegisterIn {
         psn_no: psn_no.into(),
         insutype: insutype.into(),
@@ -214,7 +214,7 @@ fn register_input(psn_no: &str, insutype: &str, ipt: &str) -> Value {
     })
 }
 
-fn fee_line(
+pub(crate) fn fee_line(
     psn_no: &str,
     mdtrt_id: &str,
     batch: &str,
@@ -245,7 +245,7 @@ fn fee_line(
     }
 }
 
-fn settle_input(
+pub(crate) fn settle_input(
     psn_no: &str,
     insutype: &str,
     mdtrt_id: &str,

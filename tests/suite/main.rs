@@ -27,6 +27,7 @@ mod settle_bills;
 mod settle_calc;
 mod settle_faults;
 mod settle_input;
+mod settle_reconcile;
 mod settle_review;
 mod settle_socket;
 mod socket_owner;

@@ -202,10 +202,15 @@ fn crash_and_retry(
     (died, done)
 }
 
+/// `medcard reconcile` after a case: every 3201 total balances, so no 3202 is needed.
 fn check_reconcile(rig: &Rig, label: &str) -> &'static str {
     let (code, report) = rig.reconcile();
     assert_eq!(code, 0, "{label}: reconcile found differences:\n{report}");
-    "clean"
+    assert!(
+        report.contains("3202: not needed"),
+        "{label}: a 3201 total did not balance:\n{report}"
+    );
+    "3201 对平"
 }
 
 #[test]

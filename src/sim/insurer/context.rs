@@ -14,6 +14,8 @@ pub struct Ctx<'a> {
     pub policies: &'a SimPolicies,
     /// The request's msgid (2207: medins_setl_id; 2208: the refund's msgid).
     pub msgid: &'a str,
+    /// The envelope's fixmedins_code: the institution asking (its books, its files).
+    pub fixmedins_code: &'a str,
     /// The business date (admin `clock`).
     pub today: Date,
 }

@@ -48,6 +48,9 @@ pub enum Internal {
     NoSuchMonth { year: i32, month: u32 },
     #[error("prior visit date {year}-{month}-{day}")]
     NoSuchVisitDate { year: i32, month: u32, day: u32 },
+    /// A result file that could not be made.
+    #[error("{0}")]
+    File(#[from] crate::insurer::files::FileError),
 }
 
 impl<E: Into<Internal>> From<E> for TxError {
@@ -201,7 +204,12 @@ impl SimDb {
     pub fn open(path: &Path) -> Result<SimDb, SimError> {
         let conn = Connection::open(path)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
-        for schema in [SCHEMA, super::books::SCHEMA, accounts::SCHEMA] {
+        for schema in [
+            SCHEMA,
+            super::books::SCHEMA,
+            accounts::SCHEMA,
+            super::files::SCHEMA,
+        ] {
             conn.execute_batch(schema)?;
         }
         Ok(SimDb { conn })

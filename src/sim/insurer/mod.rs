@@ -1,13 +1,13 @@
 //! The insurer simulator behind `medcard insurer-sim`: the national platform's one POST
 //! endpoint on loopback (axum), answering the transactions the client uses (9001, 1101, the
-//! outpatient settlement chain 2201–2208, 2601, 3201 and the medcard extensions X101 / X102 /
-//! X302) from its own SQLite database seeded from `fixtures/insurer/`, with realistic refusals
+//! outpatient settlement chain 2201–2208, 2601, 3201, 3202 with its files 9101 / 9102, and
+//! the medcard extensions X101 / X102 / X302) from its own SQLite database seeded from `fixtures/insurer/`, with realistic refusals
 //! (infcode −1 + err_msg), fault injection and an admin endpoint for live changes.
 //!
 //! - [`fixtures`]: the seed files; [`db`]: the database; [`service`]: envelopes and
 //!   dispatch; [`faults`]: the fault plan; [`admin`]: `POST /admin`.
 //! - Settlement: [`visit`] (2201–2205), [`settle`] (2206–2208, 2601), [`recon`] (3201,
-//!   X302), on [`books`] (visits, lines, settlements) and [`accounts`] (ledger, bindings,
+//!   3202, X302), [`files`] (9101, 9102), on [`books`] (visits, lines, settlements) and [`accounts`] (ledger, bindings,
 //!   credits, interest); [`policies`] chooses the cost-sharing policy, [`clock`] is the
 //!   business date, [`context`] what the transactions share.
 
@@ -18,6 +18,7 @@ pub mod clock;
 pub mod context;
 pub mod db;
 pub mod faults;
+pub mod files;
 pub mod fixtures;
 pub mod policies;
 pub mod recon;
@@ -332,7 +333,7 @@ fn answer(
         });
     };
     match fault {
-        None => service::Answer::Envelope(service::process(state, req, received, false)),
+        None => service::process(state, req, received, false),
         Some(Fault::DropAfterProcessing) => {
             service::process(state, req, received, true);
             service::Answer::Drop
@@ -361,6 +362,18 @@ fn answer(
 fn respond(answer: service::Answer) -> Response {
     match answer {
         service::Answer::Envelope(v) => axum::Json(v).into_response(),
+        service::Answer::File { filename, bytes } => (
+            StatusCode::OK,
+            [
+                ("content-type", "application/octet-stream".to_owned()),
+                (
+                    "content-disposition",
+                    format!("attachment; filename=\"{filename}\""),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
         service::Answer::Http500 => {
             (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
         }

@@ -1,15 +1,17 @@
 //! The transaction endpoint: reading the request envelope, checking it as the platform would
 //! (msgid shape and uniqueness, sign-in), answering 9001, 1101, X101 and X102 from the
-//! database, dispatching the settlement transactions (2201–2208, 2601, 3201, X302) to
-//! [`super::visit`], [`super::settle`] and [`super::recon`], and writing every request to
+//! database, dispatching the settlement transactions (2201–2208, 2601, 3201, 3202, X302) and
+//! the file transactions (9101, 9102: a file as the HTTP body) to [`super::visit`],
+//! [`super::settle`], [`super::recon`] and [`super::files`], and writing every request to
 //! msg_log.
 
 use super::SimState;
 use super::context::{Ctx, to_value};
 use super::db::{MsgLogEntry, SimDb, TxError};
-use super::{clock, recon, settle, visit};
+use super::{clock, files, recon, settle, visit};
 use crate::clock::{Date, DateTime};
 use crate::insurer::envelope::parse_infcode;
+use crate::insurer::files as file_tx;
 use crate::insurer::settlement as tx;
 use crate::insurer::wire;
 use serde_json::{Value, json};
@@ -19,6 +21,11 @@ use serde_json::{Value, json};
 pub enum Answer {
     /// A response envelope (HTTP 200).
     Envelope(Value),
+    /// A file (9102), as the HTTP body.
+    File {
+        filename: String,
+        bytes: Vec<u8>,
+    },
     Http500,
     Garbage,
     /// Processed; the reply must be lost.
@@ -32,6 +39,8 @@ pub struct Request {
     pub msgid: String,
     pub sign_no: String,
     pub opter: String,
+    /// The institution asking.
+    pub fixmedins_code: String,
     pub input: Value,
 }
 
@@ -62,12 +71,13 @@ pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
         msgid: field(&v, "msgid"),
         sign_no: field(&v, "sign_no"),
         opter: field(&v, "opter"),
+        fixmedins_code: field(&v, "fixmedins_code"),
         input: v.get("input").cloned().unwrap_or(Value::Null),
     };
     if req.infno.is_empty() {
         return Err(RequestError::NoInfno);
     }
-    if field(&v, "fixmedins_code").is_empty() {
+    if req.fixmedins_code.is_empty() {
         return Err(RequestError::NoInstitution);
     }
     Ok(req)
@@ -94,11 +104,24 @@ pub fn envelope(
     })
 }
 
-/// Process a request and log it; `outcome_override` names a fault that hit it.
-pub fn process(state: &SimState, req: &Request, received: &str, dropped: bool) -> Value {
+/// What a transaction answers: an output for the envelope, or a file.
+enum Output {
+    Json(Value),
+    File(files::StoredFile),
+}
+
+/// Process a request and log it (`dropped`: its reply will be lost).
+pub fn process(state: &SimState, req: &Request, received: &str, dropped: bool) -> Answer {
     let result = answer(state, req);
     let (infcode, err_msg, output) = match result {
-        Ok(output) => (0, String::new(), output),
+        Ok(Output::File(file)) => {
+            log_outcome(state, req, dropped, 0, None, None);
+            return Answer::File {
+                filename: file.filename,
+                bytes: file.bytes,
+            };
+        }
+        Ok(Output::Json(output)) => (0, String::new(), output),
         Err(TxError::Refused(msg)) => (-1, msg, Value::Null),
         Err(TxError::Internal(why)) => {
             tracing::error!(error = %why, "insurer-sim database error");
@@ -106,6 +129,26 @@ pub fn process(state: &SimState, req: &Request, received: &str, dropped: bool) -
         }
     };
     let reply = envelope(state, infcode, &err_msg, output, received);
+    log_outcome(
+        state,
+        req,
+        dropped,
+        reply.get("infcode").and_then(parse_infcode).unwrap_or(-1),
+        (infcode != 0).then_some(err_msg.as_str()),
+        reply.get("inf_refmsgid").and_then(Value::as_str),
+    );
+    Answer::Envelope(reply)
+}
+
+/// A processed request in msg_log.
+fn log_outcome(
+    state: &SimState,
+    req: &Request,
+    dropped: bool,
+    infcode: i64,
+    err_msg: Option<&str>,
+    inf_refmsgid: Option<&str>,
+) {
     let outcome = match (dropped, infcode) {
         (true, _) => "processed_reply_dropped",
         (false, 0) => "processed",
@@ -116,14 +159,13 @@ pub fn process(state: &SimState, req: &Request, received: &str, dropped: bool) -
         msgid: &req.msgid,
         infno: &req.infno,
         outcome,
-        infcode: reply.get("infcode").and_then(parse_infcode),
-        err_msg: (infcode != 0).then_some(err_msg.as_str()),
-        inf_refmsgid: reply.get("inf_refmsgid").and_then(Value::as_str),
+        infcode: Some(infcode),
+        err_msg,
+        inf_refmsgid,
     });
-    reply
 }
 
-fn answer(state: &SimState, req: &Request) -> Result<Value, TxError> {
+fn answer(state: &SimState, req: &Request) -> Result<Output, TxError> {
     if req.msgid.chars().count() != 30 {
         return Err(TxError::Refused(format!(
             "发送方报文ID[{}]格式错误，应为30位",
@@ -139,8 +181,17 @@ fn answer(state: &SimState, req: &Request) -> Result<Value, TxError> {
             "签到信息不存在或已失效，请重新签到".into(),
         ));
     }
+    let ctx = Ctx {
+        policies: state.policies(),
+        msgid: &req.msgid,
+        fixmedins_code: &req.fixmedins_code,
+        today: clock::business_date(db.conn())?,
+    };
+    if req.infno == file_tx::FILE_DOWNLOAD {
+        return files::download(&db, &ctx, &req.input).map(Output::File);
+    }
     let data = req.input.get("data").cloned().unwrap_or(Value::Null);
-    match req.infno.as_str() {
+    let output = match req.infno.as_str() {
         wire::SIGN_IN => {
             let sign_no = state.next_sign_no();
             let now = DateTime::now().datetime();
@@ -166,14 +217,10 @@ fn answer(state: &SimState, req: &Request) -> Result<Value, TxError> {
         }
         other => {
             let handler = settlement_handler(other).ok_or_else(|| not_offered(other))?;
-            let ctx = Ctx {
-                policies: state.policies(),
-                msgid: &req.msgid,
-                today: clock::business_date(db.conn())?,
-            };
             handler(&mut db, &ctx, &req.input)
         }
-    }
+    };
+    output.map(Output::Json)
 }
 
 /// medcard's extension transactions (docs/insurer-extension.md): no real platform has them.
@@ -201,6 +248,8 @@ fn settlement_handler(infno: &str) -> Option<Handler> {
         tx::REFUND => settle::refund,
         tx::REVERSAL => settle::reverse,
         tx::DAY_TOTALS => recon::day_totals,
+        tx::DETAIL_RECONCILE => recon::detail_reconcile,
+        file_tx::FILE_UPLOAD => files::upload,
         tx::DAY_DETAIL => recon::day_detail,
         _ => return None,
     };

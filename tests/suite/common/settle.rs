@@ -97,7 +97,7 @@ impl Rig {
 
     /// The simulator's database, read-only.
     fn sim_conn(&self) -> rusqlite::Connection {
-        let db = super::insurer::sim_db(&self._dir);
+        let db = self.sim_db();
         rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open the simulator's database")
     }
@@ -116,17 +116,43 @@ impl Rig {
 
     /// `medcard reconcile` on today: (exit code, output).
     pub fn reconcile(&self) -> (i32, String) {
-        let out = Command::new(super::medcard_bin())
-            .args(["reconcile", "--config"])
-            .arg(&self.config)
-            .output()
-            .expect("run medcard reconcile");
+        self.reconcile_with(&[])
+    }
+
+    /// `medcard reconcile ARGS…` on today: (exit code, output).
+    pub fn reconcile_with(&self, args: &[&str]) -> (i32, String) {
+        let out = self.run_reconcile(args);
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
         (out.status.code().unwrap_or(-1), text)
+    }
+
+    /// `medcard reconcile --format json ARGS…` on today: (exit code, the report).
+    pub fn reconcile_json(&self, args: &[&str]) -> (i32, Value) {
+        let mut all = vec!["--format", "json"];
+        all.extend_from_slice(args);
+        let out = self.run_reconcile(&all);
+        let report = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code().unwrap_or(-1), report)
+    }
+
+    fn run_reconcile(&self, args: &[&str]) -> std::process::Output {
+        Command::new(super::medcard_bin())
+            .args(["reconcile", "--config"])
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("run medcard reconcile")
+    }
+
+    /// The simulator's database file (for a test that plants a difference in the insurer's
+    /// books).
+    pub fn sim_db(&self) -> PathBuf {
+        super::insurer::sim_db(&self._dir)
     }
 }
 
