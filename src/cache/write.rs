@@ -10,7 +10,8 @@ use crate::insurer::{
     InsuInfo, PersonInfo,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 /// The cache's only read-write connection. Cloning shares it.
@@ -18,6 +19,9 @@ use std::time::SystemTime;
 pub struct CacheWriter {
     conn: Arc<Mutex<Connection>>,
     health: StorageHealth,
+    /// Per second, msgid numbers issued while the disk could not record them
+    /// ([`super::CacheMsgIds`]), shared by every source of this cache in the process.
+    unrecorded_msgids: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 impl CacheWriter {
@@ -25,12 +29,20 @@ impl CacheWriter {
         CacheWriter {
             conn: Arc::new(Mutex::new(conn)),
             health: StorageHealth::default(),
+            unrecorded_msgids: Arc::default(),
         }
     }
 
     /// Whether writes reach the disk (the last storage failure, while it lasts).
     pub fn health(&self) -> &StorageHealth {
         &self.health
+    }
+
+    /// The msgid numbers issued in memory and not yet written (see [`super::CacheMsgIds`]).
+    pub(crate) fn unrecorded_msgids(&self) -> MutexGuard<'_, BTreeMap<String, u64>> {
+        self.unrecorded_msgids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Connection>, CacheError> {
@@ -221,6 +233,32 @@ impl CacheWriter {
                 |row| row.get(0),
             )?;
             super::version_from_sql(last - count + 1)
+        })
+    }
+
+    /// Raises each named sequence to at least its number (numbers issued while they could not
+    /// be reserved, or a second given up), in one transaction.
+    pub fn raise_msgid_seqs(&self, rows: &[(String, u64)]) -> Result<(), CacheError> {
+        self.in_transaction(|tx| {
+            let mut raise = tx.prepare_cached(
+                "INSERT INTO msgid_seq (date, seq) VALUES (?1, ?2)
+                 ON CONFLICT(date) DO UPDATE SET seq = max(seq, excluded.seq)",
+            )?;
+            for (key, number) in rows {
+                raise.execute(params![key, version_to_sql(*number)?])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes the sequences whose keys lie in `[from, before)` (the per-second msgid
+    /// sequences of days gone); how many.
+    pub fn prune_msgid_seqs(&self, from: &str, before: &str) -> Result<usize, CacheError> {
+        self.in_transaction(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM msgid_seq WHERE date >= ?1 AND date < ?2",
+                params![from, before],
+            )?)
         })
     }
 

@@ -189,7 +189,6 @@ impl InsurerClient {
                 if self.refusal(err_msg) == Refusal::DuplicateMsgid =>
             {
                 tracing::warn!(infno, err_msg = %err_msg, "insurer saw the msgid before; sending again with a new one");
-                self.msgids.after_duplicate();
                 self.with_retries(infno, insuplc_admdvs, input, retry)
             }
             _ => result,
@@ -241,7 +240,8 @@ impl InsurerClient {
     }
 
     /// One attempt with a given msgid, through the circuit breaker. No retry, no sign-in. A
-    /// transient refusal comes back as [`LinkError::Busy`].
+    /// transient refusal comes back as [`LinkError::Busy`]; a refusal of the msgid as seen
+    /// before tells the msgid source ([`MsgIdSource::after_duplicate`]).
     pub fn send(
         &mut self,
         infno: &str,
@@ -282,6 +282,13 @@ impl InsurerClient {
                 // Refused, busy or too large: the insurer answered; the link is up.
                 self.breaker.lock().record_success();
                 tracing::info!(infno, msgid, error = %e, elapsed_ms, "insurer refused");
+                if let LinkError::Business { err_msg, .. } = e
+                    && self.refusal(err_msg) == Refusal::DuplicateMsgid
+                {
+                    // Whoever sends next (a retry, the next attempt of a 2207) numbers
+                    // from a second nobody of this institution used yet.
+                    self.msgids.after_duplicate();
+                }
             }
         }
         result
