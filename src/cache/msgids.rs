@@ -33,6 +33,16 @@ fn second_key(second: &str) -> String {
     format!("{SECOND_KEY}{second}")
 }
 
+/// What every msgid source of one cache in the process shares (kept by its writer).
+#[derive(Debug, Default)]
+pub(crate) struct MsgIdMemory {
+    /// Per second, the highest number issued (or given up) while the cache could not
+    /// record it.
+    unrecorded: BTreeMap<String, u64>,
+    /// The second last given up after a duplicate: no source issues from it any more.
+    given_up: String,
+}
+
 /// Numbers reserved in the cache for one second: the next to issue and the last.
 struct Block {
     second: String,
@@ -85,6 +95,12 @@ impl CacheMsgIds {
     /// The next number of `second`: from the block, else reserved, else (the cache cannot
     /// reserve) counted in memory; an error when the cache cannot even be read.
     fn number_in(&mut self, second: &str) -> Result<Option<u64>, CacheError> {
+        let writer = self.writer.clone();
+        let mut memory = writer.msgid_memory();
+        if memory.given_up == second {
+            self.block = None;
+            return Ok(None);
+        }
         if let Some(block) = self.block.as_mut().filter(|b| b.second == second)
             && block.next <= block.last
         {
@@ -92,10 +108,8 @@ impl CacheMsgIds {
             return Ok(Some(block.next - 1));
         }
         self.block = None;
-        let writer = self.writer.clone();
-        let mut unrecorded = writer.unrecorded_msgids();
         let size = BLOCK.min(self.budget());
-        match self.reserve(&mut unrecorded, second, size) {
+        match self.reserve(&mut memory.unrecorded, second, size) {
             Ok(first) if first > self.budget() => Ok(None),
             Ok(first) => {
                 self.block = Some(Block {
@@ -107,7 +121,7 @@ impl CacheMsgIds {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "msgid sequence cannot be reserved in the cache: numbering on in memory");
-                self.number_in_memory(&mut unrecorded, second)
+                self.number_in_memory(&mut memory.unrecorded, second)
             }
         }
     }
@@ -176,18 +190,21 @@ impl MsgIdSource for CacheMsgIds {
         }
     }
 
-    /// Gives up the rest of the current second for every process on the cache (its row is
-    /// raised to the partition's last number; in memory while the cache cannot record it).
+    /// Gives up the rest of the current second for every source on the cache: in this
+    /// process at once (their blocks of it too), in the others at their next reservation
+    /// (the second's row is raised to the partition's last number; in memory while the cache
+    /// cannot record it).
     fn after_duplicate(&mut self) {
         self.block = None;
         let second = DateTime::now().compact();
         let writer = self.writer.clone();
-        let mut unrecorded = writer.unrecorded_msgids();
+        let mut memory = writer.msgid_memory();
         let rows = [(second_key(&second), self.budget())];
         if let Err(e) = self.writer.raise_msgid_seqs(&rows) {
             tracing::warn!(error = %e, "msgid second given up in memory only");
-            unrecorded.insert(second, self.budget());
+            memory.unrecorded.insert(second.clone(), self.budget());
         }
+        memory.given_up = second;
         self.fallback.after_duplicate();
     }
 }
@@ -210,10 +227,8 @@ mod tests {
 
     impl Scratch {
         fn new(tag: &str) -> Scratch {
-            let dir = std::env::temp_dir().join(format!(
-                "medcard-msgids-{tag}-{}",
-                std::process::id()
-            ));
+            let dir =
+                std::env::temp_dir().join(format!("medcard-msgids-{tag}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             let cache = Cache::open(dir.join("cache.sqlite")).unwrap();
             Scratch { dir, cache }
@@ -342,7 +357,10 @@ mod tests {
         let early = parts(&ids.next_in("20261203101530").unwrap()).1;
         ids.next_in("20261203101545").unwrap();
         let again = parts(&ids.next_in("20261203101530").unwrap()).1;
-        assert!(u64::from(again) >= u64::from(early) + BLOCK, "{early} then {again}");
+        assert!(
+            u64::from(again) >= u64::from(early) + BLOCK,
+            "{early} then {again}"
+        );
     }
 
     #[test]
@@ -353,7 +371,7 @@ mod tests {
         let (refused, _) = parts(&a.next_msgid());
         b.next_msgid();
         a.after_duplicate();
-        for source in [&mut a, &mut b] {
+        for source in [&mut b, &mut a] {
             let (second, _) = parts(&source.next_msgid());
             assert!(second > refused, "{second} is not after {refused}");
         }
@@ -369,7 +387,11 @@ mod tests {
         ids.next_in("20261203000001").unwrap();
         assert_eq!(writer.msgid_seq("s:20261202235959").unwrap(), 0);
         assert_eq!(writer.msgid_seq("s:20261203000001").unwrap(), BLOCK);
-        assert_eq!(writer.msgid_seq("visit:20261202").unwrap(), 1, "not a msgid row");
+        assert_eq!(
+            writer.msgid_seq("visit:20261202").unwrap(),
+            1,
+            "not a msgid row"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! A feed page and its watermark (`sync_state.version`) commit together, so a crash leaves a
 //! page wholly applied or not at all; applying a page again changes nothing.
 
+use super::msgids::MsgIdMemory;
 use super::read::one_row;
 use super::{CacheError, CardStatus, StorageHealth, version_to_sql};
 use crate::clock::unix_seconds;
@@ -10,7 +11,6 @@ use crate::insurer::{
     InsuInfo, PersonInfo,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -19,9 +19,8 @@ use std::time::SystemTime;
 pub struct CacheWriter {
     conn: Arc<Mutex<Connection>>,
     health: StorageHealth,
-    /// Per second, msgid numbers issued while the disk could not record them
-    /// ([`super::CacheMsgIds`]), shared by every source of this cache in the process.
-    unrecorded_msgids: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// What the msgid sources of this cache in the process share ([`super::CacheMsgIds`]).
+    msgids: Arc<Mutex<MsgIdMemory>>,
 }
 
 impl CacheWriter {
@@ -29,7 +28,7 @@ impl CacheWriter {
         CacheWriter {
             conn: Arc::new(Mutex::new(conn)),
             health: StorageHealth::default(),
-            unrecorded_msgids: Arc::default(),
+            msgids: Arc::default(),
         }
     }
 
@@ -38,11 +37,10 @@ impl CacheWriter {
         &self.health
     }
 
-    /// The msgid numbers issued in memory and not yet written (see [`super::CacheMsgIds`]).
-    pub(crate) fn unrecorded_msgids(&self) -> MutexGuard<'_, BTreeMap<String, u64>> {
-        self.unrecorded_msgids
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// What the msgid sources of this cache in the process share (see
+    /// [`super::CacheMsgIds`]).
+    pub(crate) fn msgid_memory(&self) -> MutexGuard<'_, MsgIdMemory> {
+        self.msgids.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Connection>, CacheError> {

@@ -202,7 +202,10 @@ mod tests {
         assert!(node.contains(700) && node.contains(799));
         assert!(!node.contains(699) && !node.contains(800));
         assert_eq!(node.msgid("H50010302473", "20261203101530", 5).len(), 30);
-        assert!(node.msgid("H50010302473", "20261203101530", 5).ends_with("0705"));
+        assert!(
+            node.msgid("H50010302473", "20261203101530", 5)
+                .ends_with("0705")
+        );
         let last = Partition::of_node(999, 1000).unwrap();
         assert_eq!((last.first(), last.budget()), (9990, 10));
         assert_eq!(Partition::STANDALONE.budget(), 10_000);

@@ -134,9 +134,8 @@ impl Services {
             .link_config(Duration::from_millis(config.insurer.timeout_ms.max(5_000)));
         // The sync is paced by its interval: it has no use for a breaker.
         link_config.breaker_threshold = u32::MAX;
-        let link =
-            client_with_msgids(link_config, Some(&cache), config.partition())
-                .with_refusals(refusal_rules(config));
+        let link = client_with_msgids(link_config, Some(&cache), config.partition())
+            .with_refusals(refusal_rules(config));
         Some((cache, link))
     }
 

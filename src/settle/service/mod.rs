@@ -32,9 +32,7 @@ use crate::insurer::settlement::{
     ReversalIn, Setlinfo, SettleIn, SettleOut, VisitInfoIn, data_input, output_part,
 };
 use crate::insurer::wire::WireError;
-use crate::insurer::{
-    InsurerClient, LinkError, Partition, Refusal, Reply, Retry, Uncertainty,
-};
+use crate::insurer::{InsurerClient, LinkError, Partition, Refusal, Reply, Retry, Uncertainty};
 use crate::mask;
 use crate::money::{CatalogueTotals, Difference, zero_fen};
 use crate::verdict::MaySettle;
