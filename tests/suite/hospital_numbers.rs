@@ -5,7 +5,8 @@
 //! every msgid it received is unique and of its workstation's partition, and the visit and
 //! batch numbers (ipt_otp_no, chrg_bchno) carry the node. A 2207 refused as a duplicate
 //! msgid is journalled FAIL with the insurer's words, and the next attempt numbers from a
-//! later second.
+//! later second; a 1101 refused so goes again from a later second, and is never a verdict
+//! about the person.
 
 use crate::common;
 
@@ -162,4 +163,46 @@ fn a_2207_refused_as_a_duplicate_msgid_is_a_fail_and_the_next_attempt_is_of_a_la
         "the next attempt numbered in the refused msgid's second: {done}"
     );
     assert_eq!(rig.standing(&mdtrt_id).len(), 1, "settled once");
+}
+
+/// The second (`yyyyMMddHHmmss`) of a msgid.
+fn second_of(msgid: &str) -> &str {
+    &msgid[12..26]
+}
+
+#[test]
+fn a_1101_refused_as_a_duplicate_msgid_goes_again_from_a_later_second_and_judges_nothing() {
+    let rig = Rig::start("hospital-duplicate-1101", "");
+    let config = workstation_config(&rig, "ws4", Some(4));
+    let (_daemon, mut client) = ready(&config);
+    let swipe = |client: &mut Client| {
+        client.result(
+            "card.refresh",
+            json!({"reader": "medcard virtual reader 0"}),
+        )
+    };
+
+    rig.sim
+        .admin(json!({"action": "faults", "duplicate_msgid": 1, "for_infno": "1101"}));
+    let card = swipe(&mut client);
+    assert_eq!(card["verdict"]["code"], "ok", "{card}");
+    assert_eq!(card["verdict"]["source"], "insurer", "{card}");
+    let log = rig.msg_log();
+    let swipes: Vec<_> = log.iter().filter(|r| r.1 == "1101").collect();
+    let [.., refused, answered] = swipes.as_slice() else {
+        panic!("no 1101 sent twice: {swipes:?}");
+    };
+    assert_eq!(refused.2, "fault_duplicate_msgid", "{swipes:?}");
+    assert_eq!(answered.2, "processed", "{swipes:?}");
+    assert!(
+        second_of(&answered.0) > second_of(&refused.0),
+        "sent again in the refused msgid's second: {swipes:?}"
+    );
+
+    // Refused on every attempt: no verdict about the person from it.
+    rig.sim
+        .admin(json!({"action": "faults", "duplicate_msgid": 2, "for_infno": "1101"}));
+    let card = swipe(&mut client);
+    assert_ne!(card["verdict"]["code"], "unknown_person", "{card}");
+    assert_eq!(card["verdict"]["source"], "cache", "{card}");
 }
