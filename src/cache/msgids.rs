@@ -19,7 +19,7 @@
 
 use super::{CacheError, CacheWriter};
 use crate::clock::DateTime;
-use crate::insurer::msgid::wait_past;
+use crate::insurer::msgid::in_a_free_second;
 use crate::insurer::{MsgIdSource, Partition, SequenceMsgIds};
 use std::collections::BTreeMap;
 
@@ -181,13 +181,7 @@ impl CacheMsgIds {
 
 impl MsgIdSource for CacheMsgIds {
     fn next_msgid(&mut self) -> String {
-        loop {
-            let second = DateTime::now().compact();
-            if let Some(id) = self.next_in(&second) {
-                return id;
-            }
-            wait_past(&second);
-        }
+        in_a_free_second(|second| self.next_in(second))
     }
 
     /// Gives up the rest of the current second for every source on the cache: in this

@@ -91,10 +91,17 @@ impl Partition {
     }
 }
 
-/// Waits until the clock's second is no longer `second` (a second whose numbers are used up).
-pub fn wait_past(second: &str) {
-    while DateTime::now().compact() == second {
-        std::thread::sleep(Duration::from_millis(5));
+/// The id `next_in` gives for the clock's second (`yyyyMMddHHmmss`); while it gives none (the
+/// second's numbers are used up), waits for the next second and asks again.
+pub fn in_a_free_second(mut next_in: impl FnMut(&str) -> Option<String>) -> String {
+    loop {
+        let second = DateTime::now().compact();
+        if let Some(id) = next_in(&second) {
+            return id;
+        }
+        while DateTime::now().compact() == second {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
@@ -156,13 +163,7 @@ impl SequenceMsgIds {
 
 impl MsgIdSource for SequenceMsgIds {
     fn next_msgid(&mut self) -> String {
-        loop {
-            let now = DateTime::now().compact();
-            if let Some(id) = self.try_next(&now) {
-                return id;
-            }
-            wait_past(&now);
-        }
+        in_a_free_second(|second| self.try_next(second))
     }
 
     /// Gives up the rest of the current second (another process numbered in it too): the

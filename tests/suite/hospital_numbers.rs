@@ -17,7 +17,7 @@ use common::settle::{
 };
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 
 /// Visits each workstation registers and settles.
@@ -39,7 +39,7 @@ fn workstation_config(rig: &Rig, name: &str, node: Option<u16>) -> PathBuf {
 }
 
 /// A daemon with 小王's card judged and the catalogue synced.
-fn ready(config: &PathBuf) -> (Daemon, Client) {
+fn ready(config: &Path) -> (Daemon, Client) {
     let daemon = Daemon::start_virtual(config, &[XIAOWANG], &[]);
     let mut client = daemon.client();
     wait_catalogue(&mut client);
@@ -105,7 +105,7 @@ fn two_workstations_of_one_hospital_never_share_a_number() {
         .iter()
         .map(|&node| workstation_config(&rig, &format!("ws{node}"), Some(node)))
         .collect();
-    let (_daemons, clients): (Vec<Daemon>, Vec<Client>) = configs.iter().map(ready).unzip();
+    let (_daemons, clients): (Vec<Daemon>, Vec<Client>) = configs.iter().map(|c| ready(c)).unzip();
     let visits = at_the_same_time(clients);
 
     let log = rig.msg_log();
