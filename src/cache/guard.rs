@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 
 /// The `msgid_seq` key under which the file keeps its identity (a named number, beside the
-/// dates' sequences and the hospital's serials).
+/// msgids' per-second sequences and the visit and batch serials).
 const IDENTITY_KEY: &str = "journal-identity";
 
 /// What the identity file records.

@@ -2,6 +2,7 @@
 //! A feed page and its watermark (`sync_state.version`) commit together, so a crash leaves a
 //! page wholly applied or not at all; applying a page again changes nothing.
 
+use super::msgids::MsgIdMemory;
 use super::read::one_row;
 use super::{CacheError, CardStatus, StorageHealth, version_to_sql};
 use crate::clock::unix_seconds;
@@ -10,7 +11,7 @@ use crate::insurer::{
     InsuInfo, PersonInfo,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 /// The cache's only read-write connection. Cloning shares it.
@@ -18,6 +19,8 @@ use std::time::SystemTime;
 pub struct CacheWriter {
     conn: Arc<Mutex<Connection>>,
     health: StorageHealth,
+    /// What the msgid sources of this cache in the process share ([`super::CacheMsgIds`]).
+    msgids: Arc<Mutex<MsgIdMemory>>,
 }
 
 impl CacheWriter {
@@ -25,12 +28,19 @@ impl CacheWriter {
         CacheWriter {
             conn: Arc::new(Mutex::new(conn)),
             health: StorageHealth::default(),
+            msgids: Arc::default(),
         }
     }
 
     /// Whether writes reach the disk (the last storage failure, while it lasts).
     pub fn health(&self) -> &StorageHealth {
         &self.health
+    }
+
+    /// What the msgid sources of this cache in the process share (see
+    /// [`super::CacheMsgIds`]).
+    pub(crate) fn msgid_memory(&self) -> MutexGuard<'_, MsgIdMemory> {
+        self.msgids.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Connection>, CacheError> {
@@ -221,6 +231,32 @@ impl CacheWriter {
                 |row| row.get(0),
             )?;
             super::version_from_sql(last - count + 1)
+        })
+    }
+
+    /// Raises each named sequence to at least its number (numbers issued while they could not
+    /// be reserved, or a second given up), in one transaction.
+    pub fn raise_msgid_seqs(&self, rows: &[(String, u64)]) -> Result<(), CacheError> {
+        self.in_transaction(|tx| {
+            let mut raise = tx.prepare_cached(
+                "INSERT INTO msgid_seq (date, seq) VALUES (?1, ?2)
+                 ON CONFLICT(date) DO UPDATE SET seq = max(seq, excluded.seq)",
+            )?;
+            for (key, number) in rows {
+                raise.execute(params![key, version_to_sql(*number)?])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes the sequences whose keys lie in `[from, before)` (the per-second msgid
+    /// sequences of days gone); how many.
+    pub fn prune_msgid_seqs(&self, from: &str, before: &str) -> Result<usize, CacheError> {
+        self.in_transaction(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM msgid_seq WHERE date >= ?1 AND date < ?2",
+                params![from, before],
+            )?)
         })
     }
 

@@ -81,7 +81,11 @@ fn reconcile_day(args: &ReconcileArgs) -> Result<bool, String> {
         .insurer
         .link_config(Duration::from_millis(config.settle.timeout_ms));
     let fixmedins_code = link_config.fixmedins_code.clone();
-    let msgids = medcard::cache::CacheMsgIds::new(&fixmedins_code, cache.writer().clone());
+    let msgids = medcard::cache::CacheMsgIds::new(
+        &fixmedins_code,
+        cache.writer().clone(),
+        config.partition(),
+    );
     let mut link = medcard::insurer::InsurerClient::new(link_config).with_msgids(Box::new(msgids));
     let date = args.date.clone().unwrap_or_else(|| DateTime::now().date());
     let journal = Journal::new(cache.writer().clone());

@@ -19,8 +19,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use medcard::cache::{Cache, CacheMsgIds, Feed, SyncError, SyncReport, sync_feed};
 use medcard::insurer::{
-    CardEventPage, CataloguePage, InsurerClient, InsurerConfig, InsurerLink, LinkError, PersonInfo,
-    Uncertainty,
+    CardEventPage, CataloguePage, InsurerClient, InsurerConfig, InsurerLink, LinkError, Partition,
+    PersonInfo, Uncertainty, msgid::DEFAULT_NODE_COUNT,
 };
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -45,6 +45,13 @@ pub struct SyncArgs {
     /// 就医地医保区划 (6 digits), sent in every envelope.
     #[arg(long, default_value = "500000")]
     pub admvs: String,
+    /// This workstation's node in the hospital (`hospital.node` of its medcard.toml): its
+    /// msgids are of its own numbers; absent: a standalone workstation.
+    #[arg(long)]
+    pub node: Option<u16>,
+    /// The hospital's `hospital.node_count`.
+    #[arg(long, default_value_t = DEFAULT_NODE_COUNT)]
+    pub node_count: u16,
     /// Events or items asked for per request.
     #[arg(long, default_value_t = 5000)]
     pub page_size: u32,
@@ -71,6 +78,17 @@ pub fn run(args: SyncArgs) -> ExitCode {
         eprintln!("medcard sync: {message}");
         return ExitCode::from(2);
     }
+    let partition = match args.node {
+        Some(node) => Partition::of_node(node, args.node_count),
+        None => Ok(Partition::STANDALONE),
+    };
+    let partition = match partition {
+        Ok(partition) => partition,
+        Err(e) => {
+            eprintln!("medcard sync: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let cache = match Cache::open(&args.db) {
         Ok(cache) => cache,
         Err(e) => {
@@ -79,7 +97,7 @@ pub fn run(args: SyncArgs) -> ExitCode {
         }
     };
     // msgids numbered by the cache, so that two runs in one second never repeat one.
-    let msgids = CacheMsgIds::new(&cfg.fixmedins_code, cache.writer().clone());
+    let msgids = CacheMsgIds::new(&cfg.fixmedins_code, cache.writer().clone(), partition);
     let client = InsurerClient::new(cfg).with_msgids(Box::new(msgids));
     let mut client = match Prefetching::new(Box::new(client)) {
         Ok(link) => link,

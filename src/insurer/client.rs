@@ -203,7 +203,6 @@ impl InsurerClient {
                 if self.refusal(err_msg) == Refusal::DuplicateMsgid =>
             {
                 tracing::warn!(infno = outgoing.infno, err_msg = %err_msg, "insurer saw the msgid before; sending again with a new one");
-                self.msgids.after_duplicate();
                 self.with_retries(outgoing)
             }
             _ => result,
@@ -255,7 +254,8 @@ impl InsurerClient {
     }
 
     /// One attempt with a given msgid, through the circuit breaker. No retry, no sign-in. A
-    /// transient refusal comes back as [`LinkError::Busy`].
+    /// transient refusal comes back as [`LinkError::Busy`]; a refusal of the msgid as seen
+    /// before tells the msgid source ([`MsgIdSource::after_duplicate`]).
     pub fn send(
         &mut self,
         infno: &str,
@@ -312,7 +312,7 @@ impl InsurerClient {
     }
 
     /// The breaker and the log after one attempt.
-    fn record<T>(&self, infno: &str, msgid: &str, result: &Result<T, LinkError>, started: Instant) {
+    fn record<T>(&mut self, infno: &str, msgid: &str, result: &Result<T, LinkError>, started: Instant) {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(_) => {
@@ -329,6 +329,13 @@ impl InsurerClient {
                 // Refused, busy or too large: the insurer answered; the link is up.
                 self.breaker.lock().record_success();
                 tracing::info!(infno, msgid, error = %e, elapsed_ms, "insurer refused");
+                if let LinkError::Business { err_msg, .. } = e
+                    && self.refusal(err_msg) == Refusal::DuplicateMsgid
+                {
+                    // Whoever sends next (a retry, the next attempt of a 2207) numbers
+                    // from a second nobody of this institution used yet.
+                    self.msgids.after_duplicate();
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! defaults), unknown keys are errors, and [`Config::check`] explains what is wrong in the
 //! operator's terms. Command-line flags override the file; SIGHUP reloads it.
 
+use crate::insurer::{Partition, PartitionError};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ pub struct Config {
     pub insurer: InsurerSection,
     pub cache: CacheSection,
     pub settle: SettleSection,
+    pub hospital: HospitalSection,
 }
 
 /// The listeners and their limits.
@@ -240,6 +242,36 @@ impl Default for SettleSection {
     }
 }
 
+/// This workstation among the hospital's: its node numbers its msgids and serials.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HospitalSection {
+    /// This workstation's node, `0..node_count`, its own in the hospital; absent: a standalone
+    /// workstation (all msgid numbers, serials without a node).
+    pub node: Option<u16>,
+    /// How many nodes the msgid numbers of a second are divided among (1..=1000).
+    pub node_count: u16,
+}
+
+impl Default for HospitalSection {
+    fn default() -> HospitalSection {
+        HospitalSection {
+            node: None,
+            node_count: crate::insurer::msgid::DEFAULT_NODE_COUNT,
+        }
+    }
+}
+
+impl HospitalSection {
+    /// The msgid numbers this workstation owns (standalone when no node is set).
+    pub fn partition(&self) -> Result<Partition, PartitionError> {
+        match self.node {
+            None => Ok(Partition::STANDALONE),
+            Some(node) => Partition::of_node(node, self.node_count),
+        }
+    }
+}
+
 /// A configuration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -426,7 +458,33 @@ impl Config {
         }
         self.check_insurer(&mut findings);
         self.check_settle(&mut findings);
+        self.check_hospital(&mut findings);
         findings
+    }
+
+    /// The workstation's msgid partition (standalone when `hospital.node` is unset or, in a
+    /// configuration [`check`](Self::check) refuses, wrong).
+    pub fn partition(&self) -> Partition {
+        self.hospital.partition().unwrap_or(Partition::STANDALONE)
+    }
+
+    fn check_hospital(&self, findings: &mut Findings) {
+        let hospital = &self.hospital;
+        let checked = match hospital.node {
+            Some(node) => Partition::of_node(node, hospital.node_count),
+            None => Partition::of_node(0, hospital.node_count),
+        };
+        if let Err(e) = checked {
+            findings.errors.push(e.to_string());
+        } else if hospital.node.is_none()
+            && hospital.node_count != crate::insurer::msgid::DEFAULT_NODE_COUNT
+        {
+            findings.warnings.push(format!(
+                "hospital.node_count ({}) has no effect without hospital.node: this is a \
+                 standalone workstation",
+                hospital.node_count
+            ));
+        }
     }
 
     /// The connections kept for members of `access.allowed_groups`: the configured number,
@@ -536,7 +594,7 @@ impl Config {
     /// Every key with its value, its meaning, and whether it differs from the default.
     pub fn explain(&self) -> String {
         let defaults = Config::default();
-        let settings: [Setting; 40] = [
+        let settings: [Setting; 42] = [
             (
                 "socket.path",
                 |c| text(&c.socket.path.display().to_string()),
@@ -740,6 +798,16 @@ impl Config {
                 |c| c.settle.max_upload_lines.to_string(),
                 "most lines per 2204 call; longer bills are uploaded in several calls",
             ),
+            (
+                "hospital.node",
+                |c| c.hospital.node.map_or("none".to_owned(), |n| n.to_string()),
+                "this workstation's node (0..node_count), its own in the hospital; none = standalone",
+            ),
+            (
+                "hospital.node_count",
+                |c| c.hospital.node_count.to_string(),
+                "nodes sharing the 10,000 msgids of a second (1..1000): 10000/node_count each",
+            ),
         ];
         let rows: Vec<String> = settings
             .iter()
@@ -931,5 +999,26 @@ mod tests {
         assert!(config.explain().contains("insurer.timeout_ms = 0  (set)"));
         assert!(Config::parse("[cache]\nstale = 1\n").is_err());
         assert!(!Config::default().insurer.enabled());
+    }
+
+    #[test]
+    fn a_hospital_node_is_checked_against_the_count() {
+        let standalone = Config::parse("").unwrap();
+        assert_eq!(standalone.partition(), Partition::STANDALONE);
+        let node = Config::parse("[hospital]\nnode = 7\n").unwrap();
+        assert!(node.check().errors.is_empty(), "{:?}", node.check());
+        assert_eq!(node.partition(), Partition::of_node(7, 100).unwrap());
+        assert!(node.explain().contains("hospital.node = 7  (set)"));
+        let outside = Config::parse("[hospital]\nnode = 10\nnode_count = 10\n").unwrap();
+        let errors = outside.check().errors;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("hospital.node 10"), "{errors:?}");
+        let too_many = Config::parse("[hospital]\nnode = 1\nnode_count = 1001\n").unwrap();
+        assert!(too_many.check().errors[0].contains("hospital.node_count"));
+        let no_node = Config::parse("[hospital]\nnode_count = 20\n").unwrap();
+        let findings = no_node.check();
+        assert!(findings.errors.is_empty(), "{findings:?}");
+        assert!(findings.warnings[0].contains("standalone"), "{findings:?}");
+        assert!(Config::parse("[hospital]\nnode = -1\n").is_err());
     }
 }

@@ -9,7 +9,9 @@ use super::rpc::RequestError;
 use super::verdicts::CacheAssessor;
 use crate::cache::{Cache, Feed};
 use crate::clock::{from_unix_seconds, rfc3339, unix_seconds};
-use crate::insurer::{InsurerClient, RefusalRules, SharedBreaker};
+use crate::insurer::{
+    InsurerClient, MsgIdSource, Partition, RefusalRules, SequenceMsgIds, SharedBreaker,
+};
 use crate::settle::service::{SettleOptions, Settler, load_policies};
 use crate::verdict::VerdictPolicy;
 use serde_json::{Value, json};
@@ -132,8 +134,8 @@ impl Services {
             .link_config(Duration::from_millis(config.insurer.timeout_ms.max(5_000)));
         // The sync is paced by its interval: it has no use for a breaker.
         link_config.breaker_threshold = u32::MAX;
-        let link =
-            client_with_msgids(link_config, Some(&cache)).with_refusals(refusal_rules(config));
+        let link = client_with_msgids(link_config, Some(&cache), config.partition())
+            .with_refusals(refusal_rules(config));
         Some((cache, link))
     }
 
@@ -273,26 +275,31 @@ fn link_client(
     cache: Option<&Cache>,
     breaker: &SharedBreaker,
 ) -> InsurerClient {
-    client_with_msgids(link_config, cache)
+    client_with_msgids(link_config, cache, config.partition())
         .with_refusals(refusal_rules(config))
         .with_breaker(breaker.clone())
 }
 
 /// A client whose msgids come from the cache's persistent sequence when there is a cache, so
-/// that the daemon and a `medcard sync` run never send the same msgid.
+/// that the daemon and a `medcard sync` run never send the same msgid; always from the
+/// workstation's `partition` of each second, so that no other workstation of the hospital
+/// sends it either.
 pub fn client_with_msgids(
     config: crate::insurer::InsurerConfig,
     cache: Option<&Cache>,
+    partition: Partition,
 ) -> InsurerClient {
     let fixmedins_code = config.fixmedins_code.clone();
     let client = InsurerClient::new(config);
-    match cache {
-        Some(cache) => client.with_msgids(Box::new(crate::cache::CacheMsgIds::new(
+    let msgids: Box<dyn MsgIdSource> = match cache {
+        Some(cache) => Box::new(crate::cache::CacheMsgIds::new(
             &fixmedins_code,
             cache.writer().clone(),
-        ))),
-        None => client,
-    }
+            partition,
+        )),
+        None => Box::new(SequenceMsgIds::in_partition(&fixmedins_code, partition)),
+    };
+    client.with_msgids(msgids)
 }
 
 /// The settlement service for `config`, when both the insurer link and the cache are there;
@@ -330,6 +337,7 @@ fn open_settler(
         reversal_tries: settle.reversal_tries.max(1),
         max_bill_lines: settle.max_bill_lines.max(1),
         max_upload_lines: settle.max_upload_lines.max(1),
+        partition: config.partition(),
         ..SettleOptions::default()
     };
     Some(Arc::new(Settler::new(cache, links, policies, options)))

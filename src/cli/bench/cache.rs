@@ -81,7 +81,11 @@ fn measure(plan: &Plan, sim: &SimChild, db: &Path) -> Result<Figures, String> {
         timeout: Duration::from_secs(60),
         ..InsurerConfig::default()
     };
-    let msgids = CacheMsgIds::new(&cfg.fixmedins_code, cache.writer().clone());
+    let msgids = CacheMsgIds::new(
+        &cfg.fixmedins_code,
+        cache.writer().clone(),
+        medcard::insurer::Partition::STANDALONE,
+    );
     let client = InsurerClient::new(cfg).with_msgids(Box::new(msgids));
     let mut client = Prefetching::new(Box::new(client))?;
     let loading = Instant::now();

@@ -32,7 +32,7 @@ use crate::insurer::settlement::{
     ReversalIn, Setlinfo, SettleIn, SettleOut, VisitInfoIn, data_input, output_part,
 };
 use crate::insurer::wire::WireError;
-use crate::insurer::{InsurerClient, LinkError, Refusal, Reply, Retry, Uncertainty};
+use crate::insurer::{InsurerClient, LinkError, Partition, Refusal, Reply, Retry, Uncertainty};
 use crate::mask;
 use crate::money::{CatalogueTotals, Difference, zero_fen};
 use crate::verdict::MaySettle;
@@ -347,6 +347,9 @@ pub struct SettleOptions {
     pub max_bill_lines: usize,
     /// The most lines one 2204 call carries; a longer batch is uploaded in several calls.
     pub max_upload_lines: usize,
+    /// This workstation's share of the hospital's numbers: with a node, the serials of
+    /// ipt_otp_no and chrg_bchno carry it.
+    pub partition: Partition,
 }
 
 impl Default for SettleOptions {
@@ -360,6 +363,7 @@ impl Default for SettleOptions {
             reversal_backoff: Duration::from_millis(100),
             max_bill_lines: DEFAULT_MAX_BILL_LINES,
             max_upload_lines: DEFAULT_MAX_UPLOAD_LINES,
+            partition: Partition::STANDALONE,
         }
     }
 }
@@ -529,6 +533,16 @@ impl Settler {
             let region = (!admdvs.is_empty()).then_some(admdvs);
             link.call_in(infno, region, input, Retry::Idempotent)
                 .map_err(SettleError::from)
+        })
+    }
+
+    /// The next serial of `kind` on `date` (`yyyyMMdd`), 6 digits, after the workstation's
+    /// node (3 digits) when it has one: unique in the hospital, not only in this journal.
+    fn serial(&self, kind: &str, date: &str) -> Result<String, SettleError> {
+        let serial = self.journal.next_serial(kind, date)?;
+        Ok(match self.options.partition.node() {
+            Some(node) => format!("{node:03}{serial:06}"),
+            None => format!("{serial:06}"),
         })
     }
 

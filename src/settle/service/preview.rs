@@ -40,10 +40,8 @@ impl Settler {
         let visit = self.registered_visit(mdtrt_id)?;
         crash::at(Point::BeforeJournal, wire::FEE_UPLOAD);
         let date = DateTime::now().compact();
-        let serial = self
-            .journal
-            .next_serial("batch", date.get(..8).unwrap_or(&date))?;
-        let chrg_bchno = format!("B{}{serial:06}", date.get(2..8).unwrap_or(&date));
+        let serial = self.serial("batch", date.get(..8).unwrap_or(&date))?;
+        let chrg_bchno = format!("B{}{serial}", date.get(2..8).unwrap_or(&date));
         let fee_lines = fee_lines(&chrg_bchno, items);
         let lines = self.split_locally(&fee_lines)?;
         let acct_used = acct_used.unwrap_or(true);

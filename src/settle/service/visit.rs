@@ -41,8 +41,7 @@ impl Settler {
         let ipt_otp_no = if params.ipt_otp_no.is_empty() {
             let date = now.compact();
             let date = date.get(..8).unwrap_or(&date);
-            let serial = self.journal.next_serial("visit", date)?;
-            format!("MZ{date}{serial:06}")
+            format!("MZ{date}{}", self.serial("visit", date)?)
         } else {
             params.ipt_otp_no.clone()
         };

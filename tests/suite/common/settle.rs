@@ -102,6 +102,19 @@ impl Rig {
             .expect("open the simulator's database")
     }
 
+    /// Every request the simulator received, in order (its msg_log, not capped like the
+    /// admin action's): (msgid, infno, outcome, err_msg).
+    pub fn msg_log(&self) -> Vec<(String, String, String, Option<String>)> {
+        let conn = self.sim_conn();
+        let mut stmt = conn
+            .prepare("SELECT msgid, infno, outcome, err_msg FROM msg_log ORDER BY id")
+            .expect("the simulator's msg_log");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("query msg_log")
+            .collect::<Result<_, _>>()
+            .expect("read msg_log")
+    }
+
     /// How many requests of `infno` reached the simulator (its msg_log).
     pub fn requests(&self, infno: &str) -> usize {
         self.sim.logged(infno)
