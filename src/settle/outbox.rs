@@ -176,8 +176,8 @@ mod tests {
             pub fn new() -> Dir {
                 static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
                 let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let path = std::env::temp_dir()
-                    .join(format!("medcard-outbox-{}-{n}", std::process::id()));
+                let path =
+                    std::env::temp_dir().join(format!("medcard-outbox-{}-{n}", std::process::id()));
                 std::fs::create_dir_all(&path).unwrap();
                 Dir(path)
             }

@@ -125,7 +125,16 @@ impl PgCluster {
             self.dir.display()
         );
         let log = self.dir.join("postgres.log");
-        self.pg_ctl(&["start", "-w", "-t", "60", "-l", &path_text(&log), "-o", &options])?;
+        self.pg_ctl(&[
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            &path_text(&log),
+            "-o",
+            &options,
+        ])?;
         self.running = true;
         Ok(())
     }
@@ -146,11 +155,9 @@ impl PgCluster {
 
     fn init(&self) -> Result<(), PgError> {
         let pwfile = self.dir.join("superuser.pw");
-        std::fs::write(&pwfile, format!("{}\n", self.password)).map_err(|source| {
-            PgError::Dir {
-                path: pwfile.clone(),
-                source,
-            }
+        std::fs::write(&pwfile, format!("{}\n", self.password)).map_err(|source| PgError::Dir {
+            path: pwfile.clone(),
+            source,
         })?;
         self.chown(&pwfile)?;
         let data = path_text(&self.data());
@@ -362,7 +369,9 @@ mod tests {
             config.connect(postgres::NoTls)
         };
         let mut client = connect(&cluster).expect("medcard by password");
-        client.batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (7)").unwrap();
+        client
+            .batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (7)")
+            .unwrap();
         let mut wrong: postgres::Config = cluster.connection_string().parse().unwrap();
         wrong.password("not it");
         assert!(wrong.connect(postgres::NoTls).is_err());
