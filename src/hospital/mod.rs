@@ -50,7 +50,10 @@ pub enum HospitalError {
         "hospital.database holds a password: put the password in hospital.password_file (readable by the daemon's user only) and take password= out of the connection string"
     )]
     PasswordInConnectionString,
-    #[error("hospital.database is not a PostgreSQL connection string (key=value …): {0}")]
+    #[error(
+        "hospital.database is not a PostgreSQL connection string (key=value …): {}",
+        first_line(.0)
+    )]
     ConnectionString(#[source] postgres::Error),
     #[error(
         "hospital.database names host {host:?}, which is not this machine, without TLS: set hospital.ssl_root_cert to the CA of the database server's certificate"
@@ -111,9 +114,12 @@ impl From<postgres::Error> for HospitalError {
     }
 }
 
-/// The first line of an error (PostgreSQL's DETAIL lines may quote row values: they stay out
-/// of logs and `system.info`).
+/// An error with its cause, first line only (PostgreSQL's DETAIL lines may quote row
+/// values: they stay out of logs and `system.info`).
 fn first_line(e: &postgres::Error) -> String {
-    let text = e.to_string();
+    let text = match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    };
     text.lines().next().unwrap_or_default().to_owned()
 }

@@ -112,10 +112,12 @@ fn an_outage_of_the_database_and_a_killed_daemon_lose_nothing() {
     assert_hospital_holds_the_journal(&db, &rig, "counter-2");
 }
 
-/// `medcard serve` with `config` that must not start: its exit status and log.
+/// `medcard serve` with `config` that must not start: whether it was still running after
+/// 20 s (then killed), and its output.
 fn refused_start(config: &std::path::Path) -> (bool, String) {
     let socket = config.with_file_name("refused.sock");
-    let out = Command::new(common::medcard_bin())
+    let log = config.with_file_name("refused.log");
+    let mut child = Command::new(common::medcard_bin())
         .args(["serve", "--config"])
         .arg(config)
         .arg("--socket")
@@ -123,16 +125,18 @@ fn refused_start(config: &std::path::Path) -> (bool, String) {
         .arg("--virtual")
         .arg(common::fixture(XIAOWANG))
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("a log file"))
+        .spawn()
         .expect("run medcard serve");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let mut started = true;
+    common::wait_until("medcard serve's end", std::time::Duration::from_secs(30), || {
+        started = socket.exists();
+        started || !matches!(child.try_wait(), Ok(None))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    (started, std::fs::read_to_string(&log).unwrap_or_default())
 }
 
 #[test]
