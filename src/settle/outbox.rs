@@ -63,13 +63,7 @@ impl Outbox {
 
     /// Whether journal writes fill the outbox.
     pub fn is_enabled(&self) -> Result<bool, CacheError> {
-        self.writer.in_transaction(|tx| {
-            Ok(tx.query_row(
-                "SELECT enabled FROM hospital_shipping WHERE id = 1",
-                [],
-                |row| row.get(0),
-            )?)
-        })
+        self.writer.in_transaction(enabled)
     }
 
     /// Turns shipping on (the first start with `[hospital] database`): in one transaction,
@@ -77,12 +71,7 @@ impl Outbox {
     /// later write. `Some(rows backfilled)` when it was off, `None` when it was on already.
     pub fn enable(&self, now: SystemTime) -> Result<Option<u64>, CacheError> {
         self.writer.in_transaction(|tx| {
-            let enabled: bool = tx.query_row(
-                "SELECT enabled FROM hospital_shipping WHERE id = 1",
-                [],
-                |row| row.get(0),
-            )?;
-            if enabled {
+            if enabled(tx)? {
                 return Ok(None);
             }
             let mut backfilled = 0;
@@ -155,6 +144,15 @@ impl Outbox {
             })
         })
     }
+}
+
+/// Whether shipping is enabled in this file.
+fn enabled(tx: &rusqlite::Transaction<'_>) -> Result<bool, CacheError> {
+    Ok(tx.query_row(
+        "SELECT enabled FROM hospital_shipping WHERE id = 1",
+        [],
+        |row| row.get(0),
+    )?)
 }
 
 #[cfg(test)]

@@ -130,10 +130,14 @@ fn refused_start(config: &std::path::Path) -> (bool, String) {
         .spawn()
         .expect("run medcard serve");
     let mut started = true;
-    common::wait_until("medcard serve's end", std::time::Duration::from_secs(30), || {
-        started = socket.exists();
-        started || !matches!(child.try_wait(), Ok(None))
-    });
+    common::wait_until(
+        "medcard serve's end",
+        std::time::Duration::from_secs(30),
+        || {
+            started = socket.exists();
+            started || !matches!(child.try_wait(), Ok(None))
+        },
+    );
     let _ = child.kill();
     let _ = child.wait();
     (started, std::fs::read_to_string(&log).unwrap_or_default())
