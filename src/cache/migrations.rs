@@ -306,6 +306,17 @@ WHEN (SELECT enabled FROM hospital_shipping WHERE id = 1) BEGIN
     FROM settle_journal_json WHERE rid = NEW.rowid;
 END;
 "#,
+    // 7: the workstation's msgid partition (src/cache/msgids.rs, docs/hospital.md): the
+    // `[hospital] node` and `node_count` the daemon numbers with, recorded at each of its
+    // starts, so that `medcard sync` on the same file numbers from the same partition without
+    // being told (and refuses to be told another one).
+    r#"
+CREATE TABLE msgid_partition (
+    id         INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    node       INTEGER,
+    node_count INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -8,7 +8,7 @@ use super::{CacheError, CardStatus, StorageHealth, version_to_sql};
 use crate::clock::unix_seconds;
 use crate::insurer::{
     CardEventKind, CardEventPage, CardStatusEvent, CatalogueItem, CataloguePage, ChrgitmLv,
-    InsuInfo, PersonInfo,
+    InsuInfo, Partition, PersonInfo,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -257,6 +257,36 @@ impl CacheWriter {
                 "DELETE FROM msgid_seq WHERE date >= ?1 AND date < ?2",
                 params![from, before],
             )?)
+        })
+    }
+
+    /// Records the msgid partition the daemon numbers with (its configuration is the truth:
+    /// a recorded one it replaces).
+    pub fn record_partition(&self, partition: Partition) -> Result<(), CacheError> {
+        self.in_transaction(|tx| {
+            tx.execute(
+                "INSERT INTO msgid_partition (id, node, node_count) VALUES (1, ?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET node = excluded.node, node_count = excluded.node_count",
+                params![partition.node(), partition.node_count()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The msgid partition the daemon last recorded in this file, if any.
+    pub fn recorded_partition(&self) -> Result<Option<Partition>, CacheError> {
+        self.in_transaction(|tx| {
+            let row: Option<(Option<u16>, u16)> = tx
+                .query_row(
+                    "SELECT node, node_count FROM msgid_partition WHERE id = 1",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            Ok(row.and_then(|(node, node_count)| match node {
+                None => Some(Partition::STANDALONE),
+                Some(node) => Partition::of_node(node, node_count).ok(),
+            }))
         })
     }
 

@@ -46,7 +46,8 @@ pub struct SyncArgs {
     #[arg(long, default_value = "500000")]
     pub admvs: String,
     /// This workstation's node in the hospital (`hospital.node` of its medcard.toml): its
-    /// msgids are of its own numbers; absent: a standalone workstation.
+    /// msgids are of its own numbers. Absent: the node the daemon recorded in the cache file
+    /// (standalone when it recorded none); given, it must be that one.
     #[arg(long)]
     pub node: Option<u16>,
     /// The hospital's `hospital.node_count`.
@@ -78,21 +79,17 @@ pub fn run(args: SyncArgs) -> ExitCode {
         eprintln!("medcard sync: {message}");
         return ExitCode::from(2);
     }
-    let partition = match args.node {
-        Some(node) => Partition::of_node(node, args.node_count),
-        None => Ok(Partition::STANDALONE),
-    };
-    let partition = match partition {
-        Ok(partition) => partition,
+    let cache = match Cache::open(&args.db) {
+        Ok(cache) => cache,
         Err(e) => {
             eprintln!("medcard sync: {e}");
             return ExitCode::from(2);
         }
     };
-    let cache = match Cache::open(&args.db) {
-        Ok(cache) => cache,
-        Err(e) => {
-            eprintln!("medcard sync: {e}");
+    let partition = match partition(&args, &cache) {
+        Ok(partition) => partition,
+        Err(message) => {
+            eprintln!("medcard sync: {message}");
             return ExitCode::from(2);
         }
     };
@@ -129,6 +126,36 @@ pub fn run(args: SyncArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The msgid partition to number from: the one the daemon recorded in the cache file (its
+/// `[hospital] node`), or `--node` — which must then be the same — or a standalone
+/// workstation's when neither says.
+fn partition(args: &SyncArgs, cache: &Cache) -> Result<Partition, String> {
+    let recorded = cache
+        .writer()
+        .recorded_partition()
+        .map_err(|e| format!("cannot read the workstation's msgid partition: {e}"))?;
+    let Some(node) = args.node else {
+        return Ok(recorded.unwrap_or(Partition::STANDALONE));
+    };
+    let given = Partition::of_node(node, args.node_count).map_err(|e| e.to_string())?;
+    match recorded {
+        Some(recorded) if recorded != given => Err(format!(
+            "--node {node} --node-count {} differs from the daemon's on this cache file ({}): \
+             the workstation's msgids would collide with another's; give its own node, or none",
+            args.node_count,
+            describe(recorded)
+        )),
+        _ => Ok(given),
+    }
+}
+
+fn describe(partition: Partition) -> String {
+    match partition.node() {
+        Some(node) => format!("node {node} of {}", partition.node_count()),
+        None => "a standalone workstation".to_owned(),
+    }
 }
 
 /// What a sync that stopped early had done, and why it stopped.

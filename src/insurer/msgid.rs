@@ -69,6 +69,11 @@ impl Partition {
         self.node
     }
 
+    /// How many nodes share the numbers of a second (1 when standalone).
+    pub fn node_count(&self) -> u16 {
+        self.node_count
+    }
+
     /// How many sequence numbers of each second are this workstation's (its msgids a second).
     pub fn budget(&self) -> u32 {
         SEQUENCES / u32::from(self.node_count.max(1))

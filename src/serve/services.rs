@@ -10,10 +10,10 @@ use super::rpc::RequestError;
 use super::verdicts::CacheAssessor;
 use crate::cache::{Cache, Feed};
 use crate::clock::{from_unix_seconds, rfc3339, unix_seconds};
+use crate::hospital::{ShipMonitor, Shipper, Workstation};
 use crate::insurer::{
     InsurerClient, MsgIdSource, Partition, RefusalRules, SequenceMsgIds, SharedBreaker,
 };
-use crate::hospital::{ShipMonitor, Shipper, Workstation};
 use crate::settle::outbox::Outbox;
 use crate::settle::service::{SettleOptions, Settler, load_policies};
 use crate::verdict::VerdictPolicy;
@@ -69,6 +69,9 @@ impl Services {
         let path = &config.cache.path;
         let wanted = !path.as_os_str().is_empty() && (config.insurer.enabled() || path.exists());
         let opened = wanted.then(|| open_checked(path));
+        if let Some(Ok(cache)) = &opened {
+            record_partition(cache, config);
+        }
         let (cache, cache_error) = match opened {
             Some(Ok(cache)) => (Some(Arc::new(cache)), None),
             Some(Err(e)) => {
@@ -300,6 +303,14 @@ impl Services {
             info["retry_in_ms"] = json!(retry_in_ms);
         }
         info
+    }
+}
+
+/// Records in the cache the msgid partition the configuration gives, so that `medcard sync`
+/// on the same file numbers from it too.
+fn record_partition(cache: &Cache, config: &Config) {
+    if let Err(e) = cache.writer().record_partition(config.partition()) {
+        tracing::warn!(error = %e, "the msgid partition cannot be recorded in the cache; medcard sync must be given --node");
     }
 }
 

@@ -211,3 +211,44 @@ fn a_1101_refused_as_a_duplicate_msgid_goes_again_from_a_later_second_and_judges
     assert_ne!(card["verdict"]["code"], "unknown_person", "{card}");
     assert_eq!(card["verdict"]["source"], "cache", "{card}");
 }
+
+/// `medcard sync` on a workstation's cache file, by hand and without `--node`, numbers from
+/// the node the daemon recorded there (its `[hospital] node`), not from the whole second; a
+/// `--node` other than the daemon's is refused before anything is sent.
+#[test]
+fn medcard_sync_numbers_from_the_node_the_daemon_recorded() {
+    let rig = Rig::start("numbers-sync", "");
+    let config = workstation_config(&rig, "ws7", Some(7));
+    let (mut daemon, _client) = ready(&config);
+    daemon.terminate();
+    let cache = config.with_file_name("ws7.sqlite");
+    let sync = |extra: &[&str]| {
+        std::process::Command::new(common::medcard_bin())
+            .args(["sync", "--insurer", &rig.sim.url(), "--db"])
+            .arg(&cache)
+            .args(extra)
+            .output()
+            .expect("run medcard sync")
+    };
+    let before = rig.msg_log().len();
+    let refused = sync(&["--node", "3"]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(said.contains("node 7 of 100"), "{said}");
+    assert_eq!(rig.msg_log().len(), before, "a refused sync sent nothing");
+    let synced = sync(&[]);
+    assert!(
+        synced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&synced.stderr)
+    );
+    let sent: Vec<_> = rig.msg_log().into_iter().skip(before).collect();
+    assert!(!sent.is_empty(), "the sync sent nothing");
+    let own = 7 * BUDGET..8 * BUDGET;
+    for (msgid, infno, ..) in &sent {
+        assert!(
+            own.contains(&seq(msgid)),
+            "sync sent {infno} as {msgid}, not node 7's"
+        );
+    }
+}
