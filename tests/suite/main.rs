@@ -14,6 +14,7 @@ mod e2e_psam_pin;
 mod e2e_serve;
 mod e2e_settle;
 mod fuzz_regressions;
+mod hospital_ship;
 mod insurer_link;
 mod insurer_refusals;
 mod insurer_settle;
