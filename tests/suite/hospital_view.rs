@@ -356,3 +356,42 @@ fn single_sided_settlements_are_attributed_and_calls_in_doubt_listed_with_their_
         "{table}"
     );
 }
+
+#[test]
+fn the_operator_is_told_when_no_hospital_database_is_configured_or_it_is_unreachable() {
+    let dir = TempDir::new("hview-errors");
+    let cache = format!(
+        "[cache]\npath = {:?}\n",
+        dir.join("cache.sqlite").display().to_string()
+    );
+    let alone = dir.file("alone.toml", &cache);
+    let (code, _, stderr) = medcard(&alone, &["hospital", "day"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no hospital database"), "{stderr}");
+    assert!(stderr.contains("未配置医院数据库"), "{stderr}");
+
+    // A port nothing listens on (bound, then let go).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let down = dir.file(
+        "down.toml",
+        &format!(
+            "{cache}\n[hospital]\nworkstation = \"w\"\n\
+             database = \"host=127.0.0.1 port={port} user=medcard dbname=medcard\"\n"
+        ),
+    );
+    for args in [
+        &["hospital", "workstations"][..],
+        &["hospital", "unresolved"],
+    ] {
+        let (code, _, stderr) = medcard(&down, args);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains("the hospital database is unreachable"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("医院数据库无法连接"), "{stderr}");
+    }
+}
