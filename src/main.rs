@@ -37,6 +37,7 @@ enum Command {
     Settle(cli::settle::SettleArgs),
     Reconcile(cli::reconcile::ReconcileArgs),
     Journal(cli::journal::JournalArgs),
+    Hospital(cli::hospital::HospitalArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
         Command::Settle(args) => cli::settle::run(args),
         Command::Reconcile(args) => cli::reconcile::run(args),
         Command::Journal(args) => cli::journal::run(args),
+        Command::Hospital(args) => cli::hospital::run(args),
     }
 }
 

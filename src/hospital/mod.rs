@@ -17,12 +17,19 @@
 //!   `journal_rows`, the watermark) → the local rows deleted; its [`ShipMonitor`] is what
 //!   `system.info` reports.
 //!
+//! - [`books`]: the institution's books of a day (every workstation's settlements and
+//!   money-moving calls) for `medcard reconcile --hospital`.
+//! - [`view`]: the hospital view (`medcard hospital`): the day by workstation and insutype,
+//!   the calls in doubt anywhere, the workstations and when each last shipped.
+//!
 //! The outbox itself (SQLite triggers on the journal tables) is `settle::outbox`.
 
+pub mod books;
 pub mod connect;
 pub mod register;
 pub mod schema;
 pub mod ship;
+pub mod view;
 
 pub use register::{Refusal, Workstation};
 pub use ship::{ShipMonitor, ShipReport, ShipState, Shipper};

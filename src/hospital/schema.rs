@@ -13,6 +13,8 @@
 //! - `journal_rows`: each journal row's latest state (the highest `seq` of its key).
 //! - Views over `journal_rows`: `hospital_settlements` (a settlement request with its visit's
 //!   insutype) and `hospital_calls` (every journalled call to the insurer).
+//! - Indexes for the readers (`hospital::books`, `hospital::view`): a day's settlements by
+//!   `setl_date` (version 1), a day's calls by `created_at` (version 2).
 
 use super::HospitalError;
 use postgres::Client;
@@ -92,6 +94,13 @@ SELECT workstation,
        seq
 FROM journal_rows
 WHERE tbl = 'settle_journal';
+"#,
+    // 2: the hospital view's and `reconcile --hospital`'s reads: the calls of a day (by the
+    // time they were journalled, as `hospital_calls.created_at` computes it).
+    r#"
+CREATE INDEX journal_rows_call_created ON journal_rows
+    ((to_timestamp((row->>'created_at')::bigint)))
+    WHERE tbl = 'settle_journal';
 "#,
 ];
 

@@ -13,6 +13,7 @@
 use super::rpc::{ErrorData, RequestError, RpcError, code};
 use super::types::SessionError;
 use crate::codes::ReaderCode;
+use crate::hospital::HospitalError;
 use crate::settle::service::{InvalidRequest, SettleError};
 use std::borrow::Cow;
 use std::fmt::Display;
@@ -241,6 +242,26 @@ impl OperatorMessage for RequestError {
             _ => None,
         }
     }
+}
+
+/// `medcard hospital` and `reconcile --hospital` without a hospital database configured.
+pub const HOSPITAL_NOT_CONFIGURED_ZH: &str = "未配置医院数据库（[hospital] database）";
+
+/// The Chinese text of a failure to use the hospital database, for the command line.
+pub fn hospital_error_zh(e: &HospitalError) -> &'static str {
+    match e {
+        HospitalError::Unreachable(_) => "医院数据库无法连接",
+        HospitalError::Database(_) => "医院数据库报错",
+        HospitalError::NewerSchema { .. } => "医院数据库版本高于本程序，请升级 medcard",
+        HospitalError::Refused(_) | HospitalError::NotRegistered => "医院数据库拒绝本工作站",
+        HospitalError::Journal(_) => "本地结算日志不可用",
+        _ => "医院数据库配置有误",
+    }
+}
+
+/// The command line's failure line for the hospital database: `EN (ZH)`.
+pub fn hospital_failure_line(e: &HospitalError) -> String {
+    format!("{e} ({})", hospital_error_zh(e))
 }
 
 #[cfg(test)]

@@ -43,7 +43,8 @@ impl CallState {
         }
     }
 
-    fn parse(text: &str) -> Result<CallState, CacheError> {
+    /// A state as the journal writes it (`as_str`).
+    pub fn parse(text: &str) -> Result<CallState, CacheError> {
         Ok(match text {
             "PENDING" => CallState::Pending,
             "SUCCESS" => CallState::Success,

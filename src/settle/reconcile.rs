@@ -38,7 +38,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
 /// The clearing type of outpatient settlements (清算类别 11 门诊), when a setlinfo has none.
-const CLR_TYPE_OUTPATIENT: &str = "11";
+pub const CLR_TYPE_OUTPATIENT: &str = "11";
 
 /// A settlement as the hospital holds it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -27,7 +27,7 @@ use medcard::insurer::{InsurerClient, InsurerConfig, LinkError, Reply, Retry};
 use serde_json::{Value, json};
 
 /// 小王's psn_no and region (fixtures/insurer/persons.toml).
-const WANG: &str = "50000000000000012345";
+pub(crate) const WANG: &str = "50000000000000012345";
 const CQ: &str = "500000";
 
 /// The daemon settles a visit of `amount` for the card in the reader under `request_id`:
@@ -46,18 +46,18 @@ fn settle_here(client: &mut Client, amount: &str, request_id: &str) -> (String, 
 }
 
 /// A link of another program of the same institution (the daemon's fixmedins_code).
-fn same_institution(sim: &InsurerSim) -> InsurerClient {
+pub(crate) fn same_institution(sim: &InsurerSim) -> InsurerClient {
     InsurerClient::new(sim.config())
 }
 
-fn call(link: &mut InsurerClient, infno: &str, input: Value) -> Reply {
+pub(crate) fn call(link: &mut InsurerClient, infno: &str, input: Value) -> Reply {
     link.call_in(infno, Some(CQ), input, Retry::Never)
         .unwrap_or_else(|e| panic!("{infno}: {e}"))
 }
 
 /// Another counter of the institution settles 小王's visit of one 阿莫西林 at `price` straight
 /// with the insurer (nothing in this workstation's journal): (setl_id, the 2207's msgid).
-fn other_counter_settles(sim: &InsurerSim, price: &str) -> (String, String) {
+pub(crate) fn other_counter_settles(sim: &InsurerSim, price: &str) -> (String, String) {
     let mut link = same_institution(sim);
     let ipt = format!("OTHER{}", DateTime::now().compact());
     let visit = call(&mut link, tx::REGISTER, register_input(WANG, "310", &ipt));
