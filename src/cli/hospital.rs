@@ -47,11 +47,11 @@ enum Action {
     /// workstation's daemon resolves them (2601); one that stays here needs its daemon started.
     Unresolved,
     /// Every workstation the hospital database knows: its node, rows shipped and when it
-    /// last shipped; those that have not shipped for N minutes are flagged STALE and the
-    /// exit status is 1 (for monitoring). A workstation with nothing to ship is stale too:
-    /// see its daemon's `system.info` (hospital.state).
+    /// last shipped; those the database has not heard from for N minutes (a caught-up
+    /// workstation says so at least every minute) are flagged STALE and the exit status is 1
+    /// (for monitoring).
     Workstations {
-        /// Minutes without shipping before a workstation is flagged.
+        /// Minutes without a word from a workstation before it is flagged.
         #[arg(long, value_name = "N", default_value_t = 10)]
         stale_minutes: u32,
     },
@@ -245,7 +245,7 @@ fn render_workstations(lines: &[WorkstationLine], stale_minutes: u32) -> String 
         .collect();
     let stale = lines.iter().filter(|l| l.stale).count();
     format!(
-        "{}{} of {} workstation(s) have not shipped for {stale_minutes} minute(s) or more\n",
+        "{}{} of {} workstation(s) not heard from for {stale_minutes} minute(s) or more\n",
         table(
             &[
                 "workstation",

@@ -20,7 +20,7 @@ use crate::settle::outbox::{Outbox, OutboxRow};
 use postgres::Client;
 use serde::Serialize;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Outbox rows per PostgreSQL transaction.
 pub const BATCH_ROWS: usize = 300;
@@ -140,6 +140,8 @@ pub struct Shipper {
     backoff: Duration,
     /// Whether the present outage or refusal was logged.
     logged: bool,
+    /// When the hospital last heard from this workstation (a batch, or a heartbeat).
+    last_seen: Option<Instant>,
 }
 
 impl Shipper {
@@ -163,6 +165,7 @@ impl Shipper {
             client: None,
             watermark: 0,
             logged: false,
+            last_seen: None,
         }
     }
 
@@ -231,13 +234,19 @@ impl Shipper {
             self.try_connect()?;
         }
         let rows = self.monitor.outbox.after(self.watermark, BATCH_ROWS)?;
-        let Some(last) = rows.last().map(|row| row.seq) else {
-            return Ok(false);
-        };
         let Some(client) = self.client.as_mut() else {
             return Ok(false);
         };
+        let Some(last) = rows.last().map(|row| row.seq) else {
+            let interval = heartbeat_interval(self.settings.ship_interval);
+            if self.last_seen.is_none_or(|at| at.elapsed() >= interval) {
+                heartbeat(client, &self.monitor.workstation)?;
+                self.last_seen = Some(Instant::now());
+            }
+            return Ok(false);
+        };
         append(client, &self.monitor.workstation, &rows)?;
+        self.last_seen = Some(Instant::now());
         self.watermark = last;
         self.monitor.update(|p| {
             p.shipped_seq = Some(last);
@@ -270,6 +279,25 @@ impl Shipper {
             p.last_error = Some(message);
         });
     }
+}
+
+/// How often a workstation with nothing to ship tells the hospital it is there (20 pauses,
+/// at most a minute), so that `medcard hospital workstations` tells a quiet workstation from
+/// one that stopped shipping.
+fn heartbeat_interval(ship_interval: Duration) -> Duration {
+    (ship_interval * 20).min(Duration::from_secs(60))
+}
+
+/// `last_seen_at` = now: this workstation is caught up and alive.
+fn heartbeat(client: &mut Client, workstation: &Workstation) -> Result<(), HospitalError> {
+    let seen = client.execute(
+        "UPDATE workstations SET last_seen_at = now() WHERE workstation = $1 AND journal_id = $2",
+        &[&workstation.name, &workstation.journal_id],
+    )?;
+    if seen != 1 {
+        return Err(HospitalError::NotRegistered);
+    }
+    Ok(())
 }
 
 /// One batch in one transaction: the log, the latest rows, the watermark.

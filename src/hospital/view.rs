@@ -144,8 +144,8 @@ pub struct WorkstationLine {
     pub shipped_rows: i64,
     /// RFC 3339, UTC; none: nothing shipped yet.
     pub last_shipped_at: Option<String>,
-    /// Seconds since it last shipped (since it registered, when it never did), by the
-    /// database's clock.
+    /// Seconds since the database last heard from it (a batch shipped, or the heartbeat of a
+    /// caught-up workstation, at least every minute), by the database's clock.
     pub idle_seconds: i64,
     /// Not shipped for the minutes asked.
     pub stale: bool,
@@ -159,7 +159,7 @@ pub fn workstations(
     let rows = client.query(
         "SELECT workstation, node, fixmedins_code, shipped_seq, \
                 EXTRACT(EPOCH FROM last_shipped_at)::bigint, \
-                GREATEST(EXTRACT(EPOCH FROM now() - COALESCE(last_shipped_at, registered_at)), 0)::bigint \
+                GREATEST(EXTRACT(EPOCH FROM now() - last_seen_at), 0)::bigint \
          FROM workstations ORDER BY workstation",
         &[],
     )?;

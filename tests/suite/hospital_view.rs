@@ -24,7 +24,7 @@ use std::process::Command;
 /// One simulator, one PostgreSQL, two workstations' configs (the daemons are started by the
 /// tests; `_second` holds the second workstation's cache file).
 struct Institution {
-    _db: HospitalDb,
+    db: HospitalDb,
     rig: Rig,
     second: PathBuf,
     _second_dir: TempDir,
@@ -47,7 +47,7 @@ impl Institution {
             .replace(&db.section(FIRST, 1), &db.section(SECOND, 2));
         let second = dir.file("medcard.toml", &text);
         Institution {
-            _db: db,
+            db,
             rig,
             second,
             _second_dir: dir,
@@ -392,4 +392,43 @@ fn the_operator_is_told_when_no_hospital_database_is_configured_or_it_is_unreach
         );
         assert!(stderr.contains("医院数据库无法连接"), "{stderr}");
     }
+}
+
+/// Whether `workstation` is flagged stale by `hospital workstations --stale-minutes 10`.
+fn stale(config: &Path, workstation: &str) -> bool {
+    let (_, lines) = medcard_json(
+        config,
+        &["hospital", "workstations", "--stale-minutes", "10"],
+    );
+    let line = lines
+        .as_array()
+        .and_then(|lines| lines.iter().find(|l| l["workstation"] == workstation))
+        .unwrap_or_else(|| panic!("{workstation} is not listed: {lines}"));
+    line["stale"] == true
+}
+
+/// A workstation with nothing to ship is still heard from (its heartbeat), so it is not
+/// stale; once its daemon stops, nothing speaks for it and it is.
+#[test]
+fn a_quiet_workstation_is_heard_from_and_a_stopped_one_goes_stale() {
+    let hospital = Institution::start("hview-heartbeat");
+    let config = hospital.config(FIRST);
+    let twenty_minutes_ago = |db: &HospitalDb| {
+        db.client()
+            .execute(
+                "UPDATE workstations SET last_seen_at = now() - interval '20 minutes'",
+                &[],
+            )
+            .expect("move last_seen_at back");
+    };
+    let (mut daemon, mut client) = hospital.counter(FIRST);
+    wait_shipped(&mut client);
+    twenty_minutes_ago(&hospital.db);
+    assert!(stale(config, FIRST), "not heard from for 20 minutes");
+    common::wait_until("the quiet workstation's heartbeat", PATIENCE, || {
+        !stale(config, FIRST)
+    });
+    daemon.terminate();
+    twenty_minutes_ago(&hospital.db);
+    assert!(stale(config, FIRST), "a stopped workstation is stale");
 }
