@@ -74,15 +74,12 @@ impl Institution {
     /// `workstation` settles `visits` (amount, request_id), its journal is shipped, and its
     /// daemon stops: the settlements.
     fn settle_at(&self, workstation: &str, visits: &[(&str, &str)]) -> Vec<Value> {
-        let done = {
-            let (_daemon, mut client) = self.counter(workstation);
-            let done = visits
-                .iter()
-                .map(|(amount, request_id)| settle(&mut client, amount, request_id))
-                .collect();
-            wait_shipped(&mut client);
-            done
-        };
+        let (_daemon, mut client) = self.counter(workstation);
+        let done = visits
+            .iter()
+            .map(|(amount, request_id)| settle(&mut client, amount, request_id))
+            .collect();
+        wait_shipped(&mut client);
         done
     }
 }
