@@ -6,8 +6,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # Build needs libpcsclite-dev; end-to-end tests need pcscd and vsmartcard's vpcd driver;
 # pcsc-tools gives `scriptor`, the independent PC/SC client the tests compare against;
-# systemd gives `systemd-analyze`, which verifies the units in systemd/.
-DEB_PACKAGES := pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config systemd
+# systemd gives `systemd-analyze`, which verifies the units in systemd/; postgresql is the
+# hospital database the tests start as a throwaway cluster (src/sim/postgres.rs; TLS is
+# rustls, no system library).
+DEB_PACKAGES := pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config systemd postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build test lint demo bench fault-matrix fuzz fuzz-smoke clean

@@ -15,6 +15,7 @@
 //! cache                   the local SQLite file and its sync
 //! verdict                 what a card read and the insurer's knowledge say at the counter
 //! settle                  settlement, journal first, exactly once
+//! hospital                the journal shipped to the hospital's PostgreSQL
 //! serve                   the daemon (serve::Daemon), its socket and its client (serve::client)
 //! ```
 //!
@@ -30,6 +31,7 @@ pub mod codes;
 pub mod fields;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hospital;
 pub mod insurer;
 pub mod mask;
 pub mod money;

@@ -189,6 +189,123 @@ UPDATE settlements SET day_seq = rowid WHERE setl_date IS NOT NULL;
 DROP INDEX settlements_date;
 CREATE INDEX settlements_day ON settlements(setl_date, day_seq);
 "#,
+    // 6: the hospital outbox (src/settle/outbox.rs, docs/hospital.md): when shipping to the
+    // hospital's PostgreSQL is enabled (`hospital_shipping.enabled`, set once by the first
+    // start with `[hospital] database`), every insert or update of a journal row adds the
+    // whole row, as JSON, to `hospital_outbox` in the same transaction; the shipper sends the
+    // rows in `seq` order and deletes them once PostgreSQL has them. A standalone
+    // workstation's triggers add nothing. Each journal table's row as JSON is one view
+    // (`<table>_json`: `rid` its rowid, `key` its primary key), read by the triggers and the
+    // enabling backfill alike; a later migration that adds a journal column recreates the view.
+    r#"
+CREATE TABLE hospital_shipping (
+    id         INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    enabled    INTEGER NOT NULL DEFAULT 0,
+    enabled_at INTEGER
+);
+INSERT INTO hospital_shipping (id, enabled) VALUES (1, 0);
+CREATE TABLE hospital_outbox (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    tbl           TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    row           TEXT NOT NULL,
+    journalled_at INTEGER NOT NULL
+);
+CREATE VIEW settle_visits_json AS SELECT rowid AS rid, mdtrt_id AS key, json_object(
+    'mdtrt_id', mdtrt_id, 'ipt_otp_no', ipt_otp_no, 'psn_no', psn_no, 'psn_name', psn_name,
+    'insutype', insutype, 'psn_type', psn_type, 'insuplc_admdvs', insuplc_admdvs,
+    'mdtrt_cert_type', mdtrt_cert_type, 'mdtrt_cert_no', mdtrt_cert_no, 'med_type', med_type,
+    'dept_code', dept_code, 'dept_name', dept_name, 'dr_name', dr_name,
+    'may_settle', may_settle, 'verdict_code', verdict_code, 'ytd_hint', ytd_hint,
+    'begntime', begntime, 'state', state, 'created_at', created_at) AS row
+FROM settle_visits;
+CREATE VIEW settle_previews_json AS SELECT rowid AS rid, preview_id AS key, json_object(
+    'preview_id', preview_id, 'mdtrt_id', mdtrt_id, 'chrg_bchno', chrg_bchno,
+    'acct_used', acct_used,
+    'lines', CASE WHEN json_valid(lines) THEN json(lines) ELSE lines END,
+    'local_split', CASE WHEN json_valid(local_split) THEN json(local_split) ELSE local_split END,
+    'insurer', CASE WHEN json_valid(insurer) THEN json(insurer) ELSE insurer END,
+    'uploaded', uploaded, 'fee_time', fee_time, 'created_at', created_at) AS row
+FROM settle_previews;
+CREATE VIEW settle_batches_json AS SELECT rowid AS rid, chrg_bchno AS key, json_object(
+    'chrg_bchno', chrg_bchno, 'mdtrt_id', mdtrt_id, 'state', state,
+    'updated_at', updated_at) AS row
+FROM settle_batches;
+CREATE VIEW settlements_json AS SELECT rowid AS rid, request_id AS key, json_object(
+    'request_id', request_id, 'kind', kind, 'preview_id', preview_id, 'mdtrt_id', mdtrt_id,
+    'chrg_bchno', chrg_bchno, 'psn_no', psn_no, 'insuplc_admdvs', insuplc_admdvs,
+    'orig_setl_id', orig_setl_id, 'state', state, 'setl_id', setl_id,
+    'setlinfo', CASE WHEN json_valid(setlinfo) THEN json(setlinfo) ELSE setlinfo END,
+    'err_msg', err_msg, 'setl_date', setl_date, 'day_seq', day_seq,
+    'created_at', created_at, 'updated_at', updated_at) AS row
+FROM settlements;
+CREATE VIEW settle_journal_json AS SELECT rowid AS rid, msgid AS key, json_object(
+    'msgid', msgid, 'infno', infno, 'request_id', request_id, 'omsgid', omsgid,
+    'state', state, 'psn_no', psn_no, 'insuplc_admdvs', insuplc_admdvs, 'mdtrt_id', mdtrt_id,
+    'detail', CASE WHEN json_valid(detail) THEN json(detail) ELSE detail END,
+    'err_msg', err_msg, 'created_at', created_at, 'updated_at', updated_at) AS row
+FROM settle_journal;
+CREATE TRIGGER settle_visits_outbox_insert AFTER INSERT ON settle_visits
+WHEN (SELECT enabled FROM hospital_shipping WHERE id = 1) BEGIN
+    INSERT INTO hospital_outbox (tbl, key, row, journalled_at)
+    SELECT 'settle_visits', key, row, CAST(unixepoch('subsec') * 1000 AS INTEGER)
+    FROM settle_visits_json WHERE rid = NEW.rowid;
+END;
+CREATE TRIGGER settle_visits_outbox_update AFTER UPDATE ON settle_visits
+WHEN (SELECT enabled FROM hospital_shipping WHERE id = 1) BEGIN
+    INSERT INTO hospital_outbox (tbl, key, row, journalled_at)
+    SELECT 'settle_visits', key, row, CAST(unixepoch('subsec') * 1000 AS INTEGER)
+    FROM settle_visits_json WHERE rid = NEW.rowid;
+END;
+CREATE TRIGGER settle_previews_outbox_insert AFTER INSERT ON settle_previews
+WHEN (SELECT enabled FROM hospital_shipping WHERE id = 1) BEGIN
+    INSERT INTO hospital_outbox (tbl, key, row, journalled_at)
+    SELECT 'settle_previews', key, row, CAST(unixepoch('subsec') * 1000 AS INTEGER)
+    FROM settle_previews_json WHERE rid = NEW.rowid;
+END;
+CREATE TRIGGER settle_previews_outbox_update AFTER UPDATE ON settle_previews
+WHEN (SELECT enabled FROM hospital_shipping WHERE id = 1) BEGIN
+    INSERT INTO hospital_outbox (tbl, key, row, journalled_at)
+    SELECT 'settle_previews', key, row, CAST(unixepoch('subsec') * 1000 AS INTEGER)
+    FROM settle_previews_json WHERE rid = NEW.rowid;
+END;
+CREATE TRIGGER settle_batches_outbox_insert AFTER INSERT ON settle_batches
+WHEN (SELECT enabled FROM hospital_shipping WHERE id = 1) BEGIN
+    INSERT INTO hospital_outbox (tbl, key, row, journalled_at)
+    SELECT 'settle_batches', key, row, CAST(unixepoch('subsec') * 1000 AS INTEGER)
+    FROM settle_batches_json WHERE rid = NEW.rowid;
+END;
+CREATE TRIGGER settle_batches_outbox_update AFTER UPDATE ON settle_batches
+WHEN (SELECT enabled FROM hospital_shipping WHERE id = 1) BEGIN
+    INSERT INTO hospital_outbox (tbl, key, row, journalled_at)
+    SELECT 'settle_batches', key, row, CAST(unixepoch('subsec') * 1000 AS INTEGER)
+    FROM settle_batches_json WHERE rid = NEW.rowid;
+END;
+CREATE TRIGGER settlements_outbox_insert AFTER INSERT ON settlements
+WHEN (SELECT enabled FROM hospital_shipping WHERE id = 1) BEGIN
+    INSERT INTO hospital_outbox (tbl, key, row, journalled_at)
+    SELECT 'settlements', key, row, CAST(unixepoch('subsec') * 1000 AS INTEGER)
+    FROM settlements_json WHERE rid = NEW.rowid;
+END;
+CREATE TRIGGER settlements_outbox_update AFTER UPDATE ON settlements
+WHEN (SELECT enabled FROM hospital_shipping WHERE id = 1) BEGIN
+    INSERT INTO hospital_outbox (tbl, key, row, journalled_at)
+    SELECT 'settlements', key, row, CAST(unixepoch('subsec') * 1000 AS INTEGER)
+    FROM settlements_json WHERE rid = NEW.rowid;
+END;
+CREATE TRIGGER settle_journal_outbox_insert AFTER INSERT ON settle_journal
+WHEN (SELECT enabled FROM hospital_shipping WHERE id = 1) BEGIN
+    INSERT INTO hospital_outbox (tbl, key, row, journalled_at)
+    SELECT 'settle_journal', key, row, CAST(unixepoch('subsec') * 1000 AS INTEGER)
+    FROM settle_journal_json WHERE rid = NEW.rowid;
+END;
+CREATE TRIGGER settle_journal_outbox_update AFTER UPDATE ON settle_journal
+WHEN (SELECT enabled FROM hospital_shipping WHERE id = 1) BEGIN
+    INSERT INTO hospital_outbox (tbl, key, row, journalled_at)
+    SELECT 'settle_journal', key, row, CAST(unixepoch('subsec') * 1000 AS INTEGER)
+    FROM settle_journal_json WHERE rid = NEW.rowid;
+END;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -120,6 +120,8 @@ impl CardStatus {
 /// The cache: one writer, one reader, the file's path.
 pub struct Cache {
     path: PathBuf,
+    /// The journal's identity ([`guard`]), as checked when the file was opened.
+    journal_id: i64,
     writer: CacheWriter,
     reader: CacheReader,
 }
@@ -134,9 +136,11 @@ impl Cache {
         guard::before_open(&path)?;
         ensure_private_file(&path)?;
         let conn = open_writer(&path).map_err(|e| unusable_when_damaged(&path, e))?;
-        guard::check_identity(&conn, &path).map_err(|e| unusable_when_damaged(&path, e))?;
+        let identity =
+            guard::check_identity(&conn, &path).map_err(|e| unusable_when_damaged(&path, e))?;
         let reader = CacheReader::open(&path)?;
         Ok(Cache {
+            journal_id: identity.journal_id,
             writer: CacheWriter::new(conn),
             reader,
             path,
@@ -146,6 +150,12 @@ impl Cache {
     /// The cache file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The journal's identity: a random number stored in the file when it was first used
+    /// (`<cache>.identity` beside it); the hospital database knows each workstation's.
+    pub fn journal_id(&self) -> i64 {
+        self.journal_id
     }
 
     /// The one writer (clone it to hand to another thread).

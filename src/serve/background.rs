@@ -1,7 +1,8 @@
 //! The daemon's background work beside the socket, each a [`Worker`]: the sync (the
 //! card-status feed and the catalogue every `insurer.sync_interval_s`; card-status news has
 //! the cards in the readers judged again) and the resolver that reverses unanswered
-//! money-moving calls at start-up and every `settle.resolve_interval_s`.
+//! money-moving calls at start-up and every `settle.resolve_interval_s`, and the shipper of
+//! the journal to the hospital database (every `hospital.ship_interval_ms`, `crate::hospital`).
 //! [`super::daemon::Daemon`] starts them through [`Background::start`].
 //!
 //! The sync never blocks a swipe: it has its own link, and the cache's writer lock is held
@@ -12,6 +13,7 @@ use super::handle::MonitorHandle;
 use super::services::Services;
 use super::worker::Worker;
 use crate::cache::{Cache, Feed, sync_feed};
+use crate::hospital::Shipper;
 use crate::insurer::InsurerLink;
 use crate::settle::service::Settler;
 use std::sync::Arc;
@@ -24,12 +26,19 @@ const MAX_PAGES_PER_TURN: u32 = 100;
 pub struct Background {
     _sync: Option<Worker>,
     _resolver: Option<Worker>,
+    _shipper: Option<Worker>,
 }
 
 impl Background {
     /// Starts what `services` can run: the sync (a cache and an insurer link) and the
-    /// resolver (a settler). Card-status news re-judges the cards `handle` watches.
-    pub fn start(services: &Services, config: &Config, handle: &MonitorHandle) -> Background {
+    /// resolver (a settler), and `shipper` when there is one. Card-status news re-judges the
+    /// cards `handle` watches.
+    pub fn start(
+        services: &Services,
+        config: &Config,
+        handle: &MonitorHandle,
+        shipper: Option<Shipper>,
+    ) -> Background {
         let reassess = handle.clone();
         let sync = services.sync_link(config).map(|(cache, link)| {
             spawn_sync(
@@ -49,8 +58,19 @@ impl Background {
         Background {
             _sync: sync,
             _resolver: resolver,
+            _shipper: shipper.map(spawn_shipper),
         }
     }
+}
+
+/// Ships the journal to the hospital database, turn after turn, until stopped.
+fn spawn_shipper(mut shipper: Shipper) -> Worker {
+    Worker::spawn("medcard-ship", move |stop| {
+        while !stop.is_stopped() {
+            let pause = shipper.turn();
+            stop.sleep(pause);
+        }
+    })
 }
 
 /// The background sync: both feeds at once, then every `interval`, until stopped.

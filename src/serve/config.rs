@@ -242,7 +242,9 @@ impl Default for SettleSection {
     }
 }
 
-/// This workstation among the hospital's: its node numbers its msgids and serials.
+/// This workstation among the hospital's: its node numbers its msgids and serials, and the
+/// hospital database its journal is shipped to (docs/hospital.md). Without `database` the
+/// workstation's journal stays on it alone.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HospitalSection {
@@ -251,6 +253,17 @@ pub struct HospitalSection {
     pub node: Option<u16>,
     /// How many nodes the msgid numbers of a second are divided among (1..=1000).
     pub node_count: u16,
+    /// This workstation's name in the hospital database; empty: the host name.
+    pub workstation: String,
+    /// The hospital database, a libpq-style `key=value` connection string without a
+    /// password; empty: nothing is shipped.
+    pub database: String,
+    /// A file holding the database role's password (one line, mode 0600 or stricter).
+    pub password_file: PathBuf,
+    /// The CA certificate (PEM) of the database server's; set: TLS is required.
+    pub ssl_root_cert: PathBuf,
+    /// How often the journal is shipped when caught up, ms.
+    pub ship_interval_ms: u64,
 }
 
 impl Default for HospitalSection {
@@ -258,6 +271,11 @@ impl Default for HospitalSection {
         HospitalSection {
             node: None,
             node_count: crate::insurer::msgid::DEFAULT_NODE_COUNT,
+            workstation: String::new(),
+            database: String::new(),
+            password_file: PathBuf::new(),
+            ssl_root_cert: PathBuf::new(),
+            ship_interval_ms: 500,
         }
     }
 }
@@ -268,6 +286,65 @@ impl HospitalSection {
         match self.node {
             None => Ok(Partition::STANDALONE),
             Some(node) => Partition::of_node(node, self.node_count),
+        }
+    }
+
+    /// Whether the journal is shipped to a hospital database.
+    pub fn ships(&self) -> bool {
+        !self.database.trim().is_empty()
+    }
+
+    /// The shipper's settings.
+    pub fn settings(&self) -> crate::hospital::HospitalSettings {
+        crate::hospital::HospitalSettings {
+            database: self.database.trim().to_owned(),
+            password_file: self.password_file.clone(),
+            ssl_root_cert: self.ssl_root_cert.clone(),
+            ship_interval: std::time::Duration::from_millis(self.ship_interval_ms.max(1)),
+        }
+    }
+
+    /// `workstation`, or the host name when it is empty.
+    pub fn workstation_name(&self) -> String {
+        let name = self.workstation.trim();
+        if !name.is_empty() {
+            return name.to_owned();
+        }
+        let mut buffer = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
+        let ok = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) } == 0;
+        let end = buffer.iter().position(|b| *b == 0).unwrap_or(0);
+        match ok.then(|| String::from_utf8_lossy(&buffer[..end]).into_owned()) {
+            Some(host) if !host.is_empty() => host,
+            _ => "localhost".to_owned(),
+        }
+    }
+
+    fn check(&self, cache_path: &Path, findings: &mut Findings) {
+        if !self.ships() {
+            return;
+        }
+        if let Err(e) = crate::hospital::connect::parse(&self.settings()) {
+            findings.errors.push(e.to_string());
+        }
+        if self.node.is_none() {
+            findings.errors.push(
+                "hospital.database is set but hospital.node is not: every workstation of a \
+                 hospital needs a node of its own, or its msgids collide with the others' \
+                 (docs/hospital.md)"
+                    .to_owned(),
+            );
+        }
+        if self.ship_interval_ms == 0 {
+            findings
+                .errors
+                .push("hospital.ship_interval_ms must be at least 1".to_owned());
+        }
+        if cache_path.as_os_str().is_empty() {
+            findings.warnings.push(
+                "hospital.database is set but cache.path is empty: there is no journal to ship"
+                    .to_owned(),
+            );
         }
     }
 }
@@ -459,6 +536,7 @@ impl Config {
         self.check_insurer(&mut findings);
         self.check_settle(&mut findings);
         self.check_hospital(&mut findings);
+        self.hospital.check(&self.cache.path, &mut findings);
         findings
     }
 
@@ -594,7 +672,7 @@ impl Config {
     /// Every key with its value, its meaning, and whether it differs from the default.
     pub fn explain(&self) -> String {
         let defaults = Config::default();
-        let settings: [Setting; 42] = [
+        let settings: [Setting; 47] = [
             (
                 "socket.path",
                 |c| text(&c.socket.path.display().to_string()),
@@ -807,6 +885,31 @@ impl Config {
                 "hospital.node_count",
                 |c| c.hospital.node_count.to_string(),
                 "nodes sharing the 10,000 msgids of a second (1..1000): 10000/node_count each",
+            ),
+            (
+                "hospital.workstation",
+                |c| text(&c.hospital.workstation),
+                "this workstation's name in the hospital database; empty = the host name",
+            ),
+            (
+                "hospital.database",
+                |c| text(&c.hospital.database),
+                "hospital PostgreSQL, key=value without password; empty = ship nothing",
+            ),
+            (
+                "hospital.password_file",
+                |c| text(&c.hospital.password_file.display().to_string()),
+                "the database role's password, one line; readable by the daemon's user only",
+            ),
+            (
+                "hospital.ssl_root_cert",
+                |c| text(&c.hospital.ssl_root_cert.display().to_string()),
+                "CA of the database server (PEM); set = TLS required, empty = loopback only",
+            ),
+            (
+                "hospital.ship_interval_ms",
+                |c| c.hospital.ship_interval_ms.to_string(),
+                "how often the journal is shipped when caught up, ms",
             ),
         ];
         let rows: Vec<String> = settings

@@ -1,7 +1,8 @@
 //! The daemon's composition root: [`Daemon::start`] opens the [`Services`] from a
 //! [`Config`] (cache, insurer link, settler), starts the reader monitor on the readers the
 //! caller chose (PC/SC, or virtual readers in tests and the demo), the background sync and
-//! resolver, and binds the listeners (or takes systemd's socket); [`Daemon::run`] serves
+//! resolver, the journal's shipper to the hospital database (its start check refuses a
+//! workstation the hospital refuses), and binds the listeners (or takes systemd's socket); [`Daemon::run`] serves
 //! until told to stop, speaking systemd's notify protocol and watchdog when run by it, then
 //! takes everything down in order: the listeners (and the socket file, when it is still the
 //! one they created), the connections, the background threads, the monitor. `medcard serve`, `medcard demo`, `medcard bench settle`
@@ -15,6 +16,7 @@ use super::server::{Listeners, Reloader, Server};
 use super::services::Services;
 use super::systemd::{self, NotifyState};
 use super::worker::{Liveness, Worker};
+use crate::hospital::{HospitalError, Shipper};
 use crate::profile::{ProfileError, ProfileSet};
 use crate::reader::ReaderBackend;
 use std::future::Future;
@@ -34,6 +36,9 @@ pub enum DaemonError {
     Inherited(io::Error),
     #[error("cannot listen on {path}: {source}", path = path.display())]
     Listen { path: PathBuf, source: io::Error },
+    /// `[hospital]` is wrong, or the hospital database refuses this workstation.
+    #[error("{0}")]
+    Hospital(#[from] HospitalError),
 }
 
 /// A started daemon, not yet serving: [`run`](Self::run) or [`spawn`](Self::spawn) it.
@@ -62,7 +67,9 @@ impl Daemon {
             .map(tokio::net::UnixListener::from_std)
             .transpose()
             .map_err(DaemonError::Inherited)?;
-        let services = Arc::new(Services::open(&config));
+        let mut services = Services::open(&config);
+        let shipper = hospital_checked(services.open_shipper(&config)).await?;
+        let services = Arc::new(services);
         let monitor_config = MonitorConfig {
             profiles: profiles_of(&config)?,
             psam: PsamChoice::from(config.readers.psam.trim()),
@@ -70,7 +77,7 @@ impl Daemon {
             assessor: services.assessor(&config),
         };
         let (handle, monitor) = spawn_monitor(monitor_config, readers);
-        let background = Background::start(&services, &config, &handle);
+        let background = Background::start(&services, &config, &handle, shipper);
         let listeners = Listeners::bind(&config, inherited)
             .await
             .map_err(|source| DaemonError::Listen {
@@ -154,6 +161,29 @@ impl RunningDaemon {
     pub async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
+    }
+}
+
+/// The shipper connected at start: a hospital database that refuses this workstation (its
+/// node, its journal) or settings that cannot work stop the start with the reason; one that
+/// is unreachable does not (settling goes on, the shipper keeps trying).
+async fn hospital_checked(shipper: Option<Shipper>) -> Result<Option<Shipper>, DaemonError> {
+    let Some(mut shipper) = shipper else {
+        return Ok(None);
+    };
+    // The blocking client runs a runtime of its own: off this one.
+    let checked = tokio::task::spawn_blocking(move || {
+        let result = shipper.connect();
+        (shipper, result)
+    })
+    .await;
+    match checked {
+        Ok((_, Err(e))) if e.is_operator_error() => Err(DaemonError::Hospital(e)),
+        Ok((shipper, _)) => Ok(Some(shipper)),
+        Err(e) => {
+            tracing::error!(error = %e, "the hospital database's start check failed");
+            Ok(None)
+        }
     }
 }
 

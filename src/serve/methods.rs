@@ -129,6 +129,7 @@ fn system_info(shared: &Shared) -> Value {
         "cache": shared.services.cache_info(),
         "journal": shared.services.journal_info(),
         "insurer": shared.services.insurer_info(),
+        "hospital": shared.services.hospital_info(),
     })
 }
 

@@ -1,6 +1,7 @@
 //! What the daemon opens once from its [`Config`] and shares: the cache, the swipe's insurer
-//! link, the settlement service ([`Settler`], built from `[settle]`), and the answers of
-//! `sync.status` and `system.info` about them. [`super::daemon::Daemon`] opens them; the
+//! link, the settlement service ([`Settler`], built from `[settle]`), the journal's shipper
+//! to the hospital database (`[hospital]`), and the answers of `sync.status` and
+//! `system.info` about them. [`super::daemon::Daemon`] opens them; the
 //! assessor, the background threads and the socket use them.
 
 use super::config::Config;
@@ -12,6 +13,8 @@ use crate::clock::{from_unix_seconds, rfc3339, unix_seconds};
 use crate::insurer::{
     InsurerClient, MsgIdSource, Partition, RefusalRules, SequenceMsgIds, SharedBreaker,
 };
+use crate::hospital::{ShipMonitor, Shipper, Workstation};
+use crate::settle::outbox::Outbox;
 use crate::settle::service::{SettleOptions, Settler, load_policies};
 use crate::verdict::VerdictPolicy;
 use serde_json::{Value, json};
@@ -43,6 +46,9 @@ pub struct Services {
     /// Why the configured cache could not be opened (or failed its start check): the cache
     /// is left out, verdicts come from the insurer alone and settlement is refused with it.
     pub cache_error: Option<String>,
+    /// The journal's shipping to the hospital database (`[hospital] database`), as
+    /// `system.info` reports it; `None` for a standalone workstation.
+    pub hospital: Option<ShipMonitor>,
 }
 
 impl std::fmt::Debug for Services {
@@ -93,7 +99,47 @@ impl Services {
             sync_interval: Duration::from_secs(config.insurer.sync_interval_s.max(1)),
             insutype_preference: config.cache.insutype_preference.clone(),
             cache_error,
+            hospital: None,
         }
+    }
+
+    /// The shipper of the journal to the hospital database, when `[hospital] database` is set
+    /// and there is a journal: shipping is enabled in the cache file (the first time, every
+    /// journal row already there goes into the outbox) and `system.info` reports it. Not
+    /// connected yet.
+    pub fn open_shipper(&mut self, config: &Config) -> Option<Shipper> {
+        if !config.hospital.ships() {
+            return None;
+        }
+        let Some(cache) = &self.cache else {
+            tracing::error!("hospital.database is set but there is no journal (cache) to ship");
+            return None;
+        };
+        let outbox = Outbox::new(cache.writer().clone());
+        match outbox.enable(SystemTime::now()) {
+            Ok(Some(backfilled)) => {
+                tracing::info!(
+                    backfilled,
+                    "shipping to the hospital database enabled: the journal so far is in the outbox"
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot enable shipping to the hospital database; the next start tries again");
+                return None;
+            }
+        }
+        let hospital = &config.hospital;
+        let workstation = Workstation {
+            name: hospital.workstation_name(),
+            node: hospital.node.map(i32::from),
+            node_count: Some(i32::from(hospital.node_count)),
+            fixmedins_code: config.insurer.fixmedins_code.clone(),
+            journal_id: cache.journal_id(),
+        };
+        let shipper = Shipper::new(hospital.settings(), workstation, outbox);
+        self.hospital = Some(shipper.monitor());
+        Some(shipper)
     }
 
     /// Why settlement cannot be offered: the journal's error, or the missing configuration.
@@ -230,6 +276,14 @@ impl Services {
                 "reason": fault.reason,
                 "since": rfc3339(from_unix_seconds(fault.since)),
             }),
+        }
+    }
+
+    /// `system.info`'s `hospital` entry: the journal's shipping to the hospital database.
+    pub fn hospital_info(&self) -> Value {
+        match &self.hospital {
+            Some(monitor) => json!(monitor.report(SystemTime::now())),
+            None => json!({"state": "not_configured"}),
         }
     }
 

@@ -1143,37 +1143,8 @@ pub(crate) mod test_rows {
         RequestRow::settle(id, "P1", ("M1", "B1"), ("P", "500000"))
     }
 
-    /// A pending call of visit M1.
-    pub fn call(msgid: &str, infno: &str, request_id: &str) -> CallRow {
-        CallRow {
-            msgid: msgid.into(),
-            infno: infno.into(),
-            request_id: request_id.into(),
-            omsgid: None,
-            state: CallState::Pending,
-            psn_no: "P".into(),
-            insuplc_admdvs: "500000".into(),
-            mdtrt_id: "M1".into(),
-            err_msg: None,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::test_rows::{call, request};
-    use super::*;
-    use crate::cache::Cache;
-
-    fn journal(tag: &str) -> (Journal, std::path::PathBuf) {
-        let dir =
-            std::env::temp_dir().join(format!("medcard-journal-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let cache = Cache::open(dir.join("cache.sqlite")).expect("cache");
-        (Journal::new(cache.writer().clone()), dir)
-    }
-
-    fn visit(may_settle: MaySettle, verdict_code: Option<VerdictCode>) -> VisitRow {
+    /// Visit M1 of person P, judged `may_settle` with `verdict_code`.
+    pub fn visit(may_settle: MaySettle, verdict_code: Option<VerdictCode>) -> VisitRow {
         VisitRow {
             mdtrt_id: "M1".into(),
             ipt_otp_no: "O1".into(),
@@ -1196,6 +1167,51 @@ mod tests {
             begntime: "2026-11-23 09:00:00".into(),
             state: VisitState::Registered,
         }
+    }
+
+    /// Preview P1 of visit M1, batch B1, not uploaded.
+    pub fn preview() -> PreviewRow {
+        PreviewRow {
+            preview_id: "P1".into(),
+            mdtrt_id: "M1".into(),
+            chrg_bchno: "B1".into(),
+            acct_used: true,
+            lines: "[]".into(),
+            local_split: "{}".into(),
+            insurer: None,
+            uploaded: false,
+            fee_time: "2026-11-23 09:10:00".into(),
+        }
+    }
+
+    /// A pending call of visit M1.
+    pub fn call(msgid: &str, infno: &str, request_id: &str) -> CallRow {
+        CallRow {
+            msgid: msgid.into(),
+            infno: infno.into(),
+            request_id: request_id.into(),
+            omsgid: None,
+            state: CallState::Pending,
+            psn_no: "P".into(),
+            insuplc_admdvs: "500000".into(),
+            mdtrt_id: "M1".into(),
+            err_msg: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_rows::{call, request, visit};
+    use super::*;
+    use crate::cache::Cache;
+
+    fn journal(tag: &str) -> (Journal, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("medcard-journal-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = Cache::open(dir.join("cache.sqlite")).expect("cache");
+        (Journal::new(cache.writer().clone()), dir)
     }
 
     #[test]

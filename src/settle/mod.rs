@@ -17,7 +17,8 @@
 //! - [`service`]: [`service::Settler`], registration, preview, commit and refund exactly once
 //!   (2201–2208 with 2601 reversals); [`receipt`] prints the result; [`crash`] holds the
 //!   crash points of the exactly-once tests (only with `--features fault-injection`); [`reconcile`] compares a day's
-//!   journal with the insurer's (3201 and the day's list).
+//!   journal with the insurer's (3201 and the day's list); [`outbox`] reads and deletes the
+//!   journal rows waiting to be shipped to the hospital's PostgreSQL (`crate::hospital`).
 //!
 //! Money is [`rust_decimal::Decimal`], never a float; every amount is rounded to the fen
 //! half-up with [`crate::money::round_fen`] and serialized as a string with two places
@@ -29,6 +30,7 @@ pub mod crash;
 pub mod journal;
 pub mod ledger;
 pub mod lines;
+pub mod outbox;
 pub mod policy;
 pub mod receipt;
 pub mod reconcile;

@@ -8,7 +8,10 @@
 //! - [`insurer`]: the insurer side — `medcard insurer-sim`, the national platform's
 //!   transactions over loopback HTTP.
 //! - [`pcscd`]: starting pcscd for the end-to-end stack and the machine-wide lock its users take.
+//! - [`postgres`]: a throwaway PostgreSQL cluster (the hospital database) for tests, benches and
+//!   demos.
 
 pub mod card;
 pub mod insurer;
 pub mod pcscd;
+pub mod postgres;

@@ -15,6 +15,7 @@ mod e2e_serve;
 mod e2e_settle;
 mod fuzz_regressions;
 mod hospital_numbers;
+mod hospital_ship;
 mod insurer_link;
 mod insurer_refusals;
 mod insurer_settle;

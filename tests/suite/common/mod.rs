@@ -7,6 +7,7 @@
 
 pub mod daemon;
 pub mod expected;
+pub mod hospital;
 pub mod insurer;
 pub mod other_user;
 pub mod rpc;
