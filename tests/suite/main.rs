@@ -16,6 +16,7 @@ mod e2e_settle;
 mod fuzz_regressions;
 mod hospital_numbers;
 mod hospital_ship;
+mod hospital_workstations;
 mod insurer_link;
 mod insurer_refusals;
 mod insurer_settle;
