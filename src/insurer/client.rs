@@ -312,7 +312,13 @@ impl InsurerClient {
     }
 
     /// The breaker and the log after one attempt.
-    fn record<T>(&mut self, infno: &str, msgid: &str, result: &Result<T, LinkError>, started: Instant) {
+    fn record<T>(
+        &mut self,
+        infno: &str,
+        msgid: &str,
+        result: &Result<T, LinkError>,
+        started: Instant,
+    ) {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(_) => {

@@ -10,10 +10,10 @@ use super::rpc::RequestError;
 use super::verdicts::CacheAssessor;
 use crate::cache::{Cache, Feed};
 use crate::clock::{from_unix_seconds, rfc3339, unix_seconds};
+use crate::hospital::{ShipMonitor, Shipper, Workstation};
 use crate::insurer::{
     InsurerClient, MsgIdSource, Partition, RefusalRules, SequenceMsgIds, SharedBreaker,
 };
-use crate::hospital::{ShipMonitor, Shipper, Workstation};
 use crate::settle::outbox::Outbox;
 use crate::settle::service::{SettleOptions, Settler, load_policies};
 use crate::verdict::VerdictPolicy;
