@@ -17,6 +17,7 @@ mod fuzz_regressions;
 mod hospital_numbers;
 mod hospital_ship;
 mod hospital_view;
+mod hospital_workstations;
 mod insurer_link;
 mod insurer_refusals;
 mod insurer_settle;

@@ -11,6 +11,10 @@
 //! - `bench soak`: a bounded soak — swipes, settlements, refunds, subscriber churn, insurer
 //!   faults and pcscd restarts at once; this process's RSS, descriptors and threads before
 //!   and after, and every settlement reconciled.
+//! - `bench hospital`: many counters of one hospital (in-process daemons, one insurer
+//!   simulator, one throwaway PostgreSQL): aggregate settlements/s, the journal's
+//!   replication lag to PostgreSQL, duplicate msgids, and hospital-wide reconciliation of a
+//!   planted day.
 //! - `bench memory`: a `medcard serve` child's memory under pipelined maximum-size
 //!   `settle.preview` requests from several clients, and after them.
 //!
@@ -18,6 +22,7 @@
 //! figures they share are here.
 
 mod cache;
+mod hospital;
 mod memory;
 mod read;
 mod serve;
@@ -33,7 +38,7 @@ use std::time::Duration;
 /// daemon's `card.read` throughput and latency; `bench cache` the cache's load, lookups and
 /// incremental sync; `bench settle` settlements per second through the socket; `bench soak`
 /// a bounded soak of everything at once; `bench memory` the daemon's memory under pipelined
-/// maximum-size bills.
+/// maximum-size bills; `bench hospital` many counters of one hospital shipping to PostgreSQL.
 #[derive(Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -179,6 +184,35 @@ enum What {
         #[arg(long, value_enum, default_value_t = soak::Readers::Auto)]
         readers: soak::Readers,
     },
+    /// Many counters of one hospital: settlements/s, replication lag to PostgreSQL,
+    /// duplicate msgids, and hospital-wide reconciliation of a day.
+    ///
+    /// For each number of --counters N, all in this process: a throwaway PostgreSQL cluster
+    /// (Debian's postgresql, `make deps`), the insurer simulator on loopback, and N daemons,
+    /// each with its own cache directory and socket, `[hospital]` node k (node_count ≥ N)
+    /// shipping to the cluster. One client per counter registers its visits by ID number and
+    /// previews them, then commits them one after another. Prints, per N: the aggregate
+    /// settlements/s of the commit phase (timed alone, as `bench settle` does) and of whole
+    /// settlements (register + preview + commit), the replication lag (journal write →
+    /// PostgreSQL: journal_log.shipped_at − journalled_at) p50 and p99 once every shipper
+    /// caught up, and the msgids the simulator refused as duplicates or received twice.
+    /// Then a day of --day settlements planted on both sides (the simulator's books,
+    /// PostgreSQL's journal_rows) with the same setl_ids, msgids and amounts, and the time to
+    /// reconcile it hospital-wide from PostgreSQL: balanced (3201), and with one settlement
+    /// in PostgreSQL only (3201 + the 3202 file round trip). Targets: ≥ 500 settlements/s
+    /// at 50 counters, lag p99 ≤ 1 s, 0 duplicates, reconcile ≤ 10 s; a miss is reported,
+    /// not an error.
+    Hospital {
+        /// Numbers of counters, one level each.
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 10, 50])]
+        counters: Vec<usize>,
+        /// Settlements each counter makes.
+        #[arg(long, default_value_t = 40)]
+        settlements_per_counter: usize,
+        /// Settlements of the planted day to reconcile (0: none).
+        #[arg(long, default_value_t = 100_000)]
+        day: usize,
+    },
     /// The daemon's memory under pipelined maximum-size `settle.preview` requests.
     ///
     /// Starts `medcard insurer-sim` and `medcard serve` (this binary) as child processes on
@@ -247,6 +281,15 @@ pub fn run(args: BenchArgs) -> ExitCode {
             clients: clients.max(1),
             links: links.unwrap_or(clients).max(1),
             price,
+        }),
+        What::Hospital {
+            counters,
+            settlements_per_counter,
+            day,
+        } => hospital::run(&hospital::Plan {
+            counters: counters.into_iter().map(|n| n.clamp(1, 1000)).collect(),
+            per_counter: settlements_per_counter.max(1),
+            day,
         }),
         What::Soak {
             minutes,

@@ -158,7 +158,7 @@ fn each_client<T: Send>(
 
 /// `count` visits registered (persons from the `first`-th on) and previewed; their
 /// preview ids.
-fn prepare(
+pub(super) fn prepare(
     mut client: Client,
     first: usize,
     count: usize,
@@ -189,7 +189,11 @@ fn prepare(
 }
 
 /// Commits `previews` one after another; each commit's latency.
-fn commit(mut client: Client, index: usize, previews: &[String]) -> Result<Vec<Duration>, String> {
+pub(super) fn commit(
+    mut client: Client,
+    index: usize,
+    previews: &[String],
+) -> Result<Vec<Duration>, String> {
     let mut latencies = Vec::with_capacity(previews.len());
     for (n, preview_id) in previews.iter().enumerate() {
         let request_id = format!("bench-{index}-{n}");

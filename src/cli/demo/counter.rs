@@ -45,13 +45,13 @@ pub struct Counter {
 }
 
 /// A task that finishes when told to.
-struct Stopper<T> {
+pub(crate) struct Stopper<T> {
     stop: oneshot::Sender<()>,
     task: JoinHandle<T>,
 }
 
 impl<T> Stopper<T> {
-    async fn stop(self) -> Option<T> {
+    pub(crate) async fn stop(self) -> Option<T> {
         let _ = self.stop.send(());
         self.task.await.ok()
     }
@@ -119,7 +119,7 @@ impl Counter {
 }
 
 /// The simulator on 127.0.0.1:0 with a new database at `db` and the built-in fixtures.
-async fn start_sim(
+pub(crate) async fn start_sim(
     db: &Path,
 ) -> Result<(Stopper<std::io::Result<()>>, std::net::SocketAddr), String> {
     remove_db(db);

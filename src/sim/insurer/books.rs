@@ -413,6 +413,20 @@ pub fn reopen_batch(conn: &Connection, setl_id: &str) -> Result<usize, TxError> 
     )?)
 }
 
+/// Settlements planted in bulk, in one transaction, with no account parts (`medcard bench
+/// hospital`'s day of the institution's settlements); returns how many.
+pub fn plant_settlements(
+    conn: &mut Connection,
+    settlements: &[Settlement],
+) -> Result<usize, TxError> {
+    let tx = conn.transaction()?;
+    for s in settlements {
+        insert_settlement(&tx, s, &[])?;
+    }
+    tx.commit()?;
+    Ok(settlements.len())
+}
+
 /// A settlement's new status, and its refund (set, or cleared with `None`).
 pub fn set_status(
     conn: &Connection,

@@ -82,6 +82,20 @@ impl Rig {
             .expect("read fee_lines")
     }
 
+    /// The insurer's settlement books, from the simulator's own database: every 2207 it
+    /// settled, (setl_id, chrg_bchno, status: `settled`, `refunded` or `reversed`).
+    #[cfg(feature = "fault-injection")] // only the hospital's fault test uses it
+    pub fn sim_books(&self) -> Vec<(String, String, String)> {
+        let conn = self.sim_conn();
+        let mut stmt = conn
+            .prepare("SELECT setl_id, chrg_bchno, status FROM settlements ORDER BY rowid")
+            .expect("the simulator's settlements");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query settlements")
+            .collect::<Result<_, _>>()
+            .expect("read settlements")
+    }
+
     /// The visit's status at the insurer (`registered`, `cancelled`), from the simulator's
     /// own database.
     #[cfg(feature = "fault-injection")] // only the full-disk tests use it
