@@ -884,6 +884,25 @@ impl Journal {
         })
     }
 
+    /// Once `omsgid`'s outcome is settled, the earlier 2601s for it whose own answers were
+    /// lost (PENDING or UNKNOWN: the process died, the reply never came) are in doubt no more:
+    /// they take `state` with `note`. How many.
+    pub fn close_reversals_of(
+        &self,
+        omsgid: &str,
+        state: CallState,
+        note: &str,
+    ) -> Result<usize, CacheError> {
+        self.run(|tx| {
+            exec(
+                tx,
+                "UPDATE settle_journal SET state = ?2, err_msg = ?3, updated_at = ?4 \
+                 WHERE omsgid = ?1 AND infno = '2601' AND state IN ('PENDING', 'UNKNOWN')",
+                params![omsgid, state.as_str(), note, now()],
+            )
+        })
+    }
+
     /// Every journalled call, oldest first (for `medcard reconcile` and tests).
     pub fn all_calls(&self) -> Result<Vec<CallRow>, CacheError> {
         self.run(|tx| calls_where(tx, "?1 = ?1 ORDER BY rowid", ""))
@@ -1272,6 +1291,43 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn reversals_whose_answers_were_lost_close_with_their_original() {
+        let (journal, dir) = journal("close-reversals");
+        journal
+            .begin_request(&request("r1"), &call("m1", "2207", "r1"))
+            .expect("begin");
+        let reversal = |msgid: &str| CallRow {
+            omsgid: Some("m1".into()),
+            ..call(msgid, "2601", "r1")
+        };
+        for msgid in ["m2", "m3"] {
+            journal
+                .add_call(&reversal(msgid), RequestState::Unknown)
+                .expect("2601");
+        }
+        journal
+            .settle_call(&CallOutcome::new("m3", CallState::Fail))
+            .expect("m3 answered");
+        let closed = journal
+            .close_reversals_of(
+                "m1",
+                CallState::Success,
+                "lost; the original stands reversed",
+            )
+            .expect("close");
+        assert_eq!(closed, 1, "only the 2601 still in doubt");
+        let state = |msgid: &str| journal.call(msgid).expect("read").map(|c| c.state);
+        assert_eq!(state("m2"), Some(CallState::Success));
+        assert_eq!(state("m3"), Some(CallState::Fail));
+        assert_eq!(
+            state("m1"),
+            Some(CallState::Pending),
+            "the original is not a 2601"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -350,6 +350,24 @@ fn single_sided_settlements_are_attributed_and_calls_in_doubt_listed_with_their_
         table.contains(FIRST) && table.contains("p1-doubt"),
         "{table}"
     );
+
+    // The insurer answers again: the resolver's next 2601 is told 已冲正 (one of the 2601s
+    // whose answers were lost reversed it), so the 2207 and every 2601 sent for it are in
+    // doubt no more, at the workstation and in the hospital's view.
+    hospital
+        .rig
+        .sim
+        .admin(json!({"action": "faults", "drop_after_processing": 0}));
+    common::wait_until(
+        "the call in doubt resolved, its 2601s too",
+        PATIENCE,
+        || {
+            let (_, listed) = medcard_json(config, &["hospital", "unresolved"]);
+            listed
+                .as_array()
+                .is_some_and(|calls| calls.iter().all(|c| c["request_id"] != "p1-doubt"))
+        },
+    );
 }
 
 #[test]

@@ -18,16 +18,19 @@
 //! settlements and calls exactly as its journal does, with `journal_log` 1..=n per
 //! workstation; the insurer saw no msgid twice and refused none as a duplicate; and every
 //! settlement stands at the insurer exactly once (its 2207s net of 2601 reversals), refunded
-//! exactly where the journal says so. The last step, [`assert_the_hospital_reconciles`], is
-//! where `medcard reconcile --hospital` is checked.
+//! exactly where the journal says so. Last, [`assert_the_hospital_reconciles`]: `medcard
+//! reconcile --hospital` is 对平 through 3201, and a 单边 planted on each side is found through
+//! the 3202 files and attributed to its workstation (or to none).
 #![cfg(feature = "fault-injection")]
 
 use crate::common;
 
+use crate::settle_reconcile::{call, other_counter_settles, same_institution};
 use common::daemon::Daemon;
 use common::hospital::{HospitalDb, hospital_info, local_calls, local_settlements};
 use common::rpc::{Client, call_once};
 use common::settle::{CLASS_A, Rig, XIAOWANG, wait_catalogue};
+use medcard::insurer::settlement::{self as tx, ReversalIn, data_input};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -397,7 +400,7 @@ fn twenty_workstations_killed_and_cut_off_settle_everything_exactly_once() {
     }
     assert_the_insurer_saw_each_msgid_once(&rig, &replay);
     assert_each_settlement_stands_once(&rig, &stations, &replay);
-    assert_the_hospital_reconciles(&stations[0].config);
+    assert_the_hospital_reconciles(&rig, &db, &stations[0].config);
     println!(
         "hospital_workstations: done in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -611,26 +614,109 @@ fn settle_requests(cache: &Path) -> Vec<Request> {
     .expect("read")
 }
 
-/// The last step: the hospital reconciles. `medcard reconcile --hospital` (issue 13, item 3)
-/// is checked here once it exists: it must end 0 and say 对平 for the day over every
-/// workstation. Until the binary lists `--hospital` in `medcard reconcile --help`, the step
-/// says it was skipped.
-fn assert_the_hospital_reconciles(config: &Path) {
-    let help = common::medcard(&["reconcile", "--help"]);
-    if !String::from_utf8_lossy(&help.stdout).contains("--hospital") {
-        println!("reconcile --hospital: skipped (this medcard has no `reconcile --hospital` yet)");
-        return;
-    }
+/// `medcard reconcile --hospital` over the twenty journals is 对平 through 3201 alone. Then a
+/// 单边 is planted on each side — one workstation's settlement reversed at the insurer behind
+/// its journal's back (医药机构多), and a settlement a program outside medcard made with the
+/// institution's code (中心多) — and the next run finds both through the 3202 files: the first
+/// attributed to its workstation and request, the other to no workstation.
+fn assert_the_hospital_reconciles(rig: &Rig, db: &HospitalDb, config: &Path) {
+    let (code, report) = reconcile_hospital(config);
+    assert_eq!(code, 0, "reconcile --hospital:\n{report:#}");
+    assert_eq!(
+        report["differences"].as_array().map(Vec::len),
+        Some(0),
+        "{report:#}"
+    );
+    assert_eq!(rig.sim.requests("3202"), 0, "a balanced day needs no 3202");
+
+    let planted = db
+        .client()
+        .query_one(
+            "SELECT s.workstation, s.request_id, s.setl_id, s.psn_no, c.msgid \
+             FROM hospital_settlements s JOIN hospital_calls c \
+               ON c.workstation = s.workstation AND c.request_id = s.request_id \
+             WHERE s.kind = 'settle' AND s.state = 'settled' \
+               AND c.infno = '2207' AND c.state = 'SUCCESS' \
+             ORDER BY s.workstation DESC, s.request_id LIMIT 1",
+            &[],
+        )
+        .expect("a standing settlement in the hospital database");
+    let (workstation, request_id, setl_id, psn_no, msgid): (
+        String,
+        String,
+        String,
+        String,
+        String,
+    ) = (
+        planted.get(0),
+        planted.get(1),
+        planted.get(2),
+        planted.get(3),
+        planted.get(4),
+    );
+    let mut outside = same_institution(&rig.sim);
+    let reversal = ReversalIn {
+        psn_no,
+        omsgid: msgid.clone(),
+        oinfno: tx::SETTLE.into(),
+    };
+    call(&mut outside, tx::REVERSAL, data_input(&reversal));
+    let (nobodys, nobodys_msgid) = other_counter_settles(&rig.sim, "8.00");
+
+    let (code, report) = reconcile_hospital(config);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        rig.sim.requests("3202"),
+        1,
+        "one 3202 for the unbalanced day: {report:#}"
+    );
+    let found = report["differences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(found.len(), 2, "{found:#?}");
+    let of_kind = |kind: &str| {
+        found
+            .iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}: {found:#?}"))
+            .clone()
+    };
+    let reversed = of_kind("hospital_only");
+    assert_eq!(
+        reversed["workstation"],
+        workstation.as_str(),
+        "{reversed:#}"
+    );
+    assert_eq!(reversed["request_id"], request_id.as_str(), "{reversed:#}");
+    assert_eq!(reversed["setl_id"], setl_id.as_str(), "{reversed:#}");
+    assert_eq!(reversed["msgid"], msgid.as_str(), "{reversed:#}");
+    let made_outside = of_kind("insurer_only");
+    assert_eq!(
+        made_outside["setl_id"],
+        nobodys.as_str(),
+        "{made_outside:#}"
+    );
+    assert_eq!(
+        made_outside["msgid"],
+        nobodys_msgid.as_str(),
+        "{made_outside:#}"
+    );
+    assert!(made_outside["workstation"].is_null(), "{made_outside:#}");
+}
+
+/// `medcard reconcile --hospital --format json --config config`: (exit status, report).
+fn reconcile_hospital(config: &Path) -> (i32, Value) {
     let out = std::process::Command::new(common::medcard_bin())
-        .args(["reconcile", "--hospital", "--config"])
+        .args(["reconcile", "--hospital", "--format", "json", "--config"])
         .arg(config)
         .output()
         .expect("run medcard reconcile --hospital");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(0), "reconcile --hospital:\n{text}");
-    assert!(text.contains("对平"), "reconcile --hospital:\n{text}");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "reconcile --hospital: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
 }

@@ -119,6 +119,20 @@ impl Settler {
             request: Some(RequestUpdate::state(&call.request_id, request)),
             ..CallOutcome::new(&call.msgid, original)
         })?;
+        // Earlier 2601s for it whose answers were lost are in doubt no more: when the
+        // original stands reversed one of them did it; when it was never applied, none did.
+        let (earlier, earlier_note) = match outcome {
+            Reversal::Reversed => (
+                CallState::Success,
+                "answer lost; the insurer holds the original reversed",
+            ),
+            _ => (
+                CallState::Fail,
+                "answer lost; the original was never applied: nothing was reversed",
+            ),
+        };
+        self.journal
+            .close_reversals_of(&call.msgid, earlier, earlier_note)?;
         tracing::info!(omsgid = %call.msgid, request_id = %call.request_id, note, "unanswered call resolved");
         Ok(())
     }
