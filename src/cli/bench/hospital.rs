@@ -15,9 +15,10 @@
 //! with the same setl_ids, msgids and amounts: in the simulator's books
 //! (`books::plant_settlements`) and in PostgreSQL's `journal_rows` as the shipper writes
 //! them (visits, settlements, their 2207 calls; one `INSERT … SELECT generate_series` each).
-//! The time is that of reading the day from PostgreSQL (one query over
-//! `hospital_settlements` and `hospital_calls`) into `settle::reconcile::LocalBooks` and
-//! `settle::reconcile::reconcile` on them (3201 per insutype and clearing type), and again
+//! The time is that of `medcard reconcile --hospital`'s own path: reading the day from
+//! PostgreSQL (`hospital::books::institution_books`: the day's settlements and calls, two
+//! streamed queries) and `settle::reconcile::reconcile` on them (3201 per insutype and
+//! clearing type), and again
 //! with one settlement planted in PostgreSQL only, which takes the 3202 file round trip over
 //! the whole day. Figures are printed beside the issue's targets; a miss is reported, not an
 //! error.
@@ -31,17 +32,13 @@ use medcard::reader::ReaderBackend;
 use medcard::serve::client::Client;
 use medcard::serve::config::Config;
 use medcard::serve::{Daemon, RunningDaemon};
-use medcard::settle::journal::CallState;
-use medcard::settle::reconcile::{
-    DetailSource, LocalBooks, LocalCall, LocalSettlement, Scope, reconcile,
-};
+use medcard::hospital::books::institution_books;
+use medcard::settle::reconcile::{DetailSource, reconcile};
 use medcard::sim::card::SharedVirtualReaders;
 use medcard::sim::insurer::books::{self, Settlement};
 use medcard::sim::postgres::PgCluster;
-use rust_decimal::Decimal;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 /// The issue's targets.
@@ -515,23 +512,11 @@ LATERAL (VALUES
         'acct_mulaid_pay', '0.00', 'hifp_pay', '0.00', 'medins_setl_id', i.msgid))),
   (2, 'settle_journal', i.msgid, jsonb_build_object(
      'msgid', i.msgid, 'infno', '2207', 'request_id', 'day-' || n, 'state', 'SUCCESS',
-     'psn_no', i.psn_no, 'mdtrt_id', i.mdtrt_id))
+     'psn_no', i.psn_no, 'mdtrt_id', i.mdtrt_id,
+     'created_at', extract(epoch FROM now())::bigint,
+     'updated_at', extract(epoch FROM now())::bigint))
 ) AS t(o, tbl, key, row)
 "#;
-
-/// The day as `reconcile --hospital` reads it: every workstation's settlements of `day`
-/// with the 2207 that made each, in one query. The 2207 is found by its msgid, which the
-/// settlement carries as `medins_setl_id` (医药机构结算ID: the 2207's 发送方报文ID), through
-/// `journal_rows`' key.
-const READ_DAY_SQL: &str = "\
-SELECT s.workstation, s.request_id, s.setl_id, s.mdtrt_id, s.psn_no, s.insutype, s.state, \
-       s.setlinfo->>'clr_type', s.setlinfo->>'medfee_sumamt', s.setlinfo->>'fund_pay_sumamt', \
-       s.setlinfo->>'acct_pay', s.setlinfo->>'psn_cash_pay', c.key \
-FROM hospital_settlements s \
-LEFT JOIN journal_rows c ON c.workstation = s.workstation AND c.tbl = 'settle_journal' \
-     AND c.key = s.setlinfo->>'medins_setl_id' AND c.row->>'infno' = '2207' \
-     AND c.row->>'state' = 'SUCCESS' \
-WHERE s.setl_date = $1 AND s.kind = 'settle' AND s.state IN ('settled', 'refunded')";
 
 fn day(runtime: &tokio::runtime::Runtime, count: usize) -> Result<(), String> {
     let mut hospital = Hospital::start(runtime, "day")?;
@@ -578,7 +563,7 @@ fn day(runtime: &tokio::runtime::Runtime, count: usize) -> Result<(), String> {
         met(one_off.total <= TARGET_RECONCILE)
     );
     println!(
-        "(timed: one query of this bench's into settle::reconcile::LocalBooks, then settle::reconcile — the library's hospital-wide reconciliation takes its place once merged)"
+        "(timed: `medcard reconcile --hospital`'s own path — hospital::books::institution_books, then settle::reconcile with Scope::Institution)"
     );
     drop(pg);
     hospital.stop(runtime);
@@ -631,7 +616,7 @@ fn timed_reconcile(
     day: &str,
 ) -> Result<Timed, String> {
     let started = Instant::now();
-    let books = books_from_hospital(pg, day)?;
+    let books = institution_books(pg, day).map_err(|e| e.to_string())?;
     let read = started.elapsed();
     let report =
         reconcile(&books, link, day, REGION, DetailSource::Platform).map_err(|e| e.to_string())?;
@@ -646,57 +631,4 @@ fn timed_reconcile(
         read,
         outcome,
     })
-}
-
-/// Every workstation's settlements of `day` from PostgreSQL, as `LocalBooks`.
-fn books_from_hospital(pg: &mut postgres::Client, day: &str) -> Result<LocalBooks, String> {
-    let rows = pg
-        .query(READ_DAY_SQL, &[&day])
-        .map_err(|e| format!("hospital_settlements: {e}"))?;
-    let money = |text: Option<String>| -> Decimal {
-        text.and_then(|t| Decimal::from_str(&t).ok())
-            .unwrap_or_default()
-    };
-    let mut books = LocalBooks {
-        settlements: Vec::with_capacity(rows.len()),
-        calls: Vec::with_capacity(rows.len()),
-        scope: Scope::Institution,
-    };
-    for row in rows {
-        let workstation: String = row.get(0);
-        let request_id: String = row.get(1);
-        let mdtrt_id: String = row.get(3);
-        let psn_no: String = row.get(4);
-        let msgid: Option<String> = row.get(12);
-        let state: String = row.get(6);
-        if let Some(msgid) = &msgid {
-            books.calls.push(LocalCall {
-                msgid: msgid.clone(),
-                infno: "2207".into(),
-                state: CallState::Success,
-                mdtrt_id: mdtrt_id.clone(),
-                psn_no: psn_no.clone(),
-                request_id: request_id.clone(),
-                workstation: Some(workstation.clone()),
-            });
-        }
-        books.settlements.push(LocalSettlement {
-            setl_id: row.get::<_, Option<String>>(2).unwrap_or_default(),
-            mdtrt_id,
-            psn_no,
-            insutype: row.get::<_, Option<String>>(5).unwrap_or_default(),
-            clr_type: row
-                .get::<_, Option<String>>(7)
-                .unwrap_or_else(|| "11".into()),
-            medfee_sumamt: money(row.get(8)),
-            fund_pay_sumamt: money(row.get(9)),
-            acct_pay: money(row.get(10)),
-            psn_cash_pay: money(row.get(11)),
-            refunded: state == "refunded",
-            msgid: msgid.unwrap_or_default(),
-            workstation: Some(workstation),
-            request_id: Some(request_id),
-        });
-    }
-    Ok(books)
 }
