@@ -233,12 +233,9 @@ pub struct ReversalIn {
     pub oinfno: String,
 }
 
-/// 3201 input `data`: the hospital's own totals for a day.
+/// What 3201 and 3202 both send: the statement's period and the hospital's totals over it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DayTotalsIn {
-    pub insutype: String,
-    pub clr_type: String,
-    pub setl_optins: String,
+pub struct StatementTotals {
     /// `yyyy-MM-dd`.
     pub stmt_begndate: String,
     pub stmt_enddate: String,
@@ -246,9 +243,20 @@ pub struct DayTotalsIn {
     pub medfee_sumamt: Decimal,
     #[serde(with = "money")]
     pub fund_pay_sumamt: Decimal,
+    /// 定点医药机构结算笔数.
+    pub fixmedins_setl_cnt: u64,
+}
+
+/// 3201 input `data`: the hospital's own totals for a day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DayTotalsIn {
+    pub insutype: String,
+    pub clr_type: String,
+    pub setl_optins: String,
+    #[serde(flatten)]
+    pub totals: StatementTotals,
     #[serde(with = "money")]
     pub acct_pay: Decimal,
-    pub fixmedins_setl_cnt: u64,
 }
 
 /// 3201 output `stmtinfo`.
@@ -268,18 +276,11 @@ pub struct DetailReconcileIn {
     pub setl_optins: String,
     /// 文件查询号 of the detail file (9101).
     pub file_qury_no: String,
-    /// `yyyy-MM-dd`.
-    pub stmt_begndate: String,
-    pub stmt_enddate: String,
-    #[serde(with = "money")]
-    pub medfee_sumamt: Decimal,
-    #[serde(with = "money")]
-    pub fund_pay_sumamt: Decimal,
+    #[serde(flatten)]
+    pub totals: StatementTotals,
     /// 现金支付金额.
     #[serde(with = "money")]
     pub cash_payamt: Decimal,
-    /// 定点医药机构结算笔数.
-    pub fixmedins_setl_cnt: u64,
 }
 
 /// 3202 output `fileinfo`: the result file, to fetch with 9102 before `dld_endtime`.

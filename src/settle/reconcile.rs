@@ -28,7 +28,7 @@ use crate::insurer::files::{
 };
 use crate::insurer::settlement::{
     self as wire, DayDetailIn, DayDetailRow, DayTotalsIn, DayTotalsOut, DetailFileInfo,
-    DetailReconcileIn, Setlinfo, data_input, output_part,
+    DetailReconcileIn, Setlinfo, StatementTotals, data_input, output_part,
 };
 use crate::insurer::wire::WireError;
 use crate::insurer::{InsurerClient, Retry};
@@ -303,6 +303,17 @@ impl Sums {
         settlements.for_each(|s| sums.add(s));
         sums
     }
+
+    /// The totals 3201 and 3202 send for one day.
+    fn of_day(&self, date: &str) -> StatementTotals {
+        StatementTotals {
+            stmt_begndate: date.to_owned(),
+            stmt_enddate: date.to_owned(),
+            medfee_sumamt: self.medfee,
+            fund_pay_sumamt: self.fund,
+            fixmedins_setl_cnt: self.count,
+        }
+    }
 }
 
 /// 3201 for each (insutype, clr_type) of the standing settlements (310 / 11 when none).
@@ -329,12 +340,8 @@ fn check_totals(
                 insutype: insutype.clone(),
                 clr_type: clr_type.clone(),
                 setl_optins: setl_optins.to_owned(),
-                stmt_begndate: date.to_owned(),
-                stmt_enddate: date.to_owned(),
-                medfee_sumamt: sums.medfee,
-                fund_pay_sumamt: sums.fund,
+                totals: sums.of_day(date),
                 acct_pay: sums.acct,
-                fixmedins_setl_cnt: sums.count,
             };
             let reply = link
                 .call(wire::DAY_TOTALS, data_input(&input), Retry::Idempotent)
@@ -403,12 +410,8 @@ fn detail_by_file(
     let input = DetailReconcileIn {
         setl_optins: setl_optins.to_owned(),
         file_qury_no: uploaded.file_qury_no.clone(),
-        stmt_begndate: date.to_owned(),
-        stmt_enddate: date.to_owned(),
-        medfee_sumamt: sums.medfee,
-        fund_pay_sumamt: sums.fund,
+        totals: sums.of_day(date),
         cash_payamt: sums.cash,
-        fixmedins_setl_cnt: sums.count,
     };
     let reply = link
         .call(

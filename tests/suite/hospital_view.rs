@@ -8,7 +8,9 @@
 //! workstations that have not shipped.
 
 use crate::common;
-use crate::settle_reconcile::{WANG, call, other_counter_settles, same_institution};
+use crate::settle_reconcile::{
+    WANG, call, differences, other_counter_settles, same_institution, the_one,
+};
 
 use common::daemon::Daemon;
 use common::hospital::{HospitalDb, cache_of, wait_shipped};
@@ -276,17 +278,9 @@ fn single_sided_settlements_are_attributed_and_calls_in_doubt_listed_with_their_
     for infno in ["9101", "3202", "9102"] {
         assert_eq!(hospital.rig.requests(infno), 1, "{infno}: {report:#}");
     }
-    let found = report["differences"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let found = differences(&report);
     assert_eq!(found.len(), 2, "{found:#?}");
-    let of_kind = |kind: &str| {
-        found
-            .iter()
-            .find(|d| d["kind"] == kind)
-            .unwrap_or_else(|| panic!("no {kind}: {found:#?}"))
-    };
+    let of_kind = |kind: &str| the_one(&found, kind);
     let unknown = of_kind("hospital_only");
     assert_eq!(unknown["setl_id"], reversed["setl_id"]);
     assert_eq!(unknown["workstation"], SECOND);

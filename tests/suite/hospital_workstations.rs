@@ -25,7 +25,9 @@
 
 use crate::common;
 
-use crate::settle_reconcile::{call, other_counter_settles, same_institution};
+use crate::settle_reconcile::{
+    call, differences, other_counter_settles, same_institution, the_one,
+};
 use common::daemon::Daemon;
 use common::hospital::{HospitalDb, hospital_info, local_calls, local_settlements};
 use common::rpc::{Client, call_once};
@@ -670,18 +672,9 @@ fn assert_the_hospital_reconciles(rig: &Rig, db: &HospitalDb, config: &Path) {
         1,
         "one 3202 for the unbalanced day: {report:#}"
     );
-    let found = report["differences"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let found = differences(&report);
     assert_eq!(found.len(), 2, "{found:#?}");
-    let of_kind = |kind: &str| {
-        found
-            .iter()
-            .find(|d| d["kind"] == kind)
-            .unwrap_or_else(|| panic!("no {kind}: {found:#?}"))
-            .clone()
-    };
+    let of_kind = |kind: &str| the_one(&found, kind);
     let reversed = of_kind("hospital_only");
     assert_eq!(
         reversed["workstation"],

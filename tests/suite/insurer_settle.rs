@@ -417,12 +417,14 @@ fn xiaowang_settles_refunds_and_reverses_a_lost_reply() {
             insutype: "310".into(),
             clr_type: "11".into(),
             setl_optins: CQ.into(),
-            stmt_begndate: today.clone(),
-            stmt_enddate: today.clone(),
-            medfee_sumamt: d(medfee),
-            fund_pay_sumamt: d("0.00"),
+            totals: tx::StatementTotals {
+                stmt_begndate: today.clone(),
+                stmt_enddate: today.clone(),
+                medfee_sumamt: d(medfee),
+                fund_pay_sumamt: d("0.00"),
+                fixmedins_setl_cnt: count,
+            },
             acct_pay: d("102.80"),
-            fixmedins_setl_cnt: count,
         })
     };
     let out = h.ok(tx::DAY_TOTALS, CQ, totals("120.00", 1)).1;

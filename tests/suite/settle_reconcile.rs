@@ -20,8 +20,8 @@ use common::settle::{
 use medcard::clock::{Date, DateTime};
 use medcard::insurer::files::{DetailRow, ResultRow, unzip_text, zip_text};
 use medcard::insurer::settlement::{
-    self as tx, DetailFileInfo, DetailReconcileIn, RegisterOut, ReversalIn, SettleOut, data_input,
-    output_part,
+    self as tx, DetailFileInfo, DetailReconcileIn, RegisterOut, ReversalIn, SettleOut,
+    StatementTotals, data_input, output_part,
 };
 use medcard::insurer::{InsurerClient, InsurerConfig, LinkError, Reply, Retry};
 use serde_json::{Value, json};
@@ -70,14 +70,14 @@ pub(crate) fn other_counter_settles(sim: &InsurerSim, price: &str) -> (String, S
     (out.setlinfo.setl_id, reply.msgid)
 }
 
-fn differences(report: &Value) -> Vec<Value> {
+pub(crate) fn differences(report: &Value) -> Vec<Value> {
     report["differences"]
         .as_array()
         .cloned()
         .unwrap_or_default()
 }
 
-fn the_one<'r>(found: &'r [Value], kind: &str) -> &'r Value {
+pub(crate) fn the_one<'r>(found: &'r [Value], kind: &str) -> &'r Value {
     let of_kind: Vec<&Value> = found.iter().filter(|d| d["kind"] == kind).collect();
     assert_eq!(of_kind.len(), 1, "one {kind}: {found:#?}");
     of_kind[0]
@@ -252,12 +252,14 @@ fn detail_reconcile(
     let input = DetailReconcileIn {
         setl_optins: CQ.into(),
         file_qury_no: file_qury_no.into(),
-        stmt_begndate: today.clone(),
-        stmt_enddate: today,
-        medfee_sumamt: d("0"),
-        fund_pay_sumamt: d("0"),
+        totals: StatementTotals {
+            stmt_begndate: today.clone(),
+            stmt_enddate: today,
+            medfee_sumamt: d("0"),
+            fund_pay_sumamt: d("0"),
+            fixmedins_setl_cnt: count,
+        },
         cash_payamt: d("0"),
-        fixmedins_setl_cnt: count,
     };
     link.call(tx::DETAIL_RECONCILE, data_input(&input), Retry::Never)
 }

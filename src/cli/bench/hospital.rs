@@ -26,13 +26,13 @@
 use super::{Summary, ms};
 use crate::cli::demo::counter::{Stopper, start_sim};
 use medcard::clock::DateTime;
+use medcard::hospital::books::institution_books;
 use medcard::insurer::settlement::Setlinfo;
 use medcard::insurer::{InsurerClient, InsurerConfig};
 use medcard::reader::ReaderBackend;
 use medcard::serve::client::Client;
 use medcard::serve::config::Config;
 use medcard::serve::{Daemon, RunningDaemon};
-use medcard::hospital::books::institution_books;
 use medcard::settle::reconcile::{DetailSource, reconcile};
 use medcard::sim::card::SharedVirtualReaders;
 use medcard::sim::insurer::books::{self, Settlement};

@@ -103,21 +103,23 @@ fn institution_settlements(
 /// 3201: compare the hospital's totals with the insurer's active settlements.
 pub fn day_totals(db: &mut SimDb, ctx: &Ctx<'_>, input: &Value) -> Result<Value, TxError> {
     let req: DayTotalsIn = input_part(input, "data")?;
-    date_range(&req.stmt_begndate, &req.stmt_enddate)?;
-    let active: Vec<Settlement> =
-        institution_settlements(db.conn(), ctx, &req.stmt_begndate, &req.stmt_enddate)?
-            .into_iter()
-            .filter(|s| {
-                s.status == "settled"
-                    && s.insutype == req.insutype
-                    && s.setlinfo.clr_type == req.clr_type
-            })
-            .collect();
+    date_range(&req.totals.stmt_begndate, &req.totals.stmt_enddate)?;
+    let active: Vec<Settlement> = institution_settlements(
+        db.conn(),
+        ctx,
+        &req.totals.stmt_begndate,
+        &req.totals.stmt_enddate,
+    )?
+    .into_iter()
+    .filter(|s| {
+        s.status == "settled" && s.insutype == req.insutype && s.setlinfo.clr_type == req.clr_type
+    })
+    .collect();
     let hospital = Totals {
-        medfee_sumamt: req.medfee_sumamt,
-        fund_pay_sumamt: req.fund_pay_sumamt,
+        medfee_sumamt: req.totals.medfee_sumamt,
+        fund_pay_sumamt: req.totals.fund_pay_sumamt,
         acct_pay: req.acct_pay,
-        count: req.fixmedins_setl_cnt,
+        count: req.totals.fixmedins_setl_cnt,
     };
     let differences = Totals::of(&active).differences(&hospital);
     let out = DayTotalsOut {
@@ -170,18 +172,22 @@ pub fn day_detail(db: &mut SimDb, _ctx: &Ctx<'_>, input: &Value) -> Result<Value
 /// rows that do not balance go into a result file.
 pub fn detail_reconcile(db: &mut SimDb, ctx: &Ctx<'_>, input: &Value) -> Result<Value, TxError> {
     let req: DetailReconcileIn = input_part(input, "data")?;
-    date_range(&req.stmt_begndate, &req.stmt_enddate)?;
+    date_range(&req.totals.stmt_begndate, &req.totals.stmt_enddate)?;
     let conn = db.conn();
     let upload = files::usable(conn, ctx, Kind::Upload, &req.file_qury_no)?;
     let rows = unzip_text(&upload.bytes)
         .and_then(|text| DetailRow::parse_file(&text))
         .map_err(|e| TxError::Refused(format!("对账明细文件解析失败: {e}")))?;
     check_file_totals(&req, &rows)?;
-    let books: Vec<BookEntry> =
-        institution_settlements(conn, ctx, &req.stmt_begndate, &req.stmt_enddate)?
-            .iter()
-            .map(book_entry)
-            .collect();
+    let books: Vec<BookEntry> = institution_settlements(
+        conn,
+        ctx,
+        &req.totals.stmt_begndate,
+        &req.totals.stmt_enddate,
+    )?
+    .iter()
+    .map(book_entry)
+    .collect();
     let results = compare_details(&rows, &books);
     let filename = format!("{}_3202.txt.zip", req.file_qury_no);
     let text = ResultRow::file_text(&results);
@@ -201,25 +207,25 @@ fn check_file_totals(req: &DetailReconcileIn, rows: &[DetailRow]) -> Result<(), 
     let medfee: Decimal = standing.iter().map(|r| r.medfee_sumamt).sum();
     let fund: Decimal = standing.iter().map(|r| r.fund_pay_sumamt).sum();
     let differences: Vec<String> = [
-        (standing.len() as u64 != req.fixmedins_setl_cnt).then(|| {
+        (standing.len() as u64 != req.totals.fixmedins_setl_cnt).then(|| {
             format!(
                 "结算笔数 文件 {}, 报文 {}",
                 standing.len(),
-                req.fixmedins_setl_cnt
+                req.totals.fixmedins_setl_cnt
             )
         }),
-        (medfee != req.medfee_sumamt).then(|| {
+        (medfee != req.totals.medfee_sumamt).then(|| {
             format!(
                 "医疗费总额 文件 {}, 报文 {}",
                 two_places(medfee),
-                two_places(req.medfee_sumamt)
+                two_places(req.totals.medfee_sumamt)
             )
         }),
-        (fund != req.fund_pay_sumamt).then(|| {
+        (fund != req.totals.fund_pay_sumamt).then(|| {
             format!(
                 "基金支付总额 文件 {}, 报文 {}",
                 two_places(fund),
-                two_places(req.fund_pay_sumamt)
+                two_places(req.totals.fund_pay_sumamt)
             )
         }),
     ]
