@@ -352,9 +352,10 @@ fn single_sided_settlements_are_attributed_and_calls_in_doubt_listed_with_their_
         .rig
         .sim
         .admin(json!({"action": "faults", "drop_after_processing": 0}));
+    // The resolver's next pass may first wait out the backoff of the 2601s in progress.
     common::wait_until(
         "the call in doubt resolved, its 2601s too",
-        PATIENCE,
+        PATIENCE * 6,
         || {
             let (_, listed) = medcard_json(config, &["hospital", "unresolved"]);
             listed

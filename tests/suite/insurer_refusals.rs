@@ -108,7 +108,9 @@ fn refusals_of_the_message_are_sent_again_and_answered() {
     let card = swipe(&mut client);
     assert_eq!(code(&card), "ok", "{card}");
     assert_eq!(card["verdict"]["source"], "insurer", "{card}");
-    assert_eq!(sim.requests("9001"), sign_ins + 1, "signed in again");
+    // At least the swipe's link signed in again (the background sync's link, whose sign-in
+    // expired too, may sign in as well meanwhile).
+    assert!(sim.requests("9001") > sign_ins, "signed in again");
 }
 
 #[test]
