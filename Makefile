@@ -9,7 +9,7 @@ CARGO ?= cargo
 # systemd gives `systemd-analyze`, which verifies the units in systemd/; postgresql is the
 # hospital database the tests start as a throwaway cluster (src/sim/postgres.rs; TLS is
 # rustls, no system library).
-DEB_PACKAGES := pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config systemd postgresql
+DEB_PACKAGES := pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config systemd postgresql openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build test lint demo bench fault-matrix fuzz fuzz-smoke clean

@@ -139,6 +139,38 @@ impl PgCluster {
         Ok(())
     }
 
+    /// Serves TLS from now on with the server certificate and key (PEM files; the key must
+    /// name the certificate's host, e.g. 127.0.0.1): copied into the data directory, handed to
+    /// the cluster's user with the key at 0600 as PostgreSQL demands, then `ssl = on` and a
+    /// configuration reload. Plain connections are still accepted (medcard's `ssl_root_cert`
+    /// requires TLS of its own).
+    pub fn enable_tls(&self, cert: &Path, key: &Path) -> Result<(), PgError> {
+        let copy = |from: &Path, name: &str, mode: u32| -> Result<PathBuf, PgError> {
+            let to = self.data().join(name);
+            std::fs::copy(from, &to)
+                .and_then(|_| std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode)))
+                .map_err(|source| PgError::Dir {
+                    path: to.clone(),
+                    source,
+                })?;
+            self.chown(&to)?;
+            Ok(to)
+        };
+        let cert = copy(cert, "server.crt", 0o644)?;
+        let key = copy(key, "server.key", 0o600)?;
+        let mut admin = self.superuser()?;
+        // One statement at a time: ALTER SYSTEM refuses to run inside a transaction block.
+        for statement in [
+            format!("ALTER SYSTEM SET ssl_cert_file = '{}'", path_text(&cert)),
+            format!("ALTER SYSTEM SET ssl_key_file = '{}'", path_text(&key)),
+            "ALTER SYSTEM SET ssl = on".to_owned(),
+            "SELECT pg_reload_conf()".to_owned(),
+        ] {
+            admin.batch_execute(&statement)?;
+        }
+        Ok(())
+    }
+
     /// Stops it (fast shutdown: connections are closed); the data stays.
     pub fn stop(&mut self) -> Result<(), PgError> {
         if !self.running {

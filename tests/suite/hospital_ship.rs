@@ -2,13 +2,15 @@
 //! serve --virtual`), a real `medcard insurer-sim`, real SQLite files and a throwaway
 //! PostgreSQL cluster. Every journal row reaches PostgreSQL once, through an outage of the
 //! database and a SIGKILL of the daemon; a workstation the hospital must refuse (a node
-//! another holds, a replaced journal) and a password file others can read stop the start.
+//! another holds, a replaced journal) and a password file others can read stop the start;
+//! with `ssl_root_cert` the journal goes over TLS only to a server that CA signed.
 
 use crate::common;
 
 use common::daemon::Daemon;
 use common::hospital::{
-    HospitalDb, cache_of, hospital_info, local_calls, local_settlements, wait_shipped,
+    HospitalDb, cache_of, hospital_info, local_calls, local_settlements, test_certificates,
+    wait_shipped,
 };
 use common::rpc::{Client, Rpc};
 use common::settle::{
@@ -173,4 +175,62 @@ fn a_password_file_other_users_can_read_is_refused() {
     assert!(!ok, "started with a readable password file: {log}");
     assert!(log.contains("can be read by other users"), "{log}");
     assert!(log.contains("chmod 600"), "{log}");
+}
+
+/// With `ssl_root_cert` the journal goes over TLS: to a server whose certificate the
+/// hospital's CA signed it ships (and PostgreSQL sees the medcard role's connection as TLS);
+/// to a server the CA did not sign nothing is shipped, the daemon still settles, and
+/// `system.info` says why.
+#[test]
+fn tls_to_a_server_the_hospitals_ca_signed_ships_and_to_another_nothing_is_shipped() {
+    let db = HospitalDb::start("ship-tls");
+    let certs = common::temp::TempDir::new("ship-tls-certs");
+    let (hospital_ca, cert, key) = test_certificates(&certs, "hospital");
+    let (other_ca, ..) = test_certificates(&certs, "other");
+    db.cluster
+        .enable_tls(&cert, &key)
+        .expect("TLS on the cluster");
+    let over_tls = |name: &str, node: u32, ca: &std::path::Path| {
+        format!(
+            "{}ssl_root_cert = {:?}\n",
+            db.section(name, node),
+            ca.display().to_string()
+        )
+    };
+
+    let trusted = Rig::start("ship-tls-1", &over_tls("counter-tls-1", 1, &hospital_ca));
+    let (_daemon, mut client) = ready(&trusted);
+    settle_visit(&mut client, "tls-1");
+    wait_shipped(&mut client);
+    assert_hospital_holds_the_journal(&db, &trusted, "counter-tls-1");
+    let over_tls_now: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid \
+             WHERE a.usename = 'medcard' AND s.ssl",
+            &[],
+        )
+        .expect("pg_stat_ssl")
+        .get(0);
+    assert!(over_tls_now >= 1, "the shipper's connection is not TLS");
+
+    let untrusted = Rig::start("ship-tls-2", &over_tls("counter-tls-2", 2, &other_ca));
+    let (_other, mut client) = ready(&untrusted);
+    let mut info = serde_json::Value::Null;
+    common::wait_until(
+        "the untrusted server's refusal",
+        common::rpc::PATIENCE,
+        || {
+            info = hospital_info(&mut client);
+            info["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("certificate"))
+        },
+    );
+    assert_eq!(info["state"], "down", "{info}");
+    settle_visit(&mut client, "tls-2");
+    assert!(
+        db.settlements("counter-tls-2").is_empty(),
+        "nothing shipped to a server the CA did not sign"
+    );
 }

@@ -151,3 +151,85 @@ pub fn wait_shipped(client: &mut Client) -> Value {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A certificate authority named `name` and a server certificate it signed for 127.0.0.1 and
+/// localhost, made with the `openssl` command in `dir`: (CA certificate, server certificate,
+/// server key), PEM files.
+pub fn test_certificates(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let path = |file: &str| dir.join(format!("{name}-{file}"));
+    let (ca_key, ca, key, csr, cert, ext) = (
+        path("ca.key"),
+        path("ca.pem"),
+        path("server.key"),
+        path("server.csr"),
+        path("server.pem"),
+        path("san.ext"),
+    );
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n").expect("write the SAN");
+    let text = |p: &PathBuf| p.display().to_string();
+    let subject = format!("/CN=medcard test CA {name}");
+    let steps: [Vec<String>; 3] = [
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &subject,
+            "-keyout",
+            &text(&ca_key),
+            "-out",
+            &text(&ca),
+        ]
+        .map(String::from)
+        .to_vec(),
+        [
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &text(&key),
+            "-out",
+            &text(&csr),
+        ]
+        .map(String::from)
+        .to_vec(),
+        [
+            "x509",
+            "-req",
+            "-in",
+            &text(&csr),
+            "-CA",
+            &text(&ca),
+            "-CAkey",
+            &text(&ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &text(&ext),
+            "-out",
+            &text(&cert),
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for args in steps {
+        let out = std::process::Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("openssl (make deps installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (ca, cert, key)
+}
