@@ -8,6 +8,8 @@ use medcard::reader::ReaderBackend;
 use medcard::reader::pcsc_reader::PcscReaders;
 use medcard::serve::Daemon;
 use medcard::serve::config::{Config, DEFAULT_PATH};
+use medcard::serve::daemon::DaemonError;
+use medcard::serve::messages::hospital_failure_line;
 use medcard::serve::server::Reloader;
 use medcard::serve::systemd::{self, NotifyState};
 use medcard::sim::card::SharedVirtualReaders;
@@ -106,7 +108,11 @@ async fn serve(
         let backends = move || Box::new(readers.clone()) as Box<dyn ReaderBackend + Send>;
         Daemon::start(config, backends, inherited).await
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| match &e {
+        // The hospital database's refusal, in the operator's two languages.
+        DaemonError::Hospital(refusal) => hospital_failure_line(refusal),
+        _ => e.to_string(),
+    })?;
     let reloading = tokio::spawn(reload_on_hangup(daemon.reloader(), args));
     daemon.run(terminated()).await;
     reloading.abort();
