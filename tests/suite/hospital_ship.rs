@@ -158,7 +158,10 @@ fn a_second_workstation_on_a_held_node_or_with_another_journal_is_refused() {
         log.contains("hospital.node 3 is already held by workstation \"counter-3\""),
         "{log}"
     );
-    assert!(log.contains("医院数据库拒绝本工作站"), "in Chinese too: {log}");
+    assert!(
+        log.contains("医院数据库拒绝本工作站"),
+        "in Chinese too: {log}"
+    );
     // The same name with another cache file (a replaced journal) is refused too.
     let replaced = Rig::start("ship-node-3", &db.section("counter-3", 3));
     let (ok, log) = refused_start(&replaced.config);
