@@ -2,6 +2,7 @@
 //! defaults), unknown keys are errors, and [`Config::check`] explains what is wrong in the
 //! operator's terms. Command-line flags override the file; SIGHUP reloads it.
 
+pub use super::web::settings::{KioskDepartment, KioskSection, WebSection};
 use crate::insurer::{Partition, PartitionError};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -21,6 +22,8 @@ pub struct Config {
     pub cache: CacheSection,
     pub settle: SettleSection,
     pub hospital: HospitalSection,
+    pub web: WebSection,
+    pub kiosk: KioskSection,
 }
 
 /// The listeners and their limits.
@@ -537,6 +540,8 @@ impl Config {
         self.check_settle(&mut findings);
         self.check_hospital(&mut findings);
         self.hospital.check(&self.cache.path, &mut findings);
+        self.web.check(&mut findings);
+        self.kiosk.check(&mut findings);
         findings
     }
 
@@ -672,7 +677,7 @@ impl Config {
     /// Every key with its value, its meaning, and whether it differs from the default.
     pub fn explain(&self) -> String {
         let defaults = Config::default();
-        let settings: [Setting; 47] = [
+        let settings: [Setting; 54] = [
             (
                 "socket.path",
                 |c| text(&c.socket.path.display().to_string()),
@@ -910,6 +915,41 @@ impl Config {
                 "hospital.ship_interval_ms",
                 |c| c.hospital.ship_interval_ms.to_string(),
                 "how often the journal is shipped when caught up, ms",
+            ),
+            (
+                "web.listen",
+                |c| text(&c.web.listen),
+                "loopback HTTP + WebSocket endpoint for browsers and kiosks; empty = off",
+            ),
+            (
+                "web.allowed_origins",
+                |c| format!("{:?}", c.web.allowed_origins),
+                "origins whose pages may call (exact); the kiosk page is always allowed",
+            ),
+            (
+                "web.token_file",
+                |c| text(&c.web.token_file.display().to_string()),
+                "the HIS's client token (every method); made at first start, 0640",
+            ),
+            (
+                "web.kiosk_token_file",
+                |c| text(&c.web.kiosk_token_file.display().to_string()),
+                "the kiosk page's token (PIN, self-service registration, offered bills)",
+            ),
+            (
+                "kiosk.hospital_name",
+                |c| text(&c.kiosk.hospital_name),
+                "shown on the kiosk's first screen",
+            ),
+            (
+                "kiosk.departments",
+                |c| format!("{} departments", c.kiosk.departments.len()),
+                "[{dept_code, dept_name, dr_name}] offered for self-service registration",
+            ),
+            (
+                "kiosk.idle_seconds",
+                |c| c.kiosk.idle_seconds.to_string(),
+                "with no touch for this long, the kiosk page goes back to its first screen",
             ),
         ];
         let rows: Vec<String> = settings

@@ -94,6 +94,43 @@ impl<R: AsyncBufRead + Unpin> LineFramer<R> {
     }
 }
 
+/// Where a connection's requests come from: lines of a byte stream ([`LineFramer`]) or
+/// WebSocket messages (`serve::web`). Cancel-safe like [`LineFramer::next_frame`].
+pub trait FrameSource: Send {
+    /// The next request, [`Frame::TooLong`] for one over the limit, `None` at the end.
+    fn next_frame(&mut self) -> impl Future<Output = io::Result<Option<Frame>>> + Send;
+}
+
+impl<R: AsyncBufRead + Unpin + Send> FrameSource for LineFramer<R> {
+    fn next_frame(&mut self) -> impl Future<Output = io::Result<Option<Frame>>> + Send {
+        LineFramer::next_frame(self)
+    }
+}
+
+/// Where a connection's replies and notifications go, one JSON text at a time: a byte
+/// stream (a line each) or a WebSocket (a text message each).
+pub trait LineSink: Send + 'static {
+    /// Writes one reply or notification (without a line end).
+    fn send_line(&mut self, line: String) -> impl Future<Output = io::Result<()>> + Send;
+    /// Ends the output (a stream's shutdown, a WebSocket's close).
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// A byte stream as a [`LineSink`]: each text and its newline in one write.
+struct StreamSink<W>(W);
+
+impl<W: AsyncWrite + Unpin + Send + 'static> LineSink for StreamSink<W> {
+    async fn send_line(&mut self, mut line: String) -> io::Result<()> {
+        line.push('\n');
+        self.0.write_all(line.as_bytes()).await?;
+        self.0.flush().await
+    }
+
+    async fn close(&mut self) {
+        let _ = self.0.shutdown().await;
+    }
+}
+
 impl PartLine {
     /// Adds `chunk` to the line being read; a frame when one is finished or too long.
     fn take(&mut self, chunk: &[u8], complete: bool) -> Option<Frame> {
@@ -141,14 +178,19 @@ impl Outbox {
     }
 }
 
-/// Starts the writer task for `writer` with a queue of `capacity` lines.
+/// Starts the writer task for the byte stream `writer` with a queue of `capacity` lines.
 pub fn spawn_writer<W>(writer: W, capacity: usize) -> (Outbox, JoinHandle<()>)
 where
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    spawn_sink_writer(StreamSink(writer), capacity)
+}
+
+/// Starts the writer task for `sink` with a queue of `capacity` lines.
+pub fn spawn_sink_writer<S: LineSink>(sink: S, capacity: usize) -> (Outbox, JoinHandle<()>) {
     let (lines_tx, lines) = mpsc::channel(capacity.max(1));
     let (notices_tx, notices) = mpsc::channel(4);
-    let task = tokio::spawn(write_lines(writer, lines, notices));
+    let task = tokio::spawn(write_lines(sink, lines, notices));
     let outbox = Outbox {
         lines: lines_tx,
         notices: notices_tx,
@@ -156,8 +198,8 @@ where
     (outbox, task)
 }
 
-async fn write_lines<W: AsyncWrite + Unpin>(
-    mut writer: W,
+async fn write_lines<S: LineSink>(
+    mut sink: S,
     mut lines: mpsc::Receiver<String>,
     mut notices: mpsc::Receiver<String>,
 ) {
@@ -168,18 +210,11 @@ async fn write_lines<W: AsyncWrite + Unpin>(
             Some(notice) = notices.recv() => notice,
             else => break,
         };
-        // One write per line: the newline joins the line (there is usually room for it).
-        let mut line = line;
-        line.push('\n');
-        let written = async {
-            writer.write_all(line.as_bytes()).await?;
-            writer.flush().await
-        };
-        if written.await.is_err() {
+        if sink.send_line(line).await.is_err() {
             return;
         }
     }
-    let _ = writer.shutdown().await;
+    sink.close().await;
 }
 
 /// A connection's state while it runs.
@@ -246,18 +281,40 @@ pub async fn serve<S>(
     stream: S,
     peer: Peer,
     shared: Arc<Shared>,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
     hangup: Option<HangupProbe>,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let settings = shared.settings();
+    let max_line_bytes = shared.settings().config.socket.max_line_bytes;
     let (read_half, write_half) = tokio::io::split(stream);
-    let (outbox, writer) = spawn_writer(write_half, settings.config.socket.queue_lines);
-    let mut framer = LineFramer::new(
+    let framer = LineFramer::new(
         BufReader::with_capacity(64 * 1024, read_half),
-        settings.config.socket.max_line_bytes,
+        max_line_bytes,
     );
+    serve_frames(
+        framer,
+        StreamSink(write_half),
+        peer,
+        shared,
+        shutdown,
+        hangup,
+    )
+    .await
+}
+
+/// Serves the requests of `frames`, answering into `sink`: the one request loop of every
+/// transport (the Unix socket, loopback TCP, the WebSocket), with the socket's limits.
+pub async fn serve_frames<F: FrameSource, S: LineSink>(
+    mut frames: F,
+    sink: S,
+    peer: Peer,
+    shared: Arc<Shared>,
+    mut shutdown: Shutdown,
+    hangup: Option<HangupProbe>,
+) {
+    let settings = shared.settings();
+    let (outbox, writer) = spawn_sink_writer(sink, settings.config.socket.queue_lines);
     let grace = Duration::from_millis(settings.config.socket.shutdown_grace_ms);
     let mut connection = Connection {
         shared,
@@ -273,7 +330,7 @@ pub async fn serve<S>(
         hangup,
     };
     tracing::debug!(peer = %connection.peer, "connection opened");
-    let ended = connection.read_requests(&mut framer, &mut shutdown).await;
+    let ended = connection.read_requests(&mut frames, &mut shutdown).await;
     connection.finish(ended, &mut shutdown, grace).await;
     drop(connection);
     let abort = writer.abort_handle();
@@ -294,9 +351,9 @@ enum Ended {
 }
 
 impl Connection {
-    async fn read_requests<R: AsyncBufRead + Unpin>(
+    async fn read_requests<F: FrameSource>(
         &mut self,
-        framer: &mut LineFramer<R>,
+        framer: &mut F,
         shutdown: &mut Shutdown,
     ) -> Ended {
         let mut last_activity = Instant::now();
@@ -374,7 +431,7 @@ impl Connection {
                 return self.outbox.reply(rpc::failure(&Value::Null, &error)).await;
             }
         };
-        let turn = match self.heavy_turn(&line).await {
+        let turn = match heavy_turn(&self.shared, &self.peer, &line).await {
             Ok(turn) => turn,
             Err(busy) => {
                 if let Some(busy) = busy {
@@ -391,29 +448,6 @@ impl Connection {
                 self.outbox.reply(rpc::failure(&bad.id, &bad.error)).await;
             }
             Ok(call) => self.on_call(call, turn).await,
-        }
-    }
-
-    /// For a heavy line, a turn (waited for); none for a light one. `Err`: no turn came in
-    /// time, with the busy answer (none for a notification).
-    async fn heavy_turn(&self, line: &[u8]) -> Result<Option<HeavyPermit>, Option<String>> {
-        let settings = self.shared.settings();
-        let socket = &settings.config.socket;
-        if line.len() < socket.heavy_request_bytes {
-            return Ok(None);
-        }
-        let waited_ms = socket.heavy_wait_ms;
-        let gate = &self.shared.heavy;
-        match gate.enter(Duration::from_millis(waited_ms)).await {
-            Some(turn) => Ok(Some(turn)),
-            None => {
-                tracing::warn!(peer = %self.peer, bytes = line.len(), max = gate.max(), "large request refused: busy");
-                let busy = RpcError::from(RequestError::Busy {
-                    max: gate.max(),
-                    waited_ms,
-                });
-                Err(request_id(line).map(|id| rpc::failure(&id, &busy)))
-            }
         }
     }
 
@@ -490,6 +524,56 @@ impl Connection {
             None => false,
         }
     }
+}
+
+/// For a heavy line, a turn (waited for); none for a light one. `Err`: no turn came in
+/// time, with the busy answer (none for a notification).
+async fn heavy_turn(
+    shared: &Shared,
+    peer: &Peer,
+    line: &[u8],
+) -> Result<Option<HeavyPermit>, Option<String>> {
+    let settings = shared.settings();
+    let socket = &settings.config.socket;
+    if line.len() < socket.heavy_request_bytes {
+        return Ok(None);
+    }
+    let waited_ms = socket.heavy_wait_ms;
+    let gate = &shared.heavy;
+    match gate.enter(Duration::from_millis(waited_ms)).await {
+        Some(turn) => Ok(Some(turn)),
+        None => {
+            tracing::warn!(%peer, bytes = line.len(), max = gate.max(), "large request refused: busy");
+            let busy = RpcError::from(RequestError::Busy {
+                max: gate.max(),
+                waited_ms,
+            });
+            Err(request_id(line).map(|id| rpc::failure(&id, &busy)))
+        }
+    }
+}
+
+/// Answers one request outside a connection (an HTTP POST): the same parsing, heavy turns
+/// and methods as a connection's request; `events.*` need a connection and are refused.
+/// `None`: a notification, answered with nothing.
+pub async fn answer_once(shared: &Shared, peer: &Peer, line: &[u8]) -> Option<String> {
+    let _turn = match heavy_turn(shared, peer, line).await {
+        Ok(turn) => turn,
+        Err(busy) => return busy,
+    };
+    let call = match rpc::parse_call(line) {
+        Ok(call) => call,
+        Err(bad) => return Some(rpc::failure(&bad.id, &bad.error)),
+    };
+    if call.method.starts_with("events.") {
+        let error = RpcError::invalid_request(format!(
+            "{} needs a connection that stays open: use the WebSocket",
+            call.method
+        ));
+        return reply_line(&call, Err(error));
+    }
+    let result = methods::answer(shared, peer, &call).await;
+    reply_line(&call, result)
 }
 
 /// The id of a request line read without parsing the rest into values: `None` for a

@@ -15,6 +15,7 @@ use super::monitor::{MonitorConfig, PsamChoice, spawn_monitor};
 use super::server::{Listeners, Reloader, Server};
 use super::services::Services;
 use super::systemd::{self, NotifyState};
+use super::web::{WebError, WebListener};
 use super::worker::{Liveness, Worker};
 use crate::hospital::{HospitalError, Shipper};
 use crate::profile::{ProfileError, ProfileSet};
@@ -39,6 +40,9 @@ pub enum DaemonError {
     /// `[hospital]` is wrong, or the hospital database refuses this workstation.
     #[error("{0}")]
     Hospital(#[from] HospitalError),
+    /// `[web]` is set and the endpoint cannot start (its address, its token files).
+    #[error("{0}")]
+    Web(#[from] WebError),
 }
 
 /// A started daemon, not yet serving: [`run`](Self::run) or [`spawn`](Self::spawn) it.
@@ -78,12 +82,13 @@ impl Daemon {
         };
         let (handle, monitor) = spawn_monitor(monitor_config, readers);
         let background = Background::start(&services, &config, &handle, shipper);
-        let listeners = Listeners::bind(&config, inherited)
+        let mut listeners = Listeners::bind(&config, inherited)
             .await
             .map_err(|source| DaemonError::Listen {
                 path: config.socket.path.clone(),
                 source,
             })?;
+        listeners.web = WebListener::bind(&config.web).await?;
         let socket = config.socket.path.clone();
         Ok(Daemon {
             server: Server::with_services(config, handle.clone(), services.clone()),

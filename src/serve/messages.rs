@@ -214,6 +214,7 @@ impl OperatorMessage for RequestError {
             RequestError::JournalUnavailable(_) => code::JOURNAL_UNAVAILABLE,
             RequestError::SessionGone { .. } => code::NO_CARD,
             RequestError::Busy { .. } => code::BUSY,
+            RequestError::WebNotAllowed(_) => code::WEB_NOT_ALLOWED,
         }
     }
 
@@ -233,6 +234,9 @@ impl OperatorMessage for RequestError {
             RequestError::JournalUnavailable(_) => "本地结算日志不可用，医保结算已停用，未发送交易",
             RequestError::SessionGone { .. } => "卡已更换，请重新读卡",
             RequestError::Busy { .. } => "服务繁忙：大额请求过多，未处理，请稍后重试",
+            RequestError::WebNotAllowed(_) => {
+                "网页调用被拒绝：来源、主机名或令牌不符，或该令牌无权调用此方法"
+            }
         })
     }
 

@@ -4,8 +4,8 @@
 //! its topics and notifications are built here.
 
 use super::handle::pick_session_ref;
-use super::peer::Peer;
-use super::rpc::{Call, RpcError};
+use super::peer::{Grant, Peer};
+use super::rpc::{Call, RequestError, RpcError};
 use super::shared::Shared;
 use super::types::{CardEvent, CardSession, ReaderState, SessionError};
 use crate::card::{Pin, PinState};
@@ -32,6 +32,7 @@ pub const MAX_WAIT_MS: u64 = 3_600_000;
 pub fn is_mutating(method: &str) -> bool {
     matches!(method, "card.refresh" | "card.verify_pin")
         || super::settlement::METHODS.contains(&(method, true))
+        || super::bills::METHODS.contains(&(method, true))
 }
 
 /// A method's result: a JSON value, or JSON text made earlier (a session's, serialised
@@ -57,7 +58,7 @@ impl Answer {
 /// without a `wait_ms`.
 pub fn is_immediate(call: &Call) -> bool {
     match call.method.as_str() {
-        "system.info" | "readers.list" | "sync.status" => true,
+        "system.info" | "readers.list" | "sync.status" | "kiosk.config" => true,
         "card.read" => call
             .params
             .get("wait_ms")
@@ -73,7 +74,12 @@ pub async fn dispatch(shared: &Shared, peer: &Peer, call: &Call) -> Result<Value
 
 /// Like [`dispatch`], with a session's result as the JSON text it was serialised to.
 pub async fn answer(shared: &Shared, peer: &Peer, call: &Call) -> Result<Answer, RpcError> {
-    if is_mutating(&call.method) {
+    if let Peer::Web { grant, .. } = peer {
+        admit_web(peer, *grant, &call.method)?;
+        if *grant == Grant::Kiosk {
+            kiosk_limits(shared, call)?;
+        }
+    } else if is_mutating(&call.method) {
         admit(shared, peer, &call.method)?;
     }
     match call.method.as_str() {
@@ -87,8 +93,12 @@ pub async fn answer(shared: &Shared, peer: &Peer, call: &Call) -> Result<Answer,
         "card.verify_pin" => card_verify_pin(shared, &call.params)
             .await
             .map(Answer::Value),
+        "kiosk.config" => no_params(&call.params).map(|()| Answer::Value(kiosk_config(shared))),
         other if super::settlement::METHODS.iter().any(|(m, _)| *m == other) => {
             super::settlement::dispatch(shared, other, &call.params).await
+        }
+        other if super::bills::METHODS.iter().any(|(m, _)| *m == other) => {
+            super::bills::dispatch(shared, other, &call.params).await
         }
         other => Err(RpcError::method_not_found(other)),
     }
@@ -116,6 +126,58 @@ fn admit(shared: &Shared, peer: &Peer, method: &str) -> Result<(), RpcError> {
     }
 }
 
+/// Refuses a web caller a mutating method its token does not open (1021); logs who asked.
+fn admit_web(peer: &Peer, grant: Grant, method: &str) -> Result<(), RpcError> {
+    if !is_mutating(method) {
+        return Ok(());
+    }
+    if grant.opens(method) {
+        tracing::info!(%peer, method, "mutating request");
+        return Ok(());
+    }
+    tracing::warn!(%peer, method, "refused: the web caller's token does not open this method");
+    let why = match grant {
+        Grant::ReadOnly => format!(
+            "{method} changes something and needs the client token (the medcard.token.<token> \
+             WebSocket subprotocol, or Authorization: Bearer <token>); this caller sent none"
+        ),
+        _ => format!(
+            "{method} is not open to the {}: it opens {} only",
+            grant.as_str(),
+            Grant::KIOSK_METHODS.join(", ")
+        ),
+    };
+    Err(RequestError::WebNotAllowed(why).into())
+}
+
+/// What the kiosk token may do beyond its methods: register by card only (the patient at
+/// the screen holds it), and commit only the bills the HIS offered.
+fn kiosk_limits(shared: &Shared, call: &Call) -> Result<(), RpcError> {
+    match call.method.as_str() {
+        "settle.commit" => super::bills::check_kiosk_commit(shared, &call.params),
+        "visit.register" if call.params.get("certno").is_some() => {
+            Err(RequestError::WebNotAllowed(
+                "the kiosk registers the holder of the card in the reader only, not by ID \
+                 number"
+                    .to_owned(),
+            )
+            .into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `kiosk.config`: what the kiosk page shows and offers (`[kiosk]`).
+fn kiosk_config(shared: &Shared) -> Value {
+    let settings = shared.settings();
+    let kiosk = &settings.config.kiosk;
+    json!({
+        "hospital_name": kiosk.hospital_name,
+        "departments": kiosk.departments,
+        "idle_seconds": kiosk.idle_seconds,
+    })
+}
+
 fn system_info(shared: &Shared) -> Value {
     let snapshot = shared.handle.snapshot();
     json!({
@@ -130,6 +192,10 @@ fn system_info(shared: &Shared) -> Value {
         "journal": shared.services.journal_info(),
         "insurer": shared.services.insurer_info(),
         "hospital": shared.services.hospital_info(),
+        "web": match shared.web_addr.get() {
+            Some(addr) => json!({"listen": addr.to_string(), "kiosk": format!("http://{addr}/kiosk")}),
+            None => json!(null),
+        },
     })
 }
 

@@ -30,6 +30,7 @@
 //! `messages` → `rpc` and the error types (every `RpcError::from` an error goes through it).
 
 pub mod background;
+pub mod bills;
 pub mod client;
 pub mod config;
 pub mod connection;
@@ -48,6 +49,7 @@ pub mod shared;
 pub mod systemd;
 pub mod types;
 pub mod verdicts;
+pub mod web;
 pub mod worker;
 
 pub use daemon::{Daemon, DaemonError, RunningDaemon};

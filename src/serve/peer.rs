@@ -18,6 +18,11 @@ pub enum Peer {
     },
     /// A loopback TCP caller: no credentials.
     Tcp(std::net::SocketAddr),
+    /// A caller of the web endpoint (`serve::web`): what its token grants.
+    Web {
+        addr: std::net::SocketAddr,
+        grant: Grant,
+    },
     /// Credentials could not be read.
     Unknown,
 }
@@ -42,7 +47,47 @@ impl Peer {
             Peer::Local { gid, groups, .. } => {
                 allowed.contains(gid) || groups.iter().any(|g| allowed.contains(g))
             }
-            Peer::Tcp(_) | Peer::Unknown => false,
+            Peer::Tcp(_) | Peer::Web { .. } | Peer::Unknown => false,
+        }
+    }
+}
+
+/// What a web caller may do, by the token it presented (docs/web.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// No token: the methods that change nothing.
+    ReadOnly,
+    /// The kiosk page's token: reading, the PIN, self-service registration, and paying the
+    /// bills the HIS offered (`bill.preview`, then `settle.commit` of that preview).
+    Kiosk,
+    /// The HIS's client token: every method.
+    Full,
+}
+
+impl Grant {
+    /// The mutating methods the kiosk token opens.
+    pub const KIOSK_METHODS: [&str; 5] = [
+        "card.verify_pin",
+        "card.refresh",
+        "visit.register",
+        "bill.preview",
+        "settle.commit",
+    ];
+
+    /// Whether this grant opens the mutating method `method`.
+    pub fn opens(self, method: &str) -> bool {
+        match self {
+            Grant::Full => true,
+            Grant::Kiosk => Grant::KIOSK_METHODS.contains(&method),
+            Grant::ReadOnly => false,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grant::ReadOnly => "no token",
+            Grant::Kiosk => "kiosk token",
+            Grant::Full => "client token",
         }
     }
 }
@@ -55,6 +100,7 @@ impl std::fmt::Display for Peer {
                 None => write!(f, "uid={uid} gid={gid} pid=?"),
             },
             Peer::Tcp(addr) => write!(f, "tcp {addr}"),
+            Peer::Web { addr, grant } => write!(f, "web {addr} ({})", grant.as_str()),
             Peer::Unknown => f.write_str("unknown peer"),
         }
     }

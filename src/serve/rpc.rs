@@ -47,6 +47,9 @@ pub mod code {
     pub const JOURNAL_UNAVAILABLE: i32 = 1019;
     /// Too many large requests in progress daemon-wide: nothing was done; retry.
     pub const BUSY: i32 = 1020;
+    /// The web endpoint refused the caller: its origin, its `Host`, its token, or a method
+    /// its token does not open (docs/web.md).
+    pub const WEB_NOT_ALLOWED: i32 = 1021;
 }
 
 /// A JSON-RPC error object.
@@ -111,6 +114,9 @@ pub enum RequestError {
          nothing was done — retry the request"
     )]
     Busy { max: usize, waited_ms: u64 },
+    /// The web endpoint refused: why, in full (origin, Host, token, or the method).
+    #[error("web caller refused: {0}")]
+    WebNotAllowed(String),
 }
 
 impl RpcError {

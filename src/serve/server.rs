@@ -13,6 +13,7 @@ use super::peer::{Peer, effective_uid};
 use super::rpc::RpcError;
 use super::services::Services;
 use super::shared::{Settings, Shared, Shutdown};
+use super::web::{self, WebListener};
 use std::future::Future;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -26,6 +27,8 @@ use tokio::sync::{broadcast, mpsc};
 pub struct Listeners {
     pub unix: UnixListener,
     pub tcp: Option<TcpListener>,
+    /// The loopback web endpoint (`[web]`), when configured.
+    pub web: Option<WebListener>,
     /// The socket file this daemon created (none for systemd's socket): removed with the
     /// listeners, when it is still the one bound (held for its `Drop`).
     _file: Option<SocketFile>,
@@ -56,6 +59,7 @@ impl Listeners {
         Ok(Listeners {
             unix,
             tcp,
+            web: None,
             _file: file,
         })
     }
@@ -350,9 +354,21 @@ impl Server {
 
     /// Serves `listeners` until `shutdown` resolves, then stops accepting, lets every
     /// connection finish (requests in progress get `shutdown_grace_ms`) and returns.
-    pub async fn run(&self, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    pub async fn run(&self, mut listeners: Listeners, shutdown: impl Future<Output = ()>) {
         let (notify_shutdown, _) = broadcast::channel(1);
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        if let Some(endpoint) = listeners.web.take() {
+            if let Ok(addr) = endpoint.local_addr() {
+                let _ = self.shared.web_addr.set(addr);
+            }
+            let serving = web::serve(
+                endpoint,
+                self.shared.clone(),
+                notify_shutdown.clone(),
+                done_tx.clone(),
+            );
+            tokio::spawn(serving);
+        }
         tokio::select! {
             _ = self.accept_loop(&listeners, &notify_shutdown, &done_tx) => {}
             _ = shutdown => {}

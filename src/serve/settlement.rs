@@ -29,7 +29,7 @@ pub const METHODS: [(&str, bool); 8] = [
     ("settle.receipt", false),
 ];
 
-fn settler(shared: &Shared) -> Result<Arc<Settler>, RpcError> {
+pub(super) fn settler(shared: &Shared) -> Result<Arc<Settler>, RpcError> {
     shared
         .services
         .settler

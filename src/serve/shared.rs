@@ -5,6 +5,7 @@
 //! [`Shutdown`] signal each connection listens for. The server, the connections and the
 //! method handlers all read it; it points at nothing of theirs.
 
+use super::bills::BillBoard;
 use super::config::Config;
 use super::handle::MonitorHandle;
 use super::heavy::HeavyGate;
@@ -43,6 +44,10 @@ pub struct Shared {
     pub services: Arc<Services>,
     /// Turns for heavy requests (`socket.max_heavy_requests` at start).
     pub heavy: HeavyGate,
+    /// The bills the HIS offered for paying at a kiosk.
+    pub bills: BillBoard,
+    /// Where the web endpoint listens, once it does.
+    pub web_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl Shared {
@@ -68,6 +73,8 @@ impl Shared {
             connections_per_uid: Mutex::new(HashMap::new()),
             services,
             heavy,
+            bills: BillBoard::default(),
+            web_addr: std::sync::OnceLock::new(),
         }
     }
 
@@ -115,7 +122,7 @@ impl Shared {
         }
         let uid = match peer {
             Peer::Local { uid, .. } => Some(*uid),
-            Peer::Tcp(_) | Peer::Unknown => None,
+            Peer::Tcp(_) | Peer::Web { .. } | Peer::Unknown => None,
         };
         if let Some(uid) = uid {
             let held = by_uid.entry(uid).or_default();
@@ -139,7 +146,7 @@ impl Shared {
 }
 
 /// One admitted connection; the counts go down when it drops.
-pub(super) struct ConnectionSlot {
+pub(in crate::serve) struct ConnectionSlot {
     shared: Arc<Shared>,
     uid: Option<u32>,
 }

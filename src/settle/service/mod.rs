@@ -641,7 +641,7 @@ fn reused(existing: &RequestRow) -> SettleError {
 }
 
 /// A request_id: 1–64 printable ASCII characters.
-fn check_request_id(request_id: &str) -> Result<(), SettleError> {
+pub fn check_request_id(request_id: &str) -> Result<(), SettleError> {
     let ok =
         (1..=64).contains(&request_id.len()) && request_id.chars().all(|c| c.is_ascii_graphic());
     if ok {

@@ -1,0 +1,280 @@
+//! Bills the HIS puts up for a patient to pay at a self-service kiosk (docs/web.md):
+//! `bill.offer` (the HIS: the bill's visit, lines and holder), `bill.list` (the bills of
+//! the holder of the card in a reader), `bill.preview` (the split of one of them, for that
+//! card only). The kiosk then commits with `settle.commit` and `request_id` = `bill_id`, so a
+//! bill is paid exactly once however often the patient presses "pay"; with the kiosk's token
+//! that is the only commit allowed ([`check_kiosk_commit`]).
+//!
+//! Offers live in the daemon's memory until it stops (the HIS offers again after a
+//! restart); whether a bill is paid is always the journal's answer, never the board's.
+
+use super::handle::pick_session_ref;
+use super::methods::Answer;
+use super::rpc::{RequestError, RpcError};
+use super::shared::Shared;
+use super::types::CardSession;
+use crate::fields;
+use crate::settle::journal::RequestState;
+use crate::settle::service::{BillItem, SettleError, Settler, check_request_id};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// The bill methods and whether each changes something (needs a token or an allowed group).
+pub const METHODS: [(&str, bool); 3] = [
+    ("bill.offer", true),
+    ("bill.list", false),
+    ("bill.preview", true),
+];
+
+/// The most bills one daemon holds (a HIS that never withdraws cannot fill the memory).
+const MAX_BILLS: usize = 10_000;
+
+/// A bill on offer.
+#[derive(Debug, Clone, Serialize)]
+struct OfferedBill {
+    bill_id: String,
+    #[serde(skip)]
+    certno: Option<String>,
+    #[serde(skip)]
+    psn_no: Option<String>,
+    mdtrt_id: String,
+    dept_name: String,
+    items: Vec<BillItem>,
+    #[serde(with = "crate::money")]
+    total: Decimal,
+    /// The previews `bill.preview` made of it: the only ones a kiosk may commit.
+    #[serde(skip)]
+    previews: Vec<String>,
+}
+
+/// The bills on offer, by `bill_id`.
+#[derive(Debug, Default)]
+pub struct BillBoard {
+    bills: Mutex<HashMap<String, OfferedBill>>,
+}
+
+impl BillBoard {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, OfferedBill>> {
+        self.bills.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OfferParams {
+    bill_id: String,
+    #[serde(default)]
+    certno: Option<String>,
+    #[serde(default)]
+    psn_no: Option<String>,
+    mdtrt_id: String,
+    #[serde(default)]
+    dept_name: String,
+    items: Vec<BillItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    #[serde(default)]
+    reader: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewParams {
+    bill_id: String,
+    #[serde(default)]
+    reader: Option<String>,
+}
+
+/// Runs a bill method (one of [`METHODS`]).
+pub async fn dispatch(shared: &Shared, method: &str, params: &Value) -> Result<Answer, RpcError> {
+    let settler = super::settlement::settler(shared)?;
+    match method {
+        "bill.offer" => offer(shared, settler, params_of(params)?).await,
+        "bill.list" => list(shared, settler, params_of(params)?).await,
+        "bill.preview" => preview(shared, settler, params_of(params)?).await,
+        other => Err(RpcError::method_not_found(other)),
+    }
+}
+
+fn params_of<T: serde::de::DeserializeOwned>(params: &Value) -> Result<T, RpcError> {
+    T::deserialize(params).map_err(RpcError::invalid_params)
+}
+
+async fn offer(shared: &Shared, settler: Arc<Settler>, p: OfferParams) -> Result<Answer, RpcError> {
+    check_offer(&p)?;
+    let bill_id = p.bill_id.clone();
+    if let Some(paid) = settled_state(settler, &bill_id).await? {
+        return Err(RpcError::invalid_params(format!(
+            "bill {bill_id} is {paid} already (its request_id is in the journal): a new bill \
+             needs a new bill_id"
+        )));
+    }
+    let total = p
+        .items
+        .iter()
+        .map(|item| crate::money::round_fen(item.qty * item.price))
+        .sum();
+    let bill = OfferedBill {
+        bill_id: p.bill_id,
+        certno: p.certno,
+        psn_no: p.psn_no,
+        mdtrt_id: p.mdtrt_id,
+        dept_name: p.dept_name,
+        items: p.items,
+        total,
+        previews: Vec::new(),
+    };
+    let mut bills = shared.bills.lock();
+    if bills.len() >= MAX_BILLS && !bills.contains_key(&bill.bill_id) {
+        return Err(RpcError::invalid_params(format!(
+            "{MAX_BILLS} bills are on offer already: the oldest must be paid or the daemon \
+             restarted"
+        )));
+    }
+    let answer = json!({"bill_id": bill.bill_id, "state": "offered", "total": bill.total});
+    bills.insert(bill.bill_id.clone(), bill);
+    tracing::info!(bill_id = %bill_id, "bill offered");
+    Ok(Answer::Value(answer))
+}
+
+/// The platform's field rules for an offer, and its holder named.
+fn check_offer(p: &OfferParams) -> Result<(), RpcError> {
+    check_request_id(&p.bill_id)
+        .map_err(|_| RpcError::invalid_params("bill_id: 1–64 printable ASCII characters, no spaces (it becomes the settlement's request_id)"))?;
+    if p.certno.is_none() && p.psn_no.is_none() {
+        return Err(RpcError::invalid_params(
+            "bill.offer needs the holder: certno or psn_no",
+        ));
+    }
+    if p.items.is_empty() {
+        return Err(RpcError::invalid_params(
+            "bill.offer needs at least one item",
+        ));
+    }
+    let checked = fields::MDTRT_ID
+        .check(&p.mdtrt_id)
+        .and_then(|()| fields::DEPT_NAME.check(&p.dept_name));
+    checked.map_err(RpcError::invalid_params)?;
+    for (i, item) in p.items.iter().enumerate() {
+        item.check()
+            .map_err(|e| RpcError::invalid_params(format!("items[{i}]: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The settlement state of request `bill_id` when it is paid (settled or in cash).
+async fn settled_state(
+    settler: Arc<Settler>,
+    bill_id: &str,
+) -> Result<Option<&'static str>, RpcError> {
+    let request_id = bill_id.to_owned();
+    let found = tokio::task::spawn_blocking(move || settler.status(Some(&request_id), None))
+        .await
+        .map_err(RpcError::internal)?;
+    match found {
+        Ok(s) if matches!(s.state, RequestState::Settled | RequestState::SelfPay) => {
+            Ok(Some(s.state.as_str()))
+        }
+        Ok(_) | Err(SettleError::UnknownSettlement(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `bill` is offered to the holder of `session`.
+fn is_holders(bill: &OfferedBill, session: &CardSession) -> bool {
+    let certno = session.card.holder.certno.as_deref();
+    let psn_no = session.insured.as_ref().map(|i| i.psn_no.as_str());
+    (bill.certno.is_some() && bill.certno.as_deref() == certno)
+        || (bill.psn_no.is_some() && bill.psn_no.as_deref() == psn_no)
+}
+
+async fn list(shared: &Shared, settler: Arc<Settler>, p: ListParams) -> Result<Answer, RpcError> {
+    let holders: Vec<OfferedBill> = {
+        let snapshot = shared.handle.snapshot();
+        let (_, session) = pick_session_ref(&snapshot, p.reader.as_deref())?;
+        let bills = shared.bills.lock();
+        bills
+            .values()
+            .filter(|b| is_holders(b, session))
+            .cloned()
+            .collect()
+    };
+    let mut listed = Vec::with_capacity(holders.len());
+    for bill in holders {
+        let found = {
+            let (settler, id) = (settler.clone(), bill.bill_id.clone());
+            tokio::task::spawn_blocking(move || settler.status(Some(&id), None))
+                .await
+                .map_err(RpcError::internal)?
+        };
+        let (state, setl_id) = match found {
+            Ok(s) => (s.state.as_str(), s.setl_id),
+            Err(SettleError::UnknownSettlement(_)) => ("offered", None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut row = serde_json::to_value(&bill).map_err(RpcError::internal)?;
+        row["state"] = json!(state);
+        row["setl_id"] = json!(setl_id);
+        listed.push(row);
+    }
+    listed.sort_by(|a, b| a["bill_id"].as_str().cmp(&b["bill_id"].as_str()));
+    Ok(Answer::Value(json!({ "bills": listed })))
+}
+
+async fn preview(
+    shared: &Shared,
+    settler: Arc<Settler>,
+    p: PreviewParams,
+) -> Result<Answer, RpcError> {
+    let bill = {
+        let snapshot = shared.handle.snapshot();
+        let (_, session) = pick_session_ref(&snapshot, p.reader.as_deref())?;
+        let bills = shared.bills.lock();
+        match bills.get(&p.bill_id) {
+            Some(bill) if is_holders(bill, session) => bill.clone(),
+            _ => return Err(no_such_bill(&p.bill_id)),
+        }
+    };
+    let (mdtrt_id, items) = (bill.mdtrt_id.clone(), bill.items.clone());
+    let preview = tokio::task::spawn_blocking(move || settler.preview(&mdtrt_id, &items, None))
+        .await
+        .map_err(RpcError::internal)??;
+    if let Some(offered) = shared.bills.lock().get_mut(&p.bill_id) {
+        offered.previews.push(preview.preview_id.clone());
+    }
+    serde_json::to_string(&preview)
+        .map(|text| Answer::Raw(text.into()))
+        .map_err(RpcError::internal)
+}
+
+fn no_such_bill(bill_id: &str) -> RpcError {
+    RpcError::invalid_params(format!(
+        "no bill {bill_id} is offered to the holder of the card in the reader"
+    ))
+}
+
+/// A kiosk's `settle.commit`: only of a preview `bill.preview` made, with `request_id` its
+/// `bill_id` (so the kiosk pays what the HIS billed, once).
+pub fn check_kiosk_commit(shared: &Shared, params: &Value) -> Result<(), RpcError> {
+    let preview_id = params.get("preview_id").and_then(Value::as_str);
+    let request_id = params.get("request_id").and_then(Value::as_str);
+    let bills = shared.bills.lock();
+    let offered = request_id
+        .and_then(|id| bills.get(id))
+        .is_some_and(|bill| preview_id.is_some_and(|p| bill.previews.iter().any(|x| x == p)));
+    if offered {
+        return Ok(());
+    }
+    Err(RequestError::WebNotAllowed(
+        "the kiosk token commits only a bill the HIS offered: settle.commit with the \
+         preview_id bill.preview gave and request_id = its bill_id"
+            .to_owned(),
+    )
+    .into())
+}

@@ -1,0 +1,1 @@
+/* placeholder: the kiosk helper writes the page */
