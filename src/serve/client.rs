@@ -3,6 +3,8 @@
 //! ids are numbered per connection; notifications that arrive before an answer are skipped.
 //! [`Client::subscribe`] turns a connection into an iterator of `events.subscribe`
 //! notifications. `medcard call` / `events`, the demo, the benches and the tests use it.
+//! [`Client::connect_web`] speaks the same over the web endpoint's WebSocket (`serve::web`,
+//! one JSON object per text message), with or without a token.
 //!
 //! Before anything is sent on a Unix socket, the client checks who serves it (the uid the
 //! kernel vouches for, SO_PEERCRED) against [`DaemonUid`]: a socket another local user put
@@ -111,6 +113,16 @@ pub enum ClientError {
         line: String,
         source: serde_json::Error,
     },
+    /// The web endpoint refused the WebSocket handshake (its origin, `Host` or token).
+    #[error("the web endpoint at {target} refused the connection: HTTP {status}: {body}")]
+    WebRefused {
+        target: String,
+        status: u16,
+        body: String,
+    },
+    /// A WebSocket failure other than a refusal.
+    #[error("the web endpoint's WebSocket: {0}")]
+    WebSocket(#[from] tungstenite::Error),
     /// A response with neither `result` nor `error`.
     #[error(
         "the daemon sent something that is not a JSON-RPC message: an answer to {method} \
@@ -159,10 +171,18 @@ impl Stream for TcpStream {
 
 /// One connection to the daemon.
 pub struct Client {
-    stream: BufReader<Box<dyn Stream>>,
+    transport: Transport,
     next_id: u64,
-    /// A line read in part when a read timed out; the rest follows on the next read.
-    partial: Vec<u8>,
+}
+
+/// How messages travel: lines on a byte stream, or WebSocket text messages.
+enum Transport {
+    Lines {
+        stream: BufReader<Box<dyn Stream>>,
+        /// A line read in part when a read timed out; the rest follows on the next read.
+        partial: Vec<u8>,
+    },
+    WebSocket(Box<tungstenite::WebSocket<TcpStream>>),
 }
 
 impl Client {
@@ -192,18 +212,72 @@ impl Client {
         Ok(Client::of(Box::new(stream)))
     }
 
+    /// Connects to the web endpoint's WebSocket (`ws://ADDR/ws`) as a page of `origin`
+    /// would (none: as a program), presenting `token` when given.
+    pub fn connect_web(
+        addr: SocketAddr,
+        origin: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<Client, ClientError> {
+        let target = format!("ws://{addr}/ws");
+        let stream = TcpStream::connect(addr).map_err(|source| ClientError::Connect {
+            target: target.clone(),
+            source,
+        })?;
+        stream.set_nodelay(true)?;
+        let request = web_request(&target, origin, token)?;
+        match tungstenite::client::client(request, stream) {
+            Ok((socket, _)) => Ok(Client {
+                transport: Transport::WebSocket(Box::new(socket)),
+                next_id: 1,
+            }),
+            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+                Err(ClientError::WebRefused {
+                    target,
+                    status: response.status().as_u16(),
+                    body: String::from_utf8_lossy(response.body().as_deref().unwrap_or(&[]))
+                        .into_owned(),
+                })
+            }
+            Err(tungstenite::HandshakeError::Failure(e)) => Err(ClientError::WebSocket(e)),
+            Err(tungstenite::HandshakeError::Interrupted(_)) => Err(ClientError::TimedOut),
+        }
+    }
+
     fn of(stream: Box<dyn Stream>) -> Client {
         Client {
-            stream: BufReader::new(stream),
+            transport: Transport::Lines {
+                stream: BufReader::new(stream),
+                partial: Vec::new(),
+            },
             next_id: 1,
-            partial: Vec::new(),
         }
     }
 
     /// How long a read waits for the daemon ([`ClientError::TimedOut`] after); `None`: for
     /// ever (the default).
     pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
-        Ok(self.stream.get_ref().set_read_timeout(timeout)?)
+        match &self.transport {
+            Transport::Lines { stream, .. } => Ok(stream.get_ref().set_read_timeout(timeout)?),
+            Transport::WebSocket(socket) => Ok(socket.get_ref().set_read_timeout(timeout)?),
+        }
+    }
+
+    /// Sends `text` as it is (not numbered, not checked): for testing what the daemon does
+    /// with malformed or oversized requests. The answer is read with [`Client::next`].
+    pub fn send_text(&mut self, text: &str) -> Result<(), ClientError> {
+        match &mut self.transport {
+            Transport::Lines { stream, .. } => {
+                stream.get_mut().write_all(format!("{text}\n").as_bytes())?;
+            }
+            Transport::WebSocket(socket) => socket.send(tungstenite::Message::text(text))?,
+        }
+        Ok(())
+    }
+
+    /// The next message the daemon sends; `None` once it closed the connection.
+    pub fn next(&mut self) -> Result<Option<Value>, ClientError> {
+        self.next_message()
     }
 
     /// The request the next [`call`](Self::call) of `method` sends (for showing it).
@@ -260,32 +334,97 @@ impl Client {
     }
 
     fn send(&mut self, message: &Value) -> Result<(), ClientError> {
-        let line = format!("{message}\n");
-        self.stream.get_mut().write_all(line.as_bytes())?;
-        Ok(())
+        self.send_text(&message.to_string())
     }
 
     /// The next JSON message; `None` when the daemon closed the connection.
     fn next_message(&mut self) -> Result<Option<Value>, ClientError> {
-        match self.stream.read_until(b'\n', &mut self.partial) {
-            Ok(_) if self.partial.is_empty() => return Ok(None),
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(ClientError::TimedOut);
-            }
-            Err(e) => return Err(ClientError::Io(e)),
-        }
-        let line = std::mem::take(&mut self.partial);
-        if !line.ends_with(b"\n") {
-            return Ok(None);
-        }
-        serde_json::from_slice(&line)
+        let text = match &mut self.transport {
+            Transport::Lines { stream, partial } => match next_line(stream, partial)? {
+                Some(line) => line,
+                None => return Ok(None),
+            },
+            Transport::WebSocket(socket) => match next_text(socket)? {
+                Some(text) => text.into_bytes(),
+                None => return Ok(None),
+            },
+        };
+        serde_json::from_slice(&text)
             .map(Some)
             .map_err(|source| ClientError::Malformed {
-                line: String::from_utf8_lossy(&line).into_owned(),
+                line: String::from_utf8_lossy(&text).into_owned(),
                 source,
             })
     }
+}
+
+/// The next whole line of `stream` (a part read before a timeout kept in `partial`).
+fn next_line(
+    stream: &mut BufReader<Box<dyn Stream>>,
+    partial: &mut Vec<u8>,
+) -> Result<Option<Vec<u8>>, ClientError> {
+    match stream.read_until(b'\n', partial) {
+        Ok(_) if partial.is_empty() => return Ok(None),
+        Ok(_) => {}
+        Err(e) if is_timeout(&e) => return Err(ClientError::TimedOut),
+        Err(e) => return Err(ClientError::Io(e)),
+    }
+    let line = std::mem::take(partial);
+    Ok(line.ends_with(b"\n").then_some(line))
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// The next text (or binary) message of `socket`; `None` once it closed.
+fn next_text(
+    socket: &mut tungstenite::WebSocket<TcpStream>,
+) -> Result<Option<String>, ClientError> {
+    loop {
+        match socket.read() {
+            Ok(tungstenite::Message::Text(text)) => return Ok(Some(text.as_str().to_owned())),
+            Ok(tungstenite::Message::Binary(bytes)) => {
+                return Ok(Some(String::from_utf8_lossy(&bytes).into_owned()));
+            }
+            Ok(tungstenite::Message::Close(_)) => return Ok(None),
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                return Ok(None);
+            }
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => return Err(ClientError::TimedOut),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The WebSocket handshake request: the `medcard.jsonrpc` subprotocol, the token's.
+fn web_request(
+    target: &str,
+    origin: Option<&str>,
+    token: Option<&str>,
+) -> Result<tungstenite::handshake::client::Request, ClientError> {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = target.into_client_request()?;
+    let mut protocols = super::web::guard::PROTOCOL.to_owned();
+    if let Some(token) = token {
+        protocols.push_str(&format!(
+            ", {}{token}",
+            super::web::guard::TOKEN_PROTOCOL_PREFIX
+        ));
+    }
+    let headers = request.headers_mut();
+    let header = |text: &str| {
+        text.parse()
+            .map_err(|e: tungstenite::http::header::InvalidHeaderValue| {
+                ClientError::WebSocket(tungstenite::Error::HttpFormat(e.into()))
+            })
+    };
+    headers.insert("Sec-WebSocket-Protocol", header(&protocols)?);
+    if let Some(origin) = origin {
+        headers.insert("Origin", header(origin)?);
+    }
+    Ok(request)
 }
 
 fn rpc_error(method: &str, error: Value) -> ClientError {

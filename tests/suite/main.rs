@@ -37,3 +37,4 @@ mod settle_socket;
 mod socket_owner;
 mod storage_faults;
 mod sync_cli;
+mod web_endpoint;

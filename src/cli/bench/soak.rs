@@ -140,7 +140,8 @@ pub fn error_kind(error: &medcard::serve::client::ClientError) -> String {
         }
         ClientError::TimedOut => "timeout".into(),
         ClientError::Closed => "closed".into(),
-        ClientError::Io(_) => "io".into(),
+        ClientError::Io(_) | ClientError::WebSocket(_) => "io".into(),
+        ClientError::WebRefused { status, .. } => format!("http-{status}"),
         ClientError::Malformed { .. } | ClientError::NoResult { .. } => "malformed".into(),
     }
 }

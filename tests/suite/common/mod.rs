@@ -3,7 +3,8 @@
 //! descriptions, not from medcard's output; [`expected`]), the JSON-RPC client ([`rpc`]),
 //! `medcard serve` ([`daemon`]) and the insurer simulator ([`insurer`]) as child processes,
 //! a settlement rig ([`settle`]), a harness for the real PC/SC stack ([`stack`]) and a
-//! process running as another local user ([`other_user`]).
+//! process running as another local user ([`other_user`]), the web endpoint's addresses,
+//! tokens and plain HTTP ([`web`]).
 
 pub mod daemon;
 pub mod expected;
@@ -14,6 +15,7 @@ pub mod rpc;
 pub mod settle;
 pub mod stack;
 pub mod temp;
+pub mod web;
 
 use rust_decimal::Decimal;
 use std::path::PathBuf;

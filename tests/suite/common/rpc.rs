@@ -76,6 +76,17 @@ impl Client {
         Client::with_patience(client::Client::connect(socket))
     }
 
+    /// A WebSocket to the web endpoint at `addr`, as a page of `origin` with `token`.
+    pub fn connect_web(addr: SocketAddr, origin: Option<&str>, token: Option<&str>) -> Client {
+        Client::with_patience(client::Client::connect_web(addr, origin, token))
+            .expect("connect to the web endpoint")
+    }
+
+    /// The daemon's client itself (raw sends, reads, subscriptions).
+    pub fn inner(&mut self) -> &mut client::Client {
+        &mut self.0
+    }
+
     fn with_patience(
         connected: Result<client::Client, ClientError>,
     ) -> Result<Client, ClientError> {
