@@ -101,6 +101,14 @@ impl Daemon {
         })
     }
 
+    /// Where the web endpoint listens (`[web]`; the port chosen when it gave 0).
+    pub fn web_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listeners
+            .web
+            .as_ref()
+            .and_then(|web| web.local_addr().ok())
+    }
+
     /// The monitor's handle: snapshots, events, requests.
     pub fn handle(&self) -> &MonitorHandle {
         &self.handle

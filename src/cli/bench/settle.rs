@@ -88,6 +88,7 @@ async fn bench(plan: &Plan, dir: &Path) -> Result<Figures, String> {
         socket: &socket,
         readers,
         links: plan.links,
+        web: false,
     })
     .await?;
     let measured = measure(plan, &counter).await;

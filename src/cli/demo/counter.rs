@@ -6,7 +6,7 @@
 
 use medcard::reader::ReaderBackend;
 use medcard::serve::client::Client;
-use medcard::serve::config::Config;
+use medcard::serve::config::{Config, KioskDepartment, WebSection};
 use medcard::serve::{Daemon, MonitorHandle, RunningDaemon};
 use medcard::sim::card::SharedVirtualReaders;
 use medcard::sim::insurer::{SimOptions, SimState, remove_db, serve};
@@ -31,6 +31,22 @@ pub struct CounterSetup<'a> {
     pub readers: SharedVirtualReaders,
     /// `settle.links`: visits that can settle at the same moment.
     pub links: usize,
+    /// Serve the web endpoint too (loopback, an ephemeral port, tokens in `dir`).
+    pub web: bool,
+}
+
+/// The counter's web endpoint: where it listens and its two tokens.
+pub struct WebEndpoint {
+    pub addr: std::net::SocketAddr,
+    pub client_token: String,
+    pub kiosk_token: String,
+}
+
+impl WebEndpoint {
+    /// The kiosk page's address, its token in the fragment (as a kiosk's browser opens it).
+    pub fn kiosk_url(&self) -> String {
+        format!("http://{}/kiosk#token={}", self.addr, self.kiosk_token)
+    }
 }
 
 /// The running counter; [`stop`](Counter::stop) takes it down and removes its files.
@@ -39,6 +55,8 @@ pub struct Counter {
     pub socket: PathBuf,
     pub insurer_url: String,
     pub cache_path: PathBuf,
+    /// The web endpoint, when [`CounterSetup::web`] asked for it.
+    pub web: Option<WebEndpoint>,
     daemon: RunningDaemon,
     sim: Stopper<std::io::Result<()>>,
     sim_db: PathBuf,
@@ -64,6 +82,7 @@ impl Counter {
         let (sim, addr) = start_sim(&sim_db).await?;
         let config = counter_config(&setup, &format!("http://{addr}/fsi/api/callService"));
         let (insurer_url, cache_path) = (config.insurer.url.clone(), config.cache.path.clone());
+        let web_config = config.web.clone();
         let readers = setup.readers;
         let backends = move || Box::new(readers.clone()) as Box<dyn ReaderBackend + Send>;
         let daemon = Daemon::start(config, backends, None)
@@ -72,11 +91,16 @@ impl Counter {
         if daemon.services().settler.is_none() {
             return Err("settlement could not be set up (run with --log info to see why)".into());
         }
+        let web = match daemon.web_addr() {
+            Some(addr) => Some(web_endpoint(addr, &web_config)?),
+            None => None,
+        };
         Ok(Counter {
             handle: daemon.handle().clone(),
             socket: setup.socket.to_path_buf(),
             insurer_url,
             cache_path,
+            web,
             daemon: daemon.spawn(),
             sim,
             sim_db,
@@ -144,5 +168,33 @@ fn counter_config(setup: &CounterSetup<'_>, insurer_url: &str) -> Config {
     config.insurer.mdtrtarea_admvs = REGION.into();
     config.cache.path = setup.dir.join("cache.sqlite");
     config.settle.links = setup.links.max(1);
+    if setup.web {
+        config.web.listen = "127.0.0.1:0".into();
+        config.web.token_file = setup.dir.join("web.token");
+        config.web.kiosk_token_file = setup.dir.join("kiosk.token");
+        config.kiosk.departments = ["内科", "外科", "儿科"]
+            .iter()
+            .zip(["A03", "A04", "A07"])
+            .map(|(name, code)| KioskDepartment {
+                dept_code: code.into(),
+                dept_name: (*name).into(),
+                dr_name: "门诊医生".into(),
+            })
+            .collect();
+    }
     config
+}
+
+/// The endpoint at `addr` with the tokens the daemon made in the files `web` names.
+fn web_endpoint(addr: std::net::SocketAddr, web: &WebSection) -> Result<WebEndpoint, String> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path)
+            .map(|text| text.trim().to_owned())
+            .map_err(|e| format!("cannot read the token {}: {e}", path.display()))
+    };
+    Ok(WebEndpoint {
+        addr,
+        client_token: read(&web.token_file)?,
+        kiosk_token: read(&web.kiosk_token_file)?,
+    })
 }

@@ -6,7 +6,7 @@
 //! → the card removed; then a 3.0 card opened through the PSAM. Then, unless `--once`, it
 //! serves until Ctrl-C for the newcomer's own calls.
 
-use super::counter::{Counter, CounterSetup};
+use super::counter::{Counter, CounterSetup, WebEndpoint};
 use medcard::serve::CardEvent;
 use medcard::serve::client::Client;
 use medcard::sim::card::Chip;
@@ -25,6 +25,8 @@ const READ_WAIT: Duration = Duration::from_secs(5);
 const CLASS_A_ITEM: &str = "XJ01CAA040A001010100001";
 /// The cashier's program's id for the commit (a retry sends the same one).
 const REQUEST_ID: &str = "demo-counter1-0001";
+/// The bill the HIS offers at the kiosk (its id is the settlement's request_id).
+const KIOSK_BILL: &str = "demo-his-bill-0001";
 /// 小王's ID number (fixtures/insurer/persons.toml), for registrations without the card.
 const XIAOWANG_CERTNO: &str = "500103199103080319";
 
@@ -49,6 +51,7 @@ async fn demo(dir: &Path, socket: &Path, once: bool) -> Result<(), String> {
         socket,
         readers: readers.clone(),
         links: 4,
+        web: true,
     })
     .await?;
     let printer = tokio::spawn(print_events(counter.handle.subscribe()));
@@ -83,6 +86,9 @@ async fn play(counter: &Counter, readers: &SharedVirtualReaders) -> Result<(), S
     let mut client = counter.client()?;
     insert_and_read(counter, readers, &mut client, "xiaowang").await?;
     settle(&mut client)?;
+    if let Some(web) = &counter.web {
+        kiosk_visit(web)?;
+    }
     println!("\n▶ 小王 takes the card back");
     readers.remove(COUNTER_READER);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -163,6 +169,72 @@ fn settle(client: &mut Client) -> Result<(), String> {
         println!("    │ {line}");
     }
     retry(client, commit, &done["setl_id"])
+}
+
+/// The self-service kiosk (a browser page on the web endpoint, here its calls): 小王
+/// registers himself, the HIS puts the doctor's bill up for him, he pays it at the kiosk.
+fn kiosk_visit(web: &WebEndpoint) -> Result<(), String> {
+    println!(
+        "\n▶ 小王 walks to the self-service kiosk: the page at {} (open it in Chromium to \
+         watch; docs/kiosk.md), over the WebSocket with the kiosk's token",
+        web.kiosk_url()
+    );
+    let connect =
+        |token: &str| Client::connect_web(web.addr, None, Some(token)).map_err(|e| e.to_string());
+    let (mut kiosk, mut his) = (connect(&web.kiosk_token)?, connect(&web.client_token)?);
+    let card = kiosk
+        .call("card.read", json!({}))
+        .map_err(|e| e.to_string())?;
+    let visit = step(
+        &mut kiosk,
+        "at the kiosk, 小王 registers himself (a self-service terminal's 2201)",
+        "visit.register",
+        json!({"card_session": card["session_id"], "dept_code": "A04", "dept_name": "外科", "dr_name": "门诊医生"}),
+        |v| format!("visit registered, 门诊号 {}", plain(&v["ipt_otp_no"])),
+    )?;
+    let items =
+        json!([{"code": CLASS_A_ITEM, "name": "阿莫西林胶囊", "qty": "2", "price": "15.00"}]);
+    step(
+        &mut his,
+        "the doctor prescribes; the HIS puts the bill up for the kiosk",
+        "bill.offer",
+        json!({"bill_id": KIOSK_BILL, "certno": card["holder"]["certno"], "mdtrt_id": visit["mdtrt_id"], "dept_name": "外科", "items": items}),
+        |b| {
+            format!(
+                "bill {} offered, {}",
+                plain(&b["bill_id"]),
+                plain(&b["total"])
+            )
+        },
+    )?;
+    step(
+        &mut kiosk,
+        "the kiosk lists 小王's bills",
+        "bill.list",
+        json!({}),
+        |b| {
+            format!(
+                "{} bill(s) to pay",
+                b["bills"].as_array().map_or(0, Vec::len)
+            )
+        },
+    )?;
+    let preview = step(
+        &mut kiosk,
+        "he chooses it: who pays what",
+        "bill.preview",
+        json!({"bill_id": KIOSK_BILL}),
+        split_summary,
+    )?;
+    let commit = json!({"preview_id": preview["preview_id"], "request_id": KIOSK_BILL});
+    step(
+        &mut kiosk,
+        "he presses 确认支付 (the request_id is the bill's: pressing twice pays once)",
+        "settle.commit",
+        commit,
+        |d| format!("{} — setl_id {}", plain(&d["state"]), plain(&d["setl_id"])),
+    )?;
+    Ok(())
 }
 
 /// The cashier's program times out and sends the same commit again: nothing is charged twice.
