@@ -264,7 +264,7 @@ impl Client {
     }
 
     /// Sends `text` as it is (not numbered, not checked): for testing what the daemon does
-    /// with malformed or oversized requests. The answer is read with [`Client::next`].
+    /// with malformed or oversized requests. The answer is read with [`Client::receive`].
     pub fn send_text(&mut self, text: &str) -> Result<(), ClientError> {
         match &mut self.transport {
             Transport::Lines { stream, .. } => {
@@ -276,7 +276,7 @@ impl Client {
     }
 
     /// The next message the daemon sends; `None` once it closed the connection.
-    pub fn next(&mut self) -> Result<Option<Value>, ClientError> {
+    pub fn receive(&mut self) -> Result<Option<Value>, ClientError> {
         self.next_message()
     }
 

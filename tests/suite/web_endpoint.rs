@@ -60,7 +60,7 @@ fn notifications_reach_a_websocket_subscriber() {
     // From another connection: a call's own reader skips notifications before its answer.
     web.his().result("card.refresh", json!({}));
     let event = loop {
-        let message = page.inner().next().expect("a message").expect("open");
+        let message = page.inner().receive().expect("a message").expect("open");
         if message.get("method").is_some() {
             break message;
         }
@@ -163,10 +163,10 @@ fn an_oversized_message_is_refused_and_the_daemon_keeps_serving() {
         "x".repeat(5000)
     );
     page.inner().send_text(&big).expect("sent");
-    let answer = page.inner().next().expect("an answer").expect("open");
+    let answer = page.inner().receive().expect("an answer").expect("open");
     assert_eq!(code(&answer["error"]), -32600, "{answer}");
     assert!(
-        page.inner().next().expect("closed").is_none(),
+        page.inner().receive().expect("closed").is_none(),
         "closed after"
     );
     let (status, answer) = web.post(
