@@ -21,6 +21,9 @@ fn web_rig(tag: &str, extra: &str) -> Rig {
     rig
 }
 
+/// HTTP headers of a hand-made request.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
 fn code(error: &Value) -> i64 {
     error["code"].as_i64().unwrap_or_default()
 }
@@ -92,7 +95,7 @@ fn other_origins_hosts_and_tokens_are_refused_and_change_nothing() {
 
     let bearer = format!("Bearer {}", web.client_token);
     let rebinding = format!("evil.example:{}", web.addr.port());
-    let cases: [(&[(&str, &str)], u16, &str); 4] = [
+    let cases: [(Headers, u16, &str); 4] = [
         (
             &[("Host", &rebinding), ("Authorization", &bearer)],
             403,
