@@ -18,6 +18,9 @@
 //! - `bench memory`: a `medcard serve` child's memory under pipelined maximum-size
 //!   `settle.preview` requests from several clients, and after them.
 //!
+//! - `bench web`: `card.read` over the web endpoint's WebSocket against the Unix socket,
+//!   and the kiosk page in headless Chromium: insertion to the holder's name on screen.
+//!
 //! One file per bench; the percentiles, the millisecond format and the `/proc` memory
 //! figures they share are here.
 
@@ -28,6 +31,7 @@ mod read;
 mod serve;
 mod settle;
 mod soak;
+mod web;
 
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -38,7 +42,8 @@ use std::time::Duration;
 /// daemon's `card.read` throughput and latency; `bench cache` the cache's load, lookups and
 /// incremental sync; `bench settle` settlements per second through the socket; `bench soak`
 /// a bounded soak of everything at once; `bench memory` the daemon's memory under pipelined
-/// maximum-size bills; `bench hospital` many counters of one hospital shipping to PostgreSQL.
+/// maximum-size bills; `bench hospital` many counters of one hospital shipping to PostgreSQL;
+/// `bench web` the WebSocket against the socket, and the kiosk page in headless Chromium.
 #[derive(Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -69,6 +74,33 @@ enum What {
         /// Extra card profiles.
         #[arg(long, value_name = "DIR")]
         profiles: Option<PathBuf>,
+    },
+    /// The web endpoint: `card.read` over the WebSocket against the Unix socket, and the
+    /// kiosk page's insertion-to-screen time in headless Chromium.
+    ///
+    /// Starts the demo's counter in this process (the insurer simulator, the daemon on a
+    /// virtual reader holding 小王's card, the web endpoint on 127.0.0.1 with an ephemeral
+    /// port). For each number of --clients: that many connections at once over the Unix
+    /// socket, then as many over the WebSocket, each sending `card.read` one after another
+    /// with medcard's own client (a warm-up, then --seconds measured): requests/s and p99 of
+    /// both and the WebSocket's share (target ≥ 50%). Then, unless --inserts 0, opens
+    /// `/kiosk` in headless Chromium (Debian's chromium and chromium-driver, installed by
+    /// `make deps`) and pulls and inserts the card --inserts times: from each insertion to
+    /// the holder's name drawn on the page, p50 and p99 (target p99 ≤ 150 ms). A miss is
+    /// reported, not an error.
+    Web {
+        /// Measured seconds per level and transport.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Warm-up seconds per level and transport.
+        #[arg(long, default_value_t = 1.0)]
+        warm_up: f64,
+        /// Concurrent clients per level.
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 64])]
+        clients: Vec<usize>,
+        /// Card insertions timed on the kiosk page (0: skip the browser).
+        #[arg(long, default_value_t = 100)]
+        inserts: usize,
     },
     /// Requests per second and latency of `card.read` answered by `medcard serve`.
     ///
@@ -257,6 +289,17 @@ pub fn run(args: BenchArgs) -> ExitCode {
             warm_up: warm_up.max(0.0),
             clients: clients.into_iter().map(|n| n.max(1)).collect(),
             card,
+        }),
+        What::Web {
+            seconds,
+            warm_up,
+            clients,
+            inserts,
+        } => web::run(&web::Plan {
+            seconds: seconds.max(0.1),
+            warm_up: warm_up.max(0.0),
+            clients: clients.into_iter().map(|n| n.max(1)).collect(),
+            inserts,
         }),
         What::Cache {
             events,

@@ -164,6 +164,8 @@ fn counter_config(setup: &CounterSetup<'_>, insurer_url: &str) -> Config {
     let mut config = Config::default();
     config.socket.path = setup.socket.to_path_buf();
     config.socket.mode = "0600".into();
+    // The benches open a connection per client, on both transports at once.
+    config.socket.max_connections = 256;
     config.insurer.url = insurer_url.to_owned();
     config.insurer.mdtrtarea_admvs = REGION.into();
     config.cache.path = setup.dir.join("cache.sqlite");
