@@ -8,7 +8,11 @@
 //!   owner of the readers; everything else talks to it through a [`MonitorHandle`].
 //! - [`server`]: the listener (Unix socket, optional loopback TCP), connection limits,
 //!   graceful shutdown.
-//! - [`connection`]: line framing with a size limit, JSON-RPC parsing and replies.
+//! - [`connection`]: the one request loop of every transport (line framing with a size
+//!   limit, or WebSocket messages), JSON-RPC parsing and replies.
+//! - [`web`]: the loopback HTTP + WebSocket endpoint for browser-based HIS and kiosks
+//!   (`Host`, `Origin` and token checks; the kiosk page).
+//! - [`bills`]: the bills the HIS offers for paying at a kiosk.
 //! - [`methods`]: one handler per method, from request to result.
 //! - [`messages`]: the one place for operator messages: each error the operator sees, as
 //!   its JSON-RPC code, English and Chinese text (`rpc`'s error objects, the cli's lines).
@@ -25,8 +29,8 @@
 //! - [`client`]: the blocking JSON-RPC client of the socket (`medcard call`, the demo,
 //!   the benches, the tests).
 //!
-//! Inside `serve` modules point one way: `daemon` → `server` → `connection` → `methods` →
-//! `settlement` → `shared` → `services` → `verdicts` → `monitor` → `handle` / `worker`;
+//! Inside `serve` modules point one way: `daemon` → `server` → `web` → `connection` →
+//! `methods` → `bills` → `settlement` → `shared` → `services` → `verdicts` → `monitor` → `handle` / `worker`;
 //! `messages` → `rpc` and the error types (every `RpcError::from` an error goes through it).
 
 pub mod background;
