@@ -170,17 +170,20 @@ fn the_demo_plays_a_swipe_and_a_settlement_through_the_daemon_and_stops_with_onc
         "the same setl_id",
         "黄嘉怡",
         "session 2",
+        "/kiosk#token=",
+        "bill demo-his-bill-0001 offered, 30.00",
     ] {
         assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
     }
-    // The same setl_id twice: the commit and its retry.
+    // The same setl_id twice: the commit and its retry; then the kiosk's bill, another.
     let setl_ids: Vec<&str> = stdout
         .lines()
         .filter(|line| line.starts_with("  ← "))
         .filter_map(|line| line.split("setl_id ").nth(1))
         .map(|rest| rest.split([',', ' ']).next().unwrap_or(rest))
         .collect();
-    assert_eq!(setl_ids.len(), 2, "{stdout}");
+    assert_eq!(setl_ids.len(), 3, "{stdout}");
     assert_eq!(setl_ids[0], setl_ids[1], "{stdout}");
+    assert_ne!(setl_ids[1], setl_ids[2], "{stdout}");
     assert!(!socket.exists(), "the demo removes its socket");
 }
