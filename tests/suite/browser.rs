@@ -117,11 +117,23 @@ fn browser(width: u32, height: u32) -> Browser {
     Browser::start(BrowserOptions { width, height }).unwrap_or_else(|e| panic!("{e}"))
 }
 
-#[test]
-fn a_click_changes_the_text_in_chromium() {
+/// The pages served, and an 800×600 Chromium showing `path`.
+fn open(path: &str) -> (Pages, Browser) {
     let pages = Pages::serve();
     let browser = browser(800, 600);
-    browser.goto(&pages.url("/button")).unwrap();
+    browser.goto(&pages.url(path)).unwrap();
+    (pages, browser)
+}
+
+/// The last screen of `test`, to look at afterwards: `target/test-output/TEST/last.png`.
+fn save_last_screen(browser: &Browser, test: &str) {
+    let path = test_output_dir(test).join("last.png");
+    browser.screenshot_png(&path).unwrap();
+}
+
+#[test]
+fn a_click_changes_the_text_in_chromium() {
+    let (_pages, browser) = open("/button");
     assert_eq!(
         browser.find("#greeting").unwrap().text().unwrap(),
         "waiting"
@@ -145,8 +157,7 @@ fn a_click_changes_the_text_in_chromium() {
     let title = browser.execute("return document.title + arguments[0]", &["!".into()]);
     assert_eq!(title.unwrap(), "button!");
 
-    let out = test_output_dir("browser_click");
-    browser.screenshot_png(&out.join("last.png")).unwrap();
+    save_last_screen(&browser, "browser_click");
 }
 
 #[test]
@@ -177,9 +188,7 @@ fn the_screenshot_is_a_png_of_the_window() {
 
 #[test]
 fn console_errors_reports_console_error_and_uncaught_exceptions() {
-    let pages = Pages::serve();
-    let browser = browser(800, 600);
-    browser.goto(&pages.url("/noisy")).unwrap();
+    let (pages, browser) = open("/noisy");
     let errors = browser.console_errors().unwrap();
     let reported = |needle: &str| errors.iter().any(|e| e.contains(needle));
     assert!(reported("boom from the page"), "{errors:?}");
@@ -188,15 +197,12 @@ fn console_errors_reports_console_error_and_uncaught_exceptions() {
     // Kept for the whole session: a later clean page does not hide them.
     browser.goto(&pages.url("/button")).unwrap();
     assert_eq!(browser.console_errors().unwrap(), errors);
-    let out = test_output_dir("browser_console_errors");
-    browser.screenshot_png(&out.join("last.png")).unwrap();
+    save_last_screen(&browser, "browser_console_errors");
 }
 
 #[test]
 fn a_clean_page_has_no_console_errors() {
-    let pages = Pages::serve();
-    let browser = browser(800, 600);
-    browser.goto(&pages.url("/button")).unwrap();
+    let (_pages, browser) = open("/button");
     browser.find("#go").unwrap().click().unwrap();
     browser.wait_for_text("#greeting", "hello", WAIT).unwrap();
     let errors = browser.console_errors().unwrap();
@@ -205,9 +211,7 @@ fn a_clean_page_has_no_console_errors() {
 
 #[test]
 fn a_missing_element_is_chromedrivers_refusal_and_waiting_for_it_times_out() {
-    let pages = Pages::serve();
-    let browser = browser(800, 600);
-    browser.goto(&pages.url("/button")).unwrap();
+    let (_pages, browser) = open("/button");
     match browser.find("#nowhere") {
         Err(BrowserError::Refused { error, what, .. }) => {
             assert_eq!(error, "no such element");
