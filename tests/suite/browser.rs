@@ -133,7 +133,8 @@ fn save_last_screen(browser: &Browser, test: &str) {
 
 #[test]
 fn a_click_changes_the_text_in_chromium() {
-    let (_pages, browser) = open("/button");
+    let (pages, browser) = open("/button");
+    assert_eq!(browser.current_url().unwrap(), pages.url("/button"));
     assert_eq!(
         browser.find("#greeting").unwrap().text().unwrap(),
         "waiting"
