@@ -8,8 +8,9 @@ CARGO ?= cargo
 # pcsc-tools gives `scriptor`, the independent PC/SC client the tests compare against;
 # systemd gives `systemd-analyze`, which verifies the units in systemd/; postgresql is the
 # hospital database the tests start as a throwaway cluster (src/sim/postgres.rs; TLS is
-# rustls, no system library).
-DEB_PACKAGES := pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config systemd postgresql openssl
+# rustls, no system library); chromium and chromium-driver are the headless browser the
+# kiosk tests and `medcard bench web` drive through WebDriver (src/sim/browser.rs).
+DEB_PACKAGES := pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config systemd postgresql openssl chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build test lint demo bench fault-matrix fuzz fuzz-smoke clean

@@ -3,6 +3,8 @@
 //! `psam` does, the insurer settles with `settle::calc`); no product module uses them — only
 //! `cli`, the top, wires them in.
 //!
+//! - [`browser`]: headless Chromium through chromedriver (a small WebDriver client), for the
+//!   kiosk tests and `medcard bench web`, one at a time per machine.
 //! - [`card`]: the card side — virtual cards and PSAMs, their fixture images, served to the
 //!   real pcscd through vpcd or in-process through [`card::virtual_reader`].
 //! - [`insurer`]: the insurer side — `medcard insurer-sim`, the national platform's
@@ -11,6 +13,7 @@
 //! - [`postgres`]: a throwaway PostgreSQL cluster (the hospital database) for tests, benches and
 //!   demos.
 
+pub mod browser;
 pub mod card;
 pub mod insurer;
 pub mod pcscd;

@@ -6,6 +6,7 @@ mod common;
 
 mod architecture;
 mod bench_soak;
+mod browser;
 mod cache_guard;
 mod cache_verdict;
 mod cli;

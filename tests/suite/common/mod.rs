@@ -2,9 +2,10 @@
 //! directories ([`temp`]), the fixture cards' expected contents (written from the fixture
 //! descriptions, not from medcard's output; [`expected`]), the JSON-RPC client ([`rpc`]),
 //! `medcard serve` ([`daemon`]) and the insurer simulator ([`insurer`]) as child processes,
-//! a settlement rig ([`settle`]), a harness for the real PC/SC stack ([`stack`]) and a
+//! a settlement rig ([`settle`]), a harness for the real PC/SC stack ([`stack`]), a
 //! process running as another local user ([`other_user`]), the web endpoint's addresses,
-//! tokens and plain HTTP ([`web`]).
+//! tokens and plain HTTP ([`web`]) and each test's output directory ([`test_output_dir`],
+//! for screenshots).
 
 pub mod daemon;
 pub mod expected;
@@ -42,6 +43,20 @@ pub fn psam(name: &str) -> PathBuf {
 pub fn profile_text(name: &str) -> String {
     std::fs::read_to_string(repo_file("apdu-specs").join(format!("{name}.toml")))
         .expect("a built-in profile")
+}
+
+/// `target/test-output/NAME/`, emptied and created: what a test leaves to look at afterwards
+/// (the browser tests' screenshots of their last screen).
+pub fn test_output_dir(test_name: &str) -> PathBuf {
+    // CARGO_TARGET_TMPDIR is `<target>/tmp`, so this follows CARGO_TARGET_DIR too.
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target directory")
+        .to_path_buf();
+    let dir = target.join("test-output").join(test_name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("the test's output directory");
+    dir
 }
 
 pub fn medcard_bin() -> PathBuf {
