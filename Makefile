@@ -10,7 +10,7 @@ CARGO ?= cargo
 # hospital database the tests start as a throwaway cluster (src/sim/postgres.rs; TLS is
 # rustls, no system library); chromium and chromium-driver are the headless browser the
 # kiosk tests and `medcard bench web` drive through WebDriver (src/sim/browser.rs).
-DEB_PACKAGES := pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config systemd postgresql openssl chromium chromium-driver
+DEB_PACKAGES := pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config systemd postgresql openssl chromium chromium-driver fonts-wqy-zenhei
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build test lint demo bench fault-matrix fuzz fuzz-smoke clean
