@@ -34,6 +34,7 @@ mod settle_input;
 mod settle_reconcile;
 mod settle_review;
 mod settle_socket;
+mod settle_terminal;
 mod socket_owner;
 mod storage_faults;
 mod sync_cli;
