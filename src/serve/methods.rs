@@ -87,6 +87,7 @@ pub async fn answer(shared: &Shared, peer: &Peer, call: &Call) -> Result<Answer,
         "card.verify_pin" => card_verify_pin(shared, &call.params)
             .await
             .map(Answer::Value),
+        "card.statement" => super::statement::card_statement(shared, &call.params).await,
         other if super::settlement::METHODS.iter().any(|(m, _)| *m == other) => {
             super::settlement::dispatch(shared, other, &call.params).await
         }

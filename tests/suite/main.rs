@@ -26,6 +26,7 @@ mod release_binary;
 mod robustness;
 mod serve_monitor;
 mod serve_socket;
+mod serve_statement;
 mod serve_verdicts;
 mod settle_bills;
 mod settle_calc;
