@@ -343,3 +343,22 @@ fn patient_from_card(shared: &Shared, request: &RegisterRequest) -> Result<Patie
     };
     Ok(Patient::of_card(facts, shared.services.cache.as_deref())?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caller_cannot_name_its_own_terminal() {
+        let asked = json!({"dept_code": "A03", "dept_name": "内科", "dr_name": "张医生",
+                           "terminal": "self_service"});
+        let read = params_of::<RegisterRequest>(&asked);
+        assert!(
+            read.is_err(),
+            "the terminal is the transport's to set, never a param"
+        );
+        let plain = json!({"dept_code": "A03", "dept_name": "内科", "dr_name": "张医生"});
+        let read = params_of::<RegisterRequest>(&plain).map(|r| r.params.terminal);
+        assert_eq!(read.ok(), Some(Terminal::Counter));
+    }
+}

@@ -6,33 +6,16 @@
 use crate::common;
 
 use common::insurer::InsurerSim;
+use common::settle::xiaowang_by_certno;
 use common::temp::TempDir;
 use medcard::cache::Cache;
 use medcard::insurer::{InsurerClient, InsurerConfig, InsurerLink, LinkError};
-use medcard::settle::service::{
-    Patient, RegisterParams, SettleOptions, Settler, Terminal, load_policies,
-};
+use medcard::settle::service::{RegisterParams, SettleOptions, Settler, Terminal, load_policies};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// 小王 (fixtures/insurer/persons.toml): employee 310 in Chongqing.
-const WANG: &str = "50000000000000012345";
+/// 小王's ID number (fixtures/insurer/persons.toml).
 const WANG_CERTNO: &str = "500103199103080319";
-
-fn wang() -> Patient {
-    Patient {
-        psn_no: WANG.into(),
-        psn_name: "王小".into(),
-        insutype: "310".into(),
-        psn_type: "11".into(),
-        insuplc_admdvs: "500000".into(),
-        mdtrt_cert_type: "02".into(),
-        mdtrt_cert_no: WANG_CERTNO.into(),
-        may_settle: medcard::verdict::MaySettle::Yes,
-        verdict_code: Some(medcard::verdict::VerdictCode::Ok),
-        ytd_hint: None,
-    }
-}
 
 fn registration(terminal: Terminal) -> RegisterParams {
     RegisterParams {
@@ -69,10 +52,10 @@ fn a_self_service_registration_goes_as_opter_type_2_and_the_counters_as_1() {
     let settler = Settler::new(cache, vec![link], policies, SettleOptions::default());
 
     let counter = settler
-        .register(&wang(), &registration(Terminal::Counter))
+        .register(&xiaowang_by_certno(), &registration(Terminal::Counter))
         .expect("the counter's registration");
     let kiosk = settler
-        .register(&wang(), &registration(Terminal::SelfService))
+        .register(&xiaowang_by_certno(), &registration(Terminal::SelfService))
         .expect("the kiosk's registration");
     assert_ne!(counter.mdtrt_id, kiosk.mdtrt_id);
 
