@@ -60,6 +60,10 @@ impl Field {
     }
 }
 
+/// The envelope's 经办人 (an operator or a terminal).
+pub const OPTER: Field = Field::c("opter", "opter", 30);
+/// The envelope's 经办人姓名.
+pub const OPTER_NAME: Field = Field::c("opter_name", "opter_name", 50);
 /// 2201 科室编码.
 pub const DEPT_CODE: Field = Field::c("dept_code", "dept_code", 30);
 /// 2201 科室名称.

@@ -317,6 +317,11 @@ CREATE TABLE msgid_partition (
     node_count INTEGER NOT NULL
 );
 "#,
+    // 8: a person's settlements, newest first (`card.statement`, the preview's year-to-date
+    // of src/settle/journal.rs), found without reading every settlement ever journalled.
+    r#"
+CREATE INDEX settlements_person ON settlements(psn_no, setl_date, day_seq);
+"#,
 ];
 
 /// The schema version this build writes.

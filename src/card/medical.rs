@@ -116,8 +116,9 @@ fn get_balance(
     Ok(data)
 }
 
-/// Records 1 (newest) onwards until the card says there are no more.
-fn read_transactions(
+/// Records 1 (newest) onwards until the card says there are no more (DF04 selected, the
+/// PIN verified).
+pub(super) fn read_transactions(
     files: &mut FileReader<'_, '_>,
     spec: &MedicalSpec,
 ) -> Result<Vec<BTreeMap<String, String>>, ReadError> {

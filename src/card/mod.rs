@@ -23,6 +23,7 @@ pub mod tlv {
     pub use super::records::{parse_one, parse_records};
 }
 pub use ireadcardbas::ireadcardbas_string;
+pub use medical::MedicalRead;
 pub use model::{Balance, BalanceSource, CardRead, Holder, historical_bytes};
 pub use pin::{
     BadPin, Pin, PinEntry, PinState, pin_state, verify_pin, verify_pin_entry, verify_pin_on_pad,
@@ -284,19 +285,27 @@ impl<'p> CardReader<'p> {
 /// The medical application alone (DF04), for a card already read without the PIN by
 /// `profile`: SELECT SSSE, then DF04 with `pin` (card-spec.md §4). `None` when the profile
 /// knows no medical application; otherwise where the balance lives and, for an offline card,
-/// the on-card balance.
+/// the on-card balance and its transaction records (医疗交易明细, newest first). Records
+/// that cannot be read leave `transactions` empty (`None`, logged) and the balance as read.
 pub fn read_medical_balance(
     ex: &mut Exchanger<'_>,
     profile: &Profile,
     pin: PinEntry<'_>,
-) -> Result<Option<(BalanceSource, Option<Balance>)>, ReadError> {
+) -> Result<Option<MedicalRead>, ReadError> {
     let Some(spec) = &profile.medical else {
         return Ok(None);
     };
     let mut files = FileReader::new(ex);
     select_application(&mut files, profile)?;
-    let medical = medical::read_medical(&mut files, spec, pin, false)?;
-    Ok(Some((medical.source, medical.balance)))
+    let mut medical = medical::read_medical(&mut files, spec, pin, false)?;
+    if medical.source == BalanceSource::Card {
+        medical.transactions = medical::read_transactions(&mut files, spec)
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "DF04's transaction records could not be read"),
+            )
+            .ok();
+    }
+    Ok(Some(medical))
 }
 
 /// Selects the application and returns its FCI.

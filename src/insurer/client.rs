@@ -8,7 +8,9 @@
 //! [`LinkError::Busy`], HTTP 413 is [`LinkError::TooLarge`].
 
 use super::breaker::{CircuitState, SharedBreaker};
-use super::envelope::{InsurerConfig, Reply, RequestParts, build_request, parse_response};
+use super::envelope::{
+    InsurerConfig, Reply, RequestParts, Terminal, build_request, parse_response,
+};
 use super::msgid::{MsgIdSource, SequenceMsgIds};
 use super::refusals::{Refusal, RefusalRules};
 use super::signer::{NoSigner, Signer};
@@ -36,6 +38,7 @@ struct Outgoing<'a> {
     insuplc_admdvs: Option<&'a str>,
     input: &'a Value,
     retry: Retry,
+    terminal: Terminal,
 }
 
 /// The insurer link over HTTP.
@@ -139,6 +142,7 @@ impl InsurerClient {
             insuplc_admdvs: None,
             input: &input,
             retry: Retry::Idempotent,
+            terminal: Terminal::Counter,
         })?;
         let sign_no = reply
             .output
@@ -173,11 +177,24 @@ impl InsurerClient {
         input: Value,
         retry: Retry,
     ) -> Result<Reply, LinkError> {
+        self.call_from(Terminal::Counter, infno, insuplc_admdvs, input, retry)
+    }
+
+    /// [`Self::call_in`] made from `terminal` (its operator fields in the envelope).
+    pub fn call_from(
+        &mut self,
+        terminal: Terminal,
+        infno: &str,
+        insuplc_admdvs: Option<&str>,
+        input: Value,
+        retry: Retry,
+    ) -> Result<Reply, LinkError> {
         let outgoing = Outgoing {
             infno,
             insuplc_admdvs,
             input: &input,
             retry,
+            terminal,
         };
         self.ensure_signed_in()?;
         let result = self.sent_with_fresh_msgids(outgoing);
@@ -227,6 +244,7 @@ impl InsurerClient {
             insuplc_admdvs,
             input,
             retry,
+            terminal,
         } = outgoing;
         let attempts = match retry {
             Retry::Never => 1,
@@ -235,7 +253,7 @@ impl InsurerClient {
         let mut attempt = 0;
         loop {
             let msgid = self.msgids.next_msgid();
-            let result = self.send(infno, &msgid, insuplc_admdvs, input.clone());
+            let result = self.send_from(terminal, infno, &msgid, insuplc_admdvs, input.clone());
             attempt += 1;
             match result {
                 Err(LinkError::Uncertain(ref why)) if attempt < attempts => {
@@ -263,6 +281,18 @@ impl InsurerClient {
         insuplc_admdvs: Option<&str>,
         input: Value,
     ) -> Result<Reply, LinkError> {
+        self.send_from(Terminal::Counter, infno, msgid, insuplc_admdvs, input)
+    }
+
+    /// [`Self::send`] made from `terminal`.
+    fn send_from(
+        &mut self,
+        terminal: Terminal,
+        infno: &str,
+        msgid: &str,
+        insuplc_admdvs: Option<&str>,
+        input: Value,
+    ) -> Result<Reply, LinkError> {
         self.breaker.lock().check()?;
         let mut envelope = build_request(
             &self.cfg,
@@ -271,6 +301,7 @@ impl InsurerClient {
                 msgid,
                 sign_no: self.sign_no(),
                 insuplc_admdvs,
+                terminal,
                 input,
             },
         );
@@ -298,6 +329,7 @@ impl InsurerClient {
                 msgid: &msgid,
                 sign_no: self.sign_no(),
                 insuplc_admdvs: None,
+                terminal: Terminal::Counter,
                 input,
             },
         );

@@ -5,8 +5,32 @@
 use super::LinkError;
 use super::types::Uncertainty;
 use crate::clock::DateTime;
+use crate::fields;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::time::Duration;
+
+/// 经办人类别 of a self-service terminal (自助终端) in the envelope's `opter_type`.
+pub const SELF_SERVICE_OPTER_TYPE: &str = "2";
+
+/// Where a call is made from, for the envelope's operator fields: the counter's 经办人 (the
+/// configured `opter_type`, `opter`, `opter_name`) or a self-service terminal (自助终端,
+/// `opter_type` 2, the kiosk's `opter` and `opter_name`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Terminal {
+    #[default]
+    Counter,
+    SelfService,
+}
+
+/// The envelope's operator fields for one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operator<'a> {
+    pub opter_type: &'a str,
+    pub opter: &'a str,
+    pub opter_name: &'a str,
+}
 
 /// What the client needs to know about itself and the link.
 #[derive(Debug, Clone)]
@@ -22,6 +46,9 @@ pub struct InsurerConfig {
     pub opter_type: String,
     pub opter: String,
     pub opter_name: String,
+    /// 经办人 of the self-service terminals (`opter_type` 2).
+    pub kiosk_opter: String,
+    pub kiosk_opter_name: String,
     pub recer_sys_code: String,
     pub infver: String,
     /// 9001's `mac` and `ip`.
@@ -50,6 +77,8 @@ impl Default for InsurerConfig {
             opter_type: "1".to_string(),
             opter: "0001".to_string(),
             opter_name: "收费员".to_string(),
+            kiosk_opter: "kiosk".to_string(),
+            kiosk_opter_name: "自助机".to_string(),
             recer_sys_code: "YBXT".to_string(),
             infver: "V1.0".to_string(),
             mac: "00:00:00:00:00:00".to_string(),
@@ -65,6 +94,22 @@ impl Default for InsurerConfig {
 }
 
 impl InsurerConfig {
+    /// The operator fields a call from `terminal` carries.
+    pub fn operator(&self, terminal: Terminal) -> Operator<'_> {
+        match terminal {
+            Terminal::Counter => Operator {
+                opter_type: &self.opter_type,
+                opter: &self.opter,
+                opter_name: &self.opter_name,
+            },
+            Terminal::SelfService => Operator {
+                opter_type: SELF_SERVICE_OPTER_TYPE,
+                opter: &self.kiosk_opter,
+                opter_name: &self.kiosk_opter_name,
+            },
+        }
+    }
+
     /// Shape checks the platform would otherwise refuse every call for: a 12-character
     /// fixmedins_code (so msgids are 30 characters), a 6-digit region, an http(s) URL.
     pub fn check(&self) -> Result<(), ConfigProblem> {
@@ -84,7 +129,18 @@ impl InsurerConfig {
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             return Err(ConfigProblem::Url(self.url.clone()));
         }
-        Ok(())
+        self.check_kiosk_operator()
+    }
+
+    /// The self-service terminals' operator: present and by the envelope's field rules.
+    fn check_kiosk_operator(&self) -> Result<(), ConfigProblem> {
+        if self.kiosk_opter.trim().is_empty() {
+            return Err(ConfigProblem::KioskOperator("kiosk_opter is empty".into()));
+        }
+        let checked = fields::OPTER
+            .check(&self.kiosk_opter)
+            .and_then(|()| fields::OPTER_NAME.check(&self.kiosk_opter_name));
+        checked.map_err(|e| ConfigProblem::KioskOperator(e.to_string()))
     }
 }
 
@@ -97,6 +153,9 @@ pub enum ConfigProblem {
     Region(String),
     #[error("insurer url {0:?} is not http(s)")]
     Url(String),
+    /// The self-service terminals' `opter` / `opter_name` (why they are refused).
+    #[error("the kiosk's operator: {0}")]
+    KioskOperator(String),
 }
 
 /// One request's envelope fields beyond the configuration.
@@ -107,11 +166,14 @@ pub struct RequestParts<'a> {
     pub sign_no: Option<&'a str>,
     /// 参保地医保区划: required whenever the input carries psn_no.
     pub insuplc_admdvs: Option<&'a str>,
+    /// Where the call is made from (the operator fields).
+    pub terminal: Terminal,
     pub input: Value,
 }
 
 /// The request envelope (§1.2).
 pub fn build_request(cfg: &InsurerConfig, parts: RequestParts<'_>) -> Value {
+    let operator = cfg.operator(parts.terminal);
     json!({
         "infno": parts.infno,
         "msgid": parts.msgid,
@@ -123,9 +185,9 @@ pub fn build_request(cfg: &InsurerConfig, parts: RequestParts<'_>) -> Value {
         "cainfo": "",
         "signtype": "",
         "infver": cfg.infver,
-        "opter_type": cfg.opter_type,
-        "opter": cfg.opter,
-        "opter_name": cfg.opter_name,
+        "opter_type": operator.opter_type,
+        "opter": operator.opter,
+        "opter_name": operator.opter_name,
         "inf_time": DateTime::now().datetime(),
         "fixmedins_code": cfg.fixmedins_code,
         "fixmedins_name": cfg.fixmedins_name,
@@ -203,6 +265,17 @@ mod tests {
             ..InsurerConfig::default()
         };
         assert!(matches!(region.check(), Err(ConfigProblem::Region(_))));
+        for (opter, name) in [("", "自助机"), ("K", "自\u{0}助机"), (&*"K".repeat(31), "")] {
+            let kiosk = InsurerConfig {
+                kiosk_opter: opter.into(),
+                kiosk_opter_name: name.into(),
+                ..InsurerConfig::default()
+            };
+            assert!(
+                matches!(kiosk.check(), Err(ConfigProblem::KioskOperator(_))),
+                "{opter:?} {name:?}"
+            );
+        }
     }
 
     #[test]
@@ -245,6 +318,7 @@ mod tests {
                 msgid: "x",
                 sign_no: Some("s"),
                 insuplc_admdvs: None,
+                terminal: Terminal::Counter,
                 input: json!({"data": {}}),
             },
         );
@@ -252,5 +326,31 @@ mod tests {
         assert_eq!(v["sign_no"], "s");
         assert_eq!(v["fixmedins_code"], cfg.fixmedins_code);
         assert_eq!(v["inf_time"].as_str().map(str::len), Some(19));
+        assert_eq!(v["opter_type"], "1");
+        assert_eq!(v["opter"], cfg.opter);
+    }
+
+    #[test]
+    fn a_self_service_terminal_is_opter_type_2_with_the_kiosk_operator() {
+        let cfg = InsurerConfig {
+            opter_type: "1".into(),
+            kiosk_opter: "K01".into(),
+            kiosk_opter_name: "门诊自助机1".into(),
+            ..InsurerConfig::default()
+        };
+        let v = build_request(
+            &cfg,
+            RequestParts {
+                infno: "2201",
+                msgid: "x",
+                sign_no: None,
+                insuplc_admdvs: Some("500000"),
+                terminal: Terminal::SelfService,
+                input: json!({"data": {}}),
+            },
+        );
+        assert_eq!(v["opter_type"], "2");
+        assert_eq!(v["opter"], "K01");
+        assert_eq!(v["opter_name"], "门诊自助机1");
     }
 }

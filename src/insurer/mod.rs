@@ -35,7 +35,7 @@ pub use types::{
 
 pub use breaker::{CircuitBreaker, CircuitState, SharedBreaker};
 pub use client::{InsurerClient, Retry};
-pub use envelope::{InsurerConfig, Reply};
+pub use envelope::{InsurerConfig, Reply, Terminal};
 pub use msgid::{MsgIdSource, Partition, PartitionError, SequenceMsgIds};
 pub use refusals::{Refusal, RefusalRules, RefusalRulesError};
 pub use signer::{NoSigner, Signer};

@@ -133,6 +133,10 @@ pub struct InsurerSection {
     pub fixmedins_name: String,
     /// 就医地医保区划: the hospital's region (6 digits), also the verdicts' home region.
     pub mdtrtarea_admvs: String,
+    /// 经办人 (`opter`) and name of registrations made at a self-service terminal (the
+    /// envelope's `opter_type` 2); the counter's are the link's own.
+    pub kiosk_opter: String,
+    pub kiosk_opter_name: String,
     /// 1101 on a swipe: the longest wait before the verdict falls back to the cache, ms.
     pub timeout_ms: u64,
     /// Seconds between two background syncs of the card-status feed and the catalogue.
@@ -152,6 +156,8 @@ impl Default for InsurerSection {
             fixmedins_code: link.fixmedins_code,
             fixmedins_name: link.fixmedins_name,
             mdtrtarea_admvs: link.mdtrtarea_admvs,
+            kiosk_opter: link.kiosk_opter,
+            kiosk_opter_name: link.kiosk_opter_name,
             timeout_ms: 800,
             sync_interval_s: 60,
             page_size: 500,
@@ -168,6 +174,8 @@ impl InsurerSection {
             fixmedins_code: self.fixmedins_code.clone(),
             fixmedins_name: self.fixmedins_name.clone(),
             mdtrtarea_admvs: self.mdtrtarea_admvs.clone(),
+            kiosk_opter: self.kiosk_opter.clone(),
+            kiosk_opter_name: self.kiosk_opter_name.clone(),
             timeout,
             retries: 0,
             ..crate::insurer::InsurerConfig::default()
@@ -677,7 +685,7 @@ impl Config {
     /// Every key with its value, its meaning, and whether it differs from the default.
     pub fn explain(&self) -> String {
         let defaults = Config::default();
-        let settings: [Setting; 54] = [
+        let settings: [Setting; 56] = [
             (
                 "socket.path",
                 |c| text(&c.socket.path.display().to_string()),
@@ -795,6 +803,16 @@ impl Config {
                 "insurer.mdtrtarea_admvs",
                 |c| text(&c.insurer.mdtrtarea_admvs),
                 "the hospital's 医保区划 (6 digits); other 参保地 give other_region",
+            ),
+            (
+                "insurer.kiosk_opter",
+                |c| text(&c.insurer.kiosk_opter),
+                "经办人 of self-service (kiosk) registrations, opter_type 2",
+            ),
+            (
+                "insurer.kiosk_opter_name",
+                |c| text(&c.insurer.kiosk_opter_name),
+                "经办人姓名 of self-service (kiosk) registrations",
             ),
             (
                 "insurer.timeout_ms",

@@ -94,6 +94,11 @@ pub async fn answer(shared: &Shared, peer: &Peer, call: &Call) -> Result<Answer,
             .await
             .map(Answer::Value),
         "kiosk.config" => no_params(&call.params).map(|()| Answer::Value(kiosk_config(shared))),
+        "card.statement" => super::statement::card_statement(shared, &call.params).await,
+        "visit.register" if is_kiosk(peer) => {
+            let terminal = crate::settle::service::Terminal::SelfService;
+            super::settlement::register_visit(shared, &call.params, terminal).await
+        }
         other if super::settlement::METHODS.iter().any(|(m, _)| *m == other) => {
             super::settlement::dispatch(shared, other, &call.params).await
         }
@@ -165,6 +170,17 @@ fn kiosk_limits(shared: &Shared, call: &Call) -> Result<(), RpcError> {
         }
         _ => Ok(()),
     }
+}
+
+/// Whether `peer` is the kiosk page (its registrations are a self-service terminal's).
+fn is_kiosk(peer: &Peer) -> bool {
+    matches!(
+        peer,
+        Peer::Web {
+            grant: Grant::Kiosk,
+            ..
+        }
+    )
 }
 
 /// `kiosk.config`: what the kiosk page shows and offers (`[kiosk]`).

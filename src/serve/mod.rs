@@ -22,6 +22,8 @@
 //! - [`verdicts`]: the cache + 1101 assessor the monitor calls before `card.ready`.
 //! - [`settlement`]: visits and settlement on the socket (the wire; the work is in
 //!   [`crate::settle::service`]).
+//! - [`statement`]: `card.statement`, the card's DF04 records and the holder's journalled
+//!   settlements (read-only).
 //! - [`background`]: the sync and the resolver threads beside the socket.
 //! - [`worker`]: the one stoppable-thread type (monitor, sync, resolver).
 //! - [`daemon`]: the composition root: [`Daemon`] starts all of the above and stops it in
@@ -30,7 +32,7 @@
 //!   the benches, the tests).
 //!
 //! Inside `serve` modules point one way: `daemon` → `server` → `web` → `connection` →
-//! `methods` → `bills` → `settlement` → `shared` → `services` → `verdicts` → `monitor` → `handle` / `worker`;
+//! `methods` → `bills` → `settlement` / `statement` → `shared` → `services` → `verdicts` → `monitor` → `handle` / `worker`;
 //! `messages` → `rpc` and the error types (every `RpcError::from` an error goes through it).
 
 pub mod background;
@@ -50,6 +52,7 @@ pub mod server;
 pub mod services;
 pub mod settlement;
 pub mod shared;
+pub mod statement;
 pub mod systemd;
 pub mod types;
 pub mod verdicts;

@@ -23,8 +23,8 @@
 //!   reader gone. When the service is back, readers and cards come back with their events.
 //!
 //! - **A PIN verified** ([`Request::VerifyPin`]): in the same card connection the medical
-//!   application (DF04) is read with it; the balance joins the session (same id), which is
-//!   judged again and published with `card.ready`.
+//!   application (DF04) is read with it; the balance and the transaction records join the
+//!   session (same id), which is judged again and published with `card.ready`.
 //!
 //! PINs are never logged nor kept; card numbers and ID numbers only masked.
 
@@ -35,7 +35,7 @@ use super::worker::{StopFlag, Worker};
 use crate::apdu::Exchanger;
 use crate::apdu::ReaderError;
 use crate::card::{
-    Balance, BalanceSource, CardRead, Pin, PinEntry, PinState, PsamSlot, ReadError, ReadExtras,
+    CardRead, MedicalRead, Pin, PinEntry, PinState, PsamSlot, ReadError, ReadExtras,
     read_in_reader_with, read_medical_balance, verify_pin,
 };
 use crate::codes::ReaderCode;
@@ -52,7 +52,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{broadcast, watch};
 
 /// What DF04 gave after a verified PIN (see [`read_medical_balance`]).
-type MedicalBalance = Result<Option<(BalanceSource, Option<Balance>)>, ReadError>;
+type MedicalBalance = Result<Option<MedicalRead>, ReadError>;
 
 /// Backend failures in a row after which every reader is reported gone.
 pub const FAILURES_BEFORE_GONE: u32 = 3;
@@ -516,8 +516,8 @@ impl Monitor {
 
     /// VERIFY on the card as it is (no application selected: the PIN is global); when it
     /// holds, in the same connection, the medical application (DF04) with that PIN: the
-    /// balance is attached to the session, which is judged again (`balance_mismatch`) and
-    /// published again with `card.ready`. The PIN is dropped with the request.
+    /// balance and the transaction records are attached to the session, which is judged
+    /// again (`balance_mismatch`) and published again with `card.ready`. The PIN is dropped with the request.
     fn verify(&mut self, reader: &str, pin: &Pin) -> Result<PinState, SessionError> {
         self.card_reader(reader)?;
         let profile = self.sessions.get(reader).and_then(|session| {
@@ -556,7 +556,7 @@ impl Monitor {
     /// The medical application read after a verified PIN, into the reader's session: the
     /// session (same id) judged again and published with `card.ready`.
     fn attach_balance(&mut self, reader: &str, medical: MedicalBalance) {
-        let (source, balance) = match medical {
+        let medical = match medical {
             Ok(Some(read)) => read,
             Ok(None) => {
                 tracing::debug!(reader, "the card's profile has no medical application");
@@ -571,10 +571,13 @@ impl Monitor {
             return;
         };
         let mut session = session.clone();
+        let source = medical.source;
         session.card.balance_source = Some(source);
-        session.card.balance = balance;
+        session.card.balance = medical.balance;
+        session.card.transactions = medical.transactions;
         self.assess(&mut session);
-        tracing::info!(reader, session_id = session.session_id, balance_source = ?source, "medical application read with the PIN");
+        let records = session.card.transactions.as_ref().map(Vec::len);
+        tracing::info!(reader, session_id = session.session_id, balance_source = ?source, records, "medical application read with the PIN");
         log_ready(&session);
         self.sessions.insert(reader.to_owned(), session.clone());
         self.publish();

@@ -11,7 +11,7 @@ use super::rpc::{RequestError, RpcError};
 use super::shared::Shared;
 use crate::fields::{self, Field, FieldError};
 use crate::settle::service::{
-    BillItem, CardFacts, InvalidRequest, Patient, RegisterParams, SettleError, Settler,
+    BillItem, CardFacts, InvalidRequest, Patient, RegisterParams, SettleError, Settler, Terminal,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -129,7 +129,7 @@ fn to_value<T: serde::Serialize>(value: &T) -> Result<Answer, RpcError> {
 pub async fn dispatch(shared: &Shared, method: &str, params: &Value) -> Result<Answer, RpcError> {
     let settler = settler(shared)?;
     match method {
-        "visit.register" => visit_register(shared, settler, params).await,
+        "visit.register" => register_visit(shared, params, Terminal::Counter).await,
         "visit.cancel" => {
             let p: VisitParams = params_of(params)?;
             let visit = blocking(move || settler.cancel_visit(&p.mdtrt_id)).await?;
@@ -274,11 +274,16 @@ impl RegisterRequest {
     }
 }
 
-async fn visit_register(
+/// `visit.register` made from `terminal`: the counter's (the Unix socket, the HIS) or a
+/// self-service terminal's (the kiosk), whose 2201 and 2203 go with `opter_type` 2 and the
+/// kiosk's operator. The answer is the visit with `"terminal"` (`counter` or `self_service`):
+/// where this call registered from.
+pub async fn register_visit(
     shared: &Shared,
-    settler: Arc<Settler>,
     params: &Value,
+    terminal: Terminal,
 ) -> Result<Answer, RpcError> {
+    let settler = settler(shared)?;
     let request: RegisterRequest = params_of(params)?;
     let patient = match &request.certno {
         Some(certno) => {
@@ -299,9 +304,23 @@ async fn visit_register(
         }
         None => patient_from_card(shared, &request)?,
     };
-    let params = request.params;
+    let params = RegisterParams {
+        terminal,
+        ..request.params
+    };
     let visit = blocking(move || settler.register(&patient, &params)).await?;
-    to_value(&visit)
+    to_value(&RegisteredVisit {
+        visit: &visit,
+        terminal,
+    })
+}
+
+/// `visit.register`'s answer: the visit and where it was registered from.
+#[derive(serde::Serialize)]
+struct RegisteredVisit<'a> {
+    #[serde(flatten)]
+    visit: &'a crate::settle::journal::VisitRow,
+    terminal: Terminal,
 }
 
 /// The patient of the card in the reader the request names (still the session it names).
@@ -323,4 +342,23 @@ fn patient_from_card(shared: &Shared, request: &RegisterRequest) -> Result<Patie
         insured: session.insured.as_ref(),
     };
     Ok(Patient::of_card(facts, shared.services.cache.as_deref())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caller_cannot_name_its_own_terminal() {
+        let asked = json!({"dept_code": "A03", "dept_name": "内科", "dr_name": "张医生",
+                           "terminal": "self_service"});
+        let read = params_of::<RegisterRequest>(&asked);
+        assert!(
+            read.is_err(),
+            "the terminal is the transport's to set, never a param"
+        );
+        let plain = json!({"dept_code": "A03", "dept_name": "内科", "dr_name": "张医生"});
+        let read = params_of::<RegisterRequest>(&plain).map(|r| r.params.terminal);
+        assert_eq!(read.ok(), Some(Terminal::Counter));
+    }
 }

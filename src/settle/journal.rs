@@ -726,6 +726,26 @@ impl Journal {
         })
     }
 
+    /// The person's settlements that were made — `settled`, `refunded` or `self_pay`, not
+    /// refunds themselves — newest first (by settlement day, then the order they got it),
+    /// at most `limit`.
+    pub fn settlements_of_person(
+        &self,
+        psn_no: &str,
+        limit: usize,
+    ) -> Result<Vec<RequestRow>, CacheError> {
+        self.run(|tx| {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {REQUEST_COLUMNS} FROM settlements WHERE psn_no = ?1 AND kind = 'settle' \
+                 AND state IN ('settled', 'refunded', 'self_pay') \
+                 ORDER BY setl_date DESC, day_seq DESC LIMIT ?2"
+            ))?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![psn_no, limit], request_row)?;
+            rows.map(|r| finish_request(r?)).collect()
+        })
+    }
+
     /// A new request with its first call, in one transaction: on disk before the call goes.
     pub fn begin_request(&self, request: &RequestRow, call: &CallRow) -> Result<(), CacheError> {
         self.run(|tx| {
@@ -1484,6 +1504,76 @@ mod tests {
     }
 
     #[test]
+    fn a_persons_settlements_are_the_made_ones_newest_first() {
+        let (journal, dir) = journal("person");
+        // P: r1 on the 22nd, r2 and r3 on the 23rd (r3 settled after r2), r4 refused, r5
+        // still out; Q: q1.
+        for (r, m) in [
+            ("r1", "m1"),
+            ("r3", "m3"),
+            ("r2", "m2"),
+            ("r4", "m4"),
+            ("r5", "m5"),
+        ] {
+            journal
+                .begin_request(&request(r), &call(m, "2207", r))
+                .expect("begin");
+        }
+        settled(&journal, "r1", "m1", "2026-11-22");
+        settled(&journal, "r2", "m2", "2026-11-23");
+        settled(&journal, "r3", "m3", "2026-11-23");
+        journal
+            .settle_call(&CallOutcome {
+                request: Some(RequestUpdate::state("r4", RequestState::Refused)),
+                ..CallOutcome::new("m4", CallState::Fail)
+            })
+            .expect("refused");
+        let other = RequestRow {
+            psn_no: "Q".into(),
+            ..request("q1")
+        };
+        journal
+            .begin_request(&other, &call("mq", "2207", "q1"))
+            .expect("begin");
+        settled(&journal, "q1", "mq", "2026-11-23");
+        let cash = RequestRow {
+            state: RequestState::SelfPay,
+            setl_date: Some("2026-11-24".into()),
+            ..request("r6")
+        };
+        journal.insert_final_request(&cash).expect("cash");
+        let ids = |psn_no: &str, limit: usize| -> Vec<String> {
+            journal
+                .settlements_of_person(psn_no, limit)
+                .expect("settlements")
+                .into_iter()
+                .map(|r| r.request_id)
+                .collect()
+        };
+        assert_eq!(ids("P", 20), ["r6", "r3", "r2", "r1"]);
+        assert_eq!(ids("P", 2), ["r6", "r3"]);
+        assert_eq!(ids("Q", 20), ["q1"]);
+        assert!(ids("nobody", 20).is_empty());
+        // Found by the person's index, not by reading every settlement.
+        let plan: Vec<String> = journal
+            .run(|tx| {
+                let mut stmt = tx.prepare(
+                    "EXPLAIN QUERY PLAN SELECT request_id FROM settlements WHERE psn_no = 'P' \
+                     AND kind = 'settle' AND state IN ('settled', 'refunded', 'self_pay') \
+                     ORDER BY setl_date DESC, day_seq DESC LIMIT 20",
+                )?;
+                let rows = stmt.query_map([], |r| r.get::<_, String>(3))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .expect("plan");
+        assert!(
+            plan.iter().any(|step| step.contains("settlements_person")),
+            "{plan:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_settled_request_is_final_and_a_refund_marks_its_original() {
         let (journal, dir) = journal("refund");
         journal
@@ -1523,6 +1613,14 @@ mod tests {
             .expect("refunded");
         let original = journal.request("r1").expect("r1").expect("found");
         assert_eq!(original.state, RequestState::Refunded);
+        // The person's statement lists the refunded settlement, not the refund.
+        let listed: Vec<(String, RequestState)> = journal
+            .settlements_of_person("P", 20)
+            .expect("settlements")
+            .into_iter()
+            .map(|r| (r.request_id, r.state))
+            .collect();
+        assert_eq!(listed, [("r1".to_owned(), RequestState::Refunded)]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

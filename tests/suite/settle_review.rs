@@ -13,16 +13,12 @@ use medcard::insurer::{InsurerClient, InsurerConfig};
 use medcard::settle::journal::RequestState;
 use medcard::settle::lines::LineError;
 use medcard::settle::service::{
-    BillItem, InvalidRequest, Patient, RegisterParams, SettleError, SettleOptions, Settler,
-    load_policies,
+    BillItem, InvalidRequest, RegisterParams, SettleError, SettleOptions, Settler, load_policies,
 };
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// 小王 (fixtures/insurer/persons.toml): employee 310 in Chongqing, balc 102.80.
-const WANG: &str = "50000000000000012345";
-const WANG_CERTNO: &str = "500103199103080319";
 /// 阿莫西林胶囊: 甲类.
 const CLASS_A: &str = "XJ01CAA040A001010100001";
 
@@ -57,18 +53,7 @@ impl Bench {
     }
 
     fn register(&self) -> String {
-        let patient = Patient {
-            psn_no: WANG.into(),
-            psn_name: "王小".into(),
-            insutype: "310".into(),
-            psn_type: "11".into(),
-            insuplc_admdvs: "500000".into(),
-            mdtrt_cert_type: "02".into(),
-            mdtrt_cert_no: WANG_CERTNO.into(),
-            may_settle: medcard::verdict::MaySettle::Yes,
-            verdict_code: Some(medcard::verdict::VerdictCode::Ok),
-            ytd_hint: None,
-        };
+        let patient = common::settle::xiaowang_by_certno();
         let params = RegisterParams {
             dept_code: "A03".into(),
             dept_name: "内科".into(),

@@ -189,14 +189,19 @@ fn the_kiosk_pays_an_offered_bill_once() {
     let mut his = web.his();
     settle::wait_catalogue(&mut his);
     let card = settle::wait_card(&mut his);
-    let mdtrt_id = settle::register(&mut his);
+    let mut kiosk = web.kiosk();
+    let by_certno = json!({"certno": card["holder"]["certno"], "dept_code": "A03",
+        "dept_name": "内科", "dr_name": "张医生"});
+    assert_eq!(code(&kiosk.error("visit.register", by_certno)), 1021);
+    // The patient registers himself: a self-service terminal's 2201.
+    let mdtrt_id = settle::register(&mut kiosk);
+    assert_eq!(rig.sim.opter_types("2201"), [json!("2")]);
     let certno = card["holder"]["certno"].clone();
     let offer = json!({"bill_id": "HIS-BILL-1", "certno": certno, "mdtrt_id": mdtrt_id,
         "dept_name": "内科", "items": settle::one_line("30.00")});
     let offered = his.result("bill.offer", offer.clone());
     assert_eq!(offered["total"], "30.00");
 
-    let mut kiosk = web.kiosk();
     let bills = kiosk.result("bill.list", json!({}));
     assert_eq!(bills["bills"][0]["bill_id"], "HIS-BILL-1", "{bills}");
     assert_eq!(bills["bills"][0]["state"], "offered");

@@ -204,9 +204,10 @@ async fn kiosk_screen(
     card: CardImage,
 ) -> Result<(), String> {
     let (url, readers) = (web.kiosk_url(), readers.clone());
-    let samples = tokio::task::spawn_blocking(move || insert_and_time(inserts, &url, &readers, &card))
-        .await
-        .map_err(|e| e.to_string())??;
+    let samples =
+        tokio::task::spawn_blocking(move || insert_and_time(inserts, &url, &readers, &card))
+            .await
+            .map_err(|e| e.to_string())??;
     let summary = Summary::of(samples.timings);
     println!(
         "kiosk page in headless Chromium (1080×1920): {inserts} insertions, insertion to the \
@@ -218,7 +219,11 @@ async fn kiosk_screen(
     println!(
         "target: insertion-to-screen p99 ≤ {} ms: {}",
         ms(TARGET_SCREEN_P99),
-        if summary.p99 <= TARGET_SCREEN_P99 { "met" } else { "NOT met" }
+        if summary.p99 <= TARGET_SCREEN_P99 {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     Ok(())
 }
@@ -251,7 +256,11 @@ fn insert_and_time(
     let mut timings = Vec::with_capacity(inserts);
     for _ in 0..inserts {
         readers.remove(READER);
-        wait_page(&browser, "return document.body.dataset.screen === 'idle'", patience)?;
+        wait_page(
+            &browser,
+            "return document.body.dataset.screen === 'idle'",
+            patience,
+        )?;
         let before = page_value(&browser, "return document.body.dataset.readyAt || '0'")?;
         let inserted_at = unix_ms();
         readers.insert(READER, Chip::from(card.clone()));
@@ -261,7 +270,7 @@ fn insert_and_time(
             .parse()
             .map_err(|e| format!("data-ready-at is not a time: {e}"))?;
         timings.push(Duration::from_millis(
-            drawn_at.saturating_sub(inserted_at) as u64,
+            drawn_at.saturating_sub(inserted_at) as u64
         ));
     }
     let console_errors = browser.console_errors().map_err(|e| e.to_string())?.len();
@@ -281,7 +290,9 @@ fn unix_ms() -> u128 {
 /// A script's answer as text.
 fn page_value(browser: &Browser, script: &str) -> Result<String, String> {
     let value = browser.execute(script, &[]).map_err(|e| e.to_string())?;
-    Ok(value.as_str().map_or_else(|| value.to_string(), str::to_owned))
+    Ok(value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_owned))
 }
 
 /// Waits until `script` answers true in the page (polled every 2 ms).
@@ -292,7 +303,9 @@ fn wait_page(browser: &Browser, script: &str, patience: Duration) -> Result<(), 
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(format!("the kiosk page did not get there in {patience:?}: {script}"));
+            return Err(format!(
+                "the kiosk page did not get there in {patience:?}: {script}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(2));
     }

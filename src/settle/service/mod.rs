@@ -52,6 +52,7 @@ mod resolve;
 mod visit;
 
 pub use super::journal::{Patient, VisitState};
+pub use crate::insurer::Terminal;
 pub use patient::CardFacts;
 use preview::settle_input;
 use resolve::Reversal;
@@ -383,6 +384,10 @@ pub struct RegisterParams {
     /// The hospital's own visit number; generated when absent.
     pub ipt_otp_no: String,
     pub main_cond_dscr: String,
+    /// Where the registration is made (the 2201 / 2203 envelope's operator): never from
+    /// the caller's params — the transport that admitted the caller sets it.
+    #[serde(skip)]
+    pub terminal: Terminal,
 }
 
 /// A bill line as the cashier's software sends it.
@@ -529,9 +534,19 @@ impl Settler {
 
     /// An idempotent call (registration, uploads, pre-settlement): retried by the link.
     fn call(&self, infno: &str, admdvs: &str, input: Value) -> Result<Reply, SettleError> {
+        self.call_from(Terminal::Counter, infno, admdvs, input)
+    }
+
+    /// [`Self::call`] made from `terminal` (the envelope's operator fields).
+    fn call_from(
+        &self,
+        terminal: Terminal,
+        infno: &str,
+        admdvs: &str,
+        input: Value,
+    ) -> Result<Reply, SettleError> {
         self.with_link(|link| {
-            let region = (!admdvs.is_empty()).then_some(admdvs);
-            link.call_in(infno, region, input, Retry::Idempotent)
+            link.call_from(terminal, infno, region(admdvs), input, Retry::Idempotent)
                 .map_err(SettleError::from)
         })
     }

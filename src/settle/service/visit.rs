@@ -77,7 +77,7 @@ impl Settler {
         if let Err(source) = self.journal.registered(&entry.msgid, &visit) {
             return Err(self.cancel_orphan(&visit, source));
         }
-        tracing::info!(mdtrt_id = %visit.mdtrt_id, psn = %mask::name(&visit.patient.psn_name), dept = %visit.dept_code, "visit registered");
+        tracing::info!(mdtrt_id = %visit.mdtrt_id, psn = %mask::name(&visit.patient.psn_name), dept = %visit.dept_code, terminal = ?params.terminal, "visit registered");
         Ok(visit)
     }
 
@@ -141,7 +141,8 @@ impl Settler {
         med_type: &str,
         begntime: &str,
     ) -> Result<String, SettleError> {
-        let reply = self.call(wire::REGISTER, &patient.insuplc_admdvs, data_input(&input))?;
+        let admdvs = &patient.insuplc_admdvs;
+        let reply = self.call_from(params.terminal, wire::REGISTER, admdvs, data_input(&input))?;
         let out: RegisterOut =
             output_part(&reply.output, "data").map_err(SettleError::unreadable(wire::REGISTER))?;
         let visit_info = VisitInfoIn {
@@ -153,9 +154,10 @@ impl Settler {
             dise_codg: String::new(),
             dise_name: String::new(),
         };
-        self.call(
+        self.call_from(
+            params.terminal,
             wire::VISIT_INFO,
-            &patient.insuplc_admdvs,
+            admdvs,
             json!({"mdtrtinfo": visit_info, "diseinfo": []}),
         )?;
         Ok(out.mdtrt_id)

@@ -212,6 +212,7 @@ impl SimDb {
         ] {
             conn.execute_batch(schema)?;
         }
+        add_column(&conn, "msg_log", "opter_type", "TEXT")?;
         Ok(SimDb { conn })
     }
 
@@ -540,7 +541,7 @@ impl SimDb {
     pub fn log_msg(&self, entry: &MsgLogEntry<'_>) -> Result<(), TxError> {
         self.conn.execute(
             "INSERT INTO msg_log (msgid, infno, received_at, outcome, infcode, err_msg, \
-             inf_refmsgid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             inf_refmsgid, opter_type) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 entry.msgid,
                 entry.infno,
@@ -548,7 +549,8 @@ impl SimDb {
                 entry.outcome,
                 entry.infcode,
                 entry.err_msg,
-                entry.inf_refmsgid
+                entry.inf_refmsgid,
+                entry.opter_type
             ],
         )?;
         Ok(())
@@ -558,8 +560,8 @@ impl SimDb {
     pub fn msg_log(&self, msgid: Option<&str>) -> Result<Vec<Value>, TxError> {
         select_all(
             &self.conn,
-            "SELECT msgid, infno, received_at, outcome, infcode, err_msg, inf_refmsgid \
-             FROM msg_log WHERE ?1 IS NULL OR msgid = ?1 ORDER BY id LIMIT 1000",
+            "SELECT msgid, infno, received_at, outcome, infcode, err_msg, inf_refmsgid, \
+             opter_type FROM msg_log WHERE ?1 IS NULL OR msgid = ?1 ORDER BY id LIMIT 1000",
             [msgid],
             |r| {
                 Ok(json!({
@@ -567,6 +569,7 @@ impl SimDb {
                     "received_at": r.get::<_, String>(2)?, "outcome": r.get::<_, String>(3)?,
                     "infcode": r.get::<_, Option<i64>>(4)?, "err_msg": r.get::<_, Option<String>>(5)?,
                     "inf_refmsgid": r.get::<_, Option<String>>(6)?,
+                    "opter_type": r.get::<_, Option<String>>(7)?,
                 }))
             },
         )
@@ -646,11 +649,32 @@ fn catalogue_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CatalogueItem> {
     })
 }
 
+/// `ALTER TABLE table ADD COLUMN column kind` unless the table has it (a database file made
+/// by an earlier simulator).
+fn add_column(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    kind: &str,
+) -> Result<(), rusqlite::Error> {
+    let has: i64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+        [column],
+        |r| r.get(0),
+    )?;
+    if has == 0 {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+    }
+    Ok(())
+}
+
 /// One msg_log row to write.
 #[derive(Debug, Clone)]
 pub struct MsgLogEntry<'a> {
     pub msgid: &'a str,
     pub infno: &'a str,
+    /// The envelope's 经办人类别 as sent.
+    pub opter_type: &'a str,
     pub outcome: &'a str,
     pub infcode: Option<i64>,
     pub err_msg: Option<&'a str>,

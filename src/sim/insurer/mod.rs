@@ -326,6 +326,7 @@ fn answer(
         state.log(&MsgLogEntry {
             msgid: &req.msgid,
             infno: &req.infno,
+            opter_type: &req.opter_type,
             outcome: fault.outcome(),
             infcode: None,
             err_msg: None,

@@ -38,6 +38,8 @@ pub struct Request {
     pub infno: String,
     pub msgid: String,
     pub sign_no: String,
+    /// 经办人类别: 1 经办人, 2 自助终端, 3 移动终端 (the platform refuses anything else).
+    pub opter_type: String,
     pub opter: String,
     /// The institution asking.
     pub fixmedins_code: String,
@@ -70,6 +72,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
         infno: field(&v, "infno"),
         msgid: field(&v, "msgid"),
         sign_no: field(&v, "sign_no"),
+        opter_type: field(&v, "opter_type"),
         opter: field(&v, "opter"),
         fixmedins_code: field(&v, "fixmedins_code"),
         input: v.get("input").cloned().unwrap_or(Value::Null),
@@ -158,6 +161,7 @@ fn log_outcome(
     state.log(&MsgLogEntry {
         msgid: &req.msgid,
         infno: &req.infno,
+        opter_type: &req.opter_type,
         outcome,
         infcode: Some(infcode),
         err_msg,
@@ -165,11 +169,20 @@ fn log_outcome(
     });
 }
 
+/// The platform's 经办人类别 values.
+const OPTER_TYPES: [&str; 3] = ["1", "2", "3"];
+
 fn answer(state: &SimState, req: &Request) -> Result<Output, TxError> {
     if req.msgid.chars().count() != 30 {
         return Err(TxError::Refused(format!(
             "发送方报文ID[{}]格式错误，应为30位",
             req.msgid
+        )));
+    }
+    if !OPTER_TYPES.contains(&req.opter_type.as_str()) {
+        return Err(TxError::Refused(format!(
+            "经办人类别[opter_type={}]不在值域范围内(1经办人,2自助终端,3移动终端)",
+            req.opter_type
         )));
     }
     let mut db = state.db();

@@ -25,6 +25,18 @@ pub struct InsurerSim {
 }
 
 impl InsurerSim {
+    /// The `opter_type` of each request of `infno` the simulator logged, in order.
+    pub fn opter_types(&self, infno: &str) -> Vec<Value> {
+        let log = self.admin(json!({"action": "msg_log"}));
+        log["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|row| row["infno"] == infno)
+            .map(|row| row["opter_type"].clone())
+            .collect()
+    }
+
     /// Starts the simulator on `listen` (`127.0.0.1:0`: any port) with its SQLite at `db`.
     pub fn start(db: &Path, listen: &str, extra: &[&str]) -> InsurerSim {
         let mut child = Command::new(super::medcard_bin())

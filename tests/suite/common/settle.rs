@@ -8,6 +8,7 @@ use super::insurer::InsurerSim;
 use super::rpc::{Client, Rpc};
 use super::temp::TempDir;
 use medcard::insurer::settlement::DayDetailRow;
+use medcard::settle::service::Patient;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -18,6 +19,23 @@ use std::time::{Duration, Instant};
 pub const CLASS_A: &str = "XJ01CAA040A001010100001";
 /// 小王's card (seed 000): his insurer record has balc 102.80 and 230.00 in scope this year.
 pub const XIAOWANG: &str = "xiaowang";
+
+/// 小王 as a patient registered by ID number (no card), the way `settle::service` takes
+/// him: employee 310 in Chongqing, judged ok (fixtures/insurer/persons.toml).
+pub fn xiaowang_by_certno() -> Patient {
+    Patient {
+        psn_no: "50000000000000012345".into(),
+        psn_name: "王小".into(),
+        insutype: "310".into(),
+        psn_type: "11".into(),
+        insuplc_admdvs: "500000".into(),
+        mdtrt_cert_type: "02".into(),
+        mdtrt_cert_no: "500103199103080319".into(),
+        may_settle: medcard::verdict::MaySettle::Yes,
+        verdict_code: Some(medcard::verdict::VerdictCode::Ok),
+        ytd_hint: None,
+    }
+}
 
 /// The simulator is stopped before its directory goes (field order).
 pub struct Rig {
