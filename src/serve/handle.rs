@@ -78,9 +78,27 @@ pub enum Request {
     /// VERIFY the PIN on the card in `reader`.
     VerifyPin {
         reader: String,
-        pin: Pin,
+        pin: PinInput,
         reply: oneshot::Sender<Result<PinState, SessionError>>,
     },
+}
+
+/// How the PIN reaches the card: typed on the workstation (the caller's, dropped with the
+/// request) or on the reader's own PIN pad (it never reaches the workstation).
+#[derive(Debug)]
+pub enum PinInput {
+    Typed(Pin),
+    PinPad,
+}
+
+impl PinInput {
+    /// The card layer's view of it.
+    pub fn entry(&self) -> crate::card::PinEntry<'_> {
+        match self {
+            PinInput::Typed(pin) => crate::card::PinEntry::Typed(pin),
+            PinInput::PinPad => crate::card::PinEntry::PinPad,
+        }
+    }
 }
 
 /// The socket side's view of the monitor. Cheap to clone.
@@ -170,7 +188,7 @@ impl MonitorHandle {
     }
 
     /// VERIFY `pin` on the card in `reader`.
-    pub async fn verify_pin(&self, reader: &str, pin: Pin) -> Result<PinState, SessionError> {
+    pub async fn verify_pin(&self, reader: &str, pin: PinInput) -> Result<PinState, SessionError> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::VerifyPin {
             reader: reader.to_owned(),

@@ -3,7 +3,7 @@
 //! reader. `events.subscribe` needs the connection, so [`crate::serve::connection`] runs it;
 //! its topics and notifications are built here.
 
-use super::handle::pick_session_ref;
+use super::handle::{PinInput, pick_session_ref};
 use super::peer::{Grant, Peer};
 use super::rpc::{Call, RequestError, RpcError};
 use super::shared::Shared;
@@ -307,17 +307,20 @@ async fn card_verify_pin(shared: &Shared, params: &Value) -> Result<Value, RpcEr
     // Parsed by hand: a serde error message could quote the PIN.
     let reader = params.get("reader").and_then(Value::as_str);
     let pin = params.get("pin").and_then(Value::as_str);
-    let (Some(reader), Some(pin)) = (reader, pin) else {
-        return Err(RpcError::invalid_params(
-            "card.verify_pin needs {\"reader\": string, \"pin\": string}",
-        ));
+    let on_pad = params.get("pin_pad") == Some(&Value::Bool(true));
+    let usage = "card.verify_pin needs {\"reader\": string, \"pin\": string} or {\"reader\": \
+                 string, \"pin_pad\": true}";
+    let Some(reader) = reader else {
+        return Err(RpcError::invalid_params(usage));
     };
     if params.as_object().is_some_and(|o| o.len() > 2) {
-        return Err(RpcError::invalid_params(
-            "card.verify_pin takes reader and pin only",
-        ));
+        return Err(RpcError::invalid_params(usage));
     }
-    let pin = Pin::new(pin).map_err(RpcError::invalid_params)?;
+    let pin = match (pin, on_pad) {
+        (Some(pin), false) => PinInput::Typed(Pin::new(pin).map_err(RpcError::invalid_params)?),
+        (None, true) => PinInput::PinPad,
+        _ => return Err(RpcError::invalid_params(usage)),
+    };
     match shared.handle.verify_pin(reader, pin).await? {
         PinState::Ok => Ok(json!({"ok": true})),
         PinState::Required { tries_left } => {

@@ -61,7 +61,7 @@ pub mod worker;
 
 pub use daemon::{Daemon, DaemonError, RunningDaemon};
 
-pub use handle::{MonitorHandle, MonitorSide, Request, Snapshot};
+pub use handle::{MonitorHandle, MonitorSide, PinInput, Request, Snapshot};
 pub use monitor::{Assessor, MonitorConfig, PsamChoice, spawn_monitor};
 pub use types::{CardEvent, CardSession, ReaderInfo, ReaderState, SessionError};
 pub use worker::Worker;

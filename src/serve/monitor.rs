@@ -29,14 +29,14 @@
 //! PINs are never logged nor kept; card numbers and ID numbers only masked.
 
 use super::MonitorHandle;
-use super::handle::{MonitorSide, Request, Snapshot, channel};
+use super::handle::{MonitorSide, PinInput, Request, Snapshot, channel};
 use super::types::{CardEvent, CardSession, ReaderInfo, ReaderState, SessionError};
 use super::worker::{StopFlag, Worker};
 use crate::apdu::Exchanger;
 use crate::apdu::ReaderError;
 use crate::card::{
-    CardRead, MedicalRead, Pin, PinEntry, PinState, PsamSlot, ReadError, ReadExtras,
-    read_in_reader_with, read_medical_balance, verify_pin,
+    CardRead, MedicalRead, PinState, PsamSlot, ReadError, ReadExtras, read_in_reader_with,
+    read_medical_balance, verify_pin_entry,
 };
 use crate::codes::ReaderCode;
 use crate::mask;
@@ -518,7 +518,7 @@ impl Monitor {
     /// holds, in the same connection, the medical application (DF04) with that PIN: the
     /// balance and the transaction records are attached to the session, which is judged
     /// again (`balance_mismatch`) and published again with `card.ready`. The PIN is dropped with the request.
-    fn verify(&mut self, reader: &str, pin: &Pin) -> Result<PinState, SessionError> {
+    fn verify(&mut self, reader: &str, pin: &PinInput) -> Result<PinState, SessionError> {
         self.card_reader(reader)?;
         let profile = self.sessions.get(reader).and_then(|session| {
             self.config
@@ -529,9 +529,9 @@ impl Monitor {
         });
         let outcome = with_card(self.cards.as_mut(), reader, |channel| {
             let mut ex = Exchanger::new(channel);
-            verify_pin(&mut ex, pin)?;
+            verify_pin_entry(&mut ex, pin.entry())?;
             Ok::<_, ReadError>(
-                profile.map(|profile| read_medical_balance(&mut ex, profile, PinEntry::Typed(pin))),
+                profile.map(|profile| read_medical_balance(&mut ex, profile, pin.entry())),
             )
         });
         let result = match outcome {

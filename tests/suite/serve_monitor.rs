@@ -14,8 +14,8 @@ use medcard::profile::ProfileSet;
 use medcard::reader::pcsc_reader::PcscReaders;
 use medcard::reader::{ReaderBackend, ReaderStatus};
 use medcard::serve::{
-    CardEvent, CardSession, MonitorConfig, MonitorHandle, PsamChoice, ReaderState, SessionError,
-    Worker, spawn_monitor,
+    CardEvent, CardSession, MonitorConfig, MonitorHandle, PinInput, PsamChoice, ReaderState,
+    SessionError, Worker, spawn_monitor,
 };
 use medcard::sim::card::{Chip, SharedVirtualReaders};
 use std::sync::Arc;
@@ -311,7 +311,8 @@ fn verify_pin_answers_tries_left_or_ok() {
     events.until("r0", "card.ready");
     let rt = runtime();
     let verify = |reader: &str, pin: &str| {
-        rt.block_on(handle.verify_pin(reader, Pin::new(pin).expect("pin")))
+        let pin = PinInput::Typed(Pin::new(pin).expect("pin"));
+        rt.block_on(handle.verify_pin(reader, pin))
     };
     assert_eq!(
         verify("r0", "654321"),
@@ -336,6 +337,35 @@ fn verify_pin_answers_tries_left_or_ok() {
     assert_eq!(
         verify("r2", "123456"),
         Err(SessionError::UnknownReader("r2".into()))
+    );
+}
+
+#[test]
+fn the_pin_typed_on_the_readers_pad_verifies_and_reads_the_balance() {
+    let (readers, handle, _thread, mut events) = watched(PsamChoice::Auto);
+    readers.insert("pad", chip("xiaowang"));
+    readers.insert("plain", chip("xiaowang"));
+    readers.set_pin_pad("pad", Some("654321"));
+    events.until("pad", "card.ready");
+    events.until("plain", "card.ready");
+    let rt = runtime();
+    let on_pad = |reader: &str| rt.block_on(handle.verify_pin(reader, PinInput::PinPad));
+    assert_eq!(on_pad("pad"), Ok(PinState::Required { tries_left: 2 }));
+    readers.set_pin_pad("pad", Some("123456"));
+    assert_eq!(on_pad("pad"), Ok(PinState::Ok));
+    events.until("pad", "card.ready");
+    let session = handle
+        .session(Some("pad"))
+        .expect("the pad reader's session");
+    assert_eq!(
+        session.card.balance.map(|b| b.balc),
+        Some("102.80".to_owned())
+    );
+    // A reader without a pad says so; the card is not touched.
+    let refused = on_pad("plain");
+    assert!(
+        matches!(refused, Err(SessionError::Unreadable { .. })),
+        "{refused:?}"
     );
 }
 

@@ -223,6 +223,13 @@ impl SharedVirtualReaders {
         lock(&slot).insert(card.into())
     }
 
+    /// Gives reader `name` a PIN pad on which the holder will type `typed` (`None`: no
+    /// pad), as [`VirtualReaders::set_pin_pad`].
+    pub fn set_pin_pad(&self, name: &str, typed: Option<&str>) {
+        let slot = self.slot_or_add(name);
+        lock(&slot).pin_pad = typed.map(str::to_owned);
+    }
+
     /// Takes the card (or PSAM) out of reader `name`.
     pub fn remove(&self, name: &str) -> Option<Chip> {
         self.slot(name).and_then(|slot| lock(&slot).remove())
