@@ -50,6 +50,31 @@ pub struct BenchArgs {
     what: What,
 }
 
+/// The load levels of `bench serve` and `bench web`.
+#[derive(Args)]
+struct Levels {
+    /// Measured seconds per level (and transport).
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Warm-up seconds per level (requests sent, not counted).
+    #[arg(long, default_value_t = 1.0)]
+    warm_up: f64,
+    /// Concurrent clients per level.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 64])]
+    clients: Vec<usize>,
+}
+
+impl Levels {
+    /// (seconds, warm-up, clients), each at least its least.
+    fn checked(self) -> (f64, f64, Vec<usize>) {
+        (
+            self.seconds.max(0.1),
+            self.warm_up.max(0.0),
+            self.clients.into_iter().map(|n| n.max(1)).collect(),
+        )
+    }
+}
+
 #[derive(Subcommand)]
 enum What {
     /// Read fixture cards through pcscd + vpcd and compare with a raw replay of the same APDUs.
@@ -89,15 +114,8 @@ enum What {
     /// the holder's name drawn on the page, p50 and p99 (target p99 ≤ 150 ms). A miss is
     /// reported, not an error.
     Web {
-        /// Measured seconds per level and transport.
-        #[arg(long, default_value_t = 3.0)]
-        seconds: f64,
-        /// Warm-up seconds per level and transport.
-        #[arg(long, default_value_t = 1.0)]
-        warm_up: f64,
-        /// Concurrent clients per level.
-        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 64])]
-        clients: Vec<usize>,
+        #[command(flatten)]
+        levels: Levels,
         /// Card insertions timed on the kiosk page (0: skip the browser).
         #[arg(long, default_value_t = 100)]
         inserts: usize,
@@ -112,15 +130,8 @@ enum What {
     /// the targets (≥ 20,000 req/s, p99 ≤ 2 ms, RSS ≤ 30 MB). A miss is reported, not an
     /// error. The daemon is stopped with SIGTERM at the end.
     Serve {
-        /// Measured seconds per level.
-        #[arg(long, default_value_t = 3.0)]
-        seconds: f64,
-        /// Warm-up seconds per level (requests sent, not counted).
-        #[arg(long, default_value_t = 1.0)]
-        warm_up: f64,
-        /// Concurrent clients per level.
-        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 64])]
-        clients: Vec<usize>,
+        #[command(flatten)]
+        levels: Levels,
         /// The card the daemon serves: a fixture file or a built-in name.
         #[arg(long, default_value = "xiaowang")]
         card: String,
@@ -279,28 +290,24 @@ pub fn run(args: BenchArgs) -> ExitCode {
             psam,
             profiles,
         } => read::run(count.max(1), &cards, &psam, profiles.as_deref()),
-        What::Serve {
-            seconds,
-            warm_up,
-            clients,
-            card,
-        } => serve::run(&serve::Plan {
-            seconds: seconds.max(0.1),
-            warm_up: warm_up.max(0.0),
-            clients: clients.into_iter().map(|n| n.max(1)).collect(),
-            card,
-        }),
-        What::Web {
-            seconds,
-            warm_up,
-            clients,
-            inserts,
-        } => web::run(&web::Plan {
-            seconds: seconds.max(0.1),
-            warm_up: warm_up.max(0.0),
-            clients: clients.into_iter().map(|n| n.max(1)).collect(),
-            inserts,
-        }),
+        What::Serve { levels, card } => {
+            let (seconds, warm_up, clients) = levels.checked();
+            serve::run(&serve::Plan {
+                seconds,
+                warm_up,
+                clients,
+                card,
+            })
+        }
+        What::Web { levels, inserts } => {
+            let (seconds, warm_up, clients) = levels.checked();
+            web::run(&web::Plan {
+                seconds,
+                warm_up,
+                clients,
+                inserts,
+            })
+        }
         What::Cache {
             events,
             catalogue,
