@@ -85,6 +85,7 @@ bench: build
 	./target/release/medcard bench read --count 2000
 	./target/release/medcard bench serve
 	./target/release/medcard bench settle
+	./target/release/medcard bench web
 
 clean:
 	$(CARGO) clean
