@@ -22,6 +22,7 @@ mod hospital_workstations;
 mod insurer_link;
 mod insurer_refusals;
 mod insurer_settle;
+mod kiosk_browser;
 mod read_fixtures;
 mod release_binary;
 mod robustness;

@@ -4,13 +4,15 @@
 //! `medcard serve` ([`daemon`]) and the insurer simulator ([`insurer`]) as child processes,
 //! a settlement rig ([`settle`]), a harness for the real PC/SC stack ([`stack`]), a
 //! process running as another local user ([`other_user`]), the web endpoint's addresses,
-//! tokens and plain HTTP ([`web`]) and each test's output directory ([`test_output_dir`],
+//! tokens and plain HTTP ([`web`]), the kiosk page in Chromium on an in-process daemon
+//! ([`kiosk`]) and each test's output directory ([`test_output_dir`],
 //! for screenshots).
 
 pub mod daemon;
 pub mod expected;
 pub mod hospital;
 pub mod insurer;
+pub mod kiosk;
 pub mod other_user;
 pub mod rpc;
 pub mod settle;

@@ -39,6 +39,11 @@ impl Web {
             .as_str()
             .expect("system.info.web.listen");
         let dir = config.parent().expect("the configuration's directory");
+        Web::in_dir(listen.parse().expect("an address"), dir)
+    }
+
+    /// The endpoint at `addr` whose token files [`config_lines`] put in `dir`.
+    pub fn in_dir(addr: SocketAddr, dir: &Path) -> Web {
         let token = |name: &str| {
             std::fs::read_to_string(dir.join(name))
                 .expect("the token file")
@@ -46,7 +51,7 @@ impl Web {
                 .to_owned()
         };
         Web {
-            addr: listen.parse().expect("an address"),
+            addr,
             client_token: token("web.token"),
             kiosk_token: token("kiosk.token"),
         }

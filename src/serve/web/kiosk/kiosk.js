@@ -642,16 +642,26 @@
     total.textContent = money(bill.total);
     var state = document.createElement("span");
     state.className = "bill-state";
-    state.textContent = bill.state === "paid" ? "已缴费" : "待缴费";
+    state.textContent = billStateText(bill.state);
     button.appendChild(name);
     button.appendChild(total);
     button.appendChild(state);
-    if (bill.state === "paid") button.classList.add("paid");
+    if (bill.state !== "offered") button.classList.add("paid");
     button.addEventListener("click", function () {
-      if (bill.state === "paid") showReceipt(bill.bill_id);
-      else previewBill(bill);
+      if (bill.state === "offered") previewBill(bill);
+      else if (isPaid(bill.state)) showReceipt(bill.bill_id);
+      else showErrorText(settlementStateText(bill));
     });
     return button;
+  }
+
+  // bill.list's state: "offered", or its settlement's state once a commit ran with its id.
+  function isPaid(state) { return state === "settled" || state === "self_pay"; }
+
+  function billStateText(state) {
+    if (state === "offered") return "待缴费";
+    if (isPaid(state)) return "已缴费";
+    return SETTLEMENT_STATE[state] || "处理中";
   }
 
   function previewBill(bill) {
