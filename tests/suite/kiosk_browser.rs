@@ -195,6 +195,26 @@ fn the_pin_on_a_shuffled_keypad_opens_the_balance_and_the_statement() {
 }
 
 #[test]
+fn the_pin_on_the_readers_own_pad_opens_the_balance() {
+    let (kiosk, page, _) = xiaowang_at_the_kiosk("kiosk-pad");
+    kiosk
+        .readers
+        .set_pin_pad(crate::common::kiosk::READER, Some("654321"));
+    page.click("#menu-balance");
+    page.wait_screen("pin");
+    page.click("#pin-pad");
+    page.wait_text("#pin-message", "还可尝试 2 次");
+    kiosk
+        .readers
+        .set_pin_pad(crate::common::kiosk::READER, Some(PIN));
+    page.click("#pin-pad");
+    page.wait_screen("balance");
+    let shown = page.text_of("#balance-card");
+    assert!(shown.contains("102.80"), "the card's balance: {shown}");
+    page.finish("kiosk_pin_pad");
+}
+
+#[test]
 fn a_lost_card_gets_the_counters_guidance_and_nothing_to_pay_or_register() {
     let kiosk = KioskRig::start("kiosk-lost");
     let version = kiosk

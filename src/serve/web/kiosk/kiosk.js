@@ -419,9 +419,22 @@
     var pin = pinDigits.join("");
     clearPin();
     drawPinDots();
-    var e = epoch;
     var request = call("card.verify_pin", { reader: reader, pin: pin });
     pin = null;
+    awaitPin(request);
+  }
+
+  // The PIN typed on the reader's own keypad: it never reaches this page.
+  function submitPinPad() {
+    if (!reader) return;
+    clearPin();
+    drawPinDots();
+    $("pin-message").textContent = "请在读卡器的键盘上输入密码，按确认键结束";
+    awaitPin(call("card.verify_pin", { reader: reader, pin_pad: true }));
+  }
+
+  function awaitPin(request) {
+    var e = epoch;
     setBusy(true);
     request.then(function (result) {
       if (e !== epoch) return;
@@ -746,6 +759,7 @@
     onClick("menu-pay", function () { if (session) showBills(); });
     onClick("menu-eject", function () { show("eject"); });
     onClick("pin-ok", submitPin);
+    onClick("pin-pad", submitPinPad);
     onClick("pin-cancel", backToMenu);
     onClick("pay-confirm", commitPreview);
     onClick("print", function () { window.print(); });
