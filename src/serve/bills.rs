@@ -5,8 +5,10 @@
 //! bill is paid exactly once however often the patient presses "pay"; with the kiosk's token
 //! that is the only commit allowed ([`check_kiosk_commit`]).
 //!
-//! Offers live in the daemon's memory until it stops (the HIS offers again after a
-//! restart); whether a bill is paid is always the journal's answer, never the board's.
+//! A bill is offered to one daemon (the kiosk the patient is sent to) and paid in its
+//! journal: `bill.withdraw` takes an unpaid offer back (paid at the counter instead, or
+//! moved to another kiosk). Offers live in the daemon's memory until it stops (the HIS
+//! offers again after a restart); whether a bill is paid is always the journal's answer.
 
 use super::handle::pick_session_ref;
 use super::methods::Answer;
@@ -23,8 +25,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The bill methods and whether each changes something (needs a token or an allowed group).
-pub const METHODS: [(&str, bool); 3] = [
+pub const METHODS: [(&str, bool); 4] = [
     ("bill.offer", true),
+    ("bill.withdraw", true),
     ("bill.list", false),
     ("bill.preview", true),
 ];
@@ -78,6 +81,12 @@ struct OfferParams {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct WithdrawParams {
+    bill_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ListParams {
     #[serde(default)]
     reader: Option<String>,
@@ -96,6 +105,7 @@ pub async fn dispatch(shared: &Shared, method: &str, params: &Value) -> Result<A
     let settler = super::settlement::settler(shared)?;
     match method {
         "bill.offer" => offer(shared, settler, params_of(params)?).await,
+        "bill.withdraw" => withdraw(shared, settler, params_of(params)?).await,
         "bill.list" => list(shared, settler, params_of(params)?).await,
         "bill.preview" => preview(shared, settler, params_of(params)?).await,
         other => Err(RpcError::method_not_found(other)),
@@ -141,6 +151,28 @@ async fn offer(shared: &Shared, settler: Arc<Settler>, p: OfferParams) -> Result
     bills.insert(bill.bill_id.clone(), bill);
     tracing::info!(bill_id = %bill_id, "bill offered");
     Ok(Answer::Value(answer))
+}
+
+/// `bill.withdraw`: the HIS takes an unpaid offer back (paid at the counter, changed, or
+/// sent to another kiosk). A paid bill stays listed: its settlement is the journal's.
+async fn withdraw(
+    shared: &Shared,
+    settler: Arc<Settler>,
+    p: WithdrawParams,
+) -> Result<Answer, RpcError> {
+    if let Some(paid) = settled_state(settler, &p.bill_id).await? {
+        return Err(RpcError::invalid_params(format!(
+            "bill {} is {paid} already: refund the settlement (settle.refund) instead",
+            p.bill_id
+        )));
+    }
+    let withdrawn = shared.bills.lock().remove(&p.bill_id).is_some();
+    if withdrawn {
+        tracing::info!(bill_id = %p.bill_id, "bill withdrawn");
+    }
+    Ok(Answer::Value(
+        json!({"bill_id": p.bill_id, "withdrawn": withdrawn}),
+    ))
 }
 
 /// The platform's field rules for an offer, and its holder named.
