@@ -322,6 +322,15 @@ CREATE TABLE msgid_partition (
     r#"
 CREATE INDEX settlements_person ON settlements(psn_no, setl_date, day_seq);
 "#,
+    // 9: the bills the HIS offered for paying at this kiosk (src/serve/bills.rs), so that a
+    // restart loses none: each as the JSON the daemon wrote, with when it was offered.
+    r#"
+CREATE TABLE kiosk_bills (
+    bill_id    TEXT PRIMARY KEY NOT NULL,
+    bill       TEXT NOT NULL,
+    offered_at INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -260,6 +260,48 @@ impl CacheWriter {
         })
     }
 
+    /// Records an offered bill (`bill`: its JSON), replacing one of the same id, and drops the
+    /// offers made before `older_than` (Unix seconds).
+    pub fn put_kiosk_bill(
+        &self,
+        bill_id: &str,
+        bill: &str,
+        older_than: i64,
+    ) -> Result<(), CacheError> {
+        self.in_transaction(|tx| {
+            tx.execute(
+                "DELETE FROM kiosk_bills WHERE offered_at < ?1",
+                params![older_than],
+            )?;
+            tx.execute(
+                "INSERT INTO kiosk_bills (bill_id, bill, offered_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(bill_id) DO UPDATE SET bill = excluded.bill,
+                   offered_at = excluded.offered_at",
+                params![bill_id, bill, unix_seconds(SystemTime::now())],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Removes an offered bill; whether there was one.
+    pub fn delete_kiosk_bill(&self, bill_id: &str) -> Result<bool, CacheError> {
+        self.in_transaction(|tx| {
+            let deleted = tx.execute("DELETE FROM kiosk_bills WHERE bill_id = ?1", [bill_id])?;
+            Ok(deleted > 0)
+        })
+    }
+
+    /// The offered bills' JSON made at or after `since` (Unix seconds), oldest first.
+    pub fn kiosk_bills(&self, since: i64) -> Result<Vec<String>, CacheError> {
+        self.in_transaction(|tx| {
+            let mut statement = tx.prepare(
+                "SELECT bill FROM kiosk_bills WHERE offered_at >= ?1 ORDER BY offered_at, bill_id",
+            )?;
+            let rows = statement.query_map([since], |row| row.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+    }
+
     /// Records the msgid partition the daemon numbers with (its configuration is the truth:
     /// a recorded one it replaces).
     pub fn record_partition(&self, partition: Partition) -> Result<(), CacheError> {

@@ -7,14 +7,15 @@
 //!
 //! A bill is offered to one daemon (the kiosk the patient is sent to) and paid in its
 //! journal: `bill.withdraw` takes an unpaid offer back (paid at the counter instead, or
-//! moved to another kiosk). Offers live in the daemon's memory until it stops (the HIS
-//! offers again after a restart); whether a bill is paid is always the journal's answer.
+//! moved to another kiosk). Offers are kept in the cache file for a week (cache migration
+//! 9), so a restart loses none; whether a bill is paid is always the journal's answer.
 
 use super::handle::pick_session_ref;
 use super::methods::Answer;
 use super::rpc::{RequestError, RpcError};
 use super::shared::Shared;
 use super::types::CardSession;
+use crate::cache::Cache;
 use crate::fields;
 use crate::settle::journal::RequestState;
 use crate::settle::service::{BillItem, SettleError, Settler, check_request_id};
@@ -35,13 +36,12 @@ pub const METHODS: [(&str, bool); 4] = [
 /// The most bills one daemon holds (a HIS that never withdraws cannot fill the memory).
 const MAX_BILLS: usize = 10_000;
 
-/// A bill on offer.
-#[derive(Debug, Clone, Serialize)]
+/// A bill on offer: what the HIS offered (kept in the cache file as this JSON) and the
+/// previews the kiosk made of it (in memory: after a restart the kiosk previews again).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct OfferedBill {
     bill_id: String,
-    #[serde(skip)]
     certno: Option<String>,
-    #[serde(skip)]
     psn_no: Option<String>,
     mdtrt_id: String,
     dept_name: String,
@@ -53,16 +53,94 @@ struct OfferedBill {
     previews: Vec<String>,
 }
 
-/// The bills on offer, by `bill_id`.
+impl OfferedBill {
+    /// The bill as `bill.list` shows it (no holder: the card in the reader is the holder).
+    fn listed(&self, state: &str, setl_id: Option<String>) -> Value {
+        json!({
+            "bill_id": self.bill_id, "mdtrt_id": self.mdtrt_id, "dept_name": self.dept_name,
+            "items": self.items, "total": crate::money::two_places(self.total),
+            "state": state, "setl_id": setl_id,
+        })
+    }
+}
+
+/// How long an offer is kept (paid or not): a week.
+const KEPT_SECONDS: i64 = 7 * 24 * 3600;
+
+/// The bills on offer, by `bill_id`; written through to the cache file when there is one.
 #[derive(Debug, Default)]
 pub struct BillBoard {
     bills: Mutex<HashMap<String, OfferedBill>>,
 }
 
 impl BillBoard {
+    /// The board, with the offers of the last week `cache` holds.
+    pub fn open(cache: Option<&Cache>) -> BillBoard {
+        let mut bills = HashMap::new();
+        let kept = cache.map(|c| c.writer().kiosk_bills(week_ago()));
+        match kept {
+            Some(Ok(rows)) => {
+                for row in rows {
+                    match serde_json::from_str::<OfferedBill>(&row) {
+                        Ok(bill) => {
+                            bills.insert(bill.bill_id.clone(), bill);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "an offered bill in the cache cannot be read; skipped")
+                        }
+                    }
+                }
+                if !bills.is_empty() {
+                    tracing::info!(bills = bills.len(), "offered bills taken up from the cache");
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "the offered bills cannot be read from the cache")
+            }
+            None => {}
+        }
+        BillBoard {
+            bills: Mutex::new(bills),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, OfferedBill>> {
         self.bills.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Writes `bill` to `cache` (when there is one), then offers it.
+    fn offer(&self, cache: Option<&Cache>, bill: OfferedBill) -> Result<(), RpcError> {
+        if let Some(cache) = cache {
+            let text = serde_json::to_string(&bill).map_err(RpcError::internal)?;
+            cache
+                .writer()
+                .put_kiosk_bill(&bill.bill_id, &text, week_ago())
+                .map_err(|e| not_recorded(&bill.bill_id, &e))?;
+        }
+        self.lock().insert(bill.bill_id.clone(), bill);
+        Ok(())
+    }
+
+    /// Takes `bill_id` back: whether it was on offer.
+    fn withdraw(&self, cache: Option<&Cache>, bill_id: &str) -> Result<bool, RpcError> {
+        if let Some(cache) = cache {
+            cache
+                .writer()
+                .delete_kiosk_bill(bill_id)
+                .map_err(|e| not_recorded(bill_id, &e))?;
+        }
+        Ok(self.lock().remove(bill_id).is_some())
+    }
+}
+
+fn week_ago() -> i64 {
+    crate::clock::unix_seconds(std::time::SystemTime::now()) - KEPT_SECONDS
+}
+
+/// A bill the cache file could not record: nothing changed.
+fn not_recorded(bill_id: &str, error: &crate::cache::CacheError) -> RpcError {
+    RequestError::JournalUnavailable(format!("bill {bill_id} could not be recorded: {error}"))
+        .into()
 }
 
 #[derive(Deserialize)]
@@ -140,15 +218,19 @@ async fn offer(shared: &Shared, settler: Arc<Settler>, p: OfferParams) -> Result
         total,
         previews: Vec::new(),
     };
-    let mut bills = shared.bills.lock();
-    if bills.len() >= MAX_BILLS && !bills.contains_key(&bill.bill_id) {
+    let full = {
+        let bills = shared.bills.lock();
+        bills.len() >= MAX_BILLS && !bills.contains_key(&bill.bill_id)
+    };
+    if full {
         return Err(RpcError::invalid_params(format!(
-            "{MAX_BILLS} bills are on offer already: the oldest must be paid or the daemon \
-             restarted"
+            "{MAX_BILLS} bills are on offer already: withdraw the ones no longer to be paid \
+             here (bill.withdraw)"
         )));
     }
-    let answer = json!({"bill_id": bill.bill_id, "state": "offered", "total": bill.total});
-    bills.insert(bill.bill_id.clone(), bill);
+    let answer = json!({"bill_id": bill.bill_id, "state": "offered",
+        "total": crate::money::two_places(bill.total)});
+    shared.bills.offer(shared.services.cache.as_deref(), bill)?;
     tracing::info!(bill_id = %bill_id, "bill offered");
     Ok(Answer::Value(answer))
 }
@@ -166,7 +248,9 @@ async fn withdraw(
             p.bill_id
         )));
     }
-    let withdrawn = shared.bills.lock().remove(&p.bill_id).is_some();
+    let withdrawn = shared
+        .bills
+        .withdraw(shared.services.cache.as_deref(), &p.bill_id)?;
     if withdrawn {
         tracing::info!(bill_id = %p.bill_id, "bill withdrawn");
     }
@@ -250,10 +334,7 @@ async fn list(shared: &Shared, settler: Arc<Settler>, p: ListParams) -> Result<A
             Err(SettleError::UnknownSettlement(_)) => ("offered", None),
             Err(e) => return Err(e.into()),
         };
-        let mut row = serde_json::to_value(&bill).map_err(RpcError::internal)?;
-        row["state"] = json!(state);
-        row["setl_id"] = json!(setl_id);
-        listed.push(row);
+        listed.push(bill.listed(state, setl_id));
     }
     listed.sort_by(|a, b| a["bill_id"].as_str().cmp(&b["bill_id"].as_str()));
     Ok(Answer::Value(json!({ "bills": listed })))

@@ -65,6 +65,7 @@ impl Shared {
                 }
             }),
         );
+        let bills = BillBoard::open(services.cache.as_deref());
         Shared {
             handle,
             started: Instant::now(),
@@ -73,7 +74,7 @@ impl Shared {
             connections_per_uid: Mutex::new(HashMap::new()),
             services,
             heavy,
-            bills: BillBoard::default(),
+            bills,
             web_addr: std::sync::OnceLock::new(),
         }
     }

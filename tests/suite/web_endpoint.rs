@@ -232,3 +232,31 @@ fn the_kiosk_pays_an_offered_bill_once() {
         "{error}"
     );
 }
+
+#[test]
+fn an_offered_bill_outlives_a_restart_of_the_daemon() {
+    let rig = web_rig("web-bill-restart", "");
+    let daemon = rig.daemon(&[XIAOWANG], &[]);
+    let web = Web::of(&daemon, &rig.config);
+    let mut his = web.his();
+    let card = settle::wait_card(&mut his);
+    let mdtrt_id = settle::register(&mut his);
+    let offer = json!({"bill_id": "HIS-KEPT-1", "certno": card["holder"]["certno"],
+        "mdtrt_id": mdtrt_id, "items": settle::one_line("12.50")});
+    his.result("bill.offer", offer);
+    drop((his, daemon));
+
+    let daemon = rig.daemon(&[XIAOWANG], &[]);
+    let web = Web::of(&daemon, &rig.config);
+    let mut kiosk = web.kiosk();
+    settle::wait_card(&mut kiosk);
+    let bills = kiosk.result("bill.list", json!({}));
+    assert_eq!(bills["bills"][0]["bill_id"], "HIS-KEPT-1", "{bills}");
+    assert_eq!(bills["bills"][0]["total"], "12.50");
+    let preview = kiosk.result("bill.preview", json!({"bill_id": "HIS-KEPT-1"}));
+    let paid = kiosk.result(
+        "settle.commit",
+        settle::commit_params(&preview["preview_id"], "HIS-KEPT-1"),
+    );
+    assert_eq!(paid["state"], "settled");
+}
