@@ -215,6 +215,28 @@ fn the_pin_on_the_readers_own_pad_opens_the_balance() {
 }
 
 #[test]
+fn left_alone_the_page_goes_back_to_the_card_and_drops_the_digits() {
+    let kiosk = KioskRig::start_with("kiosk-idle", |config| config.kiosk.idle_seconds = 1);
+    kiosk.insert(XIAOWANG);
+    kiosk.judged_card();
+    let page = kiosk.open_page(LANDSCAPE.0, LANDSCAPE.1);
+    page.wait_screen("card");
+    page.click("#menu-balance");
+    page.wait_screen("pin");
+    type_pin(&page, "12");
+    // Nobody touches the screen: after kiosk.idle_seconds, back to the card's first screen.
+    page.wait_screen("card");
+    page.click("#menu-balance");
+    page.wait_screen("pin");
+    assert_eq!(
+        filled_dots(&page),
+        0,
+        "the digits typed before were dropped"
+    );
+    page.finish("kiosk_idle");
+}
+
+#[test]
 fn a_lost_card_gets_the_counters_guidance_and_nothing_to_pay_or_register() {
     let kiosk = KioskRig::start("kiosk-lost");
     let version = kiosk

@@ -38,6 +38,11 @@ impl KioskRig {
     /// The simulator, then the daemon with an empty reader; returns once the first sync has
     /// brought the catalogue.
     pub fn start(tag: &str) -> KioskRig {
+        KioskRig::start_with(tag, |_| {})
+    }
+
+    /// [`KioskRig::start`] with the configuration changed by `adjust` first.
+    pub fn start_with(tag: &str, adjust: impl FnOnce(&mut Config)) -> KioskRig {
         let rig = Rig::start(tag, "");
         let dir = rig.config.parent().expect("the rig's directory").to_owned();
         let mut text = std::fs::read_to_string(&rig.config).expect("the config");
@@ -46,6 +51,7 @@ impl KioskRig {
         let mut config = Config::load(&rig.config).expect("a valid config").config;
         let socket = dir.join("medcard.sock");
         config.socket.path = socket.clone();
+        adjust(&mut config);
 
         let readers = SharedVirtualReaders::new();
         readers.add_reader(READER);
