@@ -48,6 +48,9 @@ struct OfferedBill {
     items: Vec<BillItem>,
     #[serde(with = "crate::money")]
     total: Decimal,
+    /// When it was offered (Unix seconds): it is kept a week.
+    #[serde(default)]
+    offered_at: i64,
     /// The previews `bill.preview` made of it: the only ones a kiosk may commit.
     #[serde(skip)]
     previews: Vec<String>,
@@ -106,6 +109,15 @@ impl BillBoard {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, OfferedBill>> {
         self.bills.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `bill_id` may be offered: the offers older than a week are dropped, then
+    /// fewer than [`MAX_BILLS`] are left, or `bill_id` is one of them (offered again).
+    fn room_for(&self, bill_id: &str) -> bool {
+        let mut bills = self.lock();
+        let oldest = week_ago();
+        bills.retain(|_, kept| kept.offered_at >= oldest);
+        bills.len() < MAX_BILLS || bills.contains_key(bill_id)
     }
 
     /// Writes `bill` to `cache` (when there is one), then offers it.
@@ -197,11 +209,16 @@ fn params_of<T: serde::de::DeserializeOwned>(params: &Value) -> Result<T, RpcErr
 async fn offer(shared: &Shared, settler: Arc<Settler>, p: OfferParams) -> Result<Answer, RpcError> {
     check_offer(&p)?;
     let bill_id = p.bill_id.clone();
-    if let Some(paid) = settled_state(settler, &bill_id).await? {
-        return Err(RpcError::invalid_params(format!(
-            "bill {bill_id} is {paid} already (its request_id is in the journal): a new bill \
-             needs a new bill_id"
-        )));
+    // Only a request every attempt of which was undone (`retry`) may be paid again.
+    match request_state(settler, &bill_id).await? {
+        None | Some(RequestState::Retry) => {}
+        Some(state) => {
+            return Err(RpcError::invalid_params(format!(
+                "bill {bill_id} is {} already (its request_id is in the journal): a new bill \
+                 needs a new bill_id",
+                state.as_str()
+            )));
+        }
     }
     let total = p
         .items
@@ -216,13 +233,10 @@ async fn offer(shared: &Shared, settler: Arc<Settler>, p: OfferParams) -> Result
         dept_name: p.dept_name,
         items: p.items,
         total,
+        offered_at: crate::clock::unix_seconds(std::time::SystemTime::now()),
         previews: Vec::new(),
     };
-    let full = {
-        let bills = shared.bills.lock();
-        bills.len() >= MAX_BILLS && !bills.contains_key(&bill.bill_id)
-    };
-    if full {
+    if !shared.bills.room_for(&bill.bill_id) {
         return Err(RpcError::invalid_params(format!(
             "{MAX_BILLS} bills are on offer already: withdraw the ones no longer to be paid \
              here (bill.withdraw)"
@@ -242,11 +256,22 @@ async fn withdraw(
     settler: Arc<Settler>,
     p: WithdrawParams,
 ) -> Result<Answer, RpcError> {
-    if let Some(paid) = settled_state(settler, &p.bill_id).await? {
-        return Err(RpcError::invalid_params(format!(
-            "bill {} is {paid} already: refund the settlement (settle.refund) instead",
-            p.bill_id
-        )));
+    match request_state(settler, &p.bill_id).await? {
+        Some(state @ (RequestState::Settled | RequestState::SelfPay)) => {
+            return Err(RpcError::invalid_params(format!(
+                "bill {} is {} already: refund the settlement (settle.refund) instead",
+                p.bill_id,
+                state.as_str()
+            )));
+        }
+        Some(state @ (RequestState::Pending | RequestState::Unknown)) => {
+            return Err(RpcError::invalid_params(format!(
+                "bill {} is being paid ({}): ask settle.status until it ends, then withdraw",
+                p.bill_id,
+                state.as_str()
+            )));
+        }
+        _ => {}
     }
     let withdrawn = shared
         .bills
@@ -284,20 +309,18 @@ fn check_offer(p: &OfferParams) -> Result<(), RpcError> {
     Ok(())
 }
 
-/// The settlement state of request `bill_id` when it is paid (settled or in cash).
-async fn settled_state(
+/// The state of the settlement request `bill_id` names, if there is one.
+async fn request_state(
     settler: Arc<Settler>,
     bill_id: &str,
-) -> Result<Option<&'static str>, RpcError> {
+) -> Result<Option<RequestState>, RpcError> {
     let request_id = bill_id.to_owned();
     let found = tokio::task::spawn_blocking(move || settler.status(Some(&request_id), None))
         .await
         .map_err(RpcError::internal)?;
     match found {
-        Ok(s) if matches!(s.state, RequestState::Settled | RequestState::SelfPay) => {
-            Ok(Some(s.state.as_str()))
-        }
-        Ok(_) | Err(SettleError::UnknownSettlement(_)) => Ok(None),
+        Ok(settlement) => Ok(Some(settlement.state)),
+        Err(SettleError::UnknownSettlement(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
