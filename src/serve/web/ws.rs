@@ -47,11 +47,14 @@ impl WsFrames {
                 Ok(Message::Binary(bytes)) => return Ok(Some(Frame::Line(bytes.to_vec()))),
                 Ok(Message::Ping(_) | Message::Pong(_)) => {}
                 Ok(Message::Close(_)) => return Ok(None),
-                Err(e) if is_capacity(&e) => {
+                Err(e) => {
+                    let e = e.into_inner();
+                    if !is_capacity(e.as_ref()) {
+                        return Err(io::Error::other(e));
+                    }
                     self.over_limit.store(true, Ordering::Relaxed);
                     return Ok(Some(Frame::TooLong));
                 }
-                Err(e) => return Err(io::Error::other(e)),
             }
         }
         Ok(None)
@@ -59,9 +62,11 @@ impl WsFrames {
 }
 
 /// Whether the WebSocket library stopped a message at the size limit.
-fn is_capacity(error: &axum::Error) -> bool {
-    let text = error.to_string();
-    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Capacity")
+fn is_capacity(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    matches!(
+        error.downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
 }
 
 impl FrameSource for WsFrames {
