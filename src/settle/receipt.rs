@@ -83,6 +83,18 @@ fn text(v: &Value, key: &str) -> String {
     }
 }
 
+/// The credential the visit was registered with, by its 就诊凭证类型 (the number itself is
+/// not printed: a card number, an ID number or an e-voucher token).
+fn credential(mdtrt_cert_type: &str) -> String {
+    let name = match mdtrt_cert_type {
+        "01" => "医保电子凭证",
+        "02" => "居民身份证",
+        "03" => "社会保障卡",
+        _ => "其他",
+    };
+    format!("{name} {}", printable(mdtrt_cert_type))
+}
+
 /// The receipt for `settlement` of `visit` with the bill's `lines`.
 pub fn render(settlement: &Settlement, visit: &VisitRow, lines: &[FeeLine]) -> String {
     let mut out = String::new();
@@ -92,6 +104,11 @@ pub fn render(settlement: &Settlement, visit: &VisitRow, lines: &[FeeLine]) -> S
         out,
         "姓名 psn_name        {}",
         printable(&mask::name(&visit.patient.psn_name))
+    );
+    let _ = writeln!(
+        out,
+        "凭证 mdtrt_cert_type {}",
+        credential(&visit.patient.mdtrt_cert_type)
     );
     let _ = writeln!(out, "就诊ID mdtrt_id      {}", printable(&visit.mdtrt_id));
     let _ = writeln!(out, "门诊号 ipt_otp_no    {}", printable(&visit.ipt_otp_no));
@@ -185,7 +202,8 @@ mod tests {
         ] {
             assert!(text.contains(shown), "{shown} in {text}");
         }
-        // One line per row: the title, two rules, six visit rows, one item, two amounts.
-        assert_eq!(text.lines().count(), 13, "{text}");
+        assert!(text.contains("凭证 mdtrt_cert_type 社会保障卡 03"), "{text}");
+        // One line per row: the title, two rules, seven visit rows, one item, two amounts.
+        assert_eq!(text.lines().count(), 14, "{text}");
     }
 }
