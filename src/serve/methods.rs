@@ -30,8 +30,10 @@ pub const MAX_WAIT_MS: u64 = 3_600_000;
 
 /// Whether `method` changes a card's state (and so needs an allowed group).
 pub fn is_mutating(method: &str) -> bool {
-    matches!(method, "card.refresh" | "card.verify_pin")
-        || super::settlement::METHODS.contains(&(method, true))
+    matches!(
+        method,
+        "card.refresh" | "card.verify_pin" | "credential.present"
+    ) || super::settlement::METHODS.contains(&(method, true))
         || super::bills::METHODS.contains(&(method, true))
 }
 
@@ -95,6 +97,7 @@ pub async fn answer(shared: &Shared, peer: &Peer, call: &Call) -> Result<Answer,
             .map(Answer::Value),
         "kiosk.config" => no_params(&call.params).map(|()| Answer::Value(kiosk_config(shared))),
         "card.statement" => super::statement::card_statement(shared, &call.params).await,
+        "credential.present" => super::credentials::present(shared, &call.params).await,
         "visit.register" if is_kiosk(peer) => {
             let terminal = crate::settle::service::Terminal::SelfService;
             super::settlement::register_visit(shared, &call.params, terminal).await

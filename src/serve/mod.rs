@@ -13,6 +13,8 @@
 //! - [`web`]: the loopback HTTP + WebSocket endpoint for browser-based HIS and kiosks
 //!   (`Host`, `Origin` and token checks; the kiosk page).
 //! - [`bills`]: the bills the HIS offers for paying at a kiosk.
+//! - [`credentials`]: patients who present an ID number (or, next, a QR code) instead of
+//!   a card, kept as credential sessions for `visit.register`.
 //! - [`methods`]: one handler per method, from request to result.
 //! - [`messages`]: the one place for operator messages: each error the operator sees, as
 //!   its JSON-RPC code, English and Chinese text (`rpc`'s error objects, the cli's lines).
@@ -40,6 +42,7 @@ pub mod bills;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod credentials;
 pub mod daemon;
 pub mod handle;
 pub mod heavy;

@@ -259,6 +259,9 @@ struct RegisterRequest {
     /// Or, with no card, the patient's ID number (mdtrt_cert_type 02).
     #[serde(default)]
     certno: Option<String>,
+    /// Or a credential `credential.present` took (its `credential_session`).
+    #[serde(default)]
+    credential_session: Option<u64>,
     /// The type of the document `certno` numbers (人员证件类型; default 01 居民身份证).
     #[serde(default)]
     psn_cert_type: Option<String>,
@@ -285,24 +288,15 @@ pub async fn register_visit(
 ) -> Result<Answer, RpcError> {
     let settler = settler(shared)?;
     let request: RegisterRequest = params_of(params)?;
-    let patient = match &request.certno {
-        Some(certno) => {
-            let certno = certno.clone();
-            let psn_cert_type = request.document_type().to_owned();
-            let services = shared.services.clone();
-            blocking(move || {
-                let link = services.link.as_deref().ok_or(SettleError::NoInsurer)?;
-                Patient::by_certno(
-                    &psn_cert_type,
-                    &certno,
-                    &services.insutype_preference,
-                    services.cache.as_deref(),
-                    link,
-                )
-            })
-            .await?
+    let patient = match (request.credential_session, &request.certno) {
+        (Some(_), Some(_)) => {
+            return Err(RpcError::invalid_params(
+                "visit.register takes certno or credential_session, not both",
+            ));
         }
-        None => patient_from_card(shared, &request)?,
+        (Some(id), None) => shared.credentials.patient(id)?,
+        (None, Some(certno)) => patient_by_certno(shared, request.document_type(), certno).await?,
+        (None, None) => patient_from_card(shared, &request)?,
     };
     let params = RegisterParams {
         terminal,
@@ -313,6 +307,27 @@ pub async fn register_visit(
         visit: &visit,
         terminal,
     })
+}
+
+/// The patient with ID number `certno` of document type `psn_cert_type`: a fresh 1101.
+pub(super) async fn patient_by_certno(
+    shared: &Shared,
+    psn_cert_type: &str,
+    certno: &str,
+) -> Result<Patient, RpcError> {
+    let (psn_cert_type, certno) = (psn_cert_type.to_owned(), certno.to_owned());
+    let services = shared.services.clone();
+    blocking(move || {
+        let link = services.link.as_deref().ok_or(SettleError::NoInsurer)?;
+        Patient::by_certno(
+            &psn_cert_type,
+            &certno,
+            &services.insutype_preference,
+            services.cache.as_deref(),
+            link,
+        )
+    })
+    .await
 }
 
 /// `visit.register`'s answer: the visit and where it was registered from.

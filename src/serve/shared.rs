@@ -7,6 +7,7 @@
 
 use super::bills::BillBoard;
 use super::config::Config;
+use super::credentials::CredentialSessions;
 use super::handle::MonitorHandle;
 use super::heavy::HeavyGate;
 use super::peer::{AllowList, Peer};
@@ -46,6 +47,8 @@ pub struct Shared {
     pub heavy: HeavyGate,
     /// The bills the HIS offered for paying at a kiosk.
     pub bills: BillBoard,
+    /// The credentials other than cards patients presented (`credential.present`).
+    pub credentials: CredentialSessions,
     /// Where the web endpoint listens, once it does.
     pub web_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
@@ -75,6 +78,7 @@ impl Shared {
             services,
             heavy,
             bills,
+            credentials: CredentialSessions::default(),
             web_addr: std::sync::OnceLock::new(),
         }
     }

@@ -202,7 +202,10 @@ mod tests {
         ] {
             assert!(text.contains(shown), "{shown} in {text}");
         }
-        assert!(text.contains("凭证 mdtrt_cert_type 社会保障卡 03"), "{text}");
+        assert!(
+            text.contains("凭证 mdtrt_cert_type 社会保障卡 03"),
+            "{text}"
+        );
         // One line per row: the title, two rules, seven visit rows, one item, two amounts.
         assert_eq!(text.lines().count(), 14, "{text}");
     }

@@ -26,6 +26,7 @@ mod kiosk_browser;
 mod read_fixtures;
 mod release_binary;
 mod robustness;
+mod serve_credentials;
 mod serve_monitor;
 mod serve_socket;
 mod serve_statement;
