@@ -233,6 +233,10 @@ impl InsurerRefusal {
             | Refusal::SignInLapsed
             | Refusal::Format
             | Refusal::Transient
+            | Refusal::EcCodeExpired
+            | Refusal::EcCodeUsed
+            | Refusal::EcCodeUnknown
+            | Refusal::EcTokenInvalid
             | Refusal::Business => return None,
         })
     }

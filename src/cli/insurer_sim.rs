@@ -4,6 +4,7 @@
 
 use clap::Args;
 use medcard::sim::insurer::db::CardTexts;
+use medcard::sim::insurer::ec_voucher::{DEFAULT_CODE_TTL, DEFAULT_TOKEN_TTL};
 use medcard::sim::insurer::faults::Faults;
 use medcard::sim::insurer::{
     DEFAULT_MAX_BODY_BYTES, SimOptions, SimState, remove_db, serve, temp_db_path,
@@ -12,18 +13,20 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// `medcard insurer-sim --help`: details beyond the summary.
 const DETAILS: &str = "\
 Transactions (POST any path but /admin, envelope as in insurer-api.md §1.2): 9001 签到,
-1101 人员信息获取 (mdtrt_cert_type 03 + card_sn, or 02 + certno), the outpatient settlement
+1101 人员信息获取 (mdtrt_cert_type 03 + card_sn, 02 + certno, or 01 + an ecToken), the outpatient settlement
 chain 2201/2202 挂号, 2203 就诊信息, 2204/2205 费用明细, 2206 预结算, 2207 结算, 2208 结算撤销,
 2601 冲正, 3201 对总账, 3202 对明细账 with its files 9101 文件上传 and 9102 文件下载 (the
 zipped result file as the HTTP body, until its dld_endtime), and the medcard extensions X101
 (card-status feed by version), X102 (catalogue by version) and X302 (a day's settlements with
-their msgids, a simulator convenience), docs/insurer-extension.md (section Settlement in the
+their msgids, a simulator convenience) and 1162 (医保电子凭证 code → ecToken and holder, the
+stand-in for the platform SDK's decode), docs/insurer-extension.md (section Settlement in the
 simulator). --no-extensions answers the
-X transactions as a real platform does (交易编号[X101]不存在或未开通): card status is then
+X transactions and 1162 as a real platform does (交易编号[X101]不存在或未开通): card status is then
 known only from 1101's refusals, worded as --card-text sets them.
 
 Settlement: the split is medcard's engine (src/settle/). A person is settled under the first
@@ -46,6 +49,7 @@ Admin: POST /admin with JSON, e.g.
   {\"action\": \"credit_month\", \"month\": 4}             (monthly credit to accounts with a wage)
   {\"action\": \"year_end\", \"year\": 2026}               (interest, carry-over; clock → next 1 Jan)
   {\"action\": \"bind\", \"payer_psn_no\": \"…\", \"beneficiary_psn_no\": \"…\"}   (家庭共济)
+  {\"action\": \"ec_issue\", \"certno\": \"…\", \"ttl_s\": 300}  (a 医保电子凭证 code → {code, expires_at})
 
 Example: medcard insurer-sim --listen 127.0.0.1:0 --latency-ms 50";
 
@@ -93,6 +97,12 @@ pub struct InsurerSimArgs {
     /// The largest request body taken, in bytes; a larger one is answered HTTP 413.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// How long a 医保电子凭证 code (admin ec_issue) can be decoded, in seconds.
+    #[arg(long, default_value_t = DEFAULT_CODE_TTL.as_secs())]
+    pub ec_code_ttl_s: u64,
+    /// How long an ecToken (from 1162) is taken by 1101, in seconds.
+    #[arg(long, default_value_t = DEFAULT_TOKEN_TTL.as_secs())]
+    pub ec_token_ttl_s: u64,
 }
 
 pub fn run(args: InsurerSimArgs) -> ExitCode {
@@ -140,6 +150,8 @@ fn run_server(args: &InsurerSimArgs, db: PathBuf) -> Result<(), String> {
         extensions: !args.no_extensions,
         card_texts,
         max_body_bytes: args.max_body_bytes,
+        ec_code_ttl: Duration::from_secs(args.ec_code_ttl_s),
+        ec_token_ttl: Duration::from_secs(args.ec_token_ttl_s),
         ..SimOptions::new(db)
     };
     let state = SimState::open(&options).map_err(|e| e.to_string())?;

@@ -16,7 +16,7 @@ use super::refusals::{Refusal, RefusalRules};
 use super::signer::{NoSigner, Signer};
 use super::types::Uncertainty;
 use super::wire::WireError;
-use super::{CardEventPage, CataloguePage, InsurerLink, LinkError, PersonInfo, wire};
+use super::{CardEventPage, CataloguePage, EcIdentity, InsurerLink, LinkError, PersonInfo, wire};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -487,6 +487,32 @@ impl InsurerClient {
         self.ask(wire::PERSON_INFO, input, wire::parse_person)
     }
 
+    /// 1101 by 医保电子凭证: mdtrt_cert_type 01, mdtrt_cert_no = the ecToken from
+    /// [`Self::decode_ec`]. An unknown or expired token is refused (`LinkError::Business`,
+    /// [`super::Refusal::EcTokenInvalid`] by the built-in rules).
+    pub fn person_by_ec_token(&mut self, ec_token: &str) -> Result<PersonInfo, LinkError> {
+        tracing::debug!(ec_token = %crate::mask::certno(ec_token), "1101 by e-voucher token");
+        let input = wire::person_by_ec_token_input(ec_token);
+        self.ask(wire::PERSON_INFO, input, wire::parse_person)
+    }
+
+    /// 1162: a scanned 医保电子凭证 code → its ecToken and holder (the simulator's stand-in
+    /// for the platform SDK's decode). A code is single-use, so this is sent once
+    /// ([`Retry::Never`]): after an uncertain outcome the code may be used up, and the
+    /// patient shows a fresh one. An expired, used or unknown code is refused
+    /// (`LinkError::Business`; [`super::Refusal::EcCodeExpired`], `EcCodeUsed`, `EcCodeUnknown`
+    /// by the built-in rules).
+    pub fn decode_ec(&mut self, code: &str) -> Result<EcIdentity, LinkError> {
+        tracing::debug!(code = %crate::mask::certno(code), "1162 e-voucher decode");
+        let input = wire::ec_decode_input(code);
+        self.ask_with(
+            wire::EC_DECODE,
+            input,
+            Retry::Never,
+            wire::parse_ec_identity,
+        )
+    }
+
     /// A transaction that reads (safe to retry), its `output` read by `parse`.
     fn ask<T>(
         &mut self,
@@ -494,7 +520,18 @@ impl InsurerClient {
         input: Value,
         parse: fn(&Value) -> Result<T, WireError>,
     ) -> Result<T, LinkError> {
-        let reply = self.call(infno, input, Retry::Idempotent)?;
+        self.ask_with(infno, input, Retry::Idempotent, parse)
+    }
+
+    /// A transaction sent as `retry` allows, its `output` read by `parse`.
+    fn ask_with<T>(
+        &mut self,
+        infno: &str,
+        input: Value,
+        retry: Retry,
+        parse: fn(&Value) -> Result<T, WireError>,
+    ) -> Result<T, LinkError> {
+        let reply = self.call(infno, input, retry)?;
         parse(&reply.output).map_err(|e| Uncertainty::output(infno, e))
     }
 

@@ -1,8 +1,9 @@
 //! The insurer link: the national medical-insurance platform's HTTP JSON interface (one
 //! POST endpoint, the transaction chosen by `infno`, insurer-api.md §1), and what medcard
-//! needs of it for the swipe: sign-in (9001), person and insurance by card (1101), the
-//! catalogue by version, and a card-status feed — a medcard extension transaction, since
-//! the platform has none (docs/insurer-extension.md).
+//! needs of it for the swipe: sign-in (9001), person and insurance by card, ID number or
+//! 医保电子凭证 token (1101), the e-voucher code's decode (1162, the simulator's stand-in for
+//! the platform SDK), the catalogue by version, and a card-status feed — a medcard extension
+//! transaction, since the platform has none (docs/insurer-extension.md).
 //!
 //! - [`types`]: the data the platform returns, named as it names them (`psn_no`, `balc`,
 //!   `insutype`, `psn_insu_stas`, `insuplc_admdvs` …), shared with the cache.
@@ -30,7 +31,7 @@ pub mod wire;
 
 pub use types::{
     CardEventKind, CardEventPage, CardStatusEvent, CatalogueItem, CataloguePage, ChrgitmLv,
-    InsuInfo, LinkError, PersonBase, PersonInfo, Uncertainty,
+    EcIdentity, InsuInfo, LinkError, PersonBase, PersonInfo, Uncertainty,
 };
 
 pub use breaker::{CircuitBreaker, CircuitState, SharedBreaker};

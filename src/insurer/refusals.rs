@@ -3,7 +3,9 @@
 //! message (a duplicate msgid, a lapsed sign-in, a malformed field — sent again or a bug,
 //! never a verdict), a transient state of the platform (busy, try later — retried, never a
 //! final refusal), the person or the card (lost, replaced, cancelled, not insured,
-//! suspended, unknown — each its verdict), or else a business refusal of the request.
+//! suspended, unknown — each its verdict), the 医保电子凭证 (a code expired, used or unknown,
+//! a token invalid — the patient shows a fresh code), or else a business refusal of the
+//! request.
 //!
 //! Regions word these differently; the safe default for a text no rule knows is
 //! [`Refusal::Business`]: final for a settlement call, and for 1101 "the insurer could not
@@ -40,6 +42,14 @@ pub enum Refusal {
     NotInsured,
     /// 1101: the insurer knows no such person or card (查无此人).
     UnknownPerson,
+    /// The e-voucher decode: the code's time has passed (二维码已过期).
+    EcCodeExpired,
+    /// The e-voucher decode: the code was decoded before (二维码已使用).
+    EcCodeUsed,
+    /// The e-voucher decode: no such code (二维码无效).
+    EcCodeUnknown,
+    /// 1101 by e-voucher (mdtrt_cert_type 01): the ecToken is unknown or expired (令牌无效).
+    EcTokenInvalid,
     /// Anything else: the insurer refused the request itself.
     Business,
 }
@@ -186,6 +196,10 @@ mod tests {
             Refusal::Suspended,
             Refusal::NotInsured,
             Refusal::UnknownPerson,
+            Refusal::EcCodeExpired,
+            Refusal::EcCodeUsed,
+            Refusal::EcCodeUnknown,
+            Refusal::EcTokenInvalid,
         ] {
             assert!(
                 file.refusal.iter().any(|r| r.class == class),
@@ -212,6 +226,26 @@ mod tests {
             ("签到信息不存在或已失效，请重新签到", Refusal::SignInLapsed),
             ("医保中心系统繁忙，请稍后再试", Refusal::Transient),
             ("就诊凭证类型[09]不正确", Refusal::Format),
+            (
+                "电子凭证二维码已过期，请刷新后重新出示",
+                Refusal::EcCodeExpired,
+            ),
+            (
+                "电子凭证二维码已使用，请刷新后重新出示",
+                Refusal::EcCodeUsed,
+            ),
+            (
+                "电子凭证二维码无效，未查询到电子凭证信息",
+                Refusal::EcCodeUnknown,
+            ),
+            ("医保电子凭证令牌无效", Refusal::EcTokenInvalid),
+            (
+                "医保电子凭证令牌已过期，请重新出示电子凭证",
+                Refusal::EcTokenInvalid,
+            ),
+            ("电子凭证二维码已失效", Refusal::EcCodeExpired),
+            ("该电子凭证已被使用", Refusal::EcCodeUsed),
+            ("医保电子凭证令牌无效或已过期", Refusal::EcTokenInvalid),
             ("该批次已结算", Refusal::Business),
             ("", Refusal::Business),
         ];

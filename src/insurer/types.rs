@@ -20,6 +20,21 @@ pub struct PersonBase {
     pub brdy: String,
 }
 
+/// What a 医保电子凭证 code decodes into (1162, the simulator's stand-in for the platform
+/// SDK's decode; the SDK names them ecToken, idNo, userName, idType): the token 1101 takes
+/// with mdtrt_cert_type 01, and the holder's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EcIdentity {
+    /// ecToken: mdtrt_cert_no of 1101 (and of the visit's settlement) with mdtrt_cert_type 01.
+    pub ec_token: String,
+    /// idNo: the holder's certificate number.
+    pub certno: String,
+    /// userName.
+    pub psn_name: String,
+    /// idType: 人员证件类型 (01 居民身份证 …).
+    pub psn_cert_type: String,
+}
+
 /// One 1101 `insuinfo` row (a person may have several: one per insutype).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InsuInfo {

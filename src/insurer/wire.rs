@@ -1,9 +1,10 @@
 //! Transaction codes and the shapes of their `input` / `output`, shared by the client and
 //! the simulator so both read and write the same thing. 9001 and 1101 are the platform's
 //! (insurer-api.md §2.1, §2.2); `X101` and `X102` are medcard extensions
-//! (docs/insurer-extension.md), outside the platform's numeric ranges.
+//! (docs/insurer-extension.md), outside the platform's numeric ranges; `1162` is the
+//! simulator's stand-in for the 医保电子凭证 SDK's decode (docs/insurer-extension.md).
 
-use super::types::{CardEventPage, CataloguePage, InsuInfo, PersonBase, PersonInfo};
+use super::types::{CardEventPage, CataloguePage, EcIdentity, InsuInfo, PersonBase, PersonInfo};
 use crate::money::{AmountError, from_value};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -12,6 +13,8 @@ use serde_json::{Map, Value, json};
 pub const SIGN_IN: &str = "9001";
 /// 1101 人员信息获取.
 pub const PERSON_INFO: &str = "1101";
+/// 医保电子凭证 decode: code → ecToken and holder (the simulator's stand-in for the SDK).
+pub const EC_DECODE: &str = "1162";
 /// medcard extension: the card-status feed by version.
 pub const CARD_FEED: &str = "X101";
 /// medcard extension: catalogue changes by version.
@@ -37,6 +40,30 @@ pub fn person_by_document_input(psn_cert_type: &str, certno: &str) -> Value {
         "mdtrt_cert_type": "02", "mdtrt_cert_no": certno, "card_sn": "",
         "begntime": "", "psn_cert_type": psn_cert_type, "certno": certno, "psn_name": "",
     }})
+}
+
+/// 1101 input by 医保电子凭证 (mdtrt_cert_type 01, mdtrt_cert_no = the ecToken).
+pub fn person_by_ec_token_input(ec_token: &str) -> Value {
+    json!({"data": {
+        "mdtrt_cert_type": "01", "mdtrt_cert_no": ec_token, "card_sn": "",
+        "begntime": "", "psn_cert_type": "", "certno": "", "psn_name": "",
+    }})
+}
+
+/// 1162 input: the code as scanned.
+pub fn ec_decode_input(ec_qrcode: &str) -> Value {
+    json!({"data": {"ec_qrcode": ec_qrcode}})
+}
+
+/// 1162 output (`data` {ecToken, idNo, userName, idType, …}) → [`EcIdentity`].
+pub fn parse_ec_identity(output: &Value) -> Result<EcIdentity, WireError> {
+    let d = object(output.get("data").unwrap_or(&Value::Null), "data")?;
+    Ok(EcIdentity {
+        ec_token: text(d, "ecToken")?,
+        certno: text(d, "idNo")?,
+        psn_name: text(d, "userName")?,
+        psn_cert_type: text(d, "idType").unwrap_or_default(),
+    })
 }
 
 /// X101 / X102 input.
@@ -188,6 +215,25 @@ mod tests {
             Ok("0.00".into())
         );
         assert!(from_value(&json!(null)).is_err());
+    }
+
+    #[test]
+    fn an_ec_identity_reads_the_sdk_names() {
+        let output = json!({"data": {
+            "ecToken": "500000ecabc", "idNo": "500103199103080319", "userName": "王小",
+            "idType": "01", "insuOrg": "500000", "email": null,
+        }});
+        let identity = parse_ec_identity(&output).unwrap();
+        assert_eq!(identity.ec_token, "500000ecabc");
+        assert_eq!(identity.certno, "500103199103080319");
+        assert_eq!(identity.psn_name, "王小");
+        assert_eq!(identity.psn_cert_type, "01");
+        let no_token = json!({"data": {"idNo": "1", "userName": "x"}});
+        assert_eq!(
+            parse_ec_identity(&no_token),
+            Err(WireError::MissingField("ecToken".into()))
+        );
+        assert!(parse_ec_identity(&json!({})).is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod hospital_numbers;
 mod hospital_ship;
 mod hospital_view;
 mod hospital_workstations;
+mod insurer_ec;
 mod insurer_link;
 mod insurer_refusals;
 mod insurer_settle;

@@ -1,13 +1,14 @@
 //! The admin endpoint (`POST /admin`, JSON `{"action": …}`): live changes while the simulator
 //! runs (report a card lost, replace, cancel, unlock; suspend or resume a person; set a
 //! balance), the business clock and the account year (`clock`, `credit_month`, `year_end`,
-//! `bind`), the fault plan, bulk generation for benchmarks, and read-outs (request counts,
-//! msg_log). docs/insurer-extension.md lists the actions.
+//! `bind`), 医保电子凭证 codes (`ec_issue`), the fault plan, bulk generation for benchmarks,
+//! and read-outs (request counts, msg_log). docs/insurer-extension.md lists the actions.
 
 use super::SimState;
 use super::accounts::{self, AccountKey};
 use super::clock;
 use super::db::{TxError, parse_kind};
+use super::ec_voucher;
 use super::faults::Faults;
 use crate::clock::Date;
 use crate::clock::DateTime;
@@ -116,6 +117,7 @@ pub fn run(state: &SimState, req: &Value) -> Result<Value, AdminError> {
             accounts::bind(db.conn(), &payer, text(req, "beneficiary_psn_no")?)?;
             Ok(json!({"ok": true}))
         }
+        "ec_issue" => ec_issue(state, req),
         "stats" => Ok(state.stats_json()),
         "msg_log" => {
             let msgid = req.get("msgid").and_then(Value::as_str);
@@ -140,6 +142,20 @@ fn card_event(state: &SimState, req: &Value, kind: CardEventKind) -> Result<Valu
 fn person_status(state: &SimState, req: &Value, stas: &str) -> Result<Value, AdminError> {
     let rows = state.db().set_insu_stas(text(req, "certno")?, stas)?;
     Ok(json!({"ok": true, "rows": rows}))
+}
+
+/// `ec_issue {"certno": …, "ttl_s"?: n}`: a new e-voucher code for a known person, valid
+/// for `ttl_s` seconds (default: the simulator's code lifetime).
+fn ec_issue(state: &SimState, req: &Value) -> Result<Value, AdminError> {
+    let certno = text(req, "certno")?;
+    let ttl = match req.get("ttl_s") {
+        None => state.ec_code_ttl(),
+        Some(_) => std::time::Duration::from_secs(u64::from(number(req, "ttl_s")?)),
+    };
+    let code = ec_voucher::new_code(state.region(), &mut || state.random());
+    let now = std::time::SystemTime::now();
+    let issued = ec_voucher::issue(&state.db(), certno, &code, now, ttl)?;
+    Ok(json!({"ok": true, "code": issued.code, "expires_at": issued.expires_at}))
 }
 
 /// `clock {"date": "yyyy-MM-dd"}`; without a date the clock follows today again.

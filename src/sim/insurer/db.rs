@@ -209,6 +209,7 @@ impl SimDb {
             super::books::SCHEMA,
             accounts::SCHEMA,
             super::files::SCHEMA,
+            super::ec_voucher::SCHEMA,
         ] {
             conn.execute_batch(schema)?;
         }

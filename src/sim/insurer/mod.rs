@@ -1,7 +1,7 @@
 //! The insurer simulator behind `medcard insurer-sim`: the national platform's one POST
 //! endpoint on loopback (axum), answering the transactions the client uses (9001, 1101, the
 //! outpatient settlement chain 2201–2208, 2601, 3201, 3202 with its files 9101 / 9102, and
-//! the medcard extensions X101 / X102 / X302) from its own SQLite database seeded from `fixtures/insurer/`, with realistic refusals
+//! the medcard extensions X101 / X102 / X302 and 1162, the e-voucher decode) from its own SQLite database seeded from `fixtures/insurer/`, with realistic refusals
 //! (infcode −1 + err_msg), fault injection and an admin endpoint for live changes.
 //!
 //! - [`fixtures`]: the seed files; [`db`]: the database; [`service`]: envelopes and
@@ -9,7 +9,8 @@
 //! - Settlement: [`visit`] (2201–2205), [`settle`] (2206–2208, 2601), [`recon`] (3201,
 //!   3202, X302), [`files`] (9101, 9102), on [`books`] (visits, lines, settlements) and [`accounts`] (ledger, bindings,
 //!   credits, interest); [`policies`] chooses the cost-sharing policy, [`clock`] is the
-//!   business date, [`context`] what the transactions share.
+//!   business date, [`context`] what the transactions share; [`ec_voucher`]: the 医保电子凭证
+//!   codes (admin `ec_issue`), their decode (1162) and 1101 by token.
 
 pub mod accounts;
 pub mod admin;
@@ -17,6 +18,7 @@ pub mod books;
 pub mod clock;
 pub mod context;
 pub mod db;
+pub mod ec_voucher;
 pub mod faults;
 pub mod files;
 pub mod fixtures;
@@ -43,6 +45,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 pub use fixtures::Fixtures;
 
@@ -100,6 +103,10 @@ pub struct SimOptions {
     pub card_texts: CardTexts,
     /// The largest request body taken; a larger one is answered HTTP 413 unread.
     pub max_body_bytes: usize,
+    /// How long an e-voucher code (admin `ec_issue`) can be decoded.
+    pub ec_code_ttl: Duration,
+    /// How long an ecToken (1162) is taken by 1101.
+    pub ec_token_ttl: Duration,
 }
 
 /// The request body limit by default (axum's own).
@@ -119,6 +126,8 @@ impl SimOptions {
             extensions: true,
             card_texts: CardTexts::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            ec_code_ttl: ec_voucher::DEFAULT_CODE_TTL,
+            ec_token_ttl: ec_voucher::DEFAULT_TOKEN_TTL,
         }
     }
 }
@@ -135,6 +144,8 @@ pub struct SimState {
     extensions: bool,
     card_texts: CardTexts,
     max_body_bytes: usize,
+    ec_code_ttl: Duration,
+    ec_token_ttl: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -170,6 +181,8 @@ impl SimState {
             extensions: options.extensions,
             card_texts: options.card_texts.clone(),
             max_body_bytes: options.max_body_bytes,
+            ec_code_ttl: options.ec_code_ttl,
+            ec_token_ttl: options.ec_token_ttl,
         }))
     }
 
@@ -223,13 +236,33 @@ impl SimState {
         }
     }
 
-    /// Uniform in [0, 1) (xorshift64).
-    fn chance(&self) -> f64 {
+    /// How long an e-voucher code can be decoded, unless `ec_issue` says otherwise.
+    pub fn ec_code_ttl(&self) -> Duration {
+        self.ec_code_ttl
+    }
+
+    /// How long an ecToken is taken by 1101.
+    pub fn ec_token_ttl(&self) -> Duration {
+        self.ec_token_ttl
+    }
+
+    /// The insurer's region (the prefix of inf_refmsgid, e-voucher codes and tokens).
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The next pseudo-random number (xorshift64).
+    pub fn random(&self) -> u64 {
         let mut x = lock(&self.rng);
         *x ^= *x << 13;
         *x ^= *x >> 7;
         *x ^= *x << 17;
-        (*x >> 11) as f64 / (1u64 << 53) as f64
+        *x
+    }
+
+    /// Uniform in [0, 1).
+    fn chance(&self) -> f64 {
+        (self.random() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     fn take_fault(&self, infno: &str) -> (std::time::Duration, Option<Fault>) {

@@ -1,6 +1,6 @@
 //! The transaction endpoint: reading the request envelope, checking it as the platform would
 //! (msgid shape and uniqueness, sign-in), answering 9001, 1101, X101 and X102 from the
-//! database, dispatching the settlement transactions (2201–2208, 2601, 3201, 3202, X302) and
+//! database, 1162 (the e-voucher decode) and 1101 by ecToken from [`super::ec_voucher`], dispatching the settlement transactions (2201–2208, 2601, 3201, 3202, X302) and
 //! the file transactions (9101, 9102: a file as the HTTP body) to [`super::visit`],
 //! [`super::settle`], [`super::recon`] and [`super::files`], and writing every request to
 //! msg_log.
@@ -8,7 +8,7 @@
 use super::SimState;
 use super::context::{Ctx, to_value};
 use super::db::{MsgLogEntry, SimDb, TxError};
-use super::{clock, files, recon, settle, visit};
+use super::{clock, ec_voucher, files, recon, settle, visit};
 use crate::clock::{Date, DateTime};
 use crate::insurer::envelope::parse_infcode;
 use crate::insurer::files as file_tx;
@@ -218,6 +218,11 @@ fn answer(state: &SimState, req: &Request) -> Result<Output, TxError> {
         }
         wire::PERSON_INFO => person_info(&db, &data, state.card_texts()),
         extension if !state.extensions() && is_extension(extension) => Err(not_offered(extension)),
+        wire::EC_DECODE => {
+            let token = ec_voucher::new_token(state.region(), &mut || state.random());
+            let now = std::time::SystemTime::now();
+            ec_voucher::decode(&db, &data, &token, now, state.ec_token_ttl())
+        }
         wire::CARD_FEED => {
             let (ver, size) = versioned(&data)?;
             let page = db.card_events(ver, size)?;
@@ -236,9 +241,16 @@ fn answer(state: &SimState, req: &Request) -> Result<Output, TxError> {
     output.map(Output::Json)
 }
 
-/// medcard's extension transactions (docs/insurer-extension.md): no real platform has them.
+/// medcard's extension transactions (docs/insurer-extension.md): no real platform has them
+/// (1162 stands in for the e-voucher SDK's decode, which is not a platform transaction).
 fn is_extension(infno: &str) -> bool {
-    [wire::CARD_FEED, wire::CATALOGUE, tx::DAY_DETAIL].contains(&infno)
+    [
+        wire::CARD_FEED,
+        wire::CATALOGUE,
+        tx::DAY_DETAIL,
+        wire::EC_DECODE,
+    ]
+    .contains(&infno)
 }
 
 /// The platform's refusal of a transaction it does not offer.
@@ -288,9 +300,7 @@ fn person_info(
                 .unwrap_or(cert_no);
             db.person_by_certno(&certno)?
         }
-        "01" => {
-            return Err(TxError::Refused("医保电子凭证令牌无效或已过期".into()));
-        }
+        "01" => ec_voucher::person_by_token(db, &cert_no, std::time::SystemTime::now())?,
         other => {
             return Err(TxError::Refused(format!("就诊凭证类型[{other}]不正确")));
         }
