@@ -27,6 +27,7 @@ mod read_fixtures;
 mod release_binary;
 mod robustness;
 mod serve_monitor;
+mod serve_scanner;
 mod serve_socket;
 mod serve_statement;
 mod serve_verdicts;
