@@ -169,3 +169,41 @@ fn the_code_goes_only_to_callers_who_may_call_mutating_methods() {
         assert_eq!(event["code"], QR, "{who}: {event}");
     }
 }
+
+#[test]
+fn medcard_sim_scanner_sends_the_lines_typed_on_its_stdin() {
+    use std::io::{BufRead, Write};
+    let dir = TempDir::new("scan-cli");
+    let mut sim = std::process::Command::new(crate::common::medcard_bin())
+        .args(["sim", "--terminator", "crlf", "--scanner"])
+        .arg(dir.join("scanner"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("medcard sim --scanner");
+    let mut device = String::new();
+    let stdout = sim.stdout.take().expect("its stdout");
+    std::io::BufReader::new(stdout)
+        .read_line(&mut device)
+        .expect("the device path");
+    let text = format!(
+        "[cache]\npath = \"\"\n\n[[scanners.serial]]\ndevice = {:?}\nterminator = \"crlf\"\n",
+        device.trim()
+    );
+    let config = dir.file("medcard.toml", &text);
+    let daemon = Daemon::start_virtual(&config, &[XIAOWANG], &[]);
+    let mut events = subscribed(daemon.client());
+    let mut stdin = sim.stdin.take().expect("its stdin");
+    writeln!(stdin, "{QR}").expect("a line to the simulator");
+    let event = next_scanned(&mut events);
+    assert_eq!(event["code"], QR, "{event}");
+    assert_eq!(
+        event["scanner"],
+        device.trim(),
+        "named by its device: {event}"
+    );
+    writeln!(stdin, ":quit").expect("quit");
+    drop(stdin);
+    let _ = sim.wait();
+}
