@@ -176,44 +176,12 @@ impl Port {
         let port = Port {
             fd: unsafe { OwnedFd::from_raw_fd(raw) },
         };
-        port.make_raw(speed)
-            .map_err(|source| ScannerError::Settings {
-                device: device.to_owned(),
-                baud,
-                source,
-            })?;
+        raw_mode(&port.fd, Some(speed)).map_err(|source| ScannerError::Settings {
+            device: device.to_owned(),
+            baud,
+            source,
+        })?;
         Ok(port)
-    }
-
-    /// Raw mode (no echo, no line editing, no translation), 8N1, the receiver on, modem
-    /// lines ignored, at `speed`.
-    fn make_raw(&self, speed: libc::speed_t) -> io::Result<()> {
-        let fd = self.fd.as_raw_fd();
-        let mut termios = std::mem::MaybeUninit::<libc::termios>::uninit();
-        // SAFETY: tcgetattr fills `termios` when it returns 0, which is checked first.
-        let mut termios = unsafe {
-            if libc::tcgetattr(fd, termios.as_mut_ptr()) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            termios.assume_init()
-        };
-        // SAFETY: `termios` is a valid, initialised termios for these calls.
-        let rc = unsafe {
-            libc::cfmakeraw(&mut termios);
-            termios.c_cflag |= libc::CLOCAL | libc::CREAD;
-            termios.c_cc[libc::VMIN] = 1;
-            termios.c_cc[libc::VTIME] = 0;
-            if libc::cfsetispeed(&mut termios, speed) != 0
-                || libc::cfsetospeed(&mut termios, speed) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            libc::tcsetattr(fd, libc::TCSANOW, &termios)
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
     }
 
     /// Hands what arrives to `on_bytes` until the device goes (`Err`) or `halt` says stop
@@ -275,6 +243,39 @@ impl Port {
         };
         usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
+}
+
+/// Puts the tty `tty` in raw mode (no echo, no line editing, no translation; 8N1, the
+/// receiver on, modem lines ignored), at `speed` when given. The virtual scanner sets its pty
+/// so too.
+pub fn raw_mode(tty: &impl AsRawFd, speed: Option<libc::speed_t>) -> io::Result<()> {
+    let fd = tty.as_raw_fd();
+    let mut termios = std::mem::MaybeUninit::<libc::termios>::uninit();
+    // SAFETY: tcgetattr fills `termios` when it returns 0, which is checked first.
+    let mut termios = unsafe {
+        if libc::tcgetattr(fd, termios.as_mut_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        termios.assume_init()
+    };
+    // SAFETY: `termios` is a valid, initialised termios for these calls.
+    let rc = unsafe {
+        libc::cfmakeraw(&mut termios);
+        termios.c_cflag |= libc::CLOCAL | libc::CREAD;
+        termios.c_cc[libc::VMIN] = 1;
+        termios.c_cc[libc::VTIME] = 0;
+        if let Some(speed) = speed
+            && (libc::cfsetispeed(&mut termios, speed) != 0
+                || libc::cfsetospeed(&mut termios, speed) != 0)
+        {
+            return Err(io::Error::last_os_error());
+        }
+        libc::tcsetattr(fd, libc::TCSANOW, &termios)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Splits the bytes a scanner sends into trimmed lines, never holding more than

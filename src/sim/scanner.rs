@@ -7,7 +7,7 @@
 //! scanner plugged in again comes back under the same udev name. `medcard sim --scanner`
 //! and the tests drive it, so the daemon reads it through the same code path as a real port.
 
-use crate::reader::scanner::Terminator;
+use crate::reader::scanner::{Terminator, raw_mode};
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -148,30 +148,12 @@ fn open_pair() -> io::Result<Pair> {
         .write(true)
         .custom_flags(libc::O_NOCTTY)
         .open(&slave_path)?;
-    make_raw(&slave)?;
+    raw_mode(&slave, None)?;
     Ok(Pair {
         master,
         _slave: OwnedFd::from(slave),
         slave_path,
     })
-}
-
-fn make_raw(tty: &impl AsRawFd) -> io::Result<()> {
-    let mut termios = std::mem::MaybeUninit::<libc::termios>::uninit();
-    // SAFETY: tcgetattr fills `termios` when it returns 0 (checked before it is read);
-    // cfmakeraw and tcsetattr take that initialised value.
-    let rc = unsafe {
-        if libc::tcgetattr(tty.as_raw_fd(), termios.as_mut_ptr()) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut termios = termios.assume_init();
-        libc::cfmakeraw(&mut termios);
-        libc::tcsetattr(tty.as_raw_fd(), libc::TCSANOW, &termios)
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Writes all of `bytes`, waiting (at most [`WRITE_PATIENCE`] in all) while the pty is full.
