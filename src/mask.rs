@@ -1,5 +1,6 @@
 //! Masking personal data for logs: an ID number keeps its first and last four characters,
-//! a name its first character. Nothing unmasked goes to a log line.
+//! a name its first character, a scanned code (a 医保电子凭证 QR code) its first four and
+//! its length. Nothing unmasked goes to a log line.
 
 /// `440301199001010036` → `4403**********0036`.
 pub fn certno(value: &str) -> String {
@@ -20,6 +21,12 @@ pub fn name(value: &str) -> String {
     }
 }
 
+/// `ABCDEFGHIJ` → `ABCD…(10)`: a code's first four characters and its length in characters.
+pub fn code(value: &str) -> String {
+    let head: String = value.chars().take(4).collect();
+    format!("{head}…({})", value.chars().count())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -28,5 +35,7 @@ mod tests {
         assert_eq!(super::certno("1234"), "****");
         assert_eq!(super::name("王小明"), "王*");
         assert_eq!(super::name(""), "");
+        assert_eq!(super::code("ABCDEFGHIJ"), "ABCD…(10)");
+        assert_eq!(super::code("医保"), "医保…(2)");
     }
 }

@@ -14,6 +14,7 @@ pub mod reconcile;
 pub mod serve;
 pub mod settle;
 pub mod sim;
+pub mod sim_scanner;
 pub mod sync;
 
 use medcard::sim::card::{self as sim_card, CardImage, Chip, PsamImage, SimError};

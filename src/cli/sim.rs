@@ -1,6 +1,7 @@
 //! `medcard sim`: serves a card file or a PSAM file (told apart by content) to the real pcscd
 //! through vsmartcard's vpcd driver, and takes `insert` / `pull` / `swap PATH` / `quit` lines
-//! from stdin and an optional Unix socket.
+//! from stdin and an optional Unix socket. With `--scanner LINK` it is the virtual serial
+//! scanner instead ([`super::sim_scanner`]).
 
 use super::load_chip;
 use clap::Args;
@@ -35,6 +36,12 @@ and exit 0.
 
 A name that is not a file may be a built-in fixture: xiaowang, gen3, … or test-sm4, wrong-key, ….
 
+With --scanner LINK (instead of --vpcd and a card): the virtual serial scanner. A pty pair is
+opened and LINK made a symlink to its slave: configure LINK as a [[scanners.serial]] device.
+Each line typed on stdin is sent as a scanned code with the terminator (--terminator cr, lf
+or crlf); `:unplug` takes the scanner away, `:replug` plugs a new one in behind LINK, `:quit`
+(or end of input) exits.
+
 Example: medcard sim --vpcd 35963 fixtures/cards/gen3.toml --control /tmp/sim0.sock
 (then type `pull` on stdin, or write `pull` to /tmp/sim0.sock and read the `ok`), and the
 PSAM beside it: medcard sim --vpcd 35964 fixtures/psam/test-sm4.toml";
@@ -50,12 +57,21 @@ const EXIT_SETUP: u8 = 2;
 #[command(after_long_help = DETAILS)]
 pub struct SimArgs {
     /// vpcd's port on 127.0.0.1, or HOST:PORT (35963 = slot 0, 35964 = slot 1).
-    #[arg(long, value_name = "[HOST:]PORT")]
-    pub vpcd: String,
+    #[arg(long, value_name = "[HOST:]PORT", required_unless_present = "scanner")]
+    pub vpcd: Option<String>,
 
     /// The card or PSAM file to serve (TOML; fixtures/cards/*.toml, fixtures/psam/*.toml),
     /// or the name of a built-in one.
-    pub card: PathBuf,
+    #[arg(required_unless_present = "scanner")]
+    pub card: Option<PathBuf>,
+
+    /// Be the virtual serial scanner instead: a pty behind this symlink (see below).
+    #[arg(long, value_name = "LINK", conflicts_with_all = ["vpcd", "card", "control"])]
+    pub scanner: Option<PathBuf>,
+
+    /// The virtual scanner's line terminator: cr, lf or crlf.
+    #[arg(long, value_name = "cr|lf|crlf", default_value = "cr", value_parser = super::sim_scanner::terminator)]
+    pub terminator: medcard::reader::scanner::Terminator,
 
     /// Also take control lines on this Unix socket; each command gets one reply line,
     /// `ok` or `error: …`.
@@ -65,19 +81,25 @@ pub struct SimArgs {
 
 /// Runs `medcard sim`.
 pub fn run(args: SimArgs) -> ExitCode {
-    let chip = match load_chip(&args.card) {
+    if let Some(link) = &args.scanner {
+        return super::sim_scanner::run(link, args.terminator);
+    }
+    let (Some(vpcd), Some(card_file)) = (&args.vpcd, &args.card) else {
+        return setup_failure(&"--vpcd and a card file are needed (or --scanner)");
+    };
+    let chip = match load_chip(card_file) {
         Ok(chip) => chip,
         Err(e) => return setup_failure(&e),
     };
     let kind = chip.kind();
-    let card = match VpcdCard::new(&args.vpcd, chip) {
+    let card = match VpcdCard::new(vpcd, chip) {
         Ok(card) => card,
         Err(e) => return setup_failure(&e),
     };
     let (sender, controls) = mpsc::channel();
     let controller = Controller {
         sender,
-        current: Arc::new(Mutex::new((args.card.clone(), kind))),
+        current: Arc::new(Mutex::new((card_file.clone(), kind))),
         insertions: Arc::default(),
         swap_wait: SWAP_WAIT,
     };

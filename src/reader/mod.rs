@@ -4,12 +4,14 @@
 //! `sim::card::virtual_reader` (cards held in-process, for fast tests). A connected card is
 //! an [`apdu::CardChannel`](crate::apdu::CardChannel), the transport the APDU layer talks
 //! to, and the backends' error is that layer's [`ReaderError`](crate::apdu::ReaderError).
+//! Beside the card readers, [`scanner`]: a serial barcode / QR scanner as a line source.
 //!
 //! The calls here block; the daemon runs them on a thread of their own, never on the async
 //! runtime.
 
 pub mod pcsc_reader;
 pub mod pinpad;
+pub mod scanner;
 
 use crate::apdu::{CardChannel, ReaderError};
 

@@ -2,7 +2,8 @@
 //! card-status feed and the catalogue every `insurer.sync_interval_s`; card-status news has
 //! the cards in the readers judged again) and the resolver that reverses unanswered
 //! money-moving calls at start-up and every `settle.resolve_interval_s`, and the shipper of
-//! the journal to the hospital database (every `hospital.ship_interval_ms`, `crate::hospital`).
+//! the journal to the hospital database (every `hospital.ship_interval_ms`, `crate::hospital`),
+//! and a reader of each serial scanner `[scanners]` lists (`super::scanners`).
 //! [`super::daemon::Daemon`] starts them through [`Background::start`].
 //!
 //! The sync never blocks a swipe: it has its own link, and the cache's writer lock is held
@@ -27,12 +28,13 @@ pub struct Background {
     _sync: Option<Worker>,
     _resolver: Option<Worker>,
     _shipper: Option<Worker>,
+    _scanners: Vec<Worker>,
 }
 
 impl Background {
     /// Starts what `services` can run: the sync (a cache and an insurer link) and the
-    /// resolver (a settler), and `shipper` when there is one. Card-status news re-judges the
-    /// cards `handle` watches.
+    /// resolver (a settler), and `shipper` when there is one, and the scanners. Card-status
+    /// news re-judges the cards `handle` watches; scanned lines are published on it.
     pub fn start(
         services: &Services,
         config: &Config,
@@ -59,6 +61,7 @@ impl Background {
             _sync: sync,
             _resolver: resolver,
             _shipper: shipper.map(spawn_shipper),
+            _scanners: config.scanners.start(handle),
         }
     }
 }

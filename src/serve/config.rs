@@ -2,6 +2,7 @@
 //! defaults), unknown keys are errors, and [`Config::check`] explains what is wrong in the
 //! operator's terms. Command-line flags override the file; SIGHUP reloads it.
 
+pub use super::scanners::{ScannersSection, SerialScannerConfig};
 pub use super::web::settings::{KioskDepartment, KioskSection, WebSection};
 use crate::insurer::{Partition, PartitionError};
 use serde::Deserialize;
@@ -24,6 +25,7 @@ pub struct Config {
     pub hospital: HospitalSection,
     pub web: WebSection,
     pub kiosk: KioskSection,
+    pub scanners: ScannersSection,
 }
 
 /// The listeners and their limits.
@@ -550,6 +552,7 @@ impl Config {
         self.hospital.check(&self.cache.path, &mut findings);
         self.web.check(&mut findings);
         self.kiosk.check(&mut findings);
+        self.scanners.check(&mut findings);
         findings
     }
 
@@ -970,10 +973,11 @@ impl Config {
                 "with no touch for this long, the kiosk page goes back to its first screen",
             ),
         ];
-        let rows: Vec<String> = settings
+        let mut rows: Vec<String> = settings
             .iter()
             .map(|(key, show, meaning)| row(key, show(self), show(&defaults), meaning))
             .collect();
+        rows.extend(self.scanners.explain());
         rows.join("\n")
     }
 }

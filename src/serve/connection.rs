@@ -510,8 +510,10 @@ impl Connection {
         let events = self.shared.handle.subscribe();
         self.answer(&call, Ok(json!({"subscribed": topics}))).await;
         let outbox = self.outbox.clone();
-        let peer = self.peer.clone();
-        self.subscription = Some(tokio::spawn(forward_events(events, topics, outbox, peer)));
+        let (shared, peer) = (self.shared.clone(), self.peer.clone());
+        self.subscription = Some(tokio::spawn(forward_events(
+            events, topics, outbox, shared, peer,
+        )));
     }
 
     fn cancel_subscription(&mut self) -> bool {
@@ -614,11 +616,13 @@ fn response(id: &rpc::Id, result: Result<Value, RpcError>) -> String {
 }
 
 /// Copies events of `topics` to the connection's queue until the queue is full, the
-/// receiver lags or the monitor stops; then a last `events.dropped` notice.
+/// receiver lags or the monitor stops; then a last `events.dropped` notice. A scanned code
+/// goes only to a peer who may call mutating methods (as the settings say at the time).
 async fn forward_events(
     mut events: broadcast::Receiver<CardEvent>,
     topics: Vec<&'static str>,
     outbox: Outbox,
+    shared: Arc<Shared>,
     peer: Arc<Peer>,
 ) {
     let reason = loop {
@@ -633,7 +637,8 @@ async fn forward_events(
         if !topics.contains(&topic) {
             continue;
         }
-        let line = rpc::notification(topic, &methods::event_params(&event));
+        let params = methods::notification_params(&shared, &peer, &event);
+        let line = rpc::notification(topic, &params);
         match outbox.lines.try_send(line) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => break "queue full".to_owned(),

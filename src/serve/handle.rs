@@ -207,6 +207,11 @@ impl MonitorHandle {
         self.events.subscribe()
     }
 
+    /// Sends an event from outside the monitor (a scanned line); nobody listening is fine.
+    pub fn publish(&self, event: CardEvent) {
+        let _ = self.events.send(event);
+    }
+
     fn send(&self, request: Request) -> Result<(), SessionError> {
         self.requests
             .send(request)

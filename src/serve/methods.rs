@@ -16,13 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Every notification topic a subscriber may ask for.
-pub const TOPICS: [&str; 6] = [
+pub const TOPICS: [&str; 7] = [
     "card.inserted",
     "card.ready",
     "card.removed",
     "card.error",
     "reader.added",
     "reader.removed",
+    "credential.scanned",
 ];
 
 /// The longest `wait_ms` accepted (one hour).
@@ -120,6 +121,15 @@ fn no_params(params: &Value) -> Result<(), RpcError> {
         other => Err(RpcError::invalid_params(format!(
             "this method takes no params (got {other})"
         ))),
+    }
+}
+
+/// Whether `peer` may call mutating methods at all (and so sees scanned codes): on the web
+/// endpoint a kiosk or client token, elsewhere `access.allowed_groups`.
+pub fn may_mutate(shared: &Shared, peer: &Peer) -> bool {
+    match peer {
+        Peer::Web { grant, .. } => *grant != Grant::ReadOnly,
+        _ => shared.settings().allow.admits(peer),
     }
 }
 
@@ -394,13 +404,23 @@ pub fn event_params(event: &CardEvent) -> Value {
     }
 }
 
+/// An event's notification params for `peer`: a scanned code only to a caller who
+/// [`may_mutate`], null to the others.
+pub fn notification_params(shared: &Shared, peer: &Peer, event: &CardEvent) -> Value {
+    let mut params = event_params(event);
+    if matches!(event, CardEvent::CredentialScanned { .. }) && !may_mutate(shared, peer) {
+        params["code"] = Value::Null;
+    }
+    params
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn topics_default_to_all_and_unknown_ones_are_refused() {
-        assert_eq!(topics_of(&json!({})).unwrap().len(), 6);
+        assert_eq!(topics_of(&json!({})).unwrap().len(), TOPICS.len());
         assert_eq!(
             topics_of(&json!({"topics": ["card.ready"]})).unwrap(),
             vec!["card.ready"]

@@ -27,6 +27,8 @@
 //! - [`statement`]: `card.statement`, the card's DF04 records and the holder's journalled
 //!   settlements (read-only).
 //! - [`background`]: the sync and the resolver threads beside the socket.
+//! - [`scanners`]: `[scanners]`, the serial scanners' threads and their `credential.scanned`
+//!   events.
 //! - [`worker`]: the one stoppable-thread type (monitor, sync, resolver).
 //! - [`daemon`]: the composition root: [`Daemon`] starts all of the above and stops it in
 //!   order.
@@ -51,6 +53,7 @@ pub mod methods;
 pub mod monitor;
 pub mod peer;
 pub mod rpc;
+pub mod scanners;
 pub mod server;
 pub mod services;
 pub mod settlement;
@@ -66,5 +69,5 @@ pub use daemon::{Daemon, DaemonError, RunningDaemon};
 
 pub use handle::{MonitorHandle, MonitorSide, PinInput, Request, Snapshot};
 pub use monitor::{Assessor, MonitorConfig, PsamChoice, spawn_monitor};
-pub use types::{CardEvent, CardSession, ReaderInfo, ReaderState, SessionError};
+pub use types::{CardEvent, CardSession, ReaderInfo, ReaderState, ScanKind, SessionError};
 pub use worker::Worker;

@@ -1,5 +1,5 @@
 //! What the reader monitor shares with the socket side: reader states, card sessions, events
-//! and the errors a session request can meet. Serialised as they go on the wire.
+//! (the scanners' `credential.scanned` among them) and the errors a session request can meet. Serialised as they go on the wire.
 
 use crate::card::CardRead;
 use crate::codes::ReaderCode;
@@ -74,10 +74,32 @@ pub enum CardEvent {
         reader_code: ReaderCode,
         message: String,
     },
+    /// A serial scanner read a line (`serve::scanners`). `code` is null in what goes to a
+    /// subscriber who may not call mutating methods (`methods::notification_params`).
+    #[serde(rename = "credential.scanned")]
+    CredentialScanned {
+        scanner: String,
+        kind: ScanKind,
+        code: Option<String>,
+        /// RFC 3339, the workstation's clock.
+        scanned_at: String,
+    },
+}
+
+/// What a scanned line looks like (`credential.scanned`'s `kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanKind {
+    /// An 18-character resident ID number with a valid check character.
+    Certno,
+    /// Anything else printable of a QR code's plausible length (the 医保电子凭证 code).
+    Qr,
+    /// Printable, but too short or too long for either.
+    Unknown,
 }
 
 impl CardEvent {
-    /// The reader the event is about.
+    /// The reader (or, for `credential.scanned`, the scanner) the event is about.
     pub fn reader(&self) -> &str {
         match self {
             CardEvent::ReaderAdded { reader }
@@ -86,6 +108,7 @@ impl CardEvent {
             | CardEvent::CardReady { reader, .. }
             | CardEvent::CardRemoved { reader }
             | CardEvent::CardError { reader, .. } => reader,
+            CardEvent::CredentialScanned { scanner, .. } => scanner,
         }
     }
 
@@ -98,6 +121,7 @@ impl CardEvent {
             CardEvent::CardReady { .. } => "card.ready",
             CardEvent::CardRemoved { .. } => "card.removed",
             CardEvent::CardError { .. } => "card.error",
+            CardEvent::CredentialScanned { .. } => "credential.scanned",
         }
     }
 }

@@ -10,6 +10,8 @@
 //! - [`insurer`]: the insurer side — `medcard insurer-sim`, the national platform's
 //!   transactions over loopback HTTP.
 //! - [`pcscd`]: starting pcscd for the end-to-end stack and the machine-wide lock its users take.
+//! - [`scanner`]: the virtual serial scanner, a pty pair behind a symlink, for the scanner
+//!   tests and `medcard sim --scanner`.
 //! - [`postgres`]: a throwaway PostgreSQL cluster (the hospital database) for tests, benches and
 //!   demos.
 
@@ -18,3 +20,4 @@ pub mod card;
 pub mod insurer;
 pub mod pcscd;
 pub mod postgres;
+pub mod scanner;

@@ -29,6 +29,7 @@ mod release_binary;
 mod robustness;
 mod serve_credentials;
 mod serve_monitor;
+mod serve_scanner;
 mod serve_socket;
 mod serve_statement;
 mod serve_verdicts;
