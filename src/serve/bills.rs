@@ -1,7 +1,7 @@
 //! Bills the HIS puts up for a patient to pay at a self-service kiosk (docs/web.md):
 //! `bill.offer` (the HIS: the bill's visit, lines and holder), `bill.list` (the bills of
-//! the holder of the card in a reader), `bill.preview` (the split of one of them, for that
-//! card only). The kiosk then commits with `settle.commit` and `request_id` = `bill_id`, so a
+//! the holder of the card in a reader, or of a scanned 医保电子凭证's credential session),
+//! `bill.preview` (the split of one of them, for that patient only). The kiosk then commits with `settle.commit` and `request_id` = `bill_id`, so a
 //! bill is paid exactly once however often the patient presses "pay"; with the kiosk's token
 //! that is the only commit allowed ([`check_kiosk_commit`]).
 //!
@@ -14,11 +14,11 @@ use super::handle::pick_session_ref;
 use super::methods::Answer;
 use super::rpc::{RequestError, RpcError};
 use super::shared::Shared;
-use super::types::CardSession;
+
 use crate::cache::Cache;
 use crate::fields;
 use crate::settle::journal::RequestState;
-use crate::settle::service::{BillItem, SettleError, Settler, check_request_id};
+use crate::settle::service::{BillItem, SettleError, Settler, Terminal, check_request_id};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -180,6 +180,9 @@ struct WithdrawParams {
 struct ListParams {
     #[serde(default)]
     reader: Option<String>,
+    /// Or the patient of a credential session (a scanned 医保电子凭证).
+    #[serde(default)]
+    credential_session: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -188,16 +191,23 @@ struct PreviewParams {
     bill_id: String,
     #[serde(default)]
     reader: Option<String>,
+    #[serde(default)]
+    credential_session: Option<u64>,
 }
 
-/// Runs a bill method (one of [`METHODS`]).
-pub async fn dispatch(shared: &Shared, method: &str, params: &Value) -> Result<Answer, RpcError> {
+/// Runs a bill method (one of [`METHODS`]) called from `terminal`.
+pub async fn dispatch(
+    shared: &Shared,
+    method: &str,
+    params: &Value,
+    terminal: Terminal,
+) -> Result<Answer, RpcError> {
     let settler = super::settlement::settler(shared)?;
     match method {
         "bill.offer" => offer(shared, settler, params_of(params)?).await,
         "bill.withdraw" => withdraw(shared, settler, params_of(params)?).await,
-        "bill.list" => list(shared, settler, params_of(params)?).await,
-        "bill.preview" => preview(shared, settler, params_of(params)?).await,
+        "bill.list" => list(shared, settler, params_of(params)?, terminal).await,
+        "bill.preview" => preview(shared, settler, params_of(params)?, terminal).await,
         other => Err(RpcError::method_not_found(other)),
     }
 }
@@ -325,24 +335,54 @@ async fn request_state(
     }
 }
 
-/// Whether `bill` is offered to the holder of `session`.
-fn is_holders(bill: &OfferedBill, session: &CardSession) -> bool {
-    let certno = session.card.holder.certno.as_deref();
-    let psn_no = session.insured.as_ref().map(|i| i.psn_no.as_str());
-    (bill.certno.is_some() && bill.certno.as_deref() == certno)
-        || (bill.psn_no.is_some() && bill.psn_no.as_deref() == psn_no)
+/// Whom the bills are for: the holder of the card in a reader, or of a credential session.
+struct Holder {
+    certno: Option<String>,
+    psn_no: Option<String>,
 }
 
-async fn list(shared: &Shared, settler: Arc<Settler>, p: ListParams) -> Result<Answer, RpcError> {
-    let holders: Vec<OfferedBill> = {
+impl Holder {
+    /// The holder of `credential_session` if given, else of the card in `reader`.
+    fn of(
+        shared: &Shared,
+        reader: Option<&str>,
+        credential_session: Option<u64>,
+        terminal: Terminal,
+    ) -> Result<Holder, RpcError> {
+        if let Some(id) = credential_session {
+            let (certno, psn_no) = shared.credentials.holder(id, terminal)?;
+            return Ok(Holder {
+                certno: Some(certno),
+                psn_no: Some(psn_no),
+            });
+        }
         let snapshot = shared.handle.snapshot();
-        let (_, session) = pick_session_ref(&snapshot, p.reader.as_deref())?;
+        let (_, session) = pick_session_ref(&snapshot, reader)?;
+        Ok(Holder {
+            certno: session.card.holder.certno.clone(),
+            psn_no: session.insured.as_ref().map(|i| i.psn_no.clone()),
+        })
+    }
+
+    /// Whether `bill` is offered to this holder.
+    fn owns(&self, bill: &OfferedBill) -> bool {
+        let same = |offered: &Option<String>, known: &Option<String>| {
+            offered.is_some() && offered == known
+        };
+        same(&bill.certno, &self.certno) || same(&bill.psn_no, &self.psn_no)
+    }
+}
+
+async fn list(
+    shared: &Shared,
+    settler: Arc<Settler>,
+    p: ListParams,
+    terminal: Terminal,
+) -> Result<Answer, RpcError> {
+    let holder = Holder::of(shared, p.reader.as_deref(), p.credential_session, terminal)?;
+    let holders: Vec<OfferedBill> = {
         let bills = shared.bills.lock();
-        bills
-            .values()
-            .filter(|b| is_holders(b, session))
-            .cloned()
-            .collect()
+        bills.values().filter(|b| holder.owns(b)).cloned().collect()
     };
     let mut listed = Vec::with_capacity(holders.len());
     for bill in holders {
@@ -367,13 +407,13 @@ async fn preview(
     shared: &Shared,
     settler: Arc<Settler>,
     p: PreviewParams,
+    terminal: Terminal,
 ) -> Result<Answer, RpcError> {
+    let holder = Holder::of(shared, p.reader.as_deref(), p.credential_session, terminal)?;
     let bill = {
-        let snapshot = shared.handle.snapshot();
-        let (_, session) = pick_session_ref(&snapshot, p.reader.as_deref())?;
         let bills = shared.bills.lock();
         match bills.get(&p.bill_id) {
-            Some(bill) if is_holders(bill, session) => bill.clone(),
+            Some(bill) if holder.owns(bill) => bill.clone(),
             _ => return Err(no_such_bill(&p.bill_id)),
         }
     };
@@ -391,7 +431,8 @@ async fn preview(
 
 fn no_such_bill(bill_id: &str) -> RpcError {
     RpcError::invalid_params(format!(
-        "no bill {bill_id} is offered to the holder of the card in the reader"
+        "no bill {bill_id} is offered to this patient (the card's holder, or the credential \
+         session's)"
     ))
 }
 

@@ -14,7 +14,7 @@ use super::rpc::{ErrorData, RequestError, RpcError, code};
 use super::types::SessionError;
 use crate::codes::ReaderCode;
 use crate::hospital::HospitalError;
-use crate::settle::service::{InvalidRequest, SettleError};
+use crate::settle::service::{EcProblem, InvalidRequest, SettleError};
 use std::borrow::Cow;
 use std::fmt::Display;
 
@@ -97,6 +97,7 @@ impl OperatorMessage for SettleError {
             | SettleError::CardMayNotSettle { .. }
             | SettleError::HolderUnknown => code::SETTLE_NOT_ALLOWED,
             SettleError::BatchSettled { .. } => code::BATCH_SETTLED,
+            SettleError::EcVoucherRefused { .. } => code::EC_VOUCHER_REFUSED,
             SettleError::Refused { .. } | SettleError::UnreadableAnswer { .. } => {
                 code::INSURER_REFUSED
             }
@@ -129,6 +130,7 @@ impl OperatorMessage for SettleError {
                 return Cow::Owned(message_zh.clone());
             }
             SettleError::HolderUnknown => "医保中心无此参保人，请按自费收费",
+            SettleError::EcVoucherRefused { problem, .. } => ec_problem_zh(*problem),
             SettleError::UnknownVisit(_) => "就诊ID不存在",
             SettleError::VisitCancelled(_) => "该就诊已撤销",
             SettleError::UnknownPreview(_) => "预结算不存在，请先预结算",
@@ -166,6 +168,16 @@ impl OperatorMessage for SettleError {
             SettleError::Invalid(_) => "参数错误",
             SettleError::Policy(_) | SettleError::NoPolicy(_) | SettleError::Cache(_) => "内部错误",
         })
+    }
+}
+
+/// What the cashier tells a patient whose 医保电子凭证 was refused.
+fn ec_problem_zh(problem: EcProblem) -> &'static str {
+    match problem {
+        EcProblem::CodeExpired => "电子凭证二维码已过期，请患者在手机上刷新后重新出示",
+        EcProblem::CodeUsed => "电子凭证二维码已使用，请患者在手机上刷新后重新出示",
+        EcProblem::CodeUnknown => "无法识别该医保电子凭证，请重新扫码，或改用社保卡、身份证",
+        EcProblem::TokenInvalid => "医保电子凭证已失效，请患者重新出示电子凭证",
     }
 }
 

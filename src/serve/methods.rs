@@ -10,6 +10,7 @@ use super::shared::Shared;
 use super::types::{CardEvent, CardSession, ReaderState, SessionError};
 use crate::card::{Pin, PinState};
 use crate::mask;
+use crate::settle::service::Terminal;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -98,16 +99,17 @@ pub async fn answer(shared: &Shared, peer: &Peer, call: &Call) -> Result<Answer,
             .map(Answer::Value),
         "kiosk.config" => no_params(&call.params).map(|()| Answer::Value(kiosk_config(shared))),
         "card.statement" => super::statement::card_statement(shared, &call.params).await,
-        "credential.present" => super::credentials::present(shared, &call.params).await,
+        "credential.present" => {
+            super::credentials::present(shared, &call.params, terminal(peer)).await
+        }
         "visit.register" if is_kiosk(peer) => {
-            let terminal = crate::settle::service::Terminal::SelfService;
-            super::settlement::register_visit(shared, &call.params, terminal).await
+            super::settlement::register_visit(shared, &call.params, terminal(peer)).await
         }
         other if super::settlement::METHODS.iter().any(|(m, _)| *m == other) => {
             super::settlement::dispatch(shared, other, &call.params).await
         }
         other if super::bills::METHODS.iter().any(|(m, _)| *m == other) => {
-            super::bills::dispatch(shared, other, &call.params).await
+            super::bills::dispatch(shared, other, &call.params, terminal(peer)).await
         }
         other => Err(RpcError::method_not_found(other)),
     }
@@ -194,6 +196,16 @@ fn is_kiosk(peer: &Peer) -> bool {
             ..
         }
     )
+}
+
+/// The terminal `peer` calls from: the kiosk page is a self-service terminal, everyone else
+/// a counter.
+fn terminal(peer: &Peer) -> Terminal {
+    if is_kiosk(peer) {
+        Terminal::SelfService
+    } else {
+        Terminal::Counter
+    }
 }
 
 /// `kiosk.config`: what the kiosk page shows and offers (`[kiosk]`).

@@ -57,8 +57,9 @@ impl Peer {
 pub enum Grant {
     /// No token: the methods that change nothing.
     ReadOnly,
-    /// The kiosk page's token: reading, the PIN, self-service registration, and paying the
-    /// bills the HIS offered (`bill.preview`, then `settle.commit` of that preview).
+    /// The kiosk page's token: reading, the PIN, a scanned 医保电子凭证, self-service
+    /// registration, and paying the bills the HIS offered (`bill.preview`, then
+    /// `settle.commit` of that preview).
     Kiosk,
     /// The HIS's client token: every method.
     Full,
@@ -66,9 +67,10 @@ pub enum Grant {
 
 impl Grant {
     /// The mutating methods the kiosk token opens.
-    pub const KIOSK_METHODS: [&str; 5] = [
+    pub const KIOSK_METHODS: [&str; 6] = [
         "card.verify_pin",
         "card.refresh",
+        "credential.present",
         "visit.register",
         "bill.preview",
         "settle.commit",

@@ -50,6 +50,9 @@ pub mod code {
     /// The web endpoint refused the caller: its origin, its `Host`, its token, or a method
     /// its token does not open (docs/web.md).
     pub const WEB_NOT_ALLOWED: i32 = 1021;
+    /// The 医保电子凭证 was refused: the code expired, was used, is unknown, or its token
+    /// lapsed; nothing was registered — the patient shows a fresh code.
+    pub const EC_VOUCHER_REFUSED: i32 = 1022;
 }
 
 /// A JSON-RPC error object.

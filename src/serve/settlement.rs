@@ -8,14 +8,16 @@
 use super::handle::pick_session_ref;
 use super::methods::Answer;
 use super::rpc::{RequestError, RpcError};
+use super::services::Services;
 use super::shared::Shared;
 use crate::fields::{self, Field, FieldError};
+use crate::insurer::{EcIdentity, InsurerClient};
 use crate::settle::service::{
     BillItem, CardFacts, InvalidRequest, Patient, RegisterParams, SettleError, Settler, Terminal,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Every settlement method, and whether it moves money or registers (needs an allowed group).
 pub const METHODS: [(&str, bool); 8] = [
@@ -294,7 +296,7 @@ pub async fn register_visit(
                 "visit.register takes certno or credential_session, not both",
             ));
         }
-        (Some(id), None) => shared.credentials.patient(id)?,
+        (Some(id), None) => shared.credentials.patient(id, terminal)?,
         (None, Some(certno)) => patient_by_certno(shared, request.document_type(), certno).await?,
         (None, None) => patient_from_card(shared, &request)?,
     };
@@ -316,9 +318,7 @@ pub(super) async fn patient_by_certno(
     certno: &str,
 ) -> Result<Patient, RpcError> {
     let (psn_cert_type, certno) = (psn_cert_type.to_owned(), certno.to_owned());
-    let services = shared.services.clone();
-    blocking(move || {
-        let link = services.link.as_deref().ok_or(SettleError::NoInsurer)?;
+    with_link(shared, move |services, link| {
         Patient::by_certno(
             &psn_cert_type,
             &certno,
@@ -326,6 +326,38 @@ pub(super) async fn patient_by_certno(
             services.cache.as_deref(),
             link,
         )
+    })
+    .await
+}
+
+/// The patient who shows the 医保电子凭证 QR code `ec_qrcode`: decoded once, then 1101 by
+/// its token; with the identity the code carried.
+pub(super) async fn patient_by_ec_code(
+    shared: &Shared,
+    ec_qrcode: &str,
+) -> Result<(Patient, EcIdentity), RpcError> {
+    let ec_qrcode = ec_qrcode.to_owned();
+    with_link(shared, move |services, link| {
+        Patient::by_ec_code(
+            &ec_qrcode,
+            &services.insutype_preference,
+            services.cache.as_deref(),
+            link,
+        )
+    })
+    .await
+}
+
+/// `work` on the blocking pool with the services and the swipe's insurer link (1016 when
+/// none is configured).
+async fn with_link<T: Send + 'static>(
+    shared: &Shared,
+    work: impl FnOnce(&Services, &Mutex<InsurerClient>) -> Result<T, SettleError> + Send + 'static,
+) -> Result<T, RpcError> {
+    let services = shared.services.clone();
+    blocking(move || {
+        let link = services.link.as_deref().ok_or(SettleError::NoInsurer)?;
+        work(&services, link)
     })
     .await
 }

@@ -28,6 +28,7 @@ mod read_fixtures;
 mod release_binary;
 mod robustness;
 mod serve_credentials;
+mod serve_ec_voucher;
 mod serve_monitor;
 mod serve_scanner;
 mod serve_socket;

@@ -79,6 +79,10 @@ pub enum SettleError {
     },
     #[error("the insurer does not know this card's holder: take payment in cash")]
     HolderUnknown,
+    /// The 医保电子凭证 could not be used: the code expired, was used, is unknown, or its
+    /// token is no longer honoured. The patient refreshes the code and shows it again.
+    #[error("the insurer refused the e-voucher ({problem}): {err_msg}")]
+    EcVoucherRefused { problem: EcProblem, err_msg: String },
     #[error("batch {chrg_bchno} is settled, or being settled, by request {request_id}")]
     BatchSettled {
         chrg_bchno: String,
@@ -192,6 +196,30 @@ pub enum SettleError {
     },
     #[error(transparent)]
     Cache(#[from] CacheError),
+}
+
+/// Why a 医保电子凭证 was refused, in the order a patient's phone would fix it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum EcProblem {
+    /// The code's minutes have passed: the patient refreshes it.
+    #[error(
+        "the QR code has expired; ask the patient to refresh it on the phone and show it again"
+    )]
+    CodeExpired,
+    /// The code was scanned before (each code is single-use): the patient refreshes it.
+    #[error(
+        "the QR code was already used; ask the patient to refresh it on the phone and show it again"
+    )]
+    CodeUsed,
+    /// No such code: not a 医保电子凭证, or mistyped.
+    #[error(
+        "the QR code is not a medical-insurance e-voucher the insurer knows; scan it again, or use the card or the ID number"
+    )]
+    CodeUnknown,
+    /// The token the code gave is no longer honoured: the patient shows a fresh code.
+    #[error("the e-voucher has lapsed; ask the patient to show a fresh QR code")]
+    TokenInvalid,
 }
 
 impl From<LinkError> for SettleError {
@@ -525,11 +553,18 @@ impl Settler {
         work(&mut link)
     }
 
+    /// What a refusal's `err_msg` is about, by the links' rules.
+    fn refusal(&self, err_msg: &str) -> Option<Refusal> {
+        self.with_link(|link| Ok(link.refusal(err_msg))).ok()
+    }
+
     /// Whether a refusal is about the message, not the request (a lapsed sign-in, a msgid
     /// seen before): it was not processed, and a new attempt may be made.
     fn about_the_message(&self, err_msg: &str) -> bool {
-        let refusal = self.with_link(|link| Ok(link.refusal(err_msg)));
-        matches!(refusal, Ok(Refusal::SignInLapsed | Refusal::DuplicateMsgid))
+        matches!(
+            self.refusal(err_msg),
+            Some(Refusal::SignInLapsed | Refusal::DuplicateMsgid)
+        )
     }
 
     /// An idempotent call (registration, uploads, pre-settlement): retried by the link.

@@ -1,18 +1,19 @@
 //! Who is being registered: the [`Patient`] of a card read (the verdict the daemon attached,
-//! the insurance row it rests on, 人员类别 from the cache, this year's totals from DF04) or of
-//! an ID number (a fresh 1101, the insurance row chosen by `cache.insutype_preference`).
+//! the insurance row it rests on, 人员类别 from the cache, this year's totals from DF04), of
+//! an ID number or of a 医保电子凭证 QR code (a fresh 1101, the insurance row chosen by
+//! `cache.insutype_preference`).
 //! The caller hands the card's facts in as plain data; nothing here knows of sockets.
 
-use super::{InvalidRequest, Patient, SettleError};
+use super::{EcProblem, InvalidRequest, Patient, SettleError};
 use crate::cache::Cache;
 use crate::card::CardRead;
 use crate::clock::DateTime;
 use crate::fields;
-use crate::insurer::InsurerClient;
+use crate::insurer::{EcIdentity, InsurerClient, LinkError, PersonInfo, Refusal};
 use crate::mask;
 use crate::verdict::{Insured, MaySettle, Verdict, VerdictCode, VerdictPolicy, choose_insuinfo};
 use rust_decimal::Decimal;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 /// A card as the daemon holds it after reading and judging it.
@@ -61,12 +62,55 @@ impl Patient {
         link: &Mutex<InsurerClient>,
     ) -> Result<Patient, SettleError> {
         fields::certno(psn_cert_type, certno).map_err(InvalidRequest::from)?;
-        let person = {
-            let mut link = link.lock().unwrap_or_else(PoisonError::into_inner);
-            link.person_by_document(psn_cert_type, certno)?
+        let person = lock(link).person_by_document(psn_cert_type, certno)?;
+        tracing::info!(certno = %mask::certno(certno), "patient by ID number");
+        let credential = Credential {
+            mdtrt_cert_type: "02",
+            mdtrt_cert_no: certno,
         };
+        Patient::of_person(&person, credential, insutype_preference, cache)
+    }
+
+    /// The patient who shows a 医保电子凭证 QR code (mdtrt_cert_type 01): the code decoded
+    /// once (1162; a code is single-use, so never sent twice), then 1101 by its ecToken; the
+    /// token is the visit's mdtrt_cert_no. An expired, used or unknown code, or a token the
+    /// insurer no longer honours, is [`SettleError::EcVoucherRefused`] with what to do.
+    pub fn by_ec_code(
+        ec_qrcode: &str,
+        insutype_preference: &[String],
+        cache: Option<&Cache>,
+        link: &Mutex<InsurerClient>,
+    ) -> Result<(Patient, EcIdentity), SettleError> {
+        let (identity, person) = {
+            let mut link = lock(link);
+            let identity = link
+                .decode_ec(ec_qrcode)
+                .map_err(|e| ec_refusal(&link, e))?;
+            let person = link
+                .person_by_ec_token(&identity.ec_token)
+                .map_err(|e| ec_refusal(&link, e))?;
+            (identity, person)
+        };
+        tracing::info!(certno = %mask::certno(&identity.certno), "patient by e-voucher");
+        let credential = Credential {
+            mdtrt_cert_type: "01",
+            mdtrt_cert_no: &identity.ec_token,
+        };
+        let patient = Patient::of_person(&person, credential, insutype_preference, cache)?;
+        Ok((patient, identity))
+    }
+
+    /// The patient of a fresh 1101 answer `person`, presented by `credential`: the answer
+    /// stored in `cache`, the insurance row by `insutype_preference`; the verdict is `ok` or
+    /// `suspended` (a card's own reasons do not apply).
+    fn of_person(
+        person: &PersonInfo,
+        credential: Credential<'_>,
+        insutype_preference: &[String],
+        cache: Option<&Cache>,
+    ) -> Result<Patient, SettleError> {
         if let Some(cache) = cache
-            && let Err(e) = cache.store_person(&person, SystemTime::now())
+            && let Err(e) = cache.store_person(person, SystemTime::now())
         {
             tracing::warn!(error = %e, "could not cache the 1101 answer");
         }
@@ -74,11 +118,9 @@ impl Patient {
             insutype_preference: insutype_preference.to_vec(),
             ..VerdictPolicy::default()
         };
-        let row = choose_insuinfo(&person, &policy)
+        let row = choose_insuinfo(person, &policy)
             .ok_or_else(|| SettleError::NotAllowed("not_insured".into()))?;
-        let active = row.psn_insu_stas == "1";
-        tracing::info!(certno = %mask::certno(certno), active, "patient by ID number");
-        let code = if active {
+        let code = if row.psn_insu_stas == "1" {
             VerdictCode::Ok
         } else {
             VerdictCode::Suspended
@@ -89,12 +131,44 @@ impl Patient {
             insutype: row.insutype.clone(),
             psn_type: row.psn_type.clone(),
             insuplc_admdvs: row.insuplc_admdvs.clone(),
-            mdtrt_cert_type: "02".into(),
-            mdtrt_cert_no: certno.to_owned(),
+            mdtrt_cert_type: credential.mdtrt_cert_type.to_owned(),
+            mdtrt_cert_no: credential.mdtrt_cert_no.to_owned(),
             may_settle: code.may_settle(),
             verdict_code: Some(code),
             ytd_hint: None,
         })
+    }
+}
+
+/// What a patient without a card presented: 就诊凭证类型 and its number.
+#[derive(Debug, Clone, Copy)]
+struct Credential<'a> {
+    mdtrt_cert_type: &'a str,
+    mdtrt_cert_no: &'a str,
+}
+
+fn lock(link: &Mutex<InsurerClient>) -> MutexGuard<'_, InsurerClient> {
+    link.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An e-voucher call's failure: a refusal the link's rules class as the code's or the
+/// token's is [`SettleError::EcVoucherRefused`]; anything else as any insurer failure.
+fn ec_refusal(link: &InsurerClient, e: LinkError) -> SettleError {
+    let problem = match &e {
+        LinkError::Business { err_msg, .. } => match link.refusal(err_msg) {
+            Refusal::EcCodeExpired => Some(EcProblem::CodeExpired),
+            Refusal::EcCodeUsed => Some(EcProblem::CodeUsed),
+            Refusal::EcCodeUnknown => Some(EcProblem::CodeUnknown),
+            Refusal::EcTokenInvalid => Some(EcProblem::TokenInvalid),
+            _ => None,
+        },
+        _ => None,
+    };
+    match (problem, e) {
+        (Some(problem), LinkError::Business { err_msg, .. }) => {
+            SettleError::EcVoucherRefused { problem, err_msg }
+        }
+        (_, e) => SettleError::from(e),
     }
 }
 

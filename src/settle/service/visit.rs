@@ -70,7 +70,7 @@ impl Settler {
         let registered = self.register_at_insurer(patient, params, input, &med_type, &begntime);
         let out = match registered {
             Ok(out) => out,
-            Err(e) => return Err(self.entry_failed(&entry, e)),
+            Err(e) => return Err(self.ec_token_refused(self.entry_failed(&entry, e))),
         };
         crash::at(Point::AfterReply, wire::REGISTER);
         let visit = visit_row(out, ipt_otp_no, patient, params, med_type, begntime);
@@ -79,6 +79,22 @@ impl Settler {
         }
         tracing::info!(mdtrt_id = %visit.mdtrt_id, psn = %mask::name(&visit.patient.psn_name), dept = %visit.dept_code, terminal = ?params.terminal, "visit registered");
         Ok(visit)
+    }
+
+    /// A 2201 refused because the 医保电子凭证's token lapsed, told as the e-voucher's
+    /// refusal (the patient shows a fresh code); any other error as it is.
+    fn ec_token_refused(&self, e: SettleError) -> SettleError {
+        match e {
+            SettleError::Refused { err_msg, .. }
+                if self.refusal(&err_msg) == Some(Refusal::EcTokenInvalid) =>
+            {
+                SettleError::EcVoucherRefused {
+                    problem: EcProblem::TokenInvalid,
+                    err_msg,
+                }
+            }
+            other => other,
+        }
     }
 
     /// The registration's journal entry (infno 2201, PENDING, its mdtrt_id not known yet),

@@ -228,6 +228,17 @@ pub fn person_by_token(db: &SimDb, token: &str, now: SystemTime) -> Result<Perso
     db.person_by_certno(&certno)
 }
 
+/// 2201 with mdtrt_cert_type 01: the token must be live and its holder's psn_no `psn_no`.
+pub fn check_token_holder(db: &SimDb, token: &str, psn_no: &str) -> Result<(), TxError> {
+    let person = person_by_token(db, token, SystemTime::now())?;
+    if person.baseinfo.psn_no != psn_no {
+        return Err(refused(&format!(
+            "医保电子凭证令牌与人员编号[{psn_no}]不符"
+        )));
+    }
+    Ok(())
+}
+
 fn refused(text: &str) -> TxError {
     TxError::Refused(text.to_owned())
 }

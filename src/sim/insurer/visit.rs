@@ -43,6 +43,9 @@ pub fn register(db: &mut SimDb, ctx: &Ctx<'_>, input: &Value) -> Result<Value, T
     let req: RegisterIn = input_part(input, "data")?;
     let conn = db.conn();
     insured(conn, &req.psn_no, &req.insutype)?;
+    if req.mdtrt_cert_type == "01" {
+        super::ec_voucher::check_token_holder(db, &req.mdtrt_cert_no, &req.psn_no)?;
+    }
     if req.ipt_otp_no.is_empty() {
         return Err(TxError::Refused("门诊号[ipt_otp_no]不能为空".into()));
     }

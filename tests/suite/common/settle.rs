@@ -127,6 +127,41 @@ impl Rig {
             .expect("the simulator's visit")
     }
 
+    /// The credential a visit was registered with at the insurer (2201's
+    /// `mdtrt_cert_type`, `mdtrt_cert_no`), from the simulator's own database.
+    pub fn visit_credential(&self, mdtrt_id: &str) -> (String, String) {
+        self.sim_conn()
+            .query_row(
+                "SELECT mdtrt_cert_type, mdtrt_cert_no FROM visits WHERE mdtrt_id = ?1",
+                [mdtrt_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("the simulator's visit")
+    }
+
+    /// The daemon's journal, read from its cache file: (visits registered, calls sent or
+    /// about to be, by state).
+    pub fn journal_rows(&self) -> (usize, Vec<(String, String)>) {
+        let path = self.config.with_file_name("cache.sqlite");
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the cache file");
+        let visits: i64 = conn
+            .query_row("SELECT count(*) FROM settle_visits", [], |r| r.get(0))
+            .expect("count visits");
+        let mut stmt = conn
+            .prepare("SELECT infno, state FROM settle_journal ORDER BY rowid")
+            .expect("the journal");
+        let calls = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query the journal")
+            .collect::<Result<_, _>>()
+            .expect("read the journal");
+        (usize::try_from(visits).unwrap_or(0), calls)
+    }
+
     /// The simulator's database, read-only.
     fn sim_conn(&self) -> rusqlite::Connection {
         let db = self.sim_db();
