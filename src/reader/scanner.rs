@@ -88,7 +88,7 @@ pub fn speed_of(baud: u32) -> Option<libc::speed_t> {
 /// Why a scanner could not be opened or read.
 #[derive(Debug, thiserror::Error)]
 pub enum ScannerError {
-    #[error("cannot open {device}: {source}", device = device.display())]
+    #[error("cannot open {device}: {source}{hint}", device = device.display(), hint = open_hint(source))]
     Open { device: PathBuf, source: io::Error },
     #[error("{device} is not a serial port that takes raw mode at {baud} baud: {source}", device = device.display())]
     Settings {
@@ -119,6 +119,21 @@ pub struct SerialScanner {
     pub device: PathBuf,
     pub baud: u32,
     pub terminator: Terminator,
+}
+
+/// What to check when a scanner's tty cannot be opened: the usual causes on a workstation.
+fn open_hint(source: &io::Error) -> &'static str {
+    match source.kind() {
+        io::ErrorKind::PermissionDenied => {
+            " (the daemon's user needs the tty's group, dialout on Debian; under systemd install \
+             the drop-in systemd/scanners.conf)"
+        }
+        io::ErrorKind::NotFound => {
+            " (not plugged in? under systemd the unit hides serial ports until the drop-in \
+             systemd/scanners.conf is installed)"
+        }
+        _ => "",
+    }
 }
 
 impl SerialScanner {

@@ -1044,9 +1044,20 @@ fn systemd_units_verify() {
     )
     .unwrap();
     std::fs::copy(units.join("medcard.socket"), dir.join("medcard.socket")).unwrap();
+    // The scanners' drop-in, as systemd merges it: its [Service] after the unit's.
+    let scanners = std::fs::read_to_string(units.join("scanners.conf")).unwrap();
+    std::fs::write(
+        dir.join("medcard-scanners.service"),
+        format!(
+            "{}\n{scanners}",
+            service.replace("/usr/bin/medcard", &binary)
+        ),
+    )
+    .unwrap();
     let output = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .arg(dir.join("medcard.service"))
+        .arg(dir.join("medcard-scanners.service"))
         .arg(dir.join("medcard.socket"))
         .current_dir(&dir)
         .output()
