@@ -172,6 +172,9 @@ fn the_demo_plays_a_swipe_and_a_settlement_through_the_daemon_and_stops_with_onc
         "session 2",
         "/kiosk#token=",
         "bill demo-his-bill-0001 offered, 30.00",
+        "event credential.scanned counter",
+        "credential session 1 — 王小 5001**********0319, verdict ok",
+        "凭证 mdtrt_cert_type 医保电子凭证 01",
     ] {
         assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
     }
@@ -182,8 +185,10 @@ fn the_demo_plays_a_swipe_and_a_settlement_through_the_daemon_and_stops_with_onc
         .filter_map(|line| line.split("setl_id ").nth(1))
         .map(|rest| rest.split([',', ' ']).next().unwrap_or(rest))
         .collect();
-    assert_eq!(setl_ids.len(), 3, "{stdout}");
+    // Then the visit paid by QR code, a fourth.
+    assert_eq!(setl_ids.len(), 4, "{stdout}");
     assert_eq!(setl_ids[0], setl_ids[1], "{stdout}");
     assert_ne!(setl_ids[1], setl_ids[2], "{stdout}");
+    assert_ne!(setl_ids[2], setl_ids[3], "{stdout}");
     assert!(!socket.exists(), "the demo removes its socket");
 }

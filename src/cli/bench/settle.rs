@@ -89,6 +89,7 @@ async fn bench(plan: &Plan, dir: &Path) -> Result<Figures, String> {
         readers,
         links: plan.links,
         web: false,
+        scanner: None,
     })
     .await?;
     let measured = measure(plan, &counter).await;

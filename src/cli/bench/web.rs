@@ -61,6 +61,7 @@ async fn bench(plan: &Plan, dir: &std::path::Path) -> Result<(), String> {
         readers: readers.clone(),
         links: 1,
         web: true,
+        scanner: None,
     })
     .await?;
     let measured = measure(plan, &counter, &readers, card).await;

@@ -5,8 +5,9 @@
 //! settlements through it. [`Counter::client`] is the cashier's side: one socket connection.
 
 use medcard::reader::ReaderBackend;
+use medcard::reader::scanner::Terminator;
 use medcard::serve::client::Client;
-use medcard::serve::config::{Config, KioskDepartment, WebSection};
+use medcard::serve::config::{Config, KioskDepartment, SerialScannerConfig, WebSection};
 use medcard::serve::{Daemon, MonitorHandle, RunningDaemon};
 use medcard::sim::card::SharedVirtualReaders;
 use medcard::sim::insurer::{SimOptions, SimState, remove_db, serve};
@@ -33,6 +34,8 @@ pub struct CounterSetup<'a> {
     pub links: usize,
     /// Serve the web endpoint too (loopback, an ephemeral port, tokens in `dir`).
     pub web: bool,
+    /// A serial scanner's device to read (`[[scanners.serial]]` named `counter`).
+    pub scanner: Option<&'a Path>,
 }
 
 /// The counter's web endpoint: where it listens and its two tokens.
@@ -57,6 +60,8 @@ pub struct Counter {
     pub cache_path: PathBuf,
     /// The web endpoint, when [`CounterSetup::web`] asked for it.
     pub web: Option<WebEndpoint>,
+    /// The insurer simulator's address (its `/admin` endpoint).
+    pub sim_addr: std::net::SocketAddr,
     daemon: RunningDaemon,
     sim: Stopper<std::io::Result<()>>,
     sim_db: PathBuf,
@@ -79,8 +84,8 @@ impl Counter {
     /// Starts the simulator, then the daemon pointed at it.
     pub async fn start(setup: CounterSetup<'_>) -> Result<Counter, String> {
         let sim_db = setup.dir.join("insurer-sim.sqlite");
-        let (sim, addr) = start_sim(&sim_db).await?;
-        let config = counter_config(&setup, &format!("http://{addr}/fsi/api/callService"));
+        let (sim, sim_addr) = start_sim(&sim_db).await?;
+        let config = counter_config(&setup, &format!("http://{sim_addr}/fsi/api/callService"));
         let (insurer_url, cache_path) = (config.insurer.url.clone(), config.cache.path.clone());
         let web_config = config.web.clone();
         let readers = setup.readers;
@@ -101,6 +106,7 @@ impl Counter {
             insurer_url,
             cache_path,
             web,
+            sim_addr,
             daemon: daemon.spawn(),
             sim,
             sim_db,
@@ -110,6 +116,26 @@ impl Counter {
     /// A new connection to the daemon, as a cashier's program holds it.
     pub fn client(&self) -> Result<Client, String> {
         Client::connect(&self.socket).map_err(|e| e.to_string())
+    }
+
+    /// A 医保电子凭证 code for the person with ID number `certno`, as the patient's phone
+    /// shows it (the simulator's admin `ec_issue`).
+    pub fn issue_ec_code(&self, certno: &str) -> Result<String, String> {
+        let url = format!("http://{}/admin", self.sim_addr);
+        // The simulator is on loopback: never through a proxy the environment names.
+        let agent: ureq::Agent = ureq::Agent::config_builder().proxy(None).build().into();
+        let mut response = agent
+            .post(&url)
+            .send_json(json!({"action": "ec_issue", "certno": certno}))
+            .map_err(|e| format!("the insurer simulator issued no code: {e}"))?;
+        let issued: serde_json::Value = response
+            .body_mut()
+            .read_json()
+            .map_err(|e| format!("the insurer simulator's answer: {e}"))?;
+        issued["code"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("the insurer simulator issued no code: {issued}"))
     }
 
     /// Waits until the first sync brought the catalogue (local previews need its classes).
@@ -170,6 +196,14 @@ fn counter_config(setup: &CounterSetup<'_>, insurer_url: &str) -> Config {
     config.insurer.mdtrtarea_admvs = REGION.into();
     config.cache.path = setup.dir.join("cache.sqlite");
     config.settle.links = setup.links.max(1);
+    if let Some(device) = setup.scanner {
+        config.scanners.serial.push(SerialScannerConfig {
+            name: "counter".into(),
+            device: device.to_path_buf(),
+            baud: 9600,
+            terminator: Terminator::Cr,
+        });
+    }
     if setup.web {
         config.web.listen = "127.0.0.1:0".into();
         config.web.token_file = setup.dir.join("web.token");

@@ -7,10 +7,13 @@
 //! serves until Ctrl-C for the newcomer's own calls.
 
 use super::counter::{Counter, CounterSetup, WebEndpoint};
+use medcard::mask;
+use medcard::reader::scanner::Terminator;
 use medcard::serve::CardEvent;
 use medcard::serve::client::Client;
 use medcard::sim::card::Chip;
 use medcard::sim::card::SharedVirtualReaders;
+use medcard::sim::scanner::VirtualScanner;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,6 +32,8 @@ const REQUEST_ID: &str = "demo-counter1-0001";
 const KIOSK_BILL: &str = "demo-his-bill-0001";
 /// 小王's ID number (fixtures/insurer/persons.toml), for registrations without the card.
 const XIAOWANG_CERTNO: &str = "500103199103080319";
+/// The cashier program's request_id for the visit paid by QR code.
+const QR_REQUEST_ID: &str = "demo-counter1-0002";
 
 pub fn run(once: bool, socket: Option<PathBuf>) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("medcard-demo-{}", std::process::id()));
@@ -46,17 +51,20 @@ async fn demo(dir: &Path, socket: &Path, once: bool) -> Result<(), String> {
     readers.add_reader(COUNTER_READER);
     let psam = super::super::load_psam(PSAM).map_err(|e| e.to_string())?;
     readers.insert(PSAM_READER, psam);
+    let scanner = VirtualScanner::plug(&dir.join("scanner"), Terminator::Cr)
+        .map_err(|e| format!("the virtual scanner: {e}"))?;
     let counter = Counter::start(CounterSetup {
         dir,
         socket,
         readers: readers.clone(),
         links: 4,
         web: true,
+        scanner: Some(scanner.device()),
     })
     .await?;
     let printer = tokio::spawn(print_events(counter.handle.subscribe()));
-    introduce(&counter);
-    let played = play(&counter, &readers).await;
+    introduce(&counter, scanner.device());
+    let played = play(&counter, &readers, &scanner).await;
     if played.is_ok() && !once {
         serve_until_interrupted(socket).await;
     }
@@ -65,22 +73,29 @@ async fn demo(dir: &Path, socket: &Path, once: bool) -> Result<(), String> {
     played
 }
 
-fn introduce(counter: &Counter) {
+fn introduce(counter: &Counter, scanner: &Path) {
     println!(
         "medcard demo: a whole counter in this process, nothing to set up.\n\
          \x20 daemon    JSON-RPC 2.0 on {}\n\
          \x20 insurer   the built-in simulator at {}\n\
          \x20 cache     {} (the settlement journal, synchronous=FULL)\n\
-         \x20 readers   \"{COUNTER_READER}\" (cards come and go), \"{PSAM_READER}\" (test PSAM {PSAM})",
+         \x20 readers   \"{COUNTER_READER}\" (cards come and go), \"{PSAM_READER}\" (test PSAM {PSAM})\n\
+         \x20 scanner   a virtual serial QR scanner (a pty) at {}",
         counter.socket.display(),
         counter.insurer_url,
         counter.cache_path.display(),
+        scanner.display(),
     );
     println!("\nEvents (the cashier's program gets them with events.subscribe) as they happen.");
 }
 
-/// The script: the settlement story on 小王's card, then a 3.0 card through the PSAM.
-async fn play(counter: &Counter, readers: &SharedVirtualReaders) -> Result<(), String> {
+/// The script: the settlement story on 小王's card, at the counter and the kiosk, then his
+/// visit with only his phone's QR code, then a 3.0 card through the PSAM.
+async fn play(
+    counter: &Counter,
+    readers: &SharedVirtualReaders,
+    scanner: &VirtualScanner,
+) -> Result<(), String> {
     println!("\n▶ the daemon syncs the insurer's card-status feed and catalogue into the cache");
     counter.wait_synced().await?;
     let mut client = counter.client()?;
@@ -92,6 +107,7 @@ async fn play(counter: &Counter, readers: &SharedVirtualReaders) -> Result<(), S
     println!("\n▶ 小王 takes the card back");
     readers.remove(COUNTER_READER);
     tokio::time::sleep(Duration::from_millis(300)).await;
+    qr_visit(counter, scanner, &mut client).await?;
     insert_and_read(counter, readers, &mut client, "gen3").await?;
     tokio::time::sleep(Duration::from_millis(100)).await;
     Ok(())
@@ -235,6 +251,89 @@ fn kiosk_visit(web: &WebEndpoint) -> Result<(), String> {
         |d| format!("{} — setl_id {}", plain(&d["state"]), plain(&d["setl_id"])),
     )?;
     Ok(())
+}
+
+/// 小王 without his card: the 医保电子凭证 QR code on his phone, read by the counter's serial
+/// scanner (here the virtual one, a pty), presented, registered and settled as a card is.
+async fn qr_visit(
+    counter: &Counter,
+    scanner: &VirtualScanner,
+    client: &mut Client,
+) -> Result<(), String> {
+    println!(
+        "\n▶ another day 小王 comes without the card: his phone shows the 医保电子凭证 QR code, \
+         and the counter's serial scanner reads it"
+    );
+    let code = counter.issue_ec_code(XIAOWANG_CERTNO)?;
+    let mut events = counter.handle.subscribe();
+    scanner
+        .scan(&code)
+        .map_err(|e| format!("the virtual scanner: {e}"))?;
+    let scanned = tokio::time::timeout(READ_WAIT, scanned_code(&mut events))
+        .await
+        .map_err(|_| "the daemon did not read the scanned code".to_owned())??;
+    let presented = step(
+        client,
+        "the cashier's program presents the scanned code (decoded once, then 1101 by its token)",
+        "credential.present",
+        json!({"qr_code": scanned}),
+        |p| {
+            format!(
+                "credential session {} — {} {}, verdict {}",
+                plain(&p["credential_session"]),
+                plain(&p["holder"]["psn_name"]),
+                mask::certno(p["holder"]["certno"].as_str().unwrap_or_default()),
+                plain(&p["verdict"]["code"])
+            )
+        },
+    )?;
+    let visit = step(
+        client,
+        "the cashier registers the visit by that credential (mdtrt_cert_type 01)",
+        "visit.register",
+        json!({"credential_session": presented["credential_session"], "dept_code": "A03",
+            "dept_name": "内科", "dr_name": "张医生"}),
+        |v| format!("visit registered, mdtrt_id {}", plain(&v["mdtrt_id"])),
+    )?;
+    let items =
+        json!([{"code": CLASS_A_ITEM, "name": "阿莫西林胶囊", "qty": "1", "price": "36.00"}]);
+    let preview = step(
+        client,
+        "the prescription is priced",
+        "settle.preview",
+        json!({"mdtrt_id": visit["mdtrt_id"], "items": items}),
+        split_summary,
+    )?;
+    step(
+        client,
+        "the cashier settles",
+        "settle.commit",
+        json!({"preview_id": preview["preview_id"], "request_id": QR_REQUEST_ID}),
+        |d| format!("{} — setl_id {}", plain(&d["state"]), plain(&d["setl_id"])),
+    )?;
+    let receipt = client
+        .call("settle.receipt", json!({"request_id": QR_REQUEST_ID}))
+        .map_err(|e| e.to_string())?;
+    let text = receipt["text"].as_str().unwrap_or_default();
+    if let Some(line) = text.lines().find(|line| line.contains("mdtrt_cert_type")) {
+        println!("  the receipt names the credential, never its token: {line}");
+    }
+    Ok(())
+}
+
+/// The code of the next `credential.scanned` event.
+async fn scanned_code(events: &mut broadcast::Receiver<CardEvent>) -> Result<String, String> {
+    loop {
+        match events.recv().await {
+            Ok(CardEvent::CredentialScanned {
+                code: Some(code), ..
+            }) => return Ok(code),
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => {
+                return Err("the daemon stopped".to_owned());
+            }
+        }
+    }
 }
 
 /// The cashier's program times out and sends the same commit again: nothing is charged twice.

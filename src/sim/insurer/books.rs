@@ -111,9 +111,12 @@ pub struct Visit {
     pub ipt_otp_no: String,
     pub med_type: String,
     pub status: String,
+    /// 就诊凭证类型 of the registration (01 e-voucher, 02 ID number, 03 card).
+    pub mdtrt_cert_type: String,
 }
 
-const VISIT_COLUMNS: &str = "mdtrt_id, psn_no, insutype, ipt_otp_no, med_type, status";
+const VISIT_COLUMNS: &str =
+    "mdtrt_id, psn_no, insutype, ipt_otp_no, med_type, status, mdtrt_cert_type";
 
 fn visit_row(r: &Row<'_>) -> rusqlite::Result<Visit> {
     Ok(Visit {
@@ -123,6 +126,7 @@ fn visit_row(r: &Row<'_>) -> rusqlite::Result<Visit> {
         ipt_otp_no: r.get(3)?,
         med_type: r.get(4)?,
         status: r.get(5)?,
+        mdtrt_cert_type: r.get(6)?,
     })
 }
 

@@ -281,6 +281,12 @@ fn prepare(db: &SimDb, ctx: &Ctx<'_>, req: &SettleIn) -> Result<Computed, TxErro
             req.insutype
         )));
     }
+    if !req.mdtrt_cert_type.is_empty() && req.mdtrt_cert_type != visit.mdtrt_cert_type {
+        return Err(TxError::Refused(format!(
+            "就诊凭证类型[{}]与挂号信息不符",
+            req.mdtrt_cert_type
+        )));
+    }
     let person = insured(conn, &req.psn_no, &req.insutype)?;
     let lines = books::lines(conn, &req.mdtrt_id, Some(&req.chrg_bchno))?;
     if lines.is_empty() {
