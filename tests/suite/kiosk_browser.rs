@@ -97,7 +97,7 @@ fn inserting_a_card_shows_the_masked_holder_and_the_verdict() {
     let kiosk = KioskRig::start("kiosk-identity");
     let page = kiosk.open_page(LANDSCAPE.0, LANDSCAPE.1);
     page.wait_screen("idle");
-    page.wait_text("section[data-for=idle] h1", "请插入社保卡");
+    page.wait_text("section[data-for=idle] h1", "请插卡或出示医保电子凭证");
     let url = page.browser.current_url().unwrap_or_else(|e| panic!("{e}"));
     assert!(
         !url.contains("token="),
