@@ -8,8 +8,8 @@
 //! for a scanner, the card in the reader comes first, and the idle timeout drops the
 //! credential. Each flow saves its last screen and fails on any console error.
 
-use crate::common::kiosk::{KioskPage, KioskRig};
-use crate::common::settle::{self, XIAOWANG};
+use crate::common::kiosk::{self, KioskPage, KioskRig};
+use crate::common::settle::XIAOWANG;
 use medcard::reader::scanner::Terminator;
 use medcard::serve::config::SerialScannerConfig;
 use medcard::sim::scanner::VirtualScanner;
@@ -66,13 +66,20 @@ fn wait_credential_screen(page: &KioskPage, code: &str) {
     }
 }
 
+/// A new code for 小王 read by a keyboard scanner, once its credential screen shows; the
+/// code.
+fn scan_and_wait(kiosk: &KioskRig, page: &KioskPage) -> String {
+    let code = issue(kiosk);
+    page.scan_keys(&code);
+    wait_credential_screen(page, &code);
+    code
+}
+
 #[test]
 fn a_code_from_a_keyboard_scanner_registers_a_visit_as_a_self_service_terminal() {
     let kiosk = KioskRig::start("kiosk-qr-register");
     let page = open_idle(&kiosk);
-    let code = issue(&kiosk);
-    page.scan_keys(&code);
-    wait_credential_screen(&page, &code);
+    let code = scan_and_wait(&kiosk, &page);
 
     page.click("#menu-register");
     page.wait_screen("register");
@@ -98,33 +105,10 @@ fn a_code_from_a_keyboard_scanner_registers_a_visit_as_a_self_service_terminal()
 fn an_offered_bill_is_paid_by_the_code_once_however_often_pay_is_pressed() {
     let kiosk = KioskRig::start("kiosk-qr-pay");
     let bill_id = "kiosk-qr-bill-0001";
-    let items =
-        json!([{"code": settle::CLASS_A, "name": "阿莫西林胶囊", "qty": "2", "price": "15.00"}]);
-    kiosk.offer_bill_to(XIAOWANG_CERTNO, bill_id, items);
+    kiosk.offer_bill_to(XIAOWANG_CERTNO, bill_id, kiosk::two_boxes());
     let page = open_idle(&kiosk);
-    let code = issue(&kiosk);
-    page.scan_keys(&code);
-    wait_credential_screen(&page, &code);
-
-    page.click("#menu-pay");
-    page.wait_screen("bills");
-    let bill = format!("#bills [data-bill-id={bill_id:?}]");
-    page.wait_text(&format!("{bill}[data-state=offered]"), "30.00");
-    page.click(&bill);
-    page.wait_screen("preview");
-    page.wait_text("#amount-medfee", "30.00");
-    page.script(
-        "const pay = document.getElementById('pay-confirm'); pay.click(); pay.click(); return null;",
-    );
-    page.wait_screen("receipt");
-    page.wait_text("#receipt", "门诊医保结算凭证");
-
-    page.click("section[data-for=receipt] [data-action=menu]");
-    page.wait_screen("credential");
-    page.click("#menu-pay");
-    page.wait_screen("bills");
-    page.click(&format!("{bill}[data-state=settled]"));
-    page.wait_screen("receipt");
+    scan_and_wait(&kiosk, &page);
+    page.pay_bill_pressing_twice(bill_id, "credential");
     assert_eq!(kiosk.rig.requests("2207"), 1, "the bill settled once");
     page.finish("kiosk_qr_pay");
 }
@@ -133,9 +117,7 @@ fn an_offered_bill_is_paid_by_the_code_once_however_often_pay_is_pressed() {
 fn a_used_code_gets_its_message_and_the_first_screen_again_and_registers_nothing() {
     let kiosk = KioskRig::start("kiosk-qr-used");
     let page = open_idle(&kiosk);
-    let code = issue(&kiosk);
-    page.scan_keys(&code);
-    wait_credential_screen(&page, &code);
+    let code = scan_and_wait(&kiosk, &page);
     page.click("#menu-done");
     page.wait_screen("idle");
 

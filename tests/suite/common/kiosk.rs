@@ -149,6 +149,11 @@ impl KioskRig {
     }
 }
 
+/// A bill of two boxes of a 甲类 drug, 30.00 in all.
+pub fn two_boxes() -> Value {
+    json!([{"code": settle::CLASS_A, "name": "阿莫西林胶囊", "qty": "2", "price": "15.00"}])
+}
+
 /// `bill.offer` of `items` as bill `bill_id` of visit `mdtrt_id`, to the holder of `certno`.
 fn offer(his: &mut Client, bill_id: &str, certno: &Value, mdtrt_id: &str, items: Value) {
     his.result(
@@ -235,6 +240,33 @@ impl KioskPage {
             .as_str()
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// From the holder's menu (`menu`: `card` or `credential`) pays the offered bill
+    /// `bill_id` of 30.00, 确认支付 pressed twice in the same instant (two commits of the same
+    /// bill); then, back at the menu, the bill is paid and opening it shows its receipt again.
+    pub fn pay_bill_pressing_twice(&self, bill_id: &str, menu: &str) {
+        self.click("#menu-pay");
+        self.wait_screen("bills");
+        let bill = format!("#bills [data-bill-id={bill_id:?}]");
+        self.wait_text(&format!("{bill}[data-state=offered]"), "30.00");
+        self.click(&bill);
+        self.wait_screen("preview");
+        self.wait_text("#amount-medfee", "30.00");
+        self.script(
+            "const pay = document.getElementById('pay-confirm'); pay.click(); pay.click(); \
+             return null;",
+        );
+        self.wait_screen("receipt");
+        self.wait_text("#receipt", "门诊医保结算凭证");
+
+        self.click("section[data-for=receipt] [data-action=menu]");
+        self.wait_screen(menu);
+        self.click("#menu-pay");
+        self.wait_screen("bills");
+        self.click(&format!("{bill}[data-state=settled]"));
+        self.wait_screen("receipt");
+        self.wait_text("#receipt", "门诊医保结算凭证");
     }
 
     /// A keyboard scanner reads `code`: its characters typed into the page at once (no field
