@@ -97,7 +97,7 @@ fn inserting_a_card_shows_the_masked_holder_and_the_verdict() {
     let kiosk = KioskRig::start("kiosk-identity");
     let page = kiosk.open_page(LANDSCAPE.0, LANDSCAPE.1);
     page.wait_screen("idle");
-    page.wait_text("section[data-for=idle] h1", "请插入社保卡");
+    page.wait_text("section[data-for=idle] h1", "请插卡或出示医保电子凭证");
     let url = page.browser.current_url().unwrap_or_else(|e| panic!("{e}"));
     assert!(
         !url.contains("token="),
@@ -293,32 +293,8 @@ fn choosing_a_department_registers_the_visit() {
 fn an_offered_bill_is_paid_once_however_often_pay_is_pressed() {
     let (kiosk, page, _) = xiaowang_at_the_kiosk("kiosk-pay");
     let bill_id = "kiosk-bill-0001";
-    let items =
-        json!([{"code": settle::CLASS_A, "name": "阿莫西林胶囊", "qty": "2", "price": "15.00"}]);
-    kiosk.offer_bill(bill_id, items);
-
-    page.click("#menu-pay");
-    page.wait_screen("bills");
-    let bill = format!("#bills [data-bill-id={bill_id:?}]");
-    page.wait_text(&format!("{bill}[data-state=offered]"), "30.00");
-    page.click(&bill);
-    page.wait_screen("preview");
-    page.wait_text("#amount-medfee", "30.00");
-    // Pressed twice in the same instant: two commits of the same bill.
-    page.script(
-        "const pay = document.getElementById('pay-confirm'); pay.click(); pay.click(); return null;",
-    );
-    page.wait_screen("receipt");
-    page.wait_text("#receipt", "门诊医保结算凭证");
-
-    // Back to the bills: it is paid, and opening it shows its receipt again.
-    page.click("section[data-for=receipt] [data-action=menu]");
-    page.wait_screen("card");
-    page.click("#menu-pay");
-    page.wait_screen("bills");
-    page.click(&format!("{bill}[data-state=settled]"));
-    page.wait_screen("receipt");
-    page.wait_text("#receipt", "门诊医保结算凭证");
+    kiosk.offer_bill(bill_id, crate::common::kiosk::two_boxes());
+    page.pay_bill_pressing_twice(bill_id, "card");
     assert_eq!(kiosk.rig.requests("2207"), 1, "the bill settled once");
     page.finish("kiosk_pay");
 }

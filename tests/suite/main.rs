@@ -24,6 +24,7 @@ mod insurer_link;
 mod insurer_refusals;
 mod insurer_settle;
 mod kiosk_browser;
+mod kiosk_qr_browser;
 mod read_fixtures;
 mod release_binary;
 mod robustness;

@@ -22,6 +22,10 @@ use std::time::Duration;
 pub const READER: &str = "medcard virtual reader 0";
 /// How long a test waits for the page to show something.
 pub const WAIT: Duration = Duration::from_secs(10);
+/// WebDriver's Enter key.
+const ENTER: &str = "\u{E007}";
+/// A person's pace on a keyboard: well beyond the page's gap between a scanner's keys.
+const TYPING_GAP: Duration = Duration::from_millis(300);
 
 /// A daemon serving the kiosk page on a virtual reader the test controls. Dropped in order:
 /// the daemon (stopped on its runtime), the runtime, then the simulator and the directory.
@@ -119,13 +123,44 @@ impl KioskRig {
         let mut his = self.web.his();
         let card = his.result("card.read", json!({}));
         let mdtrt_id = settle::register(&mut his);
-        his.result(
-            "bill.offer",
-            json!({"bill_id": bill_id, "certno": card["holder"]["certno"], "mdtrt_id": mdtrt_id,
-                   "dept_name": "内科", "items": items}),
+        offer(
+            &mut his,
+            bill_id,
+            &card["holder"]["certno"],
+            &mdtrt_id,
+            items,
         );
         mdtrt_id
     }
+
+    /// The HIS registers a visit for the person with ID number `certno` (no card: at the
+    /// counter, by the number) and puts `items` up as bill `bill_id` for them; the visit's
+    /// `mdtrt_id`.
+    pub fn offer_bill_to(&self, certno: &str, bill_id: &str, items: Value) -> String {
+        let mut his = self.web.his();
+        let visit = his.result(
+            "visit.register",
+            json!({"certno": certno, "dept_code": "A03", "dept_name": "内科",
+                   "dr_name": "张医生"}),
+        );
+        let mdtrt_id = visit["mdtrt_id"].as_str().expect("mdtrt_id").to_owned();
+        offer(&mut his, bill_id, &json!(certno), &mdtrt_id, items);
+        mdtrt_id
+    }
+}
+
+/// A bill of two boxes of a 甲类 drug, 30.00 in all.
+pub fn two_boxes() -> Value {
+    json!([{"code": settle::CLASS_A, "name": "阿莫西林胶囊", "qty": "2", "price": "15.00"}])
+}
+
+/// `bill.offer` of `items` as bill `bill_id` of visit `mdtrt_id`, to the holder of `certno`.
+fn offer(his: &mut Client, bill_id: &str, certno: &Value, mdtrt_id: &str, items: Value) {
+    his.result(
+        "bill.offer",
+        json!({"bill_id": bill_id, "certno": certno, "mdtrt_id": mdtrt_id,
+               "dept_name": "内科", "items": items}),
+    );
 }
 
 impl Drop for KioskRig {
@@ -205,6 +240,54 @@ impl KioskPage {
             .as_str()
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// From the holder's menu (`menu`: `card` or `credential`) pays the offered bill
+    /// `bill_id` of 30.00, 确认支付 pressed twice in the same instant (two commits of the same
+    /// bill); then, back at the menu, the bill is paid and opening it shows its receipt again.
+    pub fn pay_bill_pressing_twice(&self, bill_id: &str, menu: &str) {
+        self.click("#menu-pay");
+        self.wait_screen("bills");
+        let bill = format!("#bills [data-bill-id={bill_id:?}]");
+        self.wait_text(&format!("{bill}[data-state=offered]"), "30.00");
+        self.click(&bill);
+        self.wait_screen("preview");
+        self.wait_text("#amount-medfee", "30.00");
+        self.script(
+            "const pay = document.getElementById('pay-confirm'); pay.click(); pay.click(); \
+             return null;",
+        );
+        self.wait_screen("receipt");
+        self.wait_text("#receipt", "门诊医保结算凭证");
+
+        self.click("section[data-for=receipt] [data-action=menu]");
+        self.wait_screen(menu);
+        self.click("#menu-pay");
+        self.wait_screen("bills");
+        self.click(&format!("{bill}[data-state=settled]"));
+        self.wait_screen("receipt");
+        self.wait_text("#receipt", "门诊医保结算凭证");
+    }
+
+    /// A keyboard scanner reads `code`: its characters typed into the page at once (no field
+    /// focused), then Enter.
+    pub fn scan_keys(&self, code: &str) {
+        self.body()
+            .send_keys(&format!("{code}{ENTER}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// A person types `text` and Enter on a keyboard, one key every [`TYPING_GAP`].
+    pub fn type_slowly(&self, text: &str) {
+        let body = self.body();
+        for key in text.chars().map(String::from).chain([ENTER.to_owned()]) {
+            std::thread::sleep(TYPING_GAP);
+            body.send_keys(&key).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    fn body(&self) -> medcard::sim::browser::Element<'_> {
+        self.browser.find("body").unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Runs `script` in the page; its value.

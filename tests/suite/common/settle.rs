@@ -139,6 +139,18 @@ impl Rig {
             .expect("the simulator's visit")
     }
 
+    /// The visit the insurer registered under 门诊号 `ipt_otp_no` (what a receipt or the
+    /// kiosk's screen shows): its `mdtrt_id`, from the simulator's own database.
+    pub fn mdtrt_id_of(&self, ipt_otp_no: &str) -> String {
+        self.sim_conn()
+            .query_row(
+                "SELECT mdtrt_id FROM visits WHERE ipt_otp_no = ?1",
+                [ipt_otp_no],
+                |r| r.get(0),
+            )
+            .expect("the simulator's visit")
+    }
+
     /// The daemon's journal, read from its cache file: (visits registered, calls sent or
     /// about to be, by state).
     pub fn journal_rows(&self) -> (usize, Vec<(String, String)>) {

@@ -1,6 +1,8 @@
 // medcard self-service kiosk page: talks only to the daemon's WebSocket (/ws, JSON-RPC 2.0).
 // The kiosk token comes from the URL fragment (#token=<hex>) and is removed from the URL at
-// once. The PIN and personal data are never logged, never put in the URL.
+// once. The patient inserts the card or shows the 医保电子凭证 QR code (a keyboard scanner's
+// burst of keys, or the daemon's serial scanner). The PIN, the QR code and personal data are
+// never logged, never put in the URL.
 "use strict";
 
 (function () {
@@ -10,7 +12,17 @@
   var PIN_MIN = 4;
   var PIN_MAX = 16;
   var TOKEN_KEY = "medcard.kiosk.token";
-  var TOPICS = ["card.inserted", "card.ready", "card.removed", "card.error"];
+  var TOPICS = ["card.inserted", "card.ready", "card.removed", "card.error", "credential.scanned"];
+  // A keyboard scanner types a whole code in well under a second: keys at most this far
+  // apart, at least this many, then Enter. A person typing is slower and is not taken.
+  var SCAN_KEY_GAP_MS = 80;
+  var SCAN_MIN_CHARS = 8;
+  var SCAN_MAX_CHARS = 1024;
+  // A refused code's message stays this long, then the first screen again.
+  var REFUSED_SHOWN_MS = 6000;
+  var SCAN_NOTICE_MS = 5000;
+  var CARD_FIRST_TEXT = "请先取走社保卡，再出示医保电子凭证";
+  var QR_ONLY_TEXT = "本机请出示医保电子凭证，或插入社保卡";
 
   var VERDICT_TEXT = {
     ok: "可以使用医保",
@@ -44,6 +56,10 @@
   var config = { hospital_name: "", departments: [], idle_seconds: DEFAULT_IDLE_SECONDS };
   var reader = null;     // the reader the current card is in
   var session = null;    // the card session as card.read returns it
+  var credential = null; // or the credential session as credential.present returns it
+  var credentialCode = null; // the code being presented or shown: read again, it is ignored
+  var keyBurst = { chars: [], last: 0 };
+  var noticeTimer = null;
   var epoch = 0;         // bumped whenever the card goes or the page resets: stale replies are dropped
   var pinDigits = [];
   var preview = null;    // {bill, result}
@@ -96,7 +112,7 @@
       connected = false;
       failPending();
       $("connection").hidden = false;
-      resetCard();
+      resetPatient();
       show("idle");
       scheduleReconnect();
     };
@@ -173,22 +189,25 @@
 
   function notify(method, params) {
     if (method === "card.inserted") {
-      resetCard();
+      resetPatient();
       reader = params.reader;
       show("reading");
     } else if (method === "card.ready") {
       if (reader && params.reader !== reader && session) return;
       cardReady(params.reader, params.card);
     } else if (method === "card.removed") {
-      if (!reader || params.reader === reader) {
-        resetCard();
+      if (reader ? params.reader === reader : !credential) {
+        resetPatient();
         show("idle");
       }
     } else if (method === "card.error") {
       if (reader && params.reader !== reader) return;
-      resetCard();
+      resetPatient();
       reader = params.reader;
       showErrorText("无法读取此卡，请重新插卡；如仍不行，请到人工窗口");
+    } else if (method === "credential.scanned") {
+      if (params.kind === "qr" && typeof params.code === "string") scanned(params.code);
+      else showScanNotice(QR_ONLY_TEXT);
     } else if (method === "events.dropped") {
       call("events.subscribe", { topics: TOPICS }).catch(function () {});
       readCurrentCard();
@@ -197,6 +216,7 @@
 
   function cardReady(readerName, card) {
     if (!card) return;
+    if (credential) resetPatient(); // the card comes first
     var sameSession = session && session.session_id === card.session_id && reader === readerName;
     reader = readerName;
     session = card;
@@ -206,13 +226,16 @@
     document.body.dataset.readyAt = String(Date.now());
   }
 
-  // Forget everything about the card: PIN, preview, session; late replies are dropped.
-  function resetCard() {
+  // Forget everything about the patient: PIN, preview, card or credential session; late
+  // replies are dropped.
+  function resetPatient() {
     epoch++;
     clearPin();
     preview = null;
     session = null;
     reader = null;
+    credential = null;
+    credentialCode = null;
     setBusy(false);
   }
 
@@ -222,7 +245,9 @@
     $("screen").dataset.screen = name;
     document.body.dataset.screen = name;
     var sections = document.querySelectorAll("#screen > section");
-    for (var i = 0; i < sections.length; i++) sections[i].hidden = sections[i].dataset.for !== name;
+    for (var i = 0; i < sections.length; i++) {
+      sections[i].hidden = sections[i].dataset.for.split(" ").indexOf(name) < 0;
+    }
     if (name !== "pin") clearPin();
     armIdleTimer();
   }
@@ -232,7 +257,9 @@
     clearPin();
     preview = null;
     setBusy(false);
-    if (session) { drawCard(); show("card"); } else show("idle");
+    if (session) { drawCard(); show("card"); }
+    else if (credential) { drawCredential(); show("credential"); }
+    else show("idle");
   }
 
   function setBusy(on) {
@@ -312,7 +339,26 @@
   }
 
   function drawCard() {
-    var card = session;
+    drawHolder(session);
+    showCardOnly(true);
+  }
+
+  function drawCredential() {
+    drawHolder(credential);
+    showCardOnly(false);
+  }
+
+  // What only a card holder is offered (the PIN, the balance, taking the card back), or
+  // what a credential's holder sees instead (the credential's name, 完成).
+  function showCardOnly(card) {
+    $("menu-balance").hidden = !card;
+    $("menu-eject").hidden = !card;
+    $("menu-done").hidden = card;
+    $("holder-credential").hidden = card;
+  }
+
+  // The holder, the verdict and what is offered, of a card session or a credential session.
+  function drawHolder(card) {
     var holder = card.holder || {};
     var verdict = verdictOf(card);
     $("holder-name").textContent = maskName(holder.psn_name) || "持卡人";
@@ -596,13 +642,17 @@
     show("register");
   }
 
+  // Whom a call is about: the credential session shown, or the card in the reader.
+  function holderParams(more) {
+    var params = credential ? { credential_session: credential.credential_session } : { reader: reader };
+    return Object.assign(params, more);
+  }
+
   function register(dept) {
-    var cardSession = session.session_id;
+    var params = holderParams({ dept_code: dept.dept_code, dept_name: dept.dept_name, dr_name: dept.dr_name });
+    if (!credential) params.card_session = session.session_id;
     guarded(function () {
-      return call("visit.register", {
-        reader: reader, card_session: cardSession,
-        dept_code: dept.dept_code, dept_name: dept.dept_name, dr_name: dept.dr_name
-      });
+      return call("visit.register", params);
     }, function (visit) {
       var facts = $("registration");
       facts.textContent = "";
@@ -626,7 +676,8 @@
   // ---- paying ----
   function showBills() {
     preview = null;
-    guarded(function () { return call("bill.list", { reader: reader }); }, function (result) {
+    var params = holderParams({});
+    guarded(function () { return call("bill.list", params); }, function (result) {
       var box = $("bills");
       box.textContent = "";
       var bills = (result && result.bills) || [];
@@ -678,7 +729,8 @@
   }
 
   function previewBill(bill) {
-    guarded(function () { return call("bill.preview", { bill_id: bill.bill_id, reader: reader }); }, function (result) {
+    var params = holderParams({ bill_id: bill.bill_id });
+    guarded(function () { return call("bill.preview", params); }, function (result) {
       preview = { bill: bill, result: result };
       drawPreview(bill, result);
       show("preview");
@@ -740,7 +792,69 @@
     idleTimer = null;
     var waiting = !$("busy").hidden; // a call in progress (a commit) is never cut short
     if (waiting || current === "idle" || current === "reading" || current === "card") { armIdleTimer(); return; }
+    if (credential) {
+      // The phone left with its patient: the credential session is dropped.
+      resetPatient();
+      show("idle");
+      return;
+    }
     backToMenu();
+  }
+
+  // ---- the 医保电子凭证 QR code ----
+  // A code read by either scanner. The card in the reader comes first; a payment in
+  // progress is not cut short; the code shown (or being presented) read again is ignored
+  // (a scanner reading the same phone twice); any other code replaces what is shown.
+  function scanned(code) {
+    if (reader) { showScanNotice(CARD_FIRST_TEXT); return; }
+    if (!$("busy").hidden || code === credentialCode) return;
+    resetPatient();
+    presentCode(code);
+  }
+
+  function presentCode(code) {
+    var e = epoch;
+    credentialCode = code;
+    show("presenting");
+    call("credential.present", { qr_code: code }).then(function (answer) {
+      if (e !== epoch || !answer) return;
+      credential = answer;
+      drawCredential();
+      show("credential");
+    }, function (err) {
+      if (e !== epoch) return;
+      credentialCode = null;
+      showError(err);
+      // A refused code (1022) says to refresh it on the phone; then the first screen again.
+      setTimeout(function () { if (e === epoch && current === "error") backToMenu(); }, REFUSED_SHOWN_MS);
+    });
+  }
+
+  // A keyboard scanner: printable keys in a quick burst, then Enter, with no field focused.
+  function onKey(event) {
+    var target = event.target;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) return;
+    if (event.ctrlKey || event.altKey || event.metaKey) { keyBurst.chars = []; return; }
+    var inBurst = keyBurst.chars.length > 0 && event.timeStamp - keyBurst.last <= SCAN_KEY_GAP_MS;
+    if (event.key === "Enter") {
+      var code = inBurst ? keyBurst.chars.join("") : "";
+      keyBurst.chars = [];
+      if (code.length >= SCAN_MIN_CHARS) { event.preventDefault(); scanned(code); }
+      return;
+    }
+    if (event.key.length !== 1) return; // Shift and the like
+    if (!inBurst) keyBurst.chars = [];
+    if (keyBurst.chars.length < SCAN_MAX_CHARS) keyBurst.chars.push(event.key);
+    keyBurst.last = event.timeStamp;
+    event.preventDefault(); // a space must not press the button last touched
+  }
+
+  function showScanNotice(text) {
+    var notice = $("scan-notice");
+    notice.textContent = text;
+    notice.hidden = false;
+    if (noticeTimer) clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(function () { notice.hidden = true; noticeTimer = null; }, SCAN_NOTICE_MS);
   }
 
   // ---- wiring ----
@@ -750,14 +864,16 @@
     ["pointerdown", "keydown", "touchstart", "click"].forEach(function (type) {
       document.addEventListener(type, armIdleTimer, { passive: true, capture: true });
     });
+    document.addEventListener("keydown", onKey);
     onClick("large-text", function () {
       var on = document.body.classList.toggle("large");
       $("large-text").setAttribute("aria-pressed", on ? "true" : "false");
     });
     onClick("menu-balance", function () { if (session) showPin(""); });
-    onClick("menu-register", function () { if (session) showDepartments(); });
-    onClick("menu-pay", function () { if (session) showBills(); });
+    onClick("menu-register", function () { if (session || credential) showDepartments(); });
+    onClick("menu-pay", function () { if (session || credential) showBills(); });
     onClick("menu-eject", function () { show("eject"); });
+    onClick("menu-done", function () { resetPatient(); show("idle"); });
     onClick("pin-ok", submitPin);
     onClick("pin-pad", submitPinPad);
     onClick("pin-cancel", backToMenu);
@@ -770,7 +886,7 @@
     });
     $("departments").addEventListener("click", function (event) {
       var button = event.target.closest("button[data-index]");
-      if (button && session) register(config.departments[Number(button.dataset.index)]);
+      if (button && (session || credential)) register(config.departments[Number(button.dataset.index)]);
     });
     var actions = document.querySelectorAll("[data-action]");
     for (var i = 0; i < actions.length; i++) {
