@@ -2,8 +2,9 @@
 //! per-attempt timeout, retries with exponential backoff and jitter only for calls that
 //! change nothing ([`Retry::Idempotent`]) and only after an uncertain outcome or a transient
 //! refusal (系统繁忙), a circuit breaker tripped only by failures of the link itself so that
-//! a dead insurer costs a swipe nothing, and a lazy 9001 sign-in renewed when old or when
-//! the insurer says it has lapsed. Refusals are read by [`RefusalRules`]: one about the
+//! a dead insurer costs a swipe nothing, and a lazy 9001 sign-in renewed when old, on a new
+//! business day or when the insurer says it has lapsed (one [`SharedSignIn`] per link), and
+//! the 9002 sign-out. Refusals are read by [`RefusalRules`]: one about the
 //! message (a lapsed sign-in, a duplicate msgid) is sent once more, a transient one is
 //! [`LinkError::Busy`], HTTP 413 is [`LinkError::TooLarge`].
 
@@ -13,6 +14,7 @@ use super::envelope::{
 };
 use super::msgid::{MsgIdSource, SequenceMsgIds};
 use super::refusals::{Refusal, RefusalRules};
+use super::sign_in::SharedSignIn;
 use super::signer::{NoSigner, Signer};
 use super::types::Uncertainty;
 use super::wire::WireError;
@@ -49,8 +51,20 @@ pub struct InsurerClient {
     msgids: Box<dyn MsgIdSource>,
     breaker: SharedBreaker,
     refusals: Arc<RefusalRules>,
-    sign_in: Option<(String, Instant)>,
+    sign_in: SharedSignIn,
+    /// The platform's clock as the last answer gave it (`refmsg_time`).
+    clock: Option<ClockReading>,
     rng: u64,
+}
+
+/// The platform's receipt time of one message (`refmsg_time`, Beijing time,
+/// `yyyyMMddHHmmssSSS`) and the workstation's clock around it: how far apart the two
+/// clocks are (the platform refuses messages whose `inf_time` is too far off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockReading {
+    pub refmsg_time: String,
+    pub sent: SystemTime,
+    pub answered: SystemTime,
 }
 
 impl InsurerClient {
@@ -74,7 +88,8 @@ impl InsurerClient {
             signer: Box::new(NoSigner),
             agent,
             cfg,
-            sign_in: None,
+            sign_in: SharedSignIn::new(),
+            clock: None,
             rng: seed | 1,
         }
     }
@@ -94,6 +109,12 @@ impl InsurerClient {
     /// Share `breaker` with the other clients of the same link (instead of one of its own).
     pub fn with_breaker(mut self, breaker: SharedBreaker) -> InsurerClient {
         self.breaker = breaker;
+        self
+    }
+
+    /// Share `sign_in` with the other clients of the same link (instead of one of its own).
+    pub fn with_sign_in(mut self, sign_in: SharedSignIn) -> InsurerClient {
+        self.sign_in = sign_in;
         self
     }
 
@@ -123,8 +144,13 @@ impl InsurerClient {
     }
 
     /// The current sign_no, if signed in.
-    pub fn sign_no(&self) -> Option<&str> {
-        self.sign_in.as_ref().map(|(no, _)| no.as_str())
+    pub fn sign_no(&self) -> Option<String> {
+        self.sign_in.sign_no()
+    }
+
+    /// The platform's clock as its last answer gave it.
+    pub fn clock_reading(&self) -> Option<&ClockReading> {
+        self.clock.as_ref()
     }
 
     /// A fresh msgid, for callers that journal a call before sending it with [`Self::send`].
@@ -132,8 +158,17 @@ impl InsurerClient {
         self.msgids.next_msgid()
     }
 
-    /// 9001: sign in now (also done lazily before the first call).
+    /// 9001: sign in now (also done lazily before the first call); the link's other
+    /// clients use the new sign_no too.
     pub fn sign_in(&mut self) -> Result<String, LinkError> {
+        let result = self.sign_in_once();
+        if let Err(e) = &result {
+            self.sign_in.failed(&e.to_string());
+        }
+        result
+    }
+
+    fn sign_in_once(&mut self) -> Result<String, LinkError> {
         let input = json!({"signIn": {
             "opter_no": self.cfg.opter, "mac": self.cfg.mac, "ip": self.cfg.ip,
         }});
@@ -158,8 +193,27 @@ impl InsurerClient {
             })?
             .to_string();
         tracing::info!(sign_no = %sign_no, "signed in to the insurer");
-        self.sign_in = Some((sign_no.clone(), Instant::now()));
+        self.sign_in.signed_in(&sign_no);
         Ok(sign_no)
+    }
+
+    /// 9002: sign out of the current sign-in, if there is one (a clean shutdown). One
+    /// attempt: a sign-in left behind lapses at the platform by itself.
+    pub fn sign_out(&mut self) -> Result<Option<String>, LinkError> {
+        let Some(sign_no) = self.sign_in.sign_no() else {
+            return Ok(None);
+        };
+        let input = json!({"signOut": {"sign_no": sign_no, "opter_no": self.cfg.opter}});
+        self.sent_with_fresh_msgids(Outgoing {
+            infno: wire::SIGN_OUT,
+            insuplc_admdvs: None,
+            input: &input,
+            retry: Retry::Never,
+            terminal: Terminal::Counter,
+        })?;
+        tracing::info!(sign_no = %sign_no, "signed out of the insurer");
+        self.sign_in.signed_out(&sign_no);
+        Ok(Some(sign_no))
     }
 
     /// A transaction: signs in first when needed; sent once more (a new msgid) if the
@@ -197,13 +251,14 @@ impl InsurerClient {
             terminal,
         };
         self.ensure_signed_in()?;
+        let sent_with = self.sign_in.sign_no();
         let result = self.sent_with_fresh_msgids(outgoing);
         match &result {
             Err(LinkError::Business { err_msg, .. })
                 if self.refusal(err_msg) == Refusal::SignInLapsed =>
             {
                 tracing::info!(infno, "insurer says the sign-in lapsed; signing in again");
-                self.sign_in = None;
+                self.sign_in.lapsed(sent_with.as_deref());
                 self.ensure_signed_in()?;
                 self.sent_with_fresh_msgids(outgoing)
             }
@@ -226,16 +281,24 @@ impl InsurerClient {
         }
     }
 
-    /// Signs in unless a sign-in is still fresh (before [`Self::send`], which does not).
+    /// Signs in unless the link's sign-in is fresh (today's, younger than `sign_ttl`):
+    /// before [`Self::send`], which does not. One client of the link signs in at a time.
     pub fn ensure_signed_in(&mut self) -> Result<(), LinkError> {
-        let fresh = self
-            .sign_in
-            .as_ref()
-            .is_some_and(|(_, at)| at.elapsed() < self.cfg.sign_ttl);
-        if !fresh {
+        let ttl = self.cfg.sign_ttl;
+        if self.sign_in.is_fresh(ttl) {
+            return Ok(());
+        }
+        let shared = self.sign_in.clone();
+        let _turn = shared.turn();
+        if !shared.is_fresh(ttl) {
             self.sign_in()?;
         }
         Ok(())
+    }
+
+    /// Whether the link's sign-in is fresh now (no 9001 needed before the next call).
+    pub fn signed_in(&self) -> bool {
+        self.sign_in.is_fresh(self.cfg.sign_ttl)
     }
 
     fn with_retries(&mut self, outgoing: Outgoing<'_>) -> Result<Reply, LinkError> {
@@ -294,12 +357,13 @@ impl InsurerClient {
         input: Value,
     ) -> Result<Reply, LinkError> {
         self.breaker.lock().check()?;
+        let sign_no = self.sign_in.sign_no();
         let mut envelope = build_request(
             &self.cfg,
             RequestParts {
                 infno,
                 msgid,
-                sign_no: self.sign_no(),
+                sign_no: sign_no.as_deref(),
                 insuplc_admdvs,
                 terminal,
                 input,
@@ -307,10 +371,22 @@ impl InsurerClient {
         );
         self.signer.sign(&mut envelope);
         let started = Instant::now();
+        let sent = SystemTime::now();
         let result = self
             .post(infno, &envelope)
             .and_then(|body| parse_response(msgid, &body))
             .map_err(|e| self.transient_as_busy(e));
+        if let Ok(Reply {
+            refmsg_time: Some(refmsg_time),
+            ..
+        }) = &result
+        {
+            self.clock = Some(ClockReading {
+                refmsg_time: refmsg_time.clone(),
+                sent,
+                answered: SystemTime::now(),
+            });
+        }
         self.record(infno, msgid, &result, started);
         result
     }
@@ -322,12 +398,13 @@ impl InsurerClient {
         self.ensure_signed_in()?;
         self.breaker.lock().check()?;
         let msgid = self.msgids.next_msgid();
+        let sign_no = self.sign_in.sign_no();
         let mut envelope = build_request(
             &self.cfg,
             RequestParts {
                 infno,
                 msgid: &msgid,
-                sign_no: self.sign_no(),
+                sign_no: sign_no.as_deref(),
                 insuplc_admdvs: None,
                 terminal: Terminal::Counter,
                 input,

@@ -202,6 +202,8 @@ pub struct Reply {
     /// The msgid this request went out with.
     pub msgid: String,
     pub inf_refmsgid: Option<String>,
+    /// When the platform received the message (`yyyyMMddHHmmssSSS`, Beijing time).
+    pub refmsg_time: Option<String>,
     pub output: Value,
 }
 
@@ -235,6 +237,10 @@ pub fn parse_response(msgid: &str, body: &str) -> Result<Reply, LinkError> {
         msgid: msgid.to_string(),
         inf_refmsgid: value
             .get("inf_refmsgid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        refmsg_time: value
+            .get("refmsg_time")
             .and_then(Value::as_str)
             .map(str::to_string),
         // Taken, not cloned: a feed page's output is thousands of entries.

@@ -10,7 +10,8 @@
 //! - [`InsurerLink`]: what the cache's sync and the verdicts ask of the insurer; the HTTP
 //!   client implements it, tests may fake it.
 //! - [`client`]: [`InsurerClient`], the HTTP client (envelope, msgids, sign-in, retries,
-//!   circuit breaker); [`envelope`], [`wire`], [`msgid`], [`breaker`], [`signer`] are its
+//!   circuit breaker); [`sign_in`]: the link's one sign-in (9001 / 9002), shared by its
+//!   clients; [`envelope`], [`wire`], [`msgid`], [`breaker`], [`signer`] are its
 //!   parts; [`files`]: 9101 upload and 9102 download, and the 3202 detail and result files;
 //!   [`refusals`] reads what a refusal is about (rules as data,
 //!   `insurer-refusals/`); times and dates come from [`crate::clock`] (Beijing time).
@@ -25,6 +26,7 @@ pub mod files;
 pub mod msgid;
 pub mod refusals;
 pub mod settlement;
+pub mod sign_in;
 pub mod signer;
 pub mod types;
 pub mod wire;
@@ -35,10 +37,11 @@ pub use types::{
 };
 
 pub use breaker::{CircuitBreaker, CircuitState, SharedBreaker};
-pub use client::{InsurerClient, Retry};
+pub use client::{ClockReading, InsurerClient, Retry};
 pub use envelope::{InsurerConfig, Reply, Terminal};
 pub use msgid::{MsgIdSource, Partition, PartitionError, SequenceMsgIds};
 pub use refusals::{Refusal, RefusalRules, RefusalRulesError};
+pub use sign_in::{SharedSignIn, SignInReport};
 pub use signer::{NoSigner, Signer};
 
 /// What the rest of medcard asks of the insurer. Blocking calls with the link's own

@@ -11,6 +11,8 @@ use serde_json::{Map, Value, json};
 
 /// 9001 签到.
 pub const SIGN_IN: &str = "9001";
+/// 9002 签退: the sign-in ends (a clean shutdown).
+pub const SIGN_OUT: &str = "9002";
 /// 1101 人员信息获取.
 pub const PERSON_INFO: &str = "1101";
 /// 医保电子凭证 decode: code → ecToken and holder (the simulator's stand-in for the SDK).

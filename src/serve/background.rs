@@ -3,7 +3,9 @@
 //! the cards in the readers judged again) and the resolver that reverses unanswered
 //! money-moving calls at start-up and every `settle.resolve_interval_s`, and the shipper of
 //! the journal to the hospital database (every `hospital.ship_interval_ms`, `crate::hospital`),
-//! and a reader of each serial scanner `[scanners]` lists (`super::scanners`).
+//! and a reader of each serial scanner `[scanners]` lists (`super::scanners`), and the
+//! sign-in keeper: 9001 at start, again on a new business day or after a lapse, 9002 when
+//! the daemon stops cleanly.
 //! [`super::daemon::Daemon`] starts them through [`Background::start`].
 //!
 //! The sync never blocks a swipe: it has its own link, and the cache's writer lock is held
@@ -15,7 +17,7 @@ use super::services::Services;
 use super::worker::Worker;
 use crate::cache::{Cache, Feed, sync_feed};
 use crate::hospital::Shipper;
-use crate::insurer::InsurerLink;
+use crate::insurer::{InsurerClient, InsurerLink};
 use crate::settle::service::Settler;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,12 +25,18 @@ use std::time::Duration;
 /// Feed pages per sync turn and feed; the rest waits for the next turn.
 const MAX_PAGES_PER_TURN: u32 = 100;
 
+/// How often the sign-in keeper looks whether the link's sign-in is still fresh (a new
+/// business day, a lapse the platform reported, a 9001 that failed).
+const SIGN_IN_CHECK: Duration = Duration::from_secs(30);
+
 /// The running background threads; each is stopped and joined when this is dropped.
 pub struct Background {
     _sync: Option<Worker>,
     _resolver: Option<Worker>,
     _shipper: Option<Worker>,
     _scanners: Vec<Worker>,
+    /// Last: its 9002 goes out after the others have stopped calling.
+    _sign_in: Option<Worker>,
 }
 
 impl Background {
@@ -62,8 +70,38 @@ impl Background {
             _resolver: resolver,
             _shipper: shipper.map(spawn_shipper),
             _scanners: config.scanners.start(handle),
+            _sign_in: services.keeper_link(config).map(spawn_sign_in_keeper),
         }
     }
+}
+
+/// Keeps the link signed in: 9001 at once, then whenever the sign-in is no longer fresh;
+/// 9002 when stopped. A link that is down is tried again every [`SIGN_IN_CHECK`] (calls
+/// sign in by themselves too); a failure and the recovery are logged once each.
+fn spawn_sign_in_keeper(mut link: InsurerClient) -> Worker {
+    Worker::spawn("medcard-sign-in", move |stop| {
+        let mut failing = false;
+        while !stop.is_stopped() {
+            if !link.signed_in() && !link.circuit_open() {
+                match link.ensure_signed_in() {
+                    Ok(()) if failing => {
+                        tracing::info!("signed in to the insurer again");
+                        failing = false;
+                    }
+                    Ok(()) => {}
+                    Err(e) if !failing => {
+                        tracing::warn!(error = %e, "cannot sign in to the insurer (9001); trying again every {}s", SIGN_IN_CHECK.as_secs());
+                        failing = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+            stop.sleep(SIGN_IN_CHECK);
+        }
+        if let Err(e) = link.sign_out() {
+            tracing::warn!(error = %e, "cannot sign out of the insurer (9002); the sign-in lapses there by itself");
+        }
+    })
 }
 
 /// Ships the journal to the hospital database, turn after turn, until stopped.

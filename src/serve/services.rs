@@ -13,6 +13,7 @@ use crate::clock::{from_unix_seconds, rfc3339, unix_seconds};
 use crate::hospital::{ShipMonitor, Shipper, Workstation};
 use crate::insurer::{
     InsurerClient, MsgIdSource, Partition, RefusalRules, SequenceMsgIds, SharedBreaker,
+    SharedSignIn,
 };
 use crate::settle::outbox::Outbox;
 use crate::settle::service::{SettleOptions, Settler, load_policies};
@@ -37,6 +38,11 @@ pub struct Services {
     /// The link's one circuit breaker, shared by the swipe's client and settlement's pool:
     /// what `system.info` reports is what every caller is told.
     pub breaker: Option<SharedBreaker>,
+    /// The link's one sign-in (9001 / 9002), shared by the same clients and the keeper
+    /// that signs in at start and daily (`super::background`).
+    pub sign_in: Option<SharedSignIn>,
+    /// How long a sign-in is used at most (8 hours), for reporting it.
+    pub sign_ttl: Duration,
     pub insurer_url: String,
     pub sync_interval: Duration,
     /// Settlement (needs the link and the cache); `None` without them.
@@ -80,24 +86,27 @@ impl Services {
             }
             None => (None, None),
         };
-        let breaker = config
+        let shared = config.insurer.enabled().then(|| SharedLink {
+            breaker: SharedBreaker::new(LINK_BREAKER_THRESHOLD, LINK_BREAKER_COOLDOWN),
+            sign_in: SharedSignIn::new(),
+        });
+        let link_config = config
             .insurer
-            .enabled()
-            .then(|| SharedBreaker::new(LINK_BREAKER_THRESHOLD, LINK_BREAKER_COOLDOWN));
-        let link = breaker.as_ref().map(|breaker| {
-            let link_config = config
-                .insurer
-                .link_config(Duration::from_millis(config.insurer.timeout_ms));
-            let client = link_client(config, link_config, cache.as_deref(), breaker);
+            .link_config(Duration::from_millis(config.insurer.timeout_ms));
+        let sign_ttl = link_config.sign_ttl;
+        let link = shared.as_ref().map(|shared| {
+            let client = link_client(config, link_config, cache.as_deref(), shared);
             Arc::new(Mutex::new(client))
         });
         Services {
-            settler: breaker
+            settler: shared
                 .as_ref()
-                .and_then(|breaker| open_settler(config, cache.as_ref(), breaker)),
+                .and_then(|shared| open_settler(config, cache.as_ref(), shared)),
             cache,
             link,
-            breaker,
+            breaker: shared.as_ref().map(|s| s.breaker.clone()),
+            sign_in: shared.map(|s| s.sign_in),
+            sign_ttl,
             insurer_url: config.insurer.url.trim().to_owned(),
             sync_interval: Duration::from_secs(config.insurer.sync_interval_s.max(1)),
             insutype_preference: config.cache.insutype_preference.clone(),
@@ -183,9 +192,30 @@ impl Services {
             .link_config(Duration::from_millis(config.insurer.timeout_ms.max(5_000)));
         // The sync is paced by its interval: it has no use for a breaker.
         link_config.breaker_threshold = u32::MAX;
-        let link = client_with_msgids(link_config, Some(&cache), config.partition())
+        let mut link = client_with_msgids(link_config, Some(&cache), config.partition())
             .with_refusals(refusal_rules(config));
+        if let Some(sign_in) = &self.sign_in {
+            link = link.with_sign_in(sign_in.clone());
+        }
         Some((cache, link))
+    }
+
+    /// The sign-in keeper's own client of the link (`super::background`): the link's
+    /// breaker and sign-in, a short timeout for the 9002 at shutdown.
+    pub fn keeper_link(&self, config: &Config) -> Option<InsurerClient> {
+        let shared = SharedLink {
+            breaker: self.breaker.clone()?,
+            sign_in: self.sign_in.clone()?,
+        };
+        let link_config = config
+            .insurer
+            .link_config(Duration::from_millis(config.insurer.timeout_ms));
+        Some(link_client(
+            config,
+            link_config,
+            self.cache.as_deref(),
+            &shared,
+        ))
     }
 
     /// `sync.status`: the feeds' watermarks, last success and last error.
@@ -298,6 +328,7 @@ impl Services {
         let state = breaker.state();
         let mut info = json!({
             "status": "configured", "url": self.insurer_url, "circuit": state.as_str(),
+            "sign_in": self.sign_in.as_ref().map(|s| s.report(self.sign_ttl)),
         });
         if let crate::insurer::CircuitState::Open { retry_in_ms } = state {
             info["retry_in_ms"] = json!(retry_in_ms);
@@ -333,16 +364,24 @@ pub fn refusal_rules(config: &Config) -> Arc<RefusalRules> {
     })
 }
 
-/// A client of the daemon's link: the cache's msgids, the refusal rules, the shared breaker.
+/// What the clients of the daemon's one link share: its circuit breaker and its sign-in.
+struct SharedLink {
+    breaker: SharedBreaker,
+    sign_in: SharedSignIn,
+}
+
+/// A client of the daemon's link: the cache's msgids, the refusal rules, the shared breaker
+/// and sign-in.
 fn link_client(
     config: &Config,
     link_config: crate::insurer::InsurerConfig,
     cache: Option<&Cache>,
-    breaker: &SharedBreaker,
+    shared: &SharedLink,
 ) -> InsurerClient {
     client_with_msgids(link_config, cache, config.partition())
         .with_refusals(refusal_rules(config))
-        .with_breaker(breaker.clone())
+        .with_breaker(shared.breaker.clone())
+        .with_sign_in(shared.sign_in.clone())
 }
 
 /// A client whose msgids come from the cache's persistent sequence when there is a cache, so
@@ -368,11 +407,11 @@ pub fn client_with_msgids(
 }
 
 /// The settlement service for `config`, when both the insurer link and the cache are there;
-/// its links share the daemon's `breaker`.
+/// its links share the daemon's breaker and sign-in.
 fn open_settler(
     config: &Config,
     cache: Option<&Arc<Cache>>,
-    breaker: &SharedBreaker,
+    shared: &SharedLink,
 ) -> Option<Arc<Settler>> {
     let cache = cache?.clone();
     if !config.insurer.enabled() {
@@ -392,7 +431,7 @@ fn open_settler(
                 .insurer
                 .link_config(Duration::from_millis(settle.timeout_ms));
             link.retries = 2;
-            link_client(config, link, Some(&cache), breaker)
+            link_client(config, link, Some(&cache), shared)
         })
         .collect();
     let options = SettleOptions {

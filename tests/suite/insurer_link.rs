@@ -344,7 +344,7 @@ fn a_lapsed_sign_in_is_renewed_once() {
     let first = client.sign_in().unwrap();
     sim.admin(json!({"action": "expire_signins"}));
     client.person_by_card(XIAOWANG_CARD, XIAOWANG_SN).unwrap();
-    assert_ne!(client.sign_no(), Some(first.as_str()));
+    assert_ne!(client.sign_no(), Some(first));
     assert_eq!(sim.requests("9001"), 2);
     assert_eq!(sim.requests("1101"), 2, "refused once, then answered");
 }

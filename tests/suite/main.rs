@@ -32,6 +32,7 @@ mod serve_credentials;
 mod serve_ec_voucher;
 mod serve_monitor;
 mod serve_scanner;
+mod serve_sign_in;
 mod serve_socket;
 mod serve_statement;
 mod serve_verdicts;

@@ -105,6 +105,14 @@ pub fn run(state: &SimState, req: &Value) -> Result<Value, AdminError> {
             Ok(json!({"ok": true, "latest_version": latest}))
         }
         "clock" => set_clock(state, req),
+        "clock_skew" => {
+            let seconds = req
+                .get("seconds")
+                .and_then(Value::as_i64)
+                .ok_or(AdminError::BadNumber("seconds"))?;
+            state.set_clock_skew(seconds);
+            Ok(json!({"ok": true, "seconds": seconds}))
+        }
         "credit_month" => credit_month(state, req),
         "year_end" => year_end(state, req),
         "bind" => {

@@ -524,6 +524,15 @@ impl SimDb {
         Ok(valid == Some(1))
     }
 
+    /// 9002: the sign-in ends.
+    pub fn sign_out(&self, sign_no: &str) -> Result<(), TxError> {
+        self.conn.execute(
+            "UPDATE sign_ins SET valid = 0 WHERE sign_no = ?1",
+            [sign_no],
+        )?;
+        Ok(())
+    }
+
     /// Every sign-in lapses (admin `expire_signins`).
     pub fn expire_sign_ins(&self) -> Result<usize, TxError> {
         Ok(self.conn.execute("UPDATE sign_ins SET valid = 0", [])?)

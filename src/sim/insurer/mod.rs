@@ -146,6 +146,9 @@ pub struct SimState {
     max_body_bytes: usize,
     ec_code_ttl: Duration,
     ec_token_ttl: Duration,
+    /// Seconds the platform's clock is ahead of the wall clock (admin `clock_skew`): what
+    /// `refmsg_time` and `respond_time` say.
+    clock_skew_s: std::sync::atomic::AtomicI64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -183,6 +186,7 @@ impl SimState {
             max_body_bytes: options.max_body_bytes,
             ec_code_ttl: options.ec_code_ttl,
             ec_token_ttl: options.ec_token_ttl,
+            clock_skew_s: std::sync::atomic::AtomicI64::new(0),
         }))
     }
 
@@ -210,6 +214,24 @@ impl SimState {
     }
 
     /// region(6) + yyyyMMddHHmmss + serial(10).
+    /// The platform's time now: the wall clock moved by the admin's `clock_skew`.
+    pub fn platform_now(&self) -> DateTime {
+        let skew = self.clock_skew_s.load(Ordering::Relaxed);
+        let shift = Duration::from_secs(skew.unsigned_abs());
+        let now = std::time::SystemTime::now();
+        let moved = if skew >= 0 {
+            now.checked_add(shift)
+        } else {
+            now.checked_sub(shift)
+        };
+        DateTime::at(moved.unwrap_or(now))
+    }
+
+    /// Sets how far the platform's clock is ahead of the wall clock (negative: behind).
+    pub fn set_clock_skew(&self, seconds: i64) {
+        self.clock_skew_s.store(seconds, Ordering::Relaxed);
+    }
+
     pub fn next_refmsgid(&self) -> String {
         let n = self.serial.fetch_add(1, Ordering::Relaxed) % 10_000_000_000;
         format!("{}{}{n:010}", self.region, DateTime::now().compact())
@@ -328,7 +350,7 @@ fn admin_error(e: AdminError) -> Response {
 }
 
 async fn transaction_handler(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
-    let received = DateTime::now().compact_millis();
+    let received = state.platform_now().compact_millis();
     let req = match service::parse_request(&body) {
         Ok(req) => req,
         Err(e) => {

@@ -98,7 +98,7 @@ pub fn envelope(
         "infcode": infcode,
         "inf_refmsgid": state.next_refmsgid(),
         "refmsg_time": received,
-        "respond_time": DateTime::now().compact_millis(),
+        "respond_time": state.platform_now().compact_millis(),
         "err_msg": if infcode == 0 { Value::Null } else { Value::from(err_msg) },
         "warn_msg": Value::Null,
         "cainfo": "",
@@ -215,6 +215,16 @@ fn answer(state: &SimState, req: &Request) -> Result<Output, TxError> {
                 .unwrap_or_else(|| req.opter.clone());
             db.sign_in(&opter, &sign_no, &now)?;
             Ok(json!({"signinoutb": {"sign_time": now, "sign_no": sign_no}}))
+        }
+        wire::SIGN_OUT => {
+            let sign_no = req
+                .input
+                .get("signOut")
+                .map(|s| field(s, "sign_no"))
+                .unwrap_or_else(|| req.sign_no.clone());
+            db.sign_out(&sign_no)?;
+            let now = DateTime::now().datetime();
+            Ok(json!({"signoutoutb": {"sign_time": now}}))
         }
         wire::PERSON_INFO => person_info(&db, &data, state.card_texts()),
         extension if !state.extensions() && is_extension(extension) => Err(not_offered(extension)),
