@@ -207,6 +207,29 @@ impl fmt::Display for Date {
     }
 }
 
+/// The moment a 17-digit `yyyyMMddHHmmssSSS` Beijing time names (`refmsg_time`); `None`
+/// when the text is not one.
+pub fn from_compact_millis(text: &str) -> Option<SystemTime> {
+    if text.len() != 17 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let part = |from: usize, to: usize| text.get(from..to)?.parse::<i16>().ok();
+    let small = |from: usize, to: usize| part(from, to).and_then(|n| i8::try_from(n).ok());
+    let millis = i32::from(part(14, 17)?);
+    let datetime = civil::DateTime::new(
+        part(0, 4)?,
+        small(4, 6)?,
+        small(6, 8)?,
+        small(8, 10)?,
+        small(10, 12)?,
+        small(12, 14)?,
+        millis * 1_000_000,
+    )
+    .ok()?;
+    let millis = BEIJING.to_timestamp(datetime).ok()?.as_millisecond();
+    Some(UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).ok()?))
+}
+
 /// Seconds since the Unix epoch (0 for times before it), as SQLite stores times.
 pub fn unix_seconds(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)
@@ -245,6 +268,23 @@ fn hms(t: civil::Time) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refmsg_time_reads_back_as_the_moment_it_was_made_from() {
+        let now = SystemTime::now();
+        let text = DateTime::at(now).compact_millis();
+        let back = from_compact_millis(&text).expect("a moment");
+        let apart = now.duration_since(back).unwrap_or_default();
+        assert!(apart < Duration::from_millis(1), "{apart:?}");
+        for bad in [
+            "2026120312000",
+            "20261303120000000",
+            "2026120312000000x",
+            "",
+        ] {
+            assert_eq!(from_compact_millis(bad), None, "{bad}");
+        }
+    }
 
     fn at_millis(secs: u64, millis: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(secs * 1000 + millis)

@@ -58,12 +58,12 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Opens the services `config` names, starts the monitor on `readers` (called twice:
-    /// one connection for the cards, one for the PSAM) and the background threads, and
+    /// Opens the services `config` names, starts the monitor on `readers` (called three
+    /// times: one connection for the cards, one for the PSAM, one for `system.doctor`) and the background threads, and
     /// binds the listeners; `inherited` (systemd's listening socket) replaces the Unix bind.
     pub async fn start(
         config: Config,
-        readers: impl FnMut() -> Box<dyn ReaderBackend + Send> + Send + 'static,
+        mut readers: impl FnMut() -> Box<dyn ReaderBackend + Send> + Send + 'static,
         inherited: Option<std::os::unix::net::UnixListener>,
     ) -> Result<Daemon, DaemonError> {
         let socket_activated = inherited.is_some();
@@ -72,6 +72,7 @@ impl Daemon {
             .transpose()
             .map_err(DaemonError::Inherited)?;
         let mut services = Services::open(&config);
+        services.doctor_readers = Some(std::sync::Mutex::new(readers()));
         let shipper = hospital_checked(services.open_shipper(&config)).await?;
         let services = Arc::new(services);
         let monitor_config = MonitorConfig {

@@ -34,7 +34,7 @@ pub const MAX_WAIT_MS: u64 = 3_600_000;
 pub fn is_mutating(method: &str) -> bool {
     matches!(
         method,
-        "card.refresh" | "card.verify_pin" | "credential.present"
+        "card.refresh" | "card.verify_pin" | "credential.present" | "system.doctor"
     ) || super::settlement::METHODS.contains(&(method, true))
         || super::bills::METHODS.contains(&(method, true))
 }
@@ -88,6 +88,10 @@ pub async fn answer(shared: &Shared, peer: &Peer, call: &Call) -> Result<Answer,
     }
     match call.method.as_str() {
         "system.info" => no_params(&call.params).map(|()| Answer::Value(system_info(shared))),
+        "system.doctor" => {
+            no_params(&call.params)?;
+            system_doctor(shared).await
+        }
         "readers.list" => no_params(&call.params).map(|()| Answer::Value(readers_list(shared))),
         "sync.status" => {
             no_params(&call.params).map(|()| Answer::Value(shared.services.sync_status()))
@@ -238,6 +242,19 @@ fn system_info(shared: &Shared) -> Value {
             None => json!(null),
         },
     })
+}
+
+/// The self-check (`medcard doctor`'s) run by the daemon, off the runtime: it talks to the
+/// readers, the insurer and the databases.
+async fn system_doctor(shared: &Shared) -> Result<Answer, RpcError> {
+    let services = shared.services.clone();
+    let settings = shared.settings();
+    let report = tokio::task::spawn_blocking(move || services.doctor(&settings.config))
+        .await
+        .map_err(RpcError::internal)?;
+    serde_json::to_value(report)
+        .map(Answer::Value)
+        .map_err(RpcError::internal)
 }
 
 fn readers_list(shared: &Shared) -> Value {

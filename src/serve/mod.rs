@@ -46,6 +46,7 @@ pub mod config;
 pub mod connection;
 pub mod credentials;
 pub mod daemon;
+pub mod doctor;
 pub mod handle;
 pub mod heavy;
 pub mod messages;

@@ -5,6 +5,7 @@
 //! assessor, the background threads and the socket use them.
 
 use super::config::Config;
+use super::doctor::{Doctor, Report};
 use super::monitor::Assessor;
 use super::rpc::RequestError;
 use super::verdicts::CacheAssessor;
@@ -15,6 +16,7 @@ use crate::insurer::{
     InsurerClient, MsgIdSource, Partition, RefusalRules, SequenceMsgIds, SharedBreaker,
     SharedSignIn,
 };
+use crate::reader::ReaderBackend;
 use crate::settle::outbox::Outbox;
 use crate::settle::service::{SettleOptions, Settler, load_policies};
 use crate::verdict::VerdictPolicy;
@@ -55,6 +57,8 @@ pub struct Services {
     /// The journal's shipping to the hospital database (`[hospital] database`), as
     /// `system.info` reports it; `None` for a standalone workstation.
     pub hospital: Option<ShipMonitor>,
+    /// A connection to the daemon's readers of its own, for `system.doctor`.
+    pub doctor_readers: Option<Mutex<Box<dyn ReaderBackend + Send>>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -112,6 +116,7 @@ impl Services {
             insutype_preference: config.cache.insutype_preference.clone(),
             cache_error,
             hospital: None,
+            doctor_readers: None,
         }
     }
 
@@ -318,6 +323,25 @@ impl Services {
             Some(monitor) => json!(monitor.report(SystemTime::now())),
             None => json!({"state": "not_configured"}),
         }
+    }
+
+    /// `system.doctor`: the self-check of [`super::doctor`] with the daemon's cache and
+    /// its own connection to the daemon's readers.
+    pub fn doctor(&self, config: &Config) -> Report {
+        let mut readers = self
+            .doctor_readers
+            .as_ref()
+            .map(|r| r.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        Doctor {
+            config,
+            config_source: "the running daemon's configuration".to_owned(),
+            readers: readers
+                .as_deref_mut()
+                .map(|r| &mut **r as &mut dyn ReaderBackend),
+            cache: self.cache.clone(),
+            in_daemon: true,
+        }
+        .run()
     }
 
     /// `system.info`'s `insurer` entry: the link's one breaker, as callers meet it.

@@ -10,6 +10,7 @@ mod browser;
 mod cache_guard;
 mod cache_verdict;
 mod cli;
+mod doctor;
 mod e2e_pcscd;
 mod e2e_psam_pin;
 mod e2e_serve;
