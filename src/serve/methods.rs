@@ -3,6 +3,7 @@
 //! reader. `events.subscribe` needs the connection, so [`crate::serve::connection`] runs it;
 //! its topics and notifications are built here.
 
+use super::doctor::Doctor;
 use super::handle::{PinInput, pick_session_ref};
 use super::peer::{Grant, Peer};
 use super::rpc::{Call, RequestError, RpcError};
@@ -10,10 +11,11 @@ use super::shared::Shared;
 use super::types::{CardEvent, CardSession, ReaderState, SessionError};
 use crate::card::{Pin, PinState};
 use crate::mask;
+use crate::reader::ReaderBackend;
 use crate::settle::service::Terminal;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 /// Every notification topic a subscriber may ask for.
@@ -249,9 +251,24 @@ fn system_info(shared: &Shared) -> Value {
 async fn system_doctor(shared: &Shared) -> Result<Answer, RpcError> {
     let services = shared.services.clone();
     let settings = shared.settings();
-    let report = tokio::task::spawn_blocking(move || services.doctor(&settings.config))
-        .await
-        .map_err(RpcError::internal)?;
+    let report = tokio::task::spawn_blocking(move || {
+        let mut readers = services
+            .doctor_readers
+            .as_ref()
+            .map(|r| r.lock().unwrap_or_else(PoisonError::into_inner));
+        Doctor {
+            config: &settings.config,
+            config_source: "the running daemon's configuration".to_owned(),
+            readers: readers
+                .as_deref_mut()
+                .map(|r| &mut **r as &mut dyn ReaderBackend),
+            cache: services.cache.clone(),
+            in_daemon: true,
+        }
+        .run()
+    })
+    .await
+    .map_err(RpcError::internal)?;
     serde_json::to_value(report)
         .map(Answer::Value)
         .map_err(RpcError::internal)

@@ -5,7 +5,6 @@
 //! assessor, the background threads and the socket use them.
 
 use super::config::Config;
-use super::doctor::{Doctor, Report};
 use super::monitor::Assessor;
 use super::rpc::RequestError;
 use super::verdicts::CacheAssessor;
@@ -323,25 +322,6 @@ impl Services {
             Some(monitor) => json!(monitor.report(SystemTime::now())),
             None => json!({"state": "not_configured"}),
         }
-    }
-
-    /// `system.doctor`: the self-check of [`super::doctor`] with the daemon's cache and
-    /// its own connection to the daemon's readers.
-    pub fn doctor(&self, config: &Config) -> Report {
-        let mut readers = self
-            .doctor_readers
-            .as_ref()
-            .map(|r| r.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        Doctor {
-            config,
-            config_source: "the running daemon's configuration".to_owned(),
-            readers: readers
-                .as_deref_mut()
-                .map(|r| &mut **r as &mut dyn ReaderBackend),
-            cache: self.cache.clone(),
-            in_daemon: true,
-        }
-        .run()
     }
 
     /// `system.info`'s `insurer` entry: the link's one breaker, as callers meet it.
