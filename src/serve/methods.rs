@@ -237,7 +237,19 @@ fn system_info(shared: &Shared) -> Value {
             Some(addr) => json!({"listen": addr.to_string(), "kiosk": format!("http://{addr}/kiosk")}),
             None => json!(null),
         },
+        "metrics": metrics_urls(shared),
     })
+}
+
+/// Where Prometheus scrapes this daemon: the web endpoint's `/metrics` and the listener of
+/// its own, those that listen.
+fn metrics_urls(shared: &Shared) -> Value {
+    let urls: Vec<String> = [shared.web_addr.get(), shared.metrics_addr.get()]
+        .into_iter()
+        .flatten()
+        .map(|addr| format!("http://{addr}/metrics"))
+        .collect();
+    json!(urls)
 }
 
 fn readers_list(shared: &Shared) -> Value {

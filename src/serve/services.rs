@@ -1,6 +1,7 @@
 //! What the daemon opens once from its [`Config`] and shares: the cache, the swipe's insurer
 //! link, the settlement service ([`Settler`], built from `[settle]`), the journal's shipper
-//! to the hospital database (`[hospital]`), and the answers of `sync.status` and
+//! to the hospital database (`[hospital]`), the daemon's [`Metrics`] (every link, the
+//! settler and the assessor count into it), and the answers of `sync.status` and
 //! `system.info` about them. [`super::daemon::Daemon`] opens them; the
 //! assessor, the background threads and the socket use them.
 
@@ -8,12 +9,13 @@ use super::config::Config;
 use super::monitor::Assessor;
 use super::rpc::RequestError;
 use super::verdicts::CacheAssessor;
-use crate::cache::{Cache, Feed};
+use crate::cache::{Cache, CacheError, Feed, FeedState};
 use crate::clock::{from_unix_seconds, rfc3339, unix_seconds};
 use crate::hospital::{ShipMonitor, Shipper, Workstation};
 use crate::insurer::{
     InsurerClient, MsgIdSource, Partition, RefusalRules, SequenceMsgIds, SharedBreaker,
 };
+use crate::metrics::Metrics;
 use crate::settle::outbox::Outbox;
 use crate::settle::service::{SettleOptions, Settler, load_policies};
 use crate::verdict::VerdictPolicy;
@@ -49,6 +51,8 @@ pub struct Services {
     /// The journal's shipping to the hospital database (`[hospital] database`), as
     /// `system.info` reports it; `None` for a standalone workstation.
     pub hospital: Option<ShipMonitor>,
+    /// The daemon's own metrics registry (`GET /metrics`); off in bare setups.
+    pub metrics: Metrics,
 }
 
 impl std::fmt::Debug for Services {
@@ -80,6 +84,7 @@ impl Services {
             }
             None => (None, None),
         };
+        let metrics = Metrics::new();
         let breaker = config
             .insurer
             .enabled()
@@ -88,13 +93,13 @@ impl Services {
             let link_config = config
                 .insurer
                 .link_config(Duration::from_millis(config.insurer.timeout_ms));
-            let client = link_client(config, link_config, cache.as_deref(), breaker);
+            let client = link_client(config, link_config, cache.as_deref(), breaker, &metrics);
             Arc::new(Mutex::new(client))
         });
         Services {
             settler: breaker
                 .as_ref()
-                .and_then(|breaker| open_settler(config, cache.as_ref(), breaker)),
+                .and_then(|breaker| open_settler(config, cache.as_ref(), breaker, &metrics)),
             cache,
             link,
             breaker,
@@ -103,6 +108,7 @@ impl Services {
             insutype_preference: config.cache.insutype_preference.clone(),
             cache_error,
             hospital: None,
+            metrics,
         }
     }
 
@@ -168,6 +174,7 @@ impl Services {
                 stale_limit: Duration::from_secs(config.cache.stale_limit_s),
                 insutype_preference: config.cache.insutype_preference.clone(),
             },
+            metrics: self.metrics.clone(),
         }))
     }
 
@@ -184,7 +191,8 @@ impl Services {
         // The sync is paced by its interval: it has no use for a breaker.
         link_config.breaker_threshold = u32::MAX;
         let link = client_with_msgids(link_config, Some(&cache), config.partition())
-            .with_refusals(refusal_rules(config));
+            .with_refusals(refusal_rules(config))
+            .with_metrics(self.metrics.clone());
         Some((cache, link))
     }
 
@@ -197,22 +205,12 @@ impl Services {
                 "error": self.cache_error,
             });
         };
-        let mut feeds = Vec::new();
-        for feed in [Feed::CardEvents, Feed::Catalogue] {
-            match cache.feed_state(feed.as_str()) {
-                Ok(state) => feeds.push(state),
-                Err(e) => {
-                    return json!({"configured": true, "error": format!("cache: {e}")});
-                }
-            }
-        }
+        let feeds = match feed_states(cache) {
+            Ok(feeds) => feeds,
+            Err(e) => return json!({"configured": true, "error": format!("cache: {e}")}),
+        };
         let now = unix_seconds(SystemTime::now());
-        // Both feeds must have succeeded for the cache to be "synced" at a time.
-        let last_ok = feeds
-            .iter()
-            .map(|f| f.last_ok)
-            .collect::<Option<Vec<i64>>>()
-            .and_then(|oks| oks.into_iter().min());
+        let last_ok = synced_at(&feeds);
         let last_error = feeds
             .iter()
             .filter(|f| f.last_error.is_some())
@@ -306,6 +304,24 @@ impl Services {
     }
 }
 
+/// The sync state of each feed the cache keeps (the card events, the catalogue).
+pub fn feed_states(cache: &Cache) -> Result<Vec<FeedState>, CacheError> {
+    [Feed::CardEvents, Feed::Catalogue]
+        .into_iter()
+        .map(|feed| cache.feed_state(feed.as_str()))
+        .collect()
+}
+
+/// When the cache was last synced (Unix seconds): both feeds must have succeeded for it to
+/// be synced at a time; `None` while one never has.
+pub fn synced_at(feeds: &[FeedState]) -> Option<i64> {
+    feeds
+        .iter()
+        .map(|f| f.last_ok)
+        .collect::<Option<Vec<i64>>>()
+        .and_then(|oks| oks.into_iter().min())
+}
+
 /// Records in the cache the msgid partition the configuration gives, so that `medcard sync`
 /// on the same file numbers from it too.
 fn record_partition(cache: &Cache, config: &Config) {
@@ -333,16 +349,19 @@ pub fn refusal_rules(config: &Config) -> Arc<RefusalRules> {
     })
 }
 
-/// A client of the daemon's link: the cache's msgids, the refusal rules, the shared breaker.
+/// A client of the daemon's link: the cache's msgids, the refusal rules, the shared breaker,
+/// the daemon's metrics.
 fn link_client(
     config: &Config,
     link_config: crate::insurer::InsurerConfig,
     cache: Option<&Cache>,
     breaker: &SharedBreaker,
+    metrics: &Metrics,
 ) -> InsurerClient {
     client_with_msgids(link_config, cache, config.partition())
         .with_refusals(refusal_rules(config))
         .with_breaker(breaker.clone())
+        .with_metrics(metrics.clone())
 }
 
 /// A client whose msgids come from the cache's persistent sequence when there is a cache, so
@@ -373,6 +392,7 @@ fn open_settler(
     config: &Config,
     cache: Option<&Arc<Cache>>,
     breaker: &SharedBreaker,
+    metrics: &Metrics,
 ) -> Option<Arc<Settler>> {
     let cache = cache?.clone();
     if !config.insurer.enabled() {
@@ -392,7 +412,7 @@ fn open_settler(
                 .insurer
                 .link_config(Duration::from_millis(settle.timeout_ms));
             link.retries = 2;
-            link_client(config, link, Some(&cache), breaker)
+            link_client(config, link, Some(&cache), breaker, metrics)
         })
         .collect();
     let options = SettleOptions {
@@ -403,6 +423,7 @@ fn open_settler(
         max_bill_lines: settle.max_bill_lines.max(1),
         max_upload_lines: settle.max_upload_lines.max(1),
         partition: config.partition(),
+        metrics: metrics.clone(),
         ..SettleOptions::default()
     };
     Some(Arc::new(Settler::new(cache, links, policies, options)))
