@@ -361,18 +361,17 @@ impl Metrics {
             state.register(name, help, counter);
         }
         let mut out = String::new();
-        let registries = self
+        let mut registries = self
             .families
             .iter()
             .map(|f| &f.registry)
             .chain(std::iter::once(&state));
         // Writing to a String cannot fail; an error here would be the encoder's own.
         let written = registries
-            .map(|registry| match format {
+            .try_for_each(|registry| match format {
                 Format::Prometheus => prometheus_text::encode(&mut out, registry),
                 Format::OpenMetrics => text::encode_registry(&mut out, registry),
             })
-            .collect::<Result<(), std::fmt::Error>>()
             .and_then(|()| match format {
                 Format::Prometheus => Ok(()),
                 Format::OpenMetrics => text::encode_eof(&mut out),

@@ -102,7 +102,8 @@ pub struct MonitorConfig {
     pub poll: Duration,
     /// Attaches a verdict to every session before `card.ready` (none: `verdict` is null).
     pub assessor: Option<Arc<dyn Assessor>>,
-    /// Where card reads are counted (the daemon's; off by default).
+    /// Where card reads and the verdicts published are counted (the daemon's; off by
+    /// default).
     pub metrics: Metrics,
 }
 
@@ -418,9 +419,16 @@ impl Monitor {
     fn assess(&self, session: &mut CardSession) {
         let assessor = self.config.assessor.as_ref();
         if let Some(assessment) = assessor.and_then(|assessor| assessor.assess(&session.card)) {
+            self.count_verdict(&assessment.verdict);
             session.verdict = Some(assessment.verdict);
             session.insured = assessment.insured;
         }
+    }
+
+    /// A verdict about to be published with `card.ready`, counted by code and source.
+    fn count_verdict(&self, verdict: &crate::verdict::Verdict) {
+        let (code, source) = (verdict.code.as_str(), verdict.source.as_str());
+        self.config.metrics.verdict("card", code, source);
     }
 
     fn card_ready(&mut self, reader: &str, card: CardRead) -> CardSession {
@@ -514,6 +522,7 @@ impl Monitor {
                 continue;
             }
             let mut session = session.clone();
+            self.count_verdict(&assessment.verdict);
             session.verdict = Some(assessment.verdict);
             session.insured = assessment.insured;
             log_ready(&session);

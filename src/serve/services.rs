@@ -174,7 +174,6 @@ impl Services {
                 stale_limit: Duration::from_secs(config.cache.stale_limit_s),
                 insutype_preference: config.cache.insutype_preference.clone(),
             },
-            metrics: self.metrics.clone(),
         }))
     }
 

@@ -21,7 +21,6 @@ use crate::card::CardRead;
 use crate::clock::Date;
 use crate::insurer::{InsurerClient, InsurerLink, LinkError, PersonInfo, Refusal};
 use crate::mask;
-use crate::metrics::Metrics;
 use crate::verdict::{Assessment, FactSource, InsurerRefusal, VerdictFacts, VerdictPolicy, assess};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
@@ -31,8 +30,6 @@ pub struct CacheAssessor {
     pub cache: Option<Arc<Cache>>,
     pub link: Option<Arc<Mutex<InsurerClient>>>,
     pub policy: VerdictPolicy,
-    /// Where each verdict is counted (by code and source).
-    pub metrics: Metrics,
 }
 
 impl std::fmt::Debug for CacheAssessor {
@@ -185,10 +182,6 @@ impl Assessor for CacheAssessor {
         };
         let now = SystemTime::now();
         let today = Date::at(now);
-        let assessment = assess(card, &facts, &self.policy, today, now);
-        let verdict = &assessment.verdict;
-        self.metrics
-            .verdict("card", verdict.code.as_str(), verdict.source.as_str());
-        Some(assessment)
+        Some(assess(card, &facts, &self.policy, today, now))
     }
 }
