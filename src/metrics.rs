@@ -203,7 +203,7 @@ impl Families {
         );
         registry.register(
             "medcard_verdicts",
-            "Verdicts given, by credential (card, certno, qr), code and source of the facts",
+            "Verdicts published, by credential (card, certno, qr), code and source of the facts",
             families.verdicts.clone(),
         );
         registry.register(
