@@ -7,6 +7,7 @@
 //! ```text
 //! money, clock, mask      leaves: amounts and the one rounding, Beijing business time, masking
 //! fields                  leaf: the platform's field rules (lengths, printing text, ID numbers)
+//! metrics                 leaf: the daemon's Prometheus metrics (a registry per daemon)
 //! apdu (+ transport), codes   ISO 7816-4, T=0, status words, the CardChannel; reader-interface codes
 //! reader                  reader backends (PC/SC through pcscd, PIN pads)
 //! profile                 card layouts as data
@@ -34,6 +35,7 @@ pub mod fuzzing;
 pub mod hospital;
 pub mod insurer;
 pub mod mask;
+pub mod metrics;
 pub mod money;
 pub mod profile;
 pub mod psam;

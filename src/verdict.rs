@@ -107,6 +107,16 @@ pub enum FactSource {
     Cache,
 }
 
+impl FactSource {
+    /// The name on every wire: `insurer`, `cache`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FactSource::Insurer => "insurer",
+            FactSource::Cache => "cache",
+        }
+    }
+}
+
 /// One code that holds, with its details and messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reason {

@@ -137,6 +137,41 @@ impl ReadError {
     }
 }
 
+impl ReadError {
+    /// What kind of failure this is, as the metrics' `outcome` label (a closed set, no
+    /// detail of the card in it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReadError::NotSocialSecurityCard { .. } => "not_social_security_card",
+            ReadError::UnknownVersion { .. } => "unknown_version",
+            ReadError::Apdu(ApduError::Reader(
+                ReaderError::NoCard(_) | ReaderError::CardRemoved | ReaderError::Unresponsive(_),
+            ))
+            | ReadError::Apdu(ApduError::CardGone(..) | ApduError::EndlessResponse(_)) => {
+                "card_gone"
+            }
+            ReadError::Apdu(ApduError::Reader(_)) => "reader",
+            ReadError::Apdu(ApduError::Status { .. })
+            | ReadError::FileUnavailable { .. }
+            | ReadError::AccessDenied { .. }
+            | ReadError::NoReadStrategy { .. } => "card_refused",
+            ReadError::Malformed { .. }
+            | ReadError::Decode { .. }
+            | ReadError::MissingItem { .. } => "malformed",
+            ReadError::Profile(_) | ReadError::Random(_) => "load_error",
+            ReadError::Psam(_) => "psam",
+            ReadError::ExternalAuth { .. } | ReadError::NotGenuine | ReadError::NoFactor => {
+                "authentication"
+            }
+            ReadError::PinWrong { .. }
+            | ReadError::PinLocked
+            | ReadError::NoPinPad
+            | ReadError::PinPadTimeout
+            | ReadError::PinPadCancelled => "pin",
+        }
+    }
+}
+
 /// Reader-layer failures mapped to the national codes.
 pub fn reader_error_code(e: &ReaderError) -> ReaderCode {
     match e {

@@ -45,6 +45,26 @@ pub enum ShipState {
     Refused,
 }
 
+impl ShipState {
+    /// Every state.
+    pub const ALL: [ShipState; 4] = [
+        ShipState::Shipping,
+        ShipState::Behind,
+        ShipState::Down,
+        ShipState::Refused,
+    ];
+
+    /// The name on every wire (`shipping`, `down` …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShipState::Shipping => "shipping",
+            ShipState::Behind => "behind",
+            ShipState::Down => "down",
+            ShipState::Refused => "refused",
+        }
+    }
+}
+
 /// The shipper's condition, shared with its monitor.
 #[derive(Debug, Clone)]
 struct Progress {

@@ -6,7 +6,8 @@
 //! business day or when the insurer says it has lapsed (one [`SharedSignIn`] per link), and
 //! the 9002 sign-out. Refusals are read by [`RefusalRules`]: one about the
 //! message (a lapsed sign-in, a duplicate msgid) is sent once more, a transient one is
-//! [`LinkError::Busy`], HTTP 413 is [`LinkError::TooLarge`].
+//! [`LinkError::Busy`], HTTP 413 is [`LinkError::TooLarge`]. Every attempt, and every call
+//! the breaker does not let out, is counted in the daemon's [`Metrics`] (by infno and outcome).
 
 use super::breaker::{CircuitState, SharedBreaker};
 use super::envelope::{
@@ -19,6 +20,7 @@ use super::signer::{NoSigner, Signer};
 use super::types::Uncertainty;
 use super::wire::WireError;
 use super::{CardEventPage, CataloguePage, EcIdentity, InsurerLink, LinkError, PersonInfo, wire};
+use crate::metrics::{InsurerOutcome, Metrics};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -55,6 +57,7 @@ pub struct InsurerClient {
     /// The platform's clock as the last answer gave it (`refmsg_time`).
     clock: Option<ClockReading>,
     rng: u64,
+    metrics: Metrics,
 }
 
 /// The platform's receipt time of one message (`refmsg_time`, Beijing time,
@@ -91,6 +94,7 @@ impl InsurerClient {
             sign_in: SharedSignIn::new(),
             clock: None,
             rng: seed | 1,
+            metrics: Metrics::off(),
         }
     }
 
@@ -121,6 +125,12 @@ impl InsurerClient {
     /// Read refusals with `rules` (a region's file before the built-in rules).
     pub fn with_refusals(mut self, rules: Arc<RefusalRules>) -> InsurerClient {
         self.refusals = rules;
+        self
+    }
+
+    /// Count the calls in `metrics` (the daemon's).
+    pub fn with_metrics(mut self, metrics: Metrics) -> InsurerClient {
+        self.metrics = metrics;
         self
     }
 
@@ -356,7 +366,7 @@ impl InsurerClient {
         insuplc_admdvs: Option<&str>,
         input: Value,
     ) -> Result<Reply, LinkError> {
-        self.breaker.lock().check()?;
+        self.through_breaker(infno)?;
         let sign_no = self.sign_in.sign_no();
         let mut envelope = build_request(
             &self.cfg,
@@ -396,7 +406,7 @@ impl InsurerClient {
     /// through the circuit breaker.
     pub fn fetch(&mut self, infno: &str, input: Value) -> Result<Vec<u8>, LinkError> {
         self.ensure_signed_in()?;
-        self.breaker.lock().check()?;
+        self.through_breaker(infno)?;
         let msgid = self.msgids.next_msgid();
         let sign_no = self.sign_in.sign_no();
         let mut envelope = build_request(
@@ -420,7 +430,18 @@ impl InsurerClient {
         result
     }
 
-    /// The breaker and the log after one attempt.
+    /// Whether the circuit breaker lets a call of `infno` out; one it stops is counted.
+    fn through_breaker(&self, infno: &str) -> Result<(), LinkError> {
+        let checked = self.breaker.lock().check();
+        if checked.is_err() {
+            let outcome = InsurerOutcome::CircuitOpen;
+            self.metrics
+                .insurer_call(metric_infno(infno), outcome, None);
+        }
+        checked
+    }
+
+    /// The breaker, the metrics and the log after one attempt.
     fn record<T>(
         &mut self,
         infno: &str,
@@ -428,7 +449,18 @@ impl InsurerClient {
         result: &Result<T, LinkError>,
         started: Instant,
     ) {
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        let elapsed_ms = elapsed.as_millis() as u64;
+        let outcome = match result {
+            Ok(_) => InsurerOutcome::Ok,
+            Err(LinkError::Business { .. }) => InsurerOutcome::Refused,
+            Err(LinkError::Busy { .. }) => InsurerOutcome::Busy,
+            Err(LinkError::TooLarge { .. }) => InsurerOutcome::TooLarge,
+            Err(LinkError::Uncertain(_)) => InsurerOutcome::Uncertain,
+            Err(LinkError::CircuitOpen { .. }) => InsurerOutcome::CircuitOpen,
+        };
+        self.metrics
+            .insurer_call(metric_infno(infno), outcome, Some(elapsed));
         match result {
             Ok(_) => {
                 self.breaker.lock().record_success();
@@ -515,6 +547,41 @@ impl InsurerClient {
         self.rng = x;
         x
     }
+}
+
+/// The transactions medcard sends, as the metrics' `infno` label; anything else is `other`
+/// (the label's values stay a closed set).
+const METRIC_INFNOS: [&str; 21] = [
+    wire::SIGN_IN,
+    "9002",
+    wire::PERSON_INFO,
+    wire::EC_DECODE,
+    wire::CARD_FEED,
+    wire::CATALOGUE,
+    super::files::FILE_UPLOAD,
+    super::files::FILE_DOWNLOAD,
+    super::settlement::REGISTER,
+    super::settlement::CANCEL_REGISTER,
+    super::settlement::VISIT_INFO,
+    super::settlement::FEE_UPLOAD,
+    super::settlement::FEE_CANCEL,
+    super::settlement::PRE_SETTLE,
+    super::settlement::SETTLE,
+    super::settlement::REFUND,
+    super::settlement::REVERSAL,
+    super::settlement::DAY_TOTALS,
+    super::settlement::DETAIL_RECONCILE,
+    super::settlement::DAY_DETAIL,
+    "other",
+];
+
+/// `infno` as the metrics' label: itself when medcard knows it, else `other`.
+fn metric_infno(infno: &str) -> &'static str {
+    METRIC_INFNOS
+        .iter()
+        .find(|known| **known == infno)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// Whether a refusal says the sign-in has lapsed (签到信息不存在 / 签到已失效 / 请重新签到:
@@ -683,6 +750,14 @@ mod tests {
             let third = c.backoff(3);
             assert!(third >= Duration::from_millis(400) && third < Duration::from_millis(600));
         }
+    }
+
+    #[test]
+    fn the_infno_label_is_a_closed_set() {
+        assert_eq!(metric_infno("2207"), "2207");
+        assert_eq!(metric_infno("9001"), "9001");
+        assert_eq!(metric_infno("500103199103080319"), "other");
+        assert_eq!(metric_infno(""), "other");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! operator's terms. Command-line flags override the file; SIGHUP reloads it.
 
 pub use super::scanners::{ScannersSection, SerialScannerConfig};
-pub use super::web::settings::{KioskDepartment, KioskSection, WebSection};
+pub use super::web::settings::{KioskDepartment, KioskSection, MetricsSection, WebSection};
 use crate::insurer::{Partition, PartitionError};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -26,6 +26,7 @@ pub struct Config {
     pub web: WebSection,
     pub kiosk: KioskSection,
     pub scanners: ScannersSection,
+    pub metrics: MetricsSection,
 }
 
 /// The listeners and their limits.
@@ -553,6 +554,7 @@ impl Config {
         self.web.check(&mut findings);
         self.kiosk.check(&mut findings);
         self.scanners.check(&mut findings);
+        self.metrics.check(&self.web, &mut findings);
         findings
     }
 
@@ -688,7 +690,7 @@ impl Config {
     /// Every key with its value, its meaning, and whether it differs from the default.
     pub fn explain(&self) -> String {
         let defaults = Config::default();
-        let settings: [Setting; 56] = [
+        let settings: [Setting; 58] = [
             (
                 "socket.path",
                 |c| text(&c.socket.path.display().to_string()),
@@ -971,6 +973,16 @@ impl Config {
                 "kiosk.idle_seconds",
                 |c| c.kiosk.idle_seconds.to_string(),
                 "with no touch for this long, the kiosk page goes back to its first screen",
+            ),
+            (
+                "metrics.listen",
+                |c| text(&c.metrics.listen),
+                "GET /metrics on a listener of its own (the web endpoint serves it too); empty = off",
+            ),
+            (
+                "metrics.allow_remote",
+                |c| c.metrics.allow_remote.to_string(),
+                "let metrics.listen be an address other hosts reach (no personal data in it)",
             ),
         ];
         let mut rows: Vec<String> = settings

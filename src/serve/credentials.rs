@@ -17,6 +17,7 @@ use crate::fields;
 use crate::mask;
 use crate::settle::journal::Patient;
 use crate::settle::service::Terminal;
+use crate::verdict::FactSource;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -158,6 +159,11 @@ pub async fn present(
         }
     };
     let patient: Patient = answer.patient;
+    let code = patient.verdict_code.map_or("none", |code| code.as_str());
+    shared
+        .services
+        .metrics
+        .verdict(answer.kind, code, FactSource::Insurer.as_str());
     answer.value["mdtrt_cert_type"] = json!(patient.mdtrt_cert_type);
     answer.value["insured"] = json!({"psn_no": patient.psn_no, "insutype": patient.insutype,
         "psn_type": patient.psn_type, "insuplc_admdvs": patient.insuplc_admdvs});

@@ -15,6 +15,7 @@ use super::monitor::{MonitorConfig, PsamChoice, spawn_monitor};
 use super::server::{Listeners, Reloader, Server};
 use super::services::Services;
 use super::systemd::{self, NotifyState};
+use super::web::metrics::MetricsListener;
 use super::web::{WebError, WebListener};
 use super::worker::{Liveness, Worker};
 use crate::hospital::{HospitalError, Shipper};
@@ -40,7 +41,8 @@ pub enum DaemonError {
     /// `[hospital]` is wrong, or the hospital database refuses this workstation.
     #[error("{0}")]
     Hospital(#[from] HospitalError),
-    /// `[web]` is set and the endpoint cannot start (its address, its token files).
+    /// `[web]` or `[metrics]` is set and its listener cannot start (its address, the web
+    /// endpoint's token files).
     #[error("{0}")]
     Web(#[from] WebError),
 }
@@ -80,6 +82,7 @@ impl Daemon {
             psam: PsamChoice::from(config.readers.psam.trim()),
             poll: Duration::from_millis(config.readers.poll_ms),
             assessor: services.assessor(&config),
+            metrics: services.metrics.clone(),
         };
         let (handle, monitor) = spawn_monitor(monitor_config, readers);
         let background = Background::start(&services, &config, &handle, shipper);
@@ -90,6 +93,7 @@ impl Daemon {
                 source,
             })?;
         listeners.web = WebListener::bind(&config.web).await?;
+        listeners.metrics = MetricsListener::bind(&config.metrics).await?;
         let socket = config.socket.path.clone();
         Ok(Daemon {
             server: Server::with_services(config, handle.clone(), services.clone()),
@@ -108,6 +112,14 @@ impl Daemon {
             .web
             .as_ref()
             .and_then(|web| web.local_addr().ok())
+    }
+
+    /// Where `metrics.listen`'s listener listens (the port chosen when it gave 0).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listeners
+            .metrics
+            .as_ref()
+            .and_then(|metrics| metrics.local_addr().ok())
     }
 
     /// The monitor's handle: snapshots, events, requests.

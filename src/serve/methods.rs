@@ -243,6 +243,7 @@ fn system_info(shared: &Shared) -> Value {
             Some(addr) => json!({"listen": addr.to_string(), "kiosk": format!("http://{addr}/kiosk")}),
             None => json!(null),
         },
+        "metrics": metrics_urls(shared),
     })
 }
 
@@ -272,6 +273,17 @@ async fn system_doctor(shared: &Shared) -> Result<Answer, RpcError> {
     serde_json::to_value(report)
         .map(Answer::Value)
         .map_err(RpcError::internal)
+}
+
+/// Where Prometheus scrapes this daemon: the web endpoint's `/metrics` and the listener of
+/// its own, those that listen.
+fn metrics_urls(shared: &Shared) -> Value {
+    let urls: Vec<String> = [shared.web_addr.get(), shared.metrics_addr.get()]
+        .into_iter()
+        .flatten()
+        .map(|addr| format!("http://{addr}/metrics"))
+        .collect();
+    json!(urls)
 }
 
 fn readers_list(shared: &Shared) -> Value {

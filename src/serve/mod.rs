@@ -11,7 +11,9 @@
 //! - [`connection`]: the one request loop of every transport (line framing with a size
 //!   limit, or WebSocket messages), JSON-RPC parsing and replies.
 //! - [`web`]: the loopback HTTP + WebSocket endpoint for browser-based HIS and kiosks
-//!   (`Host`, `Origin` and token checks; the kiosk page).
+//!   (`Host`, `Origin` and token checks; the kiosk page); `GET /metrics` there and on
+//!   `metrics.listen`'s listener of its own.
+//! - [`scrape`]: what `/metrics` answers: the daemon's metrics and its state read now.
 //! - [`bills`]: the bills the HIS offers for paying at a kiosk.
 //! - [`credentials`]: patients who present an ID number (or, next, a QR code) instead of
 //!   a card, kept as credential sessions for `visit.register`.
@@ -55,6 +57,7 @@ pub mod monitor;
 pub mod peer;
 pub mod rpc;
 pub mod scanners;
+pub mod scrape;
 pub mod server;
 pub mod services;
 pub mod settlement;

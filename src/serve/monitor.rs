@@ -40,6 +40,7 @@ use crate::card::{
 };
 use crate::codes::ReaderCode;
 use crate::mask;
+use crate::metrics::Metrics;
 use crate::profile::ProfileSet;
 use crate::psam::find_psam;
 use crate::reader::{ReaderBackend, ReaderStatus, with_card};
@@ -101,6 +102,9 @@ pub struct MonitorConfig {
     pub poll: Duration,
     /// Attaches a verdict to every session before `card.ready` (none: `verdict` is null).
     pub assessor: Option<Arc<dyn Assessor>>,
+    /// Where card reads and the verdicts published are counted (the daemon's; off by
+    /// default).
+    pub metrics: Metrics,
 }
 
 impl MonitorConfig {
@@ -113,6 +117,7 @@ impl MonitorConfig {
             psam: PsamChoice::Auto,
             poll: MonitorConfig::DEFAULT_POLL,
             assessor: None,
+            metrics: Metrics::off(),
         }
     }
 }
@@ -394,7 +399,15 @@ impl Monitor {
             }),
             ..ReadExtras::default()
         };
+        let started = Instant::now();
         let read = read_in_reader_with(self.cards.as_mut(), reader, &self.config.profiles, extras);
+        let (profile, outcome) = match &read {
+            Ok(card) => (card.profile.as_str(), "ok"),
+            Err(e) => ("unknown", e.kind()),
+        };
+        self.config
+            .metrics
+            .card_read(profile, outcome, started.elapsed());
         match read {
             Ok(card) => Ok(self.card_ready(reader, card)),
             Err(e) => Err(self.card_failed(reader, &e)),
@@ -406,9 +419,16 @@ impl Monitor {
     fn assess(&self, session: &mut CardSession) {
         let assessor = self.config.assessor.as_ref();
         if let Some(assessment) = assessor.and_then(|assessor| assessor.assess(&session.card)) {
+            self.count_verdict(&assessment.verdict);
             session.verdict = Some(assessment.verdict);
             session.insured = assessment.insured;
         }
+    }
+
+    /// A verdict about to be published with `card.ready`, counted by code and source.
+    fn count_verdict(&self, verdict: &crate::verdict::Verdict) {
+        let (code, source) = (verdict.code.as_str(), verdict.source.as_str());
+        self.config.metrics.verdict("card", code, source);
     }
 
     fn card_ready(&mut self, reader: &str, card: CardRead) -> CardSession {
@@ -502,6 +522,7 @@ impl Monitor {
                 continue;
             }
             let mut session = session.clone();
+            self.count_verdict(&assessment.verdict);
             session.verdict = Some(assessment.verdict);
             session.insured = assessment.insured;
             log_ready(&session);

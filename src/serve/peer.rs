@@ -41,6 +41,15 @@ impl Peer {
         }
     }
 
+    /// The transport the caller came over, as the metrics' label: `unix`, `tcp`, `web`.
+    pub fn transport(&self) -> &'static str {
+        match self {
+            Peer::Local { .. } | Peer::Unknown => "unix",
+            Peer::Tcp(_) => "tcp",
+            Peer::Web { .. } => "web",
+        }
+    }
+
     /// Whether the caller is in one of the groups `allowed` (group ids).
     fn in_groups(&self, allowed: &[u32]) -> bool {
         match self {

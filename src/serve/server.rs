@@ -13,6 +13,7 @@ use super::peer::{Peer, effective_uid};
 use super::rpc::RpcError;
 use super::services::Services;
 use super::shared::{Settings, Shared, Shutdown};
+use super::web::metrics::MetricsListener;
 use super::web::{self, WebListener};
 use std::future::Future;
 use std::io;
@@ -29,6 +30,8 @@ pub struct Listeners {
     pub tcp: Option<TcpListener>,
     /// The loopback web endpoint (`[web]`), when configured.
     pub web: Option<WebListener>,
+    /// `GET /metrics` on a listener of its own (`[metrics]`), when configured.
+    pub metrics: Option<MetricsListener>,
     /// The socket file this daemon created (none for systemd's socket): removed with the
     /// listeners, when it is still the one bound (held for its `Drop`).
     _file: Option<SocketFile>,
@@ -60,6 +63,7 @@ impl Listeners {
             unix,
             tcp,
             web: None,
+            metrics: None,
             _file: file,
         })
     }
@@ -317,6 +321,11 @@ impl Reloader {
                 .warnings
                 .push("socket.path, mode, group and tcp take effect at the next start".to_owned());
         }
+        if old.config.metrics != config.metrics {
+            findings
+                .warnings
+                .push("metrics.* take effect at the next start".to_owned());
+        }
         if old.config.insurer != config.insurer || old.config.cache != config.cache {
             findings
                 .warnings
@@ -363,6 +372,18 @@ impl Server {
             }
             let serving = web::serve(
                 endpoint,
+                self.shared.clone(),
+                notify_shutdown.clone(),
+                done_tx.clone(),
+            );
+            tokio::spawn(serving);
+        }
+        if let Some(listener) = listeners.metrics.take() {
+            if let Ok(addr) = listener.local_addr() {
+                let _ = self.shared.metrics_addr.set(addr);
+            }
+            let serving = web::metrics::serve(
+                listener,
                 self.shared.clone(),
                 notify_shutdown.clone(),
                 done_tx.clone(),

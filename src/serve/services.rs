@@ -1,6 +1,7 @@
 //! What the daemon opens once from its [`Config`] and shares: the cache, the swipe's insurer
 //! link, the settlement service ([`Settler`], built from `[settle]`), the journal's shipper
-//! to the hospital database (`[hospital]`), and the answers of `sync.status` and
+//! to the hospital database (`[hospital]`), the daemon's [`Metrics`] (every link, the
+//! settler and the assessor count into it), and the answers of `sync.status` and
 //! `system.info` about them. [`super::daemon::Daemon`] opens them; the
 //! assessor, the background threads and the socket use them.
 
@@ -8,13 +9,14 @@ use super::config::Config;
 use super::monitor::Assessor;
 use super::rpc::RequestError;
 use super::verdicts::CacheAssessor;
-use crate::cache::{Cache, Feed};
+use crate::cache::{Cache, CacheError, Feed, FeedState};
 use crate::clock::{from_unix_seconds, rfc3339, unix_seconds};
 use crate::hospital::{ShipMonitor, Shipper, Workstation};
 use crate::insurer::{
     InsurerClient, MsgIdSource, Partition, RefusalRules, SequenceMsgIds, SharedBreaker,
     SharedSignIn,
 };
+use crate::metrics::Metrics;
 use crate::reader::ReaderBackend;
 use crate::settle::outbox::Outbox;
 use crate::settle::service::{SettleOptions, Settler, load_policies};
@@ -58,6 +60,8 @@ pub struct Services {
     pub hospital: Option<ShipMonitor>,
     /// A connection to the daemon's readers of its own, for `system.doctor`.
     pub doctor_readers: Option<Mutex<Box<dyn ReaderBackend + Send>>>,
+    /// The daemon's own metrics registry (`GET /metrics`); off in bare setups.
+    pub metrics: Metrics,
 }
 
 impl std::fmt::Debug for Services {
@@ -89,9 +93,11 @@ impl Services {
             }
             None => (None, None),
         };
+        let metrics = Metrics::new();
         let shared = config.insurer.enabled().then(|| SharedLink {
             breaker: SharedBreaker::new(LINK_BREAKER_THRESHOLD, LINK_BREAKER_COOLDOWN),
             sign_in: SharedSignIn::new(),
+            metrics: metrics.clone(),
         });
         let link_config = config
             .insurer
@@ -116,6 +122,7 @@ impl Services {
             cache_error,
             hospital: None,
             doctor_readers: None,
+            metrics,
         }
     }
 
@@ -197,7 +204,8 @@ impl Services {
         // The sync is paced by its interval: it has no use for a breaker.
         link_config.breaker_threshold = u32::MAX;
         let mut link = client_with_msgids(link_config, Some(&cache), config.partition())
-            .with_refusals(refusal_rules(config));
+            .with_refusals(refusal_rules(config))
+            .with_metrics(self.metrics.clone());
         if let Some(sign_in) = &self.sign_in {
             link = link.with_sign_in(sign_in.clone());
         }
@@ -210,6 +218,7 @@ impl Services {
         let shared = SharedLink {
             breaker: self.breaker.clone()?,
             sign_in: self.sign_in.clone()?,
+            metrics: self.metrics.clone(),
         };
         let link_config = config
             .insurer
@@ -231,22 +240,12 @@ impl Services {
                 "error": self.cache_error,
             });
         };
-        let mut feeds = Vec::new();
-        for feed in [Feed::CardEvents, Feed::Catalogue] {
-            match cache.feed_state(feed.as_str()) {
-                Ok(state) => feeds.push(state),
-                Err(e) => {
-                    return json!({"configured": true, "error": format!("cache: {e}")});
-                }
-            }
-        }
+        let feeds = match feed_states(cache) {
+            Ok(feeds) => feeds,
+            Err(e) => return json!({"configured": true, "error": format!("cache: {e}")}),
+        };
         let now = unix_seconds(SystemTime::now());
-        // Both feeds must have succeeded for the cache to be "synced" at a time.
-        let last_ok = feeds
-            .iter()
-            .map(|f| f.last_ok)
-            .collect::<Option<Vec<i64>>>()
-            .and_then(|oks| oks.into_iter().min());
+        let last_ok = synced_at(&feeds);
         let last_error = feeds
             .iter()
             .filter(|f| f.last_error.is_some())
@@ -341,6 +340,24 @@ impl Services {
     }
 }
 
+/// The sync state of each feed the cache keeps (the card events, the catalogue).
+pub fn feed_states(cache: &Cache) -> Result<Vec<FeedState>, CacheError> {
+    [Feed::CardEvents, Feed::Catalogue]
+        .into_iter()
+        .map(|feed| cache.feed_state(feed.as_str()))
+        .collect()
+}
+
+/// When the cache was last synced (Unix seconds): both feeds must have succeeded for it to
+/// be synced at a time; `None` while one never has.
+pub fn synced_at(feeds: &[FeedState]) -> Option<i64> {
+    feeds
+        .iter()
+        .map(|f| f.last_ok)
+        .collect::<Option<Vec<i64>>>()
+        .and_then(|oks| oks.into_iter().min())
+}
+
 /// Records in the cache the msgid partition the configuration gives, so that `medcard sync`
 /// on the same file numbers from it too.
 fn record_partition(cache: &Cache, config: &Config) {
@@ -368,14 +385,16 @@ pub fn refusal_rules(config: &Config) -> Arc<RefusalRules> {
     })
 }
 
-/// What the clients of the daemon's one link share: its circuit breaker and its sign-in.
+/// What the clients of the daemon's one link share: its circuit breaker, its sign-in and
+/// the daemon's metrics.
 struct SharedLink {
     breaker: SharedBreaker,
     sign_in: SharedSignIn,
+    metrics: Metrics,
 }
 
-/// A client of the daemon's link: the cache's msgids, the refusal rules, the shared breaker
-/// and sign-in.
+/// A client of the daemon's link: the cache's msgids, the refusal rules, the shared breaker,
+/// sign-in and metrics.
 fn link_client(
     config: &Config,
     link_config: crate::insurer::InsurerConfig,
@@ -386,6 +405,7 @@ fn link_client(
         .with_refusals(refusal_rules(config))
         .with_breaker(shared.breaker.clone())
         .with_sign_in(shared.sign_in.clone())
+        .with_metrics(shared.metrics.clone())
 }
 
 /// A client whose msgids come from the cache's persistent sequence when there is a cache, so
@@ -446,6 +466,7 @@ fn open_settler(
         max_bill_lines: settle.max_bill_lines.max(1),
         max_upload_lines: settle.max_upload_lines.max(1),
         partition: config.partition(),
+        metrics: shared.metrics.clone(),
         ..SettleOptions::default()
     };
     Some(Arc::new(Settler::new(cache, links, policies, options)))

@@ -51,6 +51,8 @@ pub struct Shared {
     pub credentials: CredentialSessions,
     /// Where the web endpoint listens, once it does.
     pub web_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Where `metrics.listen`'s listener listens, once it does.
+    pub metrics_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl Shared {
@@ -80,6 +82,7 @@ impl Shared {
             bills,
             credentials: CredentialSessions::default(),
             web_addr: std::sync::OnceLock::new(),
+            metrics_addr: std::sync::OnceLock::new(),
         }
     }
 
@@ -121,8 +124,11 @@ impl Shared {
         } else {
             max.saturating_sub(settings.config.reserved_for_allowed_groups())
         };
+        let transport = peer.transport();
+        let metrics = &self.services.metrics;
         let mut by_uid = self.lock_per_uid();
         if self.connections.load(Ordering::Acquire) >= open_to_peer {
+            metrics.connection_refused(transport);
             return Err(RequestError::TooManyConnections(max));
         }
         let uid = match peer {
@@ -132,14 +138,17 @@ impl Shared {
         if let Some(uid) = uid {
             let held = by_uid.entry(uid).or_default();
             if *held >= per_uid {
+                metrics.connection_refused(transport);
                 return Err(RequestError::TooManyForUser { uid, max: per_uid });
             }
             *held += 1;
         }
         self.connections.fetch_add(1, Ordering::AcqRel);
+        metrics.connection_opened(transport);
         Ok(ConnectionSlot {
             shared: self.clone(),
             uid,
+            transport,
         })
     }
 
@@ -154,6 +163,7 @@ impl Shared {
 pub(in crate::serve) struct ConnectionSlot {
     shared: Arc<Shared>,
     uid: Option<u32>,
+    transport: &'static str,
 }
 
 impl Drop for ConnectionSlot {
@@ -168,6 +178,10 @@ impl Drop for ConnectionSlot {
             }
         }
         self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+        self.shared
+            .services
+            .metrics
+            .connection_closed(self.transport);
     }
 }
 

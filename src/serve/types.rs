@@ -22,6 +22,28 @@ pub enum ReaderState {
     Error,
 }
 
+impl ReaderState {
+    /// Every state, in the order a card goes through them.
+    pub const ALL: [ReaderState; 5] = [
+        ReaderState::Empty,
+        ReaderState::Present,
+        ReaderState::Reading,
+        ReaderState::Ready,
+        ReaderState::Error,
+    ];
+
+    /// The name on every wire (`empty`, `ready` …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReaderState::Empty => "empty",
+            ReaderState::Present => "present",
+            ReaderState::Reading => "reading",
+            ReaderState::Ready => "ready",
+            ReaderState::Error => "error",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReaderInfo {
     pub name: String,

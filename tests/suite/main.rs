@@ -31,6 +31,7 @@ mod release_binary;
 mod robustness;
 mod serve_credentials;
 mod serve_ec_voucher;
+mod serve_metrics;
 mod serve_monitor;
 mod serve_scanner;
 mod serve_sign_in;

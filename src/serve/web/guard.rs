@@ -53,22 +53,7 @@ impl Guard {
 
     /// `Host` names loopback and this port.
     pub fn check_host(&self, headers: &HeaderMap) -> Result<(), Refusal> {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
-        let loopback = ["127.0.0.1", "localhost", "[::1]"]
-            .iter()
-            .any(|name| host == format!("{name}:{}", self.port));
-        if loopback {
-            return Ok(());
-        }
-        Err(Refusal::forbidden(format!(
-            "Host {host:?} is not this workstation's loopback address (127.0.0.1:{port}, \
-             localhost:{port} or [::1]:{port}); a page reaching medcard under another name \
-             (DNS rebinding) is refused",
-            port = self.port
-        )))
+        check_host(headers, self.port)
     }
 
     /// `Origin`, when sent, is the endpoint's own or one of `allowed`.
@@ -105,6 +90,25 @@ impl Guard {
             }),
         }
     }
+}
+
+/// `Host` names loopback and `port` (the web endpoint's, or the metrics listener's).
+pub fn check_host(headers: &HeaderMap, port: u16) -> Result<(), Refusal> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let loopback = ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .any(|name| host == format!("{name}:{port}"));
+    if loopback {
+        return Ok(());
+    }
+    Err(Refusal::forbidden(format!(
+        "Host {host:?} is not this workstation's loopback address (127.0.0.1:{port}, \
+         localhost:{port} or [::1]:{port}); a page reaching medcard under another name \
+         (DNS rebinding) is refused"
+    )))
 }
 
 /// The token of a WebSocket handshake (`Sec-WebSocket-Protocol: medcard.jsonrpc,

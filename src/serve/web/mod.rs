@@ -7,6 +7,8 @@
 //!   per-connection limits; one JSON object per text message.
 //! - `POST /rpc`: one call, one answer ([`crate::serve::connection::answer_once`]).
 //! - `GET /kiosk`: the self-service kiosk page, compiled into the binary ([`kiosk_files`]).
+//! - `GET /metrics`: the daemon's metrics for Prometheus ([`metrics`]; no token: they hold
+//!   no personal data), also served on `metrics.listen`'s listener of its own.
 //!
 //! Every request passes the [`guard`] first: `Host` (no DNS rebinding), `Origin` (the
 //! allow-list), and the token (none: read-only; the kiosk's; the HIS's). Connections count
@@ -14,6 +16,7 @@
 
 pub mod guard;
 pub mod kiosk_files;
+pub mod metrics;
 pub mod settings;
 pub mod tokens;
 mod ws;
@@ -57,8 +60,14 @@ pub struct WebListener {
 pub enum WebError {
     #[error("web.listen {0:?} is not a loopback address like \"127.0.0.1:8765\"")]
     NotLoopback(String),
-    #[error("cannot listen on {addr} (web.listen): {source}")]
+    #[error(
+        "metrics.listen {0:?} is not a loopback address like \"127.0.0.1:9465\" (and \
+         metrics.allow_remote is not set)"
+    )]
+    MetricsNotLoopback(String),
+    #[error("cannot listen on {addr} ({key}): {source}")]
     Listen {
+        key: &'static str,
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -77,13 +86,13 @@ impl WebListener {
             .ok_or_else(|| WebError::NotLoopback(web.listen.clone()))?;
         let client = tokens::load_or_make(&web.token_file)?;
         let kiosk = tokens::load_or_make(&web.kiosk_token_file)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| WebError::Listen { addr, source })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| WebError::Listen { addr, source })?
-            .port();
+        let listen_error = |source| WebError::Listen {
+            key: "web.listen",
+            addr,
+            source,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
+        let port = listener.local_addr().map_err(listen_error)?.port();
         tracing::info!(%addr, port, "web endpoint listening");
         Ok(Some(WebListener {
             listener,
@@ -119,6 +128,7 @@ pub async fn serve(
         .route("/kiosk", get(kiosk_files::page))
         .route("/kiosk/", get(kiosk_files::page))
         .route("/kiosk/{file}", get(kiosk_files::file))
+        .route("/metrics", get(metrics_page))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
@@ -147,6 +157,11 @@ async fn check_host(
         Ok(()) => next.run(request).await,
         Err(refusal) => refused(addr, refusal),
     }
+}
+
+/// `GET /metrics`: after the `Host` check only.
+async fn metrics_page(State(endpoint): State<Endpoint>, headers: HeaderMap) -> Response {
+    metrics::answer(endpoint.shared.clone(), &headers).await
 }
 
 /// The origin check and the token's grant of a request.
@@ -305,7 +320,7 @@ fn allow_origin(request: &HeaderMap, answer: &mut HeaderMap) {
 async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        "medcard: no such page; the web endpoint serves /ws, /rpc and /kiosk\n",
+        "medcard: no such page; the web endpoint serves /ws, /rpc, /kiosk and /metrics\n",
     )
         .into_response()
 }

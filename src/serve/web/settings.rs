@@ -1,6 +1,7 @@
-//! The `[web]` and `[kiosk]` sections of the configuration: the loopback HTTP + WebSocket
-//! endpoint for browser-based HIS and kiosks (off unless `web.listen` is set), who may call
-//! it, and what the kiosk page offers.
+//! The `[web]`, `[kiosk]` and `[metrics]` sections of the configuration: the loopback HTTP +
+//! WebSocket endpoint for browser-based HIS and kiosks (off unless `web.listen` is set), who
+//! may call it, what the kiosk page offers, and the listener of its own that serves only
+//! `GET /metrics` (off unless `metrics.listen` is set; loopback unless `allow_remote`).
 
 use super::super::config::Findings;
 use serde::Deserialize;
@@ -30,6 +31,68 @@ impl Default for WebSection {
             allowed_origins: Vec::new(),
             token_file: PathBuf::from("/var/lib/medcard/web.token"),
             kiosk_token_file: PathBuf::from("/var/lib/medcard/kiosk.token"),
+        }
+    }
+}
+
+/// `GET /metrics` on a listener of its own (docs/metrics.md): for when the web endpoint is
+/// off, or to keep Prometheus off its port. The web endpoint serves `/metrics` too.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// `127.0.0.1:PORT` or `[::1]:PORT`; empty: no listener of its own (the default).
+    pub listen: String,
+    /// Let `listen` be an address other hosts reach (a Prometheus server elsewhere): the
+    /// metrics hold no personal data, but this must be said explicitly.
+    pub allow_remote: bool,
+}
+
+impl MetricsSection {
+    pub fn enabled(&self) -> bool {
+        !self.listen.trim().is_empty()
+    }
+
+    /// The address to listen on, when it is loopback or other hosts are allowed.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.listen
+            .trim()
+            .parse()
+            .ok()
+            .filter(|addr: &SocketAddr| addr.ip().is_loopback() || self.allow_remote)
+    }
+
+    pub(in crate::serve) fn check(&self, web: &WebSection, findings: &mut Findings) {
+        if !self.enabled() {
+            if self.allow_remote {
+                findings
+                    .warnings
+                    .push("metrics.allow_remote has no effect without metrics.listen".to_owned());
+            }
+            return;
+        }
+        let listen = self.listen.trim();
+        match listen.parse::<SocketAddr>() {
+            Err(_) => findings.errors.push(format!(
+                "metrics.listen {listen:?} is not an address like \"127.0.0.1:9465\""
+            )),
+            Ok(addr) if !addr.ip().is_loopback() && !self.allow_remote => {
+                findings.errors.push(format!(
+                    "metrics.listen {listen:?} is not a loopback address; set \
+                     metrics.allow_remote = true to let a Prometheus server on another host \
+                     scrape it (the metrics hold no personal data), or use 127.0.0.1"
+                ))
+            }
+            Ok(addr) if !addr.ip().is_loopback() => findings.warnings.push(format!(
+                "metrics.listen {listen:?} answers other hosts (metrics.allow_remote): let only \
+                 the Prometheus server through the firewall"
+            )),
+            Ok(addr) if addr.port() != 0 && web.addr() == Some(addr) => {
+                findings.errors.push(format!(
+                    "metrics.listen {listen:?} is web.listen's address: the web endpoint serves \
+                     /metrics already; leave metrics.listen empty or give it another port"
+                ))
+            }
+            Ok(_) => {}
         }
     }
 }
@@ -170,6 +233,36 @@ mod tests {
         ] {
             assert!(check_origin(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_metrics_listener_is_loopback_unless_allowed() {
+        let web = WebSection {
+            listen: "127.0.0.1:8765".into(),
+            ..WebSection::default()
+        };
+        let check = |listen: &str, allow_remote: bool| {
+            let mut findings = Findings::default();
+            let metrics = MetricsSection {
+                listen: listen.into(),
+                allow_remote,
+            };
+            metrics.check(&web, &mut findings);
+            (findings, metrics.addr())
+        };
+        let (found, addr) = check("0.0.0.0:9465", false);
+        assert!(found.errors[0].contains("allow_remote"), "{found:?}");
+        assert_eq!(addr, None);
+        let (found, addr) = check("0.0.0.0:9465", true);
+        assert!(found.errors.is_empty() && found.warnings[0].contains("firewall"));
+        assert!(addr.is_some());
+        let (found, _) = check("127.0.0.1:8765", false);
+        assert!(found.errors[0].contains("web.listen"), "{found:?}");
+        let (found, addr) = check("127.0.0.1:9465", false);
+        assert_eq!(found, Findings::default());
+        assert!(addr.is_some());
+        assert!(check("localhost:9465", false).0.errors[0].contains("not an address"));
+        assert!(check("", true).0.warnings[0].contains("no effect"));
     }
 
     #[test]

@@ -229,6 +229,10 @@ impl Settler {
         result: Result<Reply, LinkError>,
     ) -> Result<Option<Settlement>, SettleError> {
         let rid = request.request_id.as_str();
+        let kind = match request.kind {
+            RequestKind::Settle => SettlementKind::Settle,
+            RequestKind::Refund => SettlementKind::Refund,
+        };
         // An answer that cannot be read is no answer: the call may have been applied.
         let result = result.and_then(|reply| {
             serde_json::from_value::<SettleOut>(reply.output)
@@ -236,6 +240,7 @@ impl Settler {
         });
         match result {
             Ok(out) => {
+                self.count(kind, SettlementOutcome::Settled);
                 let setlinfo = to_json(&out.setlinfo);
                 let date = out
                     .setlinfo
@@ -276,6 +281,7 @@ impl Settler {
                 Ok(Some(self.report(&done)?))
             }
             Err(LinkError::Business { err_msg, .. }) if self.about_the_message(&err_msg) => {
+                self.count(kind, SettlementOutcome::Resent);
                 // Not processed (a lapsed sign-in, a msgid seen before): a new attempt.
                 self.journal.settle_call(&CallOutcome {
                     err_msg: Some(&err_msg),
@@ -288,6 +294,7 @@ impl Settler {
                 Ok(None)
             }
             Err(LinkError::Business { infcode, err_msg }) => {
+                self.count(kind, SettlementOutcome::Refused);
                 self.journal.settle_call(&CallOutcome {
                     err_msg: Some(&err_msg),
                     request: Some(RequestUpdate {
@@ -304,6 +311,7 @@ impl Settler {
                 | LinkError::Busy { .. }
                 | LinkError::TooLarge { .. }),
             ) => {
+                self.count(kind, SettlementOutcome::NotProcessed);
                 // Not sent, or not processed (busy, too large): never a final refusal.
                 let why = format!("not processed: {e}");
                 self.journal.settle_call(&CallOutcome {
@@ -314,6 +322,7 @@ impl Settler {
                 Err(SettleError::from(e))
             }
             Err(LinkError::Uncertain(why)) => {
+                self.count(kind, SettlementOutcome::Unknown);
                 self.journal.settle_call(&CallOutcome {
                     err_msg: Some(&why.to_string()),
                     request: Some(RequestUpdate::state(rid, RequestState::Unknown)),
@@ -349,6 +358,7 @@ impl Settler {
             ..request
         };
         self.journal.insert_final_request(&request)?;
+        self.count(SettlementKind::Settle, SettlementOutcome::SelfPay);
         self.report(&request)
     }
 

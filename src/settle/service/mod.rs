@@ -34,6 +34,7 @@ use crate::insurer::settlement::{
 use crate::insurer::wire::WireError;
 use crate::insurer::{InsurerClient, LinkError, Partition, Refusal, Reply, Retry, Uncertainty};
 use crate::mask;
+use crate::metrics::{Metrics, SettlementKind, SettlementOutcome};
 use crate::money::{CatalogueTotals, Difference, zero_fen};
 use crate::verdict::MaySettle;
 use rust_decimal::Decimal;
@@ -379,6 +380,8 @@ pub struct SettleOptions {
     /// This workstation's share of the hospital's numbers: with a node, the serials of
     /// ipt_otp_no and chrg_bchno carry it.
     pub partition: Partition,
+    /// Where each journalled call's outcome is counted (the daemon's; off by default).
+    pub metrics: Metrics,
 }
 
 impl Default for SettleOptions {
@@ -393,6 +396,7 @@ impl Default for SettleOptions {
             max_bill_lines: DEFAULT_MAX_BILL_LINES,
             max_upload_lines: DEFAULT_MAX_UPLOAD_LINES,
             partition: Partition::STANDALONE,
+            metrics: Metrics::off(),
         }
     }
 }
@@ -594,6 +598,11 @@ impl Settler {
             Some(node) => format!("{node:03}{serial:06}"),
             None => format!("{serial:06}"),
         })
+    }
+
+    /// Counts how a journalled call of `kind` ended.
+    fn count(&self, kind: SettlementKind, outcome: SettlementOutcome) {
+        self.options.metrics.settlement(kind, outcome);
     }
 
     fn visit_lock(&self, mdtrt_id: &str) -> Arc<Mutex<()>> {

@@ -13,6 +13,17 @@ pub(super) enum Reversal {
     StillUnknown,
 }
 
+impl Reversal {
+    /// How a 2601 that went out is counted.
+    fn counted(self) -> SettlementOutcome {
+        match self {
+            Reversal::Reversed => SettlementOutcome::Reversed,
+            Reversal::NotApplied => SettlementOutcome::NotApplied,
+            Reversal::StillUnknown => SettlementOutcome::Unknown,
+        }
+    }
+}
+
 impl Settler {
     /// 2601 for an unanswered call, retried with backoff up to `reversal_tries` times.
     pub(super) fn reverse_with_retries(&self, call: &CallRow) -> Reversal {
@@ -79,6 +90,7 @@ impl Settler {
             }
             Err(_) => Reversal::StillUnknown,
         };
+        self.count(SettlementKind::Reversal, outcome.counted());
         self.record_reversal(call, &msgid, &result, outcome)?;
         Ok(outcome)
     }
