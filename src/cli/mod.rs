@@ -5,6 +5,7 @@ pub mod cache;
 pub mod call;
 pub mod config;
 pub mod demo;
+pub mod generate;
 pub mod hospital;
 pub mod insurer_sim;
 pub mod journal;
