@@ -280,7 +280,7 @@ impl Installation {
             .expect("write the test's marker");
         let installation = Installation;
         if present {
-            eprintln!("{test}: purging the medcard an interrupted run of this test left");
+            eprintln!("{test}: purging what an earlier, interrupted run of this test left");
             installation.dpkg(&["--purge", "medcard"]);
         }
         Some(installation)
@@ -311,12 +311,19 @@ impl Installation {
 }
 
 impl Drop for Installation {
+    /// Purges; the marker stays while anything of the package is left, so that the next run
+    /// knows it for this test's.
     fn drop(&mut self) {
         let _ = Command::new("dpkg")
             .args(["--purge", "medcard"])
             .stdin(Stdio::null())
             .output();
-        let _ = std::fs::remove_file(MARKER);
+        if package_status().is_none()
+            && !Path::new("/etc/medcard").exists()
+            && !Path::new(STATE).exists()
+        {
+            let _ = std::fs::remove_file(MARKER);
+        }
     }
 }
 
