@@ -64,11 +64,13 @@ impl From<CompletionShell> for Shell {
 pub fn run(args: GenerateArgs, command: clap::Command) -> ExitCode {
     let (out, written) = match args.what {
         What::Man { out } => {
-            let written = create(&out).and_then(|()| clap_mangen::generate_to(command, &out));
+            let written = std::fs::create_dir_all(&out)
+                .and_then(|()| clap_mangen::generate_to(command, &out));
             (out, written)
         }
         What::Completions { out, shell } => {
-            let written = create(&out).and_then(|()| completions(command, &shell, &out));
+            let written =
+                std::fs::create_dir_all(&out).and_then(|()| completions(command, &shell, &out));
             (out, written)
         }
     };
@@ -79,10 +81,6 @@ pub fn run(args: GenerateArgs, command: clap::Command) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn create(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)
 }
 
 /// One completion script per shell, named as `clap_complete` names them.

@@ -30,8 +30,9 @@ use std::time::{Duration, Instant};
 const BINARY: &str = "/usr/bin/medcard";
 const CONFIG: &str = "/etc/medcard/medcard.toml";
 const STATE: &str = "/var/lib/medcard";
-/// Written while this test has medcard installed: a package found at the start with this
-/// file beside it was left by a run that was killed, and is purged.
+/// Written while this test has medcard on the machine, removed once nothing of it is left: a
+/// package (or its directories) found at the start with this file beside it was left by an
+/// earlier run of this test, and is purged.
 const MARKER: &str = "/tmp/medcard-package-test.installed";
 
 /// One built package.
@@ -118,27 +119,29 @@ fn the_package_is_lintian_clean() {
     if !available("lintian", "lintian") {
         return;
     }
-    for deb in [&packages().first, &packages().upgrade] {
-        let output = Command::new("lintian")
-            .args(["--display-info", "--pedantic"])
-            .args(["--fail-on", "error,warning,info,pedantic"])
-            .arg(&deb.path)
-            .output()
-            .expect("run lintian");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        // Tags are "E: medcard: tag …" (E, W, I, P, X); "N:" lines are notes.
-        let tags: Vec<&str> = stdout
-            .lines()
-            .filter(|line| line.len() > 3 && "EWIPX".contains(&line[..1]) && &line[1..3] == ": ")
-            .collect();
-        assert!(
-            output.status.success() && tags.is_empty(),
-            "lintian {}: fix each tag, or explain it in packaging/debian/lintian-overrides:\n\
-             {stdout}{}",
-            deb.path.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    // The one `make deb` makes (the upgrade's differs in its version only).
+    let deb = &packages().first;
+    let output = Command::new("lintian")
+        .args(["--display-info", "--pedantic"])
+        .args(["--fail-on", "error,warning,info,pedantic"])
+        .arg(&deb.path)
+        .output()
+        .expect("run lintian");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // Tags are "E: medcard: tag …" (E, W, I, P, X); "N:" lines are notes.
+    let tags: Vec<&str> = stdout
+        .lines()
+        .filter(|line| {
+            line.get(1..3) == Some(": ") && line.get(..1).is_some_and(|c| "EWIPX".contains(c))
+        })
+        .collect();
+    assert!(
+        output.status.success() && tags.is_empty(),
+        "lintian {}: fix each tag, or explain it in packaging/debian/lintian-overrides:\n\
+         {stdout}{}",
+        deb.path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]
@@ -157,8 +160,7 @@ fn the_package_installs_serves_upgrades_and_purges() {
     installation.install(&packages.first);
     let installed = Installed::read();
     installed.has_user_directories_and_enabled_units();
-    let report = installed_self_check();
-    assert!(report.trim_end().ends_with(": OK"), "{report}");
+    installed_self_check();
     installed.units_verify();
     installed.serves_as_the_medcard_user();
     installed.has_man_pages_and_completions();
@@ -166,8 +168,7 @@ fn the_package_installs_serves_upgrades_and_purges() {
     let local = LocalState::make();
     installation.install(&packages.upgrade);
     local.is_kept("the upgrade");
-    let report = installed_self_check();
-    assert!(report.contains("socket.max_connections = 48"), "{report}");
+    installed_self_check();
 
     installation.dpkg(&["--remove", "medcard"]);
     assert!(!Path::new(BINARY).exists(), "dpkg -r leaves {BINARY}");
@@ -250,14 +251,15 @@ fn machine_lock() -> File {
     file
 }
 
-/// The installed binary's self-check of the installed configuration, its report returned
-/// once it passed. Until `medcard doctor` lands, `medcard config check`.
-fn installed_self_check() -> String {
+/// The installed binary's self-check from the installed configuration passes. Until `medcard
+/// doctor` lands, `medcard config check`: exit status 0 and the file found OK.
+fn installed_self_check() {
     let output = Command::new(BINARY)
         .args(["config", "check", CONFIG])
         .output()
         .expect("run the installed medcard");
-    succeeded("the installed medcard's self-check", &output)
+    let report = succeeded("the installed medcard's self-check", &output);
+    assert!(report.trim_end().ends_with(": OK"), "{report}");
 }
 
 /// medcard installed by this test: purged when dropped, however the test ends.

@@ -68,19 +68,9 @@ pub fn test_output_dir(test_name: &str) -> PathBuf {
 /// would be rebuilt from ring up.
 pub fn release_binary() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let set_by_cargo = std::env::vars_os().map(|(name, _)| name).filter(|name| {
-        let name = name.to_string_lossy();
-        [
-            "CARGO_MANIFEST_",
-            "CARGO_PKG_",
-            "CARGO_CRATE_",
-            "CARGO_BIN_",
-        ]
-        .iter()
-        .any(|prefix| name.starts_with(prefix))
-            || name == "CARGO_PRIMARY_PACKAGE"
-            || name == "OUT_DIR"
-    });
+    let set_by_cargo = std::env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| set_by_cargo_for_tests(&name.to_string_lossy()));
     let mut build = Command::new(cargo);
     for name in set_by_cargo {
         build.env_remove(name);
@@ -99,6 +89,20 @@ pub fn release_binary() -> PathBuf {
         .filter(|message| message["reason"] == "compiler-artifact")
         .find_map(|message| message["executable"].as_str().map(PathBuf::from))
         .expect("cargo names the medcard executable")
+}
+
+/// A variable cargo sets for a test process (from the package being tested), not the
+/// user's own configuration of cargo (`CARGO_HOME`, `CARGO_TARGET_DIR`, …).
+fn set_by_cargo_for_tests(name: &str) -> bool {
+    const PREFIXES: [&str; 4] = [
+        "CARGO_MANIFEST_",
+        "CARGO_PKG_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+    ];
+    PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+        || name == "CARGO_PRIMARY_PACKAGE"
+        || name == "OUT_DIR"
 }
 
 pub fn medcard_bin() -> PathBuf {
