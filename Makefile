@@ -9,11 +9,13 @@ CARGO ?= cargo
 # systemd gives `systemd-analyze`, which verifies the units in systemd/; postgresql is the
 # hospital database the tests start as a throwaway cluster (src/sim/postgres.rs; TLS is
 # rustls, no system library); chromium and chromium-driver are the headless browser the
-# kiosk tests and `medcard bench web` drive through WebDriver (src/sim/browser.rs).
-DEB_PACKAGES := pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config systemd postgresql openssl chromium chromium-driver fonts-wqy-zenhei
+# kiosk tests and `medcard bench web` drive through WebDriver (src/sim/browser.rs);
+# dpkg-dev (dpkg-shlibdeps, with binutils' strip) and lintian build and check the Debian
+# package (`make deb`, packaging/build-deb, tests/suite/package.rs).
+DEB_PACKAGES := pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools pkg-config systemd postgresql openssl chromium chromium-driver fonts-wqy-zenhei dpkg-dev lintian
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test lint demo bench fault-matrix fuzz fuzz-smoke clean
+.PHONY: all deps build deb test lint demo bench fault-matrix fuzz fuzz-smoke clean
 
 all: build
 
@@ -31,6 +33,12 @@ deps:
 build: deps
 	$(CARGO) build --release
 
+# The Debian package of the release build: target/debian/medcard_<version>_<arch>.deb
+# (docs/packaging.md). tests/suite/package.rs builds its own two with the same script,
+# lints them, installs, upgrades and purges them on this machine.
+deb: build
+	packaging/build-deb
+
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets --features fault-injection -- -D warnings
@@ -39,7 +47,9 @@ lint:
 # The release binary hospitals install (no features: no crash points), then unit tests,
 # in-process reader tests and the end-to-end tests through pcscd + vpcd (these take a
 # machine-wide lock: one pcscd per machine, two vpcd slots), built with the crash points of
-# the exactly-once tests; tests/suite/release_binary.rs checks the release binary has none.
+# the exactly-once tests; tests/suite/release_binary.rs checks the release binary has none,
+# and tests/suite/package.rs packages it (packaging/build-deb), lints, installs (as root),
+# upgrades and purges the package.
 test: deps lint
 	$(CARGO) build --release
 	$(CARGO) test --all-targets --features fault-injection

@@ -2,7 +2,7 @@
 
 mod cli;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// medcard — social security card (社会保障卡 / 医保卡) middleware for hospital counters.
@@ -39,6 +39,8 @@ enum Command {
     Reconcile(cli::reconcile::ReconcileArgs),
     Journal(cli::journal::JournalArgs),
     Hospital(cli::hospital::HospitalArgs),
+    #[command(hide = true)]
+    Generate(cli::generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Reconcile(args) => cli::reconcile::run(args),
         Command::Journal(args) => cli::journal::run(args),
         Command::Hospital(args) => cli::hospital::run(args),
+        Command::Generate(args) => cli::generate::run(args, Cli::command()),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod call;
 pub mod config;
 pub mod demo;
 pub mod doctor;
+pub mod generate;
 pub mod hospital;
 pub mod insurer_sim;
 pub mod journal;

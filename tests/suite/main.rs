@@ -26,6 +26,7 @@ mod insurer_refusals;
 mod insurer_settle;
 mod kiosk_browser;
 mod kiosk_qr_browser;
+mod package;
 mod read_fixtures;
 mod release_binary;
 mod robustness;

@@ -7,7 +7,7 @@
 //! The release build is `make test`'s first step, so the `cargo build --release` here only
 //! finds it up to date; run alone, it builds it.
 
-use serde_json::Value;
+use crate::common;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -19,26 +19,6 @@ const CRASH_POINTS: [&str; 4] = [
     "after_reply:2207",
     "after_commit:2207",
 ];
-
-/// Builds the release binary the way `make build` does (or finds it up to date) and returns
-/// its path, as cargo reports it (so `CARGO_TARGET_DIR` is honoured).
-fn release_binary() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
-        .args(["build", "--release", "--bin", "medcard"])
-        .arg("--message-format=json-render-diagnostics")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run cargo build --release");
-    assert!(output.status.success(), "cargo build --release failed");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|message| message["reason"] == "compiler-artifact")
-        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .expect("cargo names the medcard executable")
-}
 
 /// A scratch directory for one test; the demo's own files go under it too (`TMPDIR`).
 fn scratch(name: &str) -> PathBuf {
@@ -70,7 +50,7 @@ fn finish(child: Child) -> Output {
 
 #[test]
 fn the_release_binary_has_no_crash_points() {
-    let binary = release_binary();
+    let binary = common::release_binary();
     let bytes = std::fs::read(&binary).expect("read the release binary");
     let name = b"MEDCARD_CRASH_AT";
     assert!(

@@ -5,7 +5,7 @@ use crate::apdu::{Exchanger, ReaderError};
 use crate::cache::{Cache, Feed};
 use crate::clock::{from_compact_millis, from_unix_seconds, unix_seconds};
 use crate::insurer::{ClockReading, LinkError};
-use crate::psam::{ALGORITHM_DES, KeyUsage, Psam, PsamError, diversification_factor};
+use crate::psam::{ALGORITHM_DES, ALGORITHM_SM4, ALGORITHM_SSF33, KeyUsage, Psam, PsamError, diversification_factor};
 use crate::reader::{ReaderBackend, ReaderStatus, with_card};
 use crate::serve::client::Client;
 use crate::serve::config::Config;
@@ -235,7 +235,8 @@ fn psam_check(
     }
 }
 
-/// A cryptogram under RKSSSE for the region's diversification factor (nothing is opened).
+/// A cryptogram under RKSSSE for the region's diversification factor (nothing is opened), in
+/// the first algorithm the PSAM takes: DES, SM4, SSF33.
 fn rkssse_answers(
     backend: &mut dyn ReaderBackend,
     reader: &str,
@@ -245,14 +246,21 @@ fn rkssse_answers(
     let answered = with_card(backend, reader, |channel| {
         let mut exchanger = Exchanger::new(channel);
         let mut psam = Psam::open(&mut exchanger, reader)?;
-        crate::psam::Authenticator::cryptogram(
-            &mut psam,
-            KeyUsage::Rkssse,
-            ALGORITHM_DES,
-            &factor,
-            &[0; 8],
-        )
-        .map(|_| ())
+        let mut result = Ok(());
+        for algorithm in [ALGORITHM_DES, ALGORITHM_SM4, ALGORITHM_SSF33] {
+            result = crate::psam::Authenticator::cryptogram(
+                &mut psam,
+                KeyUsage::Rkssse,
+                algorithm,
+                &factor,
+                &[0; 8],
+            )
+            .map(|_| ());
+            if !matches!(result, Err(PsamError::UnsupportedAlgorithm(_))) {
+                break;
+            }
+        }
+        result
     });
     answered.unwrap_or_else(|_| Err(PsamError::NotAPsam(reader.to_owned())))
 }
