@@ -65,6 +65,7 @@ pub fn reader_code_zh(code: ReaderCode) -> &'static str {
         -13 => "不支持该命令",
         -14 => "命令参数错",
         -15 => "信息校验和出错",
+        -20 => "卡识别码格式错",
         -21 => "内部认证失败(用户卡不合法)",
         -22 => "传入数据与卡内不符",
         -31 => "用户取消",
@@ -293,6 +294,7 @@ mod tests {
             reader_code_zh(ReaderCode::NOT_SOCIAL_SECURITY_CARD),
             "卡类型不对"
         );
+        assert_eq!(reader_code_zh(ReaderCode(-20)), "卡识别码格式错");
         assert_eq!(
             reader_failure_line("no card", ReaderCode::NO_CARD),
             "no card (无卡，错误码 -2)"

@@ -50,4 +50,5 @@ mod settle_terminal;
 mod socket_owner;
 mod storage_faults;
 mod sync_cli;
+mod troubleshooting;
 mod web_endpoint;
