@@ -1,7 +1,8 @@
 //! `medcard cache`: look into the local cache (SQLite). `stats` prints counts per table, the
 //! feeds' watermarks, last success and last error, and the file's size.
 
-use clap::{Args, Subcommand, ValueEnum};
+use super::Format;
+use clap::{Args, Subcommand};
 use medcard::cache::{CacheReader, CacheStats, FeedState};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,12 +28,6 @@ enum Action {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    Text,
-    Json,
 }
 
 pub fn run(args: CacheArgs) -> ExitCode {

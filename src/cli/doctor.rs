@@ -2,7 +2,8 @@
 //! the fix for what is wrong; `--format json` for scripts; exit 0 / 1 / 2 for all well /
 //! warnings / failures.
 
-use clap::{Args, ValueEnum};
+use super::Format;
+use clap::Args;
 use medcard::reader::pcsc_reader::PcscReaders;
 use medcard::serve::config::{Config, DEFAULT_PATH};
 use medcard::serve::doctor::Doctor;
@@ -25,12 +26,6 @@ pub struct DoctorArgs {
     /// Output: lines for a person, or one JSON object for scripts.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    Text,
-    Json,
 }
 
 pub fn run(args: DoctorArgs) -> ExitCode {

@@ -19,8 +19,16 @@ pub mod sim;
 pub mod sim_scanner;
 pub mod sync;
 
+use clap::ValueEnum;
 use medcard::sim::card::{self as sim_card, CardImage, Chip, PsamImage, SimError};
 use std::path::Path;
+
+/// Output of the commands that print a report: lines for a person, or JSON for scripts.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
 
 /// A card image named by a fixture file path or a built-in card name (`xiaowang`, `gen3`, …).
 pub fn load_card(spec: &str) -> Result<CardImage, SimError> {

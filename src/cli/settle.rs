@@ -2,6 +2,7 @@
 //! catalogue split of the fee lines, deductible, bands, cap, fund cap, account, 共济, cash)
 //! under a cost-sharing policy, with `medcard::settle` — no insurer, no card.
 
+use super::Format;
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use medcard::insurer::{CatalogueItem, ChrgitmLv};
 use medcard::money::{CatalogueTotals, MAX_AMOUNT, is_whole_fen, two_places};
@@ -115,12 +116,6 @@ pub struct CalcArgs {
 enum YesNo {
     Yes,
     No,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    Json,
-    Text,
 }
 
 pub fn run(args: SettleArgs) -> ExitCode {

@@ -273,11 +273,17 @@ fn installed_self_check() -> serde_json::Value {
     let config = doctor_check(&report, "config");
     assert_eq!(config["status"], "pass", "{report}");
     assert!(
-        config["found"]["en"].as_str().is_some_and(|f| f.contains(CONFIG)),
+        config["found"]["en"]
+            .as_str()
+            .is_some_and(|f| f.contains(CONFIG)),
         "{config}"
     );
     // The installed configuration has no insurer: those checks are skipped, not failed.
-    assert_eq!(doctor_check(&report, "insurer")["status"], "skip", "{report}");
+    assert_eq!(
+        doctor_check(&report, "insurer")["status"],
+        "skip",
+        "{report}"
+    );
     report
 }
 
@@ -515,7 +521,11 @@ impl Installed {
         // daemon's socket all pass.
         let report = installed_self_check();
         for part in ["pcscd", "readers", "socket", "disk"] {
-            assert_eq!(doctor_check(&report, part)["status"], "pass", "{part}: {report}");
+            assert_eq!(
+                doctor_check(&report, part)["status"],
+                "pass",
+                "{part}: {report}"
+            );
         }
         let log_text = daemon.stop();
         assert!(

@@ -5,7 +5,10 @@ use crate::apdu::{Exchanger, ReaderError};
 use crate::cache::{Cache, Feed};
 use crate::clock::{from_compact_millis, from_unix_seconds, unix_seconds};
 use crate::insurer::{ClockReading, LinkError};
-use crate::psam::{ALGORITHM_DES, ALGORITHM_SM4, ALGORITHM_SSF33, KeyUsage, Psam, PsamError, diversification_factor};
+use crate::psam::{
+    ALGORITHM_DES, ALGORITHM_SM4, ALGORITHM_SSF33, KeyUsage, Psam, PsamError,
+    diversification_factor,
+};
 use crate::reader::{ReaderBackend, ReaderStatus, with_card};
 use crate::serve::client::Client;
 use crate::serve::config::Config;
