@@ -553,7 +553,7 @@ impl InsurerClient {
 /// (the label's values stay a closed set).
 const METRIC_INFNOS: [&str; 21] = [
     wire::SIGN_IN,
-    "9002",
+    wire::SIGN_OUT,
     wire::PERSON_INFO,
     wire::EC_DECODE,
     wire::CARD_FEED,
