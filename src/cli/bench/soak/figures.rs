@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 const FD_SLACK: usize = 4;
 /// TCP connections the process may hold at any time, however many it held at the start:
 /// each of the daemon's links to the insurer keeps its connection (the settlement links,
-/// the swipe link, the sync's), and so do the soak's admin link and the card in vpcd. The
-/// warm-up does not open them all.
-const TCP_MAX: usize = super::SETTLE_LINKS + 4;
+/// the swipe link, the sync's, the sign-in keeper's), and so do the soak's admin link and
+/// the card in vpcd. The warm-up does not open them all.
+const TCP_MAX: usize = super::SETTLE_LINKS + 5;
 /// Threads the end may hold beyond the start's.
 const THREAD_SLACK: usize = 2;
 /// Under load, the RSS at the end may be at most this many times the RSS once warmed up (a
