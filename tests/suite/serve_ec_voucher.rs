@@ -45,16 +45,7 @@ fn with_scanner(rig: &Rig, extra: &str) -> VirtualScanner {
 
 /// The next `credential.scanned` notification's params.
 fn next_scanned(client: &mut Client) -> Value {
-    loop {
-        let message = client
-            .inner()
-            .receive()
-            .expect("a notification in time")
-            .expect("the connection open");
-        if message["method"] == "credential.scanned" {
-            return message["params"].clone();
-        }
-    }
+    client.next_notification("credential.scanned")
 }
 
 fn register_params(session: &Value) -> Value {

@@ -68,16 +68,7 @@ fn subscribed(mut client: Client) -> Client {
 
 /// The next `credential.scanned` notification's params.
 fn next_scanned(client: &mut Client) -> Value {
-    loop {
-        let message = client
-            .inner()
-            .receive()
-            .expect("a notification in time")
-            .expect("the connection open");
-        if message["method"] == "credential.scanned" {
-            return message["params"].clone();
-        }
-    }
+    client.next_notification("credential.scanned")
 }
 
 fn occurrences(text: &str, needle: &str) -> usize {

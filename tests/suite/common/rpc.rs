@@ -87,6 +87,20 @@ impl Client {
         &mut self.0
     }
 
+    /// The params of the next notification of `method`, the others skipped.
+    pub fn next_notification(&mut self, method: &str) -> Value {
+        loop {
+            let message = self
+                .inner()
+                .receive()
+                .expect("a notification in time")
+                .expect("the connection open");
+            if message["method"] == method {
+                return message["params"].clone();
+            }
+        }
+    }
+
     fn with_patience(
         connected: Result<client::Client, ClientError>,
     ) -> Result<Client, ClientError> {
