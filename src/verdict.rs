@@ -242,6 +242,7 @@ impl InsurerRefusal {
             Refusal::DuplicateMsgid
             | Refusal::SignInLapsed
             | Refusal::Format
+            | Refusal::ClockSkew
             | Refusal::Transient
             | Refusal::EcCodeExpired
             | Refusal::EcCodeUsed

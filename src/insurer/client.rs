@@ -382,21 +382,13 @@ impl InsurerClient {
         self.signer.sign(&mut envelope);
         let started = Instant::now();
         let sent = SystemTime::now();
-        let result = self
-            .post(infno, &envelope)
+        let body = self.post(infno, &envelope);
+        if let Ok(body) = &body {
+            self.note_clock(body, sent);
+        }
+        let result = body
             .and_then(|body| parse_response(msgid, &body))
             .map_err(|e| self.transient_as_busy(e));
-        if let Ok(Reply {
-            refmsg_time: Some(refmsg_time),
-            ..
-        }) = &result
-        {
-            self.clock = Some(ClockReading {
-                refmsg_time: refmsg_time.clone(),
-                sent,
-                answered: SystemTime::now(),
-            });
-        }
         self.record(infno, msgid, &result, started);
         result
     }
@@ -484,6 +476,17 @@ impl InsurerClient {
                     self.msgids.after_duplicate();
                 }
             }
+        }
+    }
+
+    /// The platform's clock as `body` (an answer or a refusal) gives it.
+    fn note_clock(&mut self, body: &str, sent: SystemTime) {
+        if let Some(refmsg_time) = super::envelope::refmsg_time(body) {
+            self.clock = Some(ClockReading {
+                refmsg_time: refmsg_time.to_owned(),
+                sent,
+                answered: SystemTime::now(),
+            });
         }
     }
 

@@ -202,8 +202,6 @@ pub struct Reply {
     /// The msgid this request went out with.
     pub msgid: String,
     pub inf_refmsgid: Option<String>,
-    /// When the platform received the message (`yyyyMMddHHmmssSSS`, Beijing time).
-    pub refmsg_time: Option<String>,
     pub output: Value,
 }
 
@@ -214,6 +212,20 @@ pub fn parse_infcode(value: &Value) -> Option<i64> {
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
+}
+
+/// When the platform received the message, as an answer's envelope says
+/// (`"refmsg_time": "yyyyMMddHHmmssSSS"`, Beijing time), refusals included; found by a scan
+/// of the text, so that a large answer is not parsed twice.
+pub fn refmsg_time(body: &str) -> Option<&str> {
+    let after = &body[body.find("\"refmsg_time\"")? + "\"refmsg_time\"".len()..];
+    let value = after
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    let digits = value.get(..17)?;
+    (digits.bytes().all(|b| b.is_ascii_digit()) && value[17..].starts_with('"')).then_some(digits)
 }
 
 /// Read a response body (HTTP 200) into the output, a business refusal, or — when it is not
@@ -237,10 +249,6 @@ pub fn parse_response(msgid: &str, body: &str) -> Result<Reply, LinkError> {
         msgid: msgid.to_string(),
         inf_refmsgid: value
             .get("inf_refmsgid")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        refmsg_time: value
-            .get("refmsg_time")
             .and_then(Value::as_str)
             .map(str::to_string),
         // Taken, not cloned: a feed page's output is thousands of entries.
@@ -282,6 +290,15 @@ mod tests {
                 "{opter:?} {name:?}"
             );
         }
+    }
+
+    #[test]
+    fn refmsg_time_is_found_in_answers_and_refusals_alike() {
+        let refused = r#"{"infcode":-1,"refmsg_time" : "20261204081500123","err_msg":"x"}"#;
+        assert_eq!(refmsg_time(refused), Some("20261204081500123"));
+        assert_eq!(refmsg_time(r#"{"refmsg_time":"2026120408150012"}"#), None);
+        assert_eq!(refmsg_time(r#"{"refmsg_time":null}"#), None);
+        assert_eq!(refmsg_time("not json"), None);
     }
 
     #[test]

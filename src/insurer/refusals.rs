@@ -28,6 +28,9 @@ pub enum Refusal {
     SignInLapsed,
     /// A malformed envelope or input field (the sender's, not the person's).
     Format,
+    /// The message's `inf_time` is too far from the platform's clock (时间相差过大): not
+    /// processed; the workstation's clock needs synchronising.
+    ClockSkew,
     /// 系统繁忙 / 请稍后再试 / a timeout at the platform: not processed; retry later.
     Transient,
     /// 1101: the card was reported lost (挂失).
@@ -189,6 +192,7 @@ mod tests {
             Refusal::DuplicateMsgid,
             Refusal::SignInLapsed,
             Refusal::Format,
+            Refusal::ClockSkew,
             Refusal::Transient,
             Refusal::Lost,
             Refusal::Replaced,
@@ -226,6 +230,10 @@ mod tests {
             ("签到信息不存在或已失效，请重新签到", Refusal::SignInLapsed),
             ("医保中心系统繁忙，请稍后再试", Refusal::Transient),
             ("就诊凭证类型[09]不正确", Refusal::Format),
+            (
+                "报文时间与中心系统时间相差过大，请校准本机时间",
+                Refusal::ClockSkew,
+            ),
             (
                 "电子凭证二维码已过期，请刷新后重新出示",
                 Refusal::EcCodeExpired,

@@ -122,6 +122,22 @@ fn doctor_names_pcscd_and_the_clock_with_their_fixes_and_passes_the_insurer() {
     assert!(text.contains("timedatectl set-ntp true"), "{text}");
     sim.admin(json!({"action": "clock_skew", "seconds": -900}));
     let (_, _, report) = doctor(&config);
+    // Beyond the platform's tolerance it refuses the sign-in itself; its refusal still says
+    // its time, and the fix is the clock's.
+    let sign_in = check(&report, "sign_in");
+    assert_eq!(sign_in["status"], "fail", "{sign_in}");
+    assert!(
+        sign_in["found"]["en"]
+            .as_str()
+            .is_some_and(|f| f.contains("相差过大")),
+        "{sign_in}"
+    );
+    assert!(
+        sign_in["fix"]["en"]
+            .as_str()
+            .is_some_and(|f| f.contains("timedatectl")),
+        "{sign_in}"
+    );
     let clock = check(&report, "clock");
     assert_eq!(clock["status"], "fail", "{clock}");
     assert!(

@@ -4,7 +4,7 @@ use super::{Check, Doctor, Said};
 use crate::apdu::{Exchanger, ReaderError};
 use crate::cache::{Cache, Feed};
 use crate::clock::{from_compact_millis, from_unix_seconds, unix_seconds};
-use crate::insurer::{ClockReading, LinkError};
+use crate::insurer::{ClockReading, LinkError, Refusal};
 use crate::psam::{
     ALGORITHM_DES, ALGORITHM_SM4, ALGORITHM_SSF33, KeyUsage, Psam, PsamError,
     diversification_factor,
@@ -322,10 +322,14 @@ fn insurer_checks(config: &Config, cache: Option<&Cache>) -> Vec<Check> {
                     format!("the insurer refused the 9001 sign-in ({infcode}): {err_msg}"),
                     format!("9001 签到被拒绝（{infcode}）：{err_msg}"),
                 ),
-                Said::new(
-                    "check insurer.fixmedins_code and the operator (opter) against the institution's registration with the insurer",
-                    "核对 insurer.fixmedins_code 与操作员编号是否与医保部门登记的一致",
-                ),
+                if link.refusal(&err_msg) == Refusal::ClockSkew {
+                    clock_fix()
+                } else {
+                    Said::new(
+                        "check insurer.fixmedins_code and the operator (opter) against the institution's registration with the insurer",
+                        "核对 insurer.fixmedins_code 与操作员编号是否与医保部门登记的一致",
+                    )
+                },
             ),
             clock_check(link.clock_reading()),
         ],
@@ -383,10 +387,7 @@ fn clock_check(reading: Option<&ClockReading>) -> Check {
             if which == "behind" { "慢" } else { "快" }
         ),
     );
-    let fix = Said::new(
-        "synchronise the clock: `sudo timedatectl set-ntp true` (or chrony with the hospital's time server); the platform refuses messages whose inf_time is off",
-        "校准本机时间：`sudo timedatectl set-ntp true`（或用 chrony 对时医院时间服务器）；时间偏差过大医保平台会拒收报文",
-    );
+    let fix = clock_fix();
     if apart > CLOCK_FAIL {
         Check::fail("clock", found, fix)
     } else if apart > CLOCK_WARN {
@@ -394,6 +395,14 @@ fn clock_check(reading: Option<&ClockReading>) -> Check {
     } else {
         Check::pass("clock", found)
     }
+}
+
+/// What to do about a clock the insurer's differs from.
+fn clock_fix() -> Said {
+    Said::new(
+        "synchronise the clock: `sudo timedatectl set-ntp true` (or chrony with the hospital's time server); the platform refuses messages whose inf_time is off",
+        "校准本机时间：`sudo timedatectl set-ntp true`（或用 chrony 对时医院时间服务器）；时间偏差过大医保平台会拒收报文",
+    )
 }
 
 /// The cache's age and size; the journal's calls still in doubt.

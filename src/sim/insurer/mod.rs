@@ -216,6 +216,11 @@ impl SimState {
     /// region(6) + yyyyMMddHHmmss + serial(10).
     /// The platform's time now: the wall clock moved by the admin's `clock_skew`.
     pub fn platform_now(&self) -> DateTime {
+        DateTime::at(self.platform_time())
+    }
+
+    /// [`Self::platform_now`] as a moment.
+    pub fn platform_time(&self) -> std::time::SystemTime {
         let skew = self.clock_skew_s.load(Ordering::Relaxed);
         let shift = Duration::from_secs(skew.unsigned_abs());
         let now = std::time::SystemTime::now();
@@ -224,7 +229,7 @@ impl SimState {
         } else {
             now.checked_sub(shift)
         };
-        DateTime::at(moved.unwrap_or(now))
+        moved.unwrap_or(now)
     }
 
     /// Sets how far the platform's clock is ahead of the wall clock (negative: behind).

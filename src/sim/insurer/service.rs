@@ -41,6 +41,8 @@ pub struct Request {
     /// 经办人类别: 1 经办人, 2 自助终端, 3 移动终端 (the platform refuses anything else).
     pub opter_type: String,
     pub opter: String,
+    /// When the sender made the message (`yyyy-MM-dd HH:mm:ss`, Beijing time).
+    pub inf_time: String,
     /// The institution asking.
     pub fixmedins_code: String,
     pub input: Value,
@@ -74,6 +76,7 @@ pub fn parse_request(body: &[u8]) -> Result<Request, RequestError> {
         sign_no: field(&v, "sign_no"),
         opter_type: field(&v, "opter_type"),
         opter: field(&v, "opter"),
+        inf_time: field(&v, "inf_time"),
         fixmedins_code: field(&v, "fixmedins_code"),
         input: v.get("input").cloned().unwrap_or(Value::Null),
     };
@@ -172,11 +175,34 @@ fn log_outcome(
 /// The platform's 经办人类别 values.
 const OPTER_TYPES: [&str; 3] = ["1", "2", "3"];
 
+/// How far a message's `inf_time` may be from the platform's clock (regions allow a few
+/// minutes).
+const INF_TIME_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Whether `inf_time` is further than [`INF_TIME_TOLERANCE`] from `platform`; an
+/// `inf_time` that cannot be read is not judged here.
+fn too_far_apart(inf_time: &str, platform: std::time::SystemTime) -> bool {
+    let digits: String = inf_time.chars().filter(char::is_ascii_digit).collect();
+    let Some(sent) = crate::clock::from_compact_millis(&format!("{digits}000")) else {
+        return false;
+    };
+    let apart = platform
+        .duration_since(sent)
+        .unwrap_or_else(|e| e.duration());
+    apart > INF_TIME_TOLERANCE
+}
+
 fn answer(state: &SimState, req: &Request) -> Result<Output, TxError> {
     if req.msgid.chars().count() != 30 {
         return Err(TxError::Refused(format!(
             "发送方报文ID[{}]格式错误，应为30位",
             req.msgid
+        )));
+    }
+    if too_far_apart(&req.inf_time, state.platform_time()) {
+        return Err(TxError::Refused(format!(
+            "报文时间[inf_time={}]与中心系统时间相差过大，请校准本机时间",
+            req.inf_time
         )));
     }
     if !OPTER_TYPES.contains(&req.opter_type.as_str()) {
