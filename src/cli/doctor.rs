@@ -55,6 +55,7 @@ pub fn run(args: DoctorArgs) -> ExitCode {
         readers: Some(&mut readers),
         cache: None,
         in_daemon: false,
+        daemon_sign_in: None,
     }
     .run();
     match args.format {

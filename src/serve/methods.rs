@@ -265,6 +265,10 @@ async fn system_doctor(shared: &Shared) -> Result<Answer, RpcError> {
                 .map(|r| &mut **r as &mut dyn ReaderBackend),
             cache: services.cache.clone(),
             in_daemon: true,
+            daemon_sign_in: services
+                .sign_in
+                .as_ref()
+                .map(|s| s.report(services.sign_ttl)),
         }
         .run()
     })

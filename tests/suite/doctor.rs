@@ -228,3 +228,33 @@ fn system_doctor_sees_the_daemons_readers_and_psam() {
     );
     assert_eq!(report["status"], "fail");
 }
+
+#[test]
+fn system_doctor_names_the_daemons_sign_in_renewed_after_the_platform_ended_it() {
+    let rig = Rig::start("doctor-sign-in", "");
+    let daemon = rig.daemon(&["xiaowang"], &[]);
+    let mut client = daemon.client();
+    let sign_in = |client: &mut common::rpc::Client| {
+        client.result("system.info", json!({}))["insurer"]["sign_in"].clone()
+    };
+    common::wait_until("signed in", common::rpc::PATIENCE, || {
+        sign_in(&mut client)["state"] == "signed_in"
+    });
+    // The platform ends every sign-in; the daemon's next call hears of it and signs in again.
+    rig.sim.admin(json!({"action": "expire_signins"}));
+    common::wait_until("signed in again", common::rpc::PATIENCE, || {
+        sign_in(&mut client)["sign_ins"] == 2
+    });
+    let sign_no = sign_in(&mut client)["sign_no"]
+        .as_str()
+        .expect("a sign_no")
+        .to_owned();
+    let report = client.result("system.doctor", json!({}));
+    let check = check(&report, "sign_in");
+    assert_eq!(check["status"], "pass", "{check}");
+    let found = check["found"]["en"].as_str().expect("found");
+    assert!(
+        found.contains(&format!("the daemon's sign-in {sign_no} (2 since start)")),
+        "{found}"
+    );
+}

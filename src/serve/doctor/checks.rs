@@ -1,10 +1,10 @@
 //! The checks of [`super::Doctor`], one function per part, in the order they run.
 
-use super::{Check, Doctor, Said};
+use super::{Check, Doctor, Said, Status};
 use crate::apdu::{Exchanger, ReaderError};
 use crate::cache::{Cache, Feed};
 use crate::clock::{from_compact_millis, from_unix_seconds, unix_seconds};
-use crate::insurer::{ClockReading, LinkError, Refusal};
+use crate::insurer::{ClockReading, LinkError, Refusal, SignInReport};
 use crate::psam::{
     ALGORITHM_DES, ALGORITHM_SM4, ALGORITHM_SSF33, KeyUsage, Psam, PsamError,
     diversification_factor,
@@ -39,6 +39,7 @@ pub fn all(doctor: Doctor<'_>) -> Vec<Check> {
         readers,
         cache,
         in_daemon,
+        daemon_sign_in,
     } = doctor;
     let mut checks = vec![config_check(config, &config_source)];
     match readers {
@@ -51,7 +52,11 @@ pub fn all(doctor: Doctor<'_>) -> Vec<Check> {
         }
     }
     let cache = cache.or_else(|| open_cache(config));
-    checks.extend(insurer_checks(config, cache.as_deref()));
+    let mut insurer = insurer_checks(config, cache.as_deref());
+    if let Some(report) = &daemon_sign_in {
+        with_the_daemons_sign_in(&mut insurer, report);
+    }
+    checks.extend(insurer);
     checks.extend(cache_checks(config, cache.as_deref()));
     checks.push(disk_check(&config.cache.path));
     checks.push(socket_check(config, in_daemon));
@@ -355,6 +360,40 @@ fn insurer_checks(config: &Config, cache: Option<&Cache>) -> Vec<Check> {
     // The probe's own sign-in is not left behind.
     let _ = link.sign_out();
     checks
+}
+
+/// The `sign_in` check with the daemon's own sign-in beside the probe's: a daemon whose
+/// sign-in fails while the probe's works is a warning (it tries again every 30 s).
+fn with_the_daemons_sign_in(checks: &mut [Check], report: &SignInReport) {
+    let Some(check) = checks.iter_mut().find(|c| c.id == "sign_in") else {
+        return;
+    };
+    let (en, zh) = match (report.state, &report.sign_no, &report.last_error) {
+        ("signed_in", Some(sign_no), _) => (
+            format!(
+                "the daemon's sign-in {sign_no} ({} since start)",
+                report.sign_ins
+            ),
+            format!("服务自身签到 {sign_no}（启动以来 {} 次）", report.sign_ins),
+        ),
+        ("failed", _, Some(error)) => (
+            format!("the daemon's own sign-in failed: {error}"),
+            format!("服务自身签到失败：{error}"),
+        ),
+        (state, _, _) => (
+            format!("the daemon's sign-in: {state}"),
+            format!("服务自身签到状态：{state}"),
+        ),
+    };
+    check.found.en = format!("{}; {en}", check.found.en);
+    check.found.zh = format!("{}；{zh}", check.found.zh);
+    if report.state == "failed" && check.status == Status::Pass {
+        check.status = Status::Warn;
+        check.fix = Some(Said::new(
+            "the daemon signs in again by itself every 30 s; if it stays, restart it (`sudo systemctl restart medcard`) and read `journalctl -u medcard`",
+            "服务每 30 秒自动重新签到；若一直失败，重启服务（`sudo systemctl restart medcard`）并查看 `journalctl -u medcard`",
+        ));
+    }
 }
 
 /// The workstation's clock against the insurer's `refmsg_time`.
@@ -735,5 +774,46 @@ fn hospital_check(config: &Config) -> Check {
                 "检查 hospital.database、密码文件及 PostgreSQL 是否运行（见 docs/hospital.md）；结算不受影响，稍后补传",
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(state: &'static str, sign_no: Option<&str>, error: Option<&str>) -> SignInReport {
+        SignInReport {
+            state,
+            sign_no: sign_no.map(str::to_owned),
+            signed_in_at: None,
+            business_date: None,
+            sign_ins: 3,
+            last_error: error.map(str::to_owned),
+            last_error_at: None,
+        }
+    }
+
+    #[test]
+    fn the_daemons_failing_sign_in_turns_a_working_probe_into_a_warning() {
+        let probe = || {
+            vec![Check::pass(
+                "sign_in",
+                Said::new("9001 sign-in works", "9001 签到成功"),
+            )]
+        };
+        let mut checks = probe();
+        with_the_daemons_sign_in(&mut checks, &report("signed_in", Some("S9"), None));
+        assert_eq!(checks[0].status, Status::Pass);
+        assert!(
+            checks[0]
+                .found
+                .en
+                .ends_with("the daemon's sign-in S9 (3 since start)")
+        );
+        let mut checks = probe();
+        with_the_daemons_sign_in(&mut checks, &report("failed", None, Some("HTTP 500")));
+        assert_eq!(checks[0].status, Status::Warn);
+        assert!(checks[0].found.zh.ends_with("服务自身签到失败：HTTP 500"));
+        assert!(checks[0].fix.is_some());
     }
 }

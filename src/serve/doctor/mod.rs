@@ -12,6 +12,7 @@ mod checks;
 
 use super::config::Config;
 use crate::cache::Cache;
+use crate::insurer::SignInReport;
 use crate::reader::ReaderBackend;
 use serde::Serialize;
 use std::sync::Arc;
@@ -178,6 +179,8 @@ pub struct Doctor<'a> {
     pub cache: Option<Arc<Cache>>,
     /// Run inside the daemon (`system.doctor`): the socket is the one it serves on.
     pub in_daemon: bool,
+    /// The daemon's own sign-in, when run inside it (`system.info`'s `insurer.sign_in`).
+    pub daemon_sign_in: Option<SignInReport>,
 }
 
 impl Doctor<'_> {
