@@ -66,6 +66,13 @@ fn sign_ins(dir: &TempDir) -> (i64, i64) {
     .expect("count the sign-ins")
 }
 
+/// Whether a check's `part` (`found` or `fix`) says `needle` in `language` (`en`, `zh`).
+fn says(check: &Value, part: &str, language: &str, needle: &str) -> bool {
+    check[part][language]
+        .as_str()
+        .is_some_and(|text| text.contains(needle))
+}
+
 /// The check `id` of a JSON report.
 fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
     report["checks"]
@@ -126,32 +133,12 @@ fn doctor_names_pcscd_and_the_clock_with_their_fixes_and_passes_the_insurer() {
     // its time, and the fix is the clock's.
     let sign_in = check(&report, "sign_in");
     assert_eq!(sign_in["status"], "fail", "{sign_in}");
-    assert!(
-        sign_in["found"]["en"]
-            .as_str()
-            .is_some_and(|f| f.contains("相差过大")),
-        "{sign_in}"
-    );
-    assert!(
-        sign_in["fix"]["en"]
-            .as_str()
-            .is_some_and(|f| f.contains("timedatectl")),
-        "{sign_in}"
-    );
+    assert!(says(sign_in, "found", "en", "相差过大"), "{sign_in}");
+    assert!(says(sign_in, "fix", "en", "timedatectl"), "{sign_in}");
     let clock = check(&report, "clock");
     assert_eq!(clock["status"], "fail", "{clock}");
-    assert!(
-        clock["found"]["en"]
-            .as_str()
-            .is_some_and(|f| f.contains("ahead of")),
-        "{clock}"
-    );
-    assert!(
-        clock["found"]["zh"]
-            .as_str()
-            .is_some_and(|f| f.contains("快")),
-        "{clock}"
-    );
+    assert!(says(clock, "found", "en", "ahead of"), "{clock}");
+    assert!(says(clock, "found", "zh", "快"), "{clock}");
 }
 
 #[test]
@@ -169,16 +156,8 @@ fn doctor_says_the_insurer_does_not_answer_and_what_to_check() {
     assert_eq!(status, 2);
     let insurer = check(&report, "insurer");
     assert_eq!(insurer["status"], "fail", "{text}");
-    assert!(
-        insurer["fix"]["en"]
-            .as_str()
-            .is_some_and(|f| f.contains("front-end processor"))
-    );
-    assert!(
-        insurer["fix"]["zh"]
-            .as_str()
-            .is_some_and(|f| f.contains("前置机"))
-    );
+    assert!(says(insurer, "fix", "en", "front-end processor"));
+    assert!(says(insurer, "fix", "zh", "前置机"));
     assert_eq!(check(&report, "sign_in")["status"], "skip");
     assert_eq!(check(&report, "clock")["status"], "skip");
 }
@@ -220,12 +199,7 @@ fn system_doctor_sees_the_daemons_readers_and_psam() {
     let report = system_doctor(&rig, "no-rkssse");
     let psam = check(&report, "psam");
     assert_eq!(psam["status"], "fail", "{psam}");
-    assert!(
-        psam["fix"]["zh"]
-            .as_str()
-            .is_some_and(|f| f.contains("RKSSSE")),
-        "{psam}"
-    );
+    assert!(says(psam, "fix", "zh", "RKSSSE"), "{psam}");
     assert_eq!(report["status"], "fail");
 }
 
